@@ -1,0 +1,171 @@
+//! The measurement envelope: one JSON object per measurement, one per line in NDJSON.
+
+use std::net::IpAddr;
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::observation::Observation;
+use crate::verdict::Verdict;
+
+/// The schema version this crate writes. Readers accept this version only; a new major
+/// version gets a new number and a new JSON Schema file beside the old one.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One measurement of one target by one test.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Measurement {
+    /// UUIDv7 made by the probe; the collector ingests each id exactly once.
+    pub id: Uuid,
+    /// Always [`SCHEMA_VERSION`] for this crate.
+    pub schema_version: u32,
+    /// The software that measured.
+    pub software: Software,
+    /// Where the probe sits, coarsely. Never its IP address.
+    pub probe: ProbeInfo,
+    /// When the measurement started, UTC, whole seconds.
+    pub started_at: DateTime<Utc>,
+    /// How long it took, in milliseconds.
+    pub runtime_ms: u64,
+    /// Which test ran.
+    pub test: TestKind,
+    /// What was measured.
+    pub target: Target,
+    /// The controls used to tell blocking from breakage.
+    pub controls: Vec<ControlKind>,
+    /// Ordered steps: target and control, probe and helper.
+    pub observations: Vec<Observation>,
+    /// The conclusion.
+    pub verdict: Verdict,
+}
+
+/// The measuring software.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Software {
+    /// `vantage-probe`.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// Operating system and architecture, e.g. `linux-x86_64`.
+    pub platform: String,
+}
+
+/// The probe's coarse location. The probe's IP address is never part of a measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeInfo {
+    /// ISO 3166-1 alpha-2 country code; `ZZ` when unknown or withheld (as OONI).
+    pub cc: String,
+    /// Autonomous system number; 0 when unknown or withheld.
+    pub asn: u32,
+    /// The kind of access network, when the volunteer says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_type: Option<NetworkType>,
+}
+
+/// The kind of access network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkType {
+    /// Fixed line (DSL, cable, fibre).
+    Fixed,
+    /// Wi-Fi.
+    Wifi,
+    /// Mobile data.
+    Mobile,
+    /// Through a VPN.
+    Vpn,
+}
+
+/// The tests a probe runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TestKind {
+    /// DNS resolution compared with controls.
+    Dns,
+    /// TCP connect.
+    Tcp,
+    /// TLS handshake, target SNI against a control SNI.
+    Tls,
+    /// QUIC handshake, target SNI against a control SNI.
+    Quic,
+}
+
+impl TestKind {
+    /// Every test, for pre-initialising metric series.
+    pub const ALL: &'static [TestKind] = &[Self::Dns, Self::Tcp, Self::Tls, Self::Quic];
+
+    /// The stable string used in JSON, filters and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dns => "dns",
+            Self::Tcp => "tcp",
+            Self::Tls => "tls",
+            Self::Quic => "quic",
+        }
+    }
+
+    /// Parse the string form.
+    pub fn parse(s: &str) -> Option<TestKind> {
+        Self::ALL.iter().copied().find(|t| t.as_str() == s)
+    }
+}
+
+/// What a measurement tested.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    /// The target's name on the published list (e.g. `wikipedia`).
+    pub name: String,
+    /// The domain resolved (DNS) or sent as SNI (TLS, QUIC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub domain: Option<String>,
+    /// The server address connected to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<IpAddr>,
+    /// The server port.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
+    /// `udp` or `tcp`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+    /// The control SNI paired with the target's (TLS, QUIC).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_sni: Option<String>,
+}
+
+/// Transport protocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Transport {
+    /// TCP.
+    Tcp,
+    /// UDP.
+    Udp,
+}
+
+/// A control used by a measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ControlKind {
+    /// The same step repeated by the collector's test helper, off the censored path.
+    Helper,
+    /// DNS over HTTPS to a trusted resolver.
+    Doh,
+    /// A control SNI on the same address and port, run first.
+    ControlSni,
+    /// The system resolver compared with a configured UDP resolver.
+    SystemResolver,
+}
+
+impl Measurement {
+    /// One NDJSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        // Serialising our own plain data structures cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}

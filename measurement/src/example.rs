@@ -1,0 +1,60 @@
+//! A complete, valid measurement: the one the docs show and the tests start from.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::envelope::{ControlKind, Measurement, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
+use crate::failure::{CodeSpace, Failure, RawCode};
+use crate::observation::{Detail, Observation, Operation, Role, TlsDetail, Vantage};
+use crate::verdict::{Mechanism, Status, Verdict};
+
+/// A TLS measurement blocked by RST injection, started at `started_at`.
+pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
+    let peer = "203.0.113.10:443".parse().ok();
+    let step = |role, sni: &str, failure: Option<Failure>| Observation {
+        op: Operation::TlsHandshake,
+        role,
+        vantage: Vantage::Probe,
+        t_start_ms: 0.0,
+        duration_ms: 2.5,
+        peer,
+        sni: Some(sni.to_string()),
+        failure,
+        raw: failure.map(|_| RawCode::named(CodeSpace::Errno, Some(104), "ECONNRESET")),
+        detail: Some(Detail::Tls(TlsDetail {
+            version: failure.is_none().then(|| "TLSv1_3".to_string()),
+            ..TlsDetail::default()
+        })),
+    };
+    Measurement {
+        id: Uuid::now_v7(),
+        schema_version: SCHEMA_VERSION,
+        software: Software {
+            name: "vantage-probe".into(),
+            version: "0.1.0".into(),
+            platform: "linux-x86_64".into(),
+        },
+        probe: ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None },
+        started_at,
+        runtime_ms: 12,
+        test: TestKind::Tls,
+        target: Target {
+            name: "example".into(),
+            domain: Some("blocked.example".into()),
+            address: peer.map(|p: std::net::SocketAddr| p.ip()),
+            port: Some(443),
+            transport: Some(Transport::Tcp),
+            control_sni: Some("control.example".into()),
+        },
+        controls: vec![ControlKind::ControlSni],
+        observations: vec![
+            step(Role::Control, "control.example", None),
+            step(Role::Target, "blocked.example", Some(Failure::ConnectionReset)),
+        ],
+        verdict: Verdict::new(
+            Status::Blocked,
+            Mechanism::TlsResetAfterClientHello,
+            vec!["target sni: connection_reset in tls_handshake; control sni completed".into()],
+        ),
+    }
+}

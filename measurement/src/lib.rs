@@ -1,0 +1,75 @@
+//! # Vantage measurement schema v1
+//!
+//! The shared language of the probe, the collector and researchers. A measurement is one JSON
+//! object, one per line when stored or exported (NDJSON):
+//!
+//! ```text
+//! Measurement
+//! ├── id                 UUIDv7 made by the probe; the collector ingests each id once
+//! ├── schema_version     1
+//! ├── software           {name, version, platform}
+//! ├── probe              {cc, asn, network_type}      never the probe's IP address
+//! ├── started_at         UTC, whole seconds
+//! ├── runtime_ms
+//! ├── test               dns | tcp | tls | quic
+//! ├── target             {name, domain, address, port, transport, control_sni}
+//! ├── controls           [helper | doh | control_sni | system_resolver]
+//! ├── observations[]     {op, role, vantage, t_start_ms, duration_ms, peer, sni,
+//! │                       failure, raw, detail}
+//! └── verdict            {status: ok|blocked|down|inconclusive, mechanism, evidence, trials}
+//! ```
+//!
+//! `failure` strings are OONI's (see [`Failure`]) so the data compares with OONI's; the raw code
+//! (errno, TLS alert, DNS rcode, QUIC error) sits next to each in `raw`. `mechanism` is a bounded
+//! rule id (see [`Mechanism`]). The JSON Schema generated from these types is committed at
+//! `measurement/schema/measurement-v1.schema.json`; a test fails when it is stale.
+//!
+//! This crate has no I/O: types, (de)serialisation and validation only.
+
+#![warn(missing_docs)]
+
+pub mod envelope;
+pub mod example;
+pub mod failure;
+pub mod observation;
+pub mod validate;
+pub mod verdict;
+
+pub use envelope::{
+    ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind,
+    Transport,
+};
+pub use failure::{CodeSpace, Failure, RawCode};
+pub use observation::{
+    Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage,
+};
+pub use validate::{Rejection, parse_line, validate};
+pub use verdict::{Mechanism, Status, Trials, Verdict};
+
+/// The JSON Schema of [`Measurement`], pretty-printed as committed.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Measurement);
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/measurement-v1.schema.json");
+
+    /// Regenerate with `VANTAGE_UPDATE_SCHEMA=1 cargo test -p vantage-measurement`.
+    #[test]
+    fn committed_json_schema_is_current() {
+        let fresh = super::json_schema();
+        if std::env::var_os("VANTAGE_UPDATE_SCHEMA").is_some() {
+            std::fs::write(SCHEMA_PATH, &fresh).expect("write schema");
+        }
+        let committed = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
+        assert!(
+            committed == fresh,
+            "measurement/schema/measurement-v1.schema.json is stale: run \
+             VANTAGE_UPDATE_SCHEMA=1 cargo test -p vantage-measurement and commit the result"
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! Observations: the ordered steps of a measurement, each with timings, failure and detail.
+
+use std::net::{IpAddr, SocketAddr};
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::failure::{Failure, RawCode};
+
+/// One step of a measurement: what was tried, by whom, when, and what came of it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Observation {
+    /// The operation this step performed.
+    pub op: Operation,
+    /// Whether this step tested the target or one of its controls.
+    pub role: Role,
+    /// Where the step ran: on the probe, or on the test helper off the censored path.
+    pub vantage: Vantage,
+    /// Milliseconds from the measurement's start to the start of this step.
+    pub t_start_ms: f64,
+    /// Milliseconds the step took.
+    pub duration_ms: f64,
+    /// The server-side address contacted (never the probe's own address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer: Option<SocketAddr>,
+    /// The TLS/QUIC server name sent, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sni: Option<String>,
+    /// `null` when the step succeeded; otherwise why it failed.
+    pub failure: Option<Failure>,
+    /// The raw code the failure was derived from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<RawCode>,
+    /// Protocol-specific detail.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<Detail>,
+}
+
+impl Observation {
+    /// Did this step succeed?
+    pub fn succeeded(&self) -> bool {
+        self.failure.is_none()
+    }
+}
+
+/// The operation of a step, following OONI's `failed_operation` names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Operation {
+    /// A DNS lookup.
+    Resolve,
+    /// A TCP connect.
+    Connect,
+    /// A TLS handshake over TCP.
+    TlsHandshake,
+    /// A QUIC handshake.
+    QuicHandshake,
+    /// A VPN protocol handshake.
+    VpnHandshake,
+    /// Data exchanged after a handshake.
+    Data,
+}
+
+impl Operation {
+    /// The stable string used as the `phase` metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Resolve => "resolve",
+            Self::Connect => "connect",
+            Self::TlsHandshake => "tls_handshake",
+            Self::QuicHandshake => "quic_handshake",
+            Self::VpnHandshake => "vpn_handshake",
+            Self::Data => "data",
+        }
+    }
+}
+
+/// Which side of the target/control pair a step belongs to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The thing under test (target name, target SNI).
+    Target,
+    /// A control on the same path (control SNI, control resolver).
+    Control,
+}
+
+/// Where a step ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Vantage {
+    /// On the volunteer's probe.
+    Probe,
+    /// On the collector's test helper, outside the censored network.
+    Helper,
+    /// Through a DNS-over-HTTPS resolver (its traffic is encrypted end to end).
+    Doh,
+}
+
+/// Protocol-specific detail of a step.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Detail {
+    /// A DNS lookup.
+    Dns(DnsDetail),
+    /// A TLS or QUIC handshake.
+    Tls(TlsDetail),
+}
+
+/// What a DNS lookup saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DnsDetail {
+    /// Which resolver engine: `system`, `udp`, `doh`, `helper`.
+    pub engine: String,
+    /// The resolver's address for `udp` (a public resolver's, never the LAN's: see the probe docs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<String>,
+    /// The name asked for.
+    pub query_name: String,
+    /// The record type asked for (`A`, `AAAA`).
+    pub query_type: String,
+    /// Every reply received, in arrival order. More than one is injection evidence.
+    pub replies: Vec<DnsReply>,
+}
+
+/// One DNS reply.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DnsReply {
+    /// Milliseconds after the query was sent.
+    pub after_ms: f64,
+    /// Response code name (`NOERROR`, `NXDOMAIN`, `SERVFAIL`, …).
+    pub rcode: String,
+    /// Address answers.
+    pub answers: Vec<DnsAnswer>,
+    /// Whether the reply carried an SOA in its authority section (genuine NXDOMAINs usually do).
+    #[serde(default)]
+    pub has_soa: bool,
+    /// IP TTL of the reply packet, when the platform reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip_ttl: Option<u8>,
+}
+
+/// One address answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct DnsAnswer {
+    /// The address.
+    pub ip: IpAddr,
+    /// The record TTL in seconds.
+    pub ttl: u32,
+}
+
+/// What a TLS or QUIC handshake saw.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct TlsDetail {
+    /// Negotiated version (`TLSv1_3`, `TLSv1_2`), once the handshake got that far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// Negotiated ALPN protocol.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpn: Option<String>,
+    /// Negotiated cipher suite.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cipher_suite: Option<String>,
+    /// The certificate chain as sent by the server, leaf first (base64 DER). Kept even when
+    /// verification fails: an interception certificate is the evidence.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer_certificates: Vec<String>,
+    /// SHA-256 of the leaf certificate (hex), to compare with the helper without the whole chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_sha256: Option<String>,
+    /// Whether the chain verified for the SNI against the trust anchors.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<bool>,
+    /// Why verification failed, in OONI's words, while the handshake itself went on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_failure: Option<Failure>,
+}

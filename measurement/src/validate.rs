@@ -1,0 +1,175 @@
+//! Validation of a submitted measurement line, with a precise, bounded rejection reason.
+//!
+//! The collector calls this on every line it ingests, and the probe on every measurement before it
+//! spools one, so a probe never queues what the collector would refuse.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::envelope::{Measurement, SCHEMA_VERSION};
+use crate::verdict::Status;
+
+/// The largest accepted NDJSON line, in bytes. A TLS chain of a few certificates fits easily.
+pub const MAX_LINE_BYTES: usize = 256 * 1024;
+/// The most observations one measurement may carry.
+pub const MAX_OBSERVATIONS: usize = 64;
+/// The longest accepted target name, domain or SNI.
+pub const MAX_NAME_LEN: usize = 253;
+/// How far in the future `started_at` may be (clock skew on volunteers' machines).
+pub const MAX_CLOCK_SKEW: Duration = Duration::hours(24);
+/// How old a measurement may be: a probe offline for a month still delivers its spool.
+pub const MAX_AGE: Duration = Duration::days(90);
+
+/// Why one submitted line was refused. `code()` is a bounded metric label.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Rejection {
+    /// The line is larger than [`MAX_LINE_BYTES`].
+    #[error("line is {len} bytes, the limit is {MAX_LINE_BYTES}")]
+    LineTooLong {
+        /// Bytes in the line.
+        len: usize,
+    },
+    /// The line is not JSON, or not a measurement of this schema.
+    #[error("does not match schema v1: {detail}")]
+    Malformed {
+        /// The parser's message, naming the field and position.
+        detail: String,
+    },
+    /// `schema_version` is not one we read.
+    #[error("schema_version {found} is not supported (this collector reads {SCHEMA_VERSION})")]
+    UnsupportedSchemaVersion {
+        /// The version the line declared.
+        found: u32,
+    },
+    /// The id is not a UUIDv7.
+    #[error("id must be a UUIDv7, got version {found}")]
+    InvalidId {
+        /// The UUID version found.
+        found: usize,
+    },
+    /// `probe.cc` is not two upper-case letters.
+    #[error("probe.cc must be two upper-case letters (ZZ when unknown), got {found:?}")]
+    InvalidCountry {
+        /// What was sent.
+        found: String,
+    },
+    /// `started_at` is too far in the future or the past.
+    #[error("started_at {found} is outside the accepted window (now -{}d .. now +{}h)", MAX_AGE.num_days(), MAX_CLOCK_SKEW.num_hours())]
+    StartedAtOutOfRange {
+        /// What was sent.
+        found: DateTime<Utc>,
+    },
+    /// Too many observations.
+    #[error("{found} observations, the limit is {MAX_OBSERVATIONS}")]
+    TooManyObservations {
+        /// How many were sent.
+        found: usize,
+    },
+    /// A name field is too long or contains characters no domain has.
+    #[error("{field} is not a plausible name (at most {MAX_NAME_LEN} printable ASCII characters)")]
+    InvalidName {
+        /// Which field.
+        field: &'static str,
+    },
+    /// A `blocked`, `down` or `inconclusive` verdict must name its rule.
+    #[error("verdict {status} needs a mechanism")]
+    VerdictWithoutMechanism {
+        /// The status sent.
+        status: &'static str,
+    },
+    /// The line contains the submitting client's own address (a privacy leak we refuse to store).
+    #[error("contains the submitter's network address; refusing to store it")]
+    ContainsSubmitterAddress,
+}
+
+impl Rejection {
+    /// Every reason code, for pre-initialising the rejection counter.
+    pub const CODES: &'static [&'static str] = &[
+        "line_too_long",
+        "malformed",
+        "unsupported_schema_version",
+        "invalid_id",
+        "invalid_country",
+        "started_at_out_of_range",
+        "too_many_observations",
+        "invalid_name",
+        "verdict_without_mechanism",
+        "contains_submitter_address",
+    ];
+
+    /// The bounded reason code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::LineTooLong { .. } => "line_too_long",
+            Self::Malformed { .. } => "malformed",
+            Self::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
+            Self::InvalidId { .. } => "invalid_id",
+            Self::InvalidCountry { .. } => "invalid_country",
+            Self::StartedAtOutOfRange { .. } => "started_at_out_of_range",
+            Self::TooManyObservations { .. } => "too_many_observations",
+            Self::InvalidName { .. } => "invalid_name",
+            Self::VerdictWithoutMechanism { .. } => "verdict_without_mechanism",
+            Self::ContainsSubmitterAddress => "contains_submitter_address",
+        }
+    }
+}
+
+/// Parse and validate one NDJSON line.
+pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Measurement, Rejection> {
+    if line.len() > MAX_LINE_BYTES {
+        return Err(Rejection::LineTooLong { len: line.len() });
+    }
+    // Read the version first so an old or future probe gets the precise reason, not a field error.
+    #[derive(serde::Deserialize)]
+    struct VersionOnly {
+        schema_version: Option<u32>,
+    }
+    if let Ok(VersionOnly { schema_version: Some(v) }) = serde_json::from_str(line)
+        && v != SCHEMA_VERSION
+    {
+        return Err(Rejection::UnsupportedSchemaVersion { found: v });
+    }
+    let m: Measurement =
+        serde_json::from_str(line).map_err(|e| Rejection::Malformed { detail: e.to_string() })?;
+    validate(&m, now)?;
+    Ok(m)
+}
+
+/// Check the rules serde's types cannot express.
+pub fn validate(m: &Measurement, now: DateTime<Utc>) -> Result<(), Rejection> {
+    if m.schema_version != SCHEMA_VERSION {
+        return Err(Rejection::UnsupportedSchemaVersion { found: m.schema_version });
+    }
+    if m.id.get_version_num() != 7 {
+        return Err(Rejection::InvalidId { found: m.id.get_version_num() });
+    }
+    let cc = &m.probe.cc;
+    if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+        return Err(Rejection::InvalidCountry { found: cc.chars().take(8).collect() });
+    }
+    if m.started_at > now + MAX_CLOCK_SKEW || m.started_at < now - MAX_AGE {
+        return Err(Rejection::StartedAtOutOfRange { found: m.started_at });
+    }
+    if m.observations.len() > MAX_OBSERVATIONS {
+        return Err(Rejection::TooManyObservations { found: m.observations.len() });
+    }
+    check_name("target.name", Some(&m.target.name))?;
+    check_name("target.domain", m.target.domain.as_deref())?;
+    check_name("target.control_sni", m.target.control_sni.as_deref())?;
+    for o in &m.observations {
+        check_name("observation.sni", o.sni.as_deref())?;
+    }
+    if m.verdict.status != Status::Ok && m.verdict.mechanism.is_none() {
+        return Err(Rejection::VerdictWithoutMechanism { status: m.verdict.status.as_str() });
+    }
+    Ok(())
+}
+
+fn check_name(field: &'static str, value: Option<&str>) -> Result<(), Rejection> {
+    match value {
+        Some(v) if v.is_empty() || v.len() > MAX_NAME_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) => {
+            Err(Rejection::InvalidName { field })
+        }
+        _ => Ok(()),
+    }
+}

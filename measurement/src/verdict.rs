@@ -1,0 +1,229 @@
+//! The verdict: what a measurement concluded and which rule said so.
+//!
+//! `mechanism` is a closed set of rule ids, not free text, because it becomes a Prometheus label
+//! and a research filter: both need a bounded vocabulary that only grows by a code change.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The outcome of one measurement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// Reachable from the probe.
+    Ok,
+    /// Unreachable from the probe while the controls show it is up: interference.
+    Blocked,
+    /// Unreachable for everyone: the controls failed too. Never evidence of censorship.
+    Down,
+    /// The evidence does not support either conclusion (no control, lossy path, …).
+    Inconclusive,
+}
+
+impl Status {
+    /// Every status, for pre-initialising metric series.
+    pub const ALL: &'static [Status] = &[Self::Ok, Self::Blocked, Self::Down, Self::Inconclusive];
+
+    /// The stable string used in JSON, filters and metric labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Blocked => "blocked",
+            Self::Down => "down",
+            Self::Inconclusive => "inconclusive",
+        }
+    }
+
+    /// Parse the string form (used by query filters).
+    pub fn parse(s: &str) -> Option<Status> {
+        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+    }
+}
+
+macro_rules! mechanisms {
+    ($( $(#[doc = $doc:literal])* $variant:ident => $id:literal, )*) => {
+        /// The rule that decided a verdict. Serialised as its dotted id (`tls.mitm_certificate`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum Mechanism {
+            $( $(#[doc = $doc])* $variant, )*
+        }
+
+        impl Mechanism {
+            /// Every rule id, for metric pre-initialisation and the JSON Schema.
+            pub const ALL: &'static [Mechanism] = &[ $( Self::$variant, )* ];
+
+            /// The stable dotted id.
+            pub fn as_str(self) -> &'static str {
+                match self { $( Self::$variant => $id, )* }
+            }
+        }
+    };
+}
+
+mechanisms! {
+    // --- DNS ---
+    /// More than one reply to one query, disagreeing: an on-path injector raced the resolver.
+    DnsInjected => "dns.injected",
+    /// NXDOMAIN (or no data) for a name the control resolves.
+    DnsNxdomainHijack => "dns.nxdomain_hijack",
+    /// A bogon / sinkhole address the control does not return.
+    DnsBogon => "dns.bogon",
+    /// The resolver did not answer, while the control did.
+    DnsTimeout => "dns.timeout",
+    /// The resolver answered SERVFAIL or REFUSED, while the control resolved the name.
+    DnsResolverError => "dns.resolver_error",
+    /// Answers differ from the control's without other evidence (CDNs do this): not blocking.
+    DnsAnswerMismatch => "dns.answer_mismatch",
+    // --- TCP ---
+    /// The SYN was answered with a RST while the helper connects.
+    TcpRefused => "tcp.refused",
+    /// The connection was reset while the helper connects.
+    TcpReset => "tcp.reset",
+    /// The SYN went unanswered while the helper connects.
+    TcpTimeout => "tcp.timeout",
+    /// ICMP unreachable while the helper connects.
+    TcpUnreachable => "tcp.unreachable",
+    // --- TLS ---
+    /// RST right after the ClientHello with the target SNI; the control SNI completed.
+    TlsResetAfterClientHello => "tls.reset_after_clienthello",
+    /// The handshake with the target SNI timed out; the control SNI completed.
+    TlsTimeoutSni => "tls.timeout_sni",
+    /// The connection was closed after the ClientHello with the target SNI; control completed.
+    TlsEofAfterClientHello => "tls.eof_after_clienthello",
+    /// A TLS alert for the target SNI only, while the helper completes the same handshake.
+    TlsAlertSni => "tls.alert_sni",
+    /// Handshakes fail with every SNI on this endpoint, while the helper completes them.
+    TlsHandshakeBlocked => "tls.handshake_blocked",
+    /// A certificate the helper does not see, from an issuer we do not trust: interception.
+    TlsMitmCertificate => "tls.mitm_certificate",
+    /// The certificate did not verify and there is no helper to compare with.
+    TlsUntrustedCertificate => "tls.untrusted_certificate",
+    // --- QUIC / UDP ---
+    /// The QUIC Initial with the target SNI went unanswered; the control SNI completed.
+    QuicSniBlocked => "quic.sni_blocked",
+    /// No QUIC handshake completes with any SNI, while the helper completes it.
+    UdpBlocked => "udp.blocked",
+    // --- general ---
+    /// The probe's own network is down: nothing could be measured.
+    NetworkOffline => "network.offline",
+    /// The target failed and no control was available to tell blocking from breakage.
+    NoControl => "control.unavailable",
+    /// The target and the control both failed (server or path down for everyone).
+    ControlFailed => "control.failed",
+    /// The control succeeded, the target failed, and no specific rule explains how.
+    Other => "other",
+}
+
+impl Mechanism {
+    /// Parse the dotted id.
+    pub fn parse(s: &str) -> Option<Mechanism> {
+        Self::ALL.iter().copied().find(|m| m.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Mechanism {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Mechanism {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Mechanism::parse(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown mechanism `{s}`")))
+    }
+}
+
+impl JsonSchema for Mechanism {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Mechanism".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let ids: Vec<&str> = Self::ALL.iter().map(|m| m.as_str()).collect();
+        schemars::json_schema!({
+            "description": "The rule that decided the verdict (a bounded set of dotted ids).",
+            "type": "string",
+            "enum": ids,
+        })
+    }
+}
+
+/// What one measurement concluded, which rule decided it, and the facts it rested on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct Verdict {
+    /// The outcome.
+    pub status: Status,
+    /// The rule that decided it; absent for a plain `ok`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mechanism: Option<Mechanism>,
+    /// Short facts that fired the rule, in words a researcher can check against the observations
+    /// (e.g. `target sni: connection_reset in tls_handshake after 3 ms`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub evidence: Vec<String>,
+    /// For repeated trials: in how many of how many the target failed while its control worked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<Trials>,
+}
+
+/// Counts over repeated trials of one measurement (probabilistic censors block some flows only).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Trials {
+    /// Trials in which the target was interfered with.
+    pub blocked: u32,
+    /// Trials run.
+    pub total: u32,
+}
+
+impl Verdict {
+    /// A plain success.
+    pub fn ok() -> Self {
+        Verdict { status: Status::Ok, mechanism: None, evidence: Vec::new(), trials: None }
+    }
+
+    /// A verdict with a rule and evidence.
+    pub fn new(status: Status, mechanism: Mechanism, evidence: Vec<String>) -> Self {
+        Verdict { status, mechanism: Some(mechanism), evidence, trials: None }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    #[test]
+    fn mechanism_ids_are_unique_dotted_and_round_trip() {
+        let mut seen = HashSet::new();
+        for m in Mechanism::ALL {
+            let id = m.as_str();
+            assert!(seen.insert(id), "duplicate mechanism {id}");
+            assert!(id.contains('.') || id == "other", "{id} has no layer prefix");
+            let json = serde_json::to_string(m).expect("serialise");
+            let back: Mechanism = serde_json::from_str(&json).expect("parse");
+            assert_eq!(back, *m);
+        }
+    }
+
+    #[test]
+    fn an_unknown_mechanism_is_rejected_with_its_name() {
+        let err = serde_json::from_str::<Mechanism>("\"dns.made_up\"").unwrap_err();
+        assert!(err.to_string().contains("dns.made_up"));
+    }
+
+    #[test]
+    fn status_parses_its_own_strings_only() {
+        for s in Status::ALL {
+            assert_eq!(Status::parse(s.as_str()), Some(*s));
+        }
+        assert_eq!(Status::parse("BLOCKED"), None);
+    }
+}

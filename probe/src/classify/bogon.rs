@@ -1,0 +1,1 @@
+//! Bogon addresses (being written).

@@ -1,0 +1,17 @@
+//! The classifier: a pure function from observations to a verdict.
+//!
+//! No I/O, no clock. Each test has its own file of rules; `classify` dispatches. Every rule is
+//! tested with table tests named after the scenario it recognises.
+
+pub mod bogon;
+pub mod dns;
+
+use vantage_measurement::{Observation, TestKind, Verdict};
+
+/// Decide the verdict of one measurement from all its observations (probe, helper, controls).
+pub fn classify(test: TestKind, observations: &[Observation]) -> Verdict {
+    match test {
+        TestKind::Dns => dns::classify(observations),
+        _ => Verdict::ok(),
+    }
+}
