@@ -1,8 +1,147 @@
-//! TLS runner (being written).
+//! TLS runner: TCP connect, then a handshake with one SNI, recording what the server showed.
+//!
+//! Call order for one step: [`handshake`] → `tcp::connect` (observation 1) → rustls handshake
+//! under the step timeout (observation 2, with [`TlsDetail`]) → close. Nothing is sent after the
+//! handshake: the probe proves reachability, it does not browse.
+
+use std::io;
 use std::net::SocketAddr;
-use vantage_measurement::{Observation, Role};
-use super::{StepContext, verify::TrustAnchors};
-/// Connect and handshake with `sni`; returns the connect and handshake observations.
-pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr, sni: &str, anchors: &TrustAnchors) -> Vec<Observation> {
-    let _ = (ctx, role, addr, sni, anchors); Vec::new()
+use std::sync::{Arc, Mutex};
+
+use rustls::pki_types::ServerName;
+use rustls::{AlertDescription, ClientConfig};
+use tokio::io::AsyncWriteExt;
+use tokio_rustls::TlsConnector;
+use vantage_measurement::{CodeSpace, Detail, Failure, Observation, Operation, RawCode, Role, TlsDetail};
+
+use super::verify::{CertRecord, TrustAnchors};
+use super::{StepContext, io_failure, tcp};
+use base64::Engine as _;
+
+/// ALPN offered over TCP, as a browser would.
+const TCP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+
+/// Connect to `addr` and handshake with `sni`; returns the connect and handshake observations.
+pub async fn handshake(
+    ctx: &StepContext,
+    role: Role,
+    addr: SocketAddr,
+    sni: &str,
+    anchors: &TrustAnchors,
+) -> Vec<Observation> {
+    let (connect_obs, stream) = tcp::connect(ctx, role, addr).await;
+    let Some(stream) = stream else { return vec![connect_obs] };
+    let step = ctx.step(Operation::TlsHandshake, role).peer(addr).sni(sni);
+
+    let prepared = client_config(anchors, TCP_ALPN).and_then(|(config, record)| {
+        let name = ServerName::try_from(sni.to_string())
+            .map_err(|_| (Failure::SslInvalidHostname, RawCode::named(CodeSpace::TlsError, None, "InvalidServerName")))?;
+        Ok((config, record, name))
+    });
+    let (config, record, name) = match prepared {
+        Ok(p) => p,
+        Err(failure) => return vec![connect_obs, step.finish(Err(failure), None)],
+    };
+
+    let connector = TlsConnector::from(Arc::new(config));
+    let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
+    let mut detail = cert_detail(&record);
+    let outcome = match outcome {
+        Ok(mut tls) => {
+            let (_, conn) = tls.get_ref();
+            detail.version = conn.protocol_version().map(|v| format!("{v:?}"));
+            detail.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+            detail.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+            // A polite close; the server's reaction is irrelevant, so don't wait for it.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(200), tls.shutdown()).await;
+            Ok(())
+        }
+        Err(failure) => Err(failure),
+    };
+    vec![connect_obs, step.finish(outcome, Some(Detail::Tls(detail)))]
+}
+
+/// A client config whose verifier records instead of aborting, plus the record it fills.
+pub(crate) fn client_config(
+    anchors: &TrustAnchors,
+    alpn: &[&[u8]],
+) -> Result<(ClientConfig, Arc<Mutex<CertRecord>>), (Failure, RawCode)> {
+    let internal = |name: &str| (Failure::UnknownFailure, RawCode::named(CodeSpace::TlsError, None, name));
+    let (verifier, record) = anchors.recording_verifier().map_err(|_| internal("VerifierSetup"))?;
+    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|_| internal("ProtocolVersions"))?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok((config, record))
+}
+
+/// The certificate part of the detail, from what the verifier recorded.
+pub(crate) fn cert_detail(record: &Mutex<CertRecord>) -> TlsDetail {
+    let Ok(record) = record.lock() else { return TlsDetail::default() };
+    TlsDetail {
+        peer_certificates: record.chain.iter().map(|c| base64::engine::general_purpose::STANDARD.encode(c)).collect(),
+        leaf_sha256: record.leaf_sha256(),
+        verified: record.verified,
+        verify_failure: record.failure,
+        ..TlsDetail::default()
+    }
+}
+
+/// tokio-rustls reports TLS errors as `io::Error` wrapping a `rustls::Error`; unwrap that first.
+fn handshake_io_failure(err: &io::Error) -> (Failure, RawCode) {
+    match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
+        Some(tls) => tls_failure(tls),
+        None => io_failure(err),
+    }
+}
+
+/// Map a rustls error to OONI's failure and the raw alert or error name.
+pub(crate) fn tls_failure(err: &rustls::Error) -> (Failure, RawCode) {
+    match err {
+        rustls::Error::AlertReceived(alert) => alert_failure(*alert),
+        other => {
+            // The variant name only: payloads may carry peer-controlled text.
+            let debug = format!("{other:?}");
+            let name = debug.split(['(', ' ', '{']).next().unwrap_or("Other");
+            (Failure::SslFailedHandshake, RawCode::named(CodeSpace::TlsError, None, name))
+        }
+    }
+}
+
+/// OONI's mapping of received alerts (netxlite classify.go).
+pub(crate) fn alert_failure(alert: AlertDescription) -> (Failure, RawCode) {
+    let code = i64::from(u8::from(alert));
+    let failure = match code {
+        42..=46 => Failure::SslInvalidCertificate,
+        48 => Failure::SslUnknownAuthority,
+        112 => Failure::SslInvalidHostname,
+        _ => Failure::SslFailedHandshake,
+    };
+    (failure, RawCode::named(CodeSpace::TlsAlert, Some(code), &format!("{alert:?}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alerts_map_like_ooni() {
+        assert_eq!(alert_failure(AlertDescription::UnrecognisedName).0, Failure::SslInvalidHostname);
+        assert_eq!(alert_failure(AlertDescription::UnknownCA).0, Failure::SslUnknownAuthority);
+        assert_eq!(alert_failure(AlertDescription::CertificateExpired).0, Failure::SslInvalidCertificate);
+        let (f, raw) = alert_failure(AlertDescription::HandshakeFailure);
+        assert_eq!(f, Failure::SslFailedHandshake);
+        assert_eq!(raw.code, Some(40));
+        assert_eq!(raw.space, CodeSpace::TlsAlert);
+    }
+
+    #[test]
+    fn non_alert_errors_keep_only_the_variant_name() {
+        let (f, raw) = tls_failure(&rustls::Error::General("peer said 203.0.113.9".into()));
+        assert_eq!(f, Failure::SslFailedHandshake);
+        assert_eq!(raw.name.as_deref(), Some("General"));
+    }
 }

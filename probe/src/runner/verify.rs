@@ -1,19 +1,162 @@
-//! Certificate verification that records instead of aborting (being written).
+//! Certificate verification that records instead of aborting.
+//!
+//! A censor that intercepts TLS presents its own certificate. If verification aborted the
+//! handshake, we would lose exactly the evidence we came for: the chain, the version, the issuer.
+//! So the probe verifies with webpki as usual, *records* the outcome and the chain, and lets the
+//! handshake complete. Nothing is ever sent over such a connection; it is closed right after.
+//! Handshake signatures are still checked for real, so a completed handshake proves the server
+//! holds the key of the certificate it sent.
+
 use std::path::Path;
-/// The trust anchors used to verify TLS and QUIC certificates.
+use std::sync::{Arc, Mutex};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
+use sha2::{Digest, Sha256};
+use vantage_measurement::Failure;
+
+/// The trust anchors used to verify TLS and QUIC certificates: Mozilla's roots plus `--ca` files.
 #[derive(Debug, Clone)]
-pub struct TrustAnchors { pub roots: std::sync::Arc<rustls::RootCertStore> }
+pub struct TrustAnchors {
+    roots: Arc<RootCertStore>,
+}
+
 /// Why extra anchors could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot load trust anchors from {path}: {reason}")]
-pub struct TrustError { pub path: String, pub reason: String }
+pub struct TrustError {
+    /// The file.
+    pub path: String,
+    /// What was wrong with it.
+    pub reason: String,
+}
+
 impl TrustAnchors {
-    /// Mozilla's roots (webpki-roots), compiled in.
+    /// Mozilla's roots (webpki-roots), compiled in so a static probe needs no system store.
     pub fn webpki_defaults() -> Self {
-        let mut roots = rustls::RootCertStore::empty();
+        let mut roots = RootCertStore::empty();
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        TrustAnchors { roots: std::sync::Arc::new(roots) }
+        TrustAnchors { roots: Arc::new(roots) }
     }
-    /// Add the PEM certificates in `path`.
-    pub fn with_pem_file(self, path: &Path) -> Result<Self, TrustError> { let _ = path; Ok(self) }
+
+    /// Only the certificates in `path` (for tests and labs with their own CA).
+    pub fn empty() -> Self {
+        TrustAnchors { roots: Arc::new(RootCertStore::empty()) }
+    }
+
+    /// Add every PEM certificate in `path`.
+    pub fn with_pem_file(self, path: &Path) -> Result<Self, TrustError> {
+        let err = |reason: String| TrustError { path: path.display().to_string(), reason };
+        let mut roots = Arc::unwrap_or_clone(self.roots);
+        let certs = CertificateDer::pem_file_iter(path).map_err(|e| err(e.to_string()))?;
+        let mut added = 0;
+        for cert in certs {
+            let cert = cert.map_err(|e| err(e.to_string()))?;
+            roots.add(cert).map_err(|e| err(e.to_string()))?;
+            added += 1;
+        }
+        if added == 0 {
+            return Err(err("no PEM certificate found".into()));
+        }
+        Ok(TrustAnchors { roots: Arc::new(roots) })
+    }
+
+    /// A verifier for one handshake, and the slot where it will record what it saw.
+    pub fn recording_verifier(&self) -> Result<(Arc<RecordingVerifier>, Arc<Mutex<CertRecord>>), TlsError> {
+        let inner = WebPkiServerVerifier::builder_with_provider(
+            self.roots.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()
+        .map_err(|e| TlsError::General(e.to_string()))?;
+        let record = Arc::new(Mutex::new(CertRecord::default()));
+        Ok((Arc::new(RecordingVerifier { inner, record: record.clone() }), record))
+    }
+}
+
+/// What the verifier saw during one handshake.
+#[derive(Debug, Default, Clone)]
+pub struct CertRecord {
+    /// The chain as sent, leaf first (DER).
+    pub chain: Vec<Vec<u8>>,
+    /// Whether webpki accepted it for the server name; `None` if no certificate arrived.
+    pub verified: Option<bool>,
+    /// Why it did not verify.
+    pub failure: Option<Failure>,
+}
+
+impl CertRecord {
+    /// SHA-256 of the leaf, hex.
+    pub fn leaf_sha256(&self) -> Option<String> {
+        self.chain.first().map(|leaf| {
+            Sha256::digest(leaf).iter().map(|b| format!("{b:02x}")).collect()
+        })
+    }
+}
+
+/// A webpki verifier that records its verdict and the chain, then lets the handshake go on.
+#[derive(Debug)]
+pub struct RecordingVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    record: Arc<Mutex<CertRecord>>,
+}
+
+impl ServerCertVerifier for RecordingVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, TlsError> {
+        let outcome = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let mut chain = vec![end_entity.to_vec()];
+        chain.extend(intermediates.iter().map(|c| c.to_vec()));
+        if let Ok(mut record) = self.record.lock() {
+            record.chain = chain;
+            record.verified = Some(outcome.is_ok());
+            record.failure = outcome.err().map(|e| verification_failure(&e));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, TlsError> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// OONI's names for certificate verification failures.
+pub fn verification_failure(err: &TlsError) -> Failure {
+    match err {
+        TlsError::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => Failure::SslUnknownAuthority,
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+                Failure::SslInvalidHostname
+            }
+            _ => Failure::SslInvalidCertificate,
+        },
+        _ => Failure::SslInvalidCertificate,
+    }
 }
