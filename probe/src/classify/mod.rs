@@ -5,6 +5,12 @@
 
 pub mod bogon;
 pub mod dns;
+mod evidence;
+pub mod quic;
+pub mod tcp;
+#[cfg(test)]
+mod testing;
+pub mod tls;
 
 use vantage_measurement::{Observation, TestKind, Verdict};
 
@@ -12,6 +18,8 @@ use vantage_measurement::{Observation, TestKind, Verdict};
 pub fn classify(test: TestKind, observations: &[Observation]) -> Verdict {
     match test {
         TestKind::Dns => dns::classify(observations),
-        _ => Verdict::ok(),
+        TestKind::Tcp => tcp::classify(observations),
+        TestKind::Tls => tls::classify(observations),
+        TestKind::Quic => quic::classify(observations),
     }
 }
