@@ -6,5 +6,13 @@
 #![warn(missing_docs)]
 
 pub mod classify;
+pub mod cli;
 pub mod control;
+pub mod measure;
+pub mod netcheck;
+pub mod report;
 pub mod runner;
+pub mod schedule;
+pub mod spool;
+pub mod targets;
+pub mod upload;

@@ -1,1 +1,12 @@
+//! Test kit for Vantage's end-to-end tests: real servers on loopback, and the real binaries.
+//!
+//! - [`pki`]: a throwaway CA that issues a certificate for whatever SNI a client sends;
+//! - [`servers`]: TLS and QUIC servers that accept any SNI, a DNS responder that can also play an
+//!   on-path injector, and an SNI-filtering proxy that resets connections like a censor;
+//! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would.
+//!
+//! Everything listens on 127.0.0.1 port 0; nothing here contacts another host.
 
+pub mod pki;
+pub mod procs;
+pub mod servers;

@@ -72,13 +72,21 @@ pub struct HelperTrust {
     pub anchors: Arc<TrustAnchors>,
     /// The wait per step.
     pub timeout: Duration,
+    /// A resolver to ask over UDP for DNS controls instead of the system resolver.
+    pub dns_resolver: Option<SocketAddr>,
 }
 
 /// Execute a control request from this machine's network (the helper's side).
 pub async fn execute(req: &ControlRequest, trust: &HelperTrust) -> Result<ControlResponse, ControlRequestError> {
     let ctx = StepContext::new(Vantage::Helper, trust.timeout);
     let observations = match req.test {
-        TestKind::Dns => vec![runner::dns::system_lookup(&ctx, Role::Target, req.domain()?).await],
+        TestKind::Dns => vec![match trust.dns_resolver {
+            Some(resolver) => {
+                runner::dns::udp_lookup(&ctx, Role::Target, resolver, req.domain()?, runner::dns::QueryType::A, Duration::ZERO)
+                    .await
+            }
+            None => runner::dns::system_lookup(&ctx, Role::Target, req.domain()?).await,
+        }],
         TestKind::Tcp => vec![runner::tcp::connect(&ctx, Role::Target, req.socket_addr()?).await.0],
         TestKind::Tls => {
             runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await

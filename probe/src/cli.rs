@@ -1,0 +1,289 @@
+//! Command-line flags, and their conversion into the configs the library runs on.
+//!
+//! What the user typed ([`RunArgs`]) stays separate from what it builds ([`MeasureConfig`]), so
+//! every default lives in one constant and every flag can be tested here.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use vantage_measurement::{NetworkType, ProbeInfo, TestKind};
+
+use crate::classify::bogon::BogonPolicy;
+use crate::control::{DohClient, HelperClient};
+use crate::measure::MeasureConfig;
+use crate::runner::verify::TrustAnchors;
+
+/// Default DNS-over-HTTPS control resolver.
+pub const DEFAULT_DOH: &str = "https://dns.google/dns-query";
+/// Default UDP resolver whose every reply is recorded (injection shows as extra replies).
+pub const DEFAULT_UDP_RESOLVER: &str = "8.8.8.8:53";
+/// Default wait per network step, seconds.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 10;
+/// Default listening time after the first DNS reply, milliseconds.
+pub const DEFAULT_DNS_LINGER_MS: u64 = 2000;
+/// Default measurements in flight.
+pub const DEFAULT_CONCURRENCY: usize = 8;
+
+/// vantage-probe: is this network censoring DNS, TCP, TLS or QUIC — or is the server just down?
+///
+/// Every test pairs the target with controls (a control SNI on the same address, the collector's
+/// test helper outside this network, a DoH resolver) so that a failure is only called `blocked`
+/// when the controls show the target is up. The probe never records this machine's IP address.
+#[derive(Debug, Parser)]
+#[command(name = "vantage-probe", version)]
+pub struct Cli {
+    /// Log more (-v: info, -vv: debug). Logs go to stderr and never contain this machine's address.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Measure the targets and report (and submit, with --collector).
+    Run(RunArgs),
+    /// Send spooled measurements to the collector without measuring.
+    Flush(FlushArgs),
+    /// Print the built-in target list in targets-file format.
+    Targets,
+    /// Print the JSON Schema of a measurement (schema v1).
+    Schema,
+}
+
+/// Flags of `vantage-probe run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Targets file (TOML, `[[target]]` entries; see docs/targets.md). Default: the built-in list.
+    #[arg(long, env = "VANTAGE_TARGETS")]
+    pub targets: Option<PathBuf>,
+    /// Run only these tests (comma-separated: dns,tcp,tls,quic).
+    #[arg(long, value_delimiter = ',', value_parser = parse_test)]
+    pub tests: Option<Vec<TestKind>>,
+    /// Print each measurement as a JSON line on stdout (NDJSON) instead of the table.
+    #[arg(long)]
+    pub json: bool,
+    /// Collector base URL to submit to (e.g. http://127.0.0.1:8080). Also the default test helper.
+    #[arg(long, env = "VANTAGE_COLLECTOR")]
+    pub collector: Option<String>,
+    /// Test-helper base URL, if not the collector's.
+    #[arg(long, env = "VANTAGE_HELPER")]
+    pub helper: Option<String>,
+    /// Don't ask any test helper (verdicts that need one become inconclusive).
+    #[arg(long, conflicts_with = "helper")]
+    pub no_helper: bool,
+    /// DNS-over-HTTPS control resolver URL, or `none`.
+    #[arg(long, default_value = DEFAULT_DOH, env = "VANTAGE_DOH")]
+    pub doh: String,
+    /// UDP resolver (IP:PORT) whose every reply is recorded, or `none`.
+    #[arg(long, default_value = DEFAULT_UDP_RESOLVER, env = "VANTAGE_RESOLVER")]
+    pub resolver: String,
+    /// Skip the system resolver (when it is a LAN box you'd rather not query, or in tests).
+    #[arg(long)]
+    pub no_system_resolver: bool,
+    /// Extra trust anchors (PEM file) for TLS/QUIC targets and the collector. Repeatable.
+    #[arg(long = "ca", env = "VANTAGE_CA")]
+    pub ca: Vec<PathBuf>,
+    /// Measurements in flight at once.
+    #[arg(long, default_value_t = DEFAULT_CONCURRENCY)]
+    pub concurrency: usize,
+    /// Seconds to wait for any single network step.
+    #[arg(long, default_value_t = DEFAULT_TIMEOUT_SECS)]
+    pub timeout: u64,
+    /// Milliseconds to keep listening after the first DNS reply.
+    #[arg(long, default_value_t = DEFAULT_DNS_LINGER_MS)]
+    pub dns_linger_ms: u64,
+    /// Directory for the spool of unsent measurements.
+    #[arg(long, env = "VANTAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// This network's country (ISO 3166-1 alpha-2); ZZ if unknown.
+    #[arg(long, default_value = "ZZ", value_parser = parse_cc, env = "VANTAGE_CC")]
+    pub cc: String,
+    /// This network's autonomous system number; 0 if unknown.
+    #[arg(long, default_value_t = 0, env = "VANTAGE_ASN")]
+    pub asn: u32,
+    /// The kind of access network.
+    #[arg(long, value_parser = parse_network_type)]
+    pub network_type: Option<NetworkType>,
+    /// Address ranges (CIDR) that are not bogons here, e.g. a lab's documentation ranges.
+    #[arg(long = "danger-not-bogon", value_name = "CIDR")]
+    pub danger_not_bogon: Vec<String>,
+}
+
+/// Flags of `vantage-probe flush`.
+#[derive(Debug, Args)]
+pub struct FlushArgs {
+    /// Collector base URL.
+    #[arg(long, env = "VANTAGE_COLLECTOR")]
+    pub collector: String,
+    /// Directory of the spool.
+    #[arg(long, env = "VANTAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Extra trust anchors (PEM) for the collector's certificate.
+    #[arg(long = "ca", env = "VANTAGE_CA")]
+    pub ca: Vec<PathBuf>,
+}
+
+fn parse_test(s: &str) -> Result<TestKind, String> {
+    TestKind::parse(s).ok_or_else(|| format!("unknown test `{s}` (expected dns, tcp, tls or quic)"))
+}
+
+fn parse_cc(s: &str) -> Result<String, String> {
+    if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(s.to_ascii_uppercase())
+    } else {
+        Err(format!("`{s}` is not a two-letter country code"))
+    }
+}
+
+fn parse_network_type(s: &str) -> Result<NetworkType, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string()))
+        .map_err(|_| format!("unknown network type `{s}` (expected fixed, wifi, mobile or vpn)"))
+}
+
+/// Why flags could not be turned into a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A flag's value is unusable.
+    #[error("--{flag}: {reason}")]
+    Flag {
+        /// The flag.
+        flag: &'static str,
+        /// Why.
+        reason: String,
+    },
+}
+
+fn flag(flag: &'static str, reason: impl ToString) -> ConfigError {
+    ConfigError::Flag { flag, reason: reason.to_string() }
+}
+
+/// Where spool files live unless `--data-dir` says otherwise.
+pub fn default_data_dir() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .map(|d| d.join("vantage"))
+        .unwrap_or_else(|| PathBuf::from("vantage-data"))
+}
+
+/// Trust anchors: Mozilla's roots plus each `--ca` file.
+pub fn trust_anchors(ca: &[PathBuf]) -> Result<TrustAnchors, ConfigError> {
+    ca.iter().try_fold(TrustAnchors::webpki_defaults(), |anchors, path| anchors.with_pem_file(path).map_err(|e| flag("ca", e)))
+}
+
+/// The HTTP client for the collector, the helper and DoH, trusting `--ca` files too.
+pub fn http_client(ca: &[PathBuf], timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    let mut builder = reqwest::Client::builder().connect_timeout(timeout).timeout(timeout * 3).no_proxy();
+    for path in ca {
+        let pem = std::fs::read(path).map_err(|e| flag("ca", format!("{}: {e}", path.display())))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| flag("ca", e))? {
+            builder = builder.add_root_certificate(cert);
+        }
+    }
+    builder.build().map_err(|e| flag("ca", e))
+}
+
+impl RunArgs {
+    /// Build the measurement configuration.
+    pub fn measure_config(&self, http: &reqwest::Client) -> Result<MeasureConfig, ConfigError> {
+        let helper_url = if self.no_helper { None } else { self.helper.as_ref().or(self.collector.as_ref()) };
+        let doh = match self.doh.as_str() {
+            "none" => None,
+            url if url.starts_with("https://") || url.starts_with("http://") => Some(DohClient::new(url, http.clone())),
+            other => return Err(flag("doh", format!("`{other}` is not an http(s) URL or `none`"))),
+        };
+        let udp_resolver = match self.resolver.as_str() {
+            "none" => None,
+            addr => Some(addr.parse::<SocketAddr>().map_err(|_| flag("resolver", format!("`{addr}` is not IP:PORT")))?),
+        };
+        if self.timeout == 0 || self.timeout > 120 {
+            return Err(flag("timeout", "must be between 1 and 120 seconds"));
+        }
+        if self.concurrency == 0 || self.concurrency > 256 {
+            return Err(flag("concurrency", "must be between 1 and 256"));
+        }
+        let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
+        Ok(MeasureConfig {
+            anchors: Arc::new(trust_anchors(&self.ca)?),
+            timeout: Duration::from_secs(self.timeout),
+            helper: helper_url.map(|u| HelperClient::new(u, http.clone())),
+            doh,
+            udp_resolver,
+            system_resolver: !self.no_system_resolver,
+            dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
+            probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type },
+            bogons,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
+        let argv = ["vantage-probe", "run"].iter().chain(extra).copied();
+        Cli::try_parse_from(argv).map(|cli| match cli.command {
+            Command::Run(args) => args,
+            other => panic!("parsed as {other:?}"),
+        })
+    }
+
+    #[test]
+    fn defaults_come_from_the_constants() {
+        let args = run_args(&[]).expect("parse");
+        assert_eq!(args.doh, DEFAULT_DOH);
+        assert_eq!(args.resolver, DEFAULT_UDP_RESOLVER);
+        assert_eq!(args.timeout, DEFAULT_TIMEOUT_SECS);
+        assert_eq!(args.cc, "ZZ");
+    }
+
+    #[test]
+    fn tests_flag_takes_a_list_and_refuses_unknown_tests() {
+        assert_eq!(run_args(&["--tests", "dns,tls"]).expect("parse").tests, Some(vec![TestKind::Dns, TestKind::Tls]));
+        let err = run_args(&["--tests", "ping"]).expect_err("unknown test").to_string();
+        assert!(err.contains("unknown test `ping`"), "{err}");
+    }
+
+    #[test]
+    fn country_is_normalised_and_checked() {
+        assert_eq!(run_args(&["--cc", "de"]).expect("parse").cc, "DE");
+        assert!(run_args(&["--cc", "DEU"]).is_err());
+    }
+
+    #[test]
+    fn collector_is_the_default_helper_unless_told_otherwise() {
+        let http = reqwest::Client::new();
+        let with = run_args(&["--collector", "http://127.0.0.1:1"]).expect("parse");
+        assert!(with.measure_config(&http).expect("config").helper.is_some());
+        let without = run_args(&["--collector", "http://127.0.0.1:1", "--no-helper"]).expect("parse");
+        assert!(without.measure_config(&http).expect("config").helper.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_flag() {
+        let http = reqwest::Client::new();
+        for (argv, flag) in [
+            (vec!["--resolver", "8.8.8.8"], "--resolver"),
+            (vec!["--doh", "dns.google"], "--doh"),
+            (vec!["--timeout", "0"], "--timeout"),
+            (vec!["--ca", "/nonexistent.pem"], "--ca"),
+        ] {
+            let err = run_args(&argv).expect("parse").measure_config(&http).expect_err(flag).to_string();
+            assert!(err.starts_with(flag), "{err}");
+        }
+    }
+
+    #[test]
+    fn none_disables_doh_and_the_udp_resolver() {
+        let http = reqwest::Client::new();
+        let cfg = run_args(&["--doh", "none", "--resolver", "none"]).expect("parse").measure_config(&http).expect("config");
+        assert!(cfg.doh.is_none() && cfg.udp_resolver.is_none());
+    }
+}

@@ -1,0 +1,221 @@
+//! The on-disk spool: measurements wait here until the collector has acknowledged them.
+//!
+//! Layout under the data directory:
+//!
+//! ```text
+//! spool/<uuidv7>.ndjson.part   the running measurement run, one line per finished measurement
+//! spool/<uuidv7>.ndjson        sealed runs waiting for upload (oldest first: v7 ids sort by time)
+//! spool/rejected/<…>.ndjson    lines the collector refused, each with its reason: kept, not lost
+//! spool/.lock                  held by the running probe, so two probes never share a spool
+//! ```
+//!
+//! Every line is flushed and synced as soon as its measurement finishes, so a crash or power
+//! loss mid-run loses at most the measurement in flight. A `.part` file found at start belongs to
+//! a crashed run (the lock proves no one else writes it) and is uploaded like a sealed one; a
+//! torn last line is dropped, being by construction a measurement that never finished writing.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+use vantage_measurement::Measurement;
+
+/// Why the spool could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum SpoolError {
+    /// A filesystem operation failed.
+    #[error("spool {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Another probe holds the spool.
+    #[error("another vantage-probe is using {0}; wait for it or pick another --data-dir")]
+    Busy(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
+    move |source| SpoolError::Io { path: path.display().to_string(), source }
+}
+
+/// The spool directory, locked for this process.
+#[derive(Debug)]
+pub struct Spool {
+    dir: PathBuf,
+    _lock: File,
+}
+
+impl Spool {
+    /// Open (creating) the spool under `data_dir` and take its lock.
+    pub fn open(data_dir: &Path) -> Result<Spool, SpoolError> {
+        let dir = data_dir.join("spool");
+        fs::create_dir_all(dir.join("rejected")).map_err(io_err(&dir))?;
+        let lock_path = dir.join(".lock");
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => Ok(Spool { dir, _lock: lock }),
+            Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Busy(dir.display().to_string())),
+            Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+        }
+    }
+
+    /// Start a new run file.
+    pub fn writer(&self) -> Result<SpoolWriter, SpoolError> {
+        let path = self.dir.join(format!("{}.ndjson.part", Uuid::now_v7()));
+        let file = OpenOptions::new().create_new(true).append(true).open(&path).map_err(io_err(&path))?;
+        Ok(SpoolWriter { path, file, lines: 0 })
+    }
+
+    /// Files waiting for upload, oldest first, including `.part` files of crashed runs.
+    pub fn pending(&self) -> Result<Vec<PathBuf>, SpoolError> {
+        let mut files: Vec<PathBuf> = fs::read_dir(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                name.ends_with(".ndjson") || name.ends_with(".ndjson.part")
+            })
+            .collect();
+        files.sort();
+        Ok(files)
+    }
+
+    /// How many measurements wait in the spool.
+    pub fn pending_count(&self) -> Result<usize, SpoolError> {
+        let mut n = 0;
+        for f in self.pending()? {
+            n += read_lines(&f)?.len();
+        }
+        Ok(n)
+    }
+
+    /// Keep refused lines, each next to the collector's reason, under `rejected/`.
+    pub fn quarantine(&self, from: &Path, refused: &[(String, String)]) -> Result<(), SpoolError> {
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let name = from.file_name().and_then(|n| n.to_str()).unwrap_or("batch").trim_end_matches(".part").to_string();
+        let path = self.dir.join("rejected").join(name);
+        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(io_err(&path))?;
+        for (line, reason) in refused {
+            let entry = serde_json::json!({ "reason": reason, "measurement": line });
+            writeln!(file, "{entry}").map_err(io_err(&path))?;
+        }
+        file.sync_all().map_err(io_err(&path))
+    }
+
+    /// The directory, for messages.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+/// Read the complete lines of a spool file (a torn last line is dropped).
+pub fn read_lines(path: &Path) -> Result<Vec<String>, SpoolError> {
+    let text = fs::read(path).map_err(io_err(path))?;
+    let complete = match text.iter().rposition(|&b| b == b'\n') {
+        Some(last_newline) => &text[..=last_newline],
+        None => &[][..],
+    };
+    Ok(String::from_utf8_lossy(complete).lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+}
+
+/// Remove an acknowledged file.
+pub fn remove(path: &Path) -> Result<(), SpoolError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err(path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Appends one run's measurements, each synced to disk before the next starts.
+#[derive(Debug)]
+pub struct SpoolWriter {
+    path: PathBuf,
+    file: File,
+    lines: usize,
+}
+
+impl SpoolWriter {
+    /// Append one measurement and make it durable.
+    pub fn append(&mut self, m: &Measurement) -> Result<(), SpoolError> {
+        let mut line = m.to_json_line();
+        line.push('\n');
+        self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
+        self.file.sync_data().map_err(io_err(&self.path))?;
+        self.lines += 1;
+        Ok(())
+    }
+
+    /// Close the run: rename `.part` to `.ndjson`, or remove it if nothing was written.
+    pub fn seal(self) -> Result<(), SpoolError> {
+        if self.lines == 0 {
+            return remove(&self.path);
+        }
+        let sealed = self.path.with_extension("");
+        fs::rename(&self.path, &sealed).map_err(io_err(&self.path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use vantage_measurement::example;
+
+    #[test]
+    fn a_run_is_sealed_and_listed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("open");
+        let mut w = spool.writer().expect("writer");
+        w.append(&example::tls_reset(Utc::now())).expect("append");
+        w.append(&example::tls_reset(Utc::now())).expect("append");
+        w.seal().expect("seal");
+        let pending = spool.pending().expect("pending");
+        assert_eq!(pending.len(), 1);
+        assert!(pending[0].to_string_lossy().ends_with(".ndjson"));
+        assert_eq!(spool.pending_count().expect("count"), 2);
+    }
+
+    #[test]
+    fn a_crashed_run_is_recovered_without_its_torn_line() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("open");
+        let mut w = spool.writer().expect("writer");
+        w.append(&example::tls_reset(Utc::now())).expect("append");
+        let path = w.path.clone();
+        drop(w); // crash: never sealed
+        fs::OpenOptions::new().append(true).open(&path).expect("open").write_all(b"{\"id\":\"torn").expect("write");
+        let pending = spool.pending().expect("pending");
+        assert_eq!(pending, vec![path.clone()]);
+        assert_eq!(read_lines(&path).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn two_probes_cannot_share_a_spool() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let _first = Spool::open(dir.path()).expect("open");
+        assert!(matches!(Spool::open(dir.path()), Err(SpoolError::Busy(_))));
+    }
+
+    #[test]
+    fn refused_lines_are_kept_with_their_reason() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("open");
+        spool.quarantine(Path::new("x.ndjson"), &[("{}".into(), "malformed".into())]).expect("quarantine");
+        let kept = fs::read_to_string(dir.path().join("spool/rejected/x.ndjson")).expect("read");
+        assert!(kept.contains("malformed"));
+    }
+
+    #[test]
+    fn an_empty_run_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool = Spool::open(dir.path()).expect("open");
+        spool.writer().expect("writer").seal().expect("seal");
+        assert!(spool.pending().expect("pending").is_empty());
+    }
+}
