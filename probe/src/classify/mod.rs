@@ -9,15 +9,15 @@ mod evidence;
 pub mod quic;
 pub mod tcp;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 pub mod tls;
 
 use vantage_measurement::{Observation, TestKind, Verdict};
 
 /// Decide the verdict of one measurement from all its observations (probe, helper, controls).
-pub fn classify(test: TestKind, observations: &[Observation]) -> Verdict {
+pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::BogonPolicy) -> Verdict {
     match test {
-        TestKind::Dns => dns::classify(observations),
+        TestKind::Dns => dns::classify(observations, bogons),
         TestKind::Tcp => tcp::classify(observations),
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
