@@ -227,6 +227,11 @@ impl RunArgs {
 mod tests {
     use super::*;
 
+    fn http() -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        reqwest::Client::new()
+    }
+
     fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
         let argv = ["vantage-probe", "run"].iter().chain(extra).copied();
         Cli::try_parse_from(argv).map(|cli| match cli.command {
@@ -259,7 +264,7 @@ mod tests {
 
     #[test]
     fn collector_is_the_default_helper_unless_told_otherwise() {
-        let http = reqwest::Client::new();
+        let http = http();
         let with = run_args(&["--collector", "http://127.0.0.1:1"]).expect("parse");
         assert!(with.measure_config(&http).expect("config").helper.is_some());
         let without = run_args(&["--collector", "http://127.0.0.1:1", "--no-helper"]).expect("parse");
@@ -268,7 +273,7 @@ mod tests {
 
     #[test]
     fn bad_values_name_their_flag() {
-        let http = reqwest::Client::new();
+        let http = http();
         for (argv, flag) in [
             (vec!["--resolver", "8.8.8.8"], "--resolver"),
             (vec!["--doh", "dns.google"], "--doh"),
@@ -282,7 +287,7 @@ mod tests {
 
     #[test]
     fn none_disables_doh_and_the_udp_resolver() {
-        let http = reqwest::Client::new();
+        let http = http();
         let cfg = run_args(&["--doh", "none", "--resolver", "none"]).expect("parse").measure_config(&http).expect("config");
         assert!(cfg.doh.is_none() && cfg.udp_resolver.is_none());
     }

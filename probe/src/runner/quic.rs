@@ -130,7 +130,7 @@ mod tests {
         let addr = silent.local_addr().expect("addr");
         let ctx = StepContext::new(vantage_measurement::Vantage::Probe, Duration::from_millis(400));
         let obs = handshake(&ctx, Role::Target, addr, "target.example", &TrustAnchors::empty()).await;
-        assert_eq!(obs.failure, Some(Failure::GenericTimeoutError));
+        assert_eq!(obs.failure, Some(Failure::GenericTimeoutError), "{:?}", obs.raw);
         assert_eq!(obs.op, Operation::QuicHandshake);
     }
 }

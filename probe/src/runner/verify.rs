@@ -14,6 +14,7 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 use vantage_measurement::Failure;
@@ -66,14 +67,24 @@ impl TrustAnchors {
 
     /// A verifier for one handshake, and the slot where it will record what it saw.
     pub fn recording_verifier(&self) -> Result<(Arc<RecordingVerifier>, Arc<Mutex<CertRecord>>), TlsError> {
-        let inner = WebPkiServerVerifier::builder_with_provider(
-            self.roots.clone(),
-            Arc::new(rustls::crypto::ring::default_provider()),
-        )
-        .build()
-        .map_err(|e| TlsError::General(e.to_string()))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        // With no anchors at all (a test with nothing to trust) every chain is simply unknown.
+        let chain_verifier = if self.roots.is_empty() {
+            None
+        } else {
+            Some(
+                WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider.clone())
+                    .build()
+                    .map_err(|e| TlsError::General(e.to_string()))?,
+            )
+        };
         let record = Arc::new(Mutex::new(CertRecord::default()));
-        Ok((Arc::new(RecordingVerifier { inner, record: record.clone() }), record))
+        let verifier = RecordingVerifier {
+            chain_verifier,
+            algorithms: provider.signature_verification_algorithms,
+            record: record.clone(),
+        };
+        Ok((Arc::new(verifier), record))
     }
 }
 
@@ -100,7 +111,8 @@ impl CertRecord {
 /// A webpki verifier that records its verdict and the chain, then lets the handshake go on.
 #[derive(Debug)]
 pub struct RecordingVerifier {
-    inner: Arc<WebPkiServerVerifier>,
+    chain_verifier: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
     record: Arc<Mutex<CertRecord>>,
 }
 
@@ -113,7 +125,10 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        let outcome = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now);
+        let outcome = match &self.chain_verifier {
+            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
+            None => Err(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)),
+        };
         let mut chain = vec![end_entity.to_vec()];
         chain.extend(intermediates.iter().map(|c| c.to_vec()));
         if let Ok(mut record) = self.record.lock() {
@@ -130,7 +145,7 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -139,11 +154,11 @@ impl ServerCertVerifier for RecordingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, TlsError> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
