@@ -1,1 +1,39 @@
+//! # vantage-collector
+//!
+//! The collector is where measurements leave volunteers' hands, so it is built to be
+//! unsurprising to them and to the researchers and operators who read the data:
+//!
+//! ```text
+//! probe ──POST NDJSON(gzip)──▶ ingest ──validate──▶ store (SQLite | PostgreSQL later)
+//!                                  │                    └──▶ GET /api/v1/measurements (researchers)
+//!                                  └──▶ metrics ──▶ /metrics (Prometheus, bounded labels)
+//! probe ──POST control──▶ helper (the probe's runners, from this network) ──▶ observations
+//! ```
+//!
+//! - [`payload`] bounds memory before anything is parsed; [`ingest`] validates each line with
+//!   the schema crate and stores the good ones in one transaction, exactly once by id.
+//! - [`store`] is a trait so a shared database can replace the embedded one without touching
+//!   the HTTP side; an acknowledged batch is durable by the store's contract.
+//! - [`metrics`] folds every submitter-controlled label into a closed set; never a per-probe
+//!   series.
+//! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
+//! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
+//!   on shutdown ([`App::serve`]).
+//!
+//! The probe's IP address is used only to refuse lines that contain it; it is never logged,
+//! stored or used as a label.
 
+#![warn(missing_docs)]
+
+pub mod app;
+pub mod config;
+pub mod helper;
+pub mod ingest;
+pub mod metrics;
+pub mod payload;
+pub mod query;
+pub mod store;
+
+pub use app::{App, BuildError, ServeError, shutdown_signal};
+pub use config::{Cli, Command, Config, ConfigError, ServeArgs};
+pub use store::{Filter, InsertOutcome, SqliteStore, Store, StoreError};

@@ -1,1 +1,71 @@
-fn main(){}
+//! `vantage-collector`: parse the command line, start logging, build, serve, pick an exit code.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use vantage_collector::{App, Cli, Command, Config, shutdown_signal};
+
+/// EX_USAGE from sysexits.h: the command line or configuration is wrong.
+const EXIT_USAGE: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // --help and --version are not errors.
+            return if e.use_stderr() { ExitCode::from(EXIT_USAGE) } else { ExitCode::SUCCESS };
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match cli.command {
+        Command::Serve(args) => runtime.block_on(serve(args.into())),
+    }
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let app = match App::bind(config).await {
+        Ok(app) => app,
+        Err(e) if e.is_config() => {
+            tracing::error!("configuration: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(e) => {
+            tracing::error!("cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Scripts and tests read this line to learn the port; keep its format stable.
+    println!("vantage-collector listening on http://{}", app.local_addr());
+    match app.serve(shutdown_signal()).await.context("serving") {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).
+fn init_tracing() {
+    let mut filter = EnvFilter::builder()
+        .with_default_directive(LevelFilter::INFO.into())
+        .with_env_var("VANTAGE_LOG")
+        .from_env_lossy();
+    // axum's accept loop traces peer addresses; they must never reach the logs, whatever
+    // RUST_LOG says.
+    if let Ok(directive) = "axum::serve=off".parse() {
+        filter = filter.add_directive(directive);
+    }
+    tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
+}

@@ -1,0 +1,248 @@
+//! The assembled collector: build from a [`Config`], report the bound address, serve until told
+//! to stop.
+//!
+//! Building and serving are separate steps (as linkerd's `Config::build` → `App`) so that a
+//! caller, the binary or a test, learns the bound address before the first request, and so that
+//! every start-up failure (unreadable target list, unusable store, port taken) happens before
+//! anything is served. Start-up order: files named by the config, then the store, then the port.
+//!
+//! Shutdown drains: the listener stops accepting, in-flight requests finish (an ingest that was
+//! answered `200` had committed before the answer), then the store is closed. A drain that takes
+//! longer than [`DRAIN_TIMEOUT`] (a stalled export) is cut short; the store still closes after the
+//! writes in progress, so nothing acknowledged is lost.
+
+use std::collections::HashSet;
+use std::future::{Future, IntoFuture};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, oneshot};
+use vantage_probe::control::HelperTrust;
+use vantage_probe::runner::verify::TrustAnchors;
+
+use crate::config::{Config, ConfigError, load_published_targets};
+use crate::helper::{self, Helper};
+use crate::metrics::Metrics;
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::{ingest, query};
+
+/// How long shutdown waits for in-flight requests.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long `/healthz` waits for the store.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the collector could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration is unusable (exit 64).
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The metric registry refused a family (a bug in this crate).
+    #[error("metrics registry: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+impl BuildError {
+    /// Is this the operator's configuration (as opposed to the environment)?
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_))
+    }
+}
+
+/// Why serving ended in error.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// The HTTP server failed.
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+    /// The store did not close cleanly.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What every handler shares.
+#[derive(Clone, Debug)]
+pub(crate) struct AppState {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) helper: Arc<Helper>,
+    pub(crate) batch_slots: Arc<Semaphore>,
+}
+
+/// A collector bound to its port, ready to serve.
+#[derive(Debug)]
+pub struct App {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    store: Arc<dyn Store>,
+}
+
+impl App {
+    /// Build the collector with the SQLite store in `config.data_dir` and bind `config.listen`.
+    pub async fn bind(config: Config) -> Result<App, BuildError> {
+        let store = SqliteStore::open(&config.data_dir).await?;
+        Self::bind_with_store(config, Arc::new(store)).await
+    }
+
+    /// Build the collector on a store opened by the caller (another database, a test double).
+    pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<App, BuildError> {
+        // quinn and rustls need a process-wide provider; another part of the process may have
+        // installed one already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+
+        let published_targets = match &config.targets_file {
+            Some(path) => load_published_targets(path)?,
+            None => HashSet::new(),
+        };
+        let mut anchors = TrustAnchors::webpki_defaults();
+        if let Some(path) = &config.ca_file {
+            anchors = anchors.with_pem_file(path).map_err(ConfigError::from)?;
+        }
+        let trust = HelperTrust {
+            anchors: Arc::new(anchors),
+            timeout: config.helper_timeout,
+            dns_resolver: config.helper_resolver,
+        };
+
+        let metrics = Metrics::new(published_targets)?;
+        metrics.set_stored(store.count().await?);
+
+        let state = AppState {
+            store: Arc::clone(&store),
+            metrics: Arc::new(metrics),
+            helper: Arc::new(Helper::new(trust, config.danger_helper_allow_private)),
+            batch_slots: ingest::batch_slots(),
+        };
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| BuildError::Bind { addr: config.listen, source })?;
+        let local_addr =
+            listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
+        Ok(App { listener, local_addr, router: router(state), store })
+    }
+
+    /// The address actually bound (the port the OS picked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serve until `shutdown` completes, drain in-flight requests, then close the store.
+    pub async fn serve<F>(self, shutdown: F) -> Result<(), ServeError>
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        let (started_tx, started_rx) = oneshot::channel::<()>();
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing requests in flight");
+            let _ = started_tx.send(());
+        };
+        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
+        let drain_deadline = async move {
+            match started_rx.await {
+                Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
+                Err(_) => std::future::pending().await,
+            }
+        };
+        let served = tokio::select! {
+            result = server => result.map_err(ServeError::from),
+            () = drain_deadline => {
+                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
+                Ok(())
+            }
+        };
+        let closed = self.store.close().await;
+        tracing::info!("store closed");
+        served?;
+        closed.map_err(ServeError::from)
+    }
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM (systemd, Kubernetes).
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut stream) => {
+                stream.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}
+
+fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
+        .route(
+            "/api/v1/control",
+            post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)),
+        )
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .with_state(state)
+}
+
+/// A JSON error body: `{"error": message}`, plus `"reason"` when there is a bounded code.
+pub(crate) fn api_error(status: StatusCode, reason: Option<&'static str>, message: &str) -> Response {
+    let body = match reason {
+        Some(reason) => serde_json::json!({ "error": message, "reason": reason }),
+        None => serde_json::json!({ "error": message }),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    match state.metrics.render() {
+        Ok((text, content_type)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
+        Err(e) => {
+            tracing::error!("rendering metrics failed: {e}");
+            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+        }
+    }
+}
+
+async fn healthz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
+        Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
+        Ok(Err(e)) => {
+            tracing::warn!("health check: {e}");
+            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
+        }
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store not answering\n").into_response(),
+    }
+}

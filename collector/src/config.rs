@@ -1,0 +1,320 @@
+//! What the operator tells the collector, and how it is read.
+//!
+//! Two stages, as ripgrep and linkerd do: [`Cli`] is what was typed (clap, each flag with its
+//! `VANTAGE_*` environment twin, checked but not acted on), [`Config`] is the plain value the
+//! [`App`](crate::App) is built from. Tests build a [`Config`] directly and never touch the
+//! environment. Files named by the config (target list, CA) are read when the app is built.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+
+/// Environment twin of `--listen`.
+pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
+/// Environment twin of `--data-dir`.
+pub const ENV_DATA_DIR: &str = "VANTAGE_DATA_DIR";
+/// Environment twin of `--targets`.
+pub const ENV_TARGETS: &str = "VANTAGE_TARGETS";
+/// Environment twin of `--ca`.
+pub const ENV_CA: &str = "VANTAGE_CA";
+/// Environment twin of `--helper-resolver`.
+pub const ENV_HELPER_RESOLVER: &str = "VANTAGE_HELPER_RESOLVER";
+/// Environment twin of `--helper-timeout-secs`.
+pub const ENV_HELPER_TIMEOUT_SECS: &str = "VANTAGE_HELPER_TIMEOUT_SECS";
+
+/// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
+/// nothing until the operator decides (or puts a TLS-terminating proxy in front).
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// The data directory unless told otherwise.
+pub const DEFAULT_DATA_DIR: &str = "./vantage-data";
+/// How long the helper waits for one network step.
+pub const DEFAULT_HELPER_TIMEOUT_SECS: u64 = 10;
+/// The most names a published target list may hold: each may become a `target` label value.
+pub const MAX_PUBLISHED_TARGETS: usize = 1000;
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "vantage-collector",
+    version,
+    about = "Receives Vantage measurements, stores them, and exports Prometheus metrics",
+    long_about = "Receives Vantage measurements, stores them, and exports Prometheus metrics.\n\n\
+        Probes POST batches of NDJSON measurements to /api/v1/measurements; each line is \
+        validated against schema v1 and stored once by its id. Researchers read them back \
+        from GET /api/v1/measurements with filters. Prometheus scrapes /metrics, whose labels \
+        are bounded (country, test, published target, verdict, mechanism; never a probe). \
+        The collector also serves the probes' test helper at /api/v1/control, which repeats \
+        a DNS/TCP/TLS/QUIC step from this uncensored network."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the ingest API, researcher API, test helper, /metrics and /healthz.
+    ///
+    /// Prints `vantage-collector listening on http://ADDR` on stdout once bound; logs go to
+    /// stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
+    /// requests and close the store.
+    Serve(ServeArgs),
+}
+
+/// Flags of `vantage-collector serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on. Use port 0 to let the OS pick (the bound address is
+    /// printed on stdout).
+    #[arg(long, value_name = "ADDR", env = ENV_LISTEN, default_value_t = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+
+    /// Directory for the measurement store (the SQLite file `vantage.sqlite3`). Created if
+    /// missing.
+    #[arg(long, value_name = "DIR", env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+
+    /// The published target list (TOML, `[[target]]` tables with `name = "..."`; other keys
+    /// are ignored). Only these names appear as `target` metric labels; every other target is
+    /// counted as `other`. Without it, all targets are `other`.
+    #[arg(long, value_name = "FILE", env = ENV_TARGETS)]
+    pub targets: Option<PathBuf>,
+
+    /// Extra trust anchors (PEM certificates) for the helper's TLS and QUIC checks, added to
+    /// the built-in Mozilla roots. For labs and private PKIs.
+    #[arg(long, value_name = "FILE", env = ENV_CA)]
+    pub ca: Option<PathBuf>,
+
+    /// DANGER: let the test helper contact loopback, private, link-local, documentation and
+    /// other non-public addresses. Off by default so the helper can't be used to probe the
+    /// collector's own network; turn on only in tests and isolated labs.
+    #[arg(long)]
+    pub danger_helper_allow_private: bool,
+
+    /// DNS resolver (IP:PORT) the test helper asks over UDP for DNS controls, instead of this
+    /// machine's system resolver. For labs, or to pin the helper to a known honest resolver.
+    #[arg(long, value_name = "ADDR", env = ENV_HELPER_RESOLVER)]
+    pub helper_resolver: Option<SocketAddr>,
+
+    /// Seconds the test helper waits for one network step.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_HELPER_TIMEOUT_SECS,
+        default_value_t = DEFAULT_HELPER_TIMEOUT_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=120)
+    )]
+    pub helper_timeout_secs: u64,
+}
+
+/// Everything the collector is built from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on (port 0: any free port).
+    pub listen: SocketAddr,
+    /// Directory of the store.
+    pub data_dir: PathBuf,
+    /// The published target list, if any (see [`load_published_targets`]).
+    pub targets_file: Option<PathBuf>,
+    /// Extra PEM trust anchors for the helper.
+    pub ca_file: Option<PathBuf>,
+    /// Let the helper contact non-public addresses (tests and labs only).
+    pub danger_helper_allow_private: bool,
+    /// The resolver the helper asks for DNS controls (`None`: the system resolver).
+    pub helper_resolver: Option<SocketAddr>,
+    /// The helper's wait per network step.
+    pub helper_timeout: Duration,
+}
+
+impl Config {
+    /// A config listening on `listen` with its store in `data_dir`, everything else default
+    /// (no target list, no extra CA, helper refuses non-public addresses).
+    pub fn new(listen: SocketAddr, data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen,
+            data_dir: data_dir.into(),
+            targets_file: None,
+            ca_file: None,
+            danger_helper_allow_private: false,
+            helper_resolver: None,
+            helper_timeout: Duration::from_secs(DEFAULT_HELPER_TIMEOUT_SECS),
+        }
+    }
+}
+
+impl From<ServeArgs> for Config {
+    fn from(args: ServeArgs) -> Self {
+        Config {
+            listen: args.listen,
+            data_dir: args.data_dir,
+            targets_file: args.targets,
+            ca_file: args.ca,
+            danger_helper_allow_private: args.danger_helper_allow_private,
+            helper_resolver: args.helper_resolver,
+            helper_timeout: Duration::from_secs(args.helper_timeout_secs),
+        }
+    }
+}
+
+/// Why the configuration can't be used. The binary exits 64 (EX_USAGE) on these.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A file named by the config could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target list is not the expected TOML.
+    #[error("{path} is not a target list ([[target]] tables with name = \"...\"): {message}")]
+    TargetList {
+        /// The file.
+        path: String,
+        /// The parser's message, with the position.
+        message: String,
+    },
+    /// The target list is too long to be used as labels.
+    #[error("{path} lists {count} targets; at most {MAX_PUBLISHED_TARGETS} may become metric labels")]
+    TooManyTargets {
+        /// The file.
+        path: String,
+        /// How many it lists.
+        count: usize,
+    },
+    /// The extra trust anchors could not be loaded.
+    #[error(transparent)]
+    Trust(#[from] vantage_probe::runner::verify::TrustError),
+}
+
+/// The published target list as far as the collector cares: the names. The file is the probe's
+/// format, so keys other than `name` are not ours to judge and are ignored.
+#[derive(Deserialize)]
+struct TargetList {
+    target: Vec<PublishedTarget>,
+}
+
+#[derive(Deserialize)]
+struct PublishedTarget {
+    name: String,
+}
+
+/// Read the names of the published target list at `path`.
+pub fn load_published_targets(path: &Path) -> Result<HashSet<String>, ConfigError> {
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: shown.clone(), source })?;
+    parse_published_targets(&text).map_err(|e| match e {
+        ParseTargetsError::Toml(message) => ConfigError::TargetList { path: shown, message },
+        ParseTargetsError::TooMany(count) => ConfigError::TooManyTargets { path: shown, count },
+    })
+}
+
+enum ParseTargetsError {
+    Toml(String),
+    TooMany(usize),
+}
+
+fn parse_published_targets(text: &str) -> Result<HashSet<String>, ParseTargetsError> {
+    let list: TargetList = toml::from_str(text).map_err(|e| ParseTargetsError::Toml(e.to_string()))?;
+    let names: HashSet<String> = list.target.into_iter().map(|t| t.name).collect();
+    if names.len() > MAX_PUBLISHED_TARGETS {
+        return Err(ParseTargetsError::TooMany(names.len()));
+    }
+    Ok(names)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        let cli = Cli::try_parse_from(args)?;
+        let Command::Serve(serve) = cli.command;
+        Ok(serve.into())
+    }
+
+    #[test]
+    fn the_cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_flags_reach_the_config() {
+        let config = parse(&[
+            "vantage-collector",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            "/tmp/x",
+            "--targets",
+            "t.toml",
+            "--ca",
+            "ca.pem",
+            "--danger-helper-allow-private",
+            "--helper-resolver",
+            "127.0.0.1:5353",
+            "--helper-timeout-secs",
+            "3",
+        ])
+        .expect("valid flags");
+        assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(config.targets_file, Some(PathBuf::from("t.toml")));
+        assert_eq!(config.ca_file, Some(PathBuf::from("ca.pem")));
+        assert!(config.danger_helper_allow_private);
+        assert_eq!(config.helper_resolver, Some("127.0.0.1:5353".parse().expect("addr")));
+        assert_eq!(config.helper_timeout, Duration::from_secs(3));
+    }
+
+    #[test]
+    fn nonsense_flags_are_refused() {
+        assert!(parse(&["vantage-collector", "serve", "--listen", "not-an-address"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--helper-timeout-secs", "0"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn target_list_reads_names_and_ignores_the_probes_other_keys() {
+        let names = parse_published_targets(
+            r#"
+            version = 3
+            [[target]]
+            name = "wikipedia"
+            domain = "wikipedia.org"
+            tests = ["dns", "tls"]
+            [[target]]
+            name = "signal"
+            "#,
+        )
+        .ok()
+        .expect("valid list");
+        assert_eq!(names, HashSet::from(["wikipedia".to_string(), "signal".to_string()]));
+    }
+
+    #[test]
+    fn target_list_without_names_is_an_error_with_position() {
+        match parse_published_targets("[[target]]\ndomain = \"x.org\"\n") {
+            Err(ParseTargetsError::Toml(message)) => assert!(message.contains("name"), "{message}"),
+            _ => panic!("a target without a name must be refused"),
+        }
+        assert!(matches!(parse_published_targets("names = []"), Err(ParseTargetsError::Toml(_))));
+    }
+
+    #[test]
+    fn target_list_is_bounded() {
+        let text: String =
+            (0..=MAX_PUBLISHED_TARGETS).map(|i| format!("[[target]]\nname = \"t{i}\"\n")).collect();
+        assert!(matches!(parse_published_targets(&text), Err(ParseTargetsError::TooMany(_))));
+    }
+}

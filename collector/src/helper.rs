@@ -1,0 +1,186 @@
+//! `POST /api/v1/control`: the test helper, the collector's uncensored view of a target.
+//!
+//! A probe asks "does this step work from your network?" and the helper runs the probe's own
+//! runner ([`vantage_probe::control::execute`]) and returns its observations. Because anyone can
+//! ask, the helper is an open proxy for TCP/TLS/QUIC connection attempts unless it is careful:
+//! by default it refuses every address that is not public unicast (loopback, private, link-local,
+//! documentation, multicast, unspecified, CGNAT, …), so it can't be pointed at the collector's
+//! own network. Labs and tests, whose servers live on exactly those addresses, turn this off
+//! with `--danger-helper-allow-private`.
+//!
+//! Work is bounded: at most [`MAX_IN_FLIGHT`] controls run at once (more get `503`), and each has
+//! an overall deadline on top of the runners' per-step timeouts.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use tokio::sync::Semaphore;
+use vantage_probe::control::{ControlRequest, HelperTrust, execute};
+
+use crate::app::{AppState, api_error};
+use crate::metrics::HelperOutcome;
+
+/// Controls running at once; beyond this the helper answers `503`.
+pub const MAX_IN_FLIGHT: usize = 32;
+/// The largest request body: a control request is a few hundred bytes.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The helper's trust, policy and capacity.
+#[derive(Debug)]
+pub struct Helper {
+    trust: HelperTrust,
+    allow_private: bool,
+    in_flight: Arc<Semaphore>,
+}
+
+impl Helper {
+    /// A helper verifying with `trust`; `allow_private` lifts the address policy (labs only).
+    pub fn new(trust: HelperTrust, allow_private: bool) -> Self {
+        Helper { trust, allow_private, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+    }
+
+    /// The longest one control may take: a TLS control is a connect and a handshake, each under
+    /// the step timeout; the margin covers the rest.
+    fn deadline(&self) -> Duration {
+        self.trust.timeout * 3 + Duration::from_secs(1)
+    }
+}
+
+/// Why `ip` is not one the helper contacts by default, or `None` if it is public unicast.
+pub fn non_public_kind(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => non_public_v4(v4),
+        IpAddr::V6(v6) => non_public_v6(v6),
+    }
+}
+
+fn non_public_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let [a, b, c, _] = ip.octets();
+    if ip.is_unspecified() || a == 0 {
+        Some("unspecified (0.0.0.0/8)")
+    } else if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if ip.is_documentation() {
+        Some("documentation")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip.is_broadcast() || a >= 240 {
+        Some("reserved")
+    } else if a == 100 && (64..128).contains(&b) {
+        Some("shared (CGNAT)")
+    } else if a == 198 && (b == 18 || b == 19) {
+        Some("benchmarking")
+    } else if a == 192 && b == 0 && c == 0 {
+        Some("IETF protocol assignment")
+    } else {
+        None
+    }
+}
+
+fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let segments = ip.segments();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return non_public_v4(v4);
+    }
+    // The well-known NAT64 prefix reaches whatever IPv4 address it embeds.
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
+        let [_, _, _, _, _, _, hi, lo] = segments;
+        return non_public_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+    }
+    if ip.is_unspecified() {
+        Some("unspecified")
+    } else if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip.is_unique_local() {
+        Some("private (unique local)")
+    } else if ip.is_unicast_link_local() || segments[0] & 0xffc0 == 0xfec0 {
+        Some("link-local")
+    } else if (segments[0] == 0x2001 && segments[1] == 0x0db8) || segments[0] & 0xfff0 == 0x3ff0 {
+        Some("documentation")
+    } else if segments[..4] == [0x100, 0, 0, 0] {
+        Some("discard-only")
+    } else if segments[..6] == [0; 6] {
+        Some("reserved (IPv4-compatible)")
+    } else {
+        None
+    }
+}
+
+/// `POST /api/v1/control`.
+pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> Response {
+    let helper = &state.helper;
+    let request: ControlRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &format!("not a control request: {e}")),
+    };
+    let test = request.test;
+    if let Some(ip) = request.address
+        && !helper.allow_private
+        && let Some(kind) = non_public_kind(ip)
+    {
+        state.metrics.record_helper(test, HelperOutcome::Forbidden);
+        let message = format!(
+            "the test helper does not contact {kind} addresses ({ip}); it only controls public targets"
+        );
+        return api_error(StatusCode::FORBIDDEN, None, &message);
+    }
+    let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
+        state.metrics.record_helper(test, HelperOutcome::Busy);
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the test helper is busy; retry later");
+    };
+    match tokio::time::timeout(helper.deadline(), execute(&request, &helper.trust)).await {
+        Ok(Ok(response)) => {
+            state.metrics.record_helper(test, HelperOutcome::Executed);
+            (StatusCode::OK, Json(response)).into_response()
+        }
+        Ok(Err(e)) => {
+            state.metrics.record_helper(test, HelperOutcome::Invalid);
+            api_error(StatusCode::BAD_REQUEST, None, &e.to_string())
+        }
+        Err(_) => {
+            state.metrics.record_helper(test, HelperOutcome::TimedOut);
+            api_error(StatusCode::GATEWAY_TIMEOUT, None, "the control step outran the helper's deadline")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(ip: &str) -> Option<&'static str> {
+        non_public_kind(ip.parse().expect("ip"))
+    }
+
+    #[test]
+    fn public_addresses_are_allowed() {
+        for ip in ["1.1.1.1", "8.8.8.8", "100.128.0.1", "2606:4700:4700::1111", "64:ff9b::808:808"] {
+            assert_eq!(kind(ip), None, "{ip}");
+        }
+    }
+
+    #[test]
+    fn every_non_public_range_is_refused() {
+        for ip in [
+            "0.0.0.0", "0.1.2.3", "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1",
+            "169.254.169.254", "192.0.2.1", "198.51.100.1", "203.0.113.10", "224.0.0.1", "255.255.255.255",
+            "240.0.0.1", "100.64.0.1", "198.18.0.1", "192.0.0.170", "::", "::1", "fc00::1", "fd12::1",
+            "fe80::1", "fec0::1", "2001:db8::1", "3fff::1", "ff02::1", "100::1", "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1", "64:ff9b::a00:1", "::127.0.0.1",
+        ] {
+            assert!(kind(ip).is_some(), "{ip} must be refused");
+        }
+    }
+}

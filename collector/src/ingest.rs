@@ -1,0 +1,244 @@
+//! `POST /api/v1/measurements`: validate a batch line by line, store the good lines once.
+//!
+//! The promise to a probe: a `200` means every line is either stored (now or earlier) or listed in
+//! `rejected` with a reason it can act on, and what was stored is committed durably. So the probe
+//! can drop the whole batch from its spool on `200` and keep it for a retry on anything else.
+//! A batch-level problem (too large, bad encoding, store down) stores nothing.
+//!
+//! Privacy: the submitter's address is used for one thing only, refusing lines that contain it
+//! (a probe bug that would leak the volunteer's IP into public data). It is never logged, stored
+//! or turned into a metric label.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+use vantage_measurement::{Measurement, Rejection, parse_line};
+
+use crate::app::{AppState, api_error};
+use crate::metrics::StoreOp;
+use crate::payload::{self, PayloadError};
+use crate::store::InsertOutcome;
+
+/// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
+/// memory, so this bounds the collector's ingest memory.
+pub const MAX_CONCURRENT_BATCHES: usize = 4;
+/// How long a batch waits for a slot before the probe is told to come back later.
+const SLOT_WAIT: Duration = Duration::from_secs(10);
+
+/// The answer to a readable batch.
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct IngestReport {
+    /// Lines newly stored.
+    pub accepted: usize,
+    /// Lines whose id was already stored (or appeared earlier in the batch).
+    pub duplicates: usize,
+    /// Lines refused, each with why.
+    pub rejected: Vec<RejectedLine>,
+}
+
+/// One refused line.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RejectedLine {
+    /// 1-based line number in the (decompressed) body.
+    pub line: usize,
+    /// The measurement id, when the line carried a readable one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<Uuid>,
+    /// The bounded reason code (a [`Rejection`] code).
+    pub reason: &'static str,
+    /// What exactly was wrong.
+    pub detail: String,
+}
+
+/// A batch after validation, before storing.
+#[derive(Debug, Default)]
+struct CheckedBatch {
+    valid: Vec<Measurement>,
+    rejected: Vec<RejectedLine>,
+}
+
+/// The ingest semaphore, shared by all requests.
+pub(crate) fn batch_slots() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES))
+}
+
+/// `POST /api/v1/measurements`.
+pub(crate) async fn post_measurements(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await
+    else {
+        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
+    };
+    let checked = match read_and_check(&headers, body, peer.ip()).await {
+        Ok(checked) => checked,
+        Err(e) => {
+            state.metrics.record_rejection(e.code());
+            tracing::info!(reason = e.code(), "batch refused: {e}");
+            return api_error(e.status(), Some(e.code()), &e.to_string());
+        }
+    };
+
+    let mut report = IngestReport { rejected: checked.rejected, ..IngestReport::default() };
+    if !checked.valid.is_empty() {
+        let timer = state.metrics.store_timer(StoreOp::Insert);
+        let outcomes = match state.store.insert_batch(&checked.valid).await {
+            Ok(outcomes) => outcomes,
+            Err(e) => {
+                tracing::error!("storing a batch failed: {e}");
+                return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+            }
+        };
+        timer.observe_duration();
+        for (m, outcome) in checked.valid.iter().zip(&outcomes) {
+            match outcome {
+                InsertOutcome::Inserted => {
+                    report.accepted += 1;
+                    state.metrics.record_measurement(m);
+                }
+                InsertOutcome::Duplicate => report.duplicates += 1,
+            }
+        }
+        state.metrics.record_batch(report.accepted as u64, report.duplicates as u64);
+    }
+    for rejected in &report.rejected {
+        state.metrics.record_rejection(rejected.reason);
+    }
+    tracing::info!(
+        accepted = report.accepted,
+        duplicates = report.duplicates,
+        rejected = report.rejected.len(),
+        "batch ingested"
+    );
+    (StatusCode::OK, Json(report)).into_response()
+}
+
+async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, PayloadError> {
+    let encoding = payload::encoding(headers)?;
+    let raw = payload::read_capped(body, headers, encoding).await?;
+    // A probe on this machine (tests, a lab) may well mention 127.0.0.1 legitimately.
+    let submitter = (!peer.to_canonical().is_loopback()).then(|| peer.to_canonical());
+    // Inflating and parsing up to 64 MiB is CPU work: keep it off the async workers.
+    tokio::task::spawn_blocking(move || {
+        let text = payload::decode(raw, encoding)?;
+        let lines = payload::lines(&text)?;
+        Ok(check_lines(&lines, submitter, Utc::now()))
+    })
+    .await
+    .map_err(|e| PayloadError::Unreadable(format!("validation task failed: {e}")))?
+}
+
+fn check_lines(lines: &[(usize, &str)], submitter: Option<IpAddr>, now: DateTime<Utc>) -> CheckedBatch {
+    let mut batch = CheckedBatch::default();
+    for &(line_number, line) in lines {
+        let checked = parse_line(line, now).and_then(|m| {
+            if submitter.is_some_and(|address| contains_address(line, address)) {
+                Err(Rejection::ContainsSubmitterAddress)
+            } else {
+                Ok(m)
+            }
+        });
+        match checked {
+            Ok(m) => batch.valid.push(m),
+            Err(rejection) => batch.rejected.push(RejectedLine {
+                line: line_number,
+                id: readable_id(line),
+                reason: rejection.code(),
+                detail: rejection.to_string(),
+            }),
+        }
+    }
+    batch
+}
+
+/// Does `line` contain `address` as a whole address, not as part of a longer one? (`10.0.0.1`
+/// must not match inside `110.0.0.12`, but does in `10.0.0.1:443`.) Only the canonical text form
+/// is looked for, which is the form serde and the probe write.
+fn contains_address(line: &str, address: IpAddr) -> bool {
+    let (haystack, needle, continues): (std::borrow::Cow<'_, str>, String, fn(char) -> bool) = match address {
+        IpAddr::V4(v4) => (line.into(), v4.to_string(), |c| c.is_ascii_digit() || c == '.'),
+        // IPv6 hex digits may be written in either case.
+        IpAddr::V6(v6) => (line.to_ascii_lowercase().into(), v6.to_string(), |c| {
+            c.is_ascii_hexdigit() || c == ':' || c == '.'
+        }),
+    };
+    haystack.match_indices(needle.as_str()).any(|(start, _)| {
+        let before = haystack[..start].chars().next_back();
+        let after = haystack[start + needle.len()..].chars().next();
+        !before.is_some_and(continues) && !after.is_some_and(continues)
+    })
+}
+
+/// The id of a refused line, if it has a well-formed one (so the probe can match the rejection
+/// to its spool). Anything else in the line is not echoed back.
+fn readable_id(line: &str) -> Option<Uuid> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: Option<Uuid>,
+    }
+    serde_json::from_str::<IdOnly>(line).ok().and_then(|i| i.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_measurement::example;
+
+    fn now() -> DateTime<Utc> {
+        Utc::now()
+    }
+
+    #[test]
+    fn addresses_match_whole_not_as_part_of_longer_ones() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        assert!(contains_address(r#"{"a":"10.0.0.1"}"#, ip("10.0.0.1")));
+        assert!(contains_address(r#"{"peer":"10.0.0.1:443"}"#, ip("10.0.0.1")));
+        assert!(!contains_address(r#"{"a":"110.0.0.12"}"#, ip("10.0.0.1")));
+        assert!(!contains_address(r#"{"a":"10.0.0.10"}"#, ip("10.0.0.1")));
+        assert!(contains_address(r#"{"peer":"[2001:db8::1]:443"}"#, ip("2001:db8::1")));
+        assert!(contains_address(r#"{"a":"2001:DB8::1"}"#, ip("2001:db8::1")));
+        assert!(!contains_address(r#"{"a":"2001:db8::12"}"#, ip("2001:db8::1")));
+    }
+
+    #[test]
+    fn a_line_with_the_submitters_address_is_refused_with_its_id() {
+        let m = example::tls_reset(now());
+        let line = m.to_json_line();
+        let submitter: IpAddr = "203.0.113.10".parse().expect("ip");
+        let batch = check_lines(&[(1, &line)], Some(submitter), now());
+        assert!(batch.valid.is_empty());
+        assert_eq!(batch.rejected.len(), 1);
+        assert_eq!(batch.rejected[0].reason, "contains_submitter_address");
+        assert_eq!(batch.rejected[0].id, Some(m.id));
+
+        let elsewhere: IpAddr = "198.51.100.7".parse().expect("ip");
+        assert_eq!(check_lines(&[(1, &line)], Some(elsewhere), now()).valid, vec![m]);
+    }
+
+    #[test]
+    fn each_refused_line_keeps_its_number_and_precise_reason() {
+        let good = example::tls_reset(now());
+        let mut bad_country = example::tls_reset(now());
+        bad_country.probe.cc = "xx".into();
+        let good_line = good.to_json_line();
+        let bad_line = bad_country.to_json_line();
+        let lines = [(1, "{not json"), (2, good_line.as_str()), (4, bad_line.as_str())];
+        let batch = check_lines(&lines, None, now());
+        assert_eq!(batch.valid, vec![good]);
+        let reasons: Vec<_> = batch.rejected.iter().map(|r| (r.line, r.reason, r.id)).collect();
+        assert_eq!(reasons, vec![(1, "malformed", None), (4, "invalid_country", Some(bad_country.id))]);
+    }
+}

@@ -1,0 +1,235 @@
+//! `GET /api/v1/measurements`: the researcher API, streamed NDJSON.
+//!
+//! Every parameter is parsed into a typed [`Filter`] before the store sees it, and a bad one is a
+//! `400` that names it, so a typo never silently returns "no data". Rows stream from the store
+//! as they are read: the body starts before the last row is found, and the collector never holds
+//! a whole export in memory. A store error mid-stream aborts the response instead of ending it
+//! cleanly, so a client can't mistake a truncated export for a complete one.
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State, rejection::QueryRejection};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use vantage_measurement::{Mechanism, Status, TestKind};
+
+use crate::app::{AppState, api_error};
+use crate::metrics::StoreOp;
+use crate::store::{Filter, StoreError};
+
+/// Rows returned when `limit` is absent.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// The largest `limit` accepted.
+pub const MAX_LIMIT: usize = 100_000;
+
+/// The query string as sent; every value is checked by [`QueryParams::to_filter`].
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueryParams {
+    since: Option<String>,
+    until: Option<String>,
+    country: Option<String>,
+    asn: Option<String>,
+    test: Option<String>,
+    target: Option<String>,
+    verdict: Option<String>,
+    mechanism: Option<String>,
+    limit: Option<String>,
+}
+
+/// A parameter that could not be used.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("invalid `{parameter}`: {expected}")]
+pub struct FilterError {
+    /// The parameter's name.
+    pub parameter: &'static str,
+    /// What it should look like.
+    pub expected: String,
+}
+
+fn invalid(parameter: &'static str, expected: impl Into<String>) -> FilterError {
+    FilterError { parameter, expected: expected.into() }
+}
+
+impl QueryParams {
+    /// The typed filter and row limit.
+    pub fn to_filter(&self) -> Result<(Filter, usize), FilterError> {
+        let time = |parameter, value: &Option<String>| {
+            value
+                .as_deref()
+                .map(|v| {
+                    DateTime::parse_from_rfc3339(v)
+                        .map(|t| t.with_timezone(&Utc))
+                        .map_err(|_| invalid(parameter, "an RFC 3339 time such as 2025-01-31T00:00:00Z"))
+                })
+                .transpose()
+        };
+        let filter = Filter {
+            since: time("since", &self.since)?,
+            until: time("until", &self.until)?,
+            country: self
+                .country
+                .as_deref()
+                .map(|cc| match cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) {
+                    true => Ok(cc.to_string()),
+                    false => Err(invalid("country", "two upper-case letters such as DE (ZZ: unknown)")),
+                })
+                .transpose()?,
+            asn: self
+                .asn
+                .as_deref()
+                .map(|asn| {
+                    let digits = asn.strip_prefix("AS").unwrap_or(asn);
+                    digits.parse::<u32>().map_err(|_| invalid("asn", "an AS number such as 3320"))
+                })
+                .transpose()?,
+            test: self
+                .test
+                .as_deref()
+                .map(|t| TestKind::parse(t).ok_or_else(|| invalid("test", one_of(TestKind::ALL.iter().map(|t| t.as_str())))))
+                .transpose()?,
+            target: self
+                .target
+                .as_deref()
+                .map(|name| match !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic()) {
+                    true => Ok(name.to_string()),
+                    false => Err(invalid("target", "a target name (printable ASCII, at most 253 characters)")),
+                })
+                .transpose()?,
+            verdict: self
+                .verdict
+                .as_deref()
+                .map(|v| Status::parse(v).ok_or_else(|| invalid("verdict", one_of(Status::ALL.iter().map(|s| s.as_str())))))
+                .transpose()?,
+            mechanism: self
+                .mechanism
+                .as_deref()
+                .map(|m| {
+                    Mechanism::parse(m).ok_or_else(|| {
+                        invalid("mechanism", one_of(Mechanism::ALL.iter().map(|m| m.as_str())))
+                    })
+                })
+                .transpose()?,
+        };
+        if let (Some(since), Some(until)) = (filter.since, filter.until)
+            && since > until
+        {
+            return Err(invalid("until", "a time after `since`"));
+        }
+        let limit = match self.limit.as_deref() {
+            None => DEFAULT_LIMIT,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => return Err(invalid("limit", format!("a number from 1 to {MAX_LIMIT}"))),
+            },
+        };
+        Ok((filter, limit))
+    }
+}
+
+fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
+    format!("one of {}", values.collect::<Vec<_>>().join(", "))
+}
+
+/// `GET /api/v1/measurements`.
+pub(crate) async fn get_measurements(
+    State(state): State<AppState>,
+    params: Result<Query<QueryParams>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(params)) => params,
+        Err(rejection) => return api_error(StatusCode::BAD_REQUEST, None, &rejection.body_text()),
+    };
+    let (filter, limit) = match params.to_filter() {
+        Ok(parsed) => parsed,
+        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &e.to_string()),
+    };
+    let timer = state.metrics.store_timer(StoreOp::Query);
+    let rows = match state.store.query(&filter, limit).await {
+        Ok(rows) => rows,
+        Err(StoreError::Busy) => {
+            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "too many queries are running; retry shortly");
+        }
+        Err(e) => {
+            tracing::error!("query failed: {e}");
+            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+        }
+    };
+    // The timer rides along with the stream and records when the last row has gone out.
+    let body = futures::stream::unfold((rows, timer), |(mut rows, timer)| async move {
+        match rows.recv().await? {
+            Ok(mut line) => {
+                line.push('\n');
+                Some((Ok::<_, StoreError>(Bytes::from(line)), (rows, timer)))
+            }
+            Err(e) => {
+                tracing::error!("query aborted mid-stream: {e}");
+                Some((Err(e), (rows, timer)))
+            }
+        }
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pairs: &[(&str, &str)]) -> QueryParams {
+        let query: String = pairs.iter().map(|(k, v)| format!("{k}={v}&")).collect();
+        let uri: axum::http::Uri = format!("/?{query}").parse().expect("uri");
+        Query::<QueryParams>::try_from_uri(&uri).expect("known parameters").0
+    }
+
+    #[test]
+    fn every_filter_parses_to_its_type() {
+        let (filter, limit) = params(&[
+            ("since", "2025-01-01T00:00:00Z"),
+            ("until", "2025-02-01T00:00:00%2B01:00"),
+            ("country", "DE"),
+            ("asn", "3320"),
+            ("test", "tls"),
+            ("target", "wikipedia"),
+            ("verdict", "blocked"),
+            ("mechanism", "tls.reset_after_clienthello"),
+            ("limit", "5"),
+        ])
+        .to_filter()
+        .expect("valid");
+        assert_eq!(limit, 5);
+        assert_eq!(filter.asn, Some(3320));
+        assert_eq!(filter.test, Some(TestKind::Tls));
+        assert_eq!(filter.verdict, Some(Status::Blocked));
+        assert_eq!(filter.mechanism, Some(Mechanism::TlsResetAfterClientHello));
+        assert_eq!(filter.until.map(|t| t.to_rfc3339()).as_deref(), Some("2025-01-31T23:00:00+00:00"));
+        assert_eq!(params(&[]).to_filter().expect("empty").1, DEFAULT_LIMIT);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_parameter() {
+        for (parameter, value) in [
+            ("since", "yesterday"),
+            ("country", "de"),
+            ("asn", "-1"),
+            ("test", "openvpn"),
+            ("verdict", "maybe"),
+            ("mechanism", "dns.made_up"),
+            ("limit", "0"),
+            ("limit", "100001"),
+        ] {
+            let err = params(&[(parameter, value)]).to_filter().expect_err(value);
+            assert_eq!(err.parameter, parameter, "{value}");
+        }
+        let err = params(&[("since", "2025-02-01T00:00:00Z"), ("until", "2025-01-01T00:00:00Z")])
+            .to_filter()
+            .expect_err("inverted range");
+        assert_eq!(err.parameter, "until");
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_refused() {
+        let uri: axum::http::Uri = "/?contry=DE".parse().expect("uri");
+        assert!(Query::<QueryParams>::try_from_uri(&uri).is_err());
+    }
+}

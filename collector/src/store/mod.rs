@@ -1,0 +1,125 @@
+//! Where measurements live: one trait, one implementation per database.
+//!
+//! The collector holds an `Arc<dyn Store>` and never names a database, so PostgreSQL (several
+//! stateless collectors behind a load balancer) can slot in beside SQLite (one embedded file) and
+//! run the very same tests. The contract every implementation keeps:
+//!
+//! - **Exactly once.** [`Store::insert_batch`] commits a whole batch in one transaction and is
+//!   idempotent by measurement `id`: an id already stored, or seen earlier in the same batch, is
+//!   reported [`InsertOutcome::Duplicate`] and stored once.
+//! - **Durable before acknowledged.** `insert_batch` returns only after the commit is durable, so
+//!   a `200` the collector sends afterwards is a promise that survives a crash.
+//! - **Streaming reads.** [`Store::query`] hands rows over a bounded channel as it reads them, so
+//!   an export of 100 000 rows never sits in memory at once and a slow reader slows the database
+//!   read rather than growing a buffer.
+//! - **Canonical rows.** What comes back is the measurement re-serialised from its parsed form
+//!   ([`Measurement::to_json_line`]), never the submitter's bytes.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::mpsc;
+use vantage_measurement::{Mechanism, Measurement, Status, TestKind};
+
+pub use sqlite::SqliteStore;
+
+/// What became of one measurement of a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertOutcome {
+    /// Newly stored.
+    Inserted,
+    /// Its id was already stored (or appeared earlier in the same batch); nothing was written.
+    Duplicate,
+}
+
+/// Which measurements a query selects. `None` fields do not filter.
+///
+/// Times compare at whole-second precision (the schema's own precision for `started_at`):
+/// `since <= started_at < until`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Filter {
+    /// Earliest `started_at`, inclusive.
+    pub since: Option<DateTime<Utc>>,
+    /// Latest `started_at`, exclusive.
+    pub until: Option<DateTime<Utc>>,
+    /// `probe.cc`, two upper-case letters.
+    pub country: Option<String>,
+    /// `probe.asn`.
+    pub asn: Option<u32>,
+    /// The test.
+    pub test: Option<TestKind>,
+    /// `target.name`.
+    pub target: Option<String>,
+    /// `verdict.status`.
+    pub verdict: Option<Status>,
+    /// `verdict.mechanism`.
+    pub mechanism: Option<Mechanism>,
+}
+
+/// One NDJSON line (no newline) or the error that ended the stream early.
+pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
+
+/// Why the store could not do what was asked. Callers answer `503`: the probe keeps its spool
+/// and retries, so no variant loses data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The database file could not be opened or prepared.
+    #[error("cannot open the store at {path}: {source}")]
+    Open {
+        /// The file.
+        path: String,
+        /// What the database said.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The data directory could not be created.
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// What the OS said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A statement failed.
+    #[error("store error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The store was closed (the collector is shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// Too many queries are running; try again shortly.
+    #[error("too many queries are running; retry shortly")]
+    Busy,
+    /// The blocking task running the statement died.
+    #[error("store task failed: {0}")]
+    Task(String),
+    /// The database can't be used as this collector needs (newer table layout, no WAL support).
+    #[error("incompatible store: {0}")]
+    Incompatible(String),
+    /// A stored row could not be decoded (the file was edited by hand, or is damaged).
+    #[error("stored row is damaged: {0}")]
+    Corrupt(String),
+}
+
+/// A measurement database. Object-safe: the collector holds an `Arc<dyn Store>`.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Store `batch` in one transaction; one outcome per measurement, in order.
+    async fn insert_batch(&self, batch: &[Measurement]) -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// Stream at most `limit` matching measurements as NDJSON lines, ordered by `started_at`
+    /// then `id`. Errors before the first row come back as `Err`; later ones end the stream.
+    async fn query(&self, filter: &Filter, limit: usize) -> Result<RowReceiver, StoreError>;
+
+    /// How many measurements are stored.
+    async fn count(&self) -> Result<u64, StoreError>;
+
+    /// Does the database answer?
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Finish outstanding writes and release the database. Later calls fail with
+    /// [`StoreError::Closed`].
+    async fn close(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,131 @@
+//! /metrics: the right counters with the right labels, bounded series, and promtool's approval.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use vantage_measurement::{Mechanism, Status, TestKind};
+
+use crate::support::{Collector, measurement, sample, series};
+
+/// A collector whose published target list names `wikipedia` only.
+async fn with_published_targets() -> Collector {
+    Collector::start_with(|config, dir| {
+        let list = dir.join("targets.toml");
+        std::fs::write(&list, "[[target]]\nname = \"wikipedia\"\ndomain = \"wikipedia.org\"\n").expect("write list");
+        config.targets_file = Some(list);
+    })
+    .await
+}
+
+#[tokio::test]
+async fn ingested_measurements_are_counted_with_bounded_labels() {
+    let collector = with_published_targets().await;
+    let mut published = measurement();
+    published.probe.cc = "DE".into();
+    published.probe.asn = 3320;
+    published.test = TestKind::Tcp;
+    published.target.name = "wikipedia".into();
+    published.verdict.status = Status::Ok;
+    published.verdict.mechanism = None;
+    let unpublished = measurement();
+    collector.ingest(&[published.clone(), published, unpublished]).await;
+
+    let text = collector.metrics().await;
+    let measurements = |labels: &[(&str, &str)]| sample(&text, "vantage_measurements_total", labels);
+    assert_eq!(
+        measurements(&[("country", "DE"), ("test", "tcp"), ("target", "wikipedia"), ("verdict", "ok"), ("mechanism", "none")]),
+        Some(1.0),
+        "the duplicate is not counted\n{text}"
+    );
+    assert_eq!(
+        measurements(&[
+            ("country", "ZZ"),
+            ("test", "tls"),
+            ("target", "other"),
+            ("verdict", "blocked"),
+            ("mechanism", Mechanism::TlsResetAfterClientHello.as_str()),
+        ]),
+        Some(1.0),
+        "{text}"
+    );
+    let by_asn = [("country", "DE"), ("asn", "3320"), ("test", "tcp"), ("verdict", "ok")];
+    assert_eq!(sample(&text, "vantage_measurements_by_asn_total", &by_asn), Some(1.0));
+    let phase = [("test", "tls"), ("phase", "tls_handshake")];
+    assert_eq!(sample(&text, "vantage_phase_duration_seconds_count", &phase), Some(2.0), "two probe steps");
+    assert_eq!(sample(&text, "vantage_collector_ingested_total", &[]), Some(2.0));
+    assert_eq!(sample(&text, "vantage_collector_duplicates_total", &[]), Some(1.0));
+    assert_eq!(sample(&text, "vantage_collector_stored_measurements", &[]), Some(2.0));
+    assert!(sample(&text, "vantage_collector_last_ingest_timestamp_seconds", &[]).is_some_and(|t| t > 1.7e9));
+    assert_eq!(sample(&text, "vantage_collector_store_duration_seconds_count", &[("op", "insert")]), Some(1.0));
+}
+
+#[tokio::test]
+async fn a_flood_of_unpublished_target_names_adds_no_series() {
+    let collector = with_published_targets().await;
+    collector.ingest(&[measurement()]).await;
+    let before = series(&collector.metrics().await, "vantage_measurements_total").len();
+
+    let flood: Vec<_> = (0..500)
+        .map(|i| {
+            let mut m = measurement();
+            m.target.name = format!("random-{i}-{}", m.id.simple());
+            m
+        })
+        .collect();
+    let report = collector.ingest(&flood).await;
+    assert_eq!(report["accepted"], 500);
+
+    let text = collector.metrics().await;
+    assert_eq!(series(&text, "vantage_measurements_total").len(), before, "no new series");
+    assert!(!text.contains("random-"), "no submitted name becomes a label");
+    let other = [("target", "other"), ("country", "ZZ"), ("test", "tls"), ("verdict", "blocked")];
+    assert_eq!(sample(&text, "vantage_measurements_total", &other), Some(501.0));
+}
+
+#[tokio::test]
+async fn rejections_are_counted_by_reason_from_zero() {
+    let collector = Collector::start().await;
+    let text = collector.metrics().await;
+    for reason in vantage_measurement::Rejection::CODES.iter().chain(&["body_too_large", "too_many_lines"]) {
+        assert_eq!(sample(&text, "vantage_collector_rejected_total", &[("reason", reason)]), Some(0.0), "{reason}");
+    }
+    let mut bad_country = measurement();
+    bad_country.probe.cc = "de".into();
+    collector.post_ndjson(format!("nope\nstill nope\n{}\n", bad_country.to_json_line())).await;
+    collector.post_ndjson("{}\n".repeat(10_001)).await;
+
+    let text = collector.metrics().await;
+    let rejected = |reason| sample(&text, "vantage_collector_rejected_total", &[("reason", reason)]);
+    assert_eq!(rejected("malformed"), Some(2.0));
+    assert_eq!(rejected("invalid_country"), Some(1.0));
+    assert_eq!(rejected("too_many_lines"), Some(1.0));
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_lint() {
+    let collector = Collector::start().await;
+    let mut other = measurement();
+    other.probe.cc = "DE".into();
+    collector.ingest(&[measurement(), other]).await;
+    collector.post_ndjson("not json\n").await;
+    let text = collector.metrics().await;
+
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("promtool is not installed: run tests/install-deps.sh (Debian package `prometheus`)")
+        }
+        Err(e) => panic!("cannot run promtool: {e}"),
+    };
+    child.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write metrics");
+    let output = child.wait_with_output().expect("promtool runs");
+    let lint = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "promtool check metrics failed:\n{lint}");
+    assert!(lint.trim().is_empty(), "promtool lint findings:\n{lint}");
+}

@@ -1,0 +1,202 @@
+//! A real collector on 127.0.0.1:0 with its store in a temporary directory, and a tiny client.
+
+use std::io::Write;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use vantage_collector::{App, Config, ServeError};
+use vantage_measurement::{Measurement, example};
+
+/// A running collector. Dropping it aborts the server; [`Collector::stop`] shuts down cleanly.
+pub struct Collector {
+    pub base: String,
+    pub http: reqwest::Client,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ServeError>>>,
+}
+
+impl Collector {
+    pub async fn start() -> Collector {
+        Self::start_with(|_, _| {}).await
+    }
+
+    /// Start with `edit` applied to a default test config (loopback, port 0, temp store).
+    pub async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
+        edit(&mut config, dir.path());
+        let app = App::bind(config).await.expect("collector builds");
+        Self::serve(app, dir)
+    }
+
+    /// Serve an already built app.
+    pub fn serve(app: App, dir: TempDir) -> Collector {
+        let base = format!("http://{}", app.local_addr());
+        let (shutdown, stop) = oneshot::channel::<()>();
+        let server = tokio::spawn(app.serve(async move {
+            let _ = stop.await;
+        }));
+        let http = http_client();
+        Collector { base, http, dir, shutdown: Some(shutdown), server: Some(server) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Ask for a graceful shutdown and wait until the server (and store) are closed. The data
+    /// directory stays until the `Collector` is dropped.
+    pub async fn stop(&mut self) {
+        self.begin_stop();
+        self.wait_stopped().await;
+    }
+
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+
+    pub async fn wait_stopped(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("clean shutdown");
+        }
+    }
+
+    pub async fn post_ndjson(&self, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/measurements"))
+            .header("content-type", "application/x-ndjson")
+            .body(body)
+            .send()
+            .await
+            .expect("POST measurements")
+    }
+
+    pub async fn post_gzip(&self, compressed: Vec<u8>) -> reqwest::Response {
+        self.http
+            .post(self.url("/api/v1/measurements"))
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", "gzip")
+            .body(compressed)
+            .send()
+            .await
+            .expect("POST gzip measurements")
+    }
+
+    /// POST `batch` and return the JSON report, asserting 200.
+    pub async fn ingest(&self, batch: &[Measurement]) -> serde_json::Value {
+        let response = self.post_ndjson(ndjson(batch)).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON report")
+    }
+
+    /// GET measurements with `query` (without `?`), asserting 200 and NDJSON.
+    pub async fn query(&self, query: &str) -> Vec<Measurement> {
+        let response = self.http.get(self.url(&format!("/api/v1/measurements?{query}"))).send().await.expect("GET");
+        assert_eq!(response.status(), 200, "{query}");
+        let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
+        assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
+        let text = response.text().await.expect("body");
+        text.lines().map(|line| serde_json::from_str(line).expect("each line is a measurement")).collect()
+    }
+
+    pub async fn metrics(&self) -> String {
+        let response = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
+        assert_eq!(response.status(), 200);
+        response.text().await.expect("metrics text")
+    }
+}
+
+impl Drop for Collector {
+    fn drop(&mut self) {
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+/// An HTTP client that ignores proxy settings. reqwest is built without a default crypto
+/// provider, so install ring first, as the collector does.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().build().expect("client")
+}
+
+/// A valid blocked-TLS measurement started now (whole seconds, as probes send).
+pub fn measurement() -> Measurement {
+    measurement_at(Utc::now().timestamp())
+}
+
+pub fn measurement_at(unix_seconds: i64) -> Measurement {
+    let started_at = DateTime::from_timestamp(unix_seconds, 0).expect("valid time");
+    example::tls_reset(started_at)
+}
+
+pub fn ndjson(batch: &[Measurement]) -> String {
+    batch.iter().map(|m| m.to_json_line() + "\n").collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(data).expect("compress");
+    encoder.finish().expect("finish")
+}
+
+/// The value of the sample of `name` whose labels include all of `labels`.
+pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    series(metrics, name).into_iter().find_map(|(series_labels, value)| {
+        labels
+            .iter()
+            .all(|(k, v)| series_labels.iter().any(|(sk, sv)| sk == k && sv == v))
+            .then_some(value)
+    })
+}
+
+/// Every sample of `name` as (labels, value).
+pub fn series(metrics: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, labels) = series.split_once('{').unwrap_or((series, ""));
+            if metric != name {
+                return None;
+            }
+            let labels = labels
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|pair| !pair.is_empty())
+                .filter_map(|pair| {
+                    let (k, v) = pair.split_once('=')?;
+                    Some((k.to_string(), v.trim_matches('"').to_string()))
+                })
+                .collect();
+            Some((labels, value.parse().ok()?))
+        })
+        .collect()
+}
+
+/// Deterministic bytes that do not compress (xorshift).
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect()
+}
