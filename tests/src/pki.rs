@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::client::danger::ServerCertVerifier as _;
+use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -13,6 +15,7 @@ use rustls::sign::CertifiedKey;
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    key_pem: String,
 }
 
 impl TestCa {
@@ -24,7 +27,23 @@ impl TestCa {
         params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
         let key = KeyPair::generate()?;
         let cert = params.self_signed(&key)?;
-        Ok(TestCa { issuer: Issuer::new(params, key), cert_pem: cert.pem() })
+        let key_pem = key.serialize_pem();
+        Ok(TestCa { issuer: Issuer::new(params, key), cert_pem: cert.pem(), key_pem })
+    }
+
+    /// Save certificate and key as `<stem>.pem` and `<stem>.key` in `dir`, for other processes.
+    pub fn save(&self, dir: &Path, stem: &str) -> anyhow::Result<()> {
+        std::fs::write(dir.join(format!("{stem}.pem")), &self.cert_pem)?;
+        std::fs::write(dir.join(format!("{stem}.key")), &self.key_pem)?;
+        Ok(())
+    }
+
+    /// Load a CA saved by [`TestCa::save`].
+    pub fn load(dir: &Path, stem: &str) -> anyhow::Result<Self> {
+        let cert_pem = std::fs::read_to_string(dir.join(format!("{stem}.pem")))?;
+        let key_pem = std::fs::read_to_string(dir.join(format!("{stem}.key")))?;
+        let issuer = Issuer::from_ca_cert_pem(&cert_pem, KeyPair::from_pem(&key_pem)?)?;
+        Ok(TestCa { issuer, cert_pem, key_pem })
     }
 
     /// Write the CA certificate as PEM (for `--ca`).
@@ -90,4 +109,29 @@ pub fn server_config(ca: Arc<TestCa>, alpn: &[&[u8]]) -> anyhow::Result<rustls::
         .with_cert_resolver(Arc::new(AnySni::new(ca)));
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_saved_ca_signs_the_same_after_loading() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        TestCa::new("lab CA")?.save(dir.path(), "ca")?;
+        let loaded = TestCa::load(dir.path(), "ca")?;
+        let (leaf, _) = loaded.issue("a.example")?;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in rustls::pki_types::CertificateDer::pem_file_iter(dir.path().join("ca.pem"))? {
+            roots.add(cert?)?;
+        }
+        let verifier = rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        )
+        .build()?;
+        let name = rustls::pki_types::ServerName::try_from("a.example")?;
+        verifier.verify_server_cert(&leaf, &[], &name, &[], rustls::pki_types::UnixTime::now())?;
+        Ok(())
+    }
 }
