@@ -25,6 +25,7 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
             version: failure.is_none().then(|| "TLSv1_3".to_string()),
             ..TlsDetail::default()
         })),
+        trial: None,
     };
     Measurement {
         id: Uuid::now_v7(),

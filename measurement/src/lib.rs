@@ -41,7 +41,7 @@ pub use envelope::{
 };
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
-    Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage,
+    DataDetail, Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage,
 };
 pub use validate::{Rejection, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};

@@ -34,6 +34,9 @@ pub struct Observation {
     /// Protocol-specific detail.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<Detail>,
+    /// Which trial this step belongs to, when the test was repeated (1-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<u32>,
 }
 
 impl Observation {
@@ -105,6 +108,20 @@ pub enum Detail {
     Dns(DnsDetail),
     /// A TLS or QUIC handshake.
     Tls(TlsDetail),
+    /// Bytes exchanged (a data phase after a handshake, or a UDP echo).
+    Data(DataDetail),
+}
+
+/// What a data exchange moved.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct DataDetail {
+    /// Bytes sent.
+    pub bytes_sent: u64,
+    /// Bytes received.
+    pub bytes_received: u64,
+    /// Milliseconds after the step's start when the last byte arrived (stall vs slow trickle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_byte_ms: Option<f64>,
 }
 
 /// What a DNS lookup saw.

@@ -95,6 +95,10 @@ mechanisms! {
     TlsAlertSni => "tls.alert_sni",
     /// Handshakes fail with every SNI on this endpoint, while the helper completes them.
     TlsHandshakeBlocked => "tls.handshake_blocked",
+    /// The handshake completed, then data for the target SNI froze while the control's flowed.
+    TlsDataStall => "tls.data_stall",
+    /// Data for the target SNI flowed far slower than for the control SNI on the same path.
+    TlsThrottled => "tls.throttled",
     /// A certificate the helper does not see, from an issuer we do not trust: interception.
     TlsMitmCertificate => "tls.mitm_certificate",
     /// The certificate did not verify and there is no helper to compare with.
@@ -104,7 +108,12 @@ mechanisms! {
     QuicSniBlocked => "quic.sni_blocked",
     /// No QUIC handshake completes with any SNI, while the helper completes it.
     UdpBlocked => "udp.blocked",
+    /// QUIC fails with every SNI while plain UDP to the same address is echoed: QUIC is filtered.
+    QuicBlocked => "quic.blocked",
     // --- general ---
+    /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
+    /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.
+    ResidualSuspected => "residual.suspected",
     /// The probe's own network is down: nothing could be measured.
     NetworkOffline => "network.offline",
     /// The target failed and no control was available to tell blocking from breakage.

@@ -83,6 +83,10 @@ pub struct RunArgs {
     /// UDP resolver (IP:PORT) whose every reply is recorded, or `none`.
     #[arg(long, default_value = DEFAULT_UDP_RESOLVER, env = "VANTAGE_RESOLVER")]
     pub resolver: String,
+    /// A host that runs no DNS service: the target name is sent there too, and any answer is
+    /// proof of injection (use a reference endpoint's address).
+    #[arg(long, value_name = "IP", env = "VANTAGE_DNS_BLACKHOLE")]
+    pub dns_blackhole: Option<std::net::IpAddr>,
     /// Skip the system resolver (when it is a LAN box you'd rather not query, or in tests).
     #[arg(long)]
     pub no_system_resolver: bool,
@@ -216,6 +220,7 @@ impl RunArgs {
             doh,
             udp_resolver,
             system_resolver: !self.no_system_resolver,
+            dns_blackhole: self.dns_blackhole,
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
             probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type },
             bogons,

@@ -13,15 +13,17 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 use vantage_measurement::{
-    ControlKind, Detail, Measurement, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Target,
-    TestKind, Transport, Vantage,
+    ControlKind, Detail, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status,
+    Target, TestKind, Transport, Vantage, Verdict,
 };
 
+use crate::classify::dns::BLACKHOLE_ENGINE;
 use crate::classify::{self, bogon::BogonPolicy};
 use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::verify::TrustAnchors;
-use crate::runner::{StepContext, quic, tcp, tls};
+use crate::runner::tls::DataPhase;
+use crate::runner::{StepContext, quic, tcp, tls, udp};
 use crate::targets::TargetSpec;
 
 /// Everything a measurement needs besides its target.
@@ -39,20 +41,14 @@ pub struct MeasureConfig {
     pub udp_resolver: Option<SocketAddr>,
     /// Whether to ask the system resolver too.
     pub system_resolver: bool,
+    /// A host that runs no DNS service; the target name is sent there too as an injection control.
+    pub dns_blackhole: Option<IpAddr>,
     /// How long to keep listening after the first DNS reply (injection races the real answer).
     pub dns_linger: Duration,
     /// Where the probe sits (country, ASN): never its address.
     pub probe: ProbeInfo,
     /// Addresses that are not bogons here (a lab's documentation ranges).
     pub bogons: BogonPolicy,
-}
-
-impl MeasureConfig {
-    /// The longest one measurement can take: resolution, control, target, helper in sequence,
-    /// plus the DNS linger, plus slack for the helper's own round trip.
-    pub fn worst_case(&self) -> Duration {
-        self.timeout * 6 + self.dns_linger + Duration::from_secs(5)
-    }
 }
 
 /// Measure `target` with `test`.
@@ -63,22 +59,30 @@ pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -
     let mut observations = Vec::new();
     let mut address = target.address;
 
-    match test {
-        TestKind::Dns => dns_steps(cfg, &ctx, target, &mut observations, &mut controls).await,
+    let verdict = match test {
+        TestKind::Dns => {
+            dns_steps(cfg, &ctx, target, &mut observations, &mut controls).await;
+            classify::classify(test, &observations, &cfg.bogons)
+        }
         TestKind::Tcp | TestKind::Tls | TestKind::Quic => {
             if address.is_none() {
                 let (resolved, resolve_obs) = resolve_address(cfg, &ctx, &target.domain).await;
                 observations.push(resolve_obs);
                 address = resolved;
             }
-            if let Some(ip) = address {
-                let addr = SocketAddr::new(ip, target.port);
-                endpoint_steps(cfg, &ctx, test, target, addr, &mut observations, &mut controls).await;
+            match address {
+                Some(ip) => {
+                    let addr = SocketAddr::new(ip, target.port);
+                    endpoint_steps(cfg, &ctx, test, target, addr, &mut observations, &mut controls).await
+                }
+                None => Verdict::new(
+                    Status::Inconclusive,
+                    Mechanism::Other,
+                    vec![format!("{} could not be resolved, so nothing was connected to", target.domain)],
+                ),
             }
         }
-    }
-
-    let verdict = classify::classify(test, &observations, &cfg.bogons);
+    };
     let runtime_ms = u64::try_from(ctx.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
     let sni_test = matches!(test, TestKind::Tls | TestKind::Quic);
     Measurement {
@@ -132,6 +136,9 @@ async fn dns_steps(
         if let Some(resolver) = cfg.udp_resolver {
             obs.push(dns::udp_lookup(ctx, Role::Target, resolver, name, QueryType::A, cfg.dns_linger).await);
         }
+        if let Some(blackhole) = cfg.dns_blackhole {
+            obs.push(blackhole_lookup(ctx, blackhole, name, cfg.dns_linger).await);
+        }
         obs
     };
     let (probe_obs, control_obs) = tokio::join!(probe_side, dns_control(cfg, ctx, name, controls));
@@ -140,6 +147,17 @@ async fn dns_steps(
     }
     observations.extend(probe_obs);
     observations.extend(control_obs);
+}
+
+/// Ask a host that runs no DNS service: silence is expected, any answer is injected.
+async fn blackhole_lookup(ctx: &StepContext, blackhole: IpAddr, name: &str, linger: Duration) -> Observation {
+    // Wait no longer than the linger: silence is the expected answer, not worth a full timeout.
+    let short = StepContext { timeout: linger.max(Duration::from_millis(500)), ..*ctx };
+    let mut obs = dns::udp_lookup(&short, Role::Control, SocketAddr::new(blackhole, 53), name, QueryType::A, linger).await;
+    if let Some(Detail::Dns(d)) = &mut obs.detail {
+        d.engine = BLACKHOLE_ENGINE.to_string();
+    }
+    obs
 }
 
 /// Resolve `name` off the censored path: the helper first, DoH second.
@@ -185,6 +203,33 @@ fn first_address(obs: &Observation) -> Option<IpAddr> {
     answers.iter().map(|a| a.ip).find(IpAddr::is_ipv4).or_else(|| answers.first().map(|a| a.ip))
 }
 
+/// The probe's steps for one trial of a tcp, tls or quic test: the controls first.
+async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
+    let anchors = cfg.anchors.as_ref();
+    let control_addr = SocketAddr::new(addr.ip(), target.control_port.unwrap_or(addr.port()));
+    match test {
+        TestKind::Tcp => vec![tcp::connect(ctx, Role::Target, addr).await.0],
+        TestKind::Tls => {
+            let mut obs = tls::handshake(ctx, Role::Control, control_addr, &target.control_sni, anchors, DataPhase::Fetch).await;
+            obs.extend(tls::handshake(ctx, Role::Target, addr, &target.domain, anchors, DataPhase::Fetch).await);
+            obs
+        }
+        TestKind::Quic => {
+            let mut obs = Vec::new();
+            if let Some(port) = target.udp_echo_port {
+                obs.push(udp::echo(ctx, Role::Control, SocketAddr::new(addr.ip(), port)).await);
+            }
+            obs.push(quic::handshake(ctx, Role::Control, control_addr, &target.control_sni, anchors).await);
+            obs.push(quic::handshake(ctx, Role::Target, addr, &target.domain, anchors).await);
+            obs
+        }
+        TestKind::Dns => Vec::new(),
+    }
+}
+
+/// Run every trial (controls first in each) with the helper's check alongside, classify each
+/// trial, and sum them up: one blocked trial is enough to say `blocked`, and the verdict says in
+/// how many of how many.
 async fn endpoint_steps(
     cfg: &MeasureConfig,
     ctx: &StepContext,
@@ -193,22 +238,18 @@ async fn endpoint_steps(
     addr: SocketAddr,
     observations: &mut Vec<Observation>,
     controls: &mut Vec<ControlKind>,
-) {
-    let anchors = cfg.anchors.as_ref();
+) -> Verdict {
+    let trials = target.trials.clamp(1, crate::targets::MAX_TRIALS);
     let probe_side = async {
-        match test {
-            TestKind::Tcp => vec![tcp::connect(ctx, Role::Target, addr).await.0],
-            TestKind::Tls => {
-                let mut obs = tls::handshake(ctx, Role::Control, addr, &target.control_sni, anchors).await;
-                obs.extend(tls::handshake(ctx, Role::Target, addr, &target.domain, anchors).await);
-                obs
+        let mut per_trial = Vec::new();
+        for trial in 1..=trials {
+            let mut obs = probe_trial(cfg, ctx, test, target, addr).await;
+            if trials > 1 {
+                obs.iter_mut().for_each(|o| o.trial = Some(trial));
             }
-            TestKind::Quic => vec![
-                quic::handshake(ctx, Role::Control, addr, &target.control_sni, anchors).await,
-                quic::handshake(ctx, Role::Target, addr, &target.domain, anchors).await,
-            ],
-            TestKind::Dns => Vec::new(),
+            per_trial.push(obs);
         }
+        per_trial
     };
     let helper_side = async {
         let helper = cfg.helper.as_ref()?;
@@ -226,15 +267,21 @@ async fn endpoint_steps(
             }
         }
     };
-    let (probe_obs, helper_obs) = tokio::join!(probe_side, helper_side);
+    let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
     if matches!(test, TestKind::Tls | TestKind::Quic) {
         controls.push(ControlKind::ControlSni);
     }
-    observations.extend(probe_obs);
-    if let Some(obs) = helper_obs {
+    let helper_obs = helper_obs.unwrap_or_default();
+    if !helper_obs.is_empty() {
         controls.push(ControlKind::Helper);
-        observations.extend(obs);
     }
+    let verdicts: Vec<Verdict> = per_trial
+        .iter()
+        .map(|trial| classify::classify(test, &[trial.as_slice(), helper_obs.as_slice()].concat(), &cfg.bogons))
+        .collect();
+    observations.extend(per_trial.into_iter().flatten());
+    observations.extend(helper_obs);
+    classify::combine_trials(verdicts)
 }
 
 #[cfg(test)]

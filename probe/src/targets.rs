@@ -10,7 +10,14 @@
 //! port = 443                       # optional, default 443
 //! tests = ["dns", "tcp", "tls", "quic"]   # optional, default all four
 //! control_sni = "example.org"      # optional: the harmless SNI paired with `domain`
+//! control_port = 8443              # optional: port for the control SNI (default: `port`)
+//! trials = 3                       # optional: repeat tcp/tls/quic, 1-8 (default 1)
+//! udp_echo_port = 7                # optional: UDP echo on `address`, a baseline for quic
 //! ```
+//!
+//! `control_port` is the defence against residual censorship: a censor that blocks the
+//! (client, server, port) tuple for minutes after a trigger can't touch a control on another
+//! port of the same server.
 //!
 //! Unknown keys are an error, so a typo never silently changes what is measured.
 
@@ -46,6 +53,23 @@ pub struct TargetSpec {
     /// The harmless SNI paired with `domain`.
     #[serde(default = "default_control_sni")]
     pub control_sni: String,
+    /// Port for the control SNI, when the server offers another one.
+    #[serde(default)]
+    pub control_port: Option<u16>,
+    /// How many times tcp, tls and quic are repeated (censors that block only some flows).
+    #[serde(default = "one")]
+    pub trials: u32,
+    /// A UDP echo service on the target's address: the baseline that tells QUIC filtering
+    /// from all-UDP blocking.
+    #[serde(default)]
+    pub udp_echo_port: Option<u16>,
+}
+
+/// The most trials a target may ask for (each adds a handshake pair to the measurement).
+pub const MAX_TRIALS: u32 = 8;
+
+fn one() -> u32 {
+    1
 }
 
 fn default_port() -> u16 {
@@ -104,8 +128,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
         if t.tests.is_empty() {
             return Err(invalid(format!("target `{}` lists no tests", t.name)));
         }
-        if t.port == 0 {
+        if t.port == 0 || t.control_port == Some(0) || t.udp_echo_port == Some(0) {
             return Err(invalid(format!("target `{}`: port 0 is not a port", t.name)));
+        }
+        if !(1..=MAX_TRIALS).contains(&t.trials) {
+            return Err(invalid(format!("target `{}`: trials must be 1-{MAX_TRIALS}", t.name)));
         }
     }
     if file.target.is_empty() {
@@ -183,6 +210,8 @@ mod tests {
             ("[[target]]\nname='a'\ndomain='has space'\n", "printable"),
             ("[[target]]\nname='a'\ndomain='a.example'\naddress='not-ip'\n", "address"),
             ("[[target]]\nname='a'\ndomain='a.example'\nport=70000\n", "port"),
+            ("[[target]]\nname='a'\ndomain='a.example'\ntrials=9\n", "trials must be 1-8"),
+            ("[[target]]\nname='a'\ndomain='a.example'\ncontrol_port=0\n", "port 0"),
             ("target = []\n", "no [[target]]"),
         ];
         for (text, needle) in cases {

@@ -135,7 +135,7 @@ async fn probe_measures_local_servers_and_results_reach_the_api_and_metrics() ->
         .and_then(|o| o.iter().find(|s| s["op"] == "tls_handshake" && s["role"] == "target" && s["vantage"] == "probe"))
         .expect("target handshake");
     assert_eq!(handshake["detail"]["version"], "TLSv1_3");
-    assert_eq!(handshake["detail"]["alpn"], "h2");
+    assert_eq!(handshake["detail"]["alpn"], "http/1.1");
     assert_eq!(handshake["detail"]["verified"], true);
     assert!(handshake["detail"]["peer_certificates"].as_array().is_some_and(|c| !c.is_empty()));
 

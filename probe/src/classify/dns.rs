@@ -5,8 +5,9 @@
 //! in order and the first that fires decides:
 //!
 //! 1. every probe lookup failed with a local network failure → inconclusive, `network.offline`;
-//! 2. two or more *disagreeing* replies to one UDP query → blocked, `dns.injected`
-//!    (identical duplicates are just duplicates);
+//! 2. any reply from the blackhole (a host that runs no DNS service, asked as a control), or two
+//!    or more *disagreeing* replies to one UDP query → blocked, `dns.injected` (identical
+//!    duplicates are just duplicates);
 //! 3. a bogon answer the control does not also return → blocked, `dns.bogon`
 //!    (inconclusive without a working control);
 //! 4. NXDOMAIN, or no address of the asked family, while the control resolves it → blocked,
@@ -50,7 +51,10 @@ pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
         return verdict(Status::Inconclusive, Some(Mechanism::NetworkOffline), probe.iter().map(Lookup::describe).collect());
     }
 
-    // 2. An injector raced the resolver.
+    // 2. Anything that answers for a host without DNS is an injector; so is a second opinion.
+    if let Some(evidence) = observations.iter().find_map(blackhole_answer) {
+        return verdict(Status::Blocked, Some(Mechanism::DnsInjected), evidence);
+    }
     if let Some(evidence) = probe.iter().find_map(injection) {
         return verdict(Status::Blocked, Some(Mechanism::DnsInjected), evidence);
     }
@@ -236,6 +240,29 @@ fn injection(lookup: &Lookup<'_>) -> Option<Vec<String>> {
 }
 
 /// `[1.2.3.4, 5.6.7.8]`, at most six shown.
+/// The engine name of a query sent to a host that runs no DNS service.
+pub const BLACKHOLE_ENGINE: &str = "blackhole";
+
+/// A reply to the blackhole query, as evidence.
+fn blackhole_answer(o: &Observation) -> Option<Vec<String>> {
+    let Some(Detail::Dns(d)) = &o.detail else { return None };
+    if o.vantage != Vantage::Probe || d.engine != BLACKHOLE_ENGINE || d.replies.is_empty() {
+        return None;
+    }
+    let first = &d.replies[0];
+    let answers: BTreeSet<IpAddr> = first.answers.iter().map(|a| a.ip).collect();
+    Some(vec![format!(
+        "{} runs no DNS service, yet {} repl{} came back for {} ({} {}) after {:.1} ms",
+        d.resolver.as_deref().unwrap_or("the blackhole"),
+        d.replies.len(),
+        if d.replies.len() == 1 { "y" } else { "ies" },
+        d.query_name,
+        first.rcode,
+        list(&answers),
+        first.after_ms,
+    )])
+}
+
 fn list(ips: &BTreeSet<IpAddr>) -> String {
     const SHOWN: usize = 6;
     let mut s: Vec<String> = ips.iter().take(SHOWN).map(IpAddr::to_string).collect();
@@ -299,6 +326,15 @@ mod tests {
     fn doh(replies: Vec<DnsReply>) -> Observation {
         lookup(Vantage::Doh, "doh", "A,AAAA", replies)
     }
+    /// The query for the target sent to a host that runs no DNS (a control by role).
+    fn blackhole(replies: Vec<DnsReply>) -> Observation {
+        let mut o = lookup(Vantage::Probe, BLACKHOLE_ENGINE, "A", replies);
+        o.role = Role::Control;
+        if let Some(Detail::Dns(d)) = &mut o.detail {
+            d.resolver = Some("203.0.113.30:53".into());
+        }
+        o
+    }
     fn helper(replies: Vec<DnsReply>) -> Observation {
         lookup(Vantage::Helper, "system", "A,AAAA", replies)
     }
@@ -351,6 +387,28 @@ mod tests {
                 status: Status::Blocked,
                 mechanism: Some(Mechanism::DnsInjected),
                 evidence_mentions: &["NXDOMAIN []"],
+            },
+            Case {
+                name: "a host without DNS answered: injection",
+                observations: vec![
+                    udp(vec![reply("NOERROR", REAL, false, 12.0)]),
+                    blackhole(vec![reply("NOERROR", &["10.10.34.34"], false, 4.0)]),
+                    doh(vec![reply("NOERROR", REAL, false, 30.0)]),
+                ],
+                status: Status::Blocked,
+                mechanism: Some(Mechanism::DnsInjected),
+                evidence_mentions: &["203.0.113.30:53 runs no DNS service", "10.10.34.34"],
+            },
+            Case {
+                name: "silence from the blackhole is the expected control result",
+                observations: vec![
+                    udp(vec![reply("NOERROR", REAL, false, 12.0)]),
+                    blackhole(Vec::new()),
+                    doh(vec![reply("NOERROR", REAL, false, 30.0)]),
+                ],
+                status: Status::Ok,
+                mechanism: None,
+                evidence_mentions: &[],
             },
             Case {
                 name: "identical duplicates are not injection",

@@ -1,6 +1,8 @@
 //! QUIC rules: like TLS, but censors can only drop UDP, so the question is *what* was dropped:
 //! the Initial carrying the target SNI (`quic.sni_blocked`, the control SNI completed) or all
-//! UDP to the endpoint (`udp.blocked`, nothing completes here while the helper completes).
+//! UDP to the endpoint (`udp.blocked`, nothing completes here while the helper completes). With
+//! a UDP echo baseline on the same address, a QUIC failure for every SNI while the echo comes
+//! back is QUIC filtering (`quic.blocked`).
 
 use vantage_measurement::{Mechanism, Observation, Operation, Status, Verdict};
 
@@ -47,6 +49,18 @@ mod tests {
     fn all_udp_to_the_endpoint_dropped() {
         let v = scenario(TIMEOUT, TIMEOUT, Some(None));
         assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::UdpBlocked)));
+    }
+
+    #[test]
+    fn quic_filtered_while_udp_is_echoed() {
+        let mut echo = crate::classify::testing::step(Vantage::Probe, Role::Control, Operation::Data, None);
+        let mut obs = vec![echo.clone(), quic_step(Vantage::Probe, Role::Control, TIMEOUT), quic_step(Vantage::Probe, Role::Target, TIMEOUT)];
+        obs.push(quic_step(Vantage::Helper, Role::Target, None));
+        let v = classify(&obs);
+        assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::QuicBlocked)));
+        echo.failure = TIMEOUT;
+        obs[0] = echo;
+        assert_eq!(classify(&obs).mechanism, Some(Mechanism::UdpBlocked));
     }
 
     #[test]

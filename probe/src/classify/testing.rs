@@ -15,6 +15,7 @@ pub fn step(vantage: Vantage, role: Role, op: Operation, failure: Option<Failure
         failure,
         raw: failure.map(|_| RawCode::timeout(1)),
         detail: None,
+        trial: None,
     }
 }
 

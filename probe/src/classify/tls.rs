@@ -6,7 +6,7 @@
 //! - a server with a self-signed or expired certificate is untrusted for the helper too → `ok`
 //!   (misconfiguration is not interception).
 
-use vantage_measurement::{Failure, Mechanism, Observation, Operation, Status, Verdict};
+use vantage_measurement::{DataDetail, Detail, Failure, Mechanism, Observation, Operation, Status, Verdict};
 
 use super::evidence::{Steps, describe, tls_detail};
 use super::tcp::connect_verdict;
@@ -41,7 +41,11 @@ pub(super) fn handshake_verdict(steps: &Steps<'_>, op: Operation, target: &Obser
     }
 
     let Some(failure) = target.failure else {
-        return certificate_verdict(target, helper, evidence);
+        let verdict = certificate_verdict(target, helper, evidence);
+        if verdict.status != Status::Ok || op != Operation::TlsHandshake {
+            return verdict;
+        }
+        return data_verdict(steps).unwrap_or(verdict);
     };
     if steps.probe_offline() {
         return Verdict::new(Status::Inconclusive, Mechanism::NetworkOffline, evidence);
@@ -54,10 +58,21 @@ pub(super) fn handshake_verdict(steps: &Steps<'_>, op: Operation, target: &Obser
     match (control_ok, helper_ok) {
         // The same server answered another SNI on the same path: the name is what's blocked.
         (true, _) => Verdict::new(Status::Blocked, sni_mechanism(op, failure, helper_ok), evidence),
-        (false, Some(true)) => {
-            let mechanism = if op == Operation::QuicHandshake { Mechanism::UdpBlocked } else { Mechanism::TlsHandshakeBlocked };
-            Verdict::new(Status::Blocked, mechanism, evidence)
+        (false, Some(true)) if op == Operation::QuicHandshake => {
+            // Plain UDP to the same address tells QUIC filtering from all-UDP blocking.
+            match steps.probe_control(Operation::Data) {
+                Some(echo) if echo.succeeded() => {
+                    evidence.push(describe("udp echo", echo));
+                    Verdict::new(Status::Blocked, Mechanism::QuicBlocked, evidence)
+                }
+                Some(echo) => {
+                    evidence.push(describe("udp echo", echo));
+                    Verdict::new(Status::Blocked, Mechanism::UdpBlocked, evidence)
+                }
+                None => Verdict::new(Status::Blocked, Mechanism::UdpBlocked, evidence),
+            }
         }
+        (false, Some(true)) => Verdict::new(Status::Blocked, Mechanism::TlsHandshakeBlocked, evidence),
         (false, _) => {
             evidence.push("control sni failed too and no helper answered: cannot tell blocking from an outage".into());
             Verdict::new(Status::Inconclusive, Mechanism::NoControl, evidence)
@@ -78,6 +93,60 @@ fn sni_mechanism(op: Operation, failure: Failure, helper_ok: Option<bool>) -> Me
         _ if helper_ok == Some(true) => Mechanism::TlsAlertSni,
         _ => Mechanism::Other,
     }
+}
+
+/// Below this many bytes a goodput comparison is noise (a redirect against a page).
+const MIN_BYTES_TO_COMPARE: u64 = 16 * 1024;
+/// The target is "throttled" when its goodput is below this fraction of the control's.
+const THROTTLE_RATIO: f64 = 0.25;
+
+/// After both handshakes completed: did data flow for the target as it did for the control?
+///
+/// - the target's read timed out while the control's completed: if bytes were still arriving in
+///   the last quarter of the wait, the flow is being slowed (`tls.throttled`, inconclusive: a
+///   busy server looks the same); if it fell silent early, it froze (`tls.data_stall`, blocked:
+///   the control SNI on the same server and path was served);
+/// - both completed with enough bytes to compare, the target at under a quarter of the control's
+///   goodput: `tls.throttled`, inconclusive.
+fn data_verdict(steps: &Steps<'_>) -> Option<Verdict> {
+    let target = steps.probe_target(Operation::Data)?;
+    let control = steps.probe_control(Operation::Data).filter(|c| c.succeeded())?;
+    let (t, c) = (data_detail(target)?, data_detail(control)?);
+    let evidence = vec![
+        format!("target sni data: {} bytes in {:.0} ms{}", t.bytes_received, target.duration_ms, failure_note(target)),
+        format!("control sni data: {} bytes in {:.0} ms", c.bytes_received, control.duration_ms),
+    ];
+    match target.failure {
+        Some(Failure::GenericTimeoutError) => {
+            let still_trickling = t.bytes_received > 0
+                && t.last_byte_ms.is_some_and(|last| last >= 0.75 * target.duration_ms);
+            Some(if still_trickling {
+                Verdict::new(Status::Inconclusive, Mechanism::TlsThrottled, evidence)
+            } else {
+                Verdict::new(Status::Blocked, Mechanism::TlsDataStall, evidence)
+            })
+        }
+        Some(_) => Some(Verdict::new(Status::Blocked, Mechanism::TlsDataStall, evidence)),
+        None => {
+            let comparable = t.bytes_received >= MIN_BYTES_TO_COMPARE && c.bytes_received >= MIN_BYTES_TO_COMPARE;
+            let goodput = |bytes: u64, ms: f64| bytes as f64 / ms.max(1.0);
+            let slow = goodput(t.bytes_received, target.duration_ms)
+                < THROTTLE_RATIO * goodput(c.bytes_received, control.duration_ms);
+            (comparable && slow && target.duration_ms > 1000.0)
+                .then(|| Verdict::new(Status::Inconclusive, Mechanism::TlsThrottled, evidence))
+        }
+    }
+}
+
+fn data_detail(o: &Observation) -> Option<&DataDetail> {
+    match &o.detail {
+        Some(Detail::Data(d)) => Some(d),
+        _ => None,
+    }
+}
+
+fn failure_note(o: &Observation) -> String {
+    o.failure.map(|f| format!(", then {f}")).unwrap_or_default()
 }
 
 /// The handshake completed: was the certificate the real one?
@@ -200,6 +269,53 @@ mod tests {
         assert_eq!(classify(&obs).status, Status::Ok);
         let alone = vec![probe_connect_ok(), tls_step(Vantage::Probe, Role::Target, None, Some(false), "x")];
         assert_eq!(classify(&alone).mechanism, Some(Mechanism::TlsUntrustedCertificate));
+    }
+
+    fn data(role: Role, failure: Option<Failure>, bytes: u64, duration_ms: f64, last_byte_ms: f64) -> Observation {
+        let mut o = step(Vantage::Probe, role, Operation::Data, failure);
+        o.duration_ms = duration_ms;
+        o.detail = Some(Detail::Data(DataDetail { bytes_sent: 60, bytes_received: bytes, last_byte_ms: Some(last_byte_ms) }));
+        o
+    }
+
+    fn with_data(control: Observation, target: Observation) -> Verdict {
+        classify(&[
+            step(Vantage::Probe, Role::Control, Operation::Connect, None),
+            tls_step(Vantage::Probe, Role::Control, None, Some(true), "leaf"),
+            control,
+            probe_connect_ok(),
+            tls_step(Vantage::Probe, Role::Target, None, Some(true), "leaf"),
+            target,
+        ])
+    }
+
+    #[test]
+    fn a_flow_that_freezes_after_the_handshake_is_a_data_stall() {
+        let v = with_data(
+            data(Role::Control, None, 65536, 30.0, 29.0),
+            data(Role::Target, Some(Failure::GenericTimeoutError), 16384, 4000.0, 25.0),
+        );
+        assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::TlsDataStall)));
+        assert!(v.evidence.iter().any(|e| e.contains("16384 bytes")));
+    }
+
+    #[test]
+    fn a_trickle_until_the_deadline_is_throttling_not_a_block() {
+        let v = with_data(
+            data(Role::Control, None, 65536, 30.0, 29.0),
+            data(Role::Target, Some(Failure::GenericTimeoutError), 30000, 4000.0, 3990.0),
+        );
+        assert_eq!((v.status, v.mechanism), (Status::Inconclusive, Some(Mechanism::TlsThrottled)));
+        let slow = with_data(data(Role::Control, None, 65536, 30.0, 29.0), data(Role::Target, None, 65536, 3000.0, 2990.0));
+        assert_eq!(slow.mechanism, Some(Mechanism::TlsThrottled));
+    }
+
+    #[test]
+    fn small_or_similar_transfers_are_fine() {
+        let small = with_data(data(Role::Control, None, 300, 5.0, 5.0), data(Role::Target, None, 2000, 1500.0, 1500.0));
+        assert_eq!(small.status, Status::Ok);
+        let similar = with_data(data(Role::Control, None, 65536, 40.0, 40.0), data(Role::Target, None, 65536, 50.0, 50.0));
+        assert_eq!(similar.status, Status::Ok);
     }
 
     #[test]

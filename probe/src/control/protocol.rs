@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vantage_measurement::{Observation, Role, TestKind, Vantage};
 
+use crate::runner::tls::DataPhase;
 use crate::runner::{self, StepContext, verify::TrustAnchors};
 
 /// One step the helper should repeat.
@@ -89,7 +90,8 @@ pub async fn execute(req: &ControlRequest, trust: &HelperTrust) -> Result<Contro
         }],
         TestKind::Tcp => vec![runner::tcp::connect(&ctx, Role::Target, req.socket_addr()?).await.0],
         TestKind::Tls => {
-            runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await
+            runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors, DataPhase::Skip)
+                .await
         }
         TestKind::Quic => vec![
             runner::quic::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await,

@@ -9,6 +9,7 @@ pub mod dns;
 pub mod quic;
 pub mod tcp;
 pub mod tls;
+pub mod udp;
 pub mod verify;
 
 use std::future::Future;
@@ -53,6 +54,7 @@ impl StepContext {
                 failure: None,
                 raw: None,
                 detail: None,
+                trial: None,
             },
         }
     }

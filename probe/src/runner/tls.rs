@@ -1,8 +1,13 @@
 //! TLS runner: TCP connect, then a handshake with one SNI, recording what the server showed.
 //!
 //! Call order for one step: [`handshake`] → `tcp::connect` (observation 1) → rustls handshake
-//! under the step timeout (observation 2, with [`TlsDetail`]) → close. Nothing is sent after the
-//! handshake: the probe proves reachability, it does not browse.
+//! under the step timeout (observation 2, with [`TlsDetail`]) → optionally a data phase
+//! (observation 3) → close.
+//!
+//! The data phase exists because censors also act *after* the handshake: flows that freeze after
+//! 16–20 KB, or are throttled to a trickle. It sends one plain `GET /` and reads at most
+//! [`DATA_LIMIT`] bytes, recording how many arrived and when the last one did, so the classifier
+//! can tell a freeze (silence long before the deadline) from throttling (bytes still trickling).
 
 use std::io;
 use std::net::SocketAddr;
@@ -10,16 +15,28 @@ use std::sync::{Arc, Mutex};
 
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, ClientConfig};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_rustls::TlsConnector;
-use vantage_measurement::{CodeSpace, Detail, Failure, Observation, Operation, RawCode, Role, TlsDetail};
+use vantage_measurement::{CodeSpace, DataDetail, Detail, Failure, Observation, Operation, RawCode, Role, TlsDetail};
 
 use super::verify::{CertRecord, TrustAnchors};
-use super::{StepContext, io_failure, tcp};
+use super::{StepContext, io_failure, ms, tcp, timeout_failure};
 use base64::Engine as _;
 
-/// ALPN offered over TCP, as a browser would.
-const TCP_ALPN: &[&[u8]] = &[b"h2", b"http/1.1"];
+/// ALPN offered over TCP. HTTP/1.1 only: the data phase speaks it.
+const TCP_ALPN: &[&[u8]] = &[b"http/1.1"];
+
+/// The most bytes the data phase reads.
+pub const DATA_LIMIT: usize = 64 * 1024;
+
+/// Whether to run the data phase after a successful handshake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DataPhase {
+    /// Handshake only.
+    Skip,
+    /// Send `GET /` and read up to [`DATA_LIMIT`] bytes.
+    Fetch,
+}
 
 /// Connect to `addr` and handshake with `sni`; returns the connect and handshake observations.
 pub async fn handshake(
@@ -28,6 +45,7 @@ pub async fn handshake(
     addr: SocketAddr,
     sni: &str,
     anchors: &TrustAnchors,
+    data: DataPhase,
 ) -> Vec<Observation> {
     let (connect_obs, stream) = tcp::connect(ctx, role, addr).await;
     let Some(stream) = stream else { return vec![connect_obs] };
@@ -46,19 +64,57 @@ pub async fn handshake(
     let connector = TlsConnector::from(Arc::new(config));
     let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
     let mut detail = cert_detail(&record);
+    let mut data_obs = None;
     let outcome = match outcome {
         Ok(mut tls) => {
             let (_, conn) = tls.get_ref();
             detail.version = conn.protocol_version().map(|v| format!("{v:?}"));
             detail.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
             detail.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+            if data == DataPhase::Fetch {
+                data_obs = Some(fetch(ctx, role, addr, sni, &mut tls).await);
+            }
             // A polite close; the server's reaction is irrelevant, so don't wait for it.
             let _ = tokio::time::timeout(std::time::Duration::from_millis(200), tls.shutdown()).await;
             Ok(())
         }
         Err(failure) => Err(failure),
     };
-    vec![connect_obs, step.finish(outcome, Some(Detail::Tls(detail)))]
+    let mut observations = vec![connect_obs, step.finish(outcome, Some(Detail::Tls(detail)))];
+    observations.extend(data_obs);
+    observations
+}
+
+/// The data phase: one `GET /`, then read until EOF, [`DATA_LIMIT`] bytes, or the timeout.
+async fn fetch<S>(ctx: &StepContext, role: Role, addr: SocketAddr, sni: &str, tls: &mut S) -> Observation
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let step = ctx.step(Operation::Data, role).peer(addr).sni(sni);
+    let started = tokio::time::Instant::now();
+    let request = format!("GET / HTTP/1.1\r\nHost: {sni}\r\nUser-Agent: vantage-probe\r\nConnection: close\r\n\r\n");
+    let mut detail = DataDetail { bytes_sent: request.len() as u64, ..DataDetail::default() };
+    let deadline = started + ctx.timeout;
+    let mut outcome = match tokio::time::timeout_at(deadline, tls.write_all(request.as_bytes())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(handshake_io_failure(&e)),
+        Err(_) => Err(timeout_failure(ctx.timeout)),
+    };
+    let mut buf = vec![0u8; 16 * 1024];
+    while outcome.is_ok() && (detail.bytes_received as usize) < DATA_LIMIT {
+        match tokio::time::timeout_at(deadline, tls.read(&mut buf)).await {
+            Ok(Ok(0)) => break,
+            Ok(Ok(n)) => {
+                detail.bytes_received += n as u64;
+                detail.last_byte_ms = Some(ms(started.elapsed()));
+            }
+            // Servers often close without close_notify: the data ended, nothing failed.
+            Ok(Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Ok(Err(e)) => outcome = Err(handshake_io_failure(&e)),
+            Err(_) => outcome = Err(timeout_failure(ctx.timeout)),
+        }
+    }
+    step.finish(outcome, Some(Detail::Data(detail)))
 }
 
 /// A client config whose verifier records instead of aborting, plus the record it fills.
