@@ -2,6 +2,7 @@
 # Installs the Debian packages the test suite needs. Idempotent: does nothing when all are present.
 #   promtool (package prometheus)  checks the collector's /metrics output
 #   ip (iproute2), unshare (util-linux)  network namespaces for the offline and lab tests
+#   prometheus, systemd-analyze (systemd)  the operators' tests: rules, dashboards and units
 set -euo pipefail
 
 need=()
@@ -9,6 +10,11 @@ command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v unshare >/dev/null 2>&1 || need+=(util-linux)
 command -v hostname >/dev/null 2>&1 || need+=(hostname)
+# Operators' tests (tests/tests/prometheus_*.rs, deploy_files.rs): a real Prometheus server on
+# loopback runs the dashboards' and rules' PromQL; systemd-analyze verifies the unit files
+# (installing the systemd package adds the tools; it does not replace a running init).
+command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -20,7 +26,7 @@ fi
 echo "tests/install-deps.sh: installing ${need[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-# The prometheus package would start a server; we only want promtool, so keep services down.
+# The prometheus package would start a server; the tests start their own, so keep services down.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
