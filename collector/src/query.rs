@@ -212,7 +212,7 @@ mod tests {
             ("since", "yesterday"),
             ("country", "de"),
             ("asn", "-1"),
-            ("test", "openvpn"),
+            ("test", "ping"),
             ("verdict", "maybe"),
             ("mechanism", "dns.made_up"),
             ("limit", "0"),

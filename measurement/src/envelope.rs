@@ -93,11 +93,23 @@ pub enum TestKind {
     Tls,
     /// QUIC handshake, target SNI against a control SNI.
     Quic,
+    /// OpenVPN hard reset (UDP or TCP; plain, tls-auth or tls-crypt) against random bytes.
+    Openvpn,
+    /// WireGuard handshake and a short data phase through the tunnel.
+    Wireguard,
+    /// IKEv2 IKE_SA_INIT on UDP 500 or 4500; never IKE_AUTH.
+    Ikev2,
+    /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
+    Tor,
 }
 
 impl TestKind {
     /// Every test, for pre-initialising metric series.
-    pub const ALL: &'static [TestKind] = &[Self::Dns, Self::Tcp, Self::Tls, Self::Quic];
+    pub const ALL: &'static [TestKind] =
+        &[Self::Dns, Self::Tcp, Self::Tls, Self::Quic, Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor];
+
+    /// The VPN and circumvention tests: they need endpoint parameters from the targets file.
+    pub const VPN: &'static [TestKind] = &[Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor];
 
     /// The stable string used in JSON, filters and metric labels.
     pub fn as_str(self) -> &'static str {
@@ -106,7 +118,16 @@ impl TestKind {
             Self::Tcp => "tcp",
             Self::Tls => "tls",
             Self::Quic => "quic",
+            Self::Openvpn => "openvpn",
+            Self::Wireguard => "wireguard",
+            Self::Ikev2 => "ikev2",
+            Self::Tor => "tor",
         }
+    }
+
+    /// Is this one of the [`TestKind::VPN`] tests?
+    pub fn is_vpn(self) -> bool {
+        Self::VPN.contains(&self)
     }
 
     /// Parse the string form.
@@ -160,6 +181,9 @@ pub enum ControlKind {
     ControlSni,
     /// The system resolver compared with a configured UDP resolver.
     SystemResolver,
+    /// Random bytes as long as the protocol's first packet, to an echo on the same port number
+    /// (tells a port block from a protocol fingerprint block).
+    RandomBytes,
 }
 
 impl Measurement {

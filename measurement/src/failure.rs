@@ -234,6 +234,9 @@ pub enum CodeSpace {
     QuicError,
     /// The probe's own timeout fired.
     Timeout,
+    /// A protocol reply the probe refused (VPN handshakes); the name says why
+    /// (`bad_authentication`, `wrong_session`, …).
+    Protocol,
 }
 
 impl RawCode {

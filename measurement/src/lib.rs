@@ -11,9 +11,9 @@
 //! ├── probe              {cc, asn, network_type}      never the probe's IP address
 //! ├── started_at         UTC, whole seconds
 //! ├── runtime_ms
-//! ├── test               dns | tcp | tls | quic
+//! ├── test               dns | tcp | tls | quic | openvpn | wireguard | ikev2 | tor
 //! ├── target             {name, domain, address, port, transport, control_sni}
-//! ├── controls           [helper | doh | control_sni | system_resolver]
+//! ├── controls           [helper | doh | control_sni | system_resolver | random_bytes]
 //! ├── observations[]     {op, role, vantage, t_start_ms, duration_ms, peer, sni,
 //! │                       failure, raw, detail}
 //! └── verdict            {status: ok|blocked|down|inconclusive, mechanism, evidence, trials}
@@ -42,6 +42,7 @@ pub use envelope::{
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
     DataDetail, Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage,
+    VpnDetail, VpnStage,
 };
 pub use validate::{Rejection, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};

@@ -110,6 +110,69 @@ pub enum Detail {
     Tls(TlsDetail),
     /// Bytes exchanged (a data phase after a handshake, or a UDP echo).
     Data(DataDetail),
+    /// A VPN or Tor handshake, its data phase, or its random-bytes control.
+    Vpn(VpnDetail),
+}
+
+/// What a VPN step saw. Never carries keys, session ids or the probe's tunnel address: only
+/// what a researcher needs to see how far the protocol got.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct VpnDetail {
+    /// `openvpn`, `wireguard`, `ikev2`, `tor`, or `random` for the random-bytes control.
+    pub protocol: String,
+    /// Protocol options that change the wire image: `plain`, `tls_auth`, `tls_crypt`
+    /// (OpenVPN), `nat_t` (IKEv2 on 4500).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// How far the exchange got.
+    pub stage_reached: VpnStage,
+    /// Datagrams or framed packets sent, retransmits included.
+    pub packets_sent: u32,
+    /// Datagrams or framed packets received, valid or not.
+    pub packets_received: u32,
+    /// Length of the first packet sent (the random-bytes control matches it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_packet_len: Option<u32>,
+    /// What the reply was, as a fixed name (`hard_reset_server_v2`, `handshake_response`,
+    /// `ike_sa_init_response`, `notify:INVALID_KE_PAYLOAD`, `versions`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply: Option<String>,
+    /// Why a reply was not accepted, as a fixed name (`bad_hmac`, `wrong_session`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_error: Option<String>,
+}
+
+/// How far a VPN exchange got, in order.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VpnStage {
+    /// Nothing was sent (no socket, no route).
+    #[default]
+    None,
+    /// The TCP connection is up (TCP transports only).
+    Connected,
+    /// The first packet left.
+    Sent,
+    /// Bytes came back, but not a valid answer to what was sent.
+    Reply,
+    /// The server's handshake answer parsed and verified (HMAC, AEAD, session, SPI).
+    Handshake,
+    /// Data made the round trip through the tunnel, or the link protocol answered.
+    Data,
+}
+
+impl VpnStage {
+    /// The stable string used in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Connected => "connected",
+            Self::Sent => "sent",
+            Self::Reply => "reply",
+            Self::Handshake => "handshake",
+            Self::Data => "data",
+        }
+    }
 }
 
 /// What a data exchange moved.

@@ -110,6 +110,29 @@ mechanisms! {
     UdpBlocked => "udp.blocked",
     /// QUIC fails with every SNI while plain UDP to the same address is echoed: QUIC is filtered.
     QuicBlocked => "quic.blocked",
+    // --- VPN and circumvention ---
+    /// No OpenVPN hard-reset reply while the helper reaches the endpoint; no random-bytes control.
+    VpnOpenvpnNoResetReply => "vpn.openvpn.no_reset_reply",
+    /// No WireGuard handshake response while the helper reaches the endpoint; no random-bytes control.
+    VpnWireguardNoHandshakeResponse => "vpn.wireguard.no_handshake_response",
+    /// No IKE reply while the helper reaches the endpoint; no random-bytes control.
+    VpnIkev2NoReply => "vpn.ikev2.no_reply",
+    /// The protocol got no answer while random bytes of equal length to the same port number
+    /// were echoed and the helper reaches the endpoint: the protocol itself is recognised.
+    VpnFingerprintBlocked => "vpn.fingerprint_blocked",
+    /// The protocol and random bytes of equal length to the same port number both went
+    /// unanswered while the helper reaches the endpoint: the port is blocked.
+    VpnPortBlocked => "vpn.port_blocked",
+    /// The handshake completed, then data through the tunnel stopped while the helper's flowed.
+    VpnDataStall => "vpn.data_stall",
+    /// A reply arrived that is not the endpoint's (wrong session, MAC or format) while the helper
+    /// gets the real one: something on the path answered in the server's place.
+    VpnForgedReply => "vpn.forged_reply",
+    /// The TLS handshake to a Tor OR port failed while the helper completes it.
+    TorHandshakeBlocked => "tor.handshake_blocked",
+    /// TLS to a Tor OR port completed, then the link protocol (VERSIONS) got no answer while the
+    /// helper's did.
+    TorLinkBlocked => "tor.link_blocked",
     // --- general ---
     /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
     /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.

@@ -62,7 +62,7 @@ pub struct RunArgs {
     /// Targets file (TOML, `[[target]]` entries; see docs/targets.md). Default: the built-in list.
     #[arg(long, env = "VANTAGE_TARGETS")]
     pub targets: Option<PathBuf>,
-    /// Run only these tests (comma-separated: dns,tcp,tls,quic).
+    /// Run only these tests (comma-separated: dns,tcp,tls,quic,openvpn,wireguard,ikev2,tor).
     #[arg(long, value_delimiter = ',', value_parser = parse_test)]
     pub tests: Option<Vec<TestKind>>,
     /// Print each measurement as a JSON line on stdout (NDJSON) instead of the table.
@@ -134,7 +134,8 @@ pub struct FlushArgs {
 }
 
 fn parse_test(s: &str) -> Result<TestKind, String> {
-    TestKind::parse(s).ok_or_else(|| format!("unknown test `{s}` (expected dns, tcp, tls or quic)"))
+    TestKind::parse(s)
+        .ok_or_else(|| format!("unknown test `{s}` (expected dns, tcp, tls, quic, openvpn, wireguard, ikev2 or tor)"))
 }
 
 fn parse_cc(s: &str) -> Result<String, String> {

@@ -19,6 +19,7 @@ use vantage_measurement::{
 
 use crate::classify::dns::BLACKHOLE_ENGINE;
 use crate::classify::{self, bogon::BogonPolicy};
+use crate::control::protocol::VpnControl;
 use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::verify::TrustAnchors;
@@ -64,7 +65,13 @@ pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -
             dns_steps(cfg, &ctx, target, &mut observations, &mut controls).await;
             classify::classify(test, &observations, &cfg.bogons)
         }
-        TestKind::Tcp | TestKind::Tls | TestKind::Quic => {
+        TestKind::Tcp
+        | TestKind::Tls
+        | TestKind::Quic
+        | TestKind::Openvpn
+        | TestKind::Wireguard
+        | TestKind::Ikev2
+        | TestKind::Tor => {
             if address.is_none() {
                 let (resolved, resolve_obs) = resolve_address(cfg, &ctx, &target.domain).await;
                 observations.push(resolve_obs);
@@ -100,8 +107,9 @@ pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -
             port: (test != TestKind::Dns).then_some(target.port),
             transport: match test {
                 TestKind::Dns => None,
-                TestKind::Quic => Some(Transport::Udp),
-                _ => Some(Transport::Tcp),
+                TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
+                TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
+                TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
             },
             control_sni: sni_test.then(|| target.control_sni.clone()),
         },
@@ -163,7 +171,7 @@ async fn blackhole_lookup(ctx: &StepContext, blackhole: IpAddr, name: &str, ling
 /// Resolve `name` off the censored path: the helper first, DoH second.
 async fn dns_control(cfg: &MeasureConfig, ctx: &StepContext, name: &str, controls: &mut Vec<ControlKind>) -> Vec<Observation> {
     if let Some(helper) = &cfg.helper {
-        let req = ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None };
+        let req = ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None, vpn: None };
         match helper.control(&req, cfg.timeout * 2).await {
             Ok(obs) => {
                 controls.push(ControlKind::Helper);
@@ -223,7 +231,58 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, test: TestKind, tar
             obs.push(quic::handshake(ctx, Role::Target, addr, &target.domain, anchors).await);
             obs
         }
+        TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn_trial(ctx, test, target, addr).await,
         TestKind::Dns => Vec::new(),
+    }
+}
+
+/// One trial of a VPN test: the random-bytes control first (to the echo address, so a residual
+/// block triggered by the protocol can't reach it), then the protocol.
+async fn vpn_trial(ctx: &StepContext, test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
+    use crate::runner::vpn::{self, codec::wireguard::INITIATION_LEN};
+    let mut obs = Vec::new();
+    let transport = target.transport.unwrap_or(Transport::Udp);
+    // Parameters were checked when the targets file was loaded; a failure here is a bug.
+    let wrap = target.openvpn.as_ref().map(|s| s.wrap());
+    let control_len = match (test, &wrap) {
+        (TestKind::Openvpn, Some(Ok(wrap))) => Some(vpn::openvpn::first_packet_len(wrap, transport)),
+        (TestKind::Wireguard, _) => Some(INITIATION_LEN),
+        (TestKind::Ikev2, _) => Some(vpn::ikev2::first_packet_len(addr.port() == vpn::ikev2::NAT_T_PORT)),
+        _ => None,
+    };
+    if let (Some(echo), Some(len)) = (target.echo_address, control_len) {
+        let control_transport = if test == TestKind::Openvpn { transport } else { Transport::Udp };
+        obs.extend(vpn::random::control(ctx, SocketAddr::new(echo, addr.port()), control_transport, len).await);
+    }
+    match test {
+        TestKind::Openvpn => match wrap {
+            Some(Ok(wrap)) => obs.extend(vpn::openvpn::handshake(ctx, Role::Target, addr, transport, &wrap).await),
+            _ => tracing::error!("target {}: openvpn parameters missing or invalid", target.name),
+        },
+        TestKind::Wireguard => match target.wireguard.as_ref().map(|w| (w.keys(), w.tunnel())) {
+            Some((Ok(keys), tunnel)) => obs.extend(vpn::wireguard::handshake(ctx, Role::Target, addr, &keys, tunnel).await),
+            _ => tracing::error!("target {}: wireguard parameters missing or invalid", target.name),
+        },
+        TestKind::Ikev2 => obs.push(vpn::ikev2::sa_init(ctx, Role::Target, addr).await),
+        TestKind::Tor => obs.extend(vpn::tor::handshake(ctx, Role::Target, addr).await),
+        TestKind::Dns | TestKind::Tcp | TestKind::Tls | TestKind::Quic => {}
+    }
+    obs
+}
+
+/// What the helper needs for a VPN control: never the probe's own WireGuard key.
+fn vpn_control(test: TestKind, target: &TargetSpec) -> Option<VpnControl> {
+    match test {
+        TestKind::Openvpn => Some(VpnControl { transport: target.transport, openvpn: target.openvpn.clone(), ..VpnControl::default() }),
+        TestKind::Wireguard => {
+            let wg = target.wireguard.as_ref()?;
+            Some(VpnControl {
+                wireguard_server_public_key: Some(wg.server_public_key.clone()),
+                wireguard_helper_private_key: Some(wg.helper_private_key.clone()?),
+                ..VpnControl::default()
+            })
+        }
+        _ => None,
     }
 }
 
@@ -253,11 +312,16 @@ async fn endpoint_steps(
     };
     let helper_side = async {
         let helper = cfg.helper.as_ref()?;
+        if test == TestKind::Wireguard && vpn_control(test, target).is_none() {
+            // No helper peer published: the helper can't ask a WireGuard server anything.
+            return None;
+        }
         let req = ControlRequest {
             test,
             domain: Some(target.domain.clone()),
             address: Some(addr.ip()),
             port: Some(addr.port()),
+            vpn: vpn_control(test, target),
         };
         match helper.control(&req, cfg.timeout * 3).await {
             Ok(obs) => Some(obs),
@@ -270,6 +334,9 @@ async fn endpoint_steps(
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
     if matches!(test, TestKind::Tls | TestKind::Quic) {
         controls.push(ControlKind::ControlSni);
+    }
+    if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {
+        controls.push(ControlKind::RandomBytes);
     }
     let helper_obs = helper_obs.unwrap_or_default();
     if !helper_obs.is_empty() {

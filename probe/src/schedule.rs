@@ -88,8 +88,12 @@ fn by_endpoint(jobs: Vec<Job>) -> Vec<Vec<Job>> {
         let host = job.target.address.map(|a| a.to_string()).unwrap_or_else(|| job.target.domain.clone());
         let key = match job.test {
             TestKind::Dns => format!("dns {}", job.target.name),
-            TestKind::Tcp | TestKind::Tls => format!("tcp {host}:{}", job.target.port),
-            TestKind::Quic => format!("udp {host}:{}", job.target.port),
+            TestKind::Tcp | TestKind::Tls | TestKind::Tor => format!("tcp {host}:{}", job.target.port),
+            TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => format!("udp {host}:{}", job.target.port),
+            TestKind::Openvpn => match job.target.transport {
+                Some(vantage_measurement::Transport::Tcp) => format!("tcp {host}:{}", job.target.port),
+                _ => format!("udp {host}:{}", job.target.port),
+            },
         };
         groups.entry(key).or_default().push(job);
     }

@@ -15,6 +15,34 @@
 //! udp_echo_port = 7                # optional: UDP echo on `address`, a baseline for quic
 //! ```
 //!
+//! VPN targets (`openvpn`, `wireguard`, `ikev2`, `tor`) need an `address` or a `domain` to
+//! resolve, a `port`, and what their protocol needs (see docs/vpn.md):
+//!
+//! ```toml
+//! [[target]]
+//! name = "ref-openvpn-udp"
+//! domain = "vpn.example.org"
+//! address = "203.0.113.40"
+//! port = 1194
+//! tests = ["openvpn"]
+//! transport = "udp"                # openvpn only: udp (default) or tcp
+//! echo_address = "203.0.113.41"    # optional: UDP echo + TCP echo on the same port numbers
+//! openvpn = { mode = "tls-crypt", key = "-----BEGIN OpenVPN Static key V1-----\n…" }
+//!
+//! [[target]]
+//! name = "ref-wireguard"
+//! domain = "vpn.example.org"
+//! address = "203.0.113.40"
+//! port = 51820
+//! tests = ["wireguard"]
+//! wireguard = { server_public_key = "base64…", private_key = "base64…",
+//!               address = "203.0.113.130", server_address = "203.0.113.129",
+//!               helper_private_key = "base64…" }
+//! ```
+//!
+//! Keys are parsed here, so a bad key fails the load, not the measurement. They are held in
+//! types whose `Debug` is redacted and never enter a measurement or a log line.
+//!
 //! `control_port` is the defence against residual censorship: a censor that blocks the
 //! (client, server, port) tuple for minutes after a trigger can't touch a control on another
 //! port of the same server.
@@ -25,8 +53,12 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::Path;
 
-use serde::Deserialize;
-use vantage_measurement::TestKind;
+use serde::{Deserialize, Serialize};
+use vantage_measurement::{TestKind, Transport};
+
+use crate::runner::vpn::codec::openvpn::{Digest, KeyDirection, StaticKey, Wrap};
+use crate::runner::vpn::codec::wireguard::{PeerKeys, Secret};
+use crate::runner::vpn::wireguard::Tunnel;
 
 /// The control SNI used when a target names none: a name no censor has reason to block.
 pub const DEFAULT_CONTROL_SNI: &str = "example.org";
@@ -63,6 +95,153 @@ pub struct TargetSpec {
     /// from all-UDP blocking.
     #[serde(default)]
     pub udp_echo_port: Option<u16>,
+    /// VPN tests: `udp` or `tcp` (OpenVPN; the others have one transport each).
+    #[serde(default)]
+    pub transport: Option<Transport>,
+    /// VPN tests: an address running a UDP and a TCP echo on the same port numbers as the VPN
+    /// endpoint: the random-bytes control goes there.
+    #[serde(default)]
+    pub echo_address: Option<IpAddr>,
+    /// OpenVPN parameters.
+    #[serde(default)]
+    pub openvpn: Option<OpenvpnSpec>,
+    /// WireGuard parameters.
+    #[serde(default)]
+    pub wireguard: Option<WireguardSpec>,
+}
+
+/// Text that is a key: `Debug` shows `redacted`, never the text.
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(transparent)]
+pub struct KeyText(pub String);
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(redacted)")
+    }
+}
+
+/// How an OpenVPN endpoint protects its control channel.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpenvpnMode {
+    /// No static key.
+    #[default]
+    Plain,
+    /// `--tls-auth`.
+    TlsAuth,
+    /// `--tls-crypt`.
+    TlsCrypt,
+}
+
+/// OpenVPN parameters of a target. The static key is the endpoint's, shared by all its clients
+/// and published with it; it is sent to the test helper (which needs it to check the endpoint)
+/// and nowhere else.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenvpnSpec {
+    /// `plain`, `tls-auth` or `tls-crypt`.
+    #[serde(default)]
+    pub mode: OpenvpnMode,
+    /// The static key file's text (tls-auth, tls-crypt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeyText>,
+    /// The client's `key-direction` for tls-auth: 0, 1, or absent (bidirectional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_direction: Option<u8>,
+    /// The tls-auth HMAC digest (`--auth`): `SHA1` (default), `SHA256`, `SHA512`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<String>,
+}
+
+impl OpenvpnSpec {
+    /// The wrap the codec uses, or why the parameters don't make one.
+    pub fn wrap(&self) -> Result<Wrap, String> {
+        let key = || -> Result<StaticKey, String> {
+            let text = self.key.as_ref().ok_or("tls-auth and tls-crypt need `key`")?;
+            StaticKey::parse(&text.0).map_err(|e| e.to_string())
+        };
+        match self.mode {
+            OpenvpnMode::Plain if self.key.is_some() => Err("a plain endpoint takes no `key`".into()),
+            OpenvpnMode::Plain => Ok(Wrap::Plain),
+            OpenvpnMode::TlsCrypt => Ok(Wrap::TlsCrypt { key: key()? }),
+            OpenvpnMode::TlsAuth => {
+                let direction = match self.key_direction {
+                    None => KeyDirection::Bidirectional,
+                    Some(0) => KeyDirection::Normal,
+                    Some(1) => KeyDirection::Inverse,
+                    Some(d) => return Err(format!("key_direction must be 0 or 1, not {d}")),
+                };
+                let digest = match self.auth.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                    None | Some("SHA1") => Digest::Sha1,
+                    Some("SHA256") => Digest::Sha256,
+                    Some("SHA512") => Digest::Sha512,
+                    Some(other) => return Err(format!("auth `{other}` is not SHA1, SHA256 or SHA512")),
+                };
+                Ok(Wrap::TlsAuth { key: key()?, direction, digest })
+            }
+        }
+    }
+}
+
+/// WireGuard parameters of a target (keys in base64, as `wg` prints them).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireguardSpec {
+    /// The endpoint's public key.
+    pub server_public_key: String,
+    /// The probe peer's private key. Never leaves the probe.
+    pub private_key: KeyText,
+    /// The peer's preshared key, if the endpoint sets one.
+    #[serde(default)]
+    pub preshared_key: Option<KeyText>,
+    /// The probe's tunnel address (the endpoint's AllowedIPs for this peer): enables the data phase.
+    #[serde(default)]
+    pub address: Option<std::net::Ipv4Addr>,
+    /// The endpoint's tunnel address, which answers ICMP echo.
+    #[serde(default)]
+    pub server_address: Option<std::net::Ipv4Addr>,
+    /// A second peer on the endpoint, published for the test helper's handshake: the helper
+    /// never gets `private_key`.
+    #[serde(default)]
+    pub helper_private_key: Option<KeyText>,
+}
+
+impl WireguardSpec {
+    /// The probe's keys.
+    pub fn keys(&self) -> Result<PeerKeys, String> {
+        self.keys_with(&self.private_key)
+    }
+
+    /// The helper peer's keys, if the endpoint publishes one.
+    pub fn helper_keys(&self) -> Result<Option<PeerKeys>, String> {
+        self.helper_private_key.as_ref().map(|k| self.keys_with(k)).transpose()
+    }
+
+    fn keys_with(&self, private: &KeyText) -> Result<PeerKeys, String> {
+        Ok(PeerKeys {
+            private: Secret(decode_key("private_key", &private.0)?),
+            server_public: decode_key("server_public_key", &self.server_public_key)?,
+            preshared: Secret(match &self.preshared_key {
+                Some(k) => decode_key("preshared_key", &k.0)?,
+                None => [0; 32],
+            }),
+        })
+    }
+
+    /// Tunnel addresses for the data phase, when both are given.
+    pub fn tunnel(&self) -> Option<Tunnel> {
+        Some(Tunnel { address: self.address?, server_address: self.server_address? })
+    }
+}
+
+/// A 32-byte key in base64. The error names the field, never the value.
+pub fn decode_key(field: &str, text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| format!("{field} is not base64"))?;
+    bytes.try_into().map_err(|_| format!("{field} is not a 32-byte key"))
 }
 
 /// The most trials a target may ask for (each adds a handshake pair to the measurement).
@@ -76,8 +255,12 @@ fn default_port() -> u16 {
     DEFAULT_PORT
 }
 
+/// The tests a target runs unless it lists its own: the four web tests. VPN tests need
+/// endpoint parameters, so a target names them explicitly.
+pub const DEFAULT_TESTS: &[TestKind] = &[TestKind::Dns, TestKind::Tcp, TestKind::Tls, TestKind::Quic];
+
 fn all_tests() -> Vec<TestKind> {
-    TestKind::ALL.to_vec()
+    DEFAULT_TESTS.to_vec()
 }
 
 fn default_control_sni() -> String {
@@ -134,11 +317,46 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
         if !(1..=MAX_TRIALS).contains(&t.trials) {
             return Err(invalid(format!("target `{}`: trials must be 1-{MAX_TRIALS}", t.name)));
         }
+        check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
         return Err(invalid("no [[target]] entries".into()));
     }
     Ok(file.target)
+}
+
+/// The VPN fields are present exactly when a VPN test needs them, and their keys parse.
+fn check_vpn(t: &TargetSpec) -> Result<(), String> {
+    let runs = |test| t.tests.contains(&test);
+    match (&t.openvpn, runs(TestKind::Openvpn)) {
+        (Some(spec), true) => {
+            spec.wrap()?;
+        }
+        (None, true) => return Err("the openvpn test needs an `openvpn` table".into()),
+        (Some(_), false) => return Err("`openvpn` is set but the openvpn test is not listed".into()),
+        (None, false) => {}
+    }
+    match (&t.wireguard, runs(TestKind::Wireguard)) {
+        (Some(spec), true) => {
+            spec.keys()?;
+            spec.helper_keys()?;
+            if spec.address.is_some() != spec.server_address.is_some() {
+                return Err("wireguard `address` and `server_address` go together".into());
+            }
+        }
+        (None, true) => return Err("the wireguard test needs a `wireguard` table".into()),
+        (Some(_), false) => return Err("`wireguard` is set but the wireguard test is not listed".into()),
+        (None, false) => {}
+    }
+    let tcp_only = [TestKind::Tor];
+    let udp_only = [TestKind::Wireguard, TestKind::Ikev2];
+    match t.transport {
+        Some(Transport::Udp) if t.tests.iter().any(|x| tcp_only.contains(x)) => Err("tor runs over tcp only".into()),
+        Some(Transport::Tcp) if t.tests.iter().any(|x| udp_only.contains(x)) => {
+            Err("wireguard and ikev2 run over udp only".into())
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Load targets from a file.
@@ -197,7 +415,7 @@ mod tests {
     #[test]
     fn defaults_fill_in() {
         let t = &parse("[[target]]\nname='a'\ndomain='a.example'\n", "t").expect("valid")[0];
-        assert_eq!(t.tests, TestKind::ALL.to_vec());
+        assert_eq!(t.tests, DEFAULT_TESTS.to_vec());
         assert_eq!(t.address, None);
     }
 

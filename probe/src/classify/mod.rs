@@ -11,6 +11,7 @@ pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod tls;
+pub mod vpn;
 
 use vantage_measurement::{Mechanism, Observation, Status, TestKind, Trials, Verdict};
 
@@ -21,6 +22,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tcp => tcp::classify(observations),
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
+        TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
     }
 }
 

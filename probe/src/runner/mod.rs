@@ -11,6 +11,7 @@ pub mod tcp;
 pub mod tls;
 pub mod udp;
 pub mod verify;
+pub mod vpn;
 
 use std::future::Future;
 use std::net::SocketAddr;

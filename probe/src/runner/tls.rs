@@ -147,7 +147,7 @@ pub(crate) fn cert_detail(record: &Mutex<CertRecord>) -> TlsDetail {
 }
 
 /// tokio-rustls reports TLS errors as `io::Error` wrapping a `rustls::Error`; unwrap that first.
-fn handshake_io_failure(err: &io::Error) -> (Failure, RawCode) {
+pub(crate) fn handshake_io_failure(err: &io::Error) -> (Failure, RawCode) {
     match err.get_ref().and_then(|inner| inner.downcast_ref::<rustls::Error>()) {
         Some(tls) => tls_failure(tls),
         None => io_failure(err),
