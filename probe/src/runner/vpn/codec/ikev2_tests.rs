@@ -52,3 +52,50 @@ fn requests_and_strangers_are_not_replies() {
     truncated_chain[24..28].copy_from_slice(&100u32.to_be_bytes());
     assert!(matches!(parse_reply(&truncated_chain, &SPI, false), Err(DecodeError::BadPayload { .. })));
 }
+
+// --- Vectors captured from a real server -------------------------------------------------------
+// strongSwan charon 5.9.8 in a network namespace, one swanctl PSK connection with
+// `proposals = aes256-sha256-ecp256` (then `aes128-sha1-modp2048` for the NO_PROPOSAL_CHOSEN
+// case), answering this codec's IKE_SA_INIT with initiator SPI `VANTAGE2` on UDP 500 and 4500.
+
+fn unhex(parts: &[&str]) -> Vec<u8> {
+    let hex: String = parts.concat();
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+}
+
+const CAPTURE_SPI: [u8; 8] = *b"VANTAGE2";
+
+#[test]
+fn charon_s_sa_init_responses_on_500_and_4500() {
+    let on_500 = unhex(&[
+        "56414e5441474532ca57c81450414d57212022200000000000000100220000300000002c010100040300000c0100000c",
+        "800e0100030000080300000c030000080200000500000008040000132800004800130000ef30fe55ba0e8eade90e0218",
+        "1dd096221533f2a8e1f73ae39a827318d0e902a2748ca56f0a64a510ed452756c02c07a098ab1e59b8426cc466a5e711",
+        "10b8c197290000247a9ccf680e566915782a15d09fbf725acaa3dc992251d95bca677029ce40d7f92900001c00004004",
+        "5910c5401d21c79b4d601bccd81c353294ae1b8e2900001c0000400537b149ac2ec854b46545a7881cb30898b5973dc4",
+        "29000008000040220000000800004014",
+    ]);
+    let reply = parse_reply(&on_500, &CAPTURE_SPI, false).expect("500");
+    assert_eq!(reply.kind(), "sa_init_response");
+    assert_ne!(reply.responder_spi, [0; 8]);
+    assert_eq!(reply.payloads[..3], [SA, KE, NONCE]);
+    let on_4500 = unhex(&[
+        "0000000056414e5441474532b2027bc89f136cd2212022200000000000000100220000300000002c010100040300000c",
+        "0100000c800e0100030000080300000c030000080200000500000008040000132800004800130000233cdc634d4eb385",
+        "fe22583e5d9e97f0dc3f92ff8ffa208c048ef413912a34172722ccb7d9adb3298f059020e3732b48837579a488ed5ed2",
+        "8021775cdb41fea4290000245827e442a10cba6bd052fe1494032cb201b01792e73da6ffaab55bdca508717a2900001c",
+        "0000400437ef5da266778fbdc2515a70a0d2acee76c0f2452900001c0000400546ea78fdb3d5aeb7cf526d6461e6a3fa",
+        "ee3bb9d829000008000040220000000800004014",
+    ]);
+    assert_eq!(parse_reply(&on_4500, &CAPTURE_SPI, true).expect("4500").kind(), "sa_init_response");
+    assert!(parse_reply(&on_4500, &CAPTURE_SPI, false).is_err(), "the marker is not optional");
+}
+
+#[test]
+fn charon_s_notify_only_refusal_has_a_zero_responder_spi_and_still_counts() {
+    let refusal = unhex(&["56414e54414745320000000000000000292022200000000000000024000000080000000e"]);
+    let reply = parse_reply(&refusal, &CAPTURE_SPI, false).expect("well-formed");
+    assert_eq!(reply.responder_spi, [0; 8]);
+    assert_eq!(reply.kind(), "notify:NO_PROPOSAL_CHOSEN");
+    assert_eq!(refusal.len(), 36);
+}

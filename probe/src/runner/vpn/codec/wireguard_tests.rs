@@ -43,3 +43,68 @@ fn a_forged_response_is_refused() {
     forged[8] = 6;
     assert_eq!(hs.consume_response(&forged).map(|_| ()), Err(DecodeError::WrongReceiver(6)));
 }
+
+// --- Vectors captured from a real server -------------------------------------------------------
+// Debian's wireguard-go 0.0.20220316 in a network namespace (`WG_I_PREFER_BUGGY_USERSPACE_TO_
+// POLISHED_KMOD=1`), configured with `wg set … peer <probe public> allowed-ips 203.0.113.130/32`,
+// tunnel address 203.0.113.129. The initiation was built by this codec from the throwaway lab
+// keys below, ephemeral key 0x45…, sender index 0x0a0b0c0d and the timestamp below; the response
+// and the echo reply through the tunnel were read off the socket.
+
+fn unhex(parts: &[&str]) -> Vec<u8> {
+    let hex: String = parts.concat();
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).expect("hex")).collect()
+}
+
+fn key32(hex: &str) -> [u8; 32] {
+    unhex(&[hex]).try_into().expect("32 bytes")
+}
+
+fn lab_keys() -> PeerKeys {
+    PeerKeys {
+        private: Secret(key32("1098a2e7f6f9eb2bb0d2c72bf27b14b9963e517d1b1b25804e53bcbd7f4ba159")),
+        server_public: key32("5422f83ee0c30e46a3ef6bf6d90ba29538e62bed8fccdf4ed8eacc628bf35458"),
+        preshared: Secret([0; 32]),
+    }
+}
+
+#[test]
+fn a_real_wireguard_go_handshake_and_echo_through_the_tunnel() {
+    let timestamp: [u8; 12] = unhex(&["400000006b0aff1021c4431b"]).try_into().expect("12 bytes");
+    let (init, hs) = initiate(&lab_keys(), [0x45; 32], 0x0a0b_0c0d, timestamp).expect("initiate");
+    assert_eq!(init, unhex(&[
+        "010000000d0c0b0a3286894cd2845a6db6a28fbf0677605f80e5a62385bf4e10a790ae5fde36736b09a3ac9bec220914",
+        "f08a314faea95b4bb80432d97859fe41b8f60855fc0ccfadf81fef6fb9698c398ad5ed973551a4e8492ad41f68b3d60a",
+        "f69cfee210f4884350ed6ccf783156ab90f7931303ccb61ee77cf0c28cde6d404b5ebd8c000000000000000000000000",
+        "00000000",
+    ]));
+    let response = unhex(&[
+        "02000000421d8e230d0c0b0a82d213ff7b18d02dd7a0ac006ff90bc5b953c7ea191f9071c72e92ab36d3813874094df4",
+        "6d4bd00fd227c1a9950d9866abec25a952f797077bff9fb301025a7f00000000000000000000000000000000",
+    ]);
+    let mut session = hs.consume_response(&response).expect("wireguard-go's response authenticates");
+    let echo = super::super::icmp::echo_request(
+        "203.0.113.130".parse().expect("ip"),
+        "203.0.113.129".parse().expect("ip"),
+        0x5654,
+        1,
+        b"vantage",
+    );
+    assert_eq!(session.seal(&echo), unhex(&[
+        "04000000421d8e2300000000000000009b5450901acef9af015297bacc67e5eccbfef1e1a4ba6bdfe140886c8e2dde53",
+        "c55b2fda4295bffb17057ddd33dd184727552fefafef8011920cb4b6abc960a4",
+    ]));
+    let reply = unhex(&[
+        "040000000d0c0b0a0000000000000000df836e9b5ebfb0ccf68decd503574a93cfd8d73027aadc340d277603a330c640",
+        "1ed7908655efcedfe692c858589b69e6185894eb852eb8fc9784e03fe2f8603c",
+    ]);
+    let inner = session.open(&reply).expect("the echo reply opens");
+    let echo_reply = super::super::icmp::parse_echo_reply(&inner, 0x5654).expect("an echo reply");
+    assert_eq!((echo_reply.seq, echo_reply.from.to_string().as_str()), (1, "203.0.113.129"));
+    // A bit flipped anywhere in the response fails authentication, never panics.
+    for i in 12..response.len() - 16 {
+        let mut bad = response.clone();
+        bad[i] ^= 0x80;
+        assert!(hs.consume_response(&bad).is_err(), "flip at {i}");
+    }
+}
