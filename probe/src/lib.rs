@@ -8,6 +8,7 @@
 pub mod classify;
 pub mod cli;
 pub mod control;
+pub mod identity;
 pub mod measure;
 pub mod netcheck;
 pub mod report;

@@ -14,6 +14,7 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use vantage_measurement::{Mechanism, Measurement};
 use vantage_probe::cli::{self, Cli, Command, FlushArgs, RunArgs};
+use vantage_probe::identity::ProbeKey;
 use vantage_probe::spool::Spool;
 use vantage_probe::upload::{FlushReport, Uploader};
 use vantage_probe::{netcheck, report, schedule, targets};
@@ -87,9 +88,19 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(EXIT_NO_NETWORK));
     }
 
-    let spool = match &args.collector {
-        Some(_) => Some(Spool::open(&args.data_dir.clone().unwrap_or_else(cli::default_data_dir))?),
+    // The spool and the key are needed only to deliver; both are checked before measuring, so a
+    // key with the wrong permissions stops the run before it costs anything.
+    let delivery_setup = match &args.collector {
+        Some(_) => {
+            let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
+            let spool = Spool::open(&data_dir)?;
+            Some((spool, ProbeKey::load_or_create(&data_dir)?))
+        }
         None => None,
+    };
+    let (spool, key) = match delivery_setup {
+        Some((spool, key)) => (Some(spool), Some(key)),
+        None => (None, None),
     };
     let mut writer = spool.as_ref().map(Spool::writer).transpose()?;
 
@@ -127,8 +138,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if all_offline(&measurements) {
         eprintln!("No network: every test failed on this machine's own network (no route or interface down); these are not censorship results.");
     }
-    if let (Some(url), Some(spool)) = (&args.collector, &spool) {
-        let delivery = Uploader::new(url, http, timeout * 3).flush(spool).await;
+    if let (Some(url), Some(spool), Some(key)) = (&args.collector, &spool, key) {
+        let delivery = Uploader::new(url, http, timeout * 3).with_key(key).flush(spool).await;
         print_delivery(&delivery, args.json);
     }
     let _ = std::io::stdout().flush();
@@ -154,8 +165,10 @@ fn progress_bar(len: u64, json: bool) -> ProgressBar {
 async fn flush(args: FlushArgs) -> anyhow::Result<()> {
     let timeout = Duration::from_secs(cli::DEFAULT_TIMEOUT_SECS);
     let http = cli::http_client(&args.ca, timeout)?;
-    let spool = Spool::open(&args.data_dir.unwrap_or_else(cli::default_data_dir))?;
-    let delivery = Uploader::new(&args.collector, http, timeout * 3).flush(&spool).await;
+    let data_dir = args.data_dir.unwrap_or_else(cli::default_data_dir);
+    let spool = Spool::open(&data_dir)?;
+    let key = ProbeKey::load_or_create(&data_dir)?;
+    let delivery = Uploader::new(&args.collector, http, timeout * 3).with_key(key).flush(&spool).await;
     print_delivery(&delivery, false);
     match delivery.error {
         Some(e) => anyhow::bail!("{e}"),

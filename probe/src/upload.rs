@@ -4,14 +4,20 @@
 //! duplicate lines are done (ingest is idempotent by id, so re-sending after a lost response is
 //! safe), refused lines move to `spool/rejected/` with their reason. Any other outcome (network
 //! error, timeout, 5xx) leaves the file for the next run.
+//!
+//! With a [`ProbeKey`] every batch is signed (see [`crate::identity`] for the headers); every
+//! batch also says how many measurements still wait behind it, which the collector turns into a
+//! fleet-wide backlog histogram.
 
 use std::io::Write;
+use std::sync::Arc;
 use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use serde::Deserialize;
 
+use crate::identity::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use crate::spool::{self, Spool, SpoolError};
 
 /// Lines per POST; well under the collector's per-batch limit.
@@ -66,6 +72,7 @@ pub struct Uploader {
     url: String,
     http: reqwest::Client,
     timeout: Duration,
+    key: Option<Arc<ProbeKey>>,
 }
 
 /// What one flush of the spool achieved.
@@ -84,26 +91,37 @@ pub struct FlushReport {
 }
 
 impl Uploader {
-    /// An uploader to the collector at `base_url`.
+    /// An uploader to the collector at `base_url` that sends unsigned (anonymous) batches.
     pub fn new(base_url: &str, http: reqwest::Client, timeout: Duration) -> Self {
-        Uploader { url: format!("{}/api/v1/measurements", base_url.trim_end_matches('/')), http, timeout }
+        Uploader { url: format!("{}/api/v1/measurements", base_url.trim_end_matches('/')), http, timeout, key: None }
     }
 
-    /// Send one batch of NDJSON lines, gzip-compressed.
-    pub async fn submit(&self, lines: &[String]) -> Result<IngestReport, UploadError> {
+    /// Sign every batch with `key`.
+    pub fn with_key(mut self, key: ProbeKey) -> Self {
+        self.key = Some(Arc::new(key));
+        self
+    }
+
+    /// Send one batch of NDJSON lines, gzip-compressed (and signed, with a key); `pending_after`
+    /// is how many measurements still wait in the spool once this batch is stored.
+    pub async fn submit(&self, lines: &[String], pending_after: usize) -> Result<IngestReport, UploadError> {
         let mut gz = GzEncoder::new(Vec::new(), Compression::default());
         for line in lines {
             // Writing into a Vec cannot fail.
             let _ = gz.write_all(line.as_bytes()).and_then(|_| gz.write_all(b"\n"));
         }
         let body = gz.finish().map_err(|e| UploadError::Unreachable(e.to_string()))?;
-        let send = self
+        let mut request = self
             .http
             .post(&self.url)
             .header("content-type", "application/x-ndjson")
             .header("content-encoding", "gzip")
-            .body(body)
-            .send();
+            .header(SPOOL_PENDING_HEADER, pending_after.to_string());
+        if let Some(key) = &self.key {
+            // Over the exact bytes sent: the collector verifies before it inflates anything.
+            request = request.header(KEY_HEADER, key.public_key_base64()).header(SIGNATURE_HEADER, key.sign_base64(&body));
+        }
+        let send = request.body(body).send();
         let resp = tokio::time::timeout(self.timeout, send)
             .await
             .map_err(|_| UploadError::Unreachable(format!("no answer within {:?}", self.timeout)))?
@@ -129,12 +147,15 @@ impl Uploader {
                 return report;
             }
         };
+        // What waits behind each batch, for the collector's backlog histogram. An unreadable
+        // file counts as empty here; flushing it reports the error.
+        let mut pending: usize = files.iter().map(|f| spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).sum();
         for file in files {
             if report.error.is_some() {
                 report.remaining += spool::read_lines(&file).map(|l| l.len()).unwrap_or(0);
                 continue;
             }
-            match self.flush_file(spool, &file, &mut report).await {
+            match self.flush_file(spool, &file, &mut pending, &mut report).await {
                 Ok(()) => {}
                 Err((e, unsent)) => {
                     report.error = Some(e.to_string());
@@ -149,12 +170,14 @@ impl Uploader {
         &self,
         spool: &Spool,
         file: &std::path::Path,
+        pending: &mut usize,
         report: &mut FlushReport,
     ) -> Result<(), (UploadError, usize)> {
         let lines = spool::read_lines(file).map_err(|e| (e.into(), 0))?;
         let mut refused = Vec::new();
         for (i, batch) in lines.chunks(BATCH_LINES).enumerate() {
-            match self.submit(batch).await {
+            *pending = pending.saturating_sub(batch.len());
+            match self.submit(batch, *pending).await {
                 Ok(r) => {
                     report.accepted += r.accepted;
                     report.duplicates += r.duplicates;
