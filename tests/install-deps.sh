@@ -16,6 +16,18 @@ command -v hostname >/dev/null 2>&1 || need+=(hostname)
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
+# VPN endpoints (tests/tests/vpn_servers.rs): real OpenVPN, wireguard-go, strongSwan charon and a
+# Tor relay in namespaces, socat as the random-bytes echo, nft as the censor. Services stay down
+# (policy-rc.d below); the test starts its own.
+command -v openvpn >/dev/null 2>&1 || need+=(openvpn)
+command -v wireguard-go >/dev/null 2>&1 || need+=(wireguard-go)
+command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
+[ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
+command -v swanctl >/dev/null 2>&1 || need+=(strongswan-swanctl)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+command -v tor >/dev/null 2>&1 || need+=(tor)
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -1,0 +1,510 @@
+//! The VPN tests against real servers: Debian's openvpn (UDP and TCP; plain, tls-auth, tls-crypt),
+//! wireguard-go, strongSwan's charon (UDP 500 and 4500) and a Tor relay, each in network
+//! namespaces this test creates, measured by the real `vantage-probe` through a censor namespace
+//! whose nft rules play the scenarios, with `vantage-collector` as test helper on an uncensored
+//! path:
+//!
+//! ```text
+//!  probe ───── censor (nft) ───── server: openvpn ×6, wireguard-go, charon, tor  ───── helper
+//!  198.51.100.2                    203.0.113.40                                        203.0.113.60
+//!                     └───── echo: socat UDP/TCP echo on the same port numbers, 203.0.113.41
+//! ```
+//!
+//! The echo lives in its own namespace because wireguard-go and charon bind the wildcard address
+//! of their ports. Needs root (CI is root) and the packages of `tests/install-deps.sh`; it fails
+//! loudly without them, never skips. Scenarios, one probe run each: clean; censor rules (UDP port
+//! drop, TCP port reset, OpenVPN opcode drop, WireGuard initiation drop, IKE ports dropped, Tor
+//! port reset); data killed after N packets; servers stopped.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use vantage_measurement::{Detail, Measurement, Operation, Role, Status, Vantage, VpnStage};
+
+const SERVER: &str = "203.0.113.40";
+const ECHO: &str = "203.0.113.41";
+const HELPER: &str = "203.0.113.60";
+
+/// Run a command, failing with its stderr.
+fn run(args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new(args[0]).args(&args[1..]).output().with_context(|| format!("cannot run {args:?}"))?;
+    if !out.status.success() {
+        bail!("{args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The namespaces of one test run; deleted (with everything in them) on drop.
+struct Lab {
+    prefix: String,
+    dir: tempfile::TempDir,
+    procs: BTreeMap<&'static str, Child>,
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for child in self.procs.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        for ns in ["p", "c", "s", "e", "h"] {
+            let _ = Command::new("ip").args(["netns", "del", &self.ns(ns)]).status();
+        }
+    }
+}
+
+impl Lab {
+    fn ns(&self, which: &str) -> String {
+        format!("{}-{which}", self.prefix)
+    }
+
+    /// `ip netns exec <ns> args…`.
+    fn exec(&self, ns: &str, args: &[&str]) -> anyhow::Result<String> {
+        let ns = self.ns(ns);
+        let mut full = vec!["ip", "netns", "exec", ns.as_str()];
+        full.extend_from_slice(args);
+        run(&full)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    fn write(&self, name: &str, text: &str) -> anyhow::Result<String> {
+        let path = self.path(name);
+        std::fs::write(&path, text)?;
+        Ok(path.display().to_string())
+    }
+
+    /// Start a long-running program in `ns`, its output in `<name>.log`.
+    fn spawn(&mut self, name: &'static str, ns: &str, args: &[&str], env: &[(&str, &str)]) -> anyhow::Result<()> {
+        let log = std::fs::File::create(self.path(&format!("{name}.log")))?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns(ns)])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
+        self.procs.insert(name, child);
+        Ok(())
+    }
+
+    /// Stop one program this test started.
+    fn stop(&mut self, name: &str) {
+        if let Some(mut child) = self.procs.remove(name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.path(&format!("{name}.log"))).unwrap_or_default()
+    }
+
+    /// Wait until `ns` has every `(proto, port)` listening.
+    fn wait_listening(&self, ns: &str, wanted: &[(&str, u16)]) -> anyhow::Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let udp = self.exec(ns, &["ss", "-Hlnu"])?;
+            let tcp = self.exec(ns, &["ss", "-Hlnt"])?;
+            let missing: Vec<_> = wanted
+                .iter()
+                .filter(|(proto, port)| {
+                    let table = if *proto == "udp" { &udp } else { &tcp };
+                    !table.split_whitespace().any(|w| w.ends_with(&format!(":{port}")))
+                })
+                .collect();
+            if missing.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let logs: Vec<String> = self.procs.keys().map(|n| format!("--- {n}\n{}", self.log(n))).collect();
+                bail!("not listening in {ns} after 20 s: {missing:?}\n{}", logs.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Namespaces, links and routes (see the module doc's picture).
+fn build_network() -> anyhow::Result<Lab> {
+    if run(&["id", "-u"])?.trim() != "0" {
+        bail!("tests/tests/vpn_servers.rs needs root for network namespaces (CI runs as root)");
+    }
+    let pid = std::process::id() % 100_000;
+    let lab = Lab { prefix: format!("vpnsrv{pid}"), dir: tempfile::tempdir()?, procs: BTreeMap::new() };
+    for ns in ["p", "c", "s", "e", "h"] {
+        run(&["ip", "netns", "add", &lab.ns(ns)])?;
+        lab.exec(ns, &["ip", "link", "set", "lo", "up"])?;
+    }
+    // (namespace a, iface in a, namespace b, iface in b)
+    for (a, ia, b, ib) in [("p", "pc", "c", "cp"), ("c", "cs", "s", "sc"), ("c", "ce", "e", "ec"), ("s", "sh", "h", "hs")] {
+        let (ta, tb) = (format!("v{pid}{ia}"), format!("v{pid}{ib}"));
+        run(&["ip", "link", "add", &ta, "type", "veth", "peer", "name", &tb])?;
+        run(&["ip", "link", "set", &ta, "netns", &lab.ns(a), "name", ia])?;
+        run(&["ip", "link", "set", &tb, "netns", &lab.ns(b), "name", ib])?;
+        lab.exec(a, &["ip", "link", "set", ia, "up"])?;
+        lab.exec(b, &["ip", "link", "set", ib, "up"])?;
+    }
+    let steps: &[(&str, &[&str])] = &[
+        ("p", &["ip", "addr", "add", "198.51.100.2/24", "dev", "pc"]),
+        ("p", &["ip", "route", "add", "default", "via", "198.51.100.1"]),
+        ("c", &["ip", "addr", "add", "198.51.100.1/24", "dev", "cp"]),
+        ("c", &["ip", "addr", "add", "203.0.113.1/32", "dev", "cs"]),
+        ("c", &["ip", "addr", "add", "203.0.113.2/32", "dev", "ce"]),
+        ("c", &["ip", "route", "add", "203.0.113.40/32", "dev", "cs"]),
+        ("c", &["ip", "route", "add", "203.0.113.60/32", "via", "203.0.113.40", "dev", "cs"]),
+        ("c", &["ip", "route", "add", "203.0.113.41/32", "dev", "ce"]),
+        ("c", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
+        ("s", &["ip", "addr", "add", "203.0.113.40/32", "dev", "sc"]),
+        ("s", &["ip", "route", "add", "203.0.113.1/32", "dev", "sc"]),
+        ("s", &["ip", "route", "add", "default", "via", "203.0.113.1", "dev", "sc"]),
+        ("s", &["ip", "route", "add", "203.0.113.60/32", "dev", "sh"]),
+        ("s", &["sysctl", "-qw", "net.ipv4.ip_forward=1"]),
+        ("e", &["ip", "addr", "add", "203.0.113.41/32", "dev", "ec"]),
+        ("e", &["ip", "route", "add", "203.0.113.2/32", "dev", "ec"]),
+        ("e", &["ip", "route", "add", "default", "via", "203.0.113.2", "dev", "ec"]),
+        ("h", &["ip", "addr", "add", "203.0.113.60/32", "dev", "hs"]),
+        ("h", &["ip", "route", "add", "203.0.113.40/32", "dev", "hs"]),
+        ("h", &["ip", "route", "add", "default", "via", "203.0.113.40", "dev", "hs"]),
+    ];
+    for (ns, args) in steps {
+        lab.exec(ns, args)?;
+    }
+    Ok(lab)
+}
+
+/// The OpenVPN servers: (name, proto, port, mode).
+const OPENVPN: [(&str, &str, u16, &str); 6] = [
+    ("openvpn-udp-plain", "udp", 1194, "plain"),
+    ("openvpn-tcp-plain", "tcp", 1194, "plain"),
+    ("openvpn-udp-tls-auth", "udp", 1195, "tls-auth"),
+    ("openvpn-tcp-tls-auth", "tcp", 1195, "tls-auth"),
+    ("openvpn-udp-tls-crypt", "udp", 1196, "tls-crypt"),
+    ("openvpn-tcp-tls-crypt", "tcp", 1196, "tls-crypt"),
+];
+
+struct Keys {
+    static_key: String,
+    wg_server_public: String,
+    wg_probe_private: String,
+    wg_helper_private: String,
+}
+
+/// Start every server and the echoes; returns what the targets file must publish.
+fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
+    // OpenVPN: a self-signed EC certificate is its own CA (the probe stops before TLS anyway).
+    let cert = rcgen::generate_simple_self_signed(vec!["endpoint.vantage.test".to_string()])?;
+    let cert_pem = lab.write("server.pem", &cert.cert.pem())?;
+    let key_pem = lab.write("server.key", &cert.signing_key.serialize_pem())?;
+    let static_key_path = lab.path("ta.key").display().to_string();
+    run(&["openvpn", "--genkey", "secret", &static_key_path])?;
+    let static_key = std::fs::read_to_string(&static_key_path)?;
+    let names = ["ovpn-udp-plain", "ovpn-tcp-plain", "ovpn-udp-auth", "ovpn-tcp-auth", "ovpn-udp-crypt", "ovpn-tcp-crypt"];
+    for (i, ((_, proto, port, mode), name)) in OPENVPN.iter().zip(names).enumerate() {
+        let wrap = match *mode {
+            "tls-auth" => format!("tls-auth {static_key_path} 0\nauth SHA256\n"),
+            "tls-crypt" => format!("tls-crypt {static_key_path}\n"),
+            _ => String::new(),
+        };
+        let proto = if *proto == "udp" { "udp4" } else { "tcp4-server" };
+        let pool = 128 + 16 * i;
+        let conf = format!(
+            "mode server\ntls-server\nproto {proto}\nlocal {SERVER}\nport {port}\ndev tun\ntopology subnet\n\
+             server 198.51.100.{pool} 255.255.255.240\nca {cert_pem}\ncert {cert_pem}\nkey {key_pem}\ndh none\n{wrap}verb 3\n"
+        );
+        let path = lab.write(&format!("{name}.conf"), &conf)?;
+        lab.spawn(name, "s", &["openvpn", "--config", &path], &[])?;
+    }
+
+    // WireGuard: the endpoint, a probe peer with a tunnel address, a helper peer without one.
+    let genkey = || -> anyhow::Result<(String, String)> {
+        let private = run(&["wg", "genkey"])?.trim().to_string();
+        let mut child = Command::new("wg").arg("pubkey").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
+        std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, private.as_bytes())?;
+        let public = String::from_utf8(child.wait_with_output()?.stdout)?.trim().to_string();
+        Ok((private, public))
+    };
+    let (server_private, server_public) = genkey()?;
+    let (probe_private, probe_public) = genkey()?;
+    let (helper_private, helper_public) = genkey()?;
+    let server_key = lab.write("wg-server.key", &server_private)?;
+    lab.spawn("wireguard-go", "s", &["wireguard-go", "-f", wg_if], &[("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")])?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while lab.exec("s", &["ip", "link", "show", wg_if]).is_err() {
+        if Instant::now() > deadline {
+            bail!("wireguard-go did not create {wg_if}: {}", lab.log("wireguard-go"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    lab.exec("s", &[
+        "wg", "set", wg_if, "private-key", &server_key, "listen-port", "51820",
+        "peer", &probe_public, "allowed-ips", "203.0.113.130/32",
+        "peer", &helper_public, "allowed-ips", "203.0.113.131/32",
+    ])?;
+    lab.exec("s", &["ip", "addr", "add", "203.0.113.129/32", "dev", wg_if])?;
+    lab.exec("s", &["ip", "link", "set", wg_if, "up"])?;
+    lab.exec("s", &["ip", "route", "add", "203.0.113.130/32", "dev", wg_if])?;
+
+    // strongSwan: its own config, vici socket and no routes; one PSK connection.
+    let vici = format!("unix://{}", lab.path("charon.vici").display());
+    let swanctl_conf = lab.write(
+        "swanctl.conf",
+        "connections {\n  probe {\n    version = 2\n    proposals = aes256-sha256-ecp256\n    local {\n      auth = psk\n    }\n    \
+         remote {\n      auth = psk\n    }\n  }\n}\nsecrets {\n  ike-probe {\n    secret = \"vantage-lab-not-a-secret\"\n  }\n}\n",
+    )?;
+    let strongswan_conf = lab.write(
+        "strongswan.conf",
+        &format!(
+            "charon {{\n  port = 500\n  port_nat_t = 4500\n  install_routes = no\n  install_virtual_ip = no\n  \
+             plugins {{\n    vici {{\n      socket = {vici}\n    }}\n  }}\n  start-scripts {{\n    \
+             swanctl = /usr/sbin/swanctl --load-all --uri {vici} --file {swanctl_conf}\n  }}\n}}\n"
+        ),
+    )?;
+    lab.spawn("charon", "s", &["/usr/lib/ipsec/charon"], &[("STRONGSWAN_CONF", &strongswan_conf)])?;
+
+    // Tor: a relay that publishes nothing and assumes it is reachable (no network to check with).
+    let tor_dir = lab.path("tor");
+    std::fs::create_dir(&tor_dir)?;
+    run(&["chmod", "700", &tor_dir.display().to_string()])?;
+    let torrc = lab.write(
+        "torrc",
+        &format!(
+            "DataDirectory {}\nORPort {SERVER}:9001\nSocksPort 0\nAssumeReachable 1\nPublishServerDescriptor 0\n\
+             ExitRelay 0\nNickname vantagelab\nContactInfo lab\nLog notice stderr\n",
+            tor_dir.display()
+        ),
+    )?;
+    lab.spawn("tor", "s", &["tor", "-f", &torrc], &[])?;
+
+    // Echoes for the random-bytes control, on the VPN port numbers.
+    for port in [1194u16, 1195, 1196, 51820, 500, 4500] {
+        let name: &'static str = Box::leak(format!("echo-udp-{port}").into_boxed_str());
+        lab.spawn(name, "e", &["socat", &format!("UDP4-RECVFROM:{port},bind={ECHO},fork"), "EXEC:cat"], &[])?;
+    }
+    for port in [1194u16, 1195, 1196] {
+        let name: &'static str = Box::leak(format!("echo-tcp-{port}").into_boxed_str());
+        lab.spawn(name, "e", &["socat", &format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr"), "EXEC:cat"], &[])?;
+    }
+    lab.wait_listening("s", &[
+        ("udp", 1194), ("tcp", 1194), ("udp", 1195), ("tcp", 1195), ("udp", 1196), ("tcp", 1196),
+        ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 9001),
+    ])?;
+    // tor opens its ORPort before its TLS context is ready; this line comes after both.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !lab.log("tor").contains("Bootstrapped 0%") {
+        if Instant::now() > deadline {
+            bail!("tor did not start: {}", lab.log("tor"));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.wait_listening("e", &[("udp", 1194), ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 1196)])?;
+    Ok(Keys { static_key, wg_server_public: server_public, wg_probe_private: probe_private, wg_helper_private: helper_private })
+}
+
+/// The targets file: every VPN target with its published parameters.
+fn targets(keys: &Keys) -> String {
+    let mut t = String::new();
+    let head = |name: &str, port: u16, test: &str| {
+        format!("[[target]]\nname = \"{name}\"\ndomain = \"endpoint.vantage.test\"\naddress = \"{SERVER}\"\nport = {port}\ntests = [\"{test}\"]\n")
+    };
+    for (name, proto, port, mode) in OPENVPN {
+        t += &head(name, port, "openvpn");
+        t += &format!("transport = \"{proto}\"\necho_address = \"{ECHO}\"\n[target.openvpn]\nmode = \"{mode}\"\n");
+        match mode {
+            "tls-auth" => t += &format!("key_direction = 1\nauth = \"SHA256\"\nkey = \"\"\"\n{}\"\"\"\n", keys.static_key),
+            "tls-crypt" => t += &format!("key = \"\"\"\n{}\"\"\"\n", keys.static_key),
+            _ => {}
+        }
+    }
+    t += &head("wireguard", 51820, "wireguard");
+    t += &format!(
+        "echo_address = \"{ECHO}\"\n[target.wireguard]\nserver_public_key = \"{}\"\nprivate_key = \"{}\"\n\
+         helper_private_key = \"{}\"\naddress = \"203.0.113.130\"\nserver_address = \"203.0.113.129\"\n",
+        keys.wg_server_public, keys.wg_probe_private, keys.wg_helper_private
+    );
+    for port in [500, 4500] {
+        t += &head(&format!("ikev2-{port}"), port, "ikev2");
+        t += &format!("echo_address = \"{ECHO}\"\n");
+    }
+    t += &head("tor", 9001, "tor");
+    t
+}
+
+/// Run the probe in its namespace on `names` (all targets if empty); measurements by target name.
+fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
+    let probe = vantage_tests::procs::bin("vantage-probe")?;
+    let data_dir = lab.path(&format!("probe-{run_name}"));
+    let out = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("p")])
+        .arg(&probe)
+        .args(["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"])
+        .args(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir"])
+        .arg(&data_dir)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    if !out.status.success() {
+        bail!("probe run {run_name} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut by_name = BTreeMap::new();
+    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+        let m: Measurement = serde_json::from_str(line).with_context(|| format!("not a measurement: {line}"))?;
+        by_name.insert(m.target.name.clone(), m);
+    }
+    // The confusion-matrix row of this run, for the log (`--nocapture`) and failures.
+    for (name, m) in &by_name {
+        let mechanism = m.verdict.mechanism.map(|x| x.as_str()).unwrap_or("-");
+        eprintln!("{run_name:>9} {name:<22} {:<12} {mechanism:<28} stage {:?}", m.verdict.status.as_str(), stage(m));
+    }
+    Ok(by_name)
+}
+
+/// The probe's target handshake stage (the last VPN detail of a target step on the probe).
+fn stage(m: &Measurement) -> Option<VpnStage> {
+    m.observations
+        .iter()
+        .filter(|o| o.vantage == Vantage::Probe && o.role == Role::Target)
+        .filter_map(|o| match &o.detail {
+            Some(Detail::Vpn(d)) => Some(d.stage_reached),
+            _ => None,
+        })
+        .max()
+}
+
+fn check(results: &BTreeMap<String, Measurement>, expected: &[(&str, Status, Option<&str>)]) -> Vec<String> {
+    let mut wrong = Vec::new();
+    for (name, status, mechanism) in expected {
+        let Some(m) = results.get(*name) else {
+            wrong.push(format!("{name}: no measurement"));
+            continue;
+        };
+        let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
+        if got != (*status, *mechanism) {
+            wrong.push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
+        }
+    }
+    wrong
+}
+
+fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
+    let _ = lab.exec("c", &["nft", "delete", "table", "inet", "vpncensor"]);
+    let mut script = String::from("table inet vpncensor {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    for rule in rules {
+        script += &format!("    {rule}\n");
+    }
+    script += "  }\n}\n";
+    let path = lab.write("censor.nft", &script)?;
+    lab.exec("c", &["nft", "-f", &path]).map(|_| ())
+}
+
+#[test]
+fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
+    let mut lab = build_network()?;
+    let wg_if = format!("wgv{}", std::process::id() % 100_000);
+    let keys = start_servers(&mut lab, &wg_if)?;
+    let targets_file = lab.write("targets.toml", &targets(&keys))?;
+
+    // The collector as test helper, off the censored path.
+    let collector_bin = vantage_tests::procs::bin("vantage-collector")?;
+    let data = lab.path("collector");
+    let mut collector = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("h")])
+        .arg(&collector_bin)
+        .args(["serve", "--listen", &format!("{HELPER}:8080"), "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut first = String::new();
+    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut first)?;
+    lab.procs.insert("collector", collector);
+    let url = first.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string();
+
+    // 1. Clean network: every test ok, at the furthest stage it has.
+    let clean = probe(&lab, &url, &targets_file, "clean")?;
+    let mut wrong = Vec::new();
+    for (name, want) in [
+        ("openvpn-udp-plain", VpnStage::Handshake),
+        ("openvpn-tcp-plain", VpnStage::Handshake),
+        ("openvpn-udp-tls-auth", VpnStage::Handshake),
+        ("openvpn-tcp-tls-auth", VpnStage::Handshake),
+        ("openvpn-udp-tls-crypt", VpnStage::Handshake),
+        ("openvpn-tcp-tls-crypt", VpnStage::Handshake),
+        ("wireguard", VpnStage::Data),
+        ("ikev2-500", VpnStage::Handshake),
+        ("ikev2-4500", VpnStage::Handshake),
+        ("tor", VpnStage::Data),
+    ] {
+        match clean.get(name) {
+            Some(m) if m.verdict.status == Status::Ok && stage(m) == Some(want) => {}
+            Some(m) => wrong.push(format!("clean {name}: {:?} stage {:?}, {:?}", m.verdict.status, stage(m), m.verdict.evidence)),
+            None => wrong.push(format!("clean {name}: no measurement")),
+        }
+    }
+    let ike = clean.get("ikev2-500").and_then(|m| m.observations.iter().find(|o| o.op == Operation::VpnHandshake));
+    if let Some(Detail::Vpn(d)) = ike.and_then(|o| o.detail.as_ref()) {
+        assert_eq!(d.reply.as_deref(), Some("sa_init_response"));
+    }
+
+    // 2. A censor with one rule per behaviour; unlisted targets must stay ok.
+    nft(&lab, &[
+        "udp dport 1194 drop",
+        "tcp dport 1195 reject with tcp reset",
+        "udp dport 1196 @th,64,8 0x38 drop",
+        "udp dport 51820 udp length 156 @th,64,32 0x01000000 drop",
+        "udp dport { 500, 4500 } drop",
+        "tcp dport 9001 reject with tcp reset",
+    ])?;
+    let censored = probe(&lab, &url, &targets_file, "censored")?;
+    wrong.extend(check(&censored, &[
+        ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
+        ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
+        ("openvpn-udp-tls-crypt", Status::Blocked, Some("vpn.fingerprint_blocked")),
+        ("wireguard", Status::Blocked, Some("vpn.fingerprint_blocked")),
+        ("ikev2-500", Status::Blocked, Some("vpn.port_blocked")),
+        ("ikev2-4500", Status::Blocked, Some("vpn.port_blocked")),
+        ("tor", Status::Blocked, Some("tcp.refused")),
+        ("openvpn-tcp-plain", Status::Ok, None),
+        ("openvpn-udp-tls-auth", Status::Ok, None),
+        ("openvpn-tcp-tls-crypt", Status::Ok, None),
+    ]));
+
+    // 3. Handshake allowed, then the flow killed after 3 packets from the probe.
+    nft(&lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
+    let stalled = probe(&lab, &url, &targets_file, "stalled")?;
+    wrong.extend(check(&stalled, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]));
+
+    // 4. Servers stopped (benign): down, never blocked.
+    nft(&lab, &[])?;
+    for name in ["ovpn-udp-plain", "ovpn-tcp-crypt", "wireguard-go", "charon", "tor"] {
+        lab.stop(name);
+    }
+    let stopped = probe(&lab, &url, &targets_file, "stopped")?;
+    wrong.extend(check(&stopped, &[
+        ("openvpn-udp-plain", Status::Down, Some("control.failed")),
+        ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
+        ("wireguard", Status::Down, Some("control.failed")),
+        ("ikev2-500", Status::Down, Some("control.failed")),
+        ("ikev2-4500", Status::Down, Some("control.failed")),
+        ("tor", Status::Down, Some("control.failed")),
+        ("openvpn-udp-tls-auth", Status::Ok, None),
+    ]));
+
+    // Keys never reach a measurement.
+    for m in clean.values().chain(censored.values()).chain(stopped.values()) {
+        let line = m.to_json_line();
+        for secret in [&keys.wg_probe_private, &keys.wg_helper_private] {
+            assert!(!line.contains(secret.as_str()), "{} leaks a private key", m.target.name);
+        }
+        assert!(!line.contains("OpenVPN Static key"), "{} leaks the static key", m.target.name);
+    }
+    assert!(wrong.is_empty(), "{} scenario(s) wrong:\n{}", wrong.len(), wrong.join("\n"));
+    Ok(())
+}
