@@ -438,4 +438,42 @@ mod tests {
             assert!(err.contains("t.toml"));
         }
     }
+    const WG_KEY: &str = "YDGkhG/i5s4SR5FqDrfvMUzNhKnz5RqYkyZ/dZkDBno=";
+    const WG_PUBLIC: &str = "VCL4PuDDDkaj72v22QuilTjmK+2PzN9O2OrMYovzVFg=";
+
+    #[test]
+    fn vpn_targets_parse_their_keys_and_never_print_them() {
+        let text = format!(
+            "[[target]]\nname='wg'\ndomain='vpn.example'\naddress='203.0.113.40'\nport=51820\ntests=['wireguard']\n\
+             echo_address='203.0.113.41'\n[target.wireguard]\nserver_public_key='{WG_PUBLIC}'\nprivate_key='{WG_KEY}'\n\
+             address='203.0.113.130'\nserver_address='203.0.113.129'\n\
+             [[target]]\nname='ovpn'\ndomain='vpn.example'\nport=1194\ntests=['openvpn']\ntransport='tcp'\n\
+             [target.openvpn]\nmode='plain'\n"
+        );
+        let targets = parse(&text, "t").expect("valid");
+        let wg = targets[0].wireguard.as_ref().expect("wireguard");
+        assert!(wg.keys().is_ok() && wg.tunnel().is_some() && wg.helper_keys().expect("none").is_none());
+        assert_eq!(targets[1].openvpn.as_ref().map(|o| o.wrap().map(|w| w.mode())), Some(Ok("plain")));
+        let debug = format!("{targets:?}");
+        assert!(!debug.contains(WG_KEY), "keys must not reach Debug output: {debug}");
+    }
+
+    #[test]
+    fn vpn_parameters_are_checked_at_load() {
+        let base = "[[target]]\nname='a'\ndomain='a.example'\nport=1194\n";
+        let cases = [
+            ("tests=['openvpn']\n", "needs an `openvpn` table"),
+            ("tests=['tls']\n[target.openvpn]\nmode='plain'\n", "not listed"),
+            ("tests=['openvpn']\n[target.openvpn]\nmode='tls-crypt'\n", "need `key`"),
+            ("tests=['openvpn']\n[target.openvpn]\nmode='tls-auth'\nkey='nope'\n", "static key"),
+            ("tests=['openvpn']\n[target.openvpn]\nmode='tls-auth'\nkey_direction=2\nkey='x'\n", "key_direction"),
+            ("tests=['wireguard']\n[target.wireguard]\nserver_public_key='abc'\nprivate_key='abc'\n", "is not base64"),
+            ("tests=['ikev2']\ntransport='tcp'\n", "udp only"),
+        ];
+        for (tail, needle) in cases {
+            let err = parse(&format!("{base}{tail}"), "t").expect_err(needle).to_string();
+            assert!(err.contains(needle), "{err} should mention {needle}");
+            assert!(!err.contains("nope"), "errors never echo key material: {err}");
+        }
+    }
 }
