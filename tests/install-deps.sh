@@ -3,6 +3,7 @@
 #   promtool (package prometheus)  checks the collector's /metrics output
 #   ip (iproute2), unshare (util-linux)  network namespaces for the offline and lab tests
 #   prometheus, systemd-analyze (systemd)  the operators' tests: rules, dashboards and units
+#   nft, iptables, tc, sysctl, dnsmasq, curl  the censorship lab
 set -euo pipefail
 
 need=()
@@ -15,6 +16,16 @@ command -v hostname >/dev/null 2>&1 || need+=(hostname)
 # (installing the systemd package adds the tools; it does not replace a running init).
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# The censorship lab (tests/tests/lab.rs, vantage-lab): censors and routers in namespaces
+# (nftables; iptables for the string match; tc from iproute2; sysctl from procps), the lab's
+# resolvers (dnsmasq-base: the program without a system service), and curl to ask the
+# collector from inside the helper's namespace.
+command -v nft >/dev/null 2>&1 || need+=(nftables)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v tc >/dev/null 2>&1 || need+=(iproute2)
+command -v sysctl >/dev/null 2>&1 || need+=(procps)
+command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
+command -v curl >/dev/null 2>&1 || need+=(curl)
 
 # VPN endpoints (tests/tests/vpn_servers.rs): real OpenVPN, wireguard-go, strongSwan charon and a
 # Tor relay in namespaces, socat as the random-bytes echo, nft as the censor. Services stay down

@@ -8,6 +8,7 @@
 //! Everything listens on 127.0.0.1 port 0; nothing here contacts another host.
 
 pub mod censor;
+pub mod lab;
 pub mod pki;
 pub mod procs;
 pub mod servers;

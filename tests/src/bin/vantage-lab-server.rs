@@ -1,0 +1,109 @@
+//! The lab's servers in the `internet` namespace: TLS and QUIC that accept any SNI with
+//! certificates from the lab CA, and UDP echo.
+//!
+//! TLS answers the first bytes a client sends after the handshake with an HTTP response of
+//! 64 KiB and closes: the probe's data phase reads it, so a censor that freezes or throttles a
+//! flow after the handshake has something to freeze or throttle. Prints `vantage-lab-server
+//! ready` on stdout once every socket is bound.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
+use vantage_tests::pki::{TestCa, server_config};
+
+/// What a client gets after the handshake: enough to tell a freeze at 16 KB from a full read.
+const BODY_BYTES: usize = 64 * 1024;
+/// The longest a connection may sit idle before the server drops it.
+const IDLE: Duration = Duration::from_secs(15);
+
+/// TLS, QUIC and UDP echo servers for the censorship lab.
+#[derive(Debug, Parser)]
+#[command(name = "vantage-lab-server", version)]
+struct Args {
+    /// Directory holding the lab CA saved as `lab-ca.pem` and `lab-ca.key`.
+    #[arg(long, value_name = "DIR")]
+    ca_dir: PathBuf,
+    /// Serve TLS (any SNI, then 64 KiB of data) on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    tls: Vec<SocketAddr>,
+    /// Serve QUIC (ALPN h3, any SNI) on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    quic: Vec<SocketAddr>,
+    /// Echo UDP datagrams on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    echo: Vec<SocketAddr>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let ca = Arc::new(TestCa::load(&args.ca_dir, "lab-ca").context("loading the lab CA")?);
+    let mut tasks = tokio::task::JoinSet::new();
+    for addr in &args.tls {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding TLS on {addr}"))?;
+        let config = server_config(ca.clone(), &[b"http/1.1", b"h2"])?;
+        tasks.spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
+    }
+    for addr in &args.quic {
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(ca.clone(), &[b"h3"])?)?;
+        let endpoint = quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), *addr)
+            .with_context(|| format!("binding QUIC on {addr}"))?;
+        tasks.spawn(serve_quic(endpoint));
+    }
+    for addr in &args.echo {
+        let socket = UdpSocket::bind(addr).await.with_context(|| format!("binding UDP echo on {addr}"))?;
+        tasks.spawn(serve_echo(socket));
+    }
+    println!("vantage-lab-server ready");
+    if tasks.join_next().await.is_none() {
+        // Nothing to serve: stay up anyway, so "server stopped" scenarios look the same to the harness.
+        std::future::pending::<()>().await;
+    }
+    Ok(())
+}
+
+async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
+    while let Ok((stream, _)) = listener.accept().await {
+        let acceptor = acceptor.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(mut tls)) = tokio::time::timeout(IDLE, acceptor.accept(stream)).await else { return };
+            let mut buf = [0u8; 4096];
+            if let Ok(Ok(n)) = tokio::time::timeout(IDLE, tls.read(&mut buf)).await
+                && n > 0
+            {
+                let mut response =
+                    format!("HTTP/1.1 200 OK\r\nContent-Length: {BODY_BYTES}\r\nConnection: close\r\n\r\n").into_bytes();
+                response.resize(response.len() + BODY_BYTES, b'v');
+                let _ = tokio::time::timeout(IDLE, async {
+                    tls.write_all(&response).await?;
+                    tls.shutdown().await
+                })
+                .await;
+            }
+        });
+    }
+}
+
+async fn serve_quic(endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        tokio::spawn(async move {
+            if let Ok(conn) = incoming.await {
+                let _ = tokio::time::timeout(IDLE, conn.closed()).await;
+            }
+        });
+    }
+}
+
+async fn serve_echo(socket: UdpSocket) {
+    let mut buf = vec![0u8; 65536];
+    while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+        let _ = socket.send_to(&buf[..n], from).await;
+    }
+}

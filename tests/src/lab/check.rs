@@ -1,0 +1,353 @@
+//! Run the real probe through a scenario and hold it to the scenario's expectations.
+//!
+//! Per (target, test): the verdict's status **and** mechanism must be one the file accepts, and
+//! with several trials the count must be in range. Per scenario: a benign one has no `blocked`
+//! at all; every measurement reached the collector's API; and the probe's address appears in no
+//! measurement, probe log line, collector log line, API response, metric or store file.
+//! A failing scenario is never retried: a flaky verdict is a finding, not noise.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use vantage_measurement::{Mechanism, Status, TestKind};
+
+use super::addr;
+use super::process::{Daemon, Stream};
+use super::scenario::{Expected, ExpectedTrials, Kind, Outcome, Scenario};
+use super::world::World;
+
+/// The longest one probe run may take (trials of timeouts add up; the slowest scenario needs
+/// well under half of this).
+const PROBE_DEADLINE: Duration = Duration::from_secs(180);
+
+/// One (target, test) of one scenario.
+#[derive(Clone, Debug)]
+pub struct Row {
+    /// The scenario.
+    pub scenario: String,
+    /// The target's name.
+    pub target: String,
+    /// The test.
+    pub test: TestKind,
+    /// What the file accepts.
+    pub expected: Expected,
+    /// What the probe concluded (`None`: no measurement came back).
+    pub got: Option<Outcome>,
+    /// `blocked/total` the probe reported.
+    pub trials: Option<(u32, u32)>,
+    /// What the file expects of the trial counts.
+    pub expected_trials: Option<ExpectedTrials>,
+    /// The verdict's evidence, for reports of a miss.
+    pub evidence: Vec<String>,
+}
+
+impl Row {
+    /// Whether verdict, mechanism and trial counts are as expected.
+    pub fn passed(&self) -> bool {
+        let verdict_ok = self.got.as_ref().is_some_and(|g| self.expected.accepts(g));
+        let trials_ok = match self.expected_trials {
+            None => true,
+            Some(e) => self.trials.is_some_and(|(b, t)| t == e.total && (e.min_blocked..=e.max_blocked).contains(&b)),
+        };
+        verdict_ok && trials_ok
+    }
+
+    /// The row's expected label, resolved to the alternative that matched if one did.
+    pub fn expected_label(&self) -> String {
+        match &self.got {
+            Some(g) if self.expected.accepts(g) => g.label(),
+            _ => self.expected.label(),
+        }
+    }
+
+    fn got_label(&self) -> String {
+        self.got.as_ref().map(Outcome::label).unwrap_or_else(|| "(missing)".into())
+    }
+}
+
+/// Everything one scenario run established.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// Censor or benign.
+    pub kind: Kind,
+    /// One per (target, test).
+    pub rows: Vec<Row>,
+    /// Failures that are not one row's (setup, privacy, delivery).
+    pub problems: Vec<String>,
+    /// Wall time, setup to teardown.
+    pub runtime: Duration,
+}
+
+impl Report {
+    /// No problem and every row as expected.
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty() && self.rows.iter().all(Row::passed)
+    }
+
+    /// A few lines on what went wrong (empty when it passed).
+    pub fn failures(&self) -> String {
+        let mut out = String::new();
+        for p in &self.problems {
+            let _ = writeln!(out, "  {}: {p}", self.scenario);
+        }
+        for r in self.rows.iter().filter(|r| !r.passed()) {
+            let trials = r.trials.map(|(b, t)| format!(" trials {b}/{t}")).unwrap_or_default();
+            let wanted = r.expected_trials.map(|t| format!(" trials {}", t.label())).unwrap_or_default();
+            let _ = writeln!(
+                out,
+                "  {}: {} {}: expected `{}`{wanted}, got `{}`{trials}\n      evidence: {}",
+                r.scenario,
+                r.target,
+                r.test.as_str(),
+                r.expected.label(),
+                r.got_label(),
+                r.evidence.join("; ")
+            );
+        }
+        out
+    }
+}
+
+/// Bring `scenario` up, run the probe through it, check everything, tear it down.
+pub fn run_scenario(scenario: &Scenario, keep: bool) -> Report {
+    let started = Instant::now();
+    let mut report = Report { scenario: scenario.name.clone(), kind: scenario.kind, rows: Vec::new(), problems: Vec::new(), runtime: Duration::ZERO };
+    if let Err(e) = measure(scenario, keep, &mut report) {
+        report.problems.push(format!("{e:#}"));
+    }
+    report.runtime = started.elapsed();
+    report
+}
+
+fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Result<()> {
+    let mut world = World::up(scenario, keep)?;
+    if keep {
+        eprintln!("vantage-lab: {} kept in {}", scenario.name, world.dir().display());
+    }
+    let probe_bin = super::bin("vantage-probe")?.display().to_string();
+    let mut probe = Daemon::spawn("vantage-probe", &world.topo.probe, &probe_bin, &world.probe_args()?, &[])?;
+    let status = probe.wait_exit(PROBE_DEADLINE)?;
+    let stdout = probe.stream(Stream::Stdout);
+    let stderr = probe.stream(Stream::Stderr);
+    if !status.success() {
+        anyhow::bail!("vantage-probe exited with {status}: {}", tail(&stderr));
+    }
+    let measurements: Vec<Value> = stdout.iter().map(|l| serde_json::from_str(l)).collect::<Result<_, _>>()?;
+    report.rows = rows(scenario, &measurements);
+    if scenario.kind == Kind::Benign {
+        for m in measurements.iter().filter(|m| m["verdict"]["status"] == "blocked") {
+            report.problems.push(format!("benign scenario, yet {} {} came out blocked", m["target"]["name"], m["test"]));
+        }
+    }
+
+    let api = world.fetch("/api/v1/measurements")?;
+    let metrics = world.fetch("/metrics")?;
+    let stored: BTreeSet<String> =
+        api.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|m| m["id"].as_str().map(String::from)).collect();
+    for m in &measurements {
+        if let Some(id) = m["id"].as_str().filter(|id| !stored.contains(*id)) {
+            report.problems.push(format!("measurement {id} ({} {}) is not in the collector's API", m["target"]["name"], m["test"]));
+        }
+    }
+    world.collector.stop();
+    if keep {
+        std::fs::write(world.dir().join("probe.ndjson"), stdout.join("\n"))?;
+        std::fs::write(world.dir().join("probe.log"), stderr.join("\n"))?;
+        std::fs::write(world.dir().join("collector.log"), world.collector.output().join("\n"))?;
+    }
+    let mut places: Vec<(&str, String)> = vec![
+        ("a measurement", stdout.join("\n")),
+        ("the probe's log", stderr.join("\n")),
+        ("the collector's log", world.collector.output().join("\n")),
+        ("the API", api),
+        ("the metrics", metrics),
+    ];
+    places.extend(store_files(&world.dir().join("collector-data")));
+    for (place, text) in &places {
+        if let Some(context) = find_address(text, &addr::PROBE.to_string()) {
+            report.problems.push(format!("privacy: the probe's address {} appears in {place}: …{context}…", addr::PROBE));
+        }
+    }
+    Ok(())
+}
+
+fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
+    let mut rows = Vec::new();
+    for t in &scenario.targets {
+        for (test, expected) in &t.expect {
+            let m = measurements.iter().find(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
+            let verdict = m.map(|m| &m["verdict"]);
+            let got = verdict.and_then(|v| {
+                let status = Status::parse(v["status"].as_str()?)?;
+                let mechanism = v["mechanism"].as_str().and_then(Mechanism::parse);
+                Some(Outcome { status, mechanism })
+            });
+            let trials = verdict.and_then(|v| Some((v["trials"]["blocked"].as_u64()? as u32, v["trials"]["total"].as_u64()? as u32)));
+            let evidence = verdict
+                .and_then(|v| v["evidence"].as_array())
+                .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                .unwrap_or_default();
+            rows.push(Row {
+                scenario: scenario.name.clone(),
+                target: t.spec.name.clone(),
+                test: *test,
+                expected: expected.clone(),
+                got,
+                trials,
+                expected_trials: t.expect_trials.get(test).copied(),
+                evidence,
+            });
+        }
+    }
+    rows
+}
+
+/// The collector's store, as text (SQLite keeps text columns as UTF-8 bytes).
+fn store_files(dir: &Path) -> Vec<(&'static str, String)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .map(|bytes| ("the collector's store", String::from_utf8_lossy(&bytes).into_owned()))
+        .collect()
+}
+
+/// The first occurrence of `ip` in `text` that is a whole address (`198.51.100.2` but not
+/// `198.51.100.20`), with some context.
+pub fn find_address(text: &str, ip: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut from = 0;
+    while let Some(i) = text[from..].find(ip).map(|i| i + from) {
+        let end = i + ip.len();
+        let digit_before = i > 0 && (bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.');
+        let digit_after = bytes.get(end).is_some_and(|b| b.is_ascii_digit());
+        if !digit_before && !digit_after {
+            let mut start = i.saturating_sub(60);
+            while !text.is_char_boundary(start) {
+                start -= 1;
+            }
+            let mut stop = (end + 60).min(text.len());
+            while !text.is_char_boundary(stop) {
+                stop += 1;
+            }
+            return Some(text[start..stop].replace('\n', " "));
+        }
+        from = end;
+    }
+    None
+}
+
+fn tail(lines: &[String]) -> String {
+    lines[lines.len().saturating_sub(15)..].join("\n")
+}
+
+/// One confusion matrix per protocol: rows what was expected, columns what the probe said.
+pub fn matrix(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for test in TestKind::ALL {
+        let mut cells: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for r in reports.iter().flat_map(|r| &r.rows).filter(|r| r.test == *test) {
+            *cells.entry((r.expected_label(), r.got_label())).or_default() += 1;
+        }
+        if cells.is_empty() {
+            continue;
+        }
+        let rows: BTreeSet<&String> = cells.keys().map(|(e, _)| e).collect();
+        let cols: Vec<&String> = cells.keys().map(|(_, g)| g).collect::<BTreeSet<_>>().into_iter().collect();
+        let width = rows.iter().map(|r| r.len()).max().unwrap_or(8).max(8);
+        let _ = writeln!(out, "\n{} (rows: expected, columns: got)", test.as_str().to_uppercase());
+        for (i, c) in cols.iter().enumerate() {
+            let _ = writeln!(out, "  [{}] {c}", i + 1);
+        }
+        let _ = write!(out, "  {:width$}", "");
+        for i in 0..cols.len() {
+            let _ = write!(out, " {:>4}", format!("[{}]", i + 1));
+        }
+        let _ = writeln!(out);
+        for row in rows {
+            let _ = write!(out, "  {row:width$}");
+            for col in &cols {
+                match cells.get(&(row.clone(), (*col).clone())) {
+                    Some(n) if row == *col => {
+                        let _ = write!(out, " {n:>4}");
+                    }
+                    Some(n) => {
+                        let _ = write!(out, " {:>4}", format!("{n}!"));
+                    }
+                    None => {
+                        let _ = write!(out, " {:>4}", ".");
+                    }
+                }
+            }
+            let _ = writeln!(out);
+        }
+    }
+    out
+}
+
+/// The per-scenario summary and the matrices, as the lab prints them.
+pub fn summary(reports: &[Report]) -> String {
+    let mut out = String::new();
+    for r in reports {
+        let blocked = r.rows.iter().filter(|row| row.got.as_ref().is_some_and(|g| g.status == Status::Blocked)).count();
+        let _ = writeln!(
+            out,
+            "{:<4} {:<28} {:<7} {:>2} checks {:>2} blocked {:>5.1} s",
+            if r.passed() { "ok" } else { "FAIL" },
+            r.scenario,
+            match r.kind {
+                Kind::Censor => "censor",
+                Kind::Benign => "benign",
+            },
+            r.rows.len(),
+            blocked,
+            r.runtime.as_secs_f64()
+        );
+    }
+    out.push_str(&matrix(reports));
+    let failures: String = reports.iter().map(Report::failures).collect();
+    if !failures.is_empty() {
+        let _ = write!(out, "\nFAILURES (a cell marked `!` is a miss):\n{failures}");
+    }
+    out
+}
+
+/// Run `scenarios`, at most `jobs` at a time, in file order.
+pub fn run_all(scenarios: &[Scenario], jobs: usize, keep: bool) -> Vec<Report> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let reports = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1) {
+            scope.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(s) = scenarios.get(i) else { break };
+                    let report = run_scenario(s, keep);
+                    eprintln!("vantage-lab: {} {} in {:.1} s", s.name, if report.passed() { "passed" } else { "FAILED" }, report.runtime.as_secs_f64());
+                    reports.lock().unwrap_or_else(|e| e.into_inner()).push((i, report));
+                }
+            });
+        }
+    });
+    let mut reports = reports.into_inner().unwrap_or_else(|e| e.into_inner());
+    reports.sort_by_key(|(i, _)| *i);
+    reports.into_iter().map(|(_, r)| r).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_whole_addresses_are_found() {
+        assert!(find_address("peer 198.51.100.2:443", "198.51.100.2").is_some());
+        assert!(find_address("198.51.100.20 and 198.51.100.21", "198.51.100.2").is_none());
+        assert!(find_address("1198.51.100.2", "198.51.100.2").is_none());
+        assert!(find_address("x 198.51.100.20 y 198.51.100.2", "198.51.100.2").is_some());
+    }
+}

@@ -1,0 +1,504 @@
+//! Scenario files: one TOML file per censor behaviour or benign fault, so a new behaviour is a
+//! new file, not new code.
+//!
+//! A file says what the path does (`[censor]`: commands run in the censor's router namespace,
+//! `[internet]`: routes in the servers' namespace, `[dns]`: what the resolvers answer), which
+//! targets the probe measures (`[[target]]` in the probe's own targets-file format) and what it
+//! must conclude for each (`expect`). Unknown keys are an error everywhere: a typo must not turn
+//! a censor off and leave a scenario passing for the wrong reason. The probe's part of each
+//! target is checked with the probe's own parser when the file is loaded.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vantage_measurement::{Mechanism, Status, TestKind};
+use vantage_probe::targets::TargetSpec;
+
+use super::addr;
+
+/// Keys of a `[[target]]` table that are the lab's, not the probe's.
+const LAB_KEYS: &[&str] = &["expect", "expect_trials", "server"];
+
+/// Why a scenario file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a valid scenario.
+    #[error("{path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Whether the scenario emulates a censor or an ordinary fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// Interference: the expectations name how it must be detected.
+    Censor,
+    /// An honest network with a fault: nothing may come out `blocked`.
+    Benign,
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    description: String,
+    kind: Kind,
+    #[serde(default)]
+    probe_args: Vec<String>,
+    #[serde(default)]
+    dns: DnsSpec,
+    #[serde(default)]
+    censor: CensorSpec,
+    #[serde(default)]
+    internet: InternetSpec,
+    target: Vec<toml::Table>,
+}
+
+/// What the two resolvers in `internet` answer.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSpec {
+    /// Extra or overriding A records on both resolvers (targets' names are added automatically).
+    #[serde(default)]
+    pub records: BTreeMap<String, Ipv4Addr>,
+    /// Records only the probe's resolver gives (a CDN answering by region).
+    #[serde(default)]
+    pub probe_records: BTreeMap<String, Ipv4Addr>,
+    /// How the probe's resolver behaves.
+    #[serde(default)]
+    pub probe_resolver: ResolverMode,
+}
+
+/// The probe's resolver.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResolverMode {
+    /// Answers from the lab's records.
+    #[default]
+    Honest,
+    /// A validating resolver with a broken chain of trust: SERVFAIL for every name.
+    Servfail,
+}
+
+/// Commands run in the censor's namespace, in this order: sysctls, tools (each waited for until
+/// ready), `ip`, the nft script, `iptables`, `tc`.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CensorSpec {
+    /// `key=value` for `sysctl -w`.
+    #[serde(default)]
+    pub sysctl: Vec<String>,
+    /// Userspace censors (injector, proxy, middlebox) or a lying resolver.
+    #[serde(default)]
+    pub run: Vec<ToolSpec>,
+    /// Arguments of `ip` commands, one command per entry (split on whitespace).
+    #[serde(default)]
+    pub ip: Vec<String>,
+    /// An nft script, loaded with `nft -f`.
+    #[serde(default)]
+    pub nft: Option<String>,
+    /// Arguments of `iptables` commands (split on whitespace).
+    #[serde(default)]
+    pub iptables: Vec<String>,
+    /// Arguments of `tc` commands (split on whitespace).
+    #[serde(default)]
+    pub tc: Vec<String>,
+}
+
+/// A long-running program in the censor's namespace.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ToolSpec {
+    /// A workspace binary (looked up next to the lab's) or a program on `PATH`.
+    pub program: String,
+    /// Its arguments; `{dir}` becomes the scenario's working directory.
+    #[serde(default)]
+    pub args: Vec<String>,
+    /// A piece of a line the program prints (stdout or stderr) once it is ready.
+    pub ready: String,
+}
+
+/// Commands run in the servers' namespace (faults that hit everyone, the helper too).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InternetSpec {
+    /// Arguments of `ip` commands (split on whitespace).
+    #[serde(default)]
+    pub ip: Vec<String>,
+}
+
+/// One acceptable verdict: a status and the mechanism it must carry (none for a plain `ok`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    /// The status.
+    pub status: Status,
+    /// The mechanism; `None` means the verdict must have none.
+    pub mechanism: Option<Mechanism>,
+}
+
+impl Outcome {
+    /// `blocked dns.injected`, `ok`.
+    pub fn label(&self) -> String {
+        match self.mechanism {
+            Some(m) => format!("{} {m}", self.status.as_str()),
+            None => self.status.as_str().to_string(),
+        }
+    }
+
+    fn parse(text: &str) -> Result<Outcome, String> {
+        let mut words = text.split_whitespace();
+        let status = words.next().ok_or("an empty expectation")?;
+        let status = Status::parse(status).ok_or_else(|| format!("unknown status `{status}`"))?;
+        let mechanism = words
+            .next()
+            .map(|m| Mechanism::parse(m).ok_or_else(|| format!("unknown mechanism `{m}`")))
+            .transpose()?;
+        if let Some(extra) = words.next() {
+            return Err(format!("unexpected `{extra}` after the mechanism"));
+        }
+        Ok(Outcome { status, mechanism })
+    }
+}
+
+/// What one test of one target must conclude: any of these (`ok | inconclusive dns.timeout`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Expected(pub Vec<Outcome>);
+
+impl Expected {
+    /// The label as written, normalised.
+    pub fn label(&self) -> String {
+        self.0.iter().map(Outcome::label).collect::<Vec<_>>().join(" | ")
+    }
+
+    /// Whether `got` is one of the acceptable outcomes.
+    pub fn accepts(&self, got: &Outcome) -> bool {
+        self.0.contains(got)
+    }
+}
+
+/// How many trials must be blocked out of how many: `4/8`, `1-8/8`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpectedTrials {
+    /// Fewest blocked trials.
+    pub min_blocked: u32,
+    /// Most blocked trials.
+    pub max_blocked: u32,
+    /// Trials run.
+    pub total: u32,
+}
+
+impl ExpectedTrials {
+    fn parse(text: &str) -> Result<ExpectedTrials, String> {
+        let bad = || format!("`{text}` is not BLOCKED/TOTAL or MIN-MAX/TOTAL");
+        let (blocked, total) = text.split_once('/').ok_or_else(bad)?;
+        let total = total.trim().parse().map_err(|_| bad())?;
+        let (min, max) = blocked.split_once('-').unwrap_or((blocked, blocked));
+        let (min_blocked, max_blocked) = (min.trim().parse().map_err(|_| bad())?, max.trim().parse().map_err(|_| bad())?);
+        if min_blocked > max_blocked || max_blocked > total {
+            return Err(bad());
+        }
+        Ok(ExpectedTrials { min_blocked, max_blocked, total })
+    }
+
+    /// `4/8`, `1-8/8`.
+    pub fn label(&self) -> String {
+        if self.min_blocked == self.max_blocked {
+            format!("{}/{}", self.min_blocked, self.total)
+        } else {
+            format!("{}-{}/{}", self.min_blocked, self.max_blocked, self.total)
+        }
+    }
+}
+
+/// The lab's keys of one `[[target]]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LabKeys {
+    #[serde(default)]
+    expect: BTreeMap<String, String>,
+    #[serde(default)]
+    expect_trials: BTreeMap<String, String>,
+    #[serde(default)]
+    server: ServerState,
+}
+
+/// Whether the target's servers run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServerState {
+    /// Listening on every port the target's tests use.
+    #[default]
+    Up,
+    /// Stopped: nothing listens (for everyone).
+    Down,
+}
+
+/// A target: the probe's spec plus what the lab expects of it.
+#[derive(Clone, Debug)]
+pub struct LabTarget {
+    /// As the probe reads it.
+    pub spec: TargetSpec,
+    /// Per test.
+    pub expect: BTreeMap<TestKind, Expected>,
+    /// Per test, for targets with several trials.
+    pub expect_trials: BTreeMap<TestKind, ExpectedTrials>,
+    /// Whether its servers run.
+    pub server: ServerState,
+}
+
+/// A loaded, checked scenario.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    /// The file's stem.
+    pub name: String,
+    /// Where it came from.
+    pub path: PathBuf,
+    /// One line on what it emulates.
+    pub description: String,
+    /// Censor or benign.
+    pub kind: Kind,
+    /// Extra flags for `vantage-probe run`.
+    pub probe_args: Vec<String>,
+    /// Resolvers.
+    pub dns: DnsSpec,
+    /// The censor's namespace.
+    pub censor: CensorSpec,
+    /// The servers' namespace.
+    pub internet: InternetSpec,
+    /// What is measured.
+    pub targets: Vec<LabTarget>,
+    /// The targets file handed to the probe (the lab's keys removed).
+    pub targets_toml: String,
+}
+
+impl Scenario {
+    /// Load and check one file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: path.into(), source })?;
+        let name = path.file_stem().and_then(|s| s.to_str()).unwrap_or("scenario").to_string();
+        Scenario::parse(&name, path, &text).map_err(|message| ScenarioError::Invalid { path: path.into(), message })
+    }
+
+    /// Every `*.toml` in `dir`, sorted by name.
+    pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
+        let read = |source| ScenarioError::Read { path: dir.into(), source };
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(read)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()
+            .map_err(read)?;
+        paths.retain(|p| p.extension().is_some_and(|e| e == "toml"));
+        paths.sort();
+        paths.iter().map(|p| Scenario::load(p)).collect()
+    }
+
+    fn parse(name: &str, path: &Path, text: &str) -> Result<Scenario, String> {
+        let file: File = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut probe_tables = Vec::new();
+        let mut lab_keys = Vec::new();
+        for mut table in file.target {
+            let mut lab = toml::Table::new();
+            for key in LAB_KEYS {
+                if let Some(v) = table.remove(*key) {
+                    lab.insert(key.to_string(), v);
+                }
+            }
+            lab_keys.push(LabKeys::deserialize(toml::Value::Table(lab)).map_err(|e| e.to_string())?);
+            probe_tables.push(toml::Value::Table(table));
+        }
+        let mut doc = toml::Table::new();
+        doc.insert("target".into(), toml::Value::Array(probe_tables));
+        let targets_toml = toml::to_string(&doc).map_err(|e| e.to_string())?;
+        let specs = vantage_probe::targets::parse(&targets_toml, &path.display().to_string()).map_err(|e| e.to_string())?;
+        let targets = specs.into_iter().zip(lab_keys).map(|(spec, lab)| lab_target(spec, lab)).collect::<Result<Vec<_>, _>>()?;
+        let scenario = Scenario {
+            name: name.to_string(),
+            path: path.into(),
+            description: file.description,
+            kind: file.kind,
+            probe_args: file.probe_args,
+            dns: file.dns,
+            censor: file.censor,
+            internet: file.internet,
+            targets,
+            targets_toml,
+        };
+        scenario.check()?;
+        Ok(scenario)
+    }
+
+    /// Rules that span targets.
+    fn check(&self) -> Result<(), String> {
+        let mut up = BTreeSet::new();
+        let mut down = BTreeSet::new();
+        for t in &self.targets {
+            for e in self.endpoints(t) {
+                if t.server == ServerState::Up { up.insert(e) } else { down.insert(e) };
+            }
+        }
+        if let Some(both) = up.intersection(&down).next() {
+            return Err(format!("{both:?} is both up and down"));
+        }
+        if let Some((_, a, _)) = up.iter().find(|(_, a, _)| !addr::INTERNET_HOSTS.contains(a)) {
+            return Err(format!("no lab host has {a}, so nothing can serve there: use a server address or `server = \"down\"`"));
+        }
+        if self.kind == Kind::Benign {
+            let blocked = self.targets.iter().flat_map(|t| t.expect.values()).flat_map(|e| &e.0).find(|o| o.status == Status::Blocked);
+            if let Some(o) = blocked {
+                return Err(format!("a benign scenario can't expect `{}`", o.label()));
+            }
+        }
+        Ok(())
+    }
+
+    /// The addresses a target's name leads to: its fixed address, else both resolvers' answers.
+    pub fn server_addresses(&self, t: &LabTarget) -> BTreeSet<Ipv4Addr> {
+        if let Some(std::net::IpAddr::V4(a)) = t.spec.address {
+            return [a].into();
+        }
+        let helper = self.dns.records.get(&t.spec.domain).copied().unwrap_or(addr::SERVER);
+        let probe = self.dns.probe_records.get(&t.spec.domain).copied().unwrap_or(helper);
+        [helper, probe].into()
+    }
+
+    /// `(service, address, port)` triples the target's tests need listening.
+    pub fn endpoints(&self, t: &LabTarget) -> BTreeSet<(Service, Ipv4Addr, u16)> {
+        let mut out = BTreeSet::new();
+        let ports: Vec<u16> = std::iter::once(t.spec.port).chain(t.spec.control_port).collect();
+        for a in self.server_addresses(t) {
+            for test in &t.spec.tests {
+                let service = match test {
+                    TestKind::Tcp | TestKind::Tls => Service::Tls,
+                    TestKind::Quic => Service::Quic,
+                    _ => continue,
+                };
+                out.extend(ports.iter().map(|p| (service, a, *p)));
+            }
+            if let Some(p) = t.spec.udp_echo_port {
+                out.insert((Service::Echo, a, p));
+            }
+        }
+        out
+    }
+
+    /// The A records of the helper's resolver (and, with `probe_records` on top, the probe's).
+    pub fn records(&self) -> BTreeMap<String, Ipv4Addr> {
+        let mut records: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+        for t in &self.targets {
+            let a = match t.spec.address {
+                Some(std::net::IpAddr::V4(a)) => a,
+                _ => addr::SERVER,
+            };
+            records.insert(t.spec.domain.clone(), a);
+        }
+        records.extend(self.dns.records.clone());
+        records
+    }
+}
+
+/// What a lab server offers on an endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Service {
+    /// TLS over TCP, any SNI.
+    Tls,
+    /// QUIC, any SNI.
+    Quic,
+    /// UDP echo.
+    Echo,
+}
+
+fn test_kind(name: &str) -> Result<TestKind, String> {
+    TestKind::ALL.iter().copied().find(|t| t.as_str() == name).ok_or_else(|| format!("unknown test `{name}`"))
+}
+
+fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
+    let whose = |e: String| format!("target `{}`: {e}", spec.name);
+    let mut expect = BTreeMap::new();
+    for (test, text) in &lab.expect {
+        let outcomes = text.split('|').map(Outcome::parse).collect::<Result<Vec<_>, _>>().map_err(whose)?;
+        expect.insert(test_kind(test).map_err(whose)?, Expected(outcomes));
+    }
+    if let Some(vpn) = spec.tests.iter().find(|t| TestKind::VPN.contains(t)) {
+        return Err(whose(format!("the lab has no {} server yet (dns, tcp, tls and quic only)", vpn.as_str())));
+    }
+    let tests: BTreeSet<TestKind> = spec.tests.iter().copied().collect();
+    let expected: BTreeSet<TestKind> = expect.keys().copied().collect();
+    if tests != expected {
+        return Err(whose(format!("`expect` must name exactly its tests {tests:?}, not {expected:?}")));
+    }
+    let mut expect_trials = BTreeMap::new();
+    for (test, text) in &lab.expect_trials {
+        let t = ExpectedTrials::parse(text).map_err(whose)?;
+        if t.total != spec.trials {
+            return Err(whose(format!("expect_trials `{text}` but trials = {}", spec.trials)));
+        }
+        expect_trials.insert(test_kind(test).map_err(whose)?, t);
+    }
+    Ok(LabTarget { spec, expect, expect_trials, server: lab.server })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+description = "d"
+kind = "censor"
+[[target]]
+name = "a"
+domain = "a.example"
+tests = ["dns", "tls"]
+trials = 2
+expect = { dns = "ok", tls = "blocked tls.reset_after_clienthello | inconclusive residual.suspected" }
+expect_trials = { tls = "1-2/2" }
+"#;
+
+    #[test]
+    fn lab_keys_are_stripped_and_the_rest_is_the_probes_file() {
+        let s = Scenario::parse("m", Path::new("m.toml"), MINIMAL).expect("valid");
+        assert!(!s.targets_toml.contains("expect"));
+        let t = &s.targets[0];
+        assert_eq!(t.spec.trials, 2);
+        assert_eq!(t.expect[&TestKind::Tls].0.len(), 2);
+        assert_eq!(t.expect_trials[&TestKind::Tls].label(), "1-2/2");
+        assert_eq!(s.records()["a.example"], addr::SERVER);
+    }
+
+    #[test]
+    fn typos_and_gaps_are_refused() {
+        for (bad, why) in [
+            (MINIMAL.replace("kind =", "kinds ="), "unknown field"),
+            (MINIMAL.replace("domain =", "domian ="), "domian"),
+            (MINIMAL.replace("reset_after_clienthello", "reset"), "unknown mechanism"),
+            (MINIMAL.replace("dns = \"ok\", ", ""), "exactly its tests"),
+            (MINIMAL.replace("1-2/2", "1/3"), "trials = 2"),
+            (MINIMAL.replace("censor\"", "benign\""), "benign scenario"),
+        ] {
+            let err = Scenario::parse("m", Path::new("m.toml"), &bad).expect_err(why);
+            assert!(err.contains(why), "{err} should mention {why}");
+        }
+    }
+
+    #[test]
+    fn the_shipped_scenarios_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/scenarios");
+        let all = Scenario::load_dir(&dir).expect("every scenario file is valid");
+        assert!(all.iter().filter(|s| s.kind == Kind::Censor).count() >= 15);
+        assert!(all.iter().filter(|s| s.kind == Kind::Benign).count() >= 6);
+    }
+}

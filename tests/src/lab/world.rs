@@ -1,0 +1,238 @@
+//! One scenario brought up: namespaces, resolvers and servers in `internet`, the collector and
+//! test helper in `helper`, the censor's rules and programs in `censor`.
+//!
+//! Everything waits for readiness (a line the program prints once its sockets are bound), never
+//! for a fixed time. Dropping a [`World`] kills its programs, then removes the namespaces, then
+//! (unless kept) the working directory; this also happens when a test panics.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+
+use super::netns::{Topology, ip, sysctl};
+use super::process::{Daemon, run, run_with_input};
+use super::scenario::{ResolverMode, Scenario, ServerState, Service};
+use super::{addr, bin};
+use crate::pki::TestCa;
+
+/// How long a program may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// The probe's per-step timeout in the lab (seconds): long enough for a lossy link's
+/// retransmissions, short enough that timeout scenarios finish quickly.
+pub const PROBE_TIMEOUT_SECS: u32 = 4;
+/// The helper's per-step timeout: below the probe's, so the helper answers before the probe
+/// stops waiting for it.
+pub const HELPER_TIMEOUT_SECS: u32 = 3;
+/// The root KSK (2017): with it, a resolver validating the lab's unsigned names fails them all.
+const ROOT_TRUST_ANCHOR: &str = ".,20326,8,2,E06D44B80B8F1D39A95C0B0D7C65D08458E880409BBC683457104237C7F8EC8D";
+
+/// A scenario, up and running. Field order is drop order.
+pub struct World {
+    censors: Vec<Daemon>,
+    /// The collector (and test helper) in `helper`.
+    pub collector: Daemon,
+    /// Held for their `Drop`: resolvers and servers in `internet`.
+    _servers: Vec<Daemon>,
+    /// The namespaces.
+    pub topo: Topology,
+    /// Held for its `Drop` (absent when kept).
+    _dir: Option<tempfile::TempDir>,
+    path: PathBuf,
+    /// What was brought up.
+    pub scenario: Scenario,
+}
+
+impl World {
+    /// Bring `scenario` up. With `keep`, the working directory (CA, targets file, spools, the
+    /// collector's store) survives for inspection.
+    pub fn up(scenario: &Scenario, keep: bool) -> anyhow::Result<World> {
+        let dir = tempfile::Builder::new().prefix(&format!("vantage-lab-{}-", scenario.name)).tempdir()?;
+        let (dir, path) = if keep {
+            (None, dir.keep())
+        } else {
+            let path = dir.path().to_path_buf();
+            (Some(dir), path)
+        };
+        TestCa::new("Vantage lab CA")?.save(&path, "lab-ca")?;
+        TestCa::new("Censor interception CA")?.save(&path, "censor-ca")?;
+        std::fs::write(path.join("targets.toml"), &scenario.targets_toml)?;
+
+        let topo = Topology::create()?;
+        for command in &scenario.internet.ip {
+            ip(&topo.internet, command)?;
+        }
+        let mut servers = vec![
+            (dnsmasq(scenario, &topo.internet, addr::HELPER_RESOLVER, false)?, "started, version"),
+            (dnsmasq(scenario, &topo.internet, addr::PROBE_RESOLVER, true)?, "started, version"),
+            (lab_server(scenario, &topo.internet, &path)?, "ready"),
+        ];
+        let mut collector = Daemon::spawn(
+            "vantage-collector",
+            &topo.helper,
+            &bin("vantage-collector")?.display().to_string(),
+            &collector_args(&path),
+            &[("VANTAGE_LOG", "debug")],
+        )?;
+        for (server, needle) in &mut servers {
+            server.wait_for(needle, READY_TIMEOUT)?;
+        }
+        collector.wait_for("listening on", READY_TIMEOUT)?;
+        let servers = servers.into_iter().map(|(d, _)| d).collect();
+        let mut world =
+            World { censors: Vec::new(), collector, _servers: servers, topo, _dir: dir, path, scenario: scenario.clone() };
+        world.censor_up().context("setting up the censor")?;
+        Ok(world)
+    }
+
+    fn censor_up(&mut self) -> anyhow::Result<()> {
+        let (ns, spec) = (self.topo.censor.clone(), self.scenario.censor.clone());
+        let settings: Vec<&str> = spec.sysctl.iter().map(String::as_str).collect();
+        if !settings.is_empty() {
+            sysctl(&ns, &settings)?;
+        }
+        for tool in &spec.run {
+            let program = bin(&tool.program).map(|p| p.display().to_string()).unwrap_or_else(|_| tool.program.clone());
+            let args: Vec<String> = tool.args.iter().map(|a| a.replace("{dir}", &self.path.display().to_string())).collect();
+            let mut daemon = Daemon::spawn(&tool.program, &ns, &program, &args, &[])?;
+            daemon.wait_for(&tool.ready, READY_TIMEOUT)?;
+            self.censors.push(daemon);
+        }
+        for command in &spec.ip {
+            ip(&ns, command)?;
+        }
+        if let Some(script) = &spec.nft {
+            run_with_input(&ns, "nft", &["-f"], script).context("loading the nft script")?;
+        }
+        for command in &spec.iptables {
+            run(Some(&ns), "iptables", &command.split_whitespace().collect::<Vec<_>>())?;
+        }
+        for command in &spec.tc {
+            run(Some(&ns), "tc", &command.split_whitespace().collect::<Vec<_>>())?;
+        }
+        Ok(())
+    }
+
+    /// The scenario's working directory.
+    pub fn dir(&self) -> &Path {
+        &self.path
+    }
+
+    /// The full probe command line (run it in the `probe` namespace).
+    pub fn probe_args(&self) -> anyhow::Result<Vec<String>> {
+        let p = |name: &str| self.path.join(name).display().to_string();
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "--targets".into(),
+            p("targets.toml"),
+            "--json".into(),
+            "-vv".into(),
+            "--collector".into(),
+            format!("http://{}:{}", addr::HELPER, addr::COLLECTOR_PORT),
+            "--resolver".into(),
+            format!("{}:53", addr::PROBE_RESOLVER),
+            "--doh".into(),
+            "none".into(),
+            "--ca".into(),
+            p("lab-ca.pem"),
+            "--timeout".into(),
+            PROBE_TIMEOUT_SECS.to_string(),
+            "--dns-linger-ms".into(),
+            "500".into(),
+            "--data-dir".into(),
+            p("probe-data"),
+        ];
+        for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24"] {
+            args.extend(["--danger-not-bogon".to_string(), range.to_string()]);
+        }
+        args.extend(self.scenario.probe_args.iter().cloned());
+        Ok(args)
+    }
+
+    /// `GET path` from the collector, asked from the helper's namespace.
+    pub fn fetch(&self, path: &str) -> anyhow::Result<String> {
+        let url = format!("http://{}:{}{path}", addr::HELPER, addr::COLLECTOR_PORT);
+        run(Some(&self.topo.helper), "curl", &["-sS", "--fail", "--max-time", "15", &url])
+    }
+}
+
+fn collector_args(dir: &Path) -> Vec<String> {
+    let p = |name: &str| dir.join(name).display().to_string();
+    [
+        "serve",
+        "--listen",
+        &format!("{}:{}", addr::HELPER, addr::COLLECTOR_PORT),
+        "--data-dir",
+        &p("collector-data"),
+        "--targets",
+        &p("targets.toml"),
+        "--danger-helper-allow-private",
+        "--ca",
+        &p("lab-ca.pem"),
+        "--helper-resolver",
+        &format!("{}:53", addr::HELPER_RESOLVER),
+        "--helper-timeout-secs",
+        &HELPER_TIMEOUT_SECS.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// A dnsmasq on `listen`: authoritative for `.example` with the scenario's records, or (the
+/// probe's, in `servfail` mode) a DNSSEC-validating forwarder whose broken chain of trust makes
+/// every answer SERVFAIL, as a misconfigured ISP resolver does.
+fn dnsmasq(scenario: &Scenario, ns: &str, listen: std::net::Ipv4Addr, for_probe: bool) -> anyhow::Result<Daemon> {
+    let mut args: Vec<String> = [
+        "--keep-in-foreground",
+        "--conf-file=/dev/null",
+        "--no-resolv",
+        "--no-hosts",
+        "--pid-file=",
+        "--user=root",
+        "--bind-interfaces",
+        "--log-facility=-",
+        "--log-queries",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.push(format!("--listen-address={listen}"));
+    if for_probe && scenario.dns.probe_resolver == ResolverMode::Servfail {
+        args.push(format!("--server={}", addr::HELPER_RESOLVER));
+        args.push("--dnssec".into());
+        args.push(format!("--trust-anchor={ROOT_TRUST_ANCHOR}"));
+    } else {
+        // No cache: every query is answered afresh from the records, as the scenario says.
+        args.push("--cache-size=0".into());
+        args.push("--local=/example/".into());
+        let mut records = scenario.records();
+        if for_probe {
+            records.extend(scenario.dns.probe_records.clone());
+        }
+        args.extend(records.iter().map(|(name, a)| format!("--host-record={name},{a}")));
+    }
+    let name = if for_probe { "dnsmasq (probe's resolver)" } else { "dnsmasq (helper's resolver)" };
+    Daemon::spawn(name, ns, "dnsmasq", &args, &[])
+}
+
+/// `vantage-lab-server` listening on every endpoint a running target needs.
+fn lab_server(scenario: &Scenario, ns: &str, dir: &Path) -> anyhow::Result<Daemon> {
+    let endpoints: BTreeSet<_> = scenario
+        .targets
+        .iter()
+        .filter(|t| t.server == ServerState::Up)
+        .flat_map(|t| scenario.endpoints(t))
+        .collect();
+    let mut args = vec!["--ca-dir".to_string(), dir.display().to_string()];
+    for (service, a, port) in endpoints {
+        let flag = match service {
+            Service::Tls => "--tls",
+            Service::Quic => "--quic",
+            Service::Echo => "--echo",
+        };
+        args.extend([flag.to_string(), format!("{a}:{port}")]);
+    }
+    Daemon::spawn("vantage-lab-server", ns, &bin("vantage-lab-server")?.display().to_string(), &args, &[])
+}
