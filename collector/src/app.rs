@@ -28,10 +28,11 @@ use vantage_probe::control::HelperTrust;
 use vantage_probe::runner::verify::TrustAnchors;
 
 use crate::config::{Config, ConfigError, load_published_targets};
+use crate::fleet::Fleet;
 use crate::helper::{self, Helper};
 use crate::metrics::Metrics;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::{ingest, query};
+use crate::{ingest, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -88,6 +89,8 @@ pub(crate) struct AppState {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) helper: Arc<Helper>,
     pub(crate) batch_slots: Arc<Semaphore>,
+    pub(crate) fleet: Arc<Fleet>,
+    pub(crate) status_page: Arc<status::PageCache>,
 }
 
 /// A collector bound to its port, ready to serve.
@@ -97,6 +100,7 @@ pub struct App {
     local_addr: SocketAddr,
     router: Router,
     store: Arc<dyn Store>,
+    fleet: Arc<Fleet>,
 }
 
 impl App {
@@ -126,21 +130,30 @@ impl App {
             dns_resolver: config.helper_resolver,
         };
 
-        let metrics = Metrics::new(published_targets)?;
+        let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
         metrics.set_stored(store.count().await?);
+        let fleet = Arc::new(Fleet::new(
+            Arc::clone(&store),
+            Arc::clone(&metrics),
+            config.window,
+            config.asn_min_probes,
+            config.fleet_refresh,
+        ));
 
         let state = AppState {
             store: Arc::clone(&store),
-            metrics: Arc::new(metrics),
+            metrics,
             helper: Arc::new(Helper::new(trust, config.danger_helper_allow_private)),
             batch_slots: ingest::batch_slots(),
+            fleet: Arc::clone(&fleet),
+            status_page: Arc::default(),
         };
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| BuildError::Bind { addr: config.listen, source })?;
         let local_addr =
             listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
-        Ok(App { listener, local_addr, router: router(state), store })
+        Ok(App { listener, local_addr, router: router(state), store, fleet })
     }
 
     /// The address actually bound (the port the OS picked for port 0).
@@ -148,11 +161,13 @@ impl App {
         self.local_addr
     }
 
-    /// Serve until `shutdown` completes, drain in-flight requests, then close the store.
+    /// Serve until `shutdown` completes, drain in-flight requests, then close the store. The
+    /// fleet gauges are refreshed in the background meanwhile (first right away).
     pub async fn serve<F>(self, shutdown: F) -> Result<(), ServeError>
     where
         F: Future<Output = ()> + Send + 'static,
     {
+        let refresher = tokio::spawn(Arc::clone(&self.fleet).run());
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -174,6 +189,7 @@ impl App {
                 Ok(())
             }
         };
+        refresher.abort();
         let closed = self.store.close().await;
         tracing::info!("store closed");
         served?;
@@ -207,6 +223,7 @@ pub async fn shutdown_signal() {
 
 fn router(state: AppState) -> Router {
     Router::new()
+        .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
         .route(
             "/api/v1/control",

@@ -25,6 +25,14 @@ pub const ENV_CA: &str = "VANTAGE_CA";
 pub const ENV_HELPER_RESOLVER: &str = "VANTAGE_HELPER_RESOLVER";
 /// Environment twin of `--helper-timeout-secs`.
 pub const ENV_HELPER_TIMEOUT_SECS: &str = "VANTAGE_HELPER_TIMEOUT_SECS";
+/// Environment twin of `--asn-min-probes`.
+pub const ENV_ASN_MIN_PROBES: &str = "VANTAGE_ASN_MIN_PROBES";
+/// Environment twin of `--max-series`.
+pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
+/// Environment twin of `--window-secs`.
+pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
+/// Environment twin of `--fleet-refresh-secs`.
+pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -35,6 +43,14 @@ pub const DEFAULT_DATA_DIR: &str = "./vantage-data";
 pub const DEFAULT_HELPER_TIMEOUT_SECS: u64 = 10;
 /// The most names a published target list may hold: each may become a `target` label value.
 pub const MAX_PUBLISHED_TARGETS: usize = 1000;
+/// Distinct probe keys that must report an ASN in a country before it becomes an `asn` label.
+pub const DEFAULT_ASN_MIN_PROBES: u32 = 3;
+/// Label combinations the budgeted metric families may hold before new ones fold into `other`.
+pub const DEFAULT_MAX_SERIES: usize = 20_000;
+/// The window of the fleet gauges and the status page.
+pub const DEFAULT_WINDOW_SECS: u64 = 3600;
+/// How often the fleet gauges and the status page are recomputed from the store.
+pub const DEFAULT_FLEET_REFRESH_SECS: u64 = 15;
 
 /// The command line.
 #[derive(Debug, Parser)]
@@ -111,6 +127,52 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=120)
     )]
     pub helper_timeout_secs: u64,
+
+    /// An autonomous system gets its own `asn` label value in a country only once at least this
+    /// many distinct probe keys reported from it there within the window; until then it is
+    /// counted as `asn="other"`. Protects volunteers (a lone probe in a small network would be
+    /// identifiable) and bounds the series.
+    #[arg(
+        long,
+        value_name = "K",
+        env = ENV_ASN_MIN_PROBES,
+        default_value_t = DEFAULT_ASN_MIN_PROBES,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub asn_min_probes: u32,
+
+    /// The most label combinations the label-bearing families (measurement counters and fleet
+    /// gauges) may hold. Beyond it, new combinations fold into `other` values (target, asn, then
+    /// country `ZZ`) and are counted in vantage_metric_labels_folded_total.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_MAX_SERIES,
+        default_value_t = DEFAULT_MAX_SERIES as u64,
+        value_parser = clap::value_parser!(u64).range(100..=10_000_000)
+    )]
+    pub max_series: u64,
+
+    /// The window, in seconds, of the fleet gauges (active probes, verdicts across probes), of
+    /// the ASN rule above and of the status page.
+    #[arg(
+        long,
+        value_name = "S",
+        env = ENV_WINDOW_SECS,
+        default_value_t = DEFAULT_WINDOW_SECS,
+        value_parser = clap::value_parser!(u64).range(10..=30 * 86_400)
+    )]
+    pub window_secs: u64,
+
+    /// How often, in seconds, the fleet gauges and the status page are recomputed from the store.
+    #[arg(
+        long,
+        value_name = "S",
+        env = ENV_FLEET_REFRESH_SECS,
+        default_value_t = DEFAULT_FLEET_REFRESH_SECS,
+        value_parser = clap::value_parser!(u64).range(1..=3600)
+    )]
+    pub fleet_refresh_secs: u64,
 }
 
 /// Everything the collector is built from.
@@ -130,6 +192,14 @@ pub struct Config {
     pub helper_resolver: Option<SocketAddr>,
     /// The helper's wait per network step.
     pub helper_timeout: Duration,
+    /// Distinct probe keys needed before an ASN becomes an `asn` label value in a country.
+    pub asn_min_probes: u32,
+    /// Label combinations the budgeted families may hold.
+    pub max_series: usize,
+    /// Window of the fleet gauges, the ASN rule and the status page.
+    pub window: Duration,
+    /// How often the fleet gauges are recomputed.
+    pub fleet_refresh: Duration,
 }
 
 impl Config {
@@ -144,6 +214,10 @@ impl Config {
             danger_helper_allow_private: false,
             helper_resolver: None,
             helper_timeout: Duration::from_secs(DEFAULT_HELPER_TIMEOUT_SECS),
+            asn_min_probes: DEFAULT_ASN_MIN_PROBES,
+            max_series: DEFAULT_MAX_SERIES,
+            window: Duration::from_secs(DEFAULT_WINDOW_SECS),
+            fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
         }
     }
 }
@@ -158,6 +232,10 @@ impl From<ServeArgs> for Config {
             danger_helper_allow_private: args.danger_helper_allow_private,
             helper_resolver: args.helper_resolver,
             helper_timeout: Duration::from_secs(args.helper_timeout_secs),
+            asn_min_probes: args.asn_min_probes,
+            max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
+            window: Duration::from_secs(args.window_secs),
+            fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
         }
     }
 }
@@ -266,6 +344,14 @@ mod tests {
             "127.0.0.1:5353",
             "--helper-timeout-secs",
             "3",
+            "--asn-min-probes",
+            "5",
+            "--max-series",
+            "1000",
+            "--window-secs",
+            "600",
+            "--fleet-refresh-secs",
+            "2",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
@@ -275,6 +361,21 @@ mod tests {
         assert!(config.danger_helper_allow_private);
         assert_eq!(config.helper_resolver, Some("127.0.0.1:5353".parse().expect("addr")));
         assert_eq!(config.helper_timeout, Duration::from_secs(3));
+        assert_eq!(config.asn_min_probes, 5);
+        assert_eq!(config.max_series, 1000);
+        assert_eq!(config.window, Duration::from_secs(600));
+        assert_eq!(config.fleet_refresh, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn budget_and_window_defaults_and_bounds() {
+        let config = parse(&["vantage-collector", "serve"]).expect("defaults");
+        assert_eq!(config.asn_min_probes, DEFAULT_ASN_MIN_PROBES);
+        assert_eq!(config.max_series, DEFAULT_MAX_SERIES);
+        assert_eq!(config.window, Duration::from_secs(DEFAULT_WINDOW_SECS));
+        assert!(parse(&["vantage-collector", "serve", "--asn-min-probes", "0"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--max-series", "5"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--window-secs", "1"]).is_err());
     }
 
     #[test]

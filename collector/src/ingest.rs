@@ -5,9 +5,16 @@
 //! can drop the whole batch from its spool on `200` and keep it for a retry on anything else.
 //! A batch-level problem (too large, bad encoding, store down) stores nothing.
 //!
+//! Identity: a batch signed with a probe key (`X-Vantage-Key`, `X-Vantage-Signature`, see
+//! [`vantage_probe::identity`]) is verified over its exact bytes before anything is inflated or
+//! parsed; a bad signature refuses the whole batch with `401`. Its key id is stored beside each
+//! measurement so the fleet gauges can count distinct probes. A batch without the headers is
+//! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
+//! never counted as a probe.
+//!
 //! Privacy: the submitter's address is used for one thing only, refusing lines that contain it
 //! (a probe bug that would leak the volunteer's IP into public data). It is never logged, stored
-//! or turned into a metric label.
+//! or turned into a metric label. Neither is the key id.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -16,13 +23,14 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vantage_measurement::{Measurement, Rejection, parse_line};
+use vantage_probe::identity::{KEY_HEADER, KeyId, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch};
 
 use crate::app::{AppState, api_error};
 use crate::metrics::StoreOp;
@@ -34,6 +42,8 @@ use crate::store::InsertOutcome;
 pub const MAX_CONCURRENT_BATCHES: usize = 4;
 /// How long a batch waits for a slot before the probe is told to come back later.
 const SLOT_WAIT: Duration = Duration::from_secs(10);
+/// A spool backlog above this is not a probe's, but a made-up number: not recorded.
+const MAX_PLAUSIBLE_SPOOL_PENDING: u64 = 100_000_000;
 
 /// The answer to a readable batch.
 #[derive(Debug, Default, Serialize, PartialEq)]
@@ -63,8 +73,45 @@ pub struct RejectedLine {
 /// A batch after validation, before storing.
 #[derive(Debug, Default)]
 struct CheckedBatch {
+    /// Who signed the batch (`None`: anonymous).
+    signer: Option<KeyId>,
     valid: Vec<Measurement>,
     rejected: Vec<RejectedLine>,
+}
+
+/// The signature headers of a request, copied out so they can travel to a blocking thread.
+#[derive(Debug, Default)]
+struct SignatureHeaders {
+    key: Option<Result<String, ()>>,
+    signature: Option<Result<String, ()>>,
+}
+
+impl SignatureHeaders {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let text = |name| headers.get(name).map(|v: &HeaderValue| v.to_str().map(str::to_string).map_err(|_| ()));
+        SignatureHeaders { key: text(KEY_HEADER), signature: text(SIGNATURE_HEADER) }
+    }
+
+    /// The signer of `body`, `None` for an unsigned batch.
+    fn verify(self, body: &[u8]) -> Result<Option<KeyId>, SignatureError> {
+        match (self.key, self.signature) {
+            (None, None) => Ok(None),
+            (Some(_), None) => Err(SignatureError::MissingHeader("X-Vantage-Signature")),
+            (None, Some(_)) => Err(SignatureError::MissingHeader("X-Vantage-Key")),
+            (Some(Err(())), _) => Err(SignatureError::NotBase64("X-Vantage-Key")),
+            (_, Some(Err(()))) => Err(SignatureError::NotBase64("X-Vantage-Signature")),
+            (Some(Ok(key)), Some(Ok(signature))) => verify_batch(&key, &signature, body).map(Some),
+        }
+    }
+}
+
+/// The probe's spool backlog behind this batch, when it said and it is plausible.
+fn spool_pending(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(SPOOL_PENDING_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|n| *n <= MAX_PLAUSIBLE_SPOOL_PENDING)
 }
 
 /// The ingest semaphore, shared by all requests.
@@ -79,6 +126,7 @@ pub(crate) async fn post_measurements(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    let _in_flight = state.metrics.ingest_in_flight();
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await
     else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
@@ -88,14 +136,20 @@ pub(crate) async fn post_measurements(
         Err(e) => {
             state.metrics.record_rejection(e.code());
             tracing::info!(reason = e.code(), "batch refused: {e}");
-            return api_error(e.status(), Some(e.code()), &e.to_string());
+            let mut response = api_error(e.status(), Some(e.code()), &e.to_string());
+            if e.status() == StatusCode::UNAUTHORIZED {
+                // RFC 9110: a 401 names the scheme it wants.
+                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
+            }
+            return response;
         }
     };
+    let signer = checked.signer;
 
     let mut report = IngestReport { rejected: checked.rejected, ..IngestReport::default() };
     if !checked.valid.is_empty() {
         let timer = state.metrics.store_timer(StoreOp::Insert);
-        let outcomes = match state.store.insert_batch(&checked.valid).await {
+        let outcomes = match state.store.insert_batch(&checked.valid, signer.as_ref()).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
@@ -117,7 +171,9 @@ pub(crate) async fn post_measurements(
     for rejected in &report.rejected {
         state.metrics.record_rejection(rejected.reason);
     }
+    state.metrics.record_batch_source(signer.is_some(), spool_pending(&headers));
     tracing::info!(
+        signed = signer.is_some(),
         accepted = report.accepted,
         duplicates = report.duplicates,
         rejected = report.rejected.len(),
@@ -128,14 +184,17 @@ pub(crate) async fn post_measurements(
 
 async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, PayloadError> {
     let encoding = payload::encoding(headers)?;
+    let signature = SignatureHeaders::from_headers(headers);
     let raw = payload::read_capped(body, headers, encoding).await?;
     // A probe on this machine (tests, a lab) may well mention 127.0.0.1 legitimately.
     let submitter = (!peer.to_canonical().is_loopback()).then(|| peer.to_canonical());
     // Inflating and parsing up to 64 MiB is CPU work: keep it off the async workers.
     tokio::task::spawn_blocking(move || {
+        // The signature covers the bytes as sent: check it before inflating anything.
+        let signer = signature.verify(&raw)?;
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok(check_lines(&lines, submitter, Utc::now()))
+        Ok(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
     })
     .await
     .map_err(|e| PayloadError::Unreadable(format!("validation task failed: {e}")))?
@@ -199,6 +258,49 @@ mod tests {
 
     fn now() -> DateTime<Utc> {
         Utc::now()
+    }
+
+    fn signed(key: &str, signature: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(KEY_HEADER, key.parse().expect("header"));
+        headers.insert(SIGNATURE_HEADER, signature.parse().expect("header"));
+        headers
+    }
+
+    #[test]
+    fn signature_headers_are_both_or_neither() {
+        use vantage_probe::identity::ProbeKey;
+        let key = ProbeKey::from_seed(&[9; 32]);
+        let body = b"gzip bytes";
+        let headers = signed(&key.public_key_base64(), &key.sign_base64(body));
+        assert_eq!(SignatureHeaders::from_headers(&headers).verify(body), Ok(Some(key.key_id())));
+        assert_eq!(SignatureHeaders::from_headers(&HeaderMap::new()).verify(body), Ok(None), "anonymous");
+
+        let mut only_key = HeaderMap::new();
+        only_key.insert(KEY_HEADER, key.public_key_base64().parse().expect("header"));
+        assert_eq!(
+            SignatureHeaders::from_headers(&only_key).verify(body),
+            Err(SignatureError::MissingHeader("X-Vantage-Signature"))
+        );
+        let tampered = SignatureHeaders::from_headers(&headers).verify(b"gzip bytez");
+        assert_eq!(tampered, Err(SignatureError::Mismatch));
+        let refused = PayloadError::from(SignatureError::Mismatch);
+        assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, "bad_signature"));
+    }
+
+    #[test]
+    fn spool_pending_is_read_when_plausible() {
+        let with = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(SPOOL_PENDING_HEADER, value.parse().expect("header"));
+            spool_pending(&headers)
+        };
+        assert_eq!(with("0"), Some(0));
+        assert_eq!(with(" 1500 "), Some(1500));
+        assert_eq!(with("-1"), None);
+        assert_eq!(with("lots"), None);
+        assert_eq!(with("18446744073709551615"), None);
+        assert_eq!(spool_pending(&HeaderMap::new()), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! probe ──POST NDJSON(gzip)──▶ ingest ──validate──▶ store (SQLite | PostgreSQL later)
 //!                                  │                    └──▶ GET /api/v1/measurements (researchers)
 //!                                  └──▶ metrics ──▶ /metrics (Prometheus, bounded labels)
+//!                          store ──every 15 s──▶ fleet gauges (distinct probes) + status page at /
 //! probe ──POST control──▶ helper (the probe's runners, from this network) ──▶ observations
 //! ```
 //!
@@ -14,8 +15,9 @@
 //!   the schema crate and stores the good ones in one transaction, exactly once by id.
 //! - [`store`] is a trait so a shared database can replace the embedded one without touching
 //!   the HTTP side; an acknowledged batch is durable by the store's contract.
-//! - [`metrics`] folds every submitter-controlled label into a closed set; never a per-probe
-//!   series.
+//! - [`metrics`] folds every submitter-controlled label into a closed set under a series budget;
+//!   never a per-probe series. [`fleet`] recomputes the distinct-probe gauges from the store.
+//! - [`status`] renders the headline (what is blocked where, how, since when) as a page at `/`.
 //! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
 //! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
 //!   on shutdown ([`App::serve`]).
@@ -27,11 +29,13 @@
 
 pub mod app;
 pub mod config;
+pub mod fleet;
 pub mod helper;
 pub mod ingest;
 pub mod metrics;
 pub mod payload;
 pub mod query;
+pub mod status;
 pub mod store;
 
 pub use app::{App, BuildError, ServeError, shutdown_signal};

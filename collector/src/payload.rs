@@ -97,6 +97,9 @@ pub enum PayloadError {
     /// The body did not arrive within [`BODY_TIMEOUT`].
     #[error("the body did not arrive within {} seconds", BODY_TIMEOUT.as_secs())]
     TooSlow,
+    /// The batch claims a signer but the signature does not hold.
+    #[error("bad batch signature: {0}")]
+    BadSignature(#[from] vantage_probe::identity::SignatureError),
 }
 
 impl PayloadError {
@@ -109,6 +112,7 @@ impl PayloadError {
             }
             Self::BadGzip(_) | Self::NotUtf8 { .. } | Self::Unreadable(_) => StatusCode::BAD_REQUEST,
             Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
+            Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
         }
     }
 
@@ -120,6 +124,7 @@ impl PayloadError {
             Self::BadGzip(_) | Self::NotUtf8 { .. } => "bad_encoding",
             Self::TooManyLines => "too_many_lines",
             Self::Unreadable(_) | Self::TooSlow => "body_unreadable",
+            Self::BadSignature(_) => "bad_signature",
         }
     }
 }

@@ -7,22 +7,36 @@
 //! | label       | values                                                                 |
 //! |-------------|------------------------------------------------------------------------|
 //! | `country`   | two upper-case letters, else `ZZ`                                      |
-//! | `asn`       | the first [`MAX_ASN_LABELS`] distinct ASNs seen, then `other`          |
+//! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
 //! | `reason`    | [`Rejection::CODES`] and [`BATCH_REJECTION_CODES`]                     |
 //!
-//! There is never a per-probe or per-address series: per-probe detail lives in the store.
+//! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
+//! families (`--max-series`); what any rule folds is counted in
+//! `vantage_metric_labels_folded_total{label, reason}`. The [`fleet`] gauges count distinct probes,
+//! recomputed from the store. There is never a per-probe or per-address series: per-probe detail
+//! lives in the store, and a probe's key id never becomes a label.
 
-use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+pub mod budget;
+pub mod fleet;
+mod outcome;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
 use chrono::Utc;
 use prometheus::{
-    Encoder, Gauge, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 use vantage_measurement::{Measurement, Rejection, TestKind, Vantage};
+
+use crate::store::FleetRows;
+use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
+use fleet::{Distinct, FleetGauges};
+pub use outcome::{HelperOutcome, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -44,9 +58,22 @@ pub const LAST_INGEST_TIMESTAMP_SECONDS: &str = "vantage_collector_last_ingest_t
 pub const STORED_MEASUREMENTS: &str = "vantage_collector_stored_measurements";
 /// Test-helper requests, by outcome.
 pub const HELPER_REQUESTS_TOTAL: &str = "vantage_helper_requests_total";
-
-/// Distinct ASNs that get their own `asn` label value; later ones share `other`.
-pub const MAX_ASN_LABELS: usize = 1000;
+/// Ingest batches answered, by whether they were signed.
+pub const BATCHES_TOTAL: &str = "vantage_collector_batches_total";
+/// Ingest requests inside the handler right now.
+pub const INGEST_IN_FLIGHT: &str = "vantage_collector_ingest_in_flight";
+/// The probes' spool backlog, one observation per batch.
+pub const SPOOL_PENDING: &str = "vantage_probe_spool_pending";
+/// Label values folded into `other` / `ZZ`, by label and reason.
+pub const LABELS_FOLDED_TOTAL: &str = "vantage_metric_labels_folded_total";
+/// Series the budgeted families hold.
+pub const SERIES_ADMITTED: &str = "vantage_metric_series_admitted";
+/// The configured series budget.
+pub const SERIES_LIMIT: &str = "vantage_metric_series_limit";
+/// When the fleet gauges were last recomputed.
+pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refresh_timestamp_seconds";
+/// The window of the fleet gauges.
+pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
 
 /// Reasons that refuse a whole batch rather than one line.
 pub const BATCH_REJECTION_CODES: &[&str] = &[
@@ -55,62 +82,17 @@ pub const BATCH_REJECTION_CODES: &[&str] = &[
     "unsupported_encoding",
     "bad_encoding",
     "body_unreadable",
+    "bad_signature",
 ];
+
+/// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
+/// with a busy schedule may hold tens of thousands.
+const SPOOL_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10_000.0, 50_000.0, 100_000.0];
 
 /// Phase durations: 5 ms (a LAN round trip) to 30 s (beyond any sane step timeout).
 const PHASE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Store calls: an fsync'd commit takes milliseconds; a long export seconds.
 const STORE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-
-/// A store operation, the `op` label of [`STORE_DURATION_SECONDS`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StoreOp {
-    /// One batch insert.
-    Insert,
-    /// One query, from the request to the last row streamed.
-    Query,
-}
-
-impl StoreOp {
-    const ALL: &'static [StoreOp] = &[Self::Insert, Self::Query];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Insert => "insert",
-            Self::Query => "query",
-        }
-    }
-}
-
-/// How a test-helper request ended, the `outcome` label of [`HELPER_REQUESTS_TOTAL`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HelperOutcome {
-    /// The step ran (whatever it observed).
-    Executed,
-    /// The address is one the helper refuses to contact.
-    Forbidden,
-    /// The request lacked a field the test needs.
-    Invalid,
-    /// Too many requests in flight.
-    Busy,
-    /// The step outran the helper's overall deadline.
-    TimedOut,
-}
-
-impl HelperOutcome {
-    const ALL: &'static [HelperOutcome] =
-        &[Self::Executed, Self::Forbidden, Self::Invalid, Self::Busy, Self::TimedOut];
-
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Executed => "executed",
-            Self::Forbidden => "forbidden",
-            Self::Invalid => "invalid",
-            Self::Busy => "busy",
-            Self::TimedOut => "timed_out",
-        }
-    }
-}
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -122,17 +104,28 @@ pub struct Metrics {
     ingested: IntCounter,
     duplicates: IntCounter,
     rejected: IntCounterVec,
+    batches: IntCounterVec,
     store_duration: HistogramVec,
     last_ingest: Gauge,
     stored: IntGauge,
     helper_requests: IntCounterVec,
+    in_flight: IntGauge,
+    spool_pending: Histogram,
+    labels_folded: IntCounterVec,
+    series_admitted: IntGauge,
+    fleet_refreshed: Gauge,
+    fleet_window: IntGauge,
+    fleet: FleetGauges,
     published_targets: HashSet<String>,
-    asns_with_label: Mutex<HashSet<u32>>,
+    budget: Mutex<SeriesBudget>,
+    /// (country, ASN) pairs with enough probes for an `asn` label, from the last fleet refresh.
+    eligible_asns: RwLock<Arc<HashSet<(String, u32)>>>,
 }
 
 impl Metrics {
-    /// Register every family. `published_targets` are the names allowed as `target` labels.
-    pub fn new(published_targets: HashSet<String>) -> Result<Self, prometheus::Error> {
+    /// Register every family. `published_targets` are the names allowed as `target` labels;
+    /// `max_series` is the series budget of the label-bearing families.
+    pub fn new(published_targets: HashSet<String>, max_series: usize) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
             let c = IntCounterVec::new(Opts::new(name, help), labels)?;
@@ -144,6 +137,16 @@ impl Metrics {
             registry.register(Box::new(h.clone()))?;
             Ok::<_, prometheus::Error>(h)
         };
+        let gauge = |name: &str, help: &str| {
+            let g = Gauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let int_gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
 
         let measurements = counter_vec(
             MEASUREMENTS_TOTAL,
@@ -152,7 +155,8 @@ impl Metrics {
         )?;
         let measurements_by_asn = counter_vec(
             MEASUREMENTS_BY_ASN_TOTAL,
-            "Measurements stored, by probe country, autonomous system, test and verdict.",
+            "Measurements stored, by probe country, autonomous system (only ASNs with at least \
+             --asn-min-probes distinct probes in the window, else other), test and verdict.",
             &["country", "asn", "test", "verdict"],
         )?;
         let phase_duration = histogram_vec(
@@ -166,6 +170,11 @@ impl Metrics {
             "Submitted lines refused by reason; batch-level reasons count whole batches.",
             &["reason"],
         )?;
+        let batches = counter_vec(
+            BATCHES_TOTAL,
+            "Ingest batches read and answered 200, by identity: signed (verified probe key) or anonymous.",
+            &["identity"],
+        )?;
         let store_duration = histogram_vec(
             STORE_DURATION_SECONDS,
             "Time spent in the store per operation (a query includes streaming its rows).",
@@ -174,21 +183,56 @@ impl Metrics {
         )?;
         let helper_requests =
             counter_vec(HELPER_REQUESTS_TOTAL, "Test-helper control requests, by test and outcome.", &["test", "outcome"])?;
+        let labels_folded = counter_vec(
+            LABELS_FOLDED_TOTAL,
+            "Label values replaced by other (country: ZZ) when counting a stored measurement, by label and \
+             reason: unpublished target, ASN with too few probes, or series budget spent.",
+            &["label", "reason"],
+        )?;
 
         let ingested = IntCounter::new(INGESTED_TOTAL, "Measurements newly stored.")?;
         registry.register(Box::new(ingested.clone()))?;
         let duplicates =
             IntCounter::new(DUPLICATES_TOTAL, "Measurements received again after being stored; not stored twice.")?;
         registry.register(Box::new(duplicates.clone()))?;
-        let last_ingest =
-            Gauge::new(LAST_INGEST_TIMESTAMP_SECONDS, "Unix time of the last committed ingest batch.")?;
-        registry.register(Box::new(last_ingest.clone()))?;
-        let stored = IntGauge::new(STORED_MEASUREMENTS, "Measurements in the store.")?;
-        registry.register(Box::new(stored.clone()))?;
+        let last_ingest = gauge(
+            LAST_INGEST_TIMESTAMP_SECONDS,
+            "Unix time of the last committed ingest batch (after a restart: the store's latest arrival).",
+        )?;
+        let stored = int_gauge(STORED_MEASUREMENTS, "Measurements in the store.")?;
+        let in_flight = int_gauge(INGEST_IN_FLIGHT, "Ingest requests being handled now, waiting for a slot included.")?;
+        let spool_pending = Histogram::with_opts(
+            HistogramOpts::new(
+                SPOOL_PENDING,
+                "Measurements still waiting in the submitting probe's spool after each batch, as the probe \
+                 reports it (X-Vantage-Spool-Pending); one observation per batch, no per-probe series.",
+            )
+            .buckets(SPOOL_BUCKETS.to_vec()),
+        )?;
+        registry.register(Box::new(spool_pending.clone()))?;
+        let series_admitted = int_gauge(
+            SERIES_ADMITTED,
+            "Series held by the budgeted families (measurement counters and fleet gauges).",
+        )?;
+        let series_limit = int_gauge(SERIES_LIMIT, "The series budget (--max-series) of the budgeted families.")?;
+        series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
+        let fleet_refreshed = gauge(
+            FLEET_REFRESH_TIMESTAMP_SECONDS,
+            "Unix time the fleet gauges were last recomputed from the store.",
+        )?;
+        let fleet_window = int_gauge(
+            FLEET_WINDOW_SECONDS,
+            "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
+        )?;
+        let fleet = FleetGauges::new()?;
+        registry.register(Box::new(fleet.clone()))?;
 
         // Series that exist from the first scrape, so rate() and alerts see zeros, not gaps.
         for reason in Rejection::CODES.iter().chain(BATCH_REJECTION_CODES) {
             rejected.with_label_values(&[*reason]);
+        }
+        for identity in ["signed", "anonymous"] {
+            batches.with_label_values(&[identity]);
         }
         for test in TestKind::ALL {
             for outcome in HelperOutcome::ALL {
@@ -197,6 +241,11 @@ impl Metrics {
         }
         for op in StoreOp::ALL {
             store_duration.with_label_values(&[op.as_str()]);
+        }
+        for label in FoldLabel::ALL {
+            for reason in FoldReason::ALL {
+                labels_folded.with_label_values(&[label.as_str(), reason.as_str()]);
+            }
         }
 
         Ok(Metrics {
@@ -207,12 +256,21 @@ impl Metrics {
             ingested,
             duplicates,
             rejected,
+            batches,
             store_duration,
             last_ingest,
             stored,
             helper_requests,
+            in_flight,
+            spool_pending,
+            labels_folded,
+            series_admitted,
+            fleet_refreshed,
+            fleet_window,
+            fleet,
             published_targets,
-            asns_with_label: Mutex::new(HashSet::new()),
+            budget: Mutex::new(SeriesBudget::new(max_series)),
+            eligible_asns: RwLock::new(Arc::new(HashSet::new())),
         })
     }
 
@@ -222,10 +280,30 @@ impl Metrics {
         let test = m.test.as_str();
         let verdict = m.verdict.status.as_str();
         let mechanism = m.verdict.mechanism.map_or("none", |mech| mech.as_str());
+        let mut folds = BTreeSet::new();
         let target = self.target_label(&m.target.name);
-        self.measurements.with_label_values(&[country, test, target, verdict, mechanism]).inc();
-        let asn = self.asn_label(m.probe.asn);
-        self.measurements_by_asn.with_label_values(&[country, asn.as_str(), test, verdict]).inc();
+        if target != m.target.name {
+            folds.insert((FoldLabel::Target, FoldReason::Unpublished));
+        }
+        let asn = if self.asn_has_enough_probes(country, m.probe.asn) {
+            m.probe.asn.to_string()
+        } else {
+            folds.insert((FoldLabel::Asn, FoldReason::FewProbes));
+            "other".to_string()
+        };
+        let (by_target, by_asn) = {
+            let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            let by_target = budget.admit(Family::Measurements, owned(&[country, test, target, verdict, mechanism]));
+            let by_asn = budget.admit(Family::MeasurementsByAsn, owned(&[country, &asn, test, verdict]));
+            self.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
+            (by_target, by_asn)
+        };
+        folds.extend(by_target.1.iter().chain(&by_asn.1).map(|label| (*label, FoldReason::Budget)));
+        self.measurements.with_label_values(&strs(&by_target.0)).inc();
+        self.measurements_by_asn.with_label_values(&strs(&by_asn.0)).inc();
+        for (label, reason) in folds {
+            self.labels_folded.with_label_values(&[label.as_str(), reason.as_str()]).inc();
+        }
         for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
             // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
             if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
@@ -244,10 +322,25 @@ impl Metrics {
         self.last_ingest.set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
+    /// Count an answered batch: `signed` by a verified key or anonymous, and the probe's spool
+    /// backlog behind it when it said.
+    pub fn record_batch_source(&self, signed: bool, spool_pending: Option<u64>) {
+        self.batches.with_label_values(&[if signed { "signed" } else { "anonymous" }]).inc();
+        if let Some(pending) = spool_pending {
+            self.spool_pending.observe(pending as f64);
+        }
+    }
+
     /// Count one refused line or batch. `reason` must be a [`Rejection`] code or one of
     /// [`BATCH_REJECTION_CODES`].
     pub fn record_rejection(&self, reason: &'static str) {
         self.rejected.with_label_values(&[reason]).inc();
+    }
+
+    /// Count an ingest request as in flight until the guard is dropped.
+    pub fn ingest_in_flight(&self) -> InFlight {
+        self.in_flight.inc();
+        InFlight(self.in_flight.clone())
     }
 
     /// Start timing a store call; the time is recorded when the timer is dropped.
@@ -265,6 +358,45 @@ impl Metrics {
         self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
+    /// Recompute the fleet gauges and the ASN label rule from a fresh read of the store.
+    /// `asn_min_probes` is k of the ASN rule; `window` only labels the export.
+    pub fn publish_fleet(&self, rows: &FleetRows, asn_min_probes: u32, window: Duration) -> Result<(), prometheus::Error> {
+        let eligible = fleet::eligible_asns(&rows.asn_probes, asn_min_probes);
+        *self.eligible_asns.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(eligible);
+
+        let (active, verdicts) = {
+            let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            // Every combination exported before stays, at zero when nobody reports it now.
+            let mut active: BTreeMap<Vec<String>, u64> =
+                budget.admitted(Family::ProbesActive).map(|labels| (labels.clone(), 0)).collect();
+            let mut verdicts: BTreeMap<Vec<String>, Distinct> =
+                budget.admitted(Family::TargetVerdicts).map(|labels| (labels.clone(), Distinct::default())).collect();
+            for (cc, probes) in &rows.active_probes {
+                let (labels, _) = budget.admit(Family::ProbesActive, owned(&[country_label(cc)]));
+                // Countries folded into ZZ by the budget add up (a probe seen in two of them
+                // counts twice there: an upper bound, only once the budget is spent).
+                *active.entry(labels).or_default() += probes;
+            }
+            let counted = fleet::count_latest(&rows.latest, |row| {
+                let labels = [country_label(&row.cc), self.target_label(&row.target), row.test.as_str(), row.status.as_str()];
+                budget.admit(Family::TargetVerdicts, owned(&labels)).0
+            });
+            verdicts.extend(counted);
+            self.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
+            (active, verdicts)
+        };
+        self.fleet.publish(&active, &verdicts)?;
+
+        if let Some(last) = rows.last_received
+            && (last as f64) > self.last_ingest.get()
+        {
+            self.last_ingest.set(last as f64);
+        }
+        self.fleet_window.set(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
+        self.fleet_refreshed.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        Ok(())
+    }
+
     /// The text exposition format, and its content type.
     pub fn render(&self) -> Result<(String, String), prometheus::Error> {
         let encoder = TextEncoder::new();
@@ -275,18 +407,37 @@ impl Metrics {
         Ok((text, format!("{}; charset=utf-8", encoder.format_type())))
     }
 
-    fn target_label<'a>(&self, name: &'a str) -> &'a str {
-        if self.published_targets.contains(name) { name } else { "other" }
+    /// Is `name` on the published target list?
+    pub fn is_published(&self, name: &str) -> bool {
+        self.published_targets.contains(name)
     }
 
-    fn asn_label(&self, asn: u32) -> String {
-        let mut seen = self.asns_with_label.lock().unwrap_or_else(PoisonError::into_inner);
-        if seen.contains(&asn) || (seen.len() < MAX_ASN_LABELS && seen.insert(asn)) {
-            asn.to_string()
-        } else {
-            "other".to_string()
-        }
+    fn target_label<'a>(&self, name: &'a str) -> &'a str {
+        if self.is_published(name) { name } else { "other" }
     }
+
+    fn asn_has_enough_probes(&self, country: &str, asn: u32) -> bool {
+        let eligible = Arc::clone(&self.eligible_asns.read().unwrap_or_else(PoisonError::into_inner));
+        eligible.contains(&(country.to_string(), asn))
+    }
+}
+
+/// Decrements `vantage_collector_ingest_in_flight` when dropped.
+#[derive(Debug)]
+pub struct InFlight(IntGauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+fn owned(labels: &[&str]) -> Vec<String> {
+    labels.iter().map(|l| l.to_string()).collect()
+}
+
+fn strs(labels: &[String]) -> Vec<&str> {
+    labels.iter().map(String::as_str).collect()
 }
 
 /// `cc` if it is two upper-case ASCII letters, else `ZZ` (OONI's "unknown").
@@ -307,19 +458,33 @@ mod tests {
         }
     }
 
+    fn fleet_with_asn(cc: &str, asn: u32, probes: u64) -> FleetRows {
+        FleetRows { asn_probes: vec![(cc.to_string(), asn, probes)], ..FleetRows::default() }
+    }
+
     #[test]
-    fn asn_labels_stop_growing_at_the_cap() {
-        let metrics = Metrics::new(HashSet::new()).expect("metrics");
-        for asn in 0..MAX_ASN_LABELS as u32 {
-            assert_eq!(metrics.asn_label(asn), asn.to_string());
-        }
-        assert_eq!(metrics.asn_label(999_999), "other");
-        assert_eq!(metrics.asn_label(7), "7", "an ASN seen before keeps its label");
+    fn an_asn_becomes_a_label_only_with_k_probes() {
+        let metrics = Metrics::new(HashSet::new(), 1000).expect("metrics");
+        let mut m = example::tls_reset(Utc::now());
+        m.probe.cc = "DE".into();
+        m.probe.asn = 3320;
+        metrics.publish_fleet(&fleet_with_asn("DE", 3320, 2), 3, Duration::from_secs(3600)).expect("publish");
+        metrics.record_measurement(&m);
+        metrics.publish_fleet(&fleet_with_asn("DE", 3320, 3), 3, Duration::from_secs(3600)).expect("publish");
+        metrics.record_measurement(&m);
+        let (text, _) = metrics.render().expect("render");
+        let line = |asn: &str| format!("vantage_measurements_by_asn_total{{asn=\"{asn}\",country=\"DE\",test=\"tls\",verdict=\"blocked\"}} 1");
+        assert!(text.contains(&line("other")), "{text}");
+        assert!(text.contains(&line("3320")), "{text}");
+        assert!(
+            text.contains("vantage_metric_labels_folded_total{label=\"asn\",reason=\"few_probes\"} 1"),
+            "{text}"
+        );
     }
 
     #[test]
     fn only_published_targets_become_labels() {
-        let metrics = Metrics::new(HashSet::from(["wikipedia".to_string()])).expect("metrics");
+        let metrics = Metrics::new(HashSet::from(["wikipedia".to_string()]), 1000).expect("metrics");
         let mut m = example::tls_reset(Utc::now());
         m.target.name = "wikipedia".into();
         metrics.record_measurement(&m);
@@ -329,5 +494,9 @@ mod tests {
         assert!(text.contains("target=\"wikipedia\""), "{text}");
         assert!(text.contains("target=\"other\""), "{text}");
         assert!(!text.contains("not-published"), "{text}");
+        assert!(
+            text.contains("vantage_metric_labels_folded_total{label=\"target\",reason=\"unpublished\"} 1"),
+            "{text}"
+        );
     }
 }

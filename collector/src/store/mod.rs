@@ -14,13 +14,19 @@
 //!   read rather than growing a buffer.
 //! - **Canonical rows.** What comes back is the measurement re-serialised from its parsed form
 //!   ([`Measurement::to_json_line`]), never the submitter's bytes.
+//! - **The signer beside, not inside.** A signed batch's [`KeyId`] is stored next to each of its
+//!   measurements and never added to the measurement JSON, so the researcher API can't leak it.
+//!   It is read back only in aggregate form ([`FleetRows`]) for counting distinct probes.
 
+mod fleet;
+pub mod schema;
 pub mod sqlite;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
 use vantage_measurement::{Mechanism, Measurement, Status, TestKind};
+use vantage_probe::identity::KeyId;
 
 pub use sqlite::SqliteStore;
 
@@ -55,6 +61,56 @@ pub struct Filter {
     pub verdict: Option<Status>,
     /// `verdict.mechanism`.
     pub mechanism: Option<Mechanism>,
+}
+
+/// One probe's latest measurement of one (target, test): the unit the fleet gauges count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LatestVerdict {
+    /// The probe's key id (a pseudonym; kept in memory for counting, never exported).
+    pub probe: String,
+    /// `probe.cc` of that measurement.
+    pub cc: String,
+    /// `probe.asn` of that measurement.
+    pub asn: u32,
+    /// `target.name`.
+    pub target: String,
+    /// The test.
+    pub test: TestKind,
+    /// Its verdict.
+    pub status: Status,
+    /// Its mechanism, if any.
+    pub mechanism: Option<Mechanism>,
+    /// Its `started_at`, Unix seconds.
+    pub started_at: i64,
+}
+
+/// What the fleet gauges and the status page are computed from. Only signed measurements count:
+/// an anonymous batch has no probe to count.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FleetRows {
+    /// Distinct probe keys with a measurement received in the window, all countries.
+    pub probes_total: u64,
+    /// Per country: distinct probe keys with a measurement received in the window.
+    pub active_probes: Vec<(String, u64)>,
+    /// Per (country, ASN): distinct probe keys with a measurement received in the window.
+    pub asn_probes: Vec<(String, u32, u64)>,
+    /// Per (probe, target, test): the latest measurement started in the window.
+    pub latest: Vec<LatestVerdict>,
+    /// `latest` stopped at the row cap; the counts built from it are a lower bound.
+    pub truncated: bool,
+    /// When the last measurement (signed or not) was received, Unix seconds.
+    pub last_received: Option<i64>,
+}
+
+/// One probe's history of one (target, test), for [`Store::blocked_since`].
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct StreakKey {
+    /// The probe's key id.
+    pub probe: String,
+    /// `target.name`.
+    pub target: String,
+    /// The test.
+    pub test: TestKind,
 }
 
 /// One NDJSON line (no newline) or the error that ended the stream early.
@@ -106,8 +162,10 @@ pub enum StoreError {
 /// A measurement database. Object-safe: the collector holds an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Store `batch` in one transaction; one outcome per measurement, in order.
-    async fn insert_batch(&self, batch: &[Measurement]) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// Store `batch` in one transaction; one outcome per measurement, in order. `probe` is the
+    /// key id that signed the batch (`None`: anonymous); a duplicate keeps its first signer.
+    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>)
+    -> Result<Vec<InsertOutcome>, StoreError>;
 
     /// Stream at most `limit` matching measurements as NDJSON lines, ordered by `started_at`
     /// then `id`. Errors before the first row come back as `Err`; later ones end the stream.
@@ -115,6 +173,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// How many measurements are stored.
     async fn count(&self) -> Result<u64, StoreError>;
+
+    /// The fleet as seen since `since`: probes by their received measurements, verdicts by the
+    /// measurements started since then.
+    async fn fleet(&self, since: DateTime<Utc>) -> Result<FleetRows, StoreError>;
+
+    /// For each key, when its current blocking streak began: the first `blocked` measurement after
+    /// the probe's last `ok` one of that (target, test), Unix seconds; `None` if it has none.
+    async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError>;
 
     /// Does the database answer?
     async fn ping(&self) -> Result<(), StoreError>;

@@ -15,13 +15,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
+use vantage_probe::identity::KeyId;
 
-use super::{Filter, InsertOutcome, RowReceiver, Store, StoreError};
+use super::{FleetRows, Filter, InsertOutcome, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "vantage.sqlite3";
@@ -31,30 +32,6 @@ pub const MAX_CONCURRENT_QUERIES: usize = 8;
 const QUERY_CHANNEL_ROWS: usize = 64;
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-/// The table layout this code writes; bumped with a migration when it changes.
-const SCHEMA_VERSION: i64 = 1;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS measurements (
-    id          TEXT PRIMARY KEY NOT NULL,
-    received_at INTEGER NOT NULL,
-    started_at  INTEGER NOT NULL,
-    cc          TEXT NOT NULL,
-    asn         INTEGER NOT NULL,
-    test        TEXT NOT NULL,
-    target      TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    mechanism   TEXT,
-    body        TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS measurements_by_time      ON measurements (started_at, id);
-CREATE INDEX IF NOT EXISTS measurements_by_cc        ON measurements (cc, started_at);
-CREATE INDEX IF NOT EXISTS measurements_by_asn       ON measurements (asn, started_at);
-CREATE INDEX IF NOT EXISTS measurements_by_target    ON measurements (target, started_at);
-CREATE INDEX IF NOT EXISTS measurements_by_status    ON measurements (status, started_at);
-CREATE INDEX IF NOT EXISTS measurements_by_mechanism ON measurements (mechanism, started_at);
-";
-
 /// The SQLite [`Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -107,9 +84,14 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_batch(&self, batch: &[Measurement]) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert_batch(
+        &self,
+        batch: &[Measurement],
+        probe: Option<&KeyId>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
         let received_at = Utc::now().timestamp();
         let rows: Vec<Row> = batch.iter().map(Row::from_measurement).collect();
+        let probe_key = probe.map(|k| k.as_str().to_string());
         self.with_writer(move |conn| {
             // IMMEDIATE takes the write lock up front instead of failing on upgrade mid-batch.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -117,8 +99,8 @@ impl Store for SqliteStore {
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO measurements
-                        (id, received_at, started_at, cc, asn, test, target, status, mechanism, body)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                        (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                      ON CONFLICT (id) DO NOTHING",
                 )?;
                 for row in &rows {
@@ -133,6 +115,7 @@ impl Store for SqliteStore {
                         row.status,
                         row.mechanism,
                         row.body,
+                        probe_key,
                     ])?;
                     outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
                 }
@@ -171,6 +154,20 @@ impl Store for SqliteStore {
             Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
+    }
+
+    async fn fleet(&self, since: DateTime<Utc>) -> Result<FleetRows, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        let since = since.timestamp();
+        // A reader of its own: under WAL the fleet read never holds up ingest.
+        blocking(move || fleet::read(&open_reader(&path)?, since, since)).await
+    }
+
+    async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || fleet::blocked_since(&open_reader(&path)?, &keys)).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
@@ -249,15 +246,8 @@ fn open_writer(data_dir: &Path) -> Result<(PathBuf, Connection), StoreError> {
         )));
     }
     conn.pragma_update(None, "synchronous", "FULL").map_err(open_error)?;
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(open_error)?;
-    if version > SCHEMA_VERSION {
-        return Err(StoreError::Incompatible(format!(
-            "{} has table layout {version}; this collector knows layouts up to {SCHEMA_VERSION}",
-            path.display()
-        )));
-    }
-    conn.execute_batch(SCHEMA).map_err(open_error)?;
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION).map_err(open_error)?;
+    let mut conn = conn;
+    schema::migrate(&mut conn, &path.display().to_string())?;
     Ok((path, conn))
 }
 
@@ -385,9 +375,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        let outcomes = store.insert_batch(&[m.clone(), m.clone()]).await.expect("insert");
+        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None).await.expect("insert");
         assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
-        let outcomes = store.insert_batch(std::slice::from_ref(&m)).await.expect("insert again");
+        let outcomes = store.insert_batch(std::slice::from_ref(&m), None).await.expect("insert again");
         assert_eq!(outcomes, vec![InsertOutcome::Duplicate]);
         assert_eq!(store.count().await.expect("count"), 1);
         assert_eq!(collect(&store, &Filter::default(), 10).await, vec![m]);
@@ -405,7 +395,7 @@ mod tests {
         late.verdict.status = Status::Down;
         late.verdict.mechanism = Some(Mechanism::ControlFailed);
         let early = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(&[late.clone(), early.clone()]).await.expect("insert");
+        store.insert_batch(&[late.clone(), early.clone()], None).await.expect("insert");
 
         let all = collect(&store, &Filter::default(), 10).await;
         assert_eq!(all, vec![early.clone(), late.clone()], "ordered by started_at");
@@ -432,10 +422,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(std::slice::from_ref(&m)).await.expect("insert");
+        store.insert_batch(std::slice::from_ref(&m), None).await.expect("insert");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
-        assert!(matches!(store.insert_batch(std::slice::from_ref(&m)).await, Err(StoreError::Closed)));
+        assert!(matches!(store.insert_batch(std::slice::from_ref(&m), None).await, Err(StoreError::Closed)));
 
         let reopened = SqliteStore::open(dir.path()).await.expect("reopen");
         assert_eq!(collect(&reopened, &Filter::default(), 10).await, vec![m]);

@@ -4,8 +4,11 @@
 mod support;
 
 mod binary;
+mod fleet;
 mod helper;
+mod identity;
 mod ingest;
 mod lifecycle;
 mod metrics;
 mod query;
+mod status_page;

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 
 use vantage_measurement::{Mechanism, Status, TestKind};
 
-use crate::support::{Collector, measurement, sample, series};
+use crate::support::{Collector, measurement, measurement_of, probe_key, sample, series};
 
 /// A collector whose published target list names `wikipedia` only.
 async fn with_published_targets() -> Collector {
@@ -48,8 +48,10 @@ async fn ingested_measurements_are_counted_with_bounded_labels() {
         Some(1.0),
         "{text}"
     );
-    let by_asn = [("country", "DE"), ("asn", "3320"), ("test", "tcp"), ("verdict", "ok")];
+    // An anonymous batch is no probe: its ASN has fewer than k probes and is counted as `other`.
+    let by_asn = [("country", "DE"), ("asn", "other"), ("test", "tcp"), ("verdict", "ok")];
     assert_eq!(sample(&text, "vantage_measurements_by_asn_total", &by_asn), Some(1.0));
+    assert!(!text.contains("3320"), "{text}");
     let phase = [("test", "tls"), ("phase", "tls_handshake")];
     assert_eq!(sample(&text, "vantage_phase_duration_seconds_count", &phase), Some(2.0), "two probe steps");
     assert_eq!(sample(&text, "vantage_collector_ingested_total", &[]), Some(2.0));
@@ -108,7 +110,14 @@ async fn metrics_pass_promtool_lint() {
     other.probe.cc = "DE".into();
     collector.ingest(&[measurement(), other]).await;
     collector.post_ndjson("not json\n").await;
-    let text = collector.metrics().await;
+    // Signed batches too, so the fleet gauges and the backlog histogram are linted as well.
+    for n in 1..=3 {
+        collector.ingest_signed(&probe_key(n), &[measurement_of("DE", 3320, "x", n != 2)]).await;
+    }
+    collector.next_fleet_refresh().await;
+    collector.ingest_signed(&probe_key(1), &[measurement_of("DE", 3320, "x", true)]).await;
+    let text = collector.next_fleet_refresh().await;
+    assert!(text.contains("vantage_target_probes{") && text.contains("asn=\"3320\""), "{text}");
 
     let child = Command::new("promtool")
         .args(["check", "metrics"])

@@ -2,6 +2,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use flate2::Compression;
@@ -11,6 +12,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vantage_collector::{App, Config, ServeError};
 use vantage_measurement::{Measurement, example};
+use vantage_probe::identity::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 
 /// A running collector. Dropping it aborts the server; [`Collector::stop`] shuts down cleanly.
 pub struct Collector {
@@ -30,6 +32,8 @@ impl Collector {
     pub async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Collector {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
+        // Fleet gauges follow ingest within a blink, so tests wait milliseconds, not 15 s.
+        config.fleet_refresh = Duration::from_millis(100);
         edit(&mut config, dir.path());
         let app = App::bind(config).await.expect("collector builds");
         Self::serve(app, dir)
@@ -111,6 +115,55 @@ impl Collector {
         text.lines().map(|line| serde_json::from_str(line).expect("each line is a measurement")).collect()
     }
 
+    /// POST `batch` gzip-compressed and signed by `key`, as the probe does, with the spool
+    /// backlog header; returns the response.
+    pub async fn post_signed(&self, key: &ProbeKey, batch: &[Measurement], pending: u64) -> reqwest::Response {
+        let body = gzip(ndjson(batch).as_bytes());
+        self.http
+            .post(self.url("/api/v1/measurements"))
+            .header("content-type", "application/x-ndjson")
+            .header("content-encoding", "gzip")
+            .header(KEY_HEADER, key.public_key_base64())
+            .header(SIGNATURE_HEADER, key.sign_base64(&body))
+            .header(SPOOL_PENDING_HEADER, pending.to_string())
+            .body(body)
+            .send()
+            .await
+            .expect("POST signed measurements")
+    }
+
+    /// [`post_signed`](Self::post_signed), asserting 200 and returning the report.
+    pub async fn ingest_signed(&self, key: &ProbeKey, batch: &[Measurement]) -> serde_json::Value {
+        let response = self.post_signed(key, batch, 0).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("JSON report")
+    }
+
+    /// Scrape until `ready` holds for the text (the fleet gauges refresh in the background);
+    /// panics with the last scrape after 10 s.
+    pub async fn metrics_when(&self, what: &str, ready: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = self.metrics().await;
+            if ready(&text) {
+                return text;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("metrics never showed {what}:\n{text}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Wait for one fleet refresh that started after now (so it sees everything ingested so far).
+    pub async fn next_fleet_refresh(&self) -> String {
+        let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
+        self.metrics_when("a fleet refresh", |text| {
+            sample(text, "vantage_collector_fleet_refresh_timestamp_seconds", &[]).is_some_and(|t| t > now)
+        })
+        .await
+    }
+
     pub async fn metrics(&self) -> String {
         let response = self.http.get(self.url("/metrics")).send().await.expect("GET /metrics");
         assert_eq!(response.status(), 200);
@@ -136,6 +189,29 @@ pub fn http_client() -> reqwest::Client {
 /// A valid blocked-TLS measurement started now (whole seconds, as probes send).
 pub fn measurement() -> Measurement {
     measurement_at(Utc::now().timestamp())
+}
+
+/// A probe key that is the same in every run for `n`.
+pub fn probe_key(n: u8) -> ProbeKey {
+    ProbeKey::from_seed(&[n; 32])
+}
+
+/// A measurement of `target` from `cc`/`asn` with `verdict` (blocked: TLS reset; else a plain ok).
+pub fn measurement_of(cc: &str, asn: u32, target: &str, blocked: bool) -> Measurement {
+    let mut m = measurement();
+    m.probe.cc = cc.into();
+    m.probe.asn = asn;
+    m.target.name = target.into();
+    if !blocked {
+        m.verdict.status = vantage_measurement::Status::Ok;
+        m.verdict.mechanism = None;
+    }
+    m
+}
+
+/// Every sample line of the exposition (the series count Prometheus would store).
+pub fn series_count(metrics: &str) -> usize {
+    metrics.lines().filter(|line| !line.starts_with('#') && !line.trim().is_empty()).count()
 }
 
 pub fn measurement_at(unix_seconds: i64) -> Measurement {

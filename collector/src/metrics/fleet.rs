@@ -1,0 +1,218 @@
+//! Fleet gauges: how many probes are active, and how many distinct probes and networks report
+//! each verdict for each target — the numbers behind "blocked for 5 probes in 3 of 4 ASNs".
+//!
+//! A single probe's failure is noise; correlated reports are the signal. Counters can't say how
+//! many *distinct* probes agree (a probe measuring every minute would count sixty times an hour),
+//! so these are gauges computed from the store: each probe counts once, with its latest verdict
+//! for each (target, test) within the window.
+//!
+//! The counting is the pure [`count_latest`]. Publishing swaps a complete snapshot in one step
+//! (a custom [`Collector`]), so a scrape never sees half of one refresh and half of the next.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use prometheus::core::{Collector, Desc};
+use prometheus::proto::MetricFamily;
+use prometheus::{IntGaugeVec, Opts};
+
+use crate::store::LatestVerdict;
+
+/// Distinct probe keys with a measurement received in the window, by country.
+pub const PROBES_ACTIVE: &str = "vantage_probes_active";
+/// Distinct probes whose latest measurement of (target, test) in the window has this verdict.
+pub const TARGET_PROBES: &str = "vantage_target_probes";
+/// Distinct ASNs among those probes.
+pub const TARGET_ASNS: &str = "vantage_target_asns";
+
+/// The labels of [`TARGET_PROBES`] and [`TARGET_ASNS`].
+pub const VERDICT_LABELS: &[&str] = &["country", "target", "test", "verdict"];
+
+/// How many distinct probes and distinct ASNs stand behind one label combination.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Distinct {
+    /// Distinct probe keys.
+    pub probes: u64,
+    /// Distinct autonomous systems those probes measured from.
+    pub asns: u64,
+}
+
+/// Count distinct probes and ASNs per key. `latest` holds one row per (probe, target, test); the
+/// key function folds labels (e.g. unpublished targets into `other`), so several rows of one probe
+/// may share a key; the probe still counts once there.
+pub fn count_latest<K: Ord>(latest: &[LatestVerdict], mut key: impl FnMut(&LatestVerdict) -> K) -> BTreeMap<K, Distinct> {
+    let mut sets: BTreeMap<K, (HashSet<&str>, HashSet<u32>)> = BTreeMap::new();
+    for row in latest {
+        let (probes, asns) = sets.entry(key(row)).or_default();
+        probes.insert(row.probe.as_str());
+        asns.insert(row.asn);
+    }
+    sets.into_iter()
+        .map(|(k, (probes, asns))| (k, Distinct { probes: probes.len() as u64, asns: asns.len() as u64 }))
+        .collect()
+}
+
+/// The (country, ASN) pairs that at least `k` distinct probes reported from in the window: the
+/// only ASNs that may become `asn` label values.
+pub fn eligible_asns(asn_probes: &[(String, u32, u64)], k: u32) -> HashSet<(String, u32)> {
+    asn_probes
+        .iter()
+        .filter(|(_, _, probes)| *probes >= u64::from(k))
+        .map(|(cc, asn, _)| (cc.clone(), *asn))
+        .collect()
+}
+
+/// The three fleet gauge families, exposed as one swappable snapshot.
+#[derive(Clone, Debug)]
+pub struct FleetGauges {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Empty families whose descriptors are registered; every snapshot is built like them.
+    templates: [IntGaugeVec; 3],
+    current: RwLock<Vec<MetricFamily>>,
+}
+
+impl FleetGauges {
+    /// The families, empty until the first [`publish`](Self::publish).
+    pub fn new() -> Result<Self, prometheus::Error> {
+        Ok(FleetGauges {
+            inner: Arc::new(Inner { templates: families()?, current: RwLock::new(Vec::new()) }),
+        })
+    }
+
+    /// Replace the exported values. `active` maps `[country]`, `verdicts` maps
+    /// [`VERDICT_LABELS`] values, both already folded and admitted by the budget.
+    pub fn publish(
+        &self,
+        active: &BTreeMap<Vec<String>, u64>,
+        verdicts: &BTreeMap<Vec<String>, Distinct>,
+    ) -> Result<(), prometheus::Error> {
+        let [probes_active, target_probes, target_asns] = families()?;
+        for (labels, probes) in active {
+            probes_active.get_metric_with_label_values(&as_strs(labels))?.set(saturating(*probes));
+        }
+        for (labels, distinct) in verdicts {
+            let values = as_strs(labels);
+            target_probes.get_metric_with_label_values(&values)?.set(saturating(distinct.probes));
+            target_asns.get_metric_with_label_values(&values)?.set(saturating(distinct.asns));
+        }
+        let snapshot = [probes_active, target_probes, target_asns].iter().flat_map(|f| f.collect()).collect();
+        *self.inner.current.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
+        Ok(())
+    }
+}
+
+impl Collector for FleetGauges {
+    fn desc(&self) -> Vec<&Desc> {
+        self.inner.templates.iter().flat_map(|f| f.desc()).collect()
+    }
+
+    fn collect(&self) -> Vec<MetricFamily> {
+        self.inner.current.read().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+}
+
+fn families() -> Result<[IntGaugeVec; 3], prometheus::Error> {
+    Ok([
+        IntGaugeVec::new(
+            Opts::new(
+                PROBES_ACTIVE,
+                "Distinct probe keys with a measurement received in the window (--window-secs), by country; \
+                 recomputed from the store every refresh. Anonymous submissions are not counted.",
+            ),
+            &["country"],
+        )?,
+        IntGaugeVec::new(
+            Opts::new(
+                TARGET_PROBES,
+                "Distinct probe keys whose latest measurement of the target and test in the window has this \
+                 verdict; each probe counts once. Recomputed from the store every refresh.",
+            ),
+            VERDICT_LABELS,
+        )?,
+        IntGaugeVec::new(
+            Opts::new(
+                TARGET_ASNS,
+                "Distinct ASNs among the probes counted in vantage_target_probes for the same labels \
+                 (for blocked in m of n networks). Recomputed from the store every refresh.",
+            ),
+            VERDICT_LABELS,
+        )?,
+    ])
+}
+
+fn as_strs(labels: &[String]) -> Vec<&str> {
+    labels.iter().map(String::as_str).collect()
+}
+
+fn saturating(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use vantage_measurement::{Status, TestKind};
+
+    use super::*;
+
+    fn row(probe: &str, asn: u32, target: &str, status: Status) -> LatestVerdict {
+        LatestVerdict {
+            probe: probe.into(),
+            cc: "DE".into(),
+            asn,
+            target: target.into(),
+            test: TestKind::Tls,
+            status,
+            mechanism: None,
+            started_at: 0,
+        }
+    }
+
+    #[test]
+    fn probes_and_asns_are_counted_once_per_key() {
+        let latest = [
+            row("p1", 3320, "wiki", Status::Blocked),
+            row("p2", 3320, "wiki", Status::Blocked),
+            row("p3", 3209, "wiki", Status::Blocked),
+            row("p4", 3209, "wiki", Status::Ok),
+            // p1's other targets fold into `other`: two rows, one probe.
+            row("p1", 3320, "x", Status::Blocked),
+            row("p1", 3320, "y", Status::Blocked),
+        ];
+        let counts = count_latest(&latest, |r| {
+            let target = if r.target == "wiki" { "wiki" } else { "other" };
+            (target, r.status.as_str())
+        });
+        assert_eq!(counts[&("wiki", "blocked")], Distinct { probes: 3, asns: 2 });
+        assert_eq!(counts[&("wiki", "ok")], Distinct { probes: 1, asns: 1 });
+        assert_eq!(counts[&("other", "blocked")], Distinct { probes: 1, asns: 1 });
+        assert_eq!(counts.len(), 3);
+    }
+
+    #[test]
+    fn an_asn_needs_k_probes() {
+        let reported = [("DE".to_string(), 3320, 3), ("DE".to_string(), 3209, 2), ("FR".to_string(), 3320, 1)];
+        assert_eq!(eligible_asns(&reported, 3), HashSet::from([("DE".to_string(), 3320)]));
+        assert_eq!(eligible_asns(&reported, 1).len(), 3);
+    }
+
+    #[test]
+    fn a_published_snapshot_replaces_the_previous_one() {
+        let gauges = FleetGauges::new().expect("families");
+        let labels = |cc: &str| vec![cc.to_string()];
+        gauges.publish(&BTreeMap::from([(labels("DE"), 4)]), &BTreeMap::new()).expect("publish");
+        gauges.publish(&BTreeMap::from([(labels("FR"), 2)]), &BTreeMap::new()).expect("publish");
+        let families = gauges.collect();
+        let active = families.iter().find(|f| f.name() == PROBES_ACTIVE).expect("active family");
+        let values: Vec<(String, f64)> = active
+            .get_metric()
+            .iter()
+            .map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().get_value()))
+            .collect();
+        assert_eq!(values, vec![("FR".to_string(), 2.0)]);
+        assert_eq!(gauges.desc().len(), 3);
+    }
+}

@@ -1,0 +1,83 @@
+//! `GET /`: a status page for someone who has not set up Grafana yet — where what is blocked,
+//! how, since when, by how many probes and networks, with links to the raw measurements.
+//!
+//! Built from the fleet snapshot the gauges use ([`crate::fleet`]), so it never scans the store
+//! itself; only the "since when" needs the store, one indexed lookup per blocked probe shown.
+//! The page is rendered once per snapshot and then served from memory: reloading it, or a crowd
+//! reloading it, costs nothing.
+
+pub mod html;
+pub mod view;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, Utc};
+
+use crate::app::AppState;
+use crate::metrics::StoreOp;
+
+/// The last rendered page and the snapshot generation it was rendered from.
+#[derive(Debug, Default)]
+pub(crate) struct PageCache(Mutex<Option<(u64, Arc<String>)>>);
+
+/// What the page forbids the browser: everything but its own inline style and same-origin links.
+const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
+
+/// `GET /`.
+pub(crate) async fn get_status(State(state): State<AppState>) -> Response {
+    let snapshot = state.fleet.snapshot();
+    let cached = state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    let html = match cached {
+        Some((generation, html)) if generation == snapshot.generation => html,
+        _ => {
+            let mut page = view::build(&snapshot.rows, snapshot.read_at, state.fleet.window.as_secs(), |target| {
+                state.metrics.is_published(target)
+            });
+            if let Err(e) = fill_since(&state, &mut page).await {
+                tracing::warn!("status page: blocking streaks unavailable: {e}");
+                return (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry shortly\n").into_response();
+            }
+            let html = Arc::new(html::render(&page, Utc::now()));
+            *state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some((snapshot.generation, Arc::clone(&html)));
+            html
+        }
+    };
+    let mut response = (StatusCode::OK, html.as_str().to_owned()).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// Look up when each shown row's blocking began: the earliest streak start among its probes.
+async fn fill_since(state: &AppState, page: &mut view::Page) -> Result<(), crate::store::StoreError> {
+    let keys: Vec<_> = page
+        .countries
+        .iter()
+        .flat_map(|c| &c.blocked)
+        .flat_map(|row| row.streak_keys.iter().cloned())
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let timer = state.metrics.store_timer(StoreOp::Streaks);
+    let starts = state.store.blocked_since(keys.clone()).await?;
+    timer.observe_duration();
+    let by_key: HashMap<_, _> = keys.into_iter().zip(starts).collect();
+    for row in page.countries.iter_mut().flat_map(|c| c.blocked.iter_mut()) {
+        row.since = row
+            .streak_keys
+            .iter()
+            .filter_map(|key| by_key.get(key).copied().flatten())
+            .min()
+            .and_then(|t| DateTime::from_timestamp(t, 0));
+    }
+    Ok(())
+}
