@@ -50,7 +50,15 @@ impl World {
 
     fn collector(&self) -> anyhow::Result<Collector> {
         let dns = self.dns.addr.to_string();
-        Collector::start(&["--danger-helper-allow-private", "--ca", &self.path("ca.pem"), "--helper-resolver", &dns])
+        Collector::start(&[
+            "--danger-helper-allow-private",
+            "--ca",
+            &self.path("ca.pem"),
+            "--helper-resolver",
+            &dns,
+            "--fleet-refresh-secs",
+            "1",
+        ])
     }
 
     /// Probe flags that keep every query on loopback.
@@ -98,6 +106,23 @@ async fn get(url: &str) -> anyhow::Result<String> {
     let resp = reqwest::get(url).await?;
     anyhow::ensure!(resp.status().is_success(), "GET {url}: {}", resp.status());
     Ok(resp.text().await?)
+}
+
+/// The value of the first sample line starting with `series` (name and labels, as exposed).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+}
+
+/// Scrape `/metrics` until `series` has `value` (the fleet gauges refresh every second here).
+async fn metrics_when(collector: &Collector, series: &str, value: f64) -> anyhow::Result<String> {
+    for _ in 0..100 {
+        let text = get(&format!("{}/metrics", collector.url)).await?;
+        if sample(&text, series) == Some(value) {
+            return Ok(text);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("{series} never became {value}")
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -161,6 +186,16 @@ async fn probe_measures_local_servers_and_results_reach_the_api_and_metrics() ->
         .find(|l| l.starts_with("vantage_measurements_total{") && l.contains("mechanism=\"tls.reset_after_clienthello\""))
         .unwrap_or_else(|| panic!("no blocked series in\n{metrics}"));
     assert!(blocked_series.contains("verdict=\"blocked\"") && blocked_series.ends_with(" 1"), "{blocked_series}");
+
+    // Both runs signed their batches with the same key, made on first use: one probe.
+    let metrics = metrics_when(&collector, "vantage_probes_active{country=\"ZZ\"}", 1.0).await?;
+    assert_eq!(sample(&metrics, "vantage_collector_batches_total{identity=\"signed\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "vantage_collector_batches_total{identity=\"anonymous\"}"), Some(0.0));
+    let blocked_probes = "vantage_target_probes{country=\"ZZ\",target=\"other\",test=\"tls\",verdict=\"blocked\"}";
+    assert_eq!(sample(&metrics, blocked_probes), Some(1.0), "{metrics}");
+    let key = std::fs::metadata(world.dir.path().join("probe-data/probe.key"))?;
+    assert_eq!(key.len(), 32);
+    assert_eq!(std::os::unix::fs::PermissionsExt::mode(&key.permissions()) & 0o777, 0o600);
     Ok(())
 }
 
@@ -213,6 +248,14 @@ async fn measurements_wait_in_the_spool_while_the_collector_is_away() -> anyhow:
     let out = probe(&["flush", "--collector", &collector.url, "--data-dir", &world.path("probe-data")])?;
     assert!(out.status.success());
     assert_eq!(get(&format!("{}/api/v1/measurements", collector.url)).await?.lines().count(), 4);
+
+    // One signed batch per spool file, oldest first: the first said two more were waiting
+    // behind it, the last that nothing was (the flush above found nothing to send).
+    let metrics = get(&format!("{}/metrics", collector.url)).await?;
+    assert_eq!(sample(&metrics, "vantage_collector_batches_total{identity=\"signed\"}"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "vantage_probe_spool_pending_count"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "vantage_probe_spool_pending_sum"), Some(2.0), "{metrics}");
+    assert_eq!(sample(&metrics, "vantage_probe_spool_pending_bucket{le=\"0\"}"), Some(1.0), "{metrics}");
     Ok(())
 }
 

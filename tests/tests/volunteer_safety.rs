@@ -1,5 +1,6 @@
-//! Volunteer safety: the probe's own addresses and hostname appear nowhere the probe writes or
-//! the collector serves; and with no network at all the probe says so instead of measuring.
+//! Volunteer safety: the probe's own addresses, hostname and key id appear nowhere the probe
+//! writes or the collector serves; and with no network at all the probe says so instead of
+//! measuring.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -7,6 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::Value;
+use vantage_probe::identity::ProbeKey;
 use vantage_tests::pki::TestCa;
 use vantage_tests::procs::{Collector, bin, probe};
 use vantage_tests::servers::{self, DnsBehaviour};
@@ -65,6 +67,8 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
         &ca_pem.display().to_string(),
         "--helper-resolver",
         &dns.addr.to_string(),
+        "--fleet-refresh-secs",
+        "1",
     ])?;
     let out = probe(&[
         "run", "--targets", &targets.display().to_string(), "--json", "-vv", "--doh", "none", "--resolver",
@@ -74,8 +78,22 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let api = reqwest::get(format!("{}/api/v1/measurements", collector.url)).await?.text().await?;
-    let metrics = reqwest::get(format!("{}/metrics", collector.url)).await?.text().await?;
     assert_eq!(api.lines().count(), 4, "every measurement arrived: {api}");
+    // Wait until the fleet gauges count this probe, so its key id had every chance to show.
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = reqwest::get(format!("{}/metrics", collector.url)).await?.text().await?;
+        if metrics.lines().any(|l| l == "vantage_probes_active{country=\"ZZ\"} 1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("vantage_probes_active{country=\"ZZ\"} 1"), "the probe was counted: {metrics}");
+    let status_page = reqwest::get(format!("{}/", collector.url)).await?.text().await?;
+    let key_path = dir.path().join("data/probe.key");
+    let seed: [u8; 32] = std::fs::read(&key_path)?.as_slice().try_into()?;
+    let key = ProbeKey::from_seed(&seed);
+    let key_id = key.key_id().to_string();
     let mut json_strings = Vec::new();
     for line in String::from_utf8_lossy(&out.stdout).lines().chain(api.lines()) {
         strings(&serde_json::from_str(line)?, &mut json_strings);
@@ -86,7 +104,14 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
         ("collector log", collector.logs().join("\n")),
         ("API", api),
         ("metrics", metrics),
+        ("status page", status_page),
     ];
+    // The key id is the collector's pseudonym for this probe; it is kept beside the measurements
+    // for counting and shown nowhere. Nor is the public key it is made from.
+    for (place, text) in &texts {
+        assert!(!text.contains(&key_id), "{place} contains the probe's key id");
+        assert!(!text.contains(&key.public_key_base64()), "{place} contains the probe's public key");
+    }
     assert!(!addresses.is_empty(), "this machine has a non-loopback address to look for");
     for ip in &addresses {
         for (place, text) in &texts {
