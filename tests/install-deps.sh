@@ -39,6 +39,10 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v tor >/dev/null 2>&1 || need+=(tor)
 command -v nft >/dev/null 2>&1 || need+=(nftables)
 
+# The collector's status page test (collector/tests/api/status_page.rs) renders / in headless
+# Chromium and keeps a screenshot in target/test-artifacts/.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi
