@@ -1,0 +1,9 @@
+//! Any bytes as the inner packet of a WireGuard transport message: never panics.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vantage_probe::runner::vpn::codec::icmp::parse_echo_reply;
+
+fuzz_target!(|data: &[u8]| {
+    let _ = parse_echo_reply(data, 0x5654);
+});
