@@ -30,6 +30,8 @@ pub enum Family {
     /// `vantage_target_probes` and `vantage_target_asns`, both `{country, target, test, verdict}`:
     /// one combination, two series.
     TargetVerdicts,
+    /// `vantage_target_asns_measured{country, target, test}`.
+    TargetMeasured,
 }
 
 impl Family {
@@ -39,7 +41,7 @@ impl Family {
             Self::Measurements => &[(2, FoldLabel::Target), (0, FoldLabel::Country)],
             Self::MeasurementsByAsn => &[(1, FoldLabel::Asn), (0, FoldLabel::Country)],
             Self::ProbesActive => &[(0, FoldLabel::Country)],
-            Self::TargetVerdicts => &[(1, FoldLabel::Target), (0, FoldLabel::Country)],
+            Self::TargetVerdicts | Self::TargetMeasured => &[(1, FoldLabel::Target), (0, FoldLabel::Country)],
         }
     }
 

@@ -16,7 +16,9 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};
 
-use crate::store::LatestVerdict;
+use super::budget::{Family, SeriesBudget};
+use super::country_label;
+use crate::store::{FleetRows, LatestVerdict};
 
 /// Distinct probe keys with a measurement received in the window, by country.
 pub const PROBES_ACTIVE: &str = "vantage_probes_active";
@@ -24,6 +26,8 @@ pub const PROBES_ACTIVE: &str = "vantage_probes_active";
 pub const TARGET_PROBES: &str = "vantage_target_probes";
 /// Distinct ASNs among those probes.
 pub const TARGET_ASNS: &str = "vantage_target_asns";
+/// Distinct ASNs with any latest verdict for (target, test): the n of "blocked in m of n ASNs".
+pub const TARGET_ASNS_MEASURED: &str = "vantage_target_asns_measured";
 
 /// The labels of [`TARGET_PROBES`] and [`TARGET_ASNS`].
 pub const VERDICT_LABELS: &[&str] = &["country", "target", "test", "verdict"];
@@ -62,7 +66,55 @@ pub fn eligible_asns(asn_probes: &[(String, u32, u64)], k: u32) -> HashSet<(Stri
         .collect()
 }
 
-/// The three fleet gauge families, exposed as one swappable snapshot.
+/// The labels of [`TARGET_ASNS_MEASURED`].
+pub const MEASURED_LABELS: &[&str] = &["country", "target", "test"];
+
+/// What one refresh publishes, every map keyed by label values already folded and admitted.
+#[derive(Debug, Default)]
+pub struct FleetValues {
+    /// `[country]` → distinct active probes.
+    pub active: BTreeMap<Vec<String>, u64>,
+    /// [`VERDICT_LABELS`] values → distinct probes and ASNs.
+    pub verdicts: BTreeMap<Vec<String>, Distinct>,
+    /// [`MEASURED_LABELS`] values → distinct ASNs with any verdict.
+    pub measured: BTreeMap<Vec<String>, Distinct>,
+}
+
+/// Fold a fleet read into gauge values, every label combination admitted by `budget`.
+/// Combinations exported before stay, at zero when nobody reports them now, so a series never
+/// vanishes under an alert.
+pub fn values(rows: &FleetRows, budget: &mut SeriesBudget, is_published: impl Fn(&str) -> bool) -> FleetValues {
+    let zeros = |budget: &SeriesBudget, family| {
+        budget.admitted(family).map(|labels| (labels.clone(), Distinct::default())).collect::<BTreeMap<_, _>>()
+    };
+    let mut values = FleetValues {
+        active: budget.admitted(Family::ProbesActive).map(|labels| (labels.clone(), 0)).collect(),
+        verdicts: zeros(budget, Family::TargetVerdicts),
+        measured: zeros(budget, Family::TargetMeasured),
+    };
+    for (cc, probes) in &rows.active_probes {
+        let (labels, _) = budget.admit(Family::ProbesActive, vec![country_label(cc).to_string()]);
+        // Countries folded into ZZ by the budget add up (a probe seen in two of them counts
+        // twice there: an upper bound, and only once the budget is spent).
+        *values.active.entry(labels).or_default() += probes;
+    }
+    let verdict_labels = |budget: &mut SeriesBudget, row: &LatestVerdict| {
+        let target = if is_published(&row.target) { row.target.as_str() } else { "other" };
+        let labels = [country_label(&row.cc), target, row.test.as_str(), row.status.as_str()];
+        budget.admit(Family::TargetVerdicts, labels.iter().map(|l| l.to_string()).collect()).0
+    };
+    values.verdicts.extend(count_latest(&rows.latest, |row| verdict_labels(budget, row)));
+    // The same labels without the verdict (folded alike), for the n of "m of n ASNs".
+    let measured = count_latest(&rows.latest, |row| {
+        let mut labels = verdict_labels(budget, row);
+        labels.truncate(MEASURED_LABELS.len());
+        budget.admit(Family::TargetMeasured, labels).0
+    });
+    values.measured.extend(measured);
+    values
+}
+
+/// The fleet gauge families, exposed as one swappable snapshot.
 #[derive(Clone, Debug)]
 pub struct FleetGauges {
     inner: Arc<Inner>,
@@ -71,7 +123,7 @@ pub struct FleetGauges {
 #[derive(Debug)]
 struct Inner {
     /// Empty families whose descriptors are registered; every snapshot is built like them.
-    templates: [IntGaugeVec; 3],
+    templates: [IntGaugeVec; 4],
     current: RwLock<Vec<MetricFamily>>,
 }
 
@@ -83,23 +135,22 @@ impl FleetGauges {
         })
     }
 
-    /// Replace the exported values. `active` maps `[country]`, `verdicts` maps
-    /// [`VERDICT_LABELS`] values, both already folded and admitted by the budget.
-    pub fn publish(
-        &self,
-        active: &BTreeMap<Vec<String>, u64>,
-        verdicts: &BTreeMap<Vec<String>, Distinct>,
-    ) -> Result<(), prometheus::Error> {
-        let [probes_active, target_probes, target_asns] = families()?;
-        for (labels, probes) in active {
+    /// Replace the exported values.
+    pub fn publish(&self, values: &FleetValues) -> Result<(), prometheus::Error> {
+        let [probes_active, target_probes, target_asns, asns_measured] = families()?;
+        for (labels, probes) in &values.active {
             probes_active.get_metric_with_label_values(&as_strs(labels))?.set(saturating(*probes));
         }
-        for (labels, distinct) in verdicts {
-            let values = as_strs(labels);
-            target_probes.get_metric_with_label_values(&values)?.set(saturating(distinct.probes));
-            target_asns.get_metric_with_label_values(&values)?.set(saturating(distinct.asns));
+        for (labels, distinct) in &values.verdicts {
+            let labels = as_strs(labels);
+            target_probes.get_metric_with_label_values(&labels)?.set(saturating(distinct.probes));
+            target_asns.get_metric_with_label_values(&labels)?.set(saturating(distinct.asns));
         }
-        let snapshot = [probes_active, target_probes, target_asns].iter().flat_map(|f| f.collect()).collect();
+        for (labels, distinct) in &values.measured {
+            asns_measured.get_metric_with_label_values(&as_strs(labels))?.set(saturating(distinct.asns));
+        }
+        let snapshot =
+            [probes_active, target_probes, target_asns, asns_measured].iter().flat_map(|f| f.collect()).collect();
         *self.inner.current.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
         Ok(())
     }
@@ -115,7 +166,7 @@ impl Collector for FleetGauges {
     }
 }
 
-fn families() -> Result<[IntGaugeVec; 3], prometheus::Error> {
+fn families() -> Result<[IntGaugeVec; 4], prometheus::Error> {
     Ok([
         IntGaugeVec::new(
             Opts::new(
@@ -137,9 +188,17 @@ fn families() -> Result<[IntGaugeVec; 3], prometheus::Error> {
             Opts::new(
                 TARGET_ASNS,
                 "Distinct ASNs among the probes counted in vantage_target_probes for the same labels \
-                 (for blocked in m of n networks). Recomputed from the store every refresh.",
+                 (the m of blocked in m of n networks). Recomputed from the store every refresh.",
             ),
             VERDICT_LABELS,
+        )?,
+        IntGaugeVec::new(
+            Opts::new(
+                TARGET_ASNS_MEASURED,
+                "Distinct ASNs with a latest measurement of the target and test in the window, whatever the \
+                 verdict (the n of blocked in m of n networks). Recomputed from the store every refresh.",
+            ),
+            MEASURED_LABELS,
         )?,
     ])
 }
@@ -193,6 +252,26 @@ mod tests {
     }
 
     #[test]
+    fn values_fold_unpublished_targets_and_keep_past_series_at_zero() {
+        let mut budget = SeriesBudget::new(100);
+        let rows = FleetRows {
+            active_probes: vec![("DE".into(), 2)],
+            latest: vec![row("p1", 3320, "wiki", Status::Blocked), row("p2", 3209, "secret", Status::Blocked)],
+            ..FleetRows::default()
+        };
+        let first = values(&rows, &mut budget, |t| t == "wiki");
+        let key = |target: &str| vec!["DE".to_string(), target.to_string(), "tls".to_string(), "blocked".to_string()];
+        assert_eq!(first.verdicts[&key("wiki")], Distinct { probes: 1, asns: 1 });
+        assert_eq!(first.verdicts[&key("other")], Distinct { probes: 1, asns: 1 });
+        assert_eq!(first.measured[&vec!["DE".to_string(), "wiki".to_string(), "tls".to_string()]].asns, 1);
+        // Next refresh nobody reports: the series stay, at zero.
+        let second = values(&FleetRows::default(), &mut budget, |t| t == "wiki");
+        assert_eq!(second.verdicts[&key("wiki")], Distinct::default());
+        assert_eq!(second.active[&vec!["DE".to_string()]], 0);
+        assert_eq!(second.verdicts.len(), 2);
+    }
+
+    #[test]
     fn an_asn_needs_k_probes() {
         let reported = [("DE".to_string(), 3320, 3), ("DE".to_string(), 3209, 2), ("FR".to_string(), 3320, 1)];
         assert_eq!(eligible_asns(&reported, 3), HashSet::from([("DE".to_string(), 3320)]));
@@ -202,9 +281,9 @@ mod tests {
     #[test]
     fn a_published_snapshot_replaces_the_previous_one() {
         let gauges = FleetGauges::new().expect("families");
-        let labels = |cc: &str| vec![cc.to_string()];
-        gauges.publish(&BTreeMap::from([(labels("DE"), 4)]), &BTreeMap::new()).expect("publish");
-        gauges.publish(&BTreeMap::from([(labels("FR"), 2)]), &BTreeMap::new()).expect("publish");
+        let active = |cc: &str, n| FleetValues { active: BTreeMap::from([(vec![cc.to_string()], n)]), ..FleetValues::default() };
+        gauges.publish(&active("DE", 4)).expect("publish");
+        gauges.publish(&active("FR", 2)).expect("publish");
         let families = gauges.collect();
         let active = families.iter().find(|f| f.name() == PROBES_ACTIVE).expect("active family");
         let values: Vec<(String, f64)> = active
@@ -213,6 +292,6 @@ mod tests {
             .map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().get_value()))
             .collect();
         assert_eq!(values, vec![("FR".to_string(), 2.0)]);
-        assert_eq!(gauges.desc().len(), 3);
+        assert_eq!(gauges.desc().len(), 4);
     }
 }

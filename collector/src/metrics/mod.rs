@@ -22,7 +22,7 @@ pub mod budget;
 pub mod fleet;
 mod outcome;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ use vantage_measurement::{Measurement, Rejection, TestKind, Vantage};
 
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
-use fleet::{Distinct, FleetGauges};
+use fleet::FleetGauges;
 pub use outcome::{HelperOutcome, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
@@ -364,28 +364,13 @@ impl Metrics {
         let eligible = fleet::eligible_asns(&rows.asn_probes, asn_min_probes);
         *self.eligible_asns.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(eligible);
 
-        let (active, verdicts) = {
+        let values = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
-            // Every combination exported before stays, at zero when nobody reports it now.
-            let mut active: BTreeMap<Vec<String>, u64> =
-                budget.admitted(Family::ProbesActive).map(|labels| (labels.clone(), 0)).collect();
-            let mut verdicts: BTreeMap<Vec<String>, Distinct> =
-                budget.admitted(Family::TargetVerdicts).map(|labels| (labels.clone(), Distinct::default())).collect();
-            for (cc, probes) in &rows.active_probes {
-                let (labels, _) = budget.admit(Family::ProbesActive, owned(&[country_label(cc)]));
-                // Countries folded into ZZ by the budget add up (a probe seen in two of them
-                // counts twice there: an upper bound, only once the budget is spent).
-                *active.entry(labels).or_default() += probes;
-            }
-            let counted = fleet::count_latest(&rows.latest, |row| {
-                let labels = [country_label(&row.cc), self.target_label(&row.target), row.test.as_str(), row.status.as_str()];
-                budget.admit(Family::TargetVerdicts, owned(&labels)).0
-            });
-            verdicts.extend(counted);
+            let values = fleet::values(rows, &mut budget, |name| self.is_published(name));
             self.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
-            (active, verdicts)
+            values
         };
-        self.fleet.publish(&active, &verdicts)?;
+        self.fleet.publish(&values)?;
 
         if let Some(last) = rows.last_received
             && (last as f64) > self.last_ingest.get()
@@ -441,7 +426,7 @@ fn strs(labels: &[String]) -> Vec<&str> {
 }
 
 /// `cc` if it is two upper-case ASCII letters, else `ZZ` (OONI's "unknown").
-fn country_label(cc: &str) -> &str {
+pub(crate) fn country_label(cc: &str) -> &str {
     if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) { cc } else { "ZZ" }
 }
 

@@ -37,6 +37,8 @@ async fn each_probe_counts_once_with_its_latest_verdict() {
     assert_eq!(gauge("vantage_target_probes", "ok"), Some(2.0));
     assert_eq!(gauge("vantage_target_asns", "blocked"), Some(2.0), "blocked in 2 of 2 ASNs");
     assert_eq!(gauge("vantage_target_asns", "ok"), Some(2.0));
+    let measured = [("country", "DE"), ("target", "wikipedia"), ("test", "tls")];
+    assert_eq!(sample(&text, "vantage_target_asns_measured", &measured), Some(2.0), "of 2 ASNs measured");
     assert_eq!(sample(&text, "vantage_probes_active", &[("country", "DE")]), Some(4.0));
     assert_eq!(sample(&text, "vantage_fleet_window_seconds", &[]), Some(3600.0));
 }
@@ -106,14 +108,14 @@ async fn a_spent_series_budget_folds_new_combinations_and_counts_them() {
     collector.ingest_signed(&key, &batch).await;
     let text = collector.next_fleet_refresh().await;
 
-    let budgeted: usize = ["vantage_measurements_total", "vantage_measurements_by_asn_total", "vantage_target_probes", "vantage_target_asns", "vantage_probes_active"]
+    let budgeted: usize = ["vantage_measurements_total", "vantage_measurements_by_asn_total", "vantage_target_probes", "vantage_target_asns", "vantage_target_asns_measured", "vantage_probes_active"]
         .iter()
         .map(|name| series(&text, name).len())
         .sum();
     let admitted = sample(&text, "vantage_metric_series_admitted", &[]).expect("admitted gauge");
     assert_eq!(budgeted as f64, admitted, "the gauge tells the truth\n{text}");
     // 10, plus at most one fully folded combination per family (two series for the verdict pair).
-    assert!(budgeted <= 10 + 5, "{budgeted} series\n{text}");
+    assert!(budgeted <= 10 + 6, "{budgeted} series\n{text}");
     assert_eq!(sample(&text, "vantage_metric_series_limit", &[]), Some(10.0));
     let folded = |label| sample(&text, "vantage_metric_labels_folded_total", &[("label", label), ("reason", "budget")]);
     assert!(folded("target").is_some_and(|n| n > 0.0), "{text}");
@@ -152,7 +154,7 @@ async fn every_family_has_help_and_a_type() {
         }
     }
     assert_eq!(helped, typed, "every family has both");
-    for family in ["vantage_probes_active", "vantage_target_probes", "vantage_target_asns", "vantage_probe_spool_pending", "vantage_collector_ingest_in_flight", "vantage_metric_labels_folded_total"] {
+    for family in ["vantage_probes_active", "vantage_target_probes", "vantage_target_asns", "vantage_target_asns_measured", "vantage_probe_spool_pending", "vantage_collector_ingest_in_flight", "vantage_metric_labels_folded_total"] {
         assert!(helped.contains(family), "{family} is exported\n{text}");
     }
 }
