@@ -40,6 +40,8 @@ pub struct Row {
     pub trials: Option<(u32, u32)>,
     /// What the file expects of the trial counts.
     pub expected_trials: Option<ExpectedTrials>,
+    /// Text the evidence must contain.
+    pub expected_evidence: Vec<String>,
     /// The verdict's evidence, for reports of a miss.
     pub evidence: Vec<String>,
 }
@@ -52,7 +54,13 @@ impl Row {
             None => true,
             Some(e) => self.trials.is_some_and(|(b, t)| t == e.total && (e.min_blocked..=e.max_blocked).contains(&b)),
         };
-        verdict_ok && trials_ok
+        let evidence_ok = self.missing_evidence().is_none();
+        verdict_ok && trials_ok && evidence_ok
+    }
+
+    /// The first expected piece of evidence that no evidence line contains.
+    pub fn missing_evidence(&self) -> Option<&str> {
+        self.expected_evidence.iter().map(String::as_str).find(|needle| !self.evidence.iter().any(|e| e.contains(needle)))
     }
 
     /// The row's expected label, resolved to the alternative that matched if one did.
@@ -97,7 +105,10 @@ impl Report {
         }
         for r in self.rows.iter().filter(|r| !r.passed()) {
             let trials = r.trials.map(|(b, t)| format!(" trials {b}/{t}")).unwrap_or_default();
-            let wanted = r.expected_trials.map(|t| format!(" trials {}", t.label())).unwrap_or_default();
+            let mut wanted = r.expected_trials.map(|t| format!(" trials {}", t.label())).unwrap_or_default();
+            if let Some(needle) = r.missing_evidence() {
+                wanted.push_str(&format!(" with evidence mentioning `{needle}`"));
+            }
             let _ = writeln!(
                 out,
                 "  {}: {} {}: expected `{}`{wanted}, got `{}`{trials}\n      evidence: {}",
@@ -200,6 +211,7 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
                 got,
                 trials,
                 expected_trials: t.expect_trials.get(test).copied(),
+                expected_evidence: t.expect_evidence.get(test).cloned().unwrap_or_default(),
                 evidence,
             });
         }

@@ -19,7 +19,7 @@ use vantage_probe::targets::TargetSpec;
 use super::addr;
 
 /// Keys of a `[[target]]` table that are the lab's, not the probe's.
-const LAB_KEYS: &[&str] = &["expect", "expect_trials", "server"];
+const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "server"];
 
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +140,9 @@ pub struct InternetSpec {
     /// Arguments of `ip` commands (split on whitespace).
     #[serde(default)]
     pub ip: Vec<String>,
+    /// An nft script, loaded with `nft -f`.
+    #[serde(default)]
+    pub nft: Option<String>,
 }
 
 /// One acceptable verdict: a status and the mechanism it must carry (none for a plain `ok`).
@@ -234,6 +237,8 @@ struct LabKeys {
     #[serde(default)]
     expect_trials: BTreeMap<String, String>,
     #[serde(default)]
+    expect_evidence: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
     server: ServerState,
 }
 
@@ -257,6 +262,8 @@ pub struct LabTarget {
     pub expect: BTreeMap<TestKind, Expected>,
     /// Per test, for targets with several trials.
     pub expect_trials: BTreeMap<TestKind, ExpectedTrials>,
+    /// Per test, pieces of text the verdict's evidence must contain (each in some line).
+    pub expect_evidence: BTreeMap<TestKind, Vec<String>>,
     /// Whether its servers run.
     pub server: ServerState,
 }
@@ -449,56 +456,13 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
         }
         expect_trials.insert(test_kind(test).map_err(whose)?, t);
     }
-    Ok(LabTarget { spec, expect, expect_trials, server: lab.server })
+    let mut expect_evidence = BTreeMap::new();
+    for (test, needles) in lab.expect_evidence {
+        expect_evidence.insert(test_kind(&test).map_err(whose)?, needles);
+    }
+    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, server: lab.server })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const MINIMAL: &str = r#"
-description = "d"
-kind = "censor"
-[[target]]
-name = "a"
-domain = "a.example"
-tests = ["dns", "tls"]
-trials = 2
-expect = { dns = "ok", tls = "blocked tls.reset_after_clienthello | inconclusive residual.suspected" }
-expect_trials = { tls = "1-2/2" }
-"#;
-
-    #[test]
-    fn lab_keys_are_stripped_and_the_rest_is_the_probes_file() {
-        let s = Scenario::parse("m", Path::new("m.toml"), MINIMAL).expect("valid");
-        assert!(!s.targets_toml.contains("expect"));
-        let t = &s.targets[0];
-        assert_eq!(t.spec.trials, 2);
-        assert_eq!(t.expect[&TestKind::Tls].0.len(), 2);
-        assert_eq!(t.expect_trials[&TestKind::Tls].label(), "1-2/2");
-        assert_eq!(s.records()["a.example"], addr::SERVER);
-    }
-
-    #[test]
-    fn typos_and_gaps_are_refused() {
-        for (bad, why) in [
-            (MINIMAL.replace("kind =", "kinds ="), "unknown field"),
-            (MINIMAL.replace("domain =", "domian ="), "domian"),
-            (MINIMAL.replace("reset_after_clienthello", "reset"), "unknown mechanism"),
-            (MINIMAL.replace("dns = \"ok\", ", ""), "exactly its tests"),
-            (MINIMAL.replace("1-2/2", "1/3"), "trials = 2"),
-            (MINIMAL.replace("censor\"", "benign\""), "benign scenario"),
-        ] {
-            let err = Scenario::parse("m", Path::new("m.toml"), &bad).expect_err(why);
-            assert!(err.contains(why), "{err} should mention {why}");
-        }
-    }
-
-    #[test]
-    fn the_shipped_scenarios_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("lab/scenarios");
-        let all = Scenario::load_dir(&dir).expect("every scenario file is valid");
-        assert!(all.iter().filter(|s| s.kind == Kind::Censor).count() >= 15);
-        assert!(all.iter().filter(|s| s.kind == Kind::Benign).count() >= 6);
-    }
-}
+#[path = "scenario_tests.rs"]
+mod tests;

@@ -63,6 +63,9 @@ impl World {
         for command in &scenario.internet.ip {
             ip(&topo.internet, command)?;
         }
+        if let Some(script) = &scenario.internet.nft {
+            run_with_input(&topo.internet, "nft", &["-f"], script).context("loading the internet's nft script")?;
+        }
         let mut servers = vec![
             (dnsmasq(scenario, &topo.internet, addr::HELPER_RESOLVER, false)?, "started, version"),
             (dnsmasq(scenario, &topo.internet, addr::PROBE_RESOLVER, true)?, "started, version"),
