@@ -102,7 +102,8 @@ pub struct RunArgs {
     /// Milliseconds to keep listening after the first DNS reply.
     #[arg(long, default_value_t = DEFAULT_DNS_LINGER_MS)]
     pub dns_linger_ms: u64,
-    /// Directory for the spool of unsent measurements.
+    /// Directory for the spool of unsent measurements and the probe key (probe.key, made on first
+    /// delivery).
     #[arg(long, env = "VANTAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// This network's country (ISO 3166-1 alpha-2); ZZ if unknown.
@@ -125,7 +126,7 @@ pub struct FlushArgs {
     /// Collector base URL.
     #[arg(long, env = "VANTAGE_COLLECTOR")]
     pub collector: String,
-    /// Directory of the spool.
+    /// Directory of the spool and the probe key.
     #[arg(long, env = "VANTAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Extra trust anchors (PEM) for the collector's certificate.
