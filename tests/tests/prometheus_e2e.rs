@@ -462,7 +462,7 @@ async fn check_correlated_blocking_alert(prometheus: &Prometheus, collector: &Co
     }
     let notes = &alert["annotations"];
     assert_eq!(notes["summary"].as_str(), Some("news (tls) is blocked in XA: 3 probes agree"), "{alert:#}");
-    assert!(notes["description"].as_str().is_some_and(|d| d.starts_with("3 distinct probes in XA (2 networks)")), "{alert:#}");
+    assert!(notes["description"].as_str().is_some_and(|d| d.starts_with("3 distinct probes in XA, in 2 of the 3 networks that measured it,")), "{alert:#}");
 
     // The link leads to the evidence: the six blocked measurements (three probes, two rounds).
     let link = notes["raw_measurements"].as_str().expect("raw_measurements");
