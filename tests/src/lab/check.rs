@@ -40,6 +40,8 @@ pub struct Row {
     pub trials: Option<(u32, u32)>,
     /// What the file expects of the trial counts.
     pub expected_trials: Option<ExpectedTrials>,
+    /// Trials the target asked for (tcp, tls and quic repeat; dns does not).
+    pub trials_run: u32,
     /// Text the evidence must contain.
     pub expected_evidence: Vec<String>,
     /// The verdict's evidence, for reports of a miss.
@@ -51,6 +53,8 @@ impl Row {
     pub fn passed(&self) -> bool {
         let verdict_ok = self.got.as_ref().is_some_and(|g| self.expected.accepts(g));
         let trials_ok = match self.expected_trials {
+            // Repeated trials must be reported, even when the file names no count.
+            None if self.trials_run > 1 => self.trials.is_some_and(|(_, t)| t == self.trials_run),
             None => true,
             Some(e) => self.trials.is_some_and(|(b, t)| t == e.total && (e.min_blocked..=e.max_blocked).contains(&b)),
         };
@@ -165,6 +169,11 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
             report.problems.push(format!("measurement {id} ({} {}) is not in the collector's API", m["target"]["name"], m["test"]));
         }
     }
+    for row in &report.rows {
+        if let Some(problem) = metric_problem(&metrics, row) {
+            report.problems.push(problem);
+        }
+    }
     world.collector.stop();
     if keep {
         std::fs::write(world.dir().join("probe.ndjson"), stdout.join("\n"))?;
@@ -211,12 +220,31 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
                 got,
                 trials,
                 expected_trials: t.expect_trials.get(test).copied(),
+                trials_run: if *test == TestKind::Dns { 1 } else { t.spec.trials },
                 expected_evidence: t.expect_evidence.get(test).cloned().unwrap_or_default(),
                 evidence,
             });
         }
     }
     rows
+}
+
+/// Whether `/metrics` counts the row's verdict: `vantage_measurements_total` with the target,
+/// test, verdict and mechanism labels (the scenario's targets are the published list).
+fn metric_problem(metrics: &str, row: &Row) -> Option<String> {
+    let got = row.got.as_ref()?;
+    let mechanism = got.mechanism.map(Mechanism::as_str).unwrap_or("none");
+    let labels = [
+        format!("target=\"{}\"", row.target),
+        format!("test=\"{}\"", row.test.as_str()),
+        format!("verdict=\"{}\"", got.status.as_str()),
+        format!("mechanism=\"{mechanism}\""),
+    ];
+    let counted = metrics.lines().filter(|l| l.starts_with("vantage_measurements_total{")).any(|l| {
+        labels.iter().all(|label| l.contains(label.as_str()))
+            && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 1.0)
+    });
+    (!counted).then(|| format!("/metrics has no vantage_measurements_total series for {} {} {}", row.target, row.test.as_str(), got.label()))
 }
 
 /// The collector's store, as text (SQLite keeps text columns as UTF-8 bytes).
@@ -354,6 +382,26 @@ pub fn run_all(scenarios: &[Scenario], jobs: usize, keep: bool) -> Vec<Report> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_verdict_must_be_counted_in_the_metrics() {
+        let row = Row {
+            scenario: "s".into(),
+            target: "blocked".into(),
+            test: TestKind::Tls,
+            expected: Expected(Vec::new()),
+            got: Some(Outcome { status: Status::Blocked, mechanism: Some(Mechanism::TlsTimeoutSni) }),
+            trials: None,
+            expected_trials: None,
+            trials_run: 1,
+            expected_evidence: Vec::new(),
+            evidence: Vec::new(),
+        };
+        let counted = r#"vantage_measurements_total{country="ZZ",mechanism="tls.timeout_sni",target="blocked",test="tls",verdict="blocked"} 1"#;
+        assert_eq!(metric_problem(counted, &row), None);
+        assert!(metric_problem(&counted.replace("} 1", "} 0"), &row).is_some());
+        assert!(metric_problem(&counted.replace("tls.timeout_sni", "none"), &row).is_some());
+    }
 
     #[test]
     fn only_whole_addresses_are_found() {
