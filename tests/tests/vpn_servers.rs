@@ -45,11 +45,24 @@ struct Lab {
     procs: BTreeMap<&'static str, Child>,
 }
 
+/// SIGTERM first, so charon removes its global pid file and wireguard-go its UAPI socket;
+/// SIGKILL after a second.
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    for _ in 0..20 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 impl Drop for Lab {
     fn drop(&mut self) {
         for child in self.procs.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(child);
         }
         for ns in ["p", "c", "s", "e", "h"] {
             let _ = Command::new("ip").args(["netns", "del", &self.ns(ns)]).status();
@@ -99,8 +112,7 @@ impl Lab {
     /// Stop one program this test started.
     fn stop(&mut self, name: &str) {
         if let Some(mut child) = self.procs.remove(name) {
-            let _ = child.kill();
-            let _ = child.wait();
+            terminate(&mut child);
         }
     }
 
