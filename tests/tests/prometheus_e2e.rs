@@ -312,6 +312,11 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
         query(&prometheus, "max(vantage_target_probes{country=\"XA\",target=\"news\",test=\"tls\",verdict=\"blocked\"}) == 3").await.is_ok_and(|r| !r.is_empty())
     })
     .await;
+    // The active-probe count can trail the per-target counts by a refresh or two.
+    poll("active probes, recorded", || async {
+        query(&prometheus, "sum(country:vantage_probes_active:max) == 9").await.is_ok_and(|r| !r.is_empty())
+    })
+    .await;
     poll("recording rules", || async {
         query(&prometheus, "country_target_test:vantage_measurements_blocked_per_measurements:ratio_rate1h{country=\"XA\",target=\"news\",test=\"tls\"} > 0").await.is_ok_and(|r| !r.is_empty())
     })
