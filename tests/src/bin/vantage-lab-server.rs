@@ -15,7 +15,9 @@ use anyhow::Context;
 use clap::Parser;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use vantage_tests::pki::{TestCa, server_config};
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use vantage_tests::pki::{AnySni, TestCa, server_config};
 
 /// What a client gets after the handshake: enough to tell a freeze at 16 KB from a full read.
 const BODY_BYTES: usize = 64 * 1024;
@@ -32,6 +34,10 @@ struct Args {
     /// Serve TLS (any SNI, then 64 KiB of data) on this address. Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     tls: Vec<SocketAddr>,
+    /// Serve TLS for one name only on this address (`IP:PORT/NAME`): other SNIs get an alert,
+    /// as servers that refuse unknown names do. Repeatable.
+    #[arg(long, value_name = "IP:PORT/NAME", value_parser = parse_strict)]
+    tls_strict: Vec<(SocketAddr, String)>,
     /// Serve QUIC (ALPN h3, any SNI) on this address. Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     quic: Vec<SocketAddr>,
@@ -51,6 +57,16 @@ async fn main() -> anyhow::Result<()> {
         let config = server_config(ca.clone(), &[b"http/1.1", b"h2"])?;
         tasks.spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
     }
+    for (addr, name) in &args.tls_strict {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding TLS on {addr}"))?;
+        let resolver = Arc::new(OnlyName { any: AnySni::new(ca.clone()), name: name.to_ascii_lowercase() });
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
+        tasks.spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
+    }
     for addr in &args.quic {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(ca.clone(), &[b"h3"])?)?;
         let endpoint = quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(crypto)), *addr)
@@ -67,6 +83,25 @@ async fn main() -> anyhow::Result<()> {
         std::future::pending::<()>().await;
     }
     Ok(())
+}
+
+/// Certificates for one name; no certificate (so a handshake failure alert) for any other.
+#[derive(Debug)]
+struct OnlyName {
+    any: AnySni,
+    name: String,
+}
+
+impl ResolvesServerCert for OnlyName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let asked = hello.server_name()?.to_ascii_lowercase();
+        if asked == self.name { self.any.resolve(hello) } else { None }
+    }
+}
+
+fn parse_strict(text: &str) -> Result<(SocketAddr, String), String> {
+    let (addr, name) = text.split_once('/').ok_or("expected IP:PORT/NAME")?;
+    Ok((addr.parse().map_err(|e| format!("{addr}: {e}"))?, name.to_string()))
 }
 
 async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) {

@@ -242,13 +242,16 @@ struct LabKeys {
     server: ServerState,
 }
 
-/// Whether the target's servers run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+/// Whether the target's servers run, and how.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServerState {
-    /// Listening on every port the target's tests use.
+    /// Listening on every port the target's tests use, any SNI.
     #[default]
     Up,
+    /// TLS answers only the target's own name; any other SNI gets an alert (servers that
+    /// refuse unknown names are common, and must not make the control look censored).
+    Strict,
     /// Stopped: nothing listens (for everyone).
     Down,
 }
@@ -351,17 +354,16 @@ impl Scenario {
 
     /// Rules that span targets.
     fn check(&self) -> Result<(), String> {
-        let mut up = BTreeSet::new();
-        let mut down = BTreeSet::new();
+        let mut states: BTreeMap<(Service, Ipv4Addr, u16), ServerState> = BTreeMap::new();
         for t in &self.targets {
             for e in self.endpoints(t) {
-                if t.server == ServerState::Up { up.insert(e) } else { down.insert(e) };
+                if let Some(other) = states.insert(e, t.server).filter(|s| *s != t.server) {
+                    return Err(format!("{e:?} is both {other:?} and {:?}", t.server));
+                }
             }
         }
-        if let Some(both) = up.intersection(&down).next() {
-            return Err(format!("{both:?} is both up and down"));
-        }
-        if let Some((_, a, _)) = up.iter().find(|(_, a, _)| !addr::INTERNET_HOSTS.contains(a)) {
+        let serving = states.iter().filter(|(_, s)| **s != ServerState::Down).map(|(e, _)| e);
+        if let Some((_, a, _)) = serving.clone().find(|(_, a, _)| !addr::INTERNET_HOSTS.contains(a)) {
             return Err(format!("no lab host has {a}, so nothing can serve there: use a server address or `server = \"down\"`"));
         }
         if self.kind == Kind::Benign {

@@ -222,20 +222,21 @@ fn dnsmasq(scenario: &Scenario, ns: &str, listen: std::net::Ipv4Addr, for_probe:
 
 /// `vantage-lab-server` listening on every endpoint a running target needs.
 fn lab_server(scenario: &Scenario, ns: &str, dir: &Path) -> anyhow::Result<Daemon> {
-    let endpoints: BTreeSet<_> = scenario
-        .targets
-        .iter()
-        .filter(|t| t.server == ServerState::Up)
-        .flat_map(|t| scenario.endpoints(t))
-        .collect();
+    let mut endpoints = BTreeSet::new();
+    for t in scenario.targets.iter().filter(|t| t.server != ServerState::Down) {
+        for (service, a, port) in scenario.endpoints(t) {
+            let arg = match (service, t.server) {
+                (Service::Tls, ServerState::Strict) => ("--tls-strict", format!("{a}:{port}/{}", t.spec.domain)),
+                (Service::Tls, _) => ("--tls", format!("{a}:{port}")),
+                (Service::Quic, _) => ("--quic", format!("{a}:{port}")),
+                (Service::Echo, _) => ("--echo", format!("{a}:{port}")),
+            };
+            endpoints.insert(arg);
+        }
+    }
     let mut args = vec!["--ca-dir".to_string(), dir.display().to_string()];
-    for (service, a, port) in endpoints {
-        let flag = match service {
-            Service::Tls => "--tls",
-            Service::Quic => "--quic",
-            Service::Echo => "--echo",
-        };
-        args.extend([flag.to_string(), format!("{a}:{port}")]);
+    for (flag, value) in endpoints {
+        args.extend([flag.to_string(), value]);
     }
     Daemon::spawn("vantage-lab-server", ns, &bin("vantage-lab-server")?.display().to_string(), &args, &[])
 }
