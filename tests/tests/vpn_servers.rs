@@ -14,7 +14,7 @@
 //! of their ports. Needs root (CI is root) and the packages of `tests/install-deps.sh`; it fails
 //! loudly without them, never skips. Scenarios, one probe run each: clean; censor rules (UDP port
 //! drop, TCP port reset, OpenVPN opcode drop, WireGuard initiation drop, IKE ports dropped, Tor
-//! port reset); data killed after N packets; servers stopped.
+//! port reset); data killed after N packets; a lossy path; servers stopped.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -493,7 +493,22 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     let stalled = probe(&lab, &url, &targets_file, "stalled")?;
     wrong.extend(check(&stalled, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]));
 
-    // 4. Servers stopped (benign): down, never blocked.
+    // 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
+    //    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
+    nft(&lab, &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"])?;
+    let lossy = probe(&lab, &url, &targets_file, "lossy")?;
+    let counter = lab.exec("c", &["nft", "list", "chain", "inet", "vpncensor", "forward"])?;
+    eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
+    wrong.extend(check(&lossy, &[
+        ("openvpn-udp-plain", Status::Ok, None),
+        ("openvpn-udp-tls-auth", Status::Ok, None),
+        ("openvpn-udp-tls-crypt", Status::Ok, None),
+        ("wireguard", Status::Ok, None),
+        ("ikev2-500", Status::Ok, None),
+        ("ikev2-4500", Status::Ok, None),
+    ]));
+
+    // 5. Servers stopped (benign): down, never blocked.
     nft(&lab, &[])?;
     for name in ["ovpn-udp-plain", "ovpn-tcp-crypt", "wireguard-go", "charon", "tor"] {
         lab.stop(name);
