@@ -7,9 +7,10 @@
 //!   fixed order (tcp before tls, then by target name), never concurrently;
 //! - inside a measurement the control runs first, on its own port when the target has one
 //!   (`control_port`), so the target's trigger can't reach it;
-//! - once a test of an endpoint came out `blocked`, a later `blocked` on the same endpoint in the
-//!   same run is reported as `inconclusive` / `residual.suspected`: the earlier trigger alone
-//!   explains it.
+//! - once a test of an endpoint came out `blocked` by what it sent (an SNI, content: see
+//!   `triggers_residual`), a later `blocked` on the same endpoint in the same run is reported as
+//!   `inconclusive` / `residual.suspected`: the earlier trigger alone explains it. IP blocks
+//!   don't taint: a bare SYN triggers no content censor.
 //!
 //! Endpoints are visited in shuffled order so that order effects average out across runs.
 //! Concurrency is bounded: a volunteer's uplink and the censor's flow tables are not ours to flood.
@@ -74,7 +75,7 @@ async fn run_group(cfg: Arc<MeasureConfig>, group: Vec<Job>, tx: tokio::sync::mp
     for job in group {
         let mut m = measure(&cfg, &job.target, job.test).await;
         guard_residual(&mut m.verdict, earlier_block.as_deref());
-        if m.verdict.status == Status::Blocked && earlier_block.is_none() {
+        if m.verdict.status == Status::Blocked && earlier_block.is_none() && triggers_residual(m.verdict.mechanism) {
             earlier_block = Some(format!("{} {}", job.target.name, job.test.as_str()));
         }
         let _ = tx.send(m);
@@ -103,6 +104,22 @@ fn by_endpoint(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     }
     groups.shuffle(&mut rand::rng());
     groups
+}
+
+/// Only blocks triggered by what a flow *said* (a name, content) start a residual penalty; a bare
+/// SYN or datagram to a blocked address can't, so IP blocks don't taint the endpoint.
+fn triggers_residual(mechanism: Option<Mechanism>) -> bool {
+    matches!(
+        mechanism,
+        Some(
+            Mechanism::TlsResetAfterClientHello
+                | Mechanism::TlsTimeoutSni
+                | Mechanism::TlsEofAfterClientHello
+                | Mechanism::TlsAlertSni
+                | Mechanism::TlsDataStall
+                | Mechanism::QuicSniBlocked
+        )
+    )
 }
 
 /// A `blocked` after an earlier `blocked` on the same endpoint may be the censor's residual
@@ -153,6 +170,14 @@ mod tests {
         let tcp = groups.iter().find(|g| g.len() == 4).expect("the tcp group");
         let order: Vec<(TestKind, &str)> = tcp.iter().map(|j| (j.test, j.target.name.as_str())).collect();
         assert_eq!(order, [(TestKind::Tcp, "a"), (TestKind::Tcp, "b"), (TestKind::Tls, "a"), (TestKind::Tls, "b")]);
+    }
+
+    #[test]
+    fn only_content_triggered_blocks_start_a_penalty() {
+        assert!(triggers_residual(Some(Mechanism::TlsResetAfterClientHello)));
+        assert!(triggers_residual(Some(Mechanism::QuicSniBlocked)));
+        assert!(!triggers_residual(Some(Mechanism::TcpTimeout)));
+        assert!(!triggers_residual(Some(Mechanism::UdpBlocked)));
     }
 
     #[test]

@@ -43,8 +43,19 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
     if total > 1 {
         verdict.evidence.push(format!("blocked in {blocked} of {total} trials"));
         verdict.trials = Some(Trials { blocked, total });
+        // One lone timeout among several trials is what packet loss looks like; a censor that
+        // drops does so again. Resets and forged certificates are not loss, so one suffices.
+        if blocked == 1 && verdict.mechanism.is_some_and(is_silence) {
+            verdict.status = Status::Inconclusive;
+            verdict.evidence.push("a single timeout in several trials can be packet loss".into());
+        }
     }
     verdict
+}
+
+/// Mechanisms whose only evidence is silence.
+fn is_silence(m: Mechanism) -> bool {
+    matches!(m, Mechanism::TcpTimeout | Mechanism::TlsTimeoutSni | Mechanism::QuicSniBlocked | Mechanism::UdpBlocked)
 }
 
 #[cfg(test)]
@@ -64,6 +75,15 @@ mod tests {
         assert_eq!(combined.status, Status::Blocked);
         assert_eq!(combined.trials, Some(Trials { blocked: 1, total: 3 }));
         assert!(combined.evidence.iter().any(|e| e == "blocked in 1 of 3 trials"));
+    }
+
+    #[test]
+    fn one_lone_timeout_among_trials_is_not_enough() {
+        let timeout = Verdict::new(Status::Blocked, Mechanism::TcpTimeout, Vec::new());
+        let lone = combine_trials(vec![Verdict::ok(), timeout.clone(), Verdict::ok()]);
+        assert_eq!((lone.status, lone.mechanism), (Status::Inconclusive, Some(Mechanism::TcpTimeout)));
+        let repeated = combine_trials(vec![timeout.clone(), Verdict::ok(), timeout]);
+        assert_eq!(repeated.status, Status::Blocked);
     }
 
     #[test]

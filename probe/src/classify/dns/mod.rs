@@ -51,19 +51,25 @@ pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
         return verdict(Status::Inconclusive, Some(Mechanism::NetworkOffline), probe.iter().map(Lookup::describe).collect());
     }
 
-    // 2. Anything that answers for a host without DNS is an injector; so is a second opinion.
-    if let Some(evidence) = observations.iter().find_map(blackhole_answer) {
-        return verdict(Status::Blocked, Some(Mechanism::DnsInjected), evidence);
-    }
-    if let Some(evidence) = probe.iter().find_map(injection) {
-        return verdict(Status::Blocked, Some(Mechanism::DnsInjected), evidence);
-    }
-
     let resolving: Vec<&Lookup<'_>> = control.iter().filter(|l| l.resolved()).collect();
     let control_ips: BTreeSet<IpAddr> = resolving.iter().flat_map(|l| l.ips()).collect();
     let control_evidence = || -> Vec<String> {
         if control.is_empty() { vec!["no control lookup".to_string()] } else { control.iter().map(Lookup::describe).collect() }
     };
+
+    // 2. A host without DNS that answers is an interceptor, and its answer a lie unless it matches
+    //    the control (a transparent resolver on the path answers honestly for unlisted names);
+    //    disagreeing replies to one query are a second opinion racing the first. Report both.
+    let injected: Vec<String> = observations
+        .iter()
+        .find_map(|o| blackhole_injection(o, &control_ips, !resolving.is_empty(), bogons))
+        .into_iter()
+        .chain(probe.iter().find_map(injection))
+        .flatten()
+        .collect();
+    if !injected.is_empty() {
+        return verdict(Status::Blocked, Some(Mechanism::DnsInjected), injected);
+    }
 
     // 3. Bogons the control does not also return (a bogon in the control is the name's real answer).
     let probe_bogons: Vec<String> = probe
@@ -243,14 +249,26 @@ fn injection(lookup: &Lookup<'_>) -> Option<Vec<String>> {
 /// The engine name of a query sent to a host that runs no DNS service.
 pub const BLACKHOLE_ENGINE: &str = "blackhole";
 
-/// A reply to the blackhole query, as evidence.
-fn blackhole_answer(o: &Observation) -> Option<Vec<String>> {
+/// A lying reply to the blackhole query, as evidence: a bogon, or no address / other addresses
+/// than the control resolves.
+fn blackhole_injection(
+    o: &Observation,
+    control_ips: &BTreeSet<IpAddr>,
+    control_resolved: bool,
+    bogons: &BogonPolicy,
+) -> Option<Vec<String>> {
     let Some(Detail::Dns(d)) = &o.detail else { return None };
-    if o.vantage != Vantage::Probe || d.engine != BLACKHOLE_ENGINE || d.replies.is_empty() {
+    if o.vantage != Vantage::Probe || d.engine != BLACKHOLE_ENGINE {
         return None;
     }
-    let first = &d.replies[0];
+    let first = d.replies.first()?;
     let answers: BTreeSet<IpAddr> = first.answers.iter().map(|a| a.ip).collect();
+    let lie = answers.iter().any(|ip| bogons.is_bogon(*ip))
+        || answers.is_empty()
+        || (control_resolved && answers.is_disjoint(control_ips));
+    if !lie {
+        return None;
+    }
     Some(vec![format!(
         "{} runs no DNS service, yet {} repl{} came back for {} ({} {}) after {:.1} ms",
         d.resolver.as_deref().unwrap_or("the blackhole"),

@@ -122,6 +122,17 @@ fn cases() -> Vec<Case> {
             evidence_mentions: &["203.0.113.30:53 runs no DNS service", "10.10.34.34"],
         },
         Case {
+            name: "a transparent resolver answers honestly for the blackhole: not injection",
+            observations: vec![
+                udp(vec![reply("NOERROR", REAL, false, 12.0)]),
+                blackhole(vec![reply("NOERROR", REAL, false, 4.0)]),
+                doh(vec![reply("NOERROR", REAL, false, 30.0)]),
+            ],
+            status: Status::Ok,
+            mechanism: None,
+            evidence_mentions: &[],
+        },
+        Case {
             name: "silence from the blackhole is the expected control result",
             observations: vec![
                 udp(vec![reply("NOERROR", REAL, false, 12.0)]),
