@@ -5,8 +5,6 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rustls::client::danger::ServerCertVerifier as _;
-use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
@@ -114,6 +112,8 @@ pub fn server_config(ca: Arc<TestCa>, alpn: &[&[u8]]) -> anyhow::Result<rustls::
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier as _;
+    use rustls::pki_types::pem::PemObject as _;
 
     #[test]
     fn a_saved_ca_signs_the_same_after_loading() -> anyhow::Result<()> {

@@ -390,14 +390,50 @@ fn stage(m: &Measurement) -> Option<VpnStage> {
         .max()
 }
 
-fn check(results: &BTreeMap<String, Measurement>, expected: &[(&str, Status, Option<&str>)]) -> Vec<String> {
+/// Expected against got, per protocol, across every scenario: the confusion matrix.
+#[derive(Default)]
+struct Matrix(BTreeMap<String, BTreeMap<(String, String), usize>>);
+
+impl Matrix {
+    fn count(&mut self, target: &str, expected: String, got: String) {
+        let protocol = target.split('-').next().unwrap_or(target).to_string();
+        *self.0.entry(protocol).or_default().entry((expected, got)).or_default() += 1;
+    }
+
+    fn render(&self) -> String {
+        let mut out = String::new();
+        for (protocol, cells) in &self.0 {
+            out += &format!("{protocol} (expected -> got: count)\n");
+            for ((expected, got), n) in cells {
+                let mark = if expected == got { " " } else { "!" };
+                out += &format!("  {mark} {expected:<40} -> {got:<40} {n}\n");
+            }
+        }
+        out
+    }
+}
+
+fn label(status: Status, mechanism: Option<&str>) -> String {
+    match mechanism {
+        Some(m) => format!("{} {m}", status.as_str()),
+        None => status.as_str().to_string(),
+    }
+}
+
+fn check(
+    results: &BTreeMap<String, Measurement>,
+    matrix: &mut Matrix,
+    expected: &[(&str, Status, Option<&str>)],
+) -> Vec<String> {
     let mut wrong = Vec::new();
     for (name, status, mechanism) in expected {
         let Some(m) = results.get(*name) else {
+            matrix.count(name, label(*status, *mechanism), "no measurement".into());
             wrong.push(format!("{name}: no measurement"));
             continue;
         };
         let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
+        matrix.count(name, label(*status, *mechanism), label(got.0, got.1));
         if got != (*status, *mechanism) {
             wrong.push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
         }
@@ -442,6 +478,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     // 1. Clean network: every test ok, at the furthest stage it has.
     let clean = probe(&lab, &url, &targets_file, "clean")?;
     let mut wrong = Vec::new();
+    let mut matrix = Matrix::default();
     for (name, want) in [
         ("openvpn-udp-plain", VpnStage::Handshake),
         ("openvpn-tcp-plain", VpnStage::Handshake),
@@ -455,8 +492,13 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         ("tor", VpnStage::Data),
     ] {
         match clean.get(name) {
-            Some(m) if m.verdict.status == Status::Ok && stage(m) == Some(want) => {}
-            Some(m) => wrong.push(format!("clean {name}: {:?} stage {:?}, {:?}", m.verdict.status, stage(m), m.verdict.evidence)),
+            Some(m) if m.verdict.status == Status::Ok && stage(m) == Some(want) => {
+                matrix.count(name, "ok".into(), "ok".into());
+            }
+            Some(m) => {
+                matrix.count(name, "ok".into(), label(m.verdict.status, m.verdict.mechanism.map(|x| x.as_str())));
+                wrong.push(format!("clean {name}: {:?} stage {:?}, {:?}", m.verdict.status, stage(m), m.verdict.evidence));
+            }
             None => wrong.push(format!("clean {name}: no measurement")),
         }
     }
@@ -475,7 +517,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         "tcp dport 9001 reject with tcp reset",
     ])?;
     let censored = probe(&lab, &url, &targets_file, "censored")?;
-    wrong.extend(check(&censored, &[
+    wrong.extend(check(&censored, &mut matrix, &[
         ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
         ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
         ("openvpn-udp-tls-crypt", Status::Blocked, Some("vpn.fingerprint_blocked")),
@@ -491,7 +533,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     // 3. Handshake allowed, then the flow killed after 3 packets from the probe.
     nft(&lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
     let stalled = probe(&lab, &url, &targets_file, "stalled")?;
-    wrong.extend(check(&stalled, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]));
+    wrong.extend(check(&stalled, &mut matrix, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]));
 
     // 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
     //    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
@@ -499,7 +541,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     let lossy = probe(&lab, &url, &targets_file, "lossy")?;
     let counter = lab.exec("c", &["nft", "list", "chain", "inet", "vpncensor", "forward"])?;
     eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
-    wrong.extend(check(&lossy, &[
+    wrong.extend(check(&lossy, &mut matrix, &[
         ("openvpn-udp-plain", Status::Ok, None),
         ("openvpn-udp-tls-auth", Status::Ok, None),
         ("openvpn-udp-tls-crypt", Status::Ok, None),
@@ -514,7 +556,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         lab.stop(name);
     }
     let stopped = probe(&lab, &url, &targets_file, "stopped")?;
-    wrong.extend(check(&stopped, &[
+    wrong.extend(check(&stopped, &mut matrix, &[
         ("openvpn-udp-plain", Status::Down, Some("control.failed")),
         ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
         ("wireguard", Status::Down, Some("control.failed")),
@@ -532,6 +574,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         }
         assert!(!line.contains("OpenVPN Static key"), "{} leaks the static key", m.target.name);
     }
-    assert!(wrong.is_empty(), "{} scenario(s) wrong:\n{}", wrong.len(), wrong.join("\n"));
+    println!("{}", matrix.render());
+    assert!(wrong.is_empty(), "{} scenario(s) wrong:\n{}\n{}", wrong.len(), wrong.join("\n"), matrix.render());
     Ok(())
 }
