@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use rustls::pki_types::ServerName;
 use rustls::{AlertDescription, ClientConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 use vantage_measurement::{CodeSpace, DataDetail, Detail, Failure, Observation, Operation, RawCode, Role, TlsDetail};
 
 use super::verify::{CertRecord, TrustAnchors};
@@ -50,27 +52,10 @@ pub async fn handshake(
     let (connect_obs, stream) = tcp::connect(ctx, role, addr).await;
     let Some(stream) = stream else { return vec![connect_obs] };
     let step = ctx.step(Operation::TlsHandshake, role).peer(addr).sni(sni);
-
-    let prepared = client_config(anchors, TCP_ALPN).and_then(|(config, record)| {
-        let name = ServerName::try_from(sni.to_string())
-            .map_err(|_| (Failure::SslInvalidHostname, RawCode::named(CodeSpace::TlsError, None, "InvalidServerName")))?;
-        Ok((config, record, name))
-    });
-    let (config, record, name) = match prepared {
-        Ok(p) => p,
-        Err(failure) => return vec![connect_obs, step.finish(Err(failure), None)],
-    };
-
-    let connector = TlsConnector::from(Arc::new(config));
-    let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
-    let mut detail = cert_detail(&record);
+    let (outcome, detail) = handshake_on(ctx, stream, sni, anchors, TCP_ALPN).await;
     let mut data_obs = None;
     let outcome = match outcome {
         Ok(mut tls) => {
-            let (_, conn) = tls.get_ref();
-            detail.version = conn.protocol_version().map(|v| format!("{v:?}"));
-            detail.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
-            detail.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
             if data == DataPhase::Fetch {
                 data_obs = Some(fetch(ctx, role, addr, sni, &mut tls).await);
             }
@@ -83,6 +68,37 @@ pub async fn handshake(
     let mut observations = vec![connect_obs, step.finish(outcome, Some(Detail::Tls(detail)))];
     observations.extend(data_obs);
     observations
+}
+
+/// A TLS handshake with `sni` on a connected stream, recording the certificate whatever its
+/// trust, and version, ALPN and cipher suite when the handshake completes. Shared by the TLS
+/// test and the Tor OR-port test.
+pub(crate) async fn handshake_on(
+    ctx: &StepContext,
+    stream: TcpStream,
+    sni: &str,
+    anchors: &TrustAnchors,
+    alpn: &[&[u8]],
+) -> (Result<TlsStream<TcpStream>, (Failure, RawCode)>, TlsDetail) {
+    let prepared = client_config(anchors, alpn).and_then(|(config, record)| {
+        let name = ServerName::try_from(sni.to_string())
+            .map_err(|_| (Failure::SslInvalidHostname, RawCode::named(CodeSpace::TlsError, None, "InvalidServerName")))?;
+        Ok((config, record, name))
+    });
+    let (config, record, name) = match prepared {
+        Ok(p) => p,
+        Err(failure) => return (Err(failure), TlsDetail::default()),
+    };
+    let connector = TlsConnector::from(Arc::new(config));
+    let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
+    let mut detail = cert_detail(&record);
+    if let Ok(tls) = &outcome {
+        let (_, conn) = tls.get_ref();
+        detail.version = conn.protocol_version().map(|v| format!("{v:?}"));
+        detail.alpn = conn.alpn_protocol().map(|p| String::from_utf8_lossy(p).into_owned());
+        detail.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
+    }
+    (outcome, detail)
 }
 
 /// The data phase: one `GET /`, then read until EOF, [`DATA_LIMIT`] bytes, or the timeout.

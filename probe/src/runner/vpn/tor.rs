@@ -6,16 +6,13 @@
 //! (with the certificate detail), `data` (the VERSIONS exchange, `stage_reached: data`).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 
-use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::TlsConnector;
-use vantage_measurement::{CodeSpace, Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnStage};
+use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnStage};
 
 use super::codec::tor as codec;
 use super::{random_bytes, rejected};
-use crate::runner::tls::{cert_detail, client_config, handshake_io_failure};
+use crate::runner::tls::{handshake_io_failure, handshake_on};
 use crate::runner::verify::TrustAnchors;
 use crate::runner::{StepContext, io_failure, tcp};
 
@@ -25,23 +22,11 @@ pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<O
     let Some(stream) = stream else { return vec![connect_obs] };
     let sni = random_sni();
     let step = ctx.step(Operation::TlsHandshake, role).peer(addr).sni(&sni);
-    let prepared = client_config(&TrustAnchors::empty(), &[]).and_then(|(config, record)| {
-        let name = ServerName::try_from(sni.clone())
-            .map_err(|_| (Failure::UnknownFailure, RawCode::named(CodeSpace::TlsError, None, "InvalidServerName")))?;
-        Ok((config, record, name))
-    });
-    let (config, record, name) = match prepared {
-        Ok(p) => p,
-        Err(failure) => return vec![connect_obs, step.finish(Err(failure), None)],
-    };
-    let connector = TlsConnector::from(Arc::new(config));
-    let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
-    let mut tls_detail = cert_detail(&record);
+    let (outcome, tls_detail) = handshake_on(ctx, stream, &sni, &TrustAnchors::empty(), &[]).await;
     let mut tls = match outcome {
         Ok(tls) => tls,
         Err(failure) => return vec![connect_obs, step.finish(Err(failure), Some(Detail::Tls(tls_detail)))],
     };
-    tls_detail.version = tls.get_ref().1.protocol_version().map(|v| format!("{v:?}"));
     let tls_obs = step.finish(Ok(()), Some(Detail::Tls(tls_detail)));
 
     let link = ctx.step(Operation::Data, role).peer(addr);
