@@ -5,21 +5,11 @@ use std::collections::HashSet;
 
 use chrono::Duration;
 
-use crate::support::{Collector, measurement_of, probe_key, sample, series, series_count};
-
-/// A collector whose published target list names `wikipedia` only.
-async fn with_wikipedia() -> Collector {
-    Collector::start_with(|config, dir| {
-        let list = dir.join("targets.toml");
-        std::fs::write(&list, "[[target]]\nname = \"wikipedia\"\ndomain = \"wikipedia.org\"\n").expect("write list");
-        config.targets_file = Some(list);
-    })
-    .await
-}
+use crate::support::{Collector, with_wikipedia_published, measurement_of, probe_key, sample, series, series_count};
 
 #[tokio::test]
 async fn each_probe_counts_once_with_its_latest_verdict() {
-    let collector = with_wikipedia().await;
+    let collector = with_wikipedia_published().await;
     let blocked = |asn| measurement_of("DE", asn, "wikipedia", true);
     let ok = |asn| measurement_of("DE", asn, "wikipedia", false);
     // Probe 1 measures three times: still one probe.
@@ -66,7 +56,7 @@ async fn an_asn_gets_its_label_once_k_probes_reported_it() {
 
 #[tokio::test]
 async fn a_flood_of_random_targets_and_asns_from_one_probe_adds_no_series() {
-    let collector = with_wikipedia().await;
+    let collector = with_wikipedia_published().await;
     let key = probe_key(7);
     collector.ingest_signed(&key, &[measurement_of("ZZ", 1, "first-name", true)]).await;
     let before = collector.next_fleet_refresh().await;
@@ -138,7 +128,7 @@ async fn measurements_older_than_the_window_say_nothing_about_now() {
 
 #[tokio::test]
 async fn every_family_has_help_and_a_type() {
-    let collector = with_wikipedia().await;
+    let collector = with_wikipedia_published().await;
     collector.ingest(&[measurement_of("FR", 5, "wikipedia", false)]).await;
     collector.ingest_signed(&probe_key(1), &[measurement_of("DE", 1, "wikipedia", true)]).await;
     let text = collector.next_fleet_refresh().await;

@@ -5,21 +5,11 @@ use std::process::{Command, Stdio};
 
 use vantage_measurement::{Mechanism, Status, TestKind};
 
-use crate::support::{Collector, measurement, measurement_of, probe_key, sample, series};
-
-/// A collector whose published target list names `wikipedia` only.
-async fn with_published_targets() -> Collector {
-    Collector::start_with(|config, dir| {
-        let list = dir.join("targets.toml");
-        std::fs::write(&list, "[[target]]\nname = \"wikipedia\"\ndomain = \"wikipedia.org\"\n").expect("write list");
-        config.targets_file = Some(list);
-    })
-    .await
-}
+use crate::support::{Collector, with_wikipedia_published, measurement, measurement_of, probe_key, sample, series};
 
 #[tokio::test]
 async fn ingested_measurements_are_counted_with_bounded_labels() {
-    let collector = with_published_targets().await;
+    let collector = with_wikipedia_published().await;
     let mut published = measurement();
     published.probe.cc = "DE".into();
     published.probe.asn = 3320;
@@ -63,7 +53,7 @@ async fn ingested_measurements_are_counted_with_bounded_labels() {
 
 #[tokio::test]
 async fn a_flood_of_unpublished_target_names_adds_no_series() {
-    let collector = with_published_targets().await;
+    let collector = with_wikipedia_published().await;
     collector.ingest(&[measurement()]).await;
     let before = series(&collector.metrics().await, "vantage_measurements_total").len();
 

@@ -276,3 +276,13 @@ pub fn noise(len: usize) -> Vec<u8> {
         })
         .collect()
 }
+
+/// A collector whose published target list names `wikipedia` only.
+pub async fn with_wikipedia_published() -> Collector {
+    Collector::start_with(|config, dir| {
+        let list = dir.join("targets.toml");
+        std::fs::write(&list, "[[target]]\nname = \"wikipedia\"\ndomain = \"wikipedia.org\"\n").expect("write list");
+        config.targets_file = Some(list);
+    })
+    .await
+}
