@@ -147,20 +147,18 @@ impl Uploader {
                 return report;
             }
         };
-        // What waits behind each batch, for the collector's backlog histogram. An unreadable
-        // file counts as empty here; flushing it reports the error.
-        let mut pending: usize = files.iter().map(|f| spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).sum();
-        for file in files {
+        // What waits behind each batch, for the collector's backlog histogram, and what is left
+        // when a flush stops early. An unreadable file counts as empty; flushing it says why.
+        let sizes: Vec<usize> = files.iter().map(|f| spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).collect();
+        let mut pending: usize = sizes.iter().sum();
+        for (file, size) in files.iter().zip(sizes) {
             if report.error.is_some() {
-                report.remaining += spool::read_lines(&file).map(|l| l.len()).unwrap_or(0);
+                report.remaining += size;
                 continue;
             }
-            match self.flush_file(spool, &file, &mut pending, &mut report).await {
-                Ok(()) => {}
-                Err((e, unsent)) => {
-                    report.error = Some(e.to_string());
-                    report.remaining += unsent;
-                }
+            if let Err((e, unsent)) = self.flush_file(spool, file, &mut pending, &mut report).await {
+                report.error = Some(e.to_string());
+                report.remaining += unsent;
             }
         }
         report
