@@ -263,7 +263,7 @@ async fn vpn_trial(ctx: &StepContext, test: TestKind, target: &TargetSpec, addr:
             Some((Ok(keys), tunnel)) => obs.extend(vpn::wireguard::handshake(ctx, Role::Target, addr, &keys, tunnel).await),
             _ => tracing::error!("target {}: wireguard parameters missing or invalid", target.name),
         },
-        TestKind::Ikev2 => obs.push(vpn::ikev2::sa_init(ctx, Role::Target, addr).await),
+        TestKind::Ikev2 => obs.extend(vpn::ikev2::sa_init(ctx, Role::Target, addr).await),
         TestKind::Tor => obs.extend(vpn::tor::handshake(ctx, Role::Target, addr).await),
         TestKind::Dns | TestKind::Tcp | TestKind::Tls | TestKind::Quic => {}
     }

@@ -167,7 +167,7 @@ async fn vpn(req: &ControlRequest, ctx: &StepContext) -> Result<Vec<Observation>
             };
             vpn::wireguard::handshake(ctx, Role::Target, addr, &keys, None).await
         }
-        TestKind::Ikev2 => vec![vpn::ikev2::sa_init(ctx, Role::Target, addr).await],
+        TestKind::Ikev2 => vpn::ikev2::sa_init(ctx, Role::Target, addr).await,
         TestKind::Tor => vpn::tor::handshake(ctx, Role::Target, addr).await,
         TestKind::Dns | TestKind::Tcp | TestKind::Tls | TestKind::Quic => Vec::new(),
     })

@@ -7,12 +7,19 @@
 //! responder's half-open SA simply times out.
 //!
 //! Request (RFC 7296 §3): header (28) | SA: one IKE proposal AES-CBC-256 / HMAC-SHA2-256 PRF /
-//! HMAC-SHA2-256-128 / ECP-256 (group 19) | KE (group 19, 64 bytes) | Nonce (32) |
-//! NAT_DETECTION_SOURCE_IP | NAT_DETECTION_DESTINATION_IP. On UDP 4500 every message starts with
-//! the 4-byte non-ESP marker (RFC 3948). Pure: SPI, nonce and key share are arguments.
+//! HMAC-SHA2-256-128 / the key-exchange groups of [`KeGroup::OFFERED`] | KE (one of those groups)
+//! | Nonce (32) | NAT_DETECTION_SOURCE_IP | NAT_DETECTION_DESTINATION_IP. On UDP 4500 every
+//! message starts with the 4-byte non-ESP marker (RFC 3948). Pure: SPI, nonce and key share are
+//! arguments.
+//!
+//! Responders differ in the groups they accept (strongSwan by its plugins and configured
+//! proposals, Windows MODP-2048, most others ECP-256 or Curve25519), so we offer three. A
+//! responder that picks another offered group than our KE's answers INVALID_KE_PAYLOAD with the
+//! group it wants (RFC 7296 §1.2); [`Reply::requested_group`] reads it so the runner can retry.
 
 use std::net::SocketAddr;
 
+use num_bigint::BigUint;
 use sha1::{Digest, Sha1};
 
 /// Exchange type IKE_SA_INIT.
@@ -29,10 +36,81 @@ const NOTIFY: u8 = 41;
 /// Notify types.
 const NAT_DETECTION_SOURCE_IP: u16 = 16388;
 const NAT_DETECTION_DESTINATION_IP: u16 = 16389;
-/// The DH group we offer: 256-bit random ECP.
-pub const GROUP_ECP256: u16 = 19;
-/// Bytes of an ECP-256 public value in a KE payload (x ‖ y).
-pub const ECP256_KE_LEN: usize = 64;
+/// Notify type INVALID_KE_PAYLOAD: its data is the group the responder wants.
+const INVALID_KE_PAYLOAD: u16 = 17;
+
+/// A key-exchange (Diffie-Hellman) group, by its IANA transform id (transform type 4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeGroup {
+    /// Curve25519 (31): the cheapest, and the first choice of current strongSwan and others.
+    Curve25519,
+    /// 256-bit random ECP (19).
+    Ecp256,
+    /// 2048-bit MODP (14): what Windows' built-in client proposes.
+    Modp2048,
+}
+
+impl KeGroup {
+    /// The groups our proposal offers, in our order of preference (the first one's key share goes
+    /// in the first request).
+    pub const OFFERED: [KeGroup; 3] = [KeGroup::Curve25519, KeGroup::Ecp256, KeGroup::Modp2048];
+
+    /// The IANA transform id.
+    pub fn id(self) -> u16 {
+        match self {
+            Self::Curve25519 => 31,
+            Self::Ecp256 => 19,
+            Self::Modp2048 => 14,
+        }
+    }
+
+    /// The offered group with this id.
+    pub fn from_id(id: u16) -> Option<Self> {
+        Self::OFFERED.into_iter().find(|g| g.id() == id)
+    }
+
+    /// Bytes of a public value in a KE payload.
+    pub fn public_len(self) -> usize {
+        match self {
+            Self::Curve25519 => 32,
+            Self::Ecp256 => 64,
+            Self::Modp2048 => 256,
+        }
+    }
+}
+
+/// Our public value for one group.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyShare {
+    /// The group.
+    pub group: KeGroup,
+    /// The public value, [`KeGroup::public_len`] bytes (a real one: responders check it).
+    pub public: Vec<u8>,
+}
+
+/// The RFC 3526 2048-bit MODP prime (group 14), big-endian.
+const MODP2048_PRIME: &str = concat!(
+    "FFFFFFFFFFFFFFFFC90FDAA22168C234C4C6628B80DC1CD129024E088A67CC74020BBEA63B139B22514A08798E3404DD",
+    "EF9519B3CD3A431B302B0A6DF25F14374FE1356D6D51C245E485B576625E7EC6F44C42E9A637ED6B0BFF5CB6F406B7ED",
+    "EE386BFB5A899FA5AE9F24117C4B1FE649286651ECE45B3DC2007CB8A163BF0598DA48361C55D39A69163FA8FD24CF5F",
+    "83655D23DCA3AD961C62F356208552BB9ED529077096966D670C354E4ABC9804F1746C08CA18217C32905E462E36CE3B",
+    "E39E772C180E86039B2783A2EC07A28FB5C55DF06F4C52C9DE2BCBF6955817183995497CEA956AE515D2261898FA0510",
+    "15728E5A8AACAA68FFFFFFFFFFFFFFFF",
+);
+
+fn modp2048_prime() -> Option<BigUint> {
+    BigUint::parse_bytes(MODP2048_PRIME.as_bytes(), 16)
+}
+
+/// The MODP-2048 public value g^x mod p (g = 2) for the secret exponent `x`, left-padded to 256
+/// bytes as RFC 7296 §3.4 requires.
+pub fn modp2048_public(secret: &[u8; 32]) -> Option<Vec<u8>> {
+    let x = BigUint::from_bytes_be(secret);
+    let y = BigUint::from(2u8).modpow(&x, &modp2048_prime()?).to_bytes_be();
+    let mut public = vec![0u8; KeGroup::Modp2048.public_len().checked_sub(y.len())?];
+    public.extend_from_slice(&y);
+    Some(public)
+}
 /// The most payloads we walk in one reply.
 const MAX_PAYLOADS: usize = 32;
 
@@ -108,8 +186,8 @@ pub struct SaInit {
     pub initiator_spi: [u8; 8],
     /// Our nonce (random, 32 bytes).
     pub nonce: [u8; 32],
-    /// Our ECP-256 public value, x ‖ y (a real point: responders check it).
-    pub key_share: [u8; ECP256_KE_LEN],
+    /// Our public value for one of the offered groups.
+    pub key_share: KeyShare,
     /// Our address as the socket sees it (only hashed into NAT_DETECTION_SOURCE_IP, never kept).
     pub source: SocketAddr,
     /// The responder's address.
@@ -122,9 +200,9 @@ pub struct SaInit {
 pub fn sa_init_request(req: &SaInit) -> Vec<u8> {
     let mut payloads = Vec::new();
     payload(&mut payloads, KE, &sa_payload_body());
-    let mut ke = GROUP_ECP256.to_be_bytes().to_vec();
+    let mut ke = req.key_share.group.id().to_be_bytes().to_vec();
     ke.extend_from_slice(&[0, 0]);
-    ke.extend_from_slice(&req.key_share);
+    ke.extend_from_slice(&req.key_share.public);
     payload(&mut payloads, NONCE, &ke);
     payload(&mut payloads, NOTIFY, &req.nonce);
     let zero_spi = [0u8; 8];
@@ -149,10 +227,11 @@ fn payload(out: &mut Vec<u8>, next: u8, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// One proposal (#1, IKE, no SPI) with four transforms.
+/// One proposal (#1, IKE, no SPI): encryption, PRF, integrity, and every offered group.
 fn sa_payload_body() -> Vec<u8> {
     // (type, id, key length attribute)
-    let transforms: [(u8, u16, Option<u16>); 4] = [(1, 12, Some(256)), (2, 5, None), (3, 12, None), (4, GROUP_ECP256, None)];
+    let mut transforms: Vec<(u8, u16, Option<u16>)> = vec![(1, 12, Some(256)), (2, 5, None), (3, 12, None)];
+    transforms.extend(KeGroup::OFFERED.iter().map(|g| (4, g.id(), None)));
     let mut body = Vec::new();
     for (i, (kind, id, key_len)) in transforms.iter().enumerate() {
         let last = i + 1 == transforms.len();
@@ -168,7 +247,8 @@ fn sa_payload_body() -> Vec<u8> {
     }
     let mut proposal = vec![0, 0];
     proposal.extend_from_slice(&u16::try_from(8 + body.len()).unwrap_or(u16::MAX).to_be_bytes());
-    proposal.extend_from_slice(&[1, 1, 0, 4]); // proposal 1, protocol IKE, SPI size 0, 4 transforms
+    let count = u8::try_from(transforms.len()).unwrap_or(u8::MAX);
+    proposal.extend_from_slice(&[1, 1, 0, count]); // proposal 1, protocol IKE, SPI size 0
     proposal.extend_from_slice(&body);
     proposal
 }
@@ -202,6 +282,8 @@ pub struct Reply {
     pub payloads: Vec<u8>,
     /// Notify message types in order.
     pub notifies: Vec<u16>,
+    /// The group named by an INVALID_KE_PAYLOAD notify (any id, offered or not).
+    pub requested_group: Option<u16>,
 }
 
 impl Reply {
@@ -266,7 +348,7 @@ pub fn parse_reply(datagram: &[u8], initiator_spi: &[u8; 8], nat_t: bool) -> Res
     }
     let mut responder_spi = [0u8; 8];
     responder_spi.copy_from_slice(&msg[8..16]);
-    let mut reply = Reply { responder_spi, payloads: Vec::new(), notifies: Vec::new() };
+    let mut reply = Reply { responder_spi, payloads: Vec::new(), notifies: Vec::new(), requested_group: None };
     let (mut next, mut at) = (msg[16], 28);
     while next != 0 {
         let index = reply.payloads.len();
@@ -279,7 +361,13 @@ pub fn parse_reply(datagram: &[u8], initiator_spi: &[u8; 8], nat_t: bool) -> Res
         reply.payloads.push(next);
         if next == NOTIFY {
             let kind = body.get(2..4).ok_or(DecodeError::BadPayload { index })?;
-            reply.notifies.push(u16::from_be_bytes([kind[0], kind[1]]));
+            let kind = u16::from_be_bytes([kind[0], kind[1]]);
+            if kind == INVALID_KE_PAYLOAD {
+                // Protocol id, SPI size, type, SPI, then the 2-byte group.
+                let data = body.get(4 + usize::from(body[1])..).unwrap_or_default();
+                reply.requested_group = data.get(..2).map(|g| u16::from_be_bytes([g[0], g[1]]));
+            }
+            reply.notifies.push(kind);
         }
         next = header[0];
         at += len;

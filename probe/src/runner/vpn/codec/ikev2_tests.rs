@@ -6,7 +6,7 @@ fn request(nat_t: bool) -> Vec<u8> {
     sa_init_request(&SaInit {
         initiator_spi: SPI,
         nonce: [0xab; 32],
-        key_share: [0xcd; ECP256_KE_LEN],
+        key_share: KeyShare { group: KeGroup::Curve25519, public: vec![0xcd; 32] },
         source: "198.51.100.2:40000".parse().expect("addr"),
         destination: "203.0.113.20:500".parse().expect("addr"),
         nat_t,
@@ -21,11 +21,66 @@ fn the_request_is_a_well_formed_ike_sa_init() {
     assert_eq!(msg[16..20], [SA, 0x20, IKE_SA_INIT, FLAG_INITIATOR]);
     let len = u32::from_be_bytes([msg[24], msg[25], msg[26], msg[27]]) as usize;
     assert_eq!(len, msg.len());
-    // 28 header + SA 48 + KE 72 + nonce 36 + two NAT-D notifies of 28.
-    assert_eq!(msg.len(), 28 + 48 + 72 + 36 + 28 + 28);
+    // 28 header + SA 64 + KE 40 + nonce 36 + two NAT-D notifies of 28.
+    assert_eq!(msg.len(), 28 + 64 + 40 + 36 + 28 + 28);
     let nat_t = request(true);
     assert_eq!(nat_t[..4], [0, 0, 0, 0]);
     assert_eq!(nat_t[4..], msg[..]);
+}
+
+/// The proposal offers every group, and the KE payload names the share's group.
+#[test]
+fn the_proposal_offers_every_group_and_the_ke_names_its_own() {
+    let msg = request(false);
+    // SA payload at 28: generic header 4, proposal header 8, then the transforms.
+    assert_eq!(msg[28 + 4 + 7], 6, "three transforms and three groups");
+    let groups: Vec<u16> = (0..3).map(|i| {
+        let at = 28 + 4 + 8 + 12 + 8 + 8 + i * 8;
+        assert_eq!(msg[at + 4], 4, "transform type D-H");
+        u16::from_be_bytes([msg[at + 6], msg[at + 7]])
+    }).collect();
+    assert_eq!(groups, [31, 19, 14]);
+    let ke = 28 + 64;
+    assert_eq!(u16::from_be_bytes([msg[ke + 4], msg[ke + 5]]), 31);
+}
+
+/// A responder that wants another offered group names it in INVALID_KE_PAYLOAD (RFC 7296 §1.2).
+#[test]
+fn invalid_ke_payload_names_the_group_to_retry_with() {
+    // Header (zero responder SPI, as charon sends it), one notify: protocol 0, SPI size 0,
+    // type 17, data = group 19.
+    let reply = unhex(&["56414e54414745320000000000000000292022200000000000000026", "0000000a000000110013"]);
+    let reply = parse_reply(&reply, &CAPTURE_SPI, false).expect("well-formed");
+    assert_eq!(reply.kind(), "notify:INVALID_KE_PAYLOAD");
+    assert_eq!(reply.requested_group, Some(19));
+    assert_eq!(reply.requested_group.and_then(KeGroup::from_id), Some(KeGroup::Ecp256));
+    assert_eq!(KeGroup::from_id(2), None, "a group we never offered is no retry");
+    // A notify too short to hold the group: still a well-formed reply, no group.
+    let short = unhex(&["56414e54414745320000000000000000292022200000000000000024", "0000000800000011"]);
+    assert_eq!(parse_reply(&short, &CAPTURE_SPI, false).expect("well-formed").requested_group, None);
+}
+
+/// The MODP-2048 constant is RFC 3526's prime (a typo would fail Fermat's test) and the public
+/// value is g^x mod p, padded to 256 bytes.
+#[test]
+fn modp2048_shares_are_real_group_elements() {
+    let p = modp2048_prime().expect("prime");
+    assert_eq!(p.bits(), 2048);
+    let one = BigUint::from(1u8);
+    for base in [2u8, 3, 5] {
+        assert_eq!(BigUint::from(base).modpow(&(&p - &one), &p), one, "Fermat base {base}");
+    }
+    let tiny = modp2048_public(&{
+        let mut x = [0u8; 32];
+        x[31] = 10;
+        x
+    })
+    .expect("share");
+    assert_eq!(tiny.len(), 256);
+    assert_eq!(BigUint::from_bytes_be(&tiny), BigUint::from(1024u32), "2^10, left-padded");
+    let big = modp2048_public(&[0xa5; 32]).expect("share");
+    assert_eq!(big.len(), 256);
+    assert!(BigUint::from_bytes_be(&big) < p);
 }
 
 /// Our own request, turned into a response by flipping the flags, walks the same payload chain.
