@@ -114,8 +114,12 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
     }
     assert!(!addresses.is_empty(), "this machine has a non-loopback address to look for");
     for ip in &addresses {
+        // Whole addresses, not substrings: "10.0.0.2" must not match inside "110.0.0.25".
+        let address_char = |c: char| if ip.is_ipv4() { c.is_ascii_digit() || c == '.' } else { c.is_ascii_hexdigit() || c == ':' };
+        let wanted = ip.to_string();
         for (place, text) in &texts {
-            assert!(!text.contains(&ip.to_string()), "{place} contains this machine's address {ip}");
+            let mut words = text.split(|c: char| !address_char(c));
+            assert!(!words.any(|w| w == wanted), "{place} contains this machine's address {ip}");
         }
     }
     // A hostname can be short ("vm"), so look for it as a whole value or word, not a substring.

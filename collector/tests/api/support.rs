@@ -239,6 +239,21 @@ pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64>
     })
 }
 
+/// Every value that `label` takes in any sample of any family: the parsed check for "this never
+/// became a label", where a search of the whole text could also hit a number or a help string.
+pub fn label_values(metrics: &str, label: &str) -> std::collections::BTreeSet<String> {
+    let names: std::collections::BTreeSet<&str> = metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter_map(|line| line.split(['{', ' ']).next())
+        .collect();
+    names
+        .into_iter()
+        .flat_map(|name| series(metrics, name))
+        .flat_map(|(labels, _)| labels.into_iter().filter(|(k, _)| k == label).map(|(_, v)| v))
+        .collect()
+}
+
 /// Every sample of `name` as (labels, value).
 pub fn series(metrics: &str, name: &str) -> Vec<(Vec<(String, String)>, f64)> {
     metrics
