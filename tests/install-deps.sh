@@ -1,59 +1,77 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite needs. Idempotent: does nothing when all are present.
-#   promtool (package prometheus)  checks the collector's /metrics output
-#   ip (iproute2), unshare (util-linux)  network namespaces for the offline and lab tests
-#   prometheus, systemd-analyze (systemd)  the operators' tests: rules, dashboards and units
-#   nft, iptables, tc, sysctl, dnsmasq, curl  the censorship lab
+# Installs every Debian package the test suite needs, by name, every time (apt-get install is
+# idempotent), then checks what no package list can show: plugins, kernel features, privileges.
+# Never guess from `command -v`: a machine that happens to have a program can still lack the
+# plugin or library a test needs. A later feature that needs a package adds it here with its reason.
 set -euo pipefail
 
-need=()
-command -v promtool >/dev/null 2>&1 || need+=(prometheus)
-command -v ip >/dev/null 2>&1 || need+=(iproute2)
-command -v unshare >/dev/null 2>&1 || need+=(util-linux)
-command -v hostname >/dev/null 2>&1 || need+=(hostname)
-# Operators' tests (tests/tests/prometheus_*.rs, deploy_files.rs): a real Prometheus server on
-# loopback runs the dashboards' and rules' PromQL; systemd-analyze verifies the unit files
-# (installing the systemd package adds the tools; it does not replace a running init).
-command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
-command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
-# The censorship lab (tests/tests/lab.rs, vantage-lab): censors and routers in namespaces
-# (nftables; iptables for the string match; tc from iproute2; sysctl from procps), the lab's
-# resolvers (dnsmasq-base: the program without a system service), and curl to ask the
-# collector from inside the helper's namespace.
-command -v nft >/dev/null 2>&1 || need+=(nftables)
-command -v iptables >/dev/null 2>&1 || need+=(iptables)
-command -v tc >/dev/null 2>&1 || need+=(iproute2)
-command -v sysctl >/dev/null 2>&1 || need+=(procps)
-command -v dnsmasq >/dev/null 2>&1 || need+=(dnsmasq-base)
-command -v curl >/dev/null 2>&1 || need+=(curl)
+packages=(
+  # Network namespaces for the offline, lab and VPN tests: ip, tc (iproute2); unshare (util-linux).
+  iproute2 util-linux
+  # The censorship lab's censors and routers: nft, iptables' string match, sysctl (procps).
+  nftables iptables procps
+  # The lab's resolvers: dnsmasq the program, without a system service.
+  dnsmasq-base
+  # Asks the collector from inside the helper's namespace (lab) and the quickstart script.
+  curl
+  # The volunteer-safety test compares the outputs against this machine's own names.
+  hostname
+  # A real Prometheus server and promtool: /metrics lint, rule tests, dashboards' PromQL end to end.
+  prometheus
+  # systemd-analyze verifies the shipped unit files (it does not replace a running init).
+  systemd
+  # VPN endpoints (tests/tests/vpn_servers.rs), real servers in namespaces:
+  openvpn
+  wireguard-go wireguard-tools
+  # strongSwan's IKE daemon and its control tool. charon only *recommends* the standard plugins,
+  # and they carry the openssl plugin: x25519, ECP and MODP groups of the SA_INIT the probe offers.
+  strongswan-charon strongswan-swanctl libstrongswan-standard-plugins
+  # The random-bytes echo beside each VPN endpoint.
+  socat
+  # A real Tor relay's OR port for the Tor test.
+  tor
+  # The status page test renders / in headless Chromium and keeps a screenshot.
+  chromium
+  # Builds libFuzzer's C++ runtime for the fuzz targets (fuzz/, built by tests/run so they can't rot).
+  g++
+)
 
-# VPN endpoints (tests/tests/vpn_servers.rs): real OpenVPN, wireguard-go, strongSwan charon and a
-# Tor relay in namespaces, socat as the random-bytes echo, nft as the censor. Services stay down
-# (policy-rc.d below); the test starts its own.
-command -v openvpn >/dev/null 2>&1 || need+=(openvpn)
-command -v wireguard-go >/dev/null 2>&1 || need+=(wireguard-go)
-command -v wg >/dev/null 2>&1 || need+=(wireguard-tools)
-[ -x /usr/lib/ipsec/charon ] || need+=(strongswan-charon)
-command -v swanctl >/dev/null 2>&1 || need+=(strongswan-swanctl)
-command -v socat >/dev/null 2>&1 || need+=(socat)
-command -v tor >/dev/null 2>&1 || need+=(tor)
-command -v nft >/dev/null 2>&1 || need+=(nftables)
-
-# The collector's status page test (collector/tests/api/status_page.rs) renders / in headless
-# Chromium and keeps a screenshot in target/test-artifacts/.
-command -v chromium >/dev/null 2>&1 || need+=(chromium)
-
-if [ ${#need[@]} -eq 0 ]; then
-  exit 0
-fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "tests/install-deps.sh: missing ${need[*]}; run as root (or: sudo apt-get install ${need[*]})" >&2
+  echo "tests/install-deps.sh: must run as root to install: ${packages[*]}" >&2
+  echo "  (the lab and VPN tests need root for network namespaces too: sudo tests/run)" >&2
   exit 1
 fi
-echo "tests/install-deps.sh: installing ${need[*]}" >&2
+
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq
-# The prometheus package would start a server; the tests start their own, so keep services down.
+# Packages with a service (prometheus, tor, openvpn) must not start it: the tests start their own.
 printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
 trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+apt-get update -qq
+echo "tests/install-deps.sh: apt-get install ${packages[*]}" >&2
+apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+# What a package list cannot show. Each check names the missing piece and what brings it.
+missing=0
+need() { # need <description> <what brings it> <command...>
+  local what=$1 from=$2
+  shift 2
+  if ! "$@" >/dev/null 2>&1; then
+    echo "tests/install-deps.sh: missing $what (from: $from)" >&2
+    missing=1
+  fi
+}
+need "strongSwan openssl plugin (x25519/ECP/MODP key exchange)" libstrongswan-standard-plugins \
+  test -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so
+need "charon, the IKE daemon" strongswan-charon test -x /usr/lib/ipsec/charon
+need "/dev/net/tun for wireguard-go and the lab's QUIC middlebox" "the kernel's tun module" \
+  test -c /dev/net/tun
+need "network namespaces" "a kernel with CONFIG_NET_NS and CAP_SYS_ADMIN" \
+  unshare --net true
+need "nftables in a namespace" "nftables and the kernel's nf_tables" \
+  unshare --net nft add table inet vantage_preflight
+need "iptables' string match in a namespace" "iptables and the kernel's xt_string" \
+  unshare --net iptables -A OUTPUT -m string --algo bm --string vantage -j DROP
+if [ "$missing" -ne 0 ]; then
+  echo "tests/install-deps.sh: the suite cannot run here; see the lines above" >&2
+  exit 1
+fi
