@@ -47,7 +47,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Measure the targets and report (and submit, with --collector).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Send spooled measurements to the collector without measuring.
     Flush(FlushArgs),
     /// Print the built-in target list in targets-file format.
@@ -242,7 +242,7 @@ mod tests {
     fn run_args(extra: &[&str]) -> Result<RunArgs, clap::Error> {
         let argv = ["vantage-probe", "run"].iter().chain(extra).copied();
         Cli::try_parse_from(argv).map(|cli| match cli.command {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             other => panic!("parsed as {other:?}"),
         })
     }

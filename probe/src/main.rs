@@ -35,7 +35,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => run(args).await,
+            Command::Run(args) => run(*args).await,
             Command::Flush(args) => flush(args).await.map(|_| ExitCode::SUCCESS),
             Command::Targets => {
                 print_targets();

@@ -61,10 +61,10 @@ pub fn render(page: &Page, now: DateTime<Utc>) -> String {
     out.push_str("<main>\n");
     let with_probes = page.countries.iter().filter(|c| c.probes_active > 0 || !c.blocked.is_empty()).count();
     if with_probes == 0 {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<section><p class=\"empty\">No signed measurements in the last {}. Probes appear here once they \
-             submit with their key.</p></section>\n",
+             submit with their key.</p></section>",
             escape(&duration(page.window_secs))
         );
     }
@@ -108,20 +108,20 @@ fn header(out: &mut String, page: &Page, now: DateTime<Utc>) {
 fn country_section(out: &mut String, country: &Country, now: DateTime<Utc>) {
     let cc = escape(&country.cc);
     if country.blocked.is_empty() {
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<section class=\"country quiet\" id=\"country-{cc}\"><h2><span class=\"cc\">{cc}</span>\
-             <span class=\"summary\">{} active {}</span></h2><p>No blocking reported.</p></section>\n",
+             <span class=\"summary\">{} active {}</span></h2><p>No blocking reported.</p></section>",
             country.probes_active,
             plural(country.probes_active, "probe", "probes"),
         );
         return;
     }
     let pairs = country.blocked.len() + country.more;
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<section class=\"country\" id=\"country-{cc}\"><h2><span class=\"cc\">{cc}</span>\
-         <span class=\"summary bad\">{pairs} blocked {}</span><span class=\"summary\">{} active {}</span></h2>\n",
+         <span class=\"summary bad\">{pairs} blocked {}</span><span class=\"summary\">{} active {}</span></h2>",
         plural(pairs as u64, "target/test", "targets/tests"),
         country.probes_active,
         plural(country.probes_active, "probe", "probes"),
@@ -136,7 +136,7 @@ fn country_section(out: &mut String, country: &Country, now: DateTime<Utc>) {
     }
     out.push_str("</tbody>\n</table>\n");
     if country.more > 0 {
-        let _ = write!(out, "<p class=\"more\">{} more not shown (fewest probes).</p>\n", country.more);
+        let _ = writeln!(out, "<p class=\"more\">{} more not shown (fewest probes).</p>", country.more);
     }
     out.push_str("</section>\n");
 }
@@ -165,10 +165,10 @@ fn blocked_row(out: &mut String, cc: &str, row: &BlockedRow, now: DateTime<Utc>)
         }
         out.push_str("</span>");
     }
-    let _ = write!(
+    let _ = writeln!(
         out,
         "</td><td class=\"n\"><b>{}</b> of {} {}</td><td class=\"n\"><b>{}</b> of {} {}</td>\
-         <td class=\"when\">{}</td><td class=\"link\"><a href=\"{}\">raw data →</a></td></tr>\n",
+         <td class=\"when\">{}</td><td class=\"link\"><a href=\"{}\">raw data →</a></td></tr>",
         row.probes_blocked,
         row.probes_total,
         plural(row.probes_total, "probe", "probes"),

@@ -133,11 +133,11 @@ where
     step.finish(outcome, Some(Detail::Data(detail)))
 }
 
+/// A client config and the certificate record its verifier fills.
+pub(crate) type RecordingConfig = (ClientConfig, Arc<Mutex<CertRecord>>);
+
 /// A client config whose verifier records instead of aborting, plus the record it fills.
-pub(crate) fn client_config(
-    anchors: &TrustAnchors,
-    alpn: &[&[u8]],
-) -> Result<(ClientConfig, Arc<Mutex<CertRecord>>), (Failure, RawCode)> {
+pub(crate) fn client_config(anchors: &TrustAnchors, alpn: &[&[u8]]) -> Result<RecordingConfig, (Failure, RawCode)> {
     let internal = |name: &str| (Failure::UnknownFailure, RawCode::named(CodeSpace::TlsError, None, name));
     let (verifier, record) = anchors.recording_verifier().map_err(|_| internal("VerifierSetup"))?;
     let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
