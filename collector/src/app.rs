@@ -124,11 +124,8 @@ impl App {
         if let Some(path) = &config.ca_file {
             anchors = anchors.with_pem_file(path).map_err(ConfigError::from)?;
         }
-        let trust = HelperTrust {
-            anchors: Arc::new(anchors),
-            timeout: config.helper_timeout,
-            dns_resolver: config.helper_resolver,
-        };
+        let trust =
+            HelperTrust { anchors: Arc::new(anchors), timeout: config.helper_timeout, dns_resolver: config.helper_resolver };
 
         let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
         metrics.set_stored(store.count().await?);
@@ -148,11 +145,9 @@ impl App {
             fleet: Arc::clone(&fleet),
             status_page: Arc::default(),
         };
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .map_err(|source| BuildError::Bind { addr: config.listen, source })?;
-        let local_addr =
-            listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
+        let listener =
+            TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;
+        let local_addr = listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
         Ok(App { listener, local_addr, router: router(state), store, fleet })
     }
 
@@ -225,10 +220,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
-        .route(
-            "/api/v1/control",
-            post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)),
-        )
+        .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
         .with_state(state)

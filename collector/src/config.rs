@@ -414,8 +414,7 @@ mod tests {
 
     #[test]
     fn target_list_is_bounded() {
-        let text: String =
-            (0..=MAX_PUBLISHED_TARGETS).map(|i| format!("[[target]]\nname = \"t{i}\"\n")).collect();
+        let text: String = (0..=MAX_PUBLISHED_TARGETS).map(|i| format!("[[target]]\nname = \"t{i}\"\n")).collect();
         assert!(matches!(parse_published_targets(&text), Err(ParseTargetsError::TooMany(_))));
     }
 }

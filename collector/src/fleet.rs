@@ -51,13 +51,7 @@ pub struct Fleet {
 
 impl Fleet {
     /// A refresher of `metrics` from `store`.
-    pub fn new(
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-        window: Duration,
-        asn_min_probes: u32,
-        interval: Duration,
-    ) -> Self {
+    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, window: Duration, asn_min_probes: u32, interval: Duration) -> Self {
         Fleet { store, metrics, window, asn_min_probes, interval, snapshot: RwLock::new(Arc::new(Snapshot::default())) }
     }
 

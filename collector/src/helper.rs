@@ -131,9 +131,7 @@ pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> 
         && let Some(kind) = non_public_kind(ip)
     {
         state.metrics.record_helper(test, HelperOutcome::Forbidden);
-        let message = format!(
-            "the test helper does not contact {kind} addresses ({ip}); it only controls public targets"
-        );
+        let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
         return api_error(StatusCode::FORBIDDEN, None, &message);
     }
     let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
@@ -174,11 +172,37 @@ mod tests {
     #[test]
     fn every_non_public_range_is_refused() {
         for ip in [
-            "0.0.0.0", "0.1.2.3", "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "192.168.1.1",
-            "169.254.169.254", "192.0.2.1", "198.51.100.1", "203.0.113.10", "224.0.0.1", "255.255.255.255",
-            "240.0.0.1", "100.64.0.1", "198.18.0.1", "192.0.0.170", "::", "::1", "fc00::1", "fd12::1",
-            "fe80::1", "fec0::1", "2001:db8::1", "3fff::1", "ff02::1", "100::1", "::ffff:127.0.0.1",
-            "::ffff:10.0.0.1", "64:ff9b::a00:1", "::127.0.0.1",
+            "0.0.0.0",
+            "0.1.2.3",
+            "127.0.0.1",
+            "127.8.9.10",
+            "10.1.2.3",
+            "172.16.0.1",
+            "192.168.1.1",
+            "169.254.169.254",
+            "192.0.2.1",
+            "198.51.100.1",
+            "203.0.113.10",
+            "224.0.0.1",
+            "255.255.255.255",
+            "240.0.0.1",
+            "100.64.0.1",
+            "198.18.0.1",
+            "192.0.0.170",
+            "::",
+            "::1",
+            "fc00::1",
+            "fd12::1",
+            "fe80::1",
+            "fec0::1",
+            "2001:db8::1",
+            "3fff::1",
+            "ff02::1",
+            "100::1",
+            "::ffff:127.0.0.1",
+            "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "::127.0.0.1",
         ] {
             assert!(kind(ip).is_some(), "{ip} must be refused");
         }

@@ -127,8 +127,7 @@ pub(crate) async fn post_measurements(
     body: Body,
 ) -> Response {
     let _in_flight = state.metrics.ingest_in_flight();
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await
-    else {
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
     };
     let checked = match read_and_check(&headers, body, peer.ip()).await {
@@ -230,9 +229,7 @@ fn contains_address(line: &str, address: IpAddr) -> bool {
     let (haystack, needle, continues): (std::borrow::Cow<'_, str>, String, fn(char) -> bool) = match address {
         IpAddr::V4(v4) => (line.into(), v4.to_string(), |c| c.is_ascii_digit() || c == '.'),
         // IPv6 hex digits may be written in either case.
-        IpAddr::V6(v6) => (line.to_ascii_lowercase().into(), v6.to_string(), |c| {
-            c.is_ascii_hexdigit() || c == ':' || c == '.'
-        }),
+        IpAddr::V6(v6) => (line.to_ascii_lowercase().into(), v6.to_string(), |c| c.is_ascii_hexdigit() || c == ':' || c == '.'),
     };
     haystack.match_indices(needle.as_str()).any(|(start, _)| {
         let before = haystack[..start].chars().next_back();

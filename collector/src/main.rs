@@ -58,10 +58,8 @@ async fn serve(config: Config) -> ExitCode {
 
 /// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).
 fn init_tracing() {
-    let mut filter = EnvFilter::builder()
-        .with_default_directive(LevelFilter::INFO.into())
-        .with_env_var("VANTAGE_LOG")
-        .from_env_lossy();
+    let mut filter =
+        EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).with_env_var("VANTAGE_LOG").from_env_lossy();
     // axum's accept loop traces peer addresses; they must never reach the logs, whatever
     // RUST_LOG says.
     if let Ok(directive) = "axum::serve=off".parse() {

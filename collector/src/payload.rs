@@ -107,9 +107,7 @@ impl PayloadError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } | Self::TooManyLines => {
-                StatusCode::PAYLOAD_TOO_LARGE
-            }
+            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } | Self::TooManyLines => StatusCode::PAYLOAD_TOO_LARGE,
             Self::BadGzip(_) | Self::NotUtf8 { .. } | Self::Unreadable(_) => StatusCode::BAD_REQUEST,
             Self::TooSlow => StatusCode::REQUEST_TIMEOUT,
             Self::BadSignature(_) => StatusCode::UNAUTHORIZED,
@@ -147,9 +145,7 @@ pub fn encoding(headers: &HeaderMap) -> Result<Encoding, PayloadError> {
 /// Read `body` into memory, refusing more than the encoding's cap or taking longer than
 /// [`BODY_TIMEOUT`].
 pub async fn read_capped(body: Body, headers: &HeaderMap, encoding: Encoding) -> Result<Vec<u8>, PayloadError> {
-    tokio::time::timeout(BODY_TIMEOUT, read_capped_untimed(body, headers, encoding))
-        .await
-        .map_err(|_| PayloadError::TooSlow)?
+    tokio::time::timeout(BODY_TIMEOUT, read_capped_untimed(body, headers, encoding)).await.map_err(|_| PayloadError::TooSlow)?
 }
 
 async fn read_capped_untimed(body: Body, headers: &HeaderMap, encoding: Encoding) -> Result<Vec<u8>, PayloadError> {
@@ -159,10 +155,7 @@ async fn read_capped_untimed(body: Body, headers: &HeaderMap, encoding: Encoding
         Encoding::Gzip => "gzip body",
     };
     let too_large = PayloadError::TooLarge { what, limit: cap };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > (cap + DRAIN_BYTES) as u64) {
         // Hopeless: refuse before reading a byte.
         return Err(too_large);

@@ -106,9 +106,7 @@ impl QueryParams {
                 .mechanism
                 .as_deref()
                 .map(|m| {
-                    Mechanism::parse(m).ok_or_else(|| {
-                        invalid("mechanism", one_of(Mechanism::ALL.iter().map(|m| m.as_str())))
-                    })
+                    Mechanism::parse(m).ok_or_else(|| invalid("mechanism", one_of(Mechanism::ALL.iter().map(|m| m.as_str()))))
                 })
                 .transpose()?,
         };

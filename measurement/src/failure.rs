@@ -256,11 +256,7 @@ impl RawCode {
             113 => "EHOSTUNREACH",
             _ => "",
         };
-        RawCode {
-            space: CodeSpace::Errno,
-            code: Some(errno.into()),
-            name: (!name.is_empty()).then(|| name.to_string()),
-        }
+        RawCode { space: CodeSpace::Errno, code: Some(errno.into()), name: (!name.is_empty()).then(|| name.to_string()) }
     }
 
     /// An `io::ErrorKind` (its Debug name is fixed text, never carrying an address).
@@ -270,11 +266,7 @@ impl RawCode {
 
     /// Our own timer ran out after `after_ms`.
     pub fn timeout(after_ms: u64) -> Self {
-        RawCode {
-            space: CodeSpace::Timeout,
-            code: Some(after_ms.try_into().unwrap_or(i64::MAX)),
-            name: None,
-        }
+        RawCode { space: CodeSpace::Timeout, code: Some(after_ms.try_into().unwrap_or(i64::MAX)), name: None }
     }
 
     /// A code in `space` with a fixed name.
@@ -311,10 +303,7 @@ mod tests {
     #[test]
     fn reset_and_refused_are_told_apart() {
         assert_eq!(Failure::from_io(&io::Error::from_raw_os_error(104)).0, Failure::ConnectionReset);
-        assert_eq!(
-            Failure::from_io(&io::Error::from(io::ErrorKind::ConnectionRefused)).0,
-            Failure::ConnectionRefused
-        );
+        assert_eq!(Failure::from_io(&io::Error::from(io::ErrorKind::ConnectionRefused)).0, Failure::ConnectionRefused);
     }
 
     #[test]

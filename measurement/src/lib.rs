@@ -35,14 +35,10 @@ pub mod observation;
 pub mod validate;
 pub mod verdict;
 
-pub use envelope::{
-    ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind,
-    Transport,
-};
+pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
-    DataDetail, Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage,
-    VpnDetail, VpnStage,
+    DataDetail, Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail, VpnStage,
 };
 pub use validate::{Rejection, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};

@@ -129,8 +129,7 @@ pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Measurement, Rejecti
     {
         return Err(Rejection::UnsupportedSchemaVersion { found: v });
     }
-    let m: Measurement =
-        serde_json::from_str(line).map_err(|e| Rejection::Malformed { detail: e.to_string() })?;
+    let m: Measurement = serde_json::from_str(line).map_err(|e| Rejection::Malformed { detail: e.to_string() })?;
     validate(&m, now)?;
     Ok(m)
 }

@@ -169,8 +169,7 @@ impl Serialize for Mechanism {
 impl<'de> Deserialize<'de> for Mechanism {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Mechanism::parse(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("unknown mechanism `{s}`")))
+        Mechanism::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown mechanism `{s}`")))
     }
 }
 

@@ -184,10 +184,8 @@ impl ProbeKey {
             return Err(IdentityError::BadLength { path: shown, len: metadata.len() });
         }
         let bytes = fs::read(path).map_err(io_err)?;
-        let seed: [u8; 32] = bytes
-            .as_slice()
-            .try_into()
-            .map_err(|_| IdentityError::BadLength { path: shown.clone(), len: bytes.len() as u64 })?;
+        let seed: [u8; 32] =
+            bytes.as_slice().try_into().map_err(|_| IdentityError::BadLength { path: shown.clone(), len: bytes.len() as u64 })?;
         Ok(Self::from_seed(&seed))
     }
 
@@ -214,15 +212,11 @@ impl ProbeKey {
 /// has exactly one valid signature per key.
 pub fn verify_batch(key_b64: &str, signature_b64: &str, body: &[u8]) -> Result<KeyId, SignatureError> {
     let key_bytes = BASE64.decode(key_b64.trim()).map_err(|_| SignatureError::NotBase64("X-Vantage-Key"))?;
-    let key_bytes: [u8; 32] =
-        key_bytes.as_slice().try_into().map_err(|_| SignatureError::KeyLength(key_bytes.len()))?;
+    let key_bytes: [u8; 32] = key_bytes.as_slice().try_into().map_err(|_| SignatureError::KeyLength(key_bytes.len()))?;
     let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| SignatureError::InvalidKey)?;
-    let signature_bytes =
-        BASE64.decode(signature_b64.trim()).map_err(|_| SignatureError::NotBase64("X-Vantage-Signature"))?;
-    let signature_bytes: [u8; 64] = signature_bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| SignatureError::SignatureLength(signature_bytes.len()))?;
+    let signature_bytes = BASE64.decode(signature_b64.trim()).map_err(|_| SignatureError::NotBase64("X-Vantage-Signature"))?;
+    let signature_bytes: [u8; 64] =
+        signature_bytes.as_slice().try_into().map_err(|_| SignatureError::SignatureLength(signature_bytes.len()))?;
     let signature = Signature::from_bytes(&signature_bytes);
     key.verify_strict(body, &signature).map_err(|_| SignatureError::Mismatch)?;
     Ok(KeyId::of(&key))
@@ -320,10 +314,7 @@ mod tests {
         assert_eq!(verify_batch("not base64!", &signature, body), Err(SignatureError::NotBase64("X-Vantage-Key")));
         assert_eq!(verify_batch(&BASE64.encode([1u8; 31]), &signature, body), Err(SignatureError::KeyLength(31)));
         assert_eq!(verify_batch(&public, &BASE64.encode([0u8; 10]), body), Err(SignatureError::SignatureLength(10)));
-        assert_eq!(
-            verify_batch(&public, "***", body),
-            Err(SignatureError::NotBase64("X-Vantage-Signature"))
-        );
+        assert_eq!(verify_batch(&public, "***", body), Err(SignatureError::NotBase64("X-Vantage-Signature")));
     }
 
     #[test]

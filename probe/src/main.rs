@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use vantage_measurement::{Mechanism, Measurement};
+use vantage_measurement::{Measurement, Mechanism};
 use vantage_probe::cli::{self, Cli, Command, FlushArgs, RunArgs};
 use vantage_probe::identity::ProbeKey;
 use vantage_probe::spool::Spool;
@@ -136,7 +136,9 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         print!("{}", report::table::render(&measurements));
     }
     if all_offline(&measurements) {
-        eprintln!("No network: every test failed on this machine's own network (no route or interface down); these are not censorship results.");
+        eprintln!(
+            "No network: every test failed on this machine's own network (no route or interface down); these are not censorship results."
+        );
     }
     if let (Some(url), Some(spool), Some(key)) = (&args.collector, &spool, key) {
         let delivery = Uploader::new(url, http, timeout * 3).with_key(key).flush(spool).await;
@@ -194,6 +196,13 @@ fn print_delivery(d: &FlushReport, to_stderr: bool) {
 fn print_targets() {
     for t in targets::builtin() {
         let tests: Vec<String> = t.tests.iter().map(|x| format!("\"{}\"", x.as_str())).collect();
-        println!("[[target]]\nname = \"{}\"\ndomain = \"{}\"\nport = {}\ntests = [{}]\ncontrol_sni = \"{}\"\n", t.name, t.domain, t.port, tests.join(", "), t.control_sni);
+        println!(
+            "[[target]]\nname = \"{}\"\ndomain = \"{}\"\nport = {}\ntests = [{}]\ncontrol_sni = \"{}\"\n",
+            t.name,
+            t.domain,
+            t.port,
+            tests.join(", "),
+            t.control_sni
+        );
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 use vantage_measurement::{
-    ControlKind, Detail, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status,
-    Target, TestKind, Transport, Vantage, Verdict,
+    ControlKind, Detail, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status, Target,
+    TestKind, Transport, Vantage, Verdict,
 };
 
 use crate::classify::dns::BLACKHOLE_ENGINE;
@@ -22,8 +22,8 @@ use crate::classify::{self, bogon::BogonPolicy};
 use crate::control::protocol::VpnControl;
 use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
-use crate::runner::verify::TrustAnchors;
 use crate::runner::tls::DataPhase;
+use crate::runner::verify::TrustAnchors;
 use crate::runner::{StepContext, quic, tcp, tls, udp};
 use crate::targets::TargetSpec;
 
@@ -212,7 +212,13 @@ fn first_address(obs: &Observation) -> Option<IpAddr> {
 }
 
 /// The probe's steps for one trial of a tcp, tls or quic test: the controls first.
-async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
+async fn probe_trial(
+    cfg: &MeasureConfig,
+    ctx: &StepContext,
+    test: TestKind,
+    target: &TargetSpec,
+    addr: SocketAddr,
+) -> Vec<Observation> {
     let anchors = cfg.anchors.as_ref();
     let control_addr = SocketAddr::new(addr.ip(), target.control_port.unwrap_or(addr.port()));
     match test {
@@ -273,7 +279,9 @@ async fn vpn_trial(ctx: &StepContext, test: TestKind, target: &TargetSpec, addr:
 /// What the helper needs for a VPN control: never the probe's own WireGuard key.
 fn vpn_control(test: TestKind, target: &TargetSpec) -> Option<VpnControl> {
     match test {
-        TestKind::Openvpn => Some(VpnControl { transport: target.transport, openvpn: target.openvpn.clone(), ..VpnControl::default() }),
+        TestKind::Openvpn => {
+            Some(VpnControl { transport: target.transport, openvpn: target.openvpn.clone(), ..VpnControl::default() })
+        }
         TestKind::Wireguard => {
             let wg = target.wireguard.as_ref()?;
             Some(VpnControl {

@@ -7,10 +7,8 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 
 /// Public anycast addresses used only for the routing-table question, never contacted.
-const ROUTE_PROBES: [IpAddr; 2] = [
-    IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)),
-    IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888)),
-];
+const ROUTE_PROBES: [IpAddr; 2] =
+    [IpAddr::V4(Ipv4Addr::new(8, 8, 8, 8)), IpAddr::V6(Ipv6Addr::new(0x2001, 0x4860, 0x4860, 0, 0, 0, 0, 0x8888))];
 
 /// True when the kernel has a route to at least one of `destinations`, or, with
 /// `or_internet`, to the public internet.

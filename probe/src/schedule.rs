@@ -40,10 +40,7 @@ pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
     let mut jobs: Vec<Job> = targets
         .iter()
         .flat_map(|t| {
-            t.tests
-                .iter()
-                .filter(|test| only.is_none_or(|o| o.contains(test)))
-                .map(|&test| Job { target: t.clone(), test })
+            t.tests.iter().filter(|test| only.is_none_or(|o| o.contains(test))).map(|&test| Job { target: t.clone(), test })
         })
         .collect();
     jobs.shuffle(&mut rand::rng());
@@ -57,9 +54,7 @@ pub async fn run(cfg: Arc<MeasureConfig>, jobs: Vec<Job>, concurrency: usize, mu
     // The producer owns `tx`, so the channel closes once every endpoint group is done.
     let producer = async move {
         let groups = futures::stream::iter(by_endpoint(jobs));
-        groups
-            .for_each_concurrent(concurrency.max(1), |group| run_group(cfg.clone(), group, tx.clone()))
-            .await;
+        groups.for_each_concurrent(concurrency.max(1), |group| run_group(cfg.clone(), group, tx.clone())).await;
     };
     let consumer = async {
         while let Some(m) = rx.recv().await {

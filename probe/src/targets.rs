@@ -238,9 +238,7 @@ impl WireguardSpec {
 /// A 32-byte key in base64. The error names the field, never the value.
 pub fn decode_key(field: &str, text: &str) -> Result<[u8; 32], String> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(text.trim())
-        .map_err(|_| format!("{field} is not base64"))?;
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| format!("{field} is not base64"))?;
     bytes.try_into().map_err(|_| format!("{field} is not a 32-byte key"))
 }
 

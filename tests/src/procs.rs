@@ -14,7 +14,10 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let profile_dir = exe.parent().and_then(|deps| deps.parent()).context("test binary has no target dir")?;
     let path = profile_dir.join(name);
     if !path.exists() {
-        bail!("{} is missing: build the binaries first with `cargo build --workspace --bins` (tests/run does this)", path.display());
+        bail!(
+            "{} is missing: build the binaries first with `cargo build --workspace --bins` (tests/run does this)",
+            path.display()
+        );
     }
     Ok(path)
 }

@@ -77,7 +77,11 @@ fn honest_reply(query: &Message) -> Option<Vec<u8>> {
     let q = query.queries.first()?.clone();
     let name = q.name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
     let known = ZONE.iter().find(|(n, _)| *n == name).map(|(_, ip)| *ip);
-    let mut m = Message::error_msg(query.metadata.id, OpCode::Query, if known.is_some() { ResponseCode::NoError } else { ResponseCode::NXDomain });
+    let mut m = Message::error_msg(
+        query.metadata.id,
+        OpCode::Query,
+        if known.is_some() { ResponseCode::NoError } else { ResponseCode::NXDomain },
+    );
     m.metadata.recursion_desired = true;
     m.metadata.recursion_available = true;
     m.add_query(q.clone());
@@ -90,7 +94,13 @@ fn honest_reply(query: &Message) -> Option<Vec<u8>> {
 }
 
 /// Every reply to one query within `linger` of the first (or 2 s if none), in arrival order.
-fn ask(socket: &UdpSocket, server: Ipv4Addr, name: &str, rtype: RecordType, id: u16) -> anyhow::Result<Vec<(SocketAddr, Message)>> {
+fn ask(
+    socket: &UdpSocket,
+    server: Ipv4Addr,
+    name: &str,
+    rtype: RecordType,
+    id: u16,
+) -> anyhow::Result<Vec<(SocketAddr, Message)>> {
     let mut query = Message::query();
     query.metadata.id = id;
     query.metadata.recursion_desired = true;

@@ -72,7 +72,8 @@ fn the_datasource_is_a_variable_used_by_every_panel_and_query() {
         let ds = vars.iter().find(|v| v["name"] == "datasource").unwrap_or_else(|| panic!("{name}: no datasource variable"));
         assert_eq!(ds["type"], "datasource", "{name}");
         assert_eq!(ds["query"], "prometheus", "{name}");
-        let collector = vars.iter().find(|v| v["name"] == "collector_url").unwrap_or_else(|| panic!("{name}: no collector_url variable"));
+        let collector =
+            vars.iter().find(|v| v["name"] == "collector_url").unwrap_or_else(|| panic!("{name}: no collector_url variable"));
         // Query variables reload with the time range (dashboard-linter's template-on-time-change-reload).
         for v in vars.iter().filter(|v| v["type"] == "query") {
             assert_eq!(v["datasource"]["uid"], DATASOURCE, "{name}: variable {}", v["name"]);
@@ -108,7 +109,10 @@ fn panels_have_units_descriptions_unique_ids_and_fit_the_grid() {
             let title = panel["title"].as_str().unwrap_or("?");
             let kind = text(&panel["type"], &format!("{name} / {title}: type"));
             assert!(PANEL_TYPES.contains(&kind), "{name} / {title}: panel type {kind}");
-            assert!(ids.insert(panel["id"].as_u64().unwrap_or_else(|| panic!("{name} / {title}: id"))), "{name} / {title}: id twice");
+            assert!(
+                ids.insert(panel["id"].as_u64().unwrap_or_else(|| panic!("{name} / {title}: id"))),
+                "{name} / {title}: id twice"
+            );
             let pos = &panel["gridPos"];
             let (x, w, h) = (pos["x"].as_u64(), pos["w"].as_u64(), pos["h"].as_u64());
             assert!(pos["y"].is_u64() && h.is_some_and(|h| h > 0), "{name} / {title}: gridPos");
@@ -178,7 +182,10 @@ fn panels_about_countries_link_to_the_raw_measurements() {
                 // A link may only read labels the series actually has, or the collector gets an
                 // empty filter and answers 400.
                 for label in link_labels(url) {
-                    assert!(exprs.iter().all(|e| e.contains(&label)), "{name} / {title}: link reads `{label}` the query drops: {url}");
+                    assert!(
+                        exprs.iter().all(|e| e.contains(&label)),
+                        "{name} / {title}: link reads `{label}` the query drops: {url}"
+                    );
                 }
                 // Tables and maps hold rows of fields; graphs hold series with labels.
                 let table = panel["type"] == "table" || panel["type"] == "geomap";
@@ -202,7 +209,12 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
     let by_uid: BTreeMap<String, Value> =
         dashboards().into_iter().map(|(_, d)| (d["uid"].as_str().unwrap_or_default().to_string(), d)).collect();
     let exprs = |uid: &str| -> String {
-        panels(&by_uid[uid]).iter().flat_map(|p| p["targets"].as_array().into_iter().flatten()).filter_map(|t| t["expr"].as_str()).collect::<Vec<_>>().join("\n")
+        panels(&by_uid[uid])
+            .iter()
+            .flat_map(|p| p["targets"].as_array().into_iter().flatten())
+            .filter_map(|t| t["expr"].as_str())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let kinds = |uid: &str| -> BTreeSet<String> {
         panels(&by_uid[uid]).iter().filter_map(|p| p["type"].as_str()).map(str::to_string).collect()
@@ -211,7 +223,9 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
     // Overview: a world map of blocked share, top blocked targets, mechanisms.
     assert!(kinds("vantage-overview").contains("geomap"));
     let overview = exprs("vantage-overview");
-    for needle in ["country:vantage_measurements_blocked_per_measurements:ratio_rate1h", "topk(", "mechanism", "vantage_target_probes"] {
+    for needle in
+        ["country:vantage_measurements_blocked_per_measurements:ratio_rate1h", "topk(", "mechanism", "vantage_target_probes"]
+    {
         assert!(overview.contains(needle), "overview lacks {needle}");
     }
     // Country: one variable country, by ASN and protocol, targets × time heatmap.
@@ -290,7 +304,10 @@ fn every_dashboard_query_parses_as_promql() {
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("dashboard-queries.yml");
     std::fs::write(&file, serde_norway::to_string(&doc).expect("yaml")).expect("write");
-    let out = operators::run(std::process::Command::new(promtool).args(["check", "rules"]).arg(&file), std::time::Duration::from_secs(60));
+    let out = operators::run(
+        std::process::Command::new(promtool).args(["check", "rules"]).arg(&file),
+        std::time::Duration::from_secs(60),
+    );
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     // On failure, name the panel behind each rule promtool complains about.
     let named: String = queries.iter().enumerate().map(|(i, q)| format!("dashboard:query_{i}:check = {}\n", q.origin)).collect();

@@ -42,7 +42,8 @@ fn compose_mounts_files_that_exist_and_wires_the_three_services() {
     for name in ["collector", "prometheus", "grafana"] {
         assert!(services.contains_key(name), "compose has no {name} service");
     }
-    let dockerfile = compose["services"]["collector"]["build"]["dockerfile"].as_str().expect("collector builds from a Dockerfile");
+    let dockerfile =
+        compose["services"]["collector"]["build"]["dockerfile"].as_str().expect("collector builds from a Dockerfile");
     assert!(repo().join(dockerfile).is_file(), "{dockerfile} is missing");
     for (name, service) in services {
         for volume in service["volumes"].as_sequence().map(Vec::as_slice).unwrap_or_default() {
@@ -58,7 +59,10 @@ fn compose_mounts_files_that_exist_and_wires_the_three_services() {
     assert!(prometheus.contains("collector:8080"));
     // Never the lab-only switch that turns the helper into a proxy into private networks.
     let text = std::fs::read_to_string(compose_dir.join("compose.yaml")).expect("compose");
-    assert!(text.lines().filter(|l| !l.trim_start().starts_with('#')).all(|l| !l.contains("danger")), "compose passes a --danger flag");
+    assert!(
+        text.lines().filter(|l| !l.trim_start().starts_with('#')).all(|l| !l.contains("danger")),
+        "compose passes a --danger flag"
+    );
 }
 
 #[test]
@@ -74,7 +78,12 @@ fn kubernetes_manifests_agree_with_each_other() {
             assert!(doc["apiVersion"].is_string(), "{}: {kind} without apiVersion", file.display());
             assert!(doc["metadata"]["name"].is_string(), "{}: {kind} without a name", file.display());
             if kind != "Namespace" {
-                assert_eq!(doc["metadata"]["namespace"].as_str(), Some("vantage"), "{}: {kind} outside the namespace", file.display());
+                assert_eq!(
+                    doc["metadata"]["namespace"].as_str(),
+                    Some("vantage"),
+                    "{}: {kind} outside the namespace",
+                    file.display()
+                );
             }
             match kind.as_str() {
                 "Deployment" => deployment = Some(doc),
@@ -172,7 +181,8 @@ fn systemd_services_are_hardened() {
         // An empty bounding set: no capabilities at all.
         assert!(text.lines().any(|l| l.trim() == "CapabilityBoundingSet="), "{}: capabilities not emptied", unit.display());
         // systemd's own scoring, offline: 0 is a locked box, 10 fully exposed; "OK" ends at 4.9.
-        let out = run_ok(Command::new(&analyze).args(["security", "--offline=yes", "--no-pager"]).arg(unit), Duration::from_secs(60));
+        let out =
+            run_ok(Command::new(&analyze).args(["security", "--offline=yes", "--no-pager"]).arg(unit), Duration::from_secs(60));
         let score: f64 = out
             .lines()
             .find_map(|l| l.split("Overall exposure level for ").nth(1))

@@ -64,8 +64,20 @@ impl World {
     /// Probe flags that keep every query on loopback.
     fn probe_args<'a>(&'a self, targets: &'a str, resolver: &'a str, extra: &[&'a str]) -> Vec<String> {
         let mut args: Vec<String> = [
-            "run", "--targets", targets, "--json", "--doh", "none", "--resolver", resolver, "--no-system-resolver",
-            "--dns-linger-ms", "300", "--timeout", "3", "--ca",
+            "run",
+            "--targets",
+            targets,
+            "--json",
+            "--doh",
+            "none",
+            "--resolver",
+            resolver,
+            "--no-system-resolver",
+            "--dns-linger-ms",
+            "300",
+            "--timeout",
+            "3",
+            "--ca",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -87,10 +99,7 @@ fn run_probe(args: &[String]) -> anyhow::Result<(Vec<Value>, String)> {
     let out = probe(&argv)?;
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     anyhow::ensure!(out.status.success(), "probe failed: {:?}\n{stderr}", out.status);
-    let lines = String::from_utf8(out.stdout)?
-        .lines()
-        .map(serde_json::from_str)
-        .collect::<Result<Vec<Value>, _>>()?;
+    let lines = String::from_utf8(out.stdout)?.lines().map(serde_json::from_str).collect::<Result<Vec<Value>, _>>()?;
     Ok((lines, stderr))
 }
 
@@ -166,7 +175,8 @@ async fn probe_measures_local_servers_and_results_reach_the_api_and_metrics() ->
 
     // Without the helper, the control SNI on the same address is the control: the reset that
     // follows only the filtered name's ClientHello is SNI blocking.
-    let (alone, _) = run_probe(&world.probe_args(&targets, &resolver, &["--collector", &collector.url, "--no-helper", "--tests", "tls"]))?;
+    let (alone, _) =
+        run_probe(&world.probe_args(&targets, &resolver, &["--collector", &collector.url, "--no-helper", "--tests", "tls"]))?;
     assert_eq!(verdict_of(&alone, "filtered", "tls"), ("blocked", "tls.reset_after_clienthello"));
     assert_eq!(verdict_of(&alone, "site", "tls"), ("ok", "-"));
 
@@ -204,9 +214,9 @@ async fn dns_injection_is_caught_by_the_second_reply() -> anyhow::Result<()> {
     let world = World::new().await?;
     let collector = world.collector()?; // its helper asks the honest resolver
     let injector = servers::dns(zone(), DnsBehaviour::Inject { forged: Ipv4Addr::new(10, 10, 34, 34) }).await?;
-    let targets = world.write_targets("t.toml", &format!("[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\ntests = [\"dns\"]\n"))?;
-    let (ms, stderr) =
-        run_probe(&world.probe_args(&targets, &injector.addr.to_string(), &["--collector", &collector.url]))?;
+    let targets =
+        world.write_targets("t.toml", &format!("[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\ntests = [\"dns\"]\n"))?;
+    let (ms, stderr) = run_probe(&world.probe_args(&targets, &injector.addr.to_string(), &["--collector", &collector.url]))?;
     assert_eq!(verdict_of(&ms, "site", "dns"), ("blocked", "dns.injected"), "{stderr}");
     let evidence = ms[0]["verdict"]["evidence"].to_string();
     assert!(evidence.contains("10.10.34.34"), "evidence names the forged answer: {evidence}");
@@ -276,7 +286,10 @@ async fn the_collector_keeps_acknowledged_measurements_across_a_graceful_restart
     let collector = world.collector()?;
     let targets = world.write_targets(
         "t.toml",
-        &format!("[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"tcp\"]\n", world.tls.addr.port()),
+        &format!(
+            "[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"tcp\"]\n",
+            world.tls.addr.port()
+        ),
     )?;
     let (ms, _) = run_probe(&world.probe_args(&targets, &world.dns.addr.to_string(), &["--collector", &collector.url]))?;
     let data = collector.stop()?;

@@ -36,6 +36,11 @@ fn every_scenario_gets_its_verdict_and_mechanism_and_leaks_no_probe_address() ->
     let reports = run_all(&scenarios, JOBS, keep);
     println!("{}", summary(&reports));
     let failed: Vec<&str> = reports.iter().filter(|r| !r.passed()).map(|r| r.scenario.as_str()).collect();
-    assert!(failed.is_empty(), "{} of {} lab scenarios failed: {failed:?} (matrix and evidence above)", failed.len(), reports.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} lab scenarios failed: {failed:?} (matrix and evidence above)",
+        failed.len(),
+        reports.len()
+    );
     Ok(())
 }

@@ -187,10 +187,20 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     })
     .await;
 
-    let probes: Vec<Probe> = [(BLOCKING, 64500), (BLOCKING, 64500), (BLOCKING, 64501), (BLOCKING, 64502), (CLEAN, 64510), (CLEAN, 64510), (CLEAN, 64511), (BELOW_K, 64520), (BELOW_K, 64521)]
-        .into_iter()
-        .map(|(cc, asn)| Probe { key: ProbeKey::generate(), cc, asn })
-        .collect();
+    let probes: Vec<Probe> = [
+        (BLOCKING, 64500),
+        (BLOCKING, 64500),
+        (BLOCKING, 64501),
+        (BLOCKING, 64502),
+        (CLEAN, 64510),
+        (CLEAN, 64510),
+        (CLEAN, 64511),
+        (BELOW_K, 64520),
+        (BELOW_K, 64521),
+    ]
+    .into_iter()
+    .map(|(cc, asn)| Probe { key: ProbeKey::generate(), cc, asn })
+    .collect();
 
     // Two rounds with a scrape between them: every counter series then rises inside the
     // window, so rates are real numbers, not the 0 of a series seen only once.
@@ -198,13 +208,18 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     for round in 0..2 {
         stored += submit_round(&collector, &probes, round).await;
         let expr = format!("sum(vantage_collector_ingested_total) >= {stored}");
-        poll(&format!("Prometheus scraped round {round}"), || async { query(&prometheus, &expr).await.is_ok_and(|r| !r.is_empty()) }).await;
+        poll(&format!("Prometheus scraped round {round}"), || async {
+            query(&prometheus, &expr).await.is_ok_and(|r| !r.is_empty())
+        })
+        .await;
     }
     // A researcher query, so the store's query latency has an observation as well.
     reqwest::get(format!("{}/api/v1/measurements?limit=1", collector.url)).await.expect("query").error_for_status().expect("200");
     // The fleet gauges have caught up, and the rules have evaluated on the second round.
     poll("fleet gauges", || async {
-        query(&prometheus, "max(vantage_target_probes{country=\"XA\",target=\"news\",test=\"tls\",verdict=\"blocked\"}) == 3").await.is_ok_and(|r| !r.is_empty())
+        query(&prometheus, "max(vantage_target_probes{country=\"XA\",target=\"news\",test=\"tls\",verdict=\"blocked\"}) == 3")
+            .await
+            .is_ok_and(|r| !r.is_empty())
     })
     .await;
     // The active-probe count can trail the per-target counts by a refresh or two.
@@ -226,7 +241,10 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     let collector_url = collector.url.clone();
     drop(collector);
     poll("VantageCollectorDown firing", || async {
-        firing(&prometheus).await.iter().any(|a| a["labels"]["alertname"] == "VantageCollectorDown" && a["labels"]["collector_url"] == collector_url.as_str())
+        firing(&prometheus)
+            .await
+            .iter()
+            .any(|a| a["labels"]["alertname"] == "VantageCollectorDown" && a["labels"]["collector_url"] == collector_url.as_str())
     })
     .await;
 
@@ -248,12 +266,14 @@ async fn check_every_expression(prometheus: &Prometheus) {
         let expr = substitute(&q.expr);
         match query(prometheus, &expr).await {
             Err(e) => failures.push(format!("{}: does not evaluate: {e}\n    {expr}", q.origin)),
-            Ok(result) if result.is_empty() => match MAY_BE_EMPTY.iter().find(|(name, _)| q.origin.ends_with(&format!("/ {name}"))) {
-                Some((name, _)) => {
-                    empty_as_documented.insert(*name);
+            Ok(result) if result.is_empty() => {
+                match MAY_BE_EMPTY.iter().find(|(name, _)| q.origin.ends_with(&format!("/ {name}"))) {
+                    Some((name, _)) => {
+                        empty_as_documented.insert(*name);
+                    }
+                    None => failures.push(format!("{}: no data\n    {expr}", q.origin)),
                 }
-                None => failures.push(format!("{}: no data\n    {expr}", q.origin)),
-            },
+            }
             Ok(result) => {
                 // NaN everywhere is "no data" in disguise (a 0/0 share, a quantile of nothing).
                 let all_nan = result.iter().all(|s| s["value"][1].as_str().is_some_and(|v| v == "NaN"));
@@ -301,13 +321,16 @@ async fn check_links(prometheus: &Prometheus, collector: &Collector) {
                 continue;
             }
             let result = query(prometheus, &substitute(expr)).await.expect("evaluates");
-            let series = result.first().unwrap_or_else(|| panic!("{} / {}: no data to follow a link from", p.display(), panel["title"]));
+            let series =
+                result.first().unwrap_or_else(|| panic!("{} / {}: no data to follow a link from", p.display(), panel["title"]));
             for link in links {
                 let mut url = link["url"].as_str().expect("url").replace("${collector_url}", &collector.url);
                 url = url.replace("${country}", BLOCKING).replace("${__from:date:iso}", &from).replace("${__to:date:iso}", &to);
                 for (label, value) in series["metric"].as_object().into_iter().flatten() {
                     let value = value.as_str().unwrap_or_default();
-                    url = url.replace(&format!("${{__field.labels.{label}}}"), value).replace(&format!("${{__data.fields.{label}}}"), value);
+                    url = url
+                        .replace(&format!("${{__field.labels.{label}}}"), value)
+                        .replace(&format!("${{__data.fields.{label}}}"), value);
                 }
                 assert!(!url.contains("${"), "{} / {}: unfilled variable in {url}", p.display(), panel["title"]);
                 let resp = reqwest::get(&url).await.expect("GET link");
@@ -347,22 +370,39 @@ async fn check_correlated_blocking_alert(prometheus: &Prometheus, collector: &Co
     })
     .await;
 
-    let censorship: Vec<Value> = alerts(prometheus).await.into_iter().filter(|a| a["labels"]["category"] == "censorship").collect();
+    let censorship: Vec<Value> =
+        alerts(prometheus).await.into_iter().filter(|a| a["labels"]["category"] == "censorship").collect();
     let summary: Vec<String> = censorship
         .iter()
-        .map(|a| format!("{} {} {} {} {}", a["labels"]["alertname"], a["state"], a["labels"]["country"], a["labels"]["target"], a["labels"]["test"]))
+        .map(|a| {
+            format!(
+                "{} {} {} {} {}",
+                a["labels"]["alertname"], a["state"], a["labels"]["country"], a["labels"]["target"], a["labels"]["test"]
+            )
+        })
         .collect();
     // Exactly one: XA / news / tls. Not XC (two probes), XB (clean, and down for everyone),
     // not XA's QUIC (one probe), in any state, pending included.
     assert_eq!(censorship.len(), 1, "{summary:#?}");
     let alert = &censorship[0];
     assert_eq!(alert["state"], "firing");
-    for (label, value) in [("alertname", "VantageCorrelatedBlocking"), ("country", BLOCKING), ("target", "news"), ("test", "tls"), ("severity", "info")] {
+    for (label, value) in [
+        ("alertname", "VantageCorrelatedBlocking"),
+        ("country", BLOCKING),
+        ("target", "news"),
+        ("test", "tls"),
+        ("severity", "info"),
+    ] {
         assert_eq!(alert["labels"][label].as_str(), Some(value), "{alert:#}");
     }
     let notes = &alert["annotations"];
     assert_eq!(notes["summary"].as_str(), Some("news (tls) is blocked in XA: 3 probes agree"), "{alert:#}");
-    assert!(notes["description"].as_str().is_some_and(|d| d.starts_with("3 distinct probes in XA, in 2 of the 3 networks that measured it,")), "{alert:#}");
+    assert!(
+        notes["description"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("3 distinct probes in XA, in 2 of the 3 networks that measured it,")),
+        "{alert:#}"
+    );
 
     // The link leads to the evidence: the six blocked measurements (three probes, two rounds).
     let link = notes["raw_measurements"].as_str().expect("raw_measurements");
@@ -370,7 +410,11 @@ async fn check_correlated_blocking_alert(prometheus: &Prometheus, collector: &Co
     let body = reqwest::get(link).await.expect("GET").error_for_status().expect("200").text().await.expect("body");
     let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
     assert_eq!(lines.len(), 6, "{body}");
-    assert!(lines.iter().all(|m| m["probe"]["cc"] == BLOCKING && m["verdict"]["status"] == "blocked" && m["target"]["name"] == "news"));
+    assert!(
+        lines
+            .iter()
+            .all(|m| m["probe"]["cc"] == BLOCKING && m["verdict"]["status"] == "blocked" && m["target"]["name"] == "news")
+    );
 
     // And the clean countries are really in Prometheus, so their silence means something.
     for cc in [CLEAN, BELOW_K] {

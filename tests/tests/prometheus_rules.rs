@@ -37,7 +37,8 @@ fn every_prometheus_config_passes_promtool_check_config() {
         assert!(text.contains("rule_files:"), "{}: loads no rules", config.display());
     }
     // The host config loads both rule files for real (promtool resolved and checked them).
-    let host = run_ok(Command::new(&promtool).args(["check", "config"]).arg(path("deploy/prometheus/prometheus.yml")), PROMTOOL_LIMIT);
+    let host =
+        run_ok(Command::new(&promtool).args(["check", "config"]).arg(path("deploy/prometheus/prometheus.yml")), PROMTOOL_LIMIT);
     assert!(host.contains("2 rule files found"), "{host}");
 }
 
@@ -112,7 +113,11 @@ fn rules_follow_naming_and_annotation_conventions() {
             // Censorship alerts lead to the evidence, filtered to what fired.
             "censorship" => {
                 let link = notes["raw_measurements"].as_str().unwrap_or_else(|| panic!("{}: no raw_measurements", r.name));
-                assert!(link.starts_with("{{ $labels.collector_url }}/api/v1/measurements?country={{ $labels.country }}"), "{}: {link}", r.name);
+                assert!(
+                    link.starts_with("{{ $labels.collector_url }}/api/v1/measurements?country={{ $labels.country }}"),
+                    "{}: {link}",
+                    r.name
+                );
                 assert!(link.contains("verdict=blocked"), "{}: {link}", r.name);
                 assert!(severity == "info", "{}: censorship is news for researchers, never a page", r.name);
             }

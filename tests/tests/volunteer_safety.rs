@@ -71,9 +71,24 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
         "1",
     ])?;
     let out = probe(&[
-        "run", "--targets", &targets.display().to_string(), "--json", "-vv", "--doh", "none", "--resolver",
-        &dns.addr.to_string(), "--no-system-resolver", "--timeout", "3", "--ca", &ca_pem.display().to_string(),
-        "--collector", &collector.url, "--data-dir", &dir.path().join("data").display().to_string(),
+        "run",
+        "--targets",
+        &targets.display().to_string(),
+        "--json",
+        "-vv",
+        "--doh",
+        "none",
+        "--resolver",
+        &dns.addr.to_string(),
+        "--no-system-resolver",
+        "--timeout",
+        "3",
+        "--ca",
+        &ca_pem.display().to_string(),
+        "--collector",
+        &collector.url,
+        "--data-dir",
+        &dir.path().join("data").display().to_string(),
     ])?;
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
@@ -115,7 +130,8 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
     assert!(!addresses.is_empty(), "this machine has a non-loopback address to look for");
     for ip in &addresses {
         // Whole addresses, not substrings: "10.0.0.2" must not match inside "110.0.0.25".
-        let address_char = |c: char| if ip.is_ipv4() { c.is_ascii_digit() || c == '.' } else { c.is_ascii_hexdigit() || c == ':' };
+        let address_char =
+            |c: char| if ip.is_ipv4() { c.is_ascii_digit() || c == '.' } else { c.is_ascii_hexdigit() || c == ':' };
         let wanted = ip.to_string();
         for (place, text) in &texts {
             let mut words = text.split(|c: char| !address_char(c));
@@ -136,7 +152,10 @@ fn without_any_network_the_probe_says_so_and_measures_nothing() -> anyhow::Resul
     // A fresh network namespace has only a loopback interface, and it is down: no route at all.
     let dir = tempfile::tempdir()?;
     let targets = dir.path().join("t.toml");
-    std::fs::write(&targets, "[[target]]\nname = \"a\"\ndomain = \"a.example\"\n[[target]]\nname = \"b\"\ndomain = \"b.example\"\naddress = \"127.0.0.1\"\n")?;
+    std::fs::write(
+        &targets,
+        "[[target]]\nname = \"a\"\ndomain = \"a.example\"\n[[target]]\nname = \"b\"\ndomain = \"b.example\"\naddress = \"127.0.0.1\"\n",
+    )?;
     let out = Command::new("unshare")
         .arg("--net")
         .arg(bin("vantage-probe")?)

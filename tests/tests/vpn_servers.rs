@@ -33,7 +33,6 @@ const SERVER: &str = "203.0.113.40";
 const ECHO: &str = "203.0.113.41";
 const HELPER: &str = "203.0.113.60";
 
-
 /// The OpenVPN servers: (name, proto, port, mode).
 const OPENVPN: [(&str, &str, u16, &str); 6] = [
     ("openvpn-udp-plain", "udp", 1194, "plain"),
@@ -97,11 +96,26 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    lab.exec("s", &[
-        "wg", "set", wg_if, "private-key", &server_key, "listen-port", "51820",
-        "peer", &probe_public, "allowed-ips", "203.0.113.130/32",
-        "peer", &helper_public, "allowed-ips", "203.0.113.131/32",
-    ])?;
+    lab.exec(
+        "s",
+        &[
+            "wg",
+            "set",
+            wg_if,
+            "private-key",
+            &server_key,
+            "listen-port",
+            "51820",
+            "peer",
+            &probe_public,
+            "allowed-ips",
+            "203.0.113.130/32",
+            "peer",
+            &helper_public,
+            "allowed-ips",
+            "203.0.113.131/32",
+        ],
+    )?;
     lab.exec("s", &["ip", "addr", "add", "203.0.113.129/32", "dev", wg_if])?;
     lab.exec("s", &["ip", "link", "set", wg_if, "up"])?;
     lab.exec("s", &["ip", "route", "add", "203.0.113.130/32", "dev", wg_if])?;
@@ -146,10 +160,21 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
         let name: &'static str = Box::leak(format!("echo-tcp-{port}").into_boxed_str());
         lab.spawn(name, "e", &["socat", &format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr"), "EXEC:cat"], &[])?;
     }
-    lab.wait_listening("s", &[
-        ("udp", 1194), ("tcp", 1194), ("udp", 1195), ("tcp", 1195), ("udp", 1196), ("tcp", 1196),
-        ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 9001),
-    ])?;
+    lab.wait_listening(
+        "s",
+        &[
+            ("udp", 1194),
+            ("tcp", 1194),
+            ("udp", 1195),
+            ("tcp", 1195),
+            ("udp", 1196),
+            ("tcp", 1196),
+            ("udp", 51820),
+            ("udp", 500),
+            ("udp", 4500),
+            ("tcp", 9001),
+        ],
+    )?;
     // tor opens its ORPort before its TLS context is ready; this line comes after both.
     let deadline = Instant::now() + Duration::from_secs(20);
     while !lab.log("tor").contains("Bootstrapped 0%") {
@@ -166,7 +191,9 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
 fn targets(keys: &Keys) -> String {
     let mut t = String::new();
     let head = |name: &str, port: u16, test: &str| {
-        format!("[[target]]\nname = \"{name}\"\ndomain = \"endpoint.vantage.test\"\naddress = \"{SERVER}\"\nport = {port}\ntests = [\"{test}\"]\n")
+        format!(
+            "[[target]]\nname = \"{name}\"\ndomain = \"endpoint.vantage.test\"\naddress = \"{SERVER}\"\nport = {port}\ntests = [\"{test}\"]\n"
+        )
     };
     for (name, proto, port, mode) in OPENVPN {
         t += &head(name, port, "openvpn");
@@ -261,11 +288,7 @@ fn label(status: Status, mechanism: Option<&str>) -> String {
     }
 }
 
-fn check(
-    results: &BTreeMap<String, Measurement>,
-    matrix: &mut Matrix,
-    expected: &[(&str, Status, Option<&str>)],
-) -> Vec<String> {
+fn check(results: &BTreeMap<String, Measurement>, matrix: &mut Matrix, expected: &[(&str, Status, Option<&str>)]) -> Vec<String> {
     let mut wrong = Vec::new();
     for (name, status, mechanism) in expected {
         let Some(m) = results.get(*name) else {
@@ -284,7 +307,8 @@ fn check(
 
 fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
     let _ = lab.exec("c", &["nft", "delete", "table", "inet", "vpncensor"]);
-    let mut script = String::from("table inet vpncensor {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
+    let mut script =
+        String::from("table inet vpncensor {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     for rule in rules {
         script += &format!("    {rule}\n");
     }
@@ -306,7 +330,15 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     let mut collector = Command::new("ip")
         .args(["netns", "exec", &lab.ns("h")])
         .arg(&collector_bin)
-        .args(["serve", "--listen", &format!("{HELPER}:8080"), "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            &format!("{HELPER}:8080"),
+            "--danger-helper-allow-private",
+            "--helper-timeout-secs",
+            "2",
+            "--data-dir",
+        ])
         .arg(&data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -359,47 +391,65 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     assert_eq!(ike_replies, [Some("notify:INVALID_KE_PAYLOAD"), Some("sa_init_response")]);
 
     // 2. A censor with one rule per behaviour; unlisted targets must stay ok.
-    nft(&lab, &[
-        "udp dport 1194 drop",
-        "tcp dport 1195 reject with tcp reset",
-        "udp dport 1196 @th,64,8 0x38 drop",
-        "udp dport 51820 udp length 156 @th,64,32 0x01000000 drop",
-        "udp dport { 500, 4500 } drop",
-        "tcp dport 9001 reject with tcp reset",
-    ])?;
+    nft(
+        &lab,
+        &[
+            "udp dport 1194 drop",
+            "tcp dport 1195 reject with tcp reset",
+            "udp dport 1196 @th,64,8 0x38 drop",
+            "udp dport 51820 udp length 156 @th,64,32 0x01000000 drop",
+            "udp dport { 500, 4500 } drop",
+            "tcp dport 9001 reject with tcp reset",
+        ],
+    )?;
     let censored = probe(&lab, &url, &targets_file, "censored")?;
-    wrong.extend(check(&censored, &mut matrix, &[
-        ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
-        ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
-        ("openvpn-udp-tls-crypt", Status::Blocked, Some("vpn.fingerprint_blocked")),
-        ("wireguard", Status::Blocked, Some("vpn.fingerprint_blocked")),
-        ("ikev2-500", Status::Blocked, Some("vpn.port_blocked")),
-        ("ikev2-4500", Status::Blocked, Some("vpn.port_blocked")),
-        ("tor", Status::Blocked, Some("tcp.refused")),
-        ("openvpn-tcp-plain", Status::Ok, None),
-        ("openvpn-udp-tls-auth", Status::Ok, None),
-        ("openvpn-tcp-tls-crypt", Status::Ok, None),
-    ]));
+    wrong.extend(check(
+        &censored,
+        &mut matrix,
+        &[
+            ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
+            ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
+            ("openvpn-udp-tls-crypt", Status::Blocked, Some("vpn.fingerprint_blocked")),
+            ("wireguard", Status::Blocked, Some("vpn.fingerprint_blocked")),
+            ("ikev2-500", Status::Blocked, Some("vpn.port_blocked")),
+            ("ikev2-4500", Status::Blocked, Some("vpn.port_blocked")),
+            ("tor", Status::Blocked, Some("tcp.refused")),
+            ("openvpn-tcp-plain", Status::Ok, None),
+            ("openvpn-udp-tls-auth", Status::Ok, None),
+            ("openvpn-tcp-tls-crypt", Status::Ok, None),
+        ],
+    ));
 
     // 3. Handshake allowed, then the flow killed after 3 packets from the probe.
     nft(&lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
     let stalled = probe(&lab, &url, &targets_file, "stalled")?;
-    wrong.extend(check(&stalled, &mut matrix, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]));
+    wrong.extend(check(
+        &stalled,
+        &mut matrix,
+        &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)],
+    ));
 
     // 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
     //    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
-    nft(&lab, &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"])?;
+    nft(
+        &lab,
+        &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"],
+    )?;
     let lossy = probe(&lab, &url, &targets_file, "lossy")?;
     let counter = lab.exec("c", &["nft", "list", "chain", "inet", "vpncensor", "forward"])?;
     eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
-    wrong.extend(check(&lossy, &mut matrix, &[
-        ("openvpn-udp-plain", Status::Ok, None),
-        ("openvpn-udp-tls-auth", Status::Ok, None),
-        ("openvpn-udp-tls-crypt", Status::Ok, None),
-        ("wireguard", Status::Ok, None),
-        ("ikev2-500", Status::Ok, None),
-        ("ikev2-4500", Status::Ok, None),
-    ]));
+    wrong.extend(check(
+        &lossy,
+        &mut matrix,
+        &[
+            ("openvpn-udp-plain", Status::Ok, None),
+            ("openvpn-udp-tls-auth", Status::Ok, None),
+            ("openvpn-udp-tls-crypt", Status::Ok, None),
+            ("wireguard", Status::Ok, None),
+            ("ikev2-500", Status::Ok, None),
+            ("ikev2-4500", Status::Ok, None),
+        ],
+    ));
 
     // 5. Servers stopped (benign): down, never blocked.
     nft(&lab, &[])?;
@@ -407,15 +457,19 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         lab.stop(name);
     }
     let stopped = probe(&lab, &url, &targets_file, "stopped")?;
-    wrong.extend(check(&stopped, &mut matrix, &[
-        ("openvpn-udp-plain", Status::Down, Some("control.failed")),
-        ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
-        ("wireguard", Status::Down, Some("control.failed")),
-        ("ikev2-500", Status::Down, Some("control.failed")),
-        ("ikev2-4500", Status::Down, Some("control.failed")),
-        ("tor", Status::Down, Some("control.failed")),
-        ("openvpn-udp-tls-auth", Status::Ok, None),
-    ]));
+    wrong.extend(check(
+        &stopped,
+        &mut matrix,
+        &[
+            ("openvpn-udp-plain", Status::Down, Some("control.failed")),
+            ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
+            ("wireguard", Status::Down, Some("control.failed")),
+            ("ikev2-500", Status::Down, Some("control.failed")),
+            ("ikev2-4500", Status::Down, Some("control.failed")),
+            ("tor", Status::Down, Some("control.failed")),
+            ("openvpn-udp-tls-auth", Status::Ok, None),
+        ],
+    ));
 
     // Keys never reach a measurement.
     for m in clean.values().chain(censored.values()).chain(stopped.values()) {

@@ -51,19 +51,13 @@ pub fn count_latest<K: Ord>(latest: &[LatestVerdict], mut key: impl FnMut(&Lates
         probes.insert(row.probe.as_str());
         asns.insert(row.asn);
     }
-    sets.into_iter()
-        .map(|(k, (probes, asns))| (k, Distinct { probes: probes.len() as u64, asns: asns.len() as u64 }))
-        .collect()
+    sets.into_iter().map(|(k, (probes, asns))| (k, Distinct { probes: probes.len() as u64, asns: asns.len() as u64 })).collect()
 }
 
 /// The (country, ASN) pairs that at least `k` distinct probes reported from in the window: the
 /// only ASNs that may become `asn` label values.
 pub fn eligible_asns(asn_probes: &[(String, u32, u64)], k: u32) -> HashSet<(String, u32)> {
-    asn_probes
-        .iter()
-        .filter(|(_, _, probes)| *probes >= u64::from(k))
-        .map(|(cc, asn, _)| (cc.clone(), *asn))
-        .collect()
+    asn_probes.iter().filter(|(_, _, probes)| *probes >= u64::from(k)).map(|(cc, asn, _)| (cc.clone(), *asn)).collect()
 }
 
 /// The labels of [`TARGET_ASNS_MEASURED`].
@@ -130,9 +124,7 @@ struct Inner {
 impl FleetGauges {
     /// The families, empty until the first [`publish`](Self::publish).
     pub fn new() -> Result<Self, prometheus::Error> {
-        Ok(FleetGauges {
-            inner: Arc::new(Inner { templates: families()?, current: RwLock::new(Vec::new()) }),
-        })
+        Ok(FleetGauges { inner: Arc::new(Inner { templates: families()?, current: RwLock::new(Vec::new()) }) })
     }
 
     /// Replace the exported values.
@@ -149,8 +141,7 @@ impl FleetGauges {
         for (labels, distinct) in &values.measured {
             asns_measured.get_metric_with_label_values(&as_strs(labels))?.set(saturating(distinct.asns));
         }
-        let snapshot =
-            [probes_active, target_probes, target_asns, asns_measured].iter().flat_map(|f| f.collect()).collect();
+        let snapshot = [probes_active, target_probes, target_asns, asns_measured].iter().flat_map(|f| f.collect()).collect();
         *self.inner.current.write().unwrap_or_else(PoisonError::into_inner) = snapshot;
         Ok(())
     }
@@ -286,11 +277,8 @@ mod tests {
         gauges.publish(&active("FR", 2)).expect("publish");
         let families = gauges.collect();
         let active = families.iter().find(|f| f.name() == PROBES_ACTIVE).expect("active family");
-        let values: Vec<(String, f64)> = active
-            .get_metric()
-            .iter()
-            .map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().get_value()))
-            .collect();
+        let values: Vec<(String, f64)> =
+            active.get_metric().iter().map(|m| (m.get_label()[0].value().to_string(), m.get_gauge().get_value())).collect();
         assert_eq!(values, vec![("FR".to_string(), 2.0)]);
         assert_eq!(gauges.desc().len(), 4);
     }

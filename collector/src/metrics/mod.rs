@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry, TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use vantage_measurement::{Measurement, Rejection, TestKind, Vantage};
 
@@ -76,14 +76,8 @@ pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refre
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
 
 /// Reasons that refuse a whole batch rather than one line.
-pub const BATCH_REJECTION_CODES: &[&str] = &[
-    "body_too_large",
-    "too_many_lines",
-    "unsupported_encoding",
-    "bad_encoding",
-    "body_unreadable",
-    "bad_signature",
-];
+pub const BATCH_REJECTION_CODES: &[&str] =
+    &["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"];
 
 /// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
 /// with a busy schedule may hold tens of thousands.
@@ -192,8 +186,7 @@ impl Metrics {
 
         let ingested = IntCounter::new(INGESTED_TOTAL, "Measurements newly stored.")?;
         registry.register(Box::new(ingested.clone()))?;
-        let duplicates =
-            IntCounter::new(DUPLICATES_TOTAL, "Measurements received again after being stored; not stored twice.")?;
+        let duplicates = IntCounter::new(DUPLICATES_TOTAL, "Measurements received again after being stored; not stored twice.")?;
         registry.register(Box::new(duplicates.clone()))?;
         let last_ingest = gauge(
             LAST_INGEST_TIMESTAMP_SECONDS,
@@ -210,16 +203,12 @@ impl Metrics {
             .buckets(SPOOL_BUCKETS.to_vec()),
         )?;
         registry.register(Box::new(spool_pending.clone()))?;
-        let series_admitted = int_gauge(
-            SERIES_ADMITTED,
-            "Series held by the budgeted families (measurement counters and fleet gauges).",
-        )?;
+        let series_admitted =
+            int_gauge(SERIES_ADMITTED, "Series held by the budgeted families (measurement counters and fleet gauges).")?;
         let series_limit = int_gauge(SERIES_LIMIT, "The series budget (--max-series) of the budgeted families.")?;
         series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
-        let fleet_refreshed = gauge(
-            FLEET_REFRESH_TIMESTAMP_SECONDS,
-            "Unix time the fleet gauges were last recomputed from the store.",
-        )?;
+        let fleet_refreshed =
+            gauge(FLEET_REFRESH_TIMESTAMP_SECONDS, "Unix time the fleet gauges were last recomputed from the store.")?;
         let fleet_window = int_gauge(
             FLEET_WINDOW_SECONDS,
             "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
@@ -307,9 +296,7 @@ impl Metrics {
         for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
             // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
             if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
-                self.phase_duration
-                    .with_label_values(&[test, step.op.as_str()])
-                    .observe(step.duration_ms / 1000.0);
+                self.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
             }
         }
     }
@@ -458,13 +445,12 @@ mod tests {
         metrics.publish_fleet(&fleet_with_asn("DE", 3320, 3), 3, Duration::from_secs(3600)).expect("publish");
         metrics.record_measurement(&m);
         let (text, _) = metrics.render().expect("render");
-        let line = |asn: &str| format!("vantage_measurements_by_asn_total{{asn=\"{asn}\",country=\"DE\",test=\"tls\",verdict=\"blocked\"}} 1");
+        let line = |asn: &str| {
+            format!("vantage_measurements_by_asn_total{{asn=\"{asn}\",country=\"DE\",test=\"tls\",verdict=\"blocked\"}} 1")
+        };
         assert!(text.contains(&line("other")), "{text}");
         assert!(text.contains(&line("3320")), "{text}");
-        assert!(
-            text.contains("vantage_metric_labels_folded_total{label=\"asn\",reason=\"few_probes\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("vantage_metric_labels_folded_total{label=\"asn\",reason=\"few_probes\"} 1"), "{text}");
     }
 
     #[test]
@@ -479,9 +465,6 @@ mod tests {
         assert!(text.contains("target=\"wikipedia\""), "{text}");
         assert!(text.contains("target=\"other\""), "{text}");
         assert!(!text.contains("not-published"), "{text}");
-        assert!(
-            text.contains("vantage_metric_labels_folded_total{label=\"target\",reason=\"unpublished\"} 1"),
-            "{text}"
-        );
+        assert!(text.contains("vantage_metric_labels_folded_total{label=\"target\",reason=\"unpublished\"} 1"), "{text}");
     }
 }

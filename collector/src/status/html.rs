@@ -98,7 +98,11 @@ fn header(out: &mut String, page: &Page, now: DateTime<Utc>) {
         countries,
         plural(countries as u64, "country", "countries")
     );
-    let _ = write!(out, "<span>Blocking reported in <b>{blocked_countries}</b> {}</span>", plural(blocked_countries as u64, "country", "countries"));
+    let _ = write!(
+        out,
+        "<span>Blocking reported in <b>{blocked_countries}</b> {}</span>",
+        plural(blocked_countries as u64, "country", "countries")
+    );
     let _ = write!(out, "<span>Last ingest: <b id=\"last-ingest\">{}</b></span>", escape(&when(page.last_ingest, now)));
     let _ = write!(out, "<span>Window: last {}</span>", escape(&duration(page.window_secs)));
     let _ = write!(out, "<span>Updated: {}</span>", escape(&when(page.read_at, now)));

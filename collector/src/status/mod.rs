@@ -42,8 +42,7 @@ pub(crate) async fn get_status(State(state): State<AppState>) -> Response {
                 return (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry shortly\n").into_response();
             }
             let html = Arc::new(html::render(&page, Utc::now()));
-            *state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some((snapshot.generation, Arc::clone(&html)));
+            *state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
             html
         }
     };
@@ -58,12 +57,7 @@ pub(crate) async fn get_status(State(state): State<AppState>) -> Response {
 
 /// Look up when each shown row's blocking began: the earliest streak start among its probes.
 async fn fill_since(state: &AppState, page: &mut view::Page) -> Result<(), crate::store::StoreError> {
-    let keys: Vec<_> = page
-        .countries
-        .iter()
-        .flat_map(|c| &c.blocked)
-        .flat_map(|row| row.streak_keys.iter().cloned())
-        .collect();
+    let keys: Vec<_> = page.countries.iter().flat_map(|c| &c.blocked).flat_map(|row| row.streak_keys.iter().cloned()).collect();
     if keys.is_empty() {
         return Ok(());
     }

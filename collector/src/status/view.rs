@@ -71,12 +71,7 @@ pub struct BlockedRow {
 }
 
 /// Build the page from a fleet read; `since` is left for the streak lookup.
-pub fn build(
-    rows: &FleetRows,
-    read_at: Option<DateTime<Utc>>,
-    window_secs: u64,
-    is_published: impl Fn(&str) -> bool,
-) -> Page {
+pub fn build(rows: &FleetRows, read_at: Option<DateTime<Utc>>, window_secs: u64, is_published: impl Fn(&str) -> bool) -> Page {
     let mut groups: BTreeMap<(&str, &str, TestKind), Vec<&LatestVerdict>> = BTreeMap::new();
     for row in &rows.latest {
         groups.entry((row.cc.as_str(), row.target.as_str(), row.test)).or_default().push(row);
@@ -116,8 +111,10 @@ fn blocked_row(target: &str, test: TestKind, group: &[&LatestVerdict], published
     if blocked.is_empty() {
         return None;
     }
-    let distinct_probes = |rows: &mut dyn Iterator<Item = &&LatestVerdict>| rows.map(|r| r.probe.as_str()).collect::<HashSet<_>>().len() as u64;
-    let distinct_asns = |rows: &mut dyn Iterator<Item = &&LatestVerdict>| rows.map(|r| r.asn).collect::<HashSet<_>>().len() as u64;
+    let distinct_probes =
+        |rows: &mut dyn Iterator<Item = &&LatestVerdict>| rows.map(|r| r.probe.as_str()).collect::<HashSet<_>>().len() as u64;
+    let distinct_asns =
+        |rows: &mut dyn Iterator<Item = &&LatestVerdict>| rows.map(|r| r.asn).collect::<HashSet<_>>().len() as u64;
     let mut mechanisms: HashMap<Mechanism, u64> = HashMap::new();
     for row in &blocked {
         if let Some(mechanism) = row.mechanism {
@@ -188,10 +185,7 @@ mod tests {
         let wiki = &de.blocked[0];
         assert!(wiki.published);
         assert_eq!((wiki.probes_blocked, wiki.probes_total, wiki.asns_blocked, wiki.asns_total), (3, 4, 2, 3));
-        assert_eq!(
-            wiki.mechanisms,
-            vec![(Mechanism::TlsResetAfterClientHello, 2), (Mechanism::TlsTimeoutSni, 1)]
-        );
+        assert_eq!(wiki.mechanisms, vec![(Mechanism::TlsResetAfterClientHello, 2), (Mechanism::TlsTimeoutSni, 1)]);
         assert_eq!(wiki.streak_keys.len(), 3);
         let fr = &page.countries[1];
         assert!(fr.blocked.is_empty(), "France reports it fine");

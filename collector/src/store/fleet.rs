@@ -39,9 +39,7 @@ pub(crate) fn read(conn: &Connection, received_since: i64, started_since: i64) -
              WHERE received_at >= ?1 AND probe_key IS NOT NULL
              GROUP BY cc, asn ORDER BY cc, asn",
         )?
-        .query_map(params![received_since], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?))
-        })?
+        .query_map(params![received_since], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u32>(1)?, r.get::<_, i64>(2)?)))?
         .map(|row| row.map(|(cc, asn, n)| (cc, asn, count(n))))
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -76,9 +74,7 @@ pub(crate) fn read(conn: &Connection, received_since: i64, started_since: i64) -
             target: row.get(3)?,
             test: TestKind::parse(&test).ok_or_else(|| corrupt("test", &test))?,
             status: Status::parse(&status).ok_or_else(|| corrupt("status", &status))?,
-            mechanism: mechanism
-                .map(|m| Mechanism::parse(&m).ok_or_else(|| corrupt("mechanism", &m)))
-                .transpose()?,
+            mechanism: mechanism.map(|m| Mechanism::parse(&m).ok_or_else(|| corrupt("mechanism", &m))).transpose()?,
             started_at: row.get(7)?,
         });
     }
@@ -170,10 +166,7 @@ mod tests {
         // measurement is too old to say anything about the present.
         assert_eq!(rows.active_probes, vec![("DE".to_string(), 2), ("FR".to_string(), 1)]);
         assert_eq!(rows.probes_total, 3);
-        assert_eq!(
-            rows.asn_probes,
-            vec![("DE".to_string(), 3209, 1), ("DE".to_string(), 3320, 1), ("FR".to_string(), 3215, 1)]
-        );
+        assert_eq!(rows.asn_probes, vec![("DE".to_string(), 3209, 1), ("DE".to_string(), 3320, 1), ("FR".to_string(), 3215, 1)]);
         assert!(!rows.truncated);
         assert!(rows.last_received.is_some_and(|t| t >= now));
     }

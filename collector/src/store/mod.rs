@@ -25,7 +25,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use vantage_measurement::{Mechanism, Measurement, Status, TestKind};
+use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 use vantage_probe::identity::KeyId;
 
 pub use sqlite::SqliteStore;
@@ -164,8 +164,7 @@ pub enum StoreError {
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Store `batch` in one transaction; one outcome per measurement, in order. `probe` is the
     /// key id that signed the batch (`None`: anonymous); a duplicate keeps its first signer.
-    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>)
-    -> Result<Vec<InsertOutcome>, StoreError>;
+    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>) -> Result<Vec<InsertOutcome>, StoreError>;
 
     /// Stream at most `limit` matching measurements as NDJSON lines, ordered by `started_at`
     /// then `id`. Errors before the first row come back as `Err`; later ones end the stream.

@@ -22,7 +22,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
 use vantage_probe::identity::KeyId;
 
-use super::{FleetRows, Filter, InsertOutcome, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
+use super::{Filter, FleetRows, InsertOutcome, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "vantage.sqlite3";
@@ -84,11 +84,7 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_batch(
-        &self,
-        batch: &[Measurement],
-        probe: Option<&KeyId>,
-    ) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>) -> Result<Vec<InsertOutcome>, StoreError> {
         let received_at = Utc::now().timestamp();
         let rows: Vec<Row> = batch.iter().map(Row::from_measurement).collect();
         let probe_key = probe.map(|k| k.as_str().to_string());
@@ -231,8 +227,7 @@ where
 }
 
 fn open_writer(data_dir: &Path) -> Result<(PathBuf, Connection), StoreError> {
-    std::fs::create_dir_all(data_dir)
-        .map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
     let path = data_dir.join(FILE_NAME);
     let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
     let conn = Connection::open(&path).map_err(open_error)?;

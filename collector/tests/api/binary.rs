@@ -58,7 +58,20 @@ fn help_teaches_the_flags() {
     let output = Command::new(BINARY).args(["serve", "--help"]).output().expect("run");
     assert_eq!(output.status.code(), Some(0));
     let help = String::from_utf8_lossy(&output.stdout);
-    for flag in ["--listen", "--data-dir", "--targets", "--ca", "--danger-helper-allow-private", "--helper-timeout-secs", "--helper-resolver", "VANTAGE_LISTEN", "--asn-min-probes", "--max-series", "--window-secs", "--fleet-refresh-secs"] {
+    for flag in [
+        "--listen",
+        "--data-dir",
+        "--targets",
+        "--ca",
+        "--danger-helper-allow-private",
+        "--helper-timeout-secs",
+        "--helper-resolver",
+        "VANTAGE_LISTEN",
+        "--asn-min-probes",
+        "--max-series",
+        "--window-secs",
+        "--fleet-refresh-secs",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }

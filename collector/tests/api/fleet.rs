@@ -5,7 +5,9 @@ use std::collections::HashSet;
 
 use chrono::Duration;
 
-use crate::support::{Collector, label_values, measurement_of, probe_key, sample, series, series_count, with_wikipedia_published};
+use crate::support::{
+    Collector, label_values, measurement_of, probe_key, sample, series, series_count, with_wikipedia_published,
+};
 
 #[tokio::test]
 async fn each_probe_counts_once_with_its_latest_verdict() {
@@ -22,7 +24,8 @@ async fn each_probe_counts_once_with_its_latest_verdict() {
     collector.ingest_signed(&probe_key(4), &[earlier, ok(3320)]).await;
 
     let text = collector.next_fleet_refresh().await;
-    let gauge = |name, verdict| sample(&text, name, &[("country", "DE"), ("target", "wikipedia"), ("test", "tls"), ("verdict", verdict)]);
+    let gauge =
+        |name, verdict| sample(&text, name, &[("country", "DE"), ("target", "wikipedia"), ("test", "tls"), ("verdict", verdict)]);
     assert_eq!(gauge("vantage_target_probes", "blocked"), Some(2.0), "{text}");
     assert_eq!(gauge("vantage_target_probes", "ok"), Some(2.0));
     assert_eq!(gauge("vantage_target_asns", "blocked"), Some(2.0), "blocked in 2 of 2 ASNs");
@@ -94,16 +97,22 @@ async fn a_spent_series_budget_folds_new_combinations_and_counts_them() {
     })
     .await;
     let key = probe_key(1);
-    let batch: Vec<_> = (0..30)
-        .map(|i| measurement_of(&format!("A{}", char::from(b'A' + (i % 5) as u8)), 1, &format!("t{i}"), true))
-        .collect();
+    let batch: Vec<_> =
+        (0..30).map(|i| measurement_of(&format!("A{}", char::from(b'A' + (i % 5) as u8)), 1, &format!("t{i}"), true)).collect();
     collector.ingest_signed(&key, &batch).await;
     let text = collector.next_fleet_refresh().await;
 
-    let budgeted: usize = ["vantage_measurements_total", "vantage_measurements_by_asn_total", "vantage_target_probes", "vantage_target_asns", "vantage_target_asns_measured", "vantage_probes_active"]
-        .iter()
-        .map(|name| series(&text, name).len())
-        .sum();
+    let budgeted: usize = [
+        "vantage_measurements_total",
+        "vantage_measurements_by_asn_total",
+        "vantage_target_probes",
+        "vantage_target_asns",
+        "vantage_target_asns_measured",
+        "vantage_probes_active",
+    ]
+    .iter()
+    .map(|name| series(&text, name).len())
+    .sum();
     let admitted = sample(&text, "vantage_metric_series_admitted", &[]).expect("admitted gauge");
     assert_eq!(budgeted as f64, admitted, "the gauge tells the truth\n{text}");
     // 10, plus at most one fully folded combination per family (two series for the verdict pair).
@@ -146,7 +155,15 @@ async fn every_family_has_help_and_a_type() {
         }
     }
     assert_eq!(helped, typed, "every family has both");
-    for family in ["vantage_probes_active", "vantage_target_probes", "vantage_target_asns", "vantage_target_asns_measured", "vantage_probe_spool_pending", "vantage_collector_ingest_in_flight", "vantage_metric_labels_folded_total"] {
+    for family in [
+        "vantage_probes_active",
+        "vantage_target_probes",
+        "vantage_target_asns",
+        "vantage_target_asns_measured",
+        "vantage_probe_spool_pending",
+        "vantage_collector_ingest_in_flight",
+        "vantage_metric_labels_folded_total",
+    ] {
         assert!(helped.contains(family), "{family} is exported\n{text}");
     }
 }

@@ -6,8 +6,7 @@ use tokio::net::TcpListener;
 use crate::support::{Collector, sample};
 
 async fn control(collector: &Collector, request: Value) -> (u16, Value) {
-    let response =
-        collector.http.post(collector.url("/api/v1/control")).json(&request).send().await.expect("POST control");
+    let response = collector.http.post(collector.url("/api/v1/control")).json(&request).send().await.expect("POST control");
     let status = response.status().as_u16();
     (status, response.json().await.expect("JSON body"))
 }

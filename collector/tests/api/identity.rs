@@ -13,10 +13,9 @@ async fn a_signed_batch_is_stored_and_its_probe_counted() {
     let report = collector.ingest_signed(&key, &[measurement(), measurement()]).await;
     assert_eq!(report["accepted"], 2);
 
-    let text = collector.metrics_when("one active probe", |t| {
-        sample(t, "vantage_probes_active", &[("country", "ZZ")]) == Some(1.0)
-    })
-    .await;
+    let text = collector
+        .metrics_when("one active probe", |t| sample(t, "vantage_probes_active", &[("country", "ZZ")]) == Some(1.0))
+        .await;
     assert_eq!(sample(&text, "vantage_collector_batches_total", &[("identity", "signed")]), Some(1.0));
     assert_eq!(sample(&text, "vantage_collector_batches_total", &[("identity", "anonymous")]), Some(0.0));
 

@@ -47,22 +47,16 @@ async fn each_bad_line_gets_its_precise_reason_and_good_lines_are_still_stored()
     future_version["schema_version"] = json!(2);
     let mut bad_country = measurement();
     bad_country.probe.cc = "Germany".into();
-    let body = format!(
-        "{{\"id\": \"not even close\"\n{}\n\n{}\n{}\n",
-        future_version,
-        good.to_json_line(),
-        bad_country.to_json_line()
-    );
+    let body =
+        format!("{{\"id\": \"not even close\"\n{}\n\n{}\n{}\n", future_version, good.to_json_line(), bad_country.to_json_line());
     let response = collector.post_ndjson(body).await;
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.expect("report");
     assert_eq!(report["accepted"], 1);
     assert_eq!(report["duplicates"], 0);
     let rejected = report["rejected"].as_array().expect("rejected list");
-    let summary: Vec<(u64, &str)> = rejected
-        .iter()
-        .map(|r| (r["line"].as_u64().expect("line"), r["reason"].as_str().expect("reason")))
-        .collect();
+    let summary: Vec<(u64, &str)> =
+        rejected.iter().map(|r| (r["line"].as_u64().expect("line"), r["reason"].as_str().expect("reason"))).collect();
     assert_eq!(summary, vec![(1, "malformed"), (2, "unsupported_schema_version"), (5, "invalid_country")]);
     assert!(rejected[1]["detail"].as_str().expect("detail").contains("schema_version 2"));
     assert_eq!(rejected[2]["id"], json!(bad_country.id));

@@ -19,11 +19,8 @@ fn artifacts_dir() -> PathBuf {
 
 fn chromium() -> PathBuf {
     for name in ["chromium", "chromium-browser"] {
-        if let Some(path) = std::env::var_os("PATH")
-            .iter()
-            .flat_map(std::env::split_paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
+        if let Some(path) =
+            std::env::var_os("PATH").iter().flat_map(std::env::split_paths).map(|dir| dir.join(name)).find(|path| path.is_file())
         {
             return path;
         }
@@ -102,7 +99,10 @@ async fn a_browser_shows_what_is_blocked_where_how_and_since_when() {
     collector.ingest_signed(&probe_key(3), &[measurement_of("DE", 6805, "wikipedia", false)]).await;
     // IR: DNS injection. FR: all fine.
     collector
-        .ingest_signed(&probe_key(4), &[of(TestKind::Dns, Mechanism::DnsInjected, measurement_of("IR", 197_207, "wikipedia", true))])
+        .ingest_signed(
+            &probe_key(4),
+            &[of(TestKind::Dns, Mechanism::DnsInjected, measurement_of("IR", 197_207, "wikipedia", true))],
+        )
         .await;
     collector.ingest_signed(&probe_key(5), &[measurement_of("FR", 3215, "wikipedia", false)]).await;
     collector.next_fleet_refresh().await;

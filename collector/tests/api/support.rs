@@ -232,21 +232,15 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 /// The value of the sample of `name` whose labels include all of `labels`.
 pub fn sample(metrics: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
     series(metrics, name).into_iter().find_map(|(series_labels, value)| {
-        labels
-            .iter()
-            .all(|(k, v)| series_labels.iter().any(|(sk, sv)| sk == k && sv == v))
-            .then_some(value)
+        labels.iter().all(|(k, v)| series_labels.iter().any(|(sk, sv)| sk == k && sv == v)).then_some(value)
     })
 }
 
 /// Every value that `label` takes in any sample of any family: the parsed check for "this never
 /// became a label", where a search of the whole text could also hit a number or a help string.
 pub fn label_values(metrics: &str, label: &str) -> std::collections::BTreeSet<String> {
-    let names: std::collections::BTreeSet<&str> = metrics
-        .lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| line.split(['{', ' ']).next())
-        .collect();
+    let names: std::collections::BTreeSet<&str> =
+        metrics.lines().filter(|line| !line.starts_with('#')).filter_map(|line| line.split(['{', ' ']).next()).collect();
     names
         .into_iter()
         .flat_map(|name| series(metrics, name))

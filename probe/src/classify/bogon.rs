@@ -15,31 +15,31 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// IPv4 bogon ranges.
 const V4_BOGONS: &[([u8; 4], u8)] = &[
-    ([0, 0, 0, 0], 8),        // "this" network (RFC 791); 0.0.0.0 is a favourite null answer
-    ([10, 0, 0, 0], 8),       // private (RFC 1918)
-    ([100, 64, 0, 0], 10),    // shared address space, CGNAT (RFC 6598)
-    ([127, 0, 0, 0], 8),      // loopback
-    ([169, 254, 0, 0], 16),   // link-local (RFC 3927)
-    ([172, 16, 0, 0], 12),    // private (RFC 1918)
-    ([192, 0, 0, 0], 24),     // IETF protocol assignments (RFC 6890)
-    ([192, 0, 2, 0], 24),     // TEST-NET-1 (RFC 5737)
-    ([192, 168, 0, 0], 16),   // private (RFC 1918)
-    ([198, 18, 0, 0], 15),    // benchmarking (RFC 2544)
-    ([198, 51, 100, 0], 24),  // TEST-NET-2 (RFC 5737)
-    ([203, 0, 113, 0], 24),   // TEST-NET-3 (RFC 5737)
-    ([224, 0, 0, 0], 4),      // multicast
-    ([240, 0, 0, 0], 4),      // reserved (RFC 1112), including 255.255.255.255 broadcast
+    ([0, 0, 0, 0], 8),       // "this" network (RFC 791); 0.0.0.0 is a favourite null answer
+    ([10, 0, 0, 0], 8),      // private (RFC 1918)
+    ([100, 64, 0, 0], 10),   // shared address space, CGNAT (RFC 6598)
+    ([127, 0, 0, 0], 8),     // loopback
+    ([169, 254, 0, 0], 16),  // link-local (RFC 3927)
+    ([172, 16, 0, 0], 12),   // private (RFC 1918)
+    ([192, 0, 0, 0], 24),    // IETF protocol assignments (RFC 6890)
+    ([192, 0, 2, 0], 24),    // TEST-NET-1 (RFC 5737)
+    ([192, 168, 0, 0], 16),  // private (RFC 1918)
+    ([198, 18, 0, 0], 15),   // benchmarking (RFC 2544)
+    ([198, 51, 100, 0], 24), // TEST-NET-2 (RFC 5737)
+    ([203, 0, 113, 0], 24),  // TEST-NET-3 (RFC 5737)
+    ([224, 0, 0, 0], 4),     // multicast
+    ([240, 0, 0, 0], 4),     // reserved (RFC 1112), including 255.255.255.255 broadcast
 ];
 
 /// IPv6 bogon ranges (the prefixes that embed an IPv4 address are handled separately).
 const V6_BOGONS: &[(u128, u8)] = &[
-    (0, 96),                                          // ::/128, ::1/128 and IPv4-compatible ::/96
-    (0x0100_0000_0000_0000_0000_0000_0000_0000, 64),  // discard-only 100::/64 (RFC 6666)
-    (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32),  // documentation 2001:db8::/32 (RFC 3849)
-    (0xfc00_0000_0000_0000_0000_0000_0000_0000, 7),   // unique local fc00::/7 (RFC 4193)
-    (0xfe80_0000_0000_0000_0000_0000_0000_0000, 10),  // link-local fe80::/10
-    (0xfec0_0000_0000_0000_0000_0000_0000_0000, 10),  // site-local fec0::/10 (deprecated, RFC 3879)
-    (0xff00_0000_0000_0000_0000_0000_0000_0000, 8),   // multicast ff00::/8
+    (0, 96),                                         // ::/128, ::1/128 and IPv4-compatible ::/96
+    (0x0100_0000_0000_0000_0000_0000_0000_0000, 64), // discard-only 100::/64 (RFC 6666)
+    (0x2001_0db8_0000_0000_0000_0000_0000_0000, 32), // documentation 2001:db8::/32 (RFC 3849)
+    (0xfc00_0000_0000_0000_0000_0000_0000_0000, 7),  // unique local fc00::/7 (RFC 4193)
+    (0xfe80_0000_0000_0000_0000_0000_0000_0000, 10), // link-local fe80::/10
+    (0xfec0_0000_0000_0000_0000_0000_0000_0000, 10), // site-local fec0::/10 (deprecated, RFC 3879)
+    (0xff00_0000_0000_0000_0000_0000_0000_0000, 8),  // multicast ff00::/8
 ];
 
 /// Is `ip` a bogon, with no exceptions?
@@ -188,14 +188,14 @@ mod tests {
             ("::ffff:127.0.0.1", true),
             ("::ffff:10.0.0.1", true),
             ("64:ff9b::10.0.0.1", true),
-            ("2002:0a00:0001::1", true),                 // 6to4 of 10.0.0.1
-            ("2001:0:c000:0201::1", true),               // Teredo server 192.0.2.1
-            ("2001:0:0808:0808:0:0:80ff:fffe", true),    // Teredo client !0x80fffffe = 127.0.0.1
+            ("2002:0a00:0001::1", true),              // 6to4 of 10.0.0.1
+            ("2001:0:c000:0201::1", true),            // Teredo server 192.0.2.1
+            ("2001:0:0808:0808:0:0:80ff:fffe", true), // Teredo client !0x80fffffe = 127.0.0.1
             // IPv6 wrapping a public IPv4, and ordinary addresses
             ("::ffff:8.8.8.8", false),
             ("64:ff9b::8.8.8.8", false),
             ("2002:0808:0808::1", false),
-            ("2001:0:0808:0808::f7f7:f7f7", false),      // Teredo 8.8.8.8 / client 8.8.8.8
+            ("2001:0:0808:0808::f7f7:f7f7", false), // Teredo 8.8.8.8 / client 8.8.8.8
             ("2001:4860:4860::8888", false),
             ("2606:4700:4700::1111", false),
         ];
@@ -206,8 +206,8 @@ mod tests {
 
     #[test]
     fn a_lab_policy_exempts_its_documentation_ranges_only() {
-        let lab = BogonPolicy::allowing(&["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"])
-            .expect("valid ranges");
+        let lab =
+            BogonPolicy::allowing(&["192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32"]).expect("valid ranges");
         for addr in ["192.0.2.10", "198.51.100.1", "203.0.113.255", "2001:db8::10", "::ffff:192.0.2.10"] {
             assert!(!lab.is_bogon(ip(addr)), "{addr} should be exempt");
         }

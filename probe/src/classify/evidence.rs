@@ -33,8 +33,7 @@ impl<'a> Steps<'a> {
     /// True when every probe step failed because the probe's own network is down.
     pub fn probe_offline(&self) -> bool {
         let mut probe = self.0.iter().filter(|o| o.vantage == Vantage::Probe).peekable();
-        probe.peek().is_some()
-            && probe.all(|o| o.failure.is_some_and(Failure::is_local_network_failure))
+        probe.peek().is_some() && probe.all(|o| o.failure.is_some_and(Failure::is_local_network_failure))
     }
 }
 

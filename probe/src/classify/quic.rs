@@ -54,7 +54,11 @@ mod tests {
     #[test]
     fn quic_filtered_while_udp_is_echoed() {
         let mut echo = crate::classify::testing::step(Vantage::Probe, Role::Control, Operation::Data, None);
-        let mut obs = vec![echo.clone(), quic_step(Vantage::Probe, Role::Control, TIMEOUT), quic_step(Vantage::Probe, Role::Target, TIMEOUT)];
+        let mut obs = vec![
+            echo.clone(),
+            quic_step(Vantage::Probe, Role::Control, TIMEOUT),
+            quic_step(Vantage::Probe, Role::Target, TIMEOUT),
+        ];
         obs.push(quic_step(Vantage::Helper, Role::Target, None));
         let v = classify(&obs);
         assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::QuicBlocked)));

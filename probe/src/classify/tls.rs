@@ -118,8 +118,7 @@ fn data_verdict(steps: &Steps<'_>) -> Option<Verdict> {
     ];
     match target.failure {
         Some(Failure::GenericTimeoutError) => {
-            let still_trickling = t.bytes_received > 0
-                && t.last_byte_ms.is_some_and(|last| last >= 0.75 * target.duration_ms);
+            let still_trickling = t.bytes_received > 0 && t.last_byte_ms.is_some_and(|last| last >= 0.75 * target.duration_ms);
             Some(if still_trickling {
                 Verdict::new(Status::Inconclusive, Mechanism::TlsThrottled, evidence)
             } else {
@@ -130,8 +129,8 @@ fn data_verdict(steps: &Steps<'_>) -> Option<Verdict> {
         None => {
             let comparable = t.bytes_received >= MIN_BYTES_TO_COMPARE && c.bytes_received >= MIN_BYTES_TO_COMPARE;
             let goodput = |bytes: u64, ms: f64| bytes as f64 / ms.max(1.0);
-            let slow = goodput(t.bytes_received, target.duration_ms)
-                < THROTTLE_RATIO * goodput(c.bytes_received, control.duration_ms);
+            let slow =
+                goodput(t.bytes_received, target.duration_ms) < THROTTLE_RATIO * goodput(c.bytes_received, control.duration_ms);
             (comparable && slow && target.duration_ms > 1000.0)
                 .then(|| Verdict::new(Status::Inconclusive, Mechanism::TlsThrottled, evidence))
         }

@@ -17,7 +17,9 @@
 //! fails at the helper too and is `down`; a lost datagram is retransmitted by the runner before
 //! anything is called silence; the random-bytes control never carries the protocol's first bytes.
 
-use vantage_measurement::{Detail, Failure, Mechanism, Observation, Operation, Role, Status, TestKind, Vantage, Verdict, VpnDetail};
+use vantage_measurement::{
+    Detail, Failure, Mechanism, Observation, Operation, Role, Status, TestKind, Vantage, Verdict, VpnDetail,
+};
 
 use super::evidence::{Steps, describe};
 use super::tcp::connect_verdict;
@@ -37,7 +39,12 @@ pub fn classify(test: TestKind, observations: &[Observation]) -> Verdict {
     let helper = steps.helper(op);
     let mut evidence = vec![describe(&format!("probe {}", test.as_str()), target)];
     if let Some(d) = vpn_detail(target) {
-        evidence.push(format!("stage reached: {}, {} sent, {} received", d.stage_reached.as_str(), d.packets_sent, d.packets_received));
+        evidence.push(format!(
+            "stage reached: {}, {} sent, {} received",
+            d.stage_reached.as_str(),
+            d.packets_sent,
+            d.packets_received
+        ));
     }
     if let Some(h) = helper {
         evidence.push(describe("helper", h));
@@ -77,7 +84,13 @@ fn data_verdict(test: TestKind, steps: &Steps<'_>, helper: Option<&Observation>,
     }
 }
 
-fn failure_verdict(test: TestKind, steps: &Steps<'_>, failure: Failure, helper: Option<&Observation>, mut evidence: Vec<String>) -> Verdict {
+fn failure_verdict(
+    test: TestKind,
+    steps: &Steps<'_>,
+    failure: Failure,
+    helper: Option<&Observation>,
+    mut evidence: Vec<String>,
+) -> Verdict {
     if steps.probe_offline() {
         return Verdict::new(Status::Inconclusive, Mechanism::NetworkOffline, evidence);
     }

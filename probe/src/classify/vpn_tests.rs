@@ -123,7 +123,15 @@ fn tor_handshake_and_link_blocks() {
     let link = |vantage, failure, received| vpn(vantage, Role::Target, Operation::Data, "tor", failure, received);
     let v = classify(TestKind::Tor, &[tls(Vantage::Probe, Some(Failure::ConnectionReset)), tls(Vantage::Helper, None)]);
     assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::TorHandshakeBlocked)));
-    let v = classify(TestKind::Tor, &[tls(Vantage::Probe, None), link(Vantage::Probe, TIMEOUT, 0), tls(Vantage::Helper, None), link(Vantage::Helper, None, 1)]);
+    let v = classify(
+        TestKind::Tor,
+        &[
+            tls(Vantage::Probe, None),
+            link(Vantage::Probe, TIMEOUT, 0),
+            tls(Vantage::Helper, None),
+            link(Vantage::Helper, None, 1),
+        ],
+    );
     assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::TorLinkBlocked)));
     let v = classify(TestKind::Tor, &[tls(Vantage::Probe, None), link(Vantage::Probe, None, 1)]);
     assert_eq!(v.status, Status::Ok);

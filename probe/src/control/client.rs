@@ -57,18 +57,20 @@ impl HelperClient {
                 let text = String::from_utf8_lossy(&body).chars().take(300).collect();
                 return Err(HelperError::Refused { status: status.as_u16(), body: text });
             }
-            let parsed: ControlResponse =
-                serde_json::from_slice(&body).map_err(|e| HelperError::BadResponse(e.to_string()))?;
+            let parsed: ControlResponse = serde_json::from_slice(&body).map_err(|e| HelperError::BadResponse(e.to_string()))?;
             Ok(parsed.observations)
         };
         let observations = tokio::time::timeout(timeout, send)
             .await
             .map_err(|_| HelperError::Unreachable(format!("no answer within {timeout:?}")))??;
         // A helper can't vouch for anything but its own view: relabel defensively.
-        Ok(observations.into_iter().map(|mut o| {
-            o.vantage = Vantage::Helper;
-            o
-        }).collect())
+        Ok(observations
+            .into_iter()
+            .map(|mut o| {
+                o.vantage = Vantage::Helper;
+                o
+            })
+            .collect())
     }
 }
 

@@ -10,9 +10,7 @@ use std::io;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::time::Instant;
-use vantage_measurement::{
-    CodeSpace, Detail, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role,
-};
+use vantage_measurement::{CodeSpace, Detail, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role};
 
 use crate::runner::dns::codec::{self, ParsedReply};
 use crate::runner::dns::{QUERY_TYPE_BOTH, QueryType};
@@ -124,11 +122,7 @@ fn merge(a: QueryResult, aaaa: QueryResult, after_ms: f64, replies: &mut Vec<Dns
     let Some(primary) = parsed.first() else {
         return a.map(|_| ());
     };
-    let answers: Vec<_> = parsed
-        .iter()
-        .filter(|r| r.rcode == 0)
-        .flat_map(|r| r.answers.iter().cloned())
-        .collect();
+    let answers: Vec<_> = parsed.iter().filter(|r| r.rcode == 0).flat_map(|r| r.answers.iter().cloned()).collect();
     let rcode = if answers.is_empty() { primary.rcode } else { 0 };
     let has_soa = parsed.iter().any(|r| r.has_soa);
     let outcome = crate::runner::dns::reply_outcome(rcode, !answers.is_empty());
@@ -229,11 +223,8 @@ mod tests {
         let head = String::from_utf8_lossy(&req[..head_end]).to_ascii_lowercase();
         assert!(head.starts_with("post "), "{head}");
         assert!(head.contains("content-type: application/dns-message"), "{head}");
-        let len: usize = head
-            .lines()
-            .find_map(|l| l.strip_prefix("content-length:"))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or(0);
+        let len: usize =
+            head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
         while req.len() < head_end + len {
             let Ok(n) = stream.read(&mut buf).await else { return };
             if n == 0 {
@@ -243,9 +234,7 @@ mod tests {
         }
         let query = &req[head_end..head_end + len];
         let ips: [IpAddr; 2] = ["192.0.2.10".parse().expect("ip"), "2001:db8::10".parse().expect("ip")];
-        let is_aaaa = hickory_proto::op::Message::from_vec(query)
-            .ok()
-            .and_then(|m| m.queries.first().map(|q| q.query_type()))
+        let is_aaaa = hickory_proto::op::Message::from_vec(query).ok().and_then(|m| m.queries.first().map(|q| q.query_type()))
             == Some(hickory_proto::rr::RecordType::AAAA);
         let family: Vec<IpAddr> = ips.into_iter().filter(|ip| ip.is_ipv6() == is_aaaa).collect();
         let (status, ctype, body) = match behaviour {
@@ -259,10 +248,8 @@ mod tests {
                 return;
             }
         };
-        let head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-            body.len()
-        );
+        let head =
+            format!("HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
         let _ = stream.write_all(head.as_bytes()).await;
         let _ = stream.write_all(&body).await;
         let _ = stream.shutdown().await;

@@ -102,9 +102,7 @@ impl ControlRequest {
     }
 
     fn domain(&self) -> Result<&str, ControlRequestError> {
-        self.domain
-            .as_deref()
-            .ok_or(ControlRequestError::Missing { test: self.test.as_str(), field: "domain" })
+        self.domain.as_deref().ok_or(ControlRequestError::Missing { test: self.test.as_str(), field: "domain" })
     }
 }
 
@@ -132,12 +130,11 @@ pub async fn execute(req: &ControlRequest, trust: &HelperTrust) -> Result<Contro
         }],
         TestKind::Tcp => vec![runner::tcp::connect(&ctx, Role::Target, req.socket_addr()?).await.0],
         TestKind::Tls => {
-            runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors, DataPhase::Skip)
-                .await
+            runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors, DataPhase::Skip).await
         }
-        TestKind::Quic => vec![
-            runner::quic::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await,
-        ],
+        TestKind::Quic => {
+            vec![runner::quic::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await]
+        }
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn(req, &ctx).await?,
     };
     Ok(ControlResponse { observations })

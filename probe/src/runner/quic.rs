@@ -50,11 +50,7 @@ async fn connect(
     transport.max_idle_timeout(Some(VarInt::from_u32(idle_ms).into()));
     client.transport_config(Arc::new(transport));
 
-    let bind: SocketAddr = if addr.is_ipv4() {
-        (Ipv4Addr::UNSPECIFIED, 0).into()
-    } else {
-        (Ipv6Addr::UNSPECIFIED, 0).into()
-    };
+    let bind: SocketAddr = if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
     let endpoint = Endpoint::client(bind).map_err(|e| io_failure(&e))?;
     let connecting = endpoint
         .connect_with(client, addr, sni)

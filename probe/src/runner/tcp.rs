@@ -11,9 +11,7 @@ use super::{StepContext, io_failure};
 /// TLS can continue on it.
 pub async fn connect(ctx: &StepContext, role: Role, addr: SocketAddr) -> (Observation, Option<TcpStream>) {
     let step = ctx.step(Operation::Connect, role).peer(addr);
-    let result = ctx
-        .within(async { TcpStream::connect(addr).await.map_err(|e| io_failure(&e)) })
-        .await;
+    let result = ctx.within(async { TcpStream::connect(addr).await.map_err(|e| io_failure(&e)) }).await;
     match result {
         Ok(stream) => {
             let _ = stream.set_nodelay(true);

@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::{CertificateError, DigitallySignedStruct, Error as TlsError, RootCertStore, SignatureScheme};
 use sha2::{Digest, Sha256};
 use vantage_measurement::Failure;
@@ -79,11 +79,8 @@ impl TrustAnchors {
             )
         };
         let record = Arc::new(Mutex::new(CertRecord::default()));
-        let verifier = RecordingVerifier {
-            chain_verifier,
-            algorithms: provider.signature_verification_algorithms,
-            record: record.clone(),
-        };
+        let verifier =
+            RecordingVerifier { chain_verifier, algorithms: provider.signature_verification_algorithms, record: record.clone() };
         Ok((Arc::new(verifier), record))
     }
 }
@@ -102,9 +99,7 @@ pub struct CertRecord {
 impl CertRecord {
     /// SHA-256 of the leaf, hex.
     pub fn leaf_sha256(&self) -> Option<String> {
-        self.chain.first().map(|leaf| {
-            Sha256::digest(leaf).iter().map(|b| format!("{b:02x}")).collect()
-        })
+        self.chain.first().map(|leaf| Sha256::digest(leaf).iter().map(|b| format!("{b:02x}")).collect())
     }
 }
 
@@ -167,9 +162,7 @@ pub fn verification_failure(err: &TlsError) -> Failure {
     match err {
         TlsError::InvalidCertificate(c) => match c {
             CertificateError::UnknownIssuer => Failure::SslUnknownAuthority,
-            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
-                Failure::SslInvalidHostname
-            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => Failure::SslInvalidHostname,
             _ => Failure::SslInvalidCertificate,
         },
         _ => Failure::SslInvalidCertificate,

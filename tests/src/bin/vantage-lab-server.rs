@@ -13,10 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, UdpSocket};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, UdpSocket};
 use vantage_tests::pki::{AnySni, TestCa, server_config};
 
 /// What a client gets after the handshake: enough to tell a freeze at 16 KB from a full read.

@@ -256,9 +256,8 @@ mod tests {
 
     #[test]
     fn nxdomain_has_no_soa() {
-        let forged = injector(ForgedAnswer::NxDomain)
-            .forge(&query_frame("blocked.example.", RecordType::A, 53), 1)
-            .expect("forged");
+        let forged =
+            injector(ForgedAnswer::NxDomain).forge(&query_frame("blocked.example.", RecordType::A, 53), 1).expect("forged");
         let f = parse_udp_frame(&forged.frame).expect("frame");
         let reply = Message::from_vec(f.udp.payload).expect("valid DNS");
         assert_eq!(reply.metadata.response_code, ResponseCode::NXDomain);

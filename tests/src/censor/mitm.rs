@@ -151,9 +151,7 @@ async fn splice(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<
 }
 
 async fn intercept(client: TcpStream, sni: &str, shared: &Shared) -> std::io::Result<()> {
-    let start = timeout(HANDSHAKE_TIMEOUT, LazyConfigAcceptor::new(Acceptor::default(), client))
-        .await
-        .map_err(timed_out)??;
+    let start = timeout(HANDSHAKE_TIMEOUT, LazyConfigAcceptor::new(Acceptor::default(), client)).await.map_err(timed_out)??;
     let offered: Vec<Vec<u8>> = start.client_hello().alpn().map(|a| a.map(<[u8]>::to_vec).collect()).unwrap_or_default();
 
     // Ask the upstream first, so the client gets the ALPN the real server would pick.

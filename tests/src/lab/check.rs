@@ -131,7 +131,13 @@ impl Report {
 /// Bring `scenario` up, run the probe through it, check everything, tear it down.
 pub fn run_scenario(scenario: &Scenario, keep: bool) -> Report {
     let started = Instant::now();
-    let mut report = Report { scenario: scenario.name.clone(), kind: scenario.kind, rows: Vec::new(), problems: Vec::new(), runtime: Duration::ZERO };
+    let mut report = Report {
+        scenario: scenario.name.clone(),
+        kind: scenario.kind,
+        rows: Vec::new(),
+        problems: Vec::new(),
+        runtime: Duration::ZERO,
+    };
     if let Err(e) = measure(scenario, keep, &mut report) {
         report.problems.push(format!("{e:#}"));
     }
@@ -162,11 +168,16 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
 
     let api = world.fetch("/api/v1/measurements")?;
     let metrics = world.fetch("/metrics")?;
-    let stored: BTreeSet<String> =
-        api.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).filter_map(|m| m["id"].as_str().map(String::from)).collect();
+    let stored: BTreeSet<String> = api
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter_map(|m| m["id"].as_str().map(String::from))
+        .collect();
     for m in &measurements {
         if let Some(id) = m["id"].as_str().filter(|id| !stored.contains(*id)) {
-            report.problems.push(format!("measurement {id} ({} {}) is not in the collector's API", m["target"]["name"], m["test"]));
+            report
+                .problems
+                .push(format!("measurement {id} ({} {}) is not in the collector's API", m["target"]["name"], m["test"]));
         }
     }
     for row in &report.rows {
@@ -207,7 +218,8 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
                 let mechanism = v["mechanism"].as_str().and_then(Mechanism::parse);
                 Some(Outcome { status, mechanism })
             });
-            let trials = verdict.and_then(|v| Some((v["trials"]["blocked"].as_u64()? as u32, v["trials"]["total"].as_u64()? as u32)));
+            let trials =
+                verdict.and_then(|v| Some((v["trials"]["blocked"].as_u64()? as u32, v["trials"]["total"].as_u64()? as u32)));
             let evidence = verdict
                 .and_then(|v| v["evidence"].as_array())
                 .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
@@ -244,7 +256,9 @@ fn metric_problem(metrics: &str, row: &Row) -> Option<String> {
         labels.iter().all(|label| l.contains(label.as_str()))
             && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).is_some_and(|v| v >= 1.0)
     });
-    (!counted).then(|| format!("/metrics has no vantage_measurements_total series for {} {} {}", row.target, row.test.as_str(), got.label()))
+    (!counted).then(|| {
+        format!("/metrics has no vantage_measurements_total series for {} {} {}", row.target, row.test.as_str(), got.label())
+    })
 }
 
 /// The collector's store, as text (SQLite keeps text columns as UTF-8 bytes).
@@ -368,7 +382,12 @@ pub fn run_all(scenarios: &[Scenario], jobs: usize, keep: bool) -> Vec<Report> {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(s) = scenarios.get(i) else { break };
                     let report = run_scenario(s, keep);
-                    eprintln!("vantage-lab: {} {} in {:.1} s", s.name, if report.passed() { "passed" } else { "FAILED" }, report.runtime.as_secs_f64());
+                    eprintln!(
+                        "vantage-lab: {} {} in {:.1} s",
+                        s.name,
+                        if report.passed() { "passed" } else { "FAILED" },
+                        report.runtime.as_secs_f64()
+                    );
                     reports.lock().unwrap_or_else(|e| e.into_inner()).push((i, report));
                 }
             });

@@ -33,11 +33,8 @@ pub fn preflight() -> anyhow::Result<()> {
         bail!("the censorship lab creates network namespaces and must run as root (sudo tests/run); refusing to skip");
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let missing: Vec<&str> = TOOLS
-        .iter()
-        .copied()
-        .filter(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file()))
-        .collect();
+    let missing: Vec<&str> =
+        TOOLS.iter().copied().filter(|tool| !std::env::split_paths(&path).any(|dir| dir.join(tool).is_file())).collect();
     if !missing.is_empty() {
         bail!("the censorship lab needs {} on PATH: run tests/install-deps.sh (as root)", missing.join(", "));
     }

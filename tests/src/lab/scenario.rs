@@ -167,10 +167,8 @@ impl Outcome {
         let mut words = text.split_whitespace();
         let status = words.next().ok_or("an empty expectation")?;
         let status = Status::parse(status).ok_or_else(|| format!("unknown status `{status}`"))?;
-        let mechanism = words
-            .next()
-            .map(|m| Mechanism::parse(m).ok_or_else(|| format!("unknown mechanism `{m}`")))
-            .transpose()?;
+        let mechanism =
+            words.next().map(|m| Mechanism::parse(m).ok_or_else(|| format!("unknown mechanism `{m}`"))).transpose()?;
         if let Some(extra) = words.next() {
             return Err(format!("unexpected `{extra}` after the mechanism"));
         }
@@ -307,11 +305,8 @@ impl Scenario {
     /// Every `*.toml` in `dir`, sorted by name.
     pub fn load_dir(dir: &Path) -> Result<Vec<Scenario>, ScenarioError> {
         let read = |source| ScenarioError::Read { path: dir.into(), source };
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(read)?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<_, _>>()
-            .map_err(read)?;
+        let mut paths: Vec<PathBuf> =
+            std::fs::read_dir(dir).map_err(read)?.map(|e| e.map(|e| e.path())).collect::<Result<_, _>>().map_err(read)?;
         paths.retain(|p| p.extension().is_some_and(|e| e == "toml"));
         paths.sort();
         paths.iter().map(|p| Scenario::load(p)).collect()
@@ -367,7 +362,8 @@ impl Scenario {
             return Err(format!("no lab host has {a}, so nothing can serve there: use a server address or `server = \"down\"`"));
         }
         if self.kind == Kind::Benign {
-            let blocked = self.targets.iter().flat_map(|t| t.expect.values()).flat_map(|e| &e.0).find(|o| o.status == Status::Blocked);
+            let blocked =
+                self.targets.iter().flat_map(|t| t.expect.values()).flat_map(|e| &e.0).find(|o| o.status == Status::Blocked);
             if let Some(o) = blocked {
                 return Err(format!("a benign scenario can't expect `{}`", o.label()));
             }

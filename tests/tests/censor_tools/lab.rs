@@ -42,9 +42,8 @@ impl Topology {
             tun: format!("vct{id}"),
             created: Vec::new(),
         };
-        t.build().with_context(|| {
-            format!("building namespaces {} (these tests need root and iproute2; they never skip)", t.a)
-        })?;
+        t.build()
+            .with_context(|| format!("building namespaces {} (these tests need root and iproute2; they never skip)", t.a))?;
         Ok(t)
     }
 

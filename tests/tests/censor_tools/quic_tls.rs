@@ -29,8 +29,7 @@ pub async fn quic_server(ns: &str, ca: Arc<TestCa>) -> anyhow::Result<Task> {
     let socket = in_ns(ns, || UdpSocket::bind((SERVER, 443)))?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(ca, &[b"h3"])?)?;
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let endpoint =
-        quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))?;
+    let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))?;
     Ok(Task(tokio::spawn(async move {
         while let Some(incoming) = endpoint.accept().await {
             tokio::spawn(async move {

@@ -110,10 +110,13 @@ pub fn dashboard(p: &Path) -> Value {
 
 /// The Grafana dashboards in `dashboards/`.
 pub fn dashboards() -> Vec<(PathBuf, Value)> {
-    files("dashboards", &[".json"]).into_iter().map(|p| {
-        let d = dashboard(&p);
-        (p, d)
-    }).collect()
+    files("dashboards", &[".json"])
+        .into_iter()
+        .map(|p| {
+            let d = dashboard(&p);
+            (p, d)
+        })
+        .collect()
 }
 
 /// Every panel of a dashboard, rows' nested panels included (collapsed rows keep theirs inside).
@@ -144,7 +147,11 @@ pub fn dashboard_queries() -> Vec<Query> {
         for panel in panels(&d).into_iter().filter(|p| p["type"] != "row") {
             for t in panel["targets"].as_array().map(Vec::as_slice).unwrap_or_default() {
                 out.push(Query {
-                    origin: format!("{file} / {} / {}", panel["title"].as_str().unwrap_or("?"), t["refId"].as_str().unwrap_or("?")),
+                    origin: format!(
+                        "{file} / {} / {}",
+                        panel["title"].as_str().unwrap_or("?"),
+                        t["refId"].as_str().unwrap_or("?")
+                    ),
                     expr: t["expr"].as_str().unwrap_or_default().to_string(),
                 });
             }

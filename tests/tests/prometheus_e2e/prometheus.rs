@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use vantage_tests::procs::Collector;
 
-use super::{BLOCKING, WAIT};
 use super::operators::{self, path, require_tool, yaml};
+use super::{BLOCKING, WAIT};
 
 pub struct Prometheus {
     child: Child,
@@ -53,9 +53,16 @@ pub async fn start_prometheus(collector: &Collector) -> Prometheus {
         let text = std::fs::read_to_string(&file).expect("read rules");
         let shortened: Vec<String> = text
             .lines()
-            .map(|l| if l.trim_start().starts_with("for: ") { format!("{}for: 2s", &l[..l.len() - l.trim_start().len()]) } else { l.to_string() })
+            .map(|l| {
+                if l.trim_start().starts_with("for: ") {
+                    format!("{}for: 2s", &l[..l.len() - l.trim_start().len()])
+                } else {
+                    l.to_string()
+                }
+            })
             .collect();
-        std::fs::write(dir.path().join("rules").join(file.file_name().expect("name")), shortened.join("\n")).expect("write rules");
+        std::fs::write(dir.path().join("rules").join(file.file_name().expect("name")), shortened.join("\n"))
+            .expect("write rules");
     }
 
     let port = free_port();

@@ -126,8 +126,11 @@ pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
     // 7. The probe could not resolve it and there is nothing (working) to compare with.
     if probe.iter().all(|l| !l.obs.succeeded()) {
         let failures = probe.iter().map(Lookup::describe).collect::<Vec<_>>();
-        let (status, mechanism) =
-            if control.is_empty() { (Status::Inconclusive, Mechanism::NoControl) } else { (Status::Down, Mechanism::ControlFailed) };
+        let (status, mechanism) = if control.is_empty() {
+            (Status::Inconclusive, Mechanism::NoControl)
+        } else {
+            (Status::Down, Mechanism::ControlFailed)
+        };
         return verdict(status, Some(mechanism), [failures, control_evidence()].concat());
     }
 

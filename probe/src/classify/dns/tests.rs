@@ -182,20 +182,14 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "nxdomain hijack",
-            observations: vec![
-                system(vec![reply("NXDOMAIN", &[], false, 5.0)]),
-                doh(vec![reply("NOERROR", REAL, false, 30.0)]),
-            ],
+            observations: vec![system(vec![reply("NXDOMAIN", &[], false, 5.0)]), doh(vec![reply("NOERROR", REAL, false, 30.0)])],
             status: Status::Blocked,
             mechanism: Some(Mechanism::DnsNxdomainHijack),
             evidence_mentions: &["system: dns_nxdomain_error (NXDOMAIN without SOA in authority)", "control doh dns.google"],
         },
         Case {
             name: "empty answer hijack",
-            observations: vec![
-                udp(vec![reply("NOERROR", &[], true, 5.0)]),
-                doh(vec![reply("NOERROR", REAL, false, 30.0)]),
-            ],
+            observations: vec![udp(vec![reply("NOERROR", &[], true, 5.0)]), doh(vec![reply("NOERROR", REAL, false, 30.0)])],
             status: Status::Blocked,
             mechanism: Some(Mechanism::DnsNxdomainHijack),
             evidence_mentions: &["dns_no_answer (NOERROR with SOA in authority)"],
@@ -223,10 +217,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "SERVFAIL for all names",
-            observations: vec![
-                system(vec![reply("SERVFAIL", &[], false, 50.0)]),
-                doh(vec![reply("NOERROR", REAL, false, 30.0)]),
-            ],
+            observations: vec![system(vec![reply("SERVFAIL", &[], false, 50.0)]), doh(vec![reply("NOERROR", REAL, false, 30.0)])],
             status: Status::Inconclusive,
             mechanism: Some(Mechanism::DnsResolverError),
             evidence_mentions: &["dns_servfail_error"],
@@ -240,10 +231,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "dead name",
-            observations: vec![
-                system(vec![reply("NXDOMAIN", &[], true, 5.0)]),
-                helper(vec![reply("NXDOMAIN", &[], true, 30.0)]),
-            ],
+            observations: vec![system(vec![reply("NXDOMAIN", &[], true, 5.0)]), helper(vec![reply("NXDOMAIN", &[], true, 30.0)])],
             status: Status::Down,
             mechanism: Some(Mechanism::ControlFailed),
             evidence_mentions: &["control helper: dns_nxdomain_error"],
@@ -317,8 +305,10 @@ fn scenarios() {
 
 #[test]
 fn a_lab_policy_lets_documentation_addresses_through() {
-    let observations =
-        vec![system(vec![reply("NOERROR", &["192.0.2.10"], false, 5.0)]), doh(vec![reply("NOERROR", &["192.0.2.10"], false, 9.0)])];
+    let observations = vec![
+        system(vec![reply("NOERROR", &["192.0.2.10"], false, 5.0)]),
+        doh(vec![reply("NOERROR", &["192.0.2.10"], false, 9.0)]),
+    ];
     let only_probe = vec![system(vec![reply("NOERROR", &["192.0.2.10"], false, 5.0)])];
     let lab = BogonPolicy::allowing(&["192.0.2.0/24"]).expect("range");
     assert_eq!(classify(&only_probe, &lab).status, Status::Ok);

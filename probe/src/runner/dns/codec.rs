@@ -67,9 +67,7 @@ impl ParsedReply {
         }
         match &self.question {
             None => true,
-            Some((qname, qt)) => {
-                *qt == u16::from(record_type(qtype)) && Some(qname.as_str()) == normalise(name).as_deref()
-            }
+            Some((qname, qt)) => *qt == u16::from(record_type(qtype)) && Some(qname.as_str()) == normalise(name).as_deref(),
         }
     }
 }
@@ -81,12 +79,7 @@ pub fn build_query(id: u16, name: &str, qtype: QueryType) -> Result<Vec<u8>, Dns
 
 /// Build a recursive query; `edns_payload: None` sends a plain RFC 1035 query without an OPT record
 /// (a few old middleboxes drop EDNS, and injectors may treat the two differently).
-pub fn build_query_with(
-    id: u16,
-    name: &str,
-    qtype: QueryType,
-    edns_payload: Option<u16>,
-) -> Result<Vec<u8>, DnsCodecError> {
+pub fn build_query_with(id: u16, name: &str, qtype: QueryType, edns_payload: Option<u16>) -> Result<Vec<u8>, DnsCodecError> {
     let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(to_name(name)?, record_type(qtype)));
@@ -114,10 +107,7 @@ pub fn parse_reply(bytes: &[u8]) -> Result<ParsedReply, DnsCodecError> {
         })
         .collect();
     let has_soa = msg.authorities.iter().any(|r| r.record_type() == RecordType::SOA);
-    let question = msg
-        .queries
-        .first()
-        .map(|q| (name_key(q.name()), u16::from(q.query_type())));
+    let question = msg.queries.first().map(|q| (name_key(q.name()), u16::from(q.query_type())));
     Ok(ParsedReply {
         id: msg.metadata.id,
         rcode: u16::from(msg.metadata.response_code),

@@ -5,15 +5,13 @@
 //! home router), so neither the observation's `peer` nor `resolver` ever carries it: recording it
 //! would leak the volunteer's network layout.
 
+use hickory_resolver::ResolverBuilder;
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
-use hickory_resolver::ResolverBuilder;
 use tokio::time::Instant;
-use vantage_measurement::{
-    Detail, DnsAnswer, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role,
-};
+use vantage_measurement::{Detail, DnsAnswer, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role};
 
 use super::{QUERY_TYPE_BOTH, codec, dns_failure, reply_outcome};
 use crate::runner::{StepContext, io_failure, ms, timeout_failure};
@@ -96,8 +94,7 @@ fn lookup_failure(err: &NetError, started: Instant) -> ((Failure, RawCode), Opti
         }
         NetError::Dns(DnsError::ResponseCode(code)) => {
             let rcode = u16::from(*code);
-            let outcome =
-                reply_outcome(rcode, false).err().unwrap_or((Failure::DnsServerMisbehaving, super::rcode_raw(rcode)));
+            let outcome = reply_outcome(rcode, false).err().unwrap_or((Failure::DnsServerMisbehaving, super::rcode_raw(rcode)));
             (outcome, Some((rcode, false)))
         }
         NetError::Timeout => (timeout_failure(started.elapsed()), None),
@@ -134,10 +131,7 @@ mod tests {
         let mut udp = ConnectionConfig::udp();
         udp.port = server.port();
         let ns = NameServerConfig::new(server.ip(), true, vec![udp]);
-        let mut b = Resolver::builder_with_config(
-            ResolverConfig::from_name_servers(vec![ns]),
-            TokioRuntimeProvider::default(),
-        );
+        let mut b = Resolver::builder_with_config(ResolverConfig::from_name_servers(vec![ns]), TokioRuntimeProvider::default());
         b.options_mut().attempts = 1;
         Ok(b)
     }

@@ -51,7 +51,13 @@ pub async fn sa_init(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<Obs
 
 /// One IKE_SA_INIT exchange with a `group` key share; the observation, and the offered group an
 /// INVALID_KE_PAYLOAD reply asked for.
-async fn exchange(ctx: &StepContext, role: Role, addr: SocketAddr, socket: &UdpSocket, group: KeGroup) -> (Observation, Option<KeGroup>) {
+async fn exchange(
+    ctx: &StepContext,
+    role: Role,
+    addr: SocketAddr,
+    socket: &UdpSocket,
+    group: KeGroup,
+) -> (Observation, Option<KeGroup>) {
     let nat_t = addr.port() == NAT_T_PORT;
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
     let mut detail = VpnDetail { protocol: "ikev2".into(), mode: nat_t.then(|| "nat_t".into()), ..VpnDetail::default() };

@@ -171,7 +171,12 @@ mod tests {
             let Ok((mut s, _)) = listener.accept().await else { return };
             let mut buf = [0u8; 16];
             let _ = s.read_exact(&mut buf).await; // 2 + 14
-            let reply = codec::frame_tcp(&codec::server_hard_reset(&Wrap::Plain, [5; 8], buf[3..11].try_into().unwrap_or([0; 8]), ReplayId { id: 1, time: 1 }));
+            let reply = codec::frame_tcp(&codec::server_hard_reset(
+                &Wrap::Plain,
+                [5; 8],
+                buf[3..11].try_into().unwrap_or([0; 8]),
+                ReplayId { id: 1, time: 1 },
+            ));
             for byte in reply {
                 let _ = s.write_all(&[byte]).await;
             }

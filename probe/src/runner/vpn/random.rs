@@ -46,7 +46,8 @@ pub async fn control(ctx: &StepContext, addr: SocketAddr, transport: Transport, 
             let step = ctx.step(Operation::Data, Role::Control).peer(addr);
             let outcome = match connected_udp(addr).await {
                 Ok(socket) => {
-                    let check = |reply: &[u8]| if reply == payload.as_slice() { Check::Accept(()) } else { Check::Reject("not_an_echo") };
+                    let check =
+                        |reply: &[u8]| if reply == payload.as_slice() { Check::Accept(()) } else { Check::Reject("not_an_echo") };
                     udp_exchange(&socket, ctx.timeout, &mut detail, |_| payload.clone(), check).await
                 }
                 Err(failure) => Err(failure),

@@ -42,7 +42,13 @@ pub struct Tunnel {
 }
 
 /// Handshake with `addr` as the peer `keys`, then the data phase if `tunnel` is given.
-pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr, keys: &PeerKeys, tunnel: Option<Tunnel>) -> Vec<Observation> {
+pub async fn handshake(
+    ctx: &StepContext,
+    role: Role,
+    addr: SocketAddr,
+    keys: &PeerKeys,
+    tunnel: Option<Tunnel>,
+) -> Vec<Observation> {
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
     let mut detail = VpnDetail { protocol: "wireguard".into(), ..VpnDetail::default() };
     let socket = match connected_udp(addr).await {
@@ -93,7 +99,14 @@ pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr, keys: &P
     vec![handshake_obs, data_phase(ctx, role, addr, &socket, session, tunnel).await]
 }
 
-async fn data_phase(ctx: &StepContext, role: Role, addr: SocketAddr, socket: &UdpSocket, mut session: Session, tunnel: Tunnel) -> Observation {
+async fn data_phase(
+    ctx: &StepContext,
+    role: Role,
+    addr: SocketAddr,
+    socket: &UdpSocket,
+    mut session: Session,
+    tunnel: Tunnel,
+) -> Observation {
     let step = ctx.step(Operation::Data, role).peer(addr);
     let mut detail = VpnDetail { protocol: "wireguard".into(), stage_reached: VpnStage::Handshake, ..VpnDetail::default() };
     let id = u16::from_be_bytes(random_bytes());
@@ -129,9 +142,10 @@ async fn echo_loop(
         match tokio::time::timeout_at(wake, socket.recv(&mut buf)).await {
             Ok(Ok(n)) => {
                 detail.packets_received += 1;
-                let reply = session.open(&buf[..n]).map_err(|e| e.name()).and_then(|inner| {
-                    icmp::parse_echo_reply(&inner, id).map_err(|_| "not_our_echo_reply")
-                });
+                let reply = session
+                    .open(&buf[..n])
+                    .map_err(|e| e.name())
+                    .and_then(|inner| icmp::parse_echo_reply(&inner, id).map_err(|_| "not_our_echo_reply"));
                 match reply {
                     Ok(echo) if echo.from == tunnel.server_address => {
                         answered.insert(echo.seq);
@@ -139,7 +153,9 @@ async fn echo_loop(
                     }
                     Ok(_) => detail.reply_error = Some("echo_from_elsewhere".into()),
                     // Keepalives and stray handshake retransmits are not errors.
-                    Err(why) if buf.first() == Some(&4) && n == 32 => { let _ = why; }
+                    Err(why) if buf.first() == Some(&4) && n == 32 => {
+                        let _ = why;
+                    }
                     Err(why) => detail.reply_error = Some(why.into()),
                 }
             }

@@ -67,7 +67,10 @@ pub fn parse_echo_reply(packet: &[u8], id: u16) -> Result<EchoReply, DecodeError
         return Err(DecodeError::NotIcmp);
     }
     let header = usize::from(first & 0x0f) * 4;
-    let total = usize::from(u16::from_be_bytes([*packet.get(2).ok_or(DecodeError::Truncated)?, *packet.get(3).ok_or(DecodeError::Truncated)?]));
+    let total = usize::from(u16::from_be_bytes([
+        *packet.get(2).ok_or(DecodeError::Truncated)?,
+        *packet.get(3).ok_or(DecodeError::Truncated)?,
+    ]));
     if header < IP_HEADER || total < header + 8 || packet.len() < total {
         return Err(DecodeError::Truncated);
     }

@@ -207,7 +207,11 @@ pub fn sa_init_request(req: &SaInit) -> Vec<u8> {
     payload(&mut payloads, NOTIFY, &req.nonce);
     let zero_spi = [0u8; 8];
     payload(&mut payloads, NOTIFY, &notify_body(NAT_DETECTION_SOURCE_IP, &nat_hash(&req.initiator_spi, &zero_spi, req.source)));
-    payload(&mut payloads, 0, &notify_body(NAT_DETECTION_DESTINATION_IP, &nat_hash(&req.initiator_spi, &zero_spi, req.destination)));
+    payload(
+        &mut payloads,
+        0,
+        &notify_body(NAT_DETECTION_DESTINATION_IP, &nat_hash(&req.initiator_spi, &zero_spi, req.destination)),
+    );
 
     let mut msg = if req.nat_t { vec![0, 0, 0, 0] } else { Vec::new() };
     msg.extend_from_slice(&req.initiator_spi);

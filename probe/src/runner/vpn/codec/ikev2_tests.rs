@@ -34,11 +34,13 @@ fn the_proposal_offers_every_group_and_the_ke_names_its_own() {
     let msg = request(false);
     // SA payload at 28: generic header 4, proposal header 8, then the transforms.
     assert_eq!(msg[28 + 4 + 7], 6, "three transforms and three groups");
-    let groups: Vec<u16> = (0..3).map(|i| {
-        let at = 28 + 4 + 8 + 12 + 8 + 8 + i * 8;
-        assert_eq!(msg[at + 4], 4, "transform type D-H");
-        u16::from_be_bytes([msg[at + 6], msg[at + 7]])
-    }).collect();
+    let groups: Vec<u16> = (0..3)
+        .map(|i| {
+            let at = 28 + 4 + 8 + 12 + 8 + 8 + i * 8;
+            assert_eq!(msg[at + 4], 4, "transform type D-H");
+            u16::from_be_bytes([msg[at + 6], msg[at + 7]])
+        })
+        .collect();
     assert_eq!(groups, [31, 19, 14]);
     let ke = 28 + 64;
     assert_eq!(u16::from_be_bytes([msg[ke + 4], msg[ke + 5]]), 31);

@@ -88,11 +88,7 @@ impl StaticKey {
         let begin = text.find("-----BEGIN OpenVPN Static key V1-----").ok_or(DecodeError::BadKey("no BEGIN line"))?;
         let body = &text[begin..];
         let end = body.find("-----END OpenVPN Static key V1-----").ok_or(DecodeError::BadKey("no END line"))?;
-        let hex: Vec<u8> = body[..end]
-            .lines()
-            .skip(1)
-            .flat_map(|l| l.trim().bytes())
-            .collect();
+        let hex: Vec<u8> = body[..end].lines().skip(1).flat_map(|l| l.trim().bytes()).collect();
         if hex.len() != 512 {
             return Err(DecodeError::BadKey("the key is not 256 bytes"));
         }

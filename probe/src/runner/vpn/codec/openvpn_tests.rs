@@ -55,7 +55,12 @@ fn a_server_reset_round_trips_through_every_wrap() {
 
 #[test]
 fn a_reply_under_another_key_or_direction_is_refused() {
-    let reply = server_hard_reset(&Wrap::TlsAuth { key: key(), direction: KeyDirection::Inverse, digest: Digest::Sha1 }, SERVER_SID, SID, REPLAY);
+    let reply = server_hard_reset(
+        &Wrap::TlsAuth { key: key(), direction: KeyDirection::Inverse, digest: Digest::Sha1 },
+        SERVER_SID,
+        SID,
+        REPLAY,
+    );
     let wrong_direction = Wrap::TlsAuth { key: key(), direction: KeyDirection::Normal, digest: Digest::Sha1 };
     assert_eq!(parse_server_packet(&wrong_direction, &reply), Err(DecodeError::BadAuthentication));
     let mut tampered = server_hard_reset(&Wrap::TlsCrypt { key: key() }, SERVER_SID, SID, REPLAY);
@@ -74,7 +79,8 @@ fn a_reset_for_another_session_is_not_ours() {
 
 #[test]
 fn hostile_packets_are_refused_without_panicking() {
-    let cases: [&[u8]; 5] = [&[], &[0x40; 9], &[0x40, 0, 0, 0, 0, 0, 0, 0, 0, 200], &[0x40, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0], &[0x28; 12]];
+    let cases: [&[u8]; 5] =
+        [&[], &[0x40; 9], &[0x40, 0, 0, 0, 0, 0, 0, 0, 0, 200], &[0x40, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0], &[0x28; 12]];
     for case in cases {
         for wrap in wraps() {
             assert!(parse_server_packet(&wrap, case).is_err(), "{case:?} with {}", wrap.mode());
@@ -96,7 +102,10 @@ fn tcp_framing_waits_for_whole_packets() {
 fn static_key_files_parse_and_typos_are_refused() {
     let hex: String = (0..256).map(|i| format!("{:02x}", i as u8)).collect();
     let lines: Vec<&str> = (0..16).map(|i| &hex[i * 32..i * 32 + 32]).collect();
-    let text = format!("#\n# 2048 bit OpenVPN static key\n#\n-----BEGIN OpenVPN Static key V1-----\n{}\n-----END OpenVPN Static key V1-----\n", lines.join("\n"));
+    let text = format!(
+        "#\n# 2048 bit OpenVPN static key\n#\n-----BEGIN OpenVPN Static key V1-----\n{}\n-----END OpenVPN Static key V1-----\n",
+        lines.join("\n")
+    );
     assert_eq!(StaticKey::parse(&text), Ok(key()));
     assert!(format!("{:?}", key()).contains("redacted"));
     assert_eq!(StaticKey::parse(&text.replace("0f", "0g")), Err(DecodeError::BadKey("not hexadecimal")));
@@ -150,17 +159,21 @@ fn lab(mode: &str) -> Wrap {
 #[test]
 fn our_resets_match_what_the_real_server_accepted() {
     for (mode, captured) in [
-        ("plain", unhex(&[
-            "3856414e54414745310000000000",
-        ])),
-        ("tls_auth", unhex(&[
-            "3856414e5441474531e73386a7049288a3e32cf4f56047c8147f7fe4636e31bb044d860841fe7e5324000000016b0aff",
-            "060000000000",
-        ])),
-        ("tls_crypt", unhex(&[
-            "3856414e5441474531000000016b0aff06f848acf086ab2a8b45ea2e9f1ccf56bd853ee3931990d66135c2dc11ba2dea",
-            "e273e402bf03",
-        ])),
+        ("plain", unhex(&["3856414e54414745310000000000"])),
+        (
+            "tls_auth",
+            unhex(&[
+                "3856414e5441474531e73386a7049288a3e32cf4f56047c8147f7fe4636e31bb044d860841fe7e5324000000016b0aff",
+                "060000000000",
+            ]),
+        ),
+        (
+            "tls_crypt",
+            unhex(&[
+                "3856414e5441474531000000016b0aff06f848acf086ab2a8b45ea2e9f1ccf56bd853ee3931990d66135c2dc11ba2dea",
+                "e273e402bf03",
+            ]),
+        ),
     ] {
         assert_eq!(client_hard_reset(&lab(mode), CAPTURE_SID, CAPTURE_REPLAY), captured, "{mode}");
     }
@@ -169,28 +182,40 @@ fn our_resets_match_what_the_real_server_accepted() {
 #[test]
 fn real_server_resets_verify_over_udp_and_tcp() {
     let cases = [
-        ("plain", false, unhex(&[
-            "40bc4ea4bc273117f9010000000056414e544147453100000000",
-        ])),
-        ("plain", true, unhex(&[
-            "001a401642a4de60bb0e7e010000000056414e544147453100000000",
-        ])),
-        ("tls_auth", false, unhex(&[
-            "40d20170703fb228d237e61657350dc0c4cd95377eb1e2af2fe687634b5b351c6c2bbfc741e79e4e51000000016b0aff",
-            "06010000000056414e544147453100000000",
-        ])),
-        ("tls_auth", true, unhex(&[
-            "004240209a254730c9910ce93d0d4310ec0e32298acdcb9201d08c93fd4670e730f38660bbcba5fc488361000000016b",
-            "0aff06010000000056414e544147453100000000",
-        ])),
-        ("tls_crypt", false, unhex(&[
-            "40c8fe42975fb3597b000000016b0aff07139810c110ea4a44f535c1cca080fe0a6b781591cd368bba4c7e2cd82881e6",
-            "bf2a7c039b4d49c94f6c250883341faa391b",
-        ])),
-        ("tls_crypt", true, unhex(&[
-            "004240fc072d2f62f7aa32000000016b0aff074ecea3d6808021c850a0df01c5c6cc3b5496b2f3d381e3a5c1e3680f49",
-            "3c08e6ea866af5e82980100cfdf0c78c9bd7272a",
-        ])),
+        ("plain", false, unhex(&["40bc4ea4bc273117f9010000000056414e544147453100000000"])),
+        ("plain", true, unhex(&["001a401642a4de60bb0e7e010000000056414e544147453100000000"])),
+        (
+            "tls_auth",
+            false,
+            unhex(&[
+                "40d20170703fb228d237e61657350dc0c4cd95377eb1e2af2fe687634b5b351c6c2bbfc741e79e4e51000000016b0aff",
+                "06010000000056414e544147453100000000",
+            ]),
+        ),
+        (
+            "tls_auth",
+            true,
+            unhex(&[
+                "004240209a254730c9910ce93d0d4310ec0e32298acdcb9201d08c93fd4670e730f38660bbcba5fc488361000000016b",
+                "0aff06010000000056414e544147453100000000",
+            ]),
+        ),
+        (
+            "tls_crypt",
+            false,
+            unhex(&[
+                "40c8fe42975fb3597b000000016b0aff07139810c110ea4a44f535c1cca080fe0a6b781591cd368bba4c7e2cd82881e6",
+                "bf2a7c039b4d49c94f6c250883341faa391b",
+            ]),
+        ),
+        (
+            "tls_crypt",
+            true,
+            unhex(&[
+                "004240fc072d2f62f7aa32000000016b0aff074ecea3d6808021c850a0df01c5c6cc3b5496b2f3d381e3a5c1e3680f49",
+                "3c08e6ea866af5e82980100cfdf0c78c9bd7272a",
+            ]),
+        ),
     ];
     for (mode, tcp, bytes) in cases {
         let packet = if tcp { unframe_tcp(&bytes).expect("one whole frame").0.to_vec() } else { bytes };

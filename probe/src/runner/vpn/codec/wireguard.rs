@@ -188,7 +188,12 @@ impl std::fmt::Debug for Handshake {
 }
 
 /// Build a handshake initiation. Returns the 148-byte message and the state to read the reply.
-pub fn initiate(keys: &PeerKeys, ephemeral: [u8; 32], sender: u32, timestamp: [u8; 12]) -> Result<(Vec<u8>, Handshake), DecodeError> {
+pub fn initiate(
+    keys: &PeerKeys,
+    ephemeral: [u8; 32],
+    sender: u32,
+    timestamp: [u8; 12],
+) -> Result<(Vec<u8>, Handshake), DecodeError> {
     let ephemeral = StaticSecret::from(ephemeral);
     let ephemeral_public = PublicKey::from(&ephemeral).to_bytes();
     let static_secret = StaticSecret::from(keys.private.0);

@@ -2,7 +2,11 @@ use super::*;
 
 fn keys() -> PeerKeys {
     let server_private = StaticSecret::from([0x22; 32]);
-    PeerKeys { private: Secret([0x11; 32]), server_public: PublicKey::from(&server_private).to_bytes(), preshared: Secret([0; 32]) }
+    PeerKeys {
+        private: Secret([0x11; 32]),
+        server_public: PublicKey::from(&server_private).to_bytes(),
+        preshared: Secret([0; 32]),
+    }
 }
 
 #[test]
@@ -28,7 +32,10 @@ fn message_shapes_are_checked_before_any_crypto() {
     assert_eq!(parse_message(&[2, 0, 0, 0]), Err(DecodeError::BadLength { kind: 2, len: 4 }));
     assert_eq!(parse_message(&[2, 0, 0, 1]), Err(DecodeError::UnknownType(2)));
     assert_eq!(parse_message(&[9, 0, 0, 0]), Err(DecodeError::UnknownType(9)));
-    assert_eq!(parse_message(&[4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]), Err(DecodeError::BadLength { kind: 4, len: 16 }));
+    assert_eq!(
+        parse_message(&[4, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        Err(DecodeError::BadLength { kind: 4, len: 16 })
+    );
     let mut cookie = vec![3, 0, 0, 0, 7, 0, 0, 0];
     cookie.resize(COOKIE_REPLY_LEN, 0);
     assert_eq!(parse_message(&cookie), Ok(Message::CookieReply { receiver: 7 }));
@@ -72,12 +79,15 @@ fn lab_keys() -> PeerKeys {
 fn a_real_wireguard_go_handshake_and_echo_through_the_tunnel() {
     let timestamp: [u8; 12] = unhex(&["400000006b0aff1021c4431b"]).try_into().expect("12 bytes");
     let (init, hs) = initiate(&lab_keys(), [0x45; 32], 0x0a0b_0c0d, timestamp).expect("initiate");
-    assert_eq!(init, unhex(&[
-        "010000000d0c0b0a3286894cd2845a6db6a28fbf0677605f80e5a62385bf4e10a790ae5fde36736b09a3ac9bec220914",
-        "f08a314faea95b4bb80432d97859fe41b8f60855fc0ccfadf81fef6fb9698c398ad5ed973551a4e8492ad41f68b3d60a",
-        "f69cfee210f4884350ed6ccf783156ab90f7931303ccb61ee77cf0c28cde6d404b5ebd8c000000000000000000000000",
-        "00000000",
-    ]));
+    assert_eq!(
+        init,
+        unhex(&[
+            "010000000d0c0b0a3286894cd2845a6db6a28fbf0677605f80e5a62385bf4e10a790ae5fde36736b09a3ac9bec220914",
+            "f08a314faea95b4bb80432d97859fe41b8f60855fc0ccfadf81fef6fb9698c398ad5ed973551a4e8492ad41f68b3d60a",
+            "f69cfee210f4884350ed6ccf783156ab90f7931303ccb61ee77cf0c28cde6d404b5ebd8c000000000000000000000000",
+            "00000000",
+        ])
+    );
     let response = unhex(&[
         "02000000421d8e230d0c0b0a82d213ff7b18d02dd7a0ac006ff90bc5b953c7ea191f9071c72e92ab36d3813874094df4",
         "6d4bd00fd227c1a9950d9866abec25a952f797077bff9fb301025a7f00000000000000000000000000000000",
@@ -90,10 +100,13 @@ fn a_real_wireguard_go_handshake_and_echo_through_the_tunnel() {
         1,
         b"vantage",
     );
-    assert_eq!(session.seal(&echo), unhex(&[
-        "04000000421d8e2300000000000000009b5450901acef9af015297bacc67e5eccbfef1e1a4ba6bdfe140886c8e2dde53",
-        "c55b2fda4295bffb17057ddd33dd184727552fefafef8011920cb4b6abc960a4",
-    ]));
+    assert_eq!(
+        session.seal(&echo),
+        unhex(&[
+            "04000000421d8e2300000000000000009b5450901acef9af015297bacc67e5eccbfef1e1a4ba6bdfe140886c8e2dde53",
+            "c55b2fda4295bffb17057ddd33dd184727552fefafef8011920cb4b6abc960a4",
+        ])
+    );
     let reply = unhex(&[
         "040000000d0c0b0a0000000000000000df836e9b5ebfb0ccf68decd503574a93cfd8d73027aadc340d277603a330c640",
         "1ed7908655efcedfe692c858589b69e6185894eb852eb8fc9784e03fe2f8603c",
