@@ -24,8 +24,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, oneshot};
-use vantage_probe::control::HelperTrust;
-use vantage_probe::runner::verify::TrustAnchors;
+use vantage_engine::control::HelperTrust;
+use vantage_engine::runner::verify::TrustAnchors;
 
 use crate::config::{Config, ConfigError, load_published_targets};
 use crate::fleet::Fleet;

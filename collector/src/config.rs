@@ -271,7 +271,7 @@ pub enum ConfigError {
     },
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
-    Trust(#[from] vantage_probe::runner::verify::TrustError),
+    Trust(#[from] vantage_engine::runner::verify::TrustError),
 }
 
 /// The published target list as far as the collector cares: the names. The file is the probe's

@@ -1,7 +1,7 @@
 //! `POST /api/v1/control`: the test helper, the collector's uncensored view of a target.
 //!
 //! A probe asks "does this step work from your network?" and the helper runs the probe's own
-//! runner ([`vantage_probe::control::execute`]) and returns its observations. Because anyone can
+//! runner ([`vantage_engine::control::execute`]) and returns its observations. Because anyone can
 //! ask, the helper is an open proxy for TCP/TLS/QUIC connection attempts unless it is careful:
 //! by default it refuses every address that is not public unicast (loopback, private, link-local,
 //! documentation, multicast, unspecified, CGNAT, …), so it can't be pointed at the collector's
@@ -21,7 +21,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
-use vantage_probe::control::{ControlRequest, HelperTrust, execute};
+use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 
 use crate::app::{AppState, api_error};
 use crate::metrics::HelperOutcome;

@@ -6,7 +6,7 @@
 //! A batch-level problem (too large, bad encoding, store down) stores nothing.
 //!
 //! Identity: a batch signed with a probe key (`X-Vantage-Key`, `X-Vantage-Signature`, see
-//! [`vantage_probe::identity`]) is verified over its exact bytes before anything is inflated or
+//! [`vantage_measurement::wire::signature`]) is verified over its exact bytes before anything is inflated or
 //! parsed; a bad signature refuses the whole batch with `401`. Its key id is stored beside each
 //! measurement so the fleet gauges can count distinct probes. A batch without the headers is
 //! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
@@ -26,11 +26,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
+use vantage_measurement::wire::{
+    IngestReport, KEY_HEADER, KeyId, RejectedLine, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch,
+};
 use vantage_measurement::{Measurement, Rejection, parse_line};
-use vantage_probe::identity::{KEY_HEADER, KeyId, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch};
 
 use crate::app::{AppState, api_error};
 use crate::metrics::StoreOp;
@@ -44,31 +45,6 @@ pub const MAX_CONCURRENT_BATCHES: usize = 4;
 const SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A spool backlog above this is not a probe's, but a made-up number: not recorded.
 const MAX_PLAUSIBLE_SPOOL_PENDING: u64 = 100_000_000;
-
-/// The answer to a readable batch.
-#[derive(Debug, Default, Serialize, PartialEq)]
-pub struct IngestReport {
-    /// Lines newly stored.
-    pub accepted: usize,
-    /// Lines whose id was already stored (or appeared earlier in the batch).
-    pub duplicates: usize,
-    /// Lines refused, each with why.
-    pub rejected: Vec<RejectedLine>,
-}
-
-/// One refused line.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct RejectedLine {
-    /// 1-based line number in the (decompressed) body.
-    pub line: usize,
-    /// The measurement id, when the line carried a readable one.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub id: Option<Uuid>,
-    /// The bounded reason code (a [`Rejection`] code).
-    pub reason: &'static str,
-    /// What exactly was wrong.
-    pub detail: String,
-}
 
 /// A batch after validation, before storing.
 #[derive(Debug, Default)]
@@ -167,8 +143,9 @@ pub(crate) async fn post_measurements(
         }
         state.metrics.record_batch(report.accepted as u64, report.duplicates as u64);
     }
-    for rejected in &report.rejected {
-        state.metrics.record_rejection(rejected.reason);
+    // Counted under the collector's own static code: a label comes from the closed set only.
+    for code in report.rejected.iter().filter_map(|r| Rejection::CODES.iter().find(|c| **c == r.reason)) {
+        state.metrics.record_rejection(code);
     }
     state.metrics.record_batch_source(signer.is_some(), spool_pending(&headers));
     tracing::info!(
@@ -214,7 +191,7 @@ fn check_lines(lines: &[(usize, &str)], submitter: Option<IpAddr>, now: DateTime
             Err(rejection) => batch.rejected.push(RejectedLine {
                 line: line_number,
                 id: readable_id(line),
-                reason: rejection.code(),
+                reason: rejection.code().to_string(),
                 detail: rejection.to_string(),
             }),
         }
@@ -266,7 +243,7 @@ mod tests {
 
     #[test]
     fn signature_headers_are_both_or_neither() {
-        use vantage_probe::identity::ProbeKey;
+        use vantage_measurement::wire::ProbeKey;
         let key = ProbeKey::from_seed(&[9; 32]);
         let body = b"gzip bytes";
         let headers = signed(&key.public_key_base64(), &key.sign_base64(body));
@@ -337,7 +314,7 @@ mod tests {
         let lines = [(1, "{not json"), (2, good_line.as_str()), (4, bad_line.as_str())];
         let batch = check_lines(&lines, None, now());
         assert_eq!(batch.valid, vec![good]);
-        let reasons: Vec<_> = batch.rejected.iter().map(|r| (r.line, r.reason, r.id)).collect();
+        let reasons: Vec<_> = batch.rejected.iter().map(|r| (r.line, r.reason.as_str(), r.id)).collect();
         assert_eq!(reasons, vec![(1, "malformed", None), (4, "invalid_country", Some(bad_country.id))]);
     }
 }

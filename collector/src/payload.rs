@@ -99,7 +99,7 @@ pub enum PayloadError {
     TooSlow,
     /// The batch claims a signer but the signature does not hold.
     #[error("bad batch signature: {0}")]
-    BadSignature(#[from] vantage_probe::identity::SignatureError),
+    BadSignature(#[from] vantage_measurement::wire::SignatureError),
 }
 
 impl PayloadError {

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::dns::codec::parse_reply;
+use vantage_engine::runner::dns::codec::parse_reply;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_reply(data);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::vpn::codec::icmp::parse_echo_reply;
+use vantage_engine::runner::vpn::codec::icmp::parse_echo_reply;
 
 fuzz_target!(|data: &[u8]| {
     let _ = parse_echo_reply(data, 0x5654);

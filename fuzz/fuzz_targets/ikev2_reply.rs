@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::vpn::codec::ikev2::parse_reply;
+use vantage_engine::runner::vpn::codec::ikev2::parse_reply;
 
 fuzz_target!(|data: &[u8]| {
     let spi = [0x56, 0x41, 0x4e, 0x54, 0x41, 0x47, 0x45, 0x32];

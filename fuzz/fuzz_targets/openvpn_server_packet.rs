@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::vpn::codec::openvpn::{
+use vantage_engine::runner::vpn::codec::openvpn::{
     Digest, KeyDirection, ReplayId, Side, StaticKey, Wrap, check_server_reset, parse_packet, parse_server_packet,
     server_hard_reset, unframe_tcp,
 };

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::vpn::codec::tor::parse_versions;
+use vantage_engine::runner::vpn::codec::tor::parse_versions;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(v) = parse_versions(data) {

@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use vantage_probe::runner::vpn::codec::wireguard::{Handshake, PeerKeys, Secret, initiate, parse_message, tai64n};
+use vantage_engine::runner::vpn::codec::wireguard::{Handshake, PeerKeys, Secret, initiate, parse_message, tai64n};
 
 /// One initiation for the whole run: building it costs two Diffie-Hellmans.
 fn handshake() -> Option<&'static Handshake> {

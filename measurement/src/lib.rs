@@ -24,7 +24,8 @@
 //! rule id (see [`Mechanism`]). The JSON Schema generated from these types is committed at
 //! `measurement/schema/measurement-v1.schema.json`; a test fails when it is stale.
 //!
-//! This crate has no I/O: types, (de)serialisation and validation only.
+//! This crate has no I/O: types, (de)serialisation and validation only, and the wire contract
+//! both sides speak ([`wire`]: batch signatures, the ingest report).
 
 #![warn(missing_docs)]
 
@@ -34,6 +35,7 @@ pub mod failure;
 pub mod observation;
 pub mod validate;
 pub mod verdict;
+pub mod wire;
 
 pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 pub use failure::{CodeSpace, Failure, RawCode};

@@ -11,10 +11,10 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use vantage_measurement::{NetworkType, ProbeInfo, TestKind};
 
-use crate::classify::bogon::BogonPolicy;
-use crate::control::{DohClient, HelperClient};
-use crate::measure::MeasureConfig;
-use crate::runner::verify::TrustAnchors;
+use vantage_engine::classify::bogon::BogonPolicy;
+use vantage_engine::control::{DohClient, HelperClient};
+use vantage_engine::measure::MeasureConfig;
+use vantage_engine::runner::verify::TrustAnchors;
 
 /// Default DNS-over-HTTPS control resolver.
 pub const DEFAULT_DOH: &str = "https://dns.google/dns-query";

@@ -1,50 +1,18 @@
-//! Probe identity: an ed25519 key made on first use, and the signature on every upload batch.
-//!
-//! The key answers one question for the collector: "did these batches come from the same probe?"
-//! It is what lets operators count distinct probes ("blocked for 5 probes in 3 networks") without
-//! the collector ever learning who or where a probe is. It is not an account: nobody registers a
-//! key, and a volunteer who deletes `probe.key` simply becomes a new probe.
-//!
-//! The wire format, shared by the probe (signs) and the collector (verifies), so both live here as
-//! the helper protocol lives in [`crate::control`]:
-//!
-//! ```text
-//! POST /api/v1/measurements
-//! Content-Encoding: gzip
-//! X-Vantage-Key: <base64 of the 32-byte ed25519 public key>
-//! X-Vantage-Signature: <base64 of the 64-byte ed25519 signature over the exact body bytes>
-//! X-Vantage-Spool-Pending: <measurements still waiting on the probe after this batch>
-//! ```
-//!
-//! Base64 is the standard alphabet with padding (RFC 4648 §4). The signature covers the body as
-//! sent (the gzip bytes), so the collector checks it before inflating or parsing anything. Batches
-//! without both headers are accepted as anonymous; a batch with a bad signature is refused.
+//! The probe's identity on disk: an ed25519 key made on first use, which signs every upload
+//! batch (the signature format is the wire contract in [`vantage_measurement::wire::signature`]).
 //!
 //! On disk the key is `<data-dir>/probe.key`: the 32-byte secret seed, nothing else, mode `0600`.
 //! A key file that other users can read is refused rather than used, as OpenSSH does: a leaked
-//! key lets anyone submit in this probe's name.
+//! key lets anyone submit in this probe's name. A volunteer who deletes it becomes a new probe.
 
-use std::fmt;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
+use vantage_measurement::wire::ProbeKey;
 
 /// The key file inside the probe's data directory.
 pub const KEY_FILE: &str = "probe.key";
-/// Header carrying the base64 public key.
-pub const KEY_HEADER: &str = "x-vantage-key";
-/// Header carrying the base64 signature over the request body.
-pub const SIGNATURE_HEADER: &str = "x-vantage-signature";
-/// Header carrying how many measurements still wait in the probe's spool after this batch.
-pub const SPOOL_PENDING_HEADER: &str = "x-vantage-spool-pending";
-
-/// Hex characters of a [`KeyId`].
-pub const KEY_ID_HEX_LEN: usize = 16;
 
 /// Why the probe's key could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -80,146 +48,31 @@ pub enum IdentityError {
     },
 }
 
-/// Why a batch signature was refused. The messages go back to the submitter, so they say what is
-/// wrong without echoing what was sent.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum SignatureError {
-    /// Only one of the two headers was sent.
-    #[error("a signed batch needs both X-Vantage-Key and X-Vantage-Signature (missing {0})")]
-    MissingHeader(&'static str),
-    /// A header is not base64.
-    #[error("{0} is not standard base64")]
-    NotBase64(&'static str),
-    /// The public key has the wrong length.
-    #[error("X-Vantage-Key must be a 32-byte ed25519 public key, got {0} bytes")]
-    KeyLength(usize),
-    /// The public key is not a usable curve point.
-    #[error("X-Vantage-Key is not a valid ed25519 public key")]
-    InvalidKey,
-    /// The signature has the wrong length.
-    #[error("X-Vantage-Signature must be a 64-byte ed25519 signature, got {0} bytes")]
-    SignatureLength(usize),
-    /// The signature does not match the body.
-    #[error("X-Vantage-Signature does not verify: the body was altered or signed with another key")]
-    Mismatch,
-}
-
-/// A probe's pseudonym: the first 16 hex characters (64 bits) of SHA-256 of its public key.
-///
-/// Enough to tell probes apart (a collision among a few million probes is unlikely), too short to
-/// be mistaken for the key itself. The collector stores it beside each measurement to count
-/// distinct probes; it never appears in measurement JSON, metrics or logs.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct KeyId(String);
-
-impl KeyId {
-    /// The key id of `public`.
-    pub fn of(public: &VerifyingKey) -> KeyId {
-        let digest = Sha256::digest(public.as_bytes());
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        KeyId(hex[..KEY_ID_HEX_LEN].to_string())
-    }
-
-    /// The 16 lower-case hex characters.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for KeyId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl fmt::Debug for KeyId {
-    // Debug output ends up in logs; the id is only for the store.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("KeyId(..)")
-    }
-}
-
-/// The probe's signing key.
-pub struct ProbeKey {
-    signing: SigningKey,
-}
-
-impl fmt::Debug for ProbeKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("ProbeKey(..)")
-    }
-}
-
-impl ProbeKey {
-    /// A fresh key from the operating system's random source.
-    pub fn generate() -> ProbeKey {
-        ProbeKey { signing: SigningKey::generate(&mut rand_core::OsRng) }
-    }
-
-    /// The key with this 32-byte secret seed (tests, and loading the key file).
-    pub fn from_seed(seed: &[u8; 32]) -> ProbeKey {
-        ProbeKey { signing: SigningKey::from_bytes(seed) }
-    }
-
-    /// Load `<data_dir>/probe.key`, creating it (mode 0600) if there is none yet.
-    pub fn load_or_create(data_dir: &Path) -> Result<ProbeKey, IdentityError> {
-        let path = data_dir.join(KEY_FILE);
-        match Self::load(&path) {
-            Err(IdentityError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-                create_key_file(data_dir, &path)?;
-                Self::load(&path)
-            }
-            other => other,
+/// Load `<data_dir>/probe.key`, creating it (mode 0600) if there is none yet.
+pub fn load_or_create(data_dir: &Path) -> Result<ProbeKey, IdentityError> {
+    let path = data_dir.join(KEY_FILE);
+    match load(&path) {
+        Err(IdentityError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+            create_key_file(data_dir, &path)?;
+            load(&path)
         }
-    }
-
-    /// Load an existing key file, refusing one other users can read.
-    pub fn load(path: &Path) -> Result<ProbeKey, IdentityError> {
-        let shown = path.display().to_string();
-        let io_err = |source| IdentityError::Io { path: shown.clone(), source };
-        let metadata = fs::metadata(path).map_err(io_err)?;
-        check_private(path, &metadata)?;
-        if metadata.len() != 32 {
-            return Err(IdentityError::BadLength { path: shown, len: metadata.len() });
-        }
-        let bytes = fs::read(path).map_err(io_err)?;
-        let seed: [u8; 32] =
-            bytes.as_slice().try_into().map_err(|_| IdentityError::BadLength { path: shown.clone(), len: bytes.len() as u64 })?;
-        Ok(Self::from_seed(&seed))
-    }
-
-    /// The public key as sent in [`KEY_HEADER`].
-    pub fn public_key_base64(&self) -> String {
-        BASE64.encode(self.signing.verifying_key().as_bytes())
-    }
-
-    /// The signature over `body` as sent in [`SIGNATURE_HEADER`].
-    pub fn sign_base64(&self, body: &[u8]) -> String {
-        BASE64.encode(self.signing.sign(body).to_bytes())
-    }
-
-    /// This probe's pseudonym, as the collector computes it.
-    pub fn key_id(&self) -> KeyId {
-        KeyId::of(&self.signing.verifying_key())
+        other => other,
     }
 }
 
-/// Check a batch: `key_b64` and `signature_b64` are the header values, `body` the exact bytes
-/// received. Returns the signer's [`KeyId`].
-///
-/// Uses ed25519's strict verification (no small-order keys, no malleable signatures), so one body
-/// has exactly one valid signature per key.
-pub fn verify_batch(key_b64: &str, signature_b64: &str, body: &[u8]) -> Result<KeyId, SignatureError> {
-    let key_bytes = BASE64.decode(key_b64.trim()).map_err(|_| SignatureError::NotBase64("X-Vantage-Key"))?;
-    let key_bytes: [u8; 32] = key_bytes.as_slice().try_into().map_err(|_| SignatureError::KeyLength(key_bytes.len()))?;
-    let key = VerifyingKey::from_bytes(&key_bytes).map_err(|_| SignatureError::InvalidKey)?;
-    let signature_bytes = BASE64.decode(signature_b64.trim()).map_err(|_| SignatureError::NotBase64("X-Vantage-Signature"))?;
-    let signature_bytes: [u8; 64] =
-        signature_bytes.as_slice().try_into().map_err(|_| SignatureError::SignatureLength(signature_bytes.len()))?;
-    let signature = Signature::from_bytes(&signature_bytes);
-    key.verify_strict(body, &signature).map_err(|_| SignatureError::Mismatch)?;
-    Ok(KeyId::of(&key))
+/// Load an existing key file, refusing one other users can read.
+pub fn load(path: &Path) -> Result<ProbeKey, IdentityError> {
+    let shown = path.display().to_string();
+    let io_err = |source| IdentityError::Io { path: shown.clone(), source };
+    let metadata = fs::metadata(path).map_err(io_err)?;
+    check_private(path, &metadata)?;
+    if metadata.len() != 32 {
+        return Err(IdentityError::BadLength { path: shown, len: metadata.len() });
+    }
+    let bytes = fs::read(path).map_err(io_err)?;
+    let seed: [u8; 32] =
+        bytes.as_slice().try_into().map_err(|_| IdentityError::BadLength { path: shown.clone(), len: bytes.len() as u64 })?;
+    Ok(ProbeKey::from_seed(&seed))
 }
 
 /// Write a new key next to its final name, then link it into place: a crash leaves either no key
@@ -247,7 +100,7 @@ fn create_key_file(data_dir: &Path, path: &Path) -> Result<(), IdentityError> {
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
         }
-        file.write_all(key.signing.as_bytes())?;
+        file.write_all(key.seed())?;
         file.sync_all()
     })();
     let linked = written.and_then(|()| match fs::hard_link(&temporary, path) {
@@ -283,46 +136,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_signed_body_verifies_to_the_signers_key_id() {
-        let key = ProbeKey::from_seed(&[7; 32]);
-        let body = b"\x1f\x8b compressed batch bytes";
-        let id = verify_batch(&key.public_key_base64(), &key.sign_base64(body), body).expect("valid");
-        assert_eq!(id, key.key_id());
-        assert_eq!(id.as_str().len(), KEY_ID_HEX_LEN);
-        assert!(id.as_str().bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-    }
-
-    #[test]
-    fn the_key_id_is_the_sha256_prefix_of_the_public_key() {
-        let key = ProbeKey::from_seed(&[7; 32]);
-        let public = BASE64.decode(key.public_key_base64()).expect("base64");
-        let digest = Sha256::digest(&public);
-        let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        assert_eq!(key.key_id().as_str(), hex);
-        assert_eq!(format!("{:?}", key.key_id()), "KeyId(..)", "Debug never prints the id");
-    }
-
-    #[test]
-    fn altered_bodies_other_keys_and_garbage_are_refused_precisely() {
-        let key = ProbeKey::from_seed(&[7; 32]);
-        let other = ProbeKey::from_seed(&[8; 32]);
-        let body = b"batch";
-        let signature = key.sign_base64(body);
-        let public = key.public_key_base64();
-        assert_eq!(verify_batch(&public, &signature, b"batcH"), Err(SignatureError::Mismatch));
-        assert_eq!(verify_batch(&other.public_key_base64(), &signature, body), Err(SignatureError::Mismatch));
-        assert_eq!(verify_batch("not base64!", &signature, body), Err(SignatureError::NotBase64("X-Vantage-Key")));
-        assert_eq!(verify_batch(&BASE64.encode([1u8; 31]), &signature, body), Err(SignatureError::KeyLength(31)));
-        assert_eq!(verify_batch(&public, &BASE64.encode([0u8; 10]), body), Err(SignatureError::SignatureLength(10)));
-        assert_eq!(verify_batch(&public, "***", body), Err(SignatureError::NotBase64("X-Vantage-Signature")));
-    }
-
-    #[test]
     fn the_key_is_made_once_private_and_reused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
-        let first = ProbeKey::load_or_create(&data).expect("create");
-        let again = ProbeKey::load_or_create(&data).expect("load");
+        let first = load_or_create(&data).expect("create");
+        let again = load_or_create(&data).expect("load");
         assert_eq!(first.key_id(), again.key_id(), "the same probe across runs");
         let path = data.join(KEY_FILE);
         assert_eq!(fs::metadata(&path).expect("key file").len(), 32);
@@ -340,10 +158,10 @@ mod tests {
     fn a_key_other_users_can_read_is_refused_with_the_fix() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().expect("tempdir");
-        ProbeKey::load_or_create(dir.path()).expect("create");
+        load_or_create(dir.path()).expect("create");
         let path = dir.path().join(KEY_FILE);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).expect("chmod");
-        let err = ProbeKey::load_or_create(dir.path()).expect_err("world-readable");
+        let err = load_or_create(dir.path()).expect_err("world-readable");
         assert!(matches!(err, IdentityError::Unprotected { mode: 0o644, .. }), "{err}");
         assert!(err.to_string().contains("chmod 600"), "{err}");
     }
@@ -360,7 +178,7 @@ mod tests {
             options.mode(0o600);
         }
         options.open(&path).expect("create").write_all(&[1; 5]).expect("write");
-        let err = ProbeKey::load_or_create(dir.path()).expect_err("truncated");
+        let err = load_or_create(dir.path()).expect_err("truncated");
         assert!(matches!(err, IdentityError::BadLength { len: 5, .. }), "{err}");
         assert_eq!(fs::read(&path).expect("still there").len(), 5, "the file is left for the volunteer to judge");
     }

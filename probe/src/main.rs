@@ -12,12 +12,13 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use vantage_engine::{schedule, targets};
 use vantage_measurement::{Measurement, Mechanism};
 use vantage_probe::cli::{self, Cli, Command, FlushArgs, RunArgs};
-use vantage_probe::identity::ProbeKey;
+use vantage_probe::identity;
 use vantage_probe::spool::Spool;
 use vantage_probe::upload::{FlushReport, Uploader};
-use vantage_probe::{netcheck, report, schedule, targets};
+use vantage_probe::{netcheck, report};
 
 const EXIT_NO_NETWORK: u8 = 3;
 
@@ -94,7 +95,7 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         Some(_) => {
             let data_dir = args.data_dir.clone().unwrap_or_else(cli::default_data_dir);
             let spool = Spool::open(&data_dir)?;
-            Some((spool, ProbeKey::load_or_create(&data_dir)?))
+            Some((spool, identity::load_or_create(&data_dir)?))
         }
         None => None,
     };
@@ -169,7 +170,7 @@ async fn flush(args: FlushArgs) -> anyhow::Result<()> {
     let http = cli::http_client(&args.ca, timeout)?;
     let data_dir = args.data_dir.unwrap_or_else(cli::default_data_dir);
     let spool = Spool::open(&data_dir)?;
-    let key = ProbeKey::load_or_create(&data_dir)?;
+    let key = identity::load_or_create(&data_dir)?;
     let delivery = Uploader::new(&args.collector, http, timeout * 3).with_key(key).flush(&spool).await;
     print_delivery(&delivery, false);
     match delivery.error {

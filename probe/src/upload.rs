@@ -5,9 +5,9 @@
 //! safe), refused lines move to `spool/rejected/` with their reason. Any other outcome (network
 //! error, timeout, 5xx) leaves the file for the next run.
 //!
-//! With a [`ProbeKey`] every batch is signed (see [`crate::identity`] for the headers); every
-//! batch also says how many measurements still wait behind it, which the collector turns into a
-//! fleet-wide backlog histogram.
+//! With a [`ProbeKey`] every batch is signed (see [`vantage_measurement::wire::signature`] for the
+//! headers); every batch also says how many measurements still wait behind it, which the
+//! collector turns into a fleet-wide backlog histogram.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -15,37 +15,12 @@ use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use serde::Deserialize;
+use vantage_measurement::wire::{IngestReport, KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 
-use crate::identity::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use crate::spool::{self, Spool, SpoolError};
 
 /// Lines per POST; well under the collector's per-batch limit.
 pub const BATCH_LINES: usize = 500;
-
-/// The collector's answer to one batch.
-#[derive(Debug, Default, Deserialize)]
-pub struct IngestReport {
-    /// Newly stored.
-    pub accepted: usize,
-    /// Already stored earlier.
-    pub duplicates: usize,
-    /// Refused, with reasons.
-    #[serde(default)]
-    pub rejected: Vec<RejectedLine>,
-}
-
-/// One refused line.
-#[derive(Debug, Deserialize)]
-pub struct RejectedLine {
-    /// 1-based line number in the batch.
-    pub line: usize,
-    /// Bounded reason code.
-    pub reason: String,
-    /// Human explanation.
-    #[serde(default)]
-    pub detail: String,
-}
 
 /// Why a batch was not delivered.
 #[derive(Debug, thiserror::Error)]

@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use operators::{Query, dashboard_queries, rules, variable_queries};
 use serde_json::Value;
+use vantage_measurement::wire::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use vantage_measurement::{Measurement, Mechanism, Operation, Status, TestKind, Verdict, example};
-use vantage_probe::identity::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use vantage_tests::procs::Collector;
 
 /// Expressions that legitimately return nothing in this scenario, by where they come from.

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use serde_json::Value;
-use vantage_probe::identity::ProbeKey;
+use vantage_measurement::wire::ProbeKey;
 use vantage_tests::pki::TestCa;
 use vantage_tests::procs::{Collector, bin, probe};
 use vantage_tests::servers::{self, DnsBehaviour};

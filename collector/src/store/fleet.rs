@@ -116,8 +116,8 @@ fn corrupt(column: &str, value: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
+    use vantage_measurement::wire::{KeyId, ProbeKey};
     use vantage_measurement::{Measurement, example};
-    use vantage_probe::identity::{KeyId, ProbeKey};
 
     use super::*;
     use crate::store::{SqliteStore, Store};

@@ -25,8 +25,8 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
+use vantage_measurement::wire::KeyId;
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
-use vantage_probe::identity::KeyId;
 
 pub use sqlite::SqliteStore;
 

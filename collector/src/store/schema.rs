@@ -116,7 +116,7 @@ mod tests {
         let line = rows.recv().await.expect("a row").expect("readable");
         assert_eq!(serde_json::from_str::<vantage_measurement::Measurement>(&line).expect("parses"), old);
         // Old rows are anonymous; new ones can carry a key.
-        let key = vantage_probe::identity::ProbeKey::from_seed(&[3; 32]).key_id();
+        let key = vantage_measurement::wire::ProbeKey::from_seed(&[3; 32]).key_id();
         let new = example::tls_reset(chrono::Utc::now());
         store.insert_batch(std::slice::from_ref(&new), Some(&key)).await.expect("insert after migration");
         store.close().await.expect("close");

@@ -20,7 +20,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
-use vantage_probe::identity::KeyId;
+use vantage_measurement::wire::KeyId;
 
 use super::{Filter, FleetRows, InsertOutcome, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
 

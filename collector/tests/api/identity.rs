@@ -2,7 +2,7 @@
 //! and the signer's key id never shown anywhere.
 
 use serde_json::Value;
-use vantage_probe::identity::{KEY_HEADER, SIGNATURE_HEADER};
+use vantage_measurement::wire::{KEY_HEADER, SIGNATURE_HEADER};
 
 use crate::support::{Collector, gzip, measurement, ndjson, probe_key, sample};
 

@@ -11,8 +11,8 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vantage_collector::{App, Config, ServeError};
+use vantage_measurement::wire::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use vantage_measurement::{Measurement, example};
-use vantage_probe::identity::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 
 /// A running collector. Dropping it aborts the server; [`Collector::stop`] shuts down cleanly.
 pub struct Collector {

@@ -13,8 +13,8 @@ use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vantage_engine::targets::TargetSpec;
 use vantage_measurement::{Mechanism, Status, TestKind};
-use vantage_probe::targets::TargetSpec;
 
 use super::addr;
 
@@ -329,7 +329,7 @@ impl Scenario {
         let mut doc = toml::Table::new();
         doc.insert("target".into(), toml::Value::Array(probe_tables));
         let targets_toml = toml::to_string(&doc).map_err(|e| e.to_string())?;
-        let specs = vantage_probe::targets::parse(&targets_toml, &path.display().to_string()).map_err(|e| e.to_string())?;
+        let specs = vantage_engine::targets::parse(&targets_toml, &path.display().to_string()).map_err(|e| e.to_string())?;
         let targets = specs.into_iter().zip(lab_keys).map(|(spec, lab)| lab_target(spec, lab)).collect::<Result<Vec<_>, _>>()?;
         let scenario = Scenario {
             name: name.to_string(),

@@ -1,0 +1,11 @@
+//! The wire contract between probe and collector, in one place both sides import: the batch
+//! signature headers and their verification, and the ingest report. (The rejection codes are
+//! [`crate::Rejection`]; the test helper's request and response are in the engine's `control`.)
+
+pub mod ingest;
+pub mod signature;
+
+pub use ingest::{IngestReport, RejectedLine};
+pub use signature::{
+    KEY_HEADER, KEY_ID_HEX_LEN, KeyId, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch,
+};
