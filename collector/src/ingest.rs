@@ -31,7 +31,7 @@ use uuid::Uuid;
 use vantage_measurement::wire::{
     IngestReport, KEY_HEADER, KeyId, RejectedLine, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch,
 };
-use vantage_measurement::{Measurement, Rejection, parse_line};
+use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
 use crate::app::{AppState, api_error};
 use crate::metrics::StoreOp;
@@ -144,8 +144,8 @@ pub(crate) async fn post_measurements(
         state.metrics.record_batch(report.accepted as u64, report.duplicates as u64);
     }
     // Counted under the collector's own static code: a label comes from the closed set only.
-    for code in report.rejected.iter().filter_map(|r| Rejection::CODES.iter().find(|c| **c == r.reason)) {
-        state.metrics.record_rejection(code);
+    for code in report.rejected.iter().filter_map(|r| RejectionCode::parse(&r.reason)) {
+        state.metrics.record_rejection(code.as_str());
     }
     state.metrics.record_batch_source(signer.is_some(), spool_pending(&headers));
     tracing::info!(
@@ -191,7 +191,7 @@ fn check_lines(lines: &[(usize, &str)], submitter: Option<IpAddr>, now: DateTime
             Err(rejection) => batch.rejected.push(RejectedLine {
                 line: line_number,
                 id: readable_id(line),
-                reason: rejection.code().to_string(),
+                reason: rejection.code().as_str().to_string(),
                 detail: rejection.to_string(),
             }),
         }

@@ -13,11 +13,10 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 use vantage_measurement::{
-    ControlKind, Detail, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status, Target,
-    TestKind, Transport, Vantage, Verdict,
+    ControlKind, Detail, DnsEngine, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status,
+    Target, TestKind, Transport, Vantage, Verdict,
 };
 
-use crate::classify::dns::BLACKHOLE_ENGINE;
 use crate::classify::{self, bogon::BogonPolicy};
 use crate::control::protocol::VpnControl;
 use crate::control::{ControlRequest, DohClient, HelperClient};
@@ -163,7 +162,7 @@ async fn blackhole_lookup(ctx: &StepContext, blackhole: IpAddr, name: &str, ling
     let short = StepContext { timeout: linger.max(Duration::from_millis(500)), ..*ctx };
     let mut obs = dns::udp_lookup(&short, Role::Control, SocketAddr::new(blackhole, 53), name, QueryType::A, linger).await;
     if let Some(Detail::Dns(d)) = &mut obs.detail {
-        d.engine = BLACKHOLE_ENGINE.to_string();
+        d.engine = DnsEngine::Blackhole;
     }
     obs
 }

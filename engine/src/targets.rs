@@ -421,7 +421,7 @@ mod tests {
     fn typos_and_nonsense_are_refused_with_the_reason() {
         let cases = [
             ("[[target]]\nname='a'\ndomian='a.example'\n", "unknown field"),
-            ("[[target]]\nname='a'\ndomain='a.example'\ntests=['ping']\n", "unknown variant"),
+            ("[[target]]\nname='a'\ndomain='a.example'\ntests=['ping']\n", "unknown TestKind `ping`"),
             ("[[target]]\nname='a'\ndomain='a.example'\n[[target]]\nname='a'\ndomain='b.example'\n", "twice"),
             ("[[target]]\nname='a'\ndomain='has space'\n", "printable"),
             ("[[target]]\nname='a'\ndomain='a.example'\naddress='not-ip'\n", "address"),
@@ -451,7 +451,10 @@ mod tests {
         let targets = parse(&text, "t").expect("valid");
         let wg = targets[0].wireguard.as_ref().expect("wireguard");
         assert!(wg.keys().is_ok() && wg.tunnel().is_some() && wg.helper_keys().expect("none").is_none());
-        assert_eq!(targets[1].openvpn.as_ref().map(|o| o.wrap().map(|w| w.mode())), Some(Ok("plain")));
+        assert_eq!(
+            targets[1].openvpn.as_ref().map(|o| o.wrap().map(|w| w.mode())),
+            Some(Ok(vantage_measurement::VpnMode::Plain))
+        );
         let debug = format!("{targets:?}");
         assert!(!debug.contains(WG_KEY), "keys must not reach Debug output: {debug}");
     }

@@ -67,72 +67,49 @@ pub struct ProbeInfo {
     pub network_type: Option<NetworkType>,
 }
 
-/// The kind of access network.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum NetworkType {
-    /// Fixed line (DSL, cable, fibre).
-    Fixed,
-    /// Wi-Fi.
-    Wifi,
-    /// Mobile data.
-    Mobile,
-    /// Through a VPN.
-    Vpn,
+crate::closed_set! {
+    /// The kind of access network.
+    pub enum NetworkType {
+        /// Fixed line (DSL, cable, fibre).
+        Fixed => "fixed",
+        /// Wi-Fi.
+        Wifi => "wifi",
+        /// Mobile data.
+        Mobile => "mobile",
+        /// Through a VPN.
+        Vpn => "vpn",
+    }
 }
 
-/// The tests a probe runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum TestKind {
-    /// DNS resolution compared with controls.
-    Dns,
-    /// TCP connect.
-    Tcp,
-    /// TLS handshake, target SNI against a control SNI.
-    Tls,
-    /// QUIC handshake, target SNI against a control SNI.
-    Quic,
-    /// OpenVPN hard reset (UDP or TCP; plain, tls-auth or tls-crypt) against random bytes.
-    Openvpn,
-    /// WireGuard handshake and a short data phase through the tunnel.
-    Wireguard,
-    /// IKEv2 IKE_SA_INIT on UDP 500 or 4500; never IKE_AUTH.
-    Ikev2,
-    /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
-    Tor,
+crate::closed_set! {
+    /// The tests a probe runs.
+    pub enum TestKind {
+        /// DNS resolution compared with controls.
+        Dns => "dns",
+        /// TCP connect.
+        Tcp => "tcp",
+        /// TLS handshake, target SNI against a control SNI.
+        Tls => "tls",
+        /// QUIC handshake, target SNI against a control SNI.
+        Quic => "quic",
+        /// OpenVPN hard reset (UDP or TCP; plain, tls-auth or tls-crypt) against random bytes.
+        Openvpn => "openvpn",
+        /// WireGuard handshake and a short data phase through the tunnel.
+        Wireguard => "wireguard",
+        /// IKEv2 IKE_SA_INIT on UDP 500 or 4500; never IKE_AUTH.
+        Ikev2 => "ikev2",
+        /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
+        Tor => "tor",
+    }
 }
 
 impl TestKind {
-    /// Every test, for pre-initialising metric series.
-    pub const ALL: &'static [TestKind] =
-        &[Self::Dns, Self::Tcp, Self::Tls, Self::Quic, Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor];
-
     /// The VPN and circumvention tests: they need endpoint parameters from the targets file.
     pub const VPN: &'static [TestKind] = &[Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor];
-
-    /// The stable string used in JSON, filters and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Dns => "dns",
-            Self::Tcp => "tcp",
-            Self::Tls => "tls",
-            Self::Quic => "quic",
-            Self::Openvpn => "openvpn",
-            Self::Wireguard => "wireguard",
-            Self::Ikev2 => "ikev2",
-            Self::Tor => "tor",
-        }
-    }
 
     /// Is this one of the [`TestKind::VPN`] tests?
     pub fn is_vpn(self) -> bool {
         Self::VPN.contains(&self)
-    }
-
-    /// Parse the string form.
-    pub fn parse(s: &str) -> Option<TestKind> {
-        Self::ALL.iter().copied().find(|t| t.as_str() == s)
     }
 }
 
@@ -159,31 +136,31 @@ pub struct Target {
     pub control_sni: Option<String>,
 }
 
-/// Transport protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    /// TCP.
-    Tcp,
-    /// UDP.
-    Udp,
+crate::closed_set! {
+    /// Transport protocol.
+    pub enum Transport {
+        /// TCP.
+        Tcp => "tcp",
+        /// UDP.
+        Udp => "udp",
+    }
 }
 
-/// A control used by a measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ControlKind {
-    /// The same step repeated by the collector's test helper, off the censored path.
-    Helper,
-    /// DNS over HTTPS to a trusted resolver.
-    Doh,
-    /// A control SNI on the same address and port, run first.
-    ControlSni,
-    /// The system resolver compared with a configured UDP resolver.
-    SystemResolver,
-    /// Random bytes as long as the protocol's first packet, to an echo on the same port number
-    /// (tells a port block from a protocol fingerprint block).
-    RandomBytes,
+crate::closed_set! {
+    /// A control used by a measurement.
+    pub enum ControlKind {
+        /// The same step repeated by the collector's test helper, off the censored path.
+        Helper => "helper",
+        /// DNS over HTTPS to a trusted resolver.
+        Doh => "doh",
+        /// A control SNI on the same address and port, run first.
+        ControlSni => "control_sni",
+        /// The system resolver compared with a configured UDP resolver.
+        SystemResolver => "system_resolver",
+        /// Random bytes as long as the protocol's first packet, to an echo on the same port number
+        /// (tells a port block from a protocol fingerprint block).
+        RandomBytes => "random_bytes",
+    }
 }
 
 impl Measurement {

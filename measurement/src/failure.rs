@@ -10,128 +10,69 @@ use std::io;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// Why one step of a measurement failed, sorted by where the failure came from.
-///
-/// `None` in an observation means the step succeeded.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum Failure {
-    // --- transport (errno) ---
-    /// The peer, or something on the path, answered the SYN with a RST.
-    ConnectionRefused,
-    /// A RST arrived on an established connection (RST injection looks like this).
-    ConnectionReset,
-    /// The connection was aborted locally.
-    ConnectionAborted,
-    /// ICMP host unreachable, or no ARP/ND answer.
-    HostUnreachable,
-    /// ICMP network unreachable, or no route at all.
-    NetworkUnreachable,
-    /// The local network interface is down.
-    NetworkDown,
-    /// The kernel refused the operation (a local firewall usually).
-    PermissionDenied,
-    /// The requested local address can't be used.
-    AddressNotAvailable,
-    // --- time and end of stream ---
-    /// Nothing came back in time.
-    GenericTimeoutError,
-    /// The peer closed the stream before the exchange completed (FIN / EOF).
-    EofError,
-    // --- DNS ---
-    /// The resolver said the name does not exist.
-    DnsNxdomainError,
-    /// The resolver answered, but with no address of the asked type.
-    DnsNoAnswer,
-    /// The resolver refused the query (rcode REFUSED).
-    DnsRefusedError,
-    /// The resolver failed (rcode SERVFAIL).
-    DnsServfailError,
-    /// The resolver's reply made no sense (malformed, other rcode).
-    DnsServerMisbehaving,
-    /// The resolver answered with a bogon address (private, loopback, reserved…).
-    DnsBogonError,
-    /// A reply arrived whose query id did not match ours.
-    DnsReplyWithWrongQueryId,
-    // --- TLS / QUIC ---
-    /// The certificate does not cover the name we asked for.
-    SslInvalidHostname,
-    /// The certificate chain ends at an issuer we do not trust.
-    SslUnknownAuthority,
-    /// The certificate is expired, not yet valid, or otherwise malformed.
-    SslInvalidCertificate,
-    /// The handshake failed: a fatal alert or a protocol error.
-    SslFailedHandshake,
-    /// The QUIC server speaks none of our versions.
-    QuicIncompatibleVersion,
-    // --- VPN and other protocol replies ---
-    /// The peer answered with bytes that are not the protocol we spoke.
-    ProtocolMismatch,
-    // --- fallback ---
-    /// Something we have no string for yet; the raw code says what.
-    UnknownFailure,
+crate::closed_set! {
+    /// Why one step of a measurement failed, sorted by where the failure came from.
+    ///
+    /// `None` in an observation means the step succeeded.
+    pub enum Failure {
+        // --- transport (errno) ---
+        /// The peer, or something on the path, answered the SYN with a RST.
+        ConnectionRefused => "connection_refused",
+        /// A RST arrived on an established connection (RST injection looks like this).
+        ConnectionReset => "connection_reset",
+        /// The connection was aborted locally.
+        ConnectionAborted => "connection_aborted",
+        /// ICMP host unreachable, or no ARP/ND answer.
+        HostUnreachable => "host_unreachable",
+        /// ICMP network unreachable, or no route at all.
+        NetworkUnreachable => "network_unreachable",
+        /// The local network interface is down.
+        NetworkDown => "network_down",
+        /// The kernel refused the operation (a local firewall usually).
+        PermissionDenied => "permission_denied",
+        /// The requested local address can't be used.
+        AddressNotAvailable => "address_not_available",
+        // --- time and end of stream ---
+        /// Nothing came back in time.
+        GenericTimeoutError => "generic_timeout_error",
+        /// The peer closed the stream before the exchange completed (FIN / EOF).
+        EofError => "eof_error",
+        // --- DNS ---
+        /// The resolver said the name does not exist.
+        DnsNxdomainError => "dns_nxdomain_error",
+        /// The resolver answered, but with no address of the asked type.
+        DnsNoAnswer => "dns_no_answer",
+        /// The resolver refused the query (rcode REFUSED).
+        DnsRefusedError => "dns_refused_error",
+        /// The resolver failed (rcode SERVFAIL).
+        DnsServfailError => "dns_servfail_error",
+        /// The resolver's reply made no sense (malformed, other rcode).
+        DnsServerMisbehaving => "dns_server_misbehaving",
+        /// The resolver answered with a bogon address (private, loopback, reserved…).
+        DnsBogonError => "dns_bogon_error",
+        /// A reply arrived whose query id did not match ours.
+        DnsReplyWithWrongQueryId => "dns_reply_with_wrong_query_id",
+        // --- TLS / QUIC ---
+        /// The certificate does not cover the name we asked for.
+        SslInvalidHostname => "ssl_invalid_hostname",
+        /// The certificate chain ends at an issuer we do not trust.
+        SslUnknownAuthority => "ssl_unknown_authority",
+        /// The certificate is expired, not yet valid, or otherwise malformed.
+        SslInvalidCertificate => "ssl_invalid_certificate",
+        /// The handshake failed: a fatal alert or a protocol error.
+        SslFailedHandshake => "ssl_failed_handshake",
+        /// The QUIC server speaks none of our versions.
+        QuicIncompatibleVersion => "quic_incompatible_version",
+        // --- VPN and other protocol replies ---
+        /// The peer answered with bytes that are not the protocol we spoke.
+        ProtocolMismatch => "protocol_mismatch",
+        // --- fallback ---
+        /// Something we have no string for yet; the raw code says what.
+        UnknownFailure => "unknown_failure",
+    }
 }
 
 impl Failure {
-    /// Every variant, for tests and for pre-initialising metric series.
-    pub const ALL: &'static [Failure] = &[
-        Self::ConnectionRefused,
-        Self::ConnectionReset,
-        Self::ConnectionAborted,
-        Self::HostUnreachable,
-        Self::NetworkUnreachable,
-        Self::NetworkDown,
-        Self::PermissionDenied,
-        Self::AddressNotAvailable,
-        Self::GenericTimeoutError,
-        Self::EofError,
-        Self::DnsNxdomainError,
-        Self::DnsNoAnswer,
-        Self::DnsRefusedError,
-        Self::DnsServfailError,
-        Self::DnsServerMisbehaving,
-        Self::DnsBogonError,
-        Self::DnsReplyWithWrongQueryId,
-        Self::SslInvalidHostname,
-        Self::SslUnknownAuthority,
-        Self::SslInvalidCertificate,
-        Self::SslFailedHandshake,
-        Self::QuicIncompatibleVersion,
-        Self::ProtocolMismatch,
-        Self::UnknownFailure,
-    ];
-
-    /// The stable string used in JSON and as a metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::ConnectionRefused => "connection_refused",
-            Self::ConnectionReset => "connection_reset",
-            Self::ConnectionAborted => "connection_aborted",
-            Self::HostUnreachable => "host_unreachable",
-            Self::NetworkUnreachable => "network_unreachable",
-            Self::NetworkDown => "network_down",
-            Self::PermissionDenied => "permission_denied",
-            Self::AddressNotAvailable => "address_not_available",
-            Self::GenericTimeoutError => "generic_timeout_error",
-            Self::EofError => "eof_error",
-            Self::DnsNxdomainError => "dns_nxdomain_error",
-            Self::DnsNoAnswer => "dns_no_answer",
-            Self::DnsRefusedError => "dns_refused_error",
-            Self::DnsServfailError => "dns_servfail_error",
-            Self::DnsServerMisbehaving => "dns_server_misbehaving",
-            Self::DnsBogonError => "dns_bogon_error",
-            Self::DnsReplyWithWrongQueryId => "dns_reply_with_wrong_query_id",
-            Self::SslInvalidHostname => "ssl_invalid_hostname",
-            Self::SslUnknownAuthority => "ssl_unknown_authority",
-            Self::SslInvalidCertificate => "ssl_invalid_certificate",
-            Self::SslFailedHandshake => "ssl_failed_handshake",
-            Self::QuicIncompatibleVersion => "quic_incompatible_version",
-            Self::ProtocolMismatch => "protocol_mismatch",
-            Self::UnknownFailure => "unknown_failure",
-        }
-    }
-
     /// Did the network stay silent (as opposed to answering with an error)?
     pub fn is_timeout(self) -> bool {
         self == Self::GenericTimeoutError
@@ -159,12 +100,6 @@ impl Failure {
             None => kind_failure(err.kind()),
         };
         (failure, raw)
-    }
-}
-
-impl std::fmt::Display for Failure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -216,27 +151,27 @@ pub struct RawCode {
     pub name: Option<String>,
 }
 
-/// The number space of a [`RawCode`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CodeSpace {
-    /// Operating-system errno.
-    Errno,
-    /// `std::io::ErrorKind`, when no errno was available.
-    IoKind,
-    /// TLS alert description (RFC 8446 §6).
-    TlsAlert,
-    /// A rustls error that is not an alert (the name says which).
-    TlsError,
-    /// DNS response code (RFC 1035 §4.1.1).
-    DnsRcode,
-    /// QUIC transport or application error code (RFC 9000 §20).
-    QuicError,
-    /// The probe's own timeout fired.
-    Timeout,
-    /// A protocol reply the probe refused (VPN handshakes); the name says why
-    /// (`bad_authentication`, `wrong_session`, …).
-    Protocol,
+crate::closed_set! {
+    /// The number space of a [`RawCode`].
+    pub enum CodeSpace {
+        /// Operating-system errno.
+        Errno => "errno",
+        /// `std::io::ErrorKind`, when no errno was available.
+        IoKind => "io_kind",
+        /// TLS alert description (RFC 8446 §6).
+        TlsAlert => "tls_alert",
+        /// A rustls error that is not an alert (the name says which).
+        TlsError => "tls_error",
+        /// DNS response code (RFC 1035 §4.1.1).
+        DnsRcode => "dns_rcode",
+        /// QUIC transport or application error code (RFC 9000 §20).
+        QuicError => "quic_error",
+        /// The probe's own timeout fired.
+        Timeout => "timeout",
+        /// A protocol reply the probe refused (VPN handshakes); the name says why
+        /// (`bad_authentication`, `wrong_session`, …).
+        Protocol => "protocol",
+    }
 }
 
 impl RawCode {

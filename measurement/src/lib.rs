@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod closed_set;
 pub mod envelope;
 pub mod example;
 pub mod failure;
@@ -40,10 +41,19 @@ pub mod wire;
 pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
-    DataDetail, Detail, DnsAnswer, DnsDetail, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail, VpnStage,
+    DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail,
+    VpnMode, VpnProtocol, VpnReply, VpnStage,
 };
-pub use validate::{Rejection, parse_line, validate};
+pub use validate::{Rejection, RejectionCode, is_country_code, is_plausible_name, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};
+
+#[doc(hidden)]
+/// What [`closed_set!`] expands to refers to these, so its users need not depend on them.
+pub mod __private {
+    pub use schemars;
+    pub use serde;
+    pub use serde_json;
+}
 
 /// The JSON Schema of [`Measurement`], pretty-printed as committed.
 pub fn json_schema() -> String {

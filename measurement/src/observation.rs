@@ -46,58 +46,44 @@ impl Observation {
     }
 }
 
-/// The operation of a step, following OONI's `failed_operation` names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    /// A DNS lookup.
-    Resolve,
-    /// A TCP connect.
-    Connect,
-    /// A TLS handshake over TCP.
-    TlsHandshake,
-    /// A QUIC handshake.
-    QuicHandshake,
-    /// A VPN protocol handshake.
-    VpnHandshake,
-    /// Data exchanged after a handshake.
-    Data,
-}
-
-impl Operation {
-    /// The stable string used as the `phase` metric label.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Resolve => "resolve",
-            Self::Connect => "connect",
-            Self::TlsHandshake => "tls_handshake",
-            Self::QuicHandshake => "quic_handshake",
-            Self::VpnHandshake => "vpn_handshake",
-            Self::Data => "data",
-        }
+crate::closed_set! {
+    /// The operation of a step, following OONI's `failed_operation` names.
+    pub enum Operation {
+        /// A DNS lookup.
+        Resolve => "resolve",
+        /// A TCP connect.
+        Connect => "connect",
+        /// A TLS handshake over TCP.
+        TlsHandshake => "tls_handshake",
+        /// A QUIC handshake.
+        QuicHandshake => "quic_handshake",
+        /// A VPN protocol handshake.
+        VpnHandshake => "vpn_handshake",
+        /// Data exchanged after a handshake.
+        Data => "data",
     }
 }
 
-/// Which side of the target/control pair a step belongs to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Role {
-    /// The thing under test (target name, target SNI).
-    Target,
-    /// A control on the same path (control SNI, control resolver).
-    Control,
+crate::closed_set! {
+    /// Which side of the target/control pair a step belongs to.
+    pub enum Role {
+        /// The thing under test (target name, target SNI).
+        Target => "target",
+        /// A control on the same path (control SNI, control resolver).
+        Control => "control",
+    }
 }
 
-/// Where a step ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Vantage {
-    /// On the volunteer's probe.
-    Probe,
-    /// On the collector's test helper, outside the censored network.
-    Helper,
-    /// Through a DNS-over-HTTPS resolver (its traffic is encrypted end to end).
-    Doh,
+crate::closed_set! {
+    /// Where a step ran.
+    pub enum Vantage {
+        /// On the volunteer's probe.
+        Probe => "probe",
+        /// On the collector's test helper, outside the censored network.
+        Helper => "helper",
+        /// Through a DNS-over-HTTPS resolver (its traffic is encrypted end to end).
+        Doh => "doh",
+    }
 }
 
 /// Protocol-specific detail of a step.
@@ -118,12 +104,11 @@ pub enum Detail {
 /// what a researcher needs to see how far the protocol got.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct VpnDetail {
-    /// `openvpn`, `wireguard`, `ikev2`, `tor`, or `random` for the random-bytes control.
-    pub protocol: String,
-    /// Protocol options that change the wire image: `plain`, `tls_auth`, `tls_crypt`
-    /// (OpenVPN), `nat_t` (IKEv2 on 4500).
+    /// The protocol spoken, or `random` for the random-bytes control.
+    pub protocol: VpnProtocol,
+    /// Protocol options that change the wire image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mode: Option<String>,
+    pub mode: Option<VpnMode>,
     /// How far the exchange got.
     pub stage_reached: VpnStage,
     /// Datagrams or framed packets sent, retransmits included.
@@ -133,45 +118,103 @@ pub struct VpnDetail {
     /// Length of the first packet sent (the random-bytes control matches it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_packet_len: Option<u32>,
-    /// What the reply was, as a fixed name (`hard_reset_server_v2`, `handshake_response`,
-    /// `ike_sa_init_response`, `notify:INVALID_KE_PAYLOAD`, `versions`, …).
+    /// What the reply was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply: Option<String>,
+    pub reply: Option<VpnReply>,
     /// Why a reply was not accepted, as a fixed name (`bad_hmac`, `wrong_session`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_error: Option<String>,
 }
 
-/// How far a VPN exchange got, in order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum VpnStage {
-    /// Nothing was sent (no socket, no route).
-    #[default]
-    None,
-    /// The TCP connection is up (TCP transports only).
-    Connected,
-    /// The first packet left.
-    Sent,
-    /// Bytes came back, but not a valid answer to what was sent.
-    Reply,
-    /// The server's handshake answer parsed and verified (HMAC, AEAD, session, SPI).
-    Handshake,
-    /// Data made the round trip through the tunnel, or the link protocol answered.
-    Data,
+crate::closed_set! {
+    /// The protocol of a VPN step.
+    #[default = Random]
+    pub enum VpnProtocol {
+        /// OpenVPN (UDP or TCP).
+        Openvpn => "openvpn",
+        /// WireGuard.
+        Wireguard => "wireguard",
+        /// IKEv2.
+        Ikev2 => "ikev2",
+        /// Tor's link protocol on an OR port.
+        Tor => "tor",
+        /// The random-bytes control: bytes of the protocol's first packet's length, no protocol.
+        Random => "random",
+    }
 }
 
-impl VpnStage {
-    /// The stable string used in JSON.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::None => "none",
-            Self::Connected => "connected",
-            Self::Sent => "sent",
-            Self::Reply => "reply",
-            Self::Handshake => "handshake",
-            Self::Data => "data",
-        }
+crate::closed_set! {
+    /// A protocol option that changes the wire image of a VPN step.
+    pub enum VpnMode {
+        /// OpenVPN without a static key.
+        Plain => "plain",
+        /// OpenVPN `--tls-auth` (HMAC on the control channel).
+        TlsAuth => "tls_auth",
+        /// OpenVPN `--tls-crypt` (encrypted control channel).
+        TlsCrypt => "tls_crypt",
+        /// IKEv2 on UDP 4500 with the non-ESP marker.
+        NatT => "nat_t",
+    }
+}
+
+crate::closed_set! {
+    /// What a VPN endpoint (or the echo of the random-bytes control) answered.
+    pub enum VpnReply {
+        /// OpenVPN `P_CONTROL_HARD_RESET_SERVER_V2`.
+        HardResetServerV2 => "hard_reset_server_v2",
+        /// WireGuard handshake response (message type 2), authenticated.
+        HandshakeResponse => "handshake_response",
+        /// An ICMP echo reply through a WireGuard tunnel.
+        EchoReply => "echo_reply",
+        /// Tor `VERSIONS` cell.
+        Versions => "versions",
+        /// The random bytes came back from the echo service.
+        Echo => "echo",
+        /// IKEv2 IKE_SA_INIT response with SA and KE: the responder accepted our proposal.
+        SaInitResponse => "sa_init_response",
+        /// IKEv2 notify INVALID_SYNTAX.
+        NotifyInvalidSyntax => "notify:INVALID_SYNTAX",
+        /// IKEv2 notify NO_PROPOSAL_CHOSEN: a responder that accepts none of our algorithms.
+        NotifyNoProposalChosen => "notify:NO_PROPOSAL_CHOSEN",
+        /// IKEv2 notify INVALID_KE_PAYLOAD: the responder wants another offered group.
+        NotifyInvalidKePayload => "notify:INVALID_KE_PAYLOAD",
+        /// IKEv2 notify COOKIE (a responder under load asks for a cookie round trip).
+        NotifyCookie => "notify:COOKIE",
+        /// IKEv2 notify NAT_DETECTION_SOURCE_IP first.
+        NotifyNatDetectionSourceIp => "notify:NAT_DETECTION_SOURCE_IP",
+        /// IKEv2 notify NAT_DETECTION_DESTINATION_IP first.
+        NotifyNatDetectionDestinationIp => "notify:NAT_DETECTION_DESTINATION_IP",
+        /// IKEv2 notify MULTIPLE_AUTH_SUPPORTED first.
+        NotifyMultipleAuthSupported => "notify:MULTIPLE_AUTH_SUPPORTED",
+        /// IKEv2 notify IKEV2_FRAGMENTATION_SUPPORTED first.
+        NotifyFragmentationSupported => "notify:IKEV2_FRAGMENTATION_SUPPORTED",
+        /// IKEv2 notify SIGNATURE_HASH_ALGORITHMS first.
+        NotifySignatureHashAlgorithms => "notify:SIGNATURE_HASH_ALGORITHMS",
+        /// Another IKEv2 error notify (types below 16384).
+        NotifyError => "notify:error",
+        /// Another IKEv2 status notify (types from 16384).
+        NotifyStatus => "notify:status",
+        /// A well-formed IKEv2 reply with neither SA+KE nor a notify.
+        Other => "other",
+    }
+}
+
+crate::closed_set! {
+    /// How far a VPN exchange got, in order.
+    #[default = None]
+    pub enum VpnStage {
+        /// Nothing was sent (no socket, no route).
+        None => "none",
+        /// The TCP connection is up (TCP transports only).
+        Connected => "connected",
+        /// The first packet left.
+        Sent => "sent",
+        /// Bytes came back, but not a valid answer to what was sent.
+        Reply => "reply",
+        /// The server's handshake answer parsed and verified (HMAC, AEAD, session, SPI).
+        Handshake => "handshake",
+        /// Data made the round trip through the tunnel, or the link protocol answered.
+        Data => "data",
     }
 }
 
@@ -190,8 +233,8 @@ pub struct DataDetail {
 /// What a DNS lookup saw.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DnsDetail {
-    /// Which resolver engine: `system`, `udp`, `doh`, `helper`.
-    pub engine: String,
+    /// Which resolver engine asked.
+    pub engine: DnsEngine,
     /// The resolver's address for `udp` (a public resolver's, never the LAN's: see the probe docs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolver: Option<String>,
@@ -201,6 +244,21 @@ pub struct DnsDetail {
     pub query_type: String,
     /// Every reply received, in arrival order. More than one is injection evidence.
     pub replies: Vec<DnsReply>,
+}
+
+crate::closed_set! {
+    /// Which resolver engine a DNS step used (the step's `vantage` says where it ran).
+    #[default = System]
+    pub enum DnsEngine {
+        /// The operating system's resolver configuration (via hickory-resolver).
+        System => "system",
+        /// One UDP query to a named resolver, recording every reply that arrives.
+        Udp => "udp",
+        /// DNS over HTTPS to a trusted resolver.
+        Doh => "doh",
+        /// One UDP query to an address that runs no DNS service: any answer is injected.
+        Blackhole => "blackhole",
+    }
 }
 
 /// One DNS reply.

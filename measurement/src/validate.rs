@@ -82,34 +82,47 @@ pub enum Rejection {
     ContainsSubmitterAddress,
 }
 
-impl Rejection {
-    /// Every reason code, for pre-initialising the rejection counter.
-    pub const CODES: &'static [&'static str] = &[
-        "line_too_long",
-        "malformed",
-        "unsupported_schema_version",
-        "invalid_id",
-        "invalid_country",
-        "started_at_out_of_range",
-        "too_many_observations",
-        "invalid_name",
-        "verdict_without_mechanism",
-        "contains_submitter_address",
-    ];
+crate::closed_set! {
+    /// The bounded reason code of a [`Rejection`]: the `reason` of a refused line in the ingest
+    /// report and of the rejection counter.
+    pub enum RejectionCode {
+        /// [`Rejection::LineTooLong`].
+        LineTooLong => "line_too_long",
+        /// [`Rejection::Malformed`].
+        Malformed => "malformed",
+        /// [`Rejection::UnsupportedSchemaVersion`].
+        UnsupportedSchemaVersion => "unsupported_schema_version",
+        /// [`Rejection::InvalidId`].
+        InvalidId => "invalid_id",
+        /// [`Rejection::InvalidCountry`].
+        InvalidCountry => "invalid_country",
+        /// [`Rejection::StartedAtOutOfRange`].
+        StartedAtOutOfRange => "started_at_out_of_range",
+        /// [`Rejection::TooManyObservations`].
+        TooManyObservations => "too_many_observations",
+        /// [`Rejection::InvalidName`].
+        InvalidName => "invalid_name",
+        /// [`Rejection::VerdictWithoutMechanism`].
+        VerdictWithoutMechanism => "verdict_without_mechanism",
+        /// [`Rejection::ContainsSubmitterAddress`].
+        ContainsSubmitterAddress => "contains_submitter_address",
+    }
+}
 
+impl Rejection {
     /// The bounded reason code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> RejectionCode {
         match self {
-            Self::LineTooLong { .. } => "line_too_long",
-            Self::Malformed { .. } => "malformed",
-            Self::UnsupportedSchemaVersion { .. } => "unsupported_schema_version",
-            Self::InvalidId { .. } => "invalid_id",
-            Self::InvalidCountry { .. } => "invalid_country",
-            Self::StartedAtOutOfRange { .. } => "started_at_out_of_range",
-            Self::TooManyObservations { .. } => "too_many_observations",
-            Self::InvalidName { .. } => "invalid_name",
-            Self::VerdictWithoutMechanism { .. } => "verdict_without_mechanism",
-            Self::ContainsSubmitterAddress => "contains_submitter_address",
+            Self::LineTooLong { .. } => RejectionCode::LineTooLong,
+            Self::Malformed { .. } => RejectionCode::Malformed,
+            Self::UnsupportedSchemaVersion { .. } => RejectionCode::UnsupportedSchemaVersion,
+            Self::InvalidId { .. } => RejectionCode::InvalidId,
+            Self::InvalidCountry { .. } => RejectionCode::InvalidCountry,
+            Self::StartedAtOutOfRange { .. } => RejectionCode::StartedAtOutOfRange,
+            Self::TooManyObservations { .. } => RejectionCode::TooManyObservations,
+            Self::InvalidName { .. } => RejectionCode::InvalidName,
+            Self::VerdictWithoutMechanism { .. } => RejectionCode::VerdictWithoutMechanism,
+            Self::ContainsSubmitterAddress => RejectionCode::ContainsSubmitterAddress,
         }
     }
 }
@@ -143,7 +156,7 @@ pub fn validate(m: &Measurement, now: DateTime<Utc>) -> Result<(), Rejection> {
         return Err(Rejection::InvalidId { found: m.id.get_version_num() });
     }
     let cc = &m.probe.cc;
-    if cc.len() != 2 || !cc.bytes().all(|b| b.is_ascii_uppercase()) {
+    if !is_country_code(cc) {
         return Err(Rejection::InvalidCountry { found: cc.chars().take(8).collect() });
     }
     if m.started_at > now + MAX_CLOCK_SKEW || m.started_at < now - MAX_AGE {
@@ -166,9 +179,19 @@ pub fn validate(m: &Measurement, now: DateTime<Utc>) -> Result<(), Rejection> {
 
 fn check_name(field: &'static str, value: Option<&str>) -> Result<(), Rejection> {
     match value {
-        Some(v) if v.is_empty() || v.len() > MAX_NAME_LEN || !v.bytes().all(|b| b.is_ascii_graphic()) => {
-            Err(Rejection::InvalidName { field })
-        }
+        Some(v) if !is_plausible_name(v) => Err(Rejection::InvalidName { field }),
         _ => Ok(()),
     }
+}
+
+/// An ISO 3166-1 alpha-2 code as the schema stores it: two upper-case ASCII letters (`ZZ` for
+/// unknown). The one rule for a country code, wherever one is read.
+pub fn is_country_code(cc: &str) -> bool {
+    cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase())
+}
+
+/// A target name, domain or SNI: 1 to [`MAX_NAME_LEN`] printable ASCII characters. The one rule
+/// for a name, wherever one is read (targets files, measurements, query filters).
+pub fn is_plausible_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= MAX_NAME_LEN && name.bytes().all(|b| b.is_ascii_graphic())
 }

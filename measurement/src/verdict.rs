@@ -6,185 +6,108 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The outcome of one measurement.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Status {
-    /// Reachable from the probe.
-    Ok,
-    /// Unreachable from the probe while the controls show it is up: interference.
-    Blocked,
-    /// Unreachable for everyone: the controls failed too. Never evidence of censorship.
-    Down,
-    /// The evidence does not support either conclusion (no control, lossy path, …).
-    Inconclusive,
-}
-
-impl Status {
-    /// Every status, for pre-initialising metric series.
-    pub const ALL: &'static [Status] = &[Self::Ok, Self::Blocked, Self::Down, Self::Inconclusive];
-
-    /// The stable string used in JSON, filters and metric labels.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ok => "ok",
-            Self::Blocked => "blocked",
-            Self::Down => "down",
-            Self::Inconclusive => "inconclusive",
-        }
-    }
-
-    /// Parse the string form (used by query filters).
-    pub fn parse(s: &str) -> Option<Status> {
-        Self::ALL.iter().copied().find(|v| v.as_str() == s)
+crate::closed_set! {
+    /// The outcome of one measurement.
+    pub enum Status {
+        /// Reachable from the probe.
+        Ok => "ok",
+        /// Unreachable from the probe while the controls show it is up: interference.
+        Blocked => "blocked",
+        /// Unreachable for everyone: the controls failed too. Never evidence of censorship.
+        Down => "down",
+        /// The evidence does not support either conclusion (no control, lossy path, …).
+        Inconclusive => "inconclusive",
     }
 }
 
-macro_rules! mechanisms {
-    ($( $(#[doc = $doc:literal])* $variant:ident => $id:literal, )*) => {
-        /// The rule that decided a verdict. Serialised as its dotted id (`tls.mitm_certificate`).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-        #[non_exhaustive]
-        pub enum Mechanism {
-            $( $(#[doc = $doc])* $variant, )*
-        }
+crate::closed_set! {
+    /// The rule that decided a verdict, serialised as its dotted id (`tls.mitm_certificate`): a
+    /// bounded set that becomes a metric label and a research filter.
+    pub enum Mechanism {
+        // --- DNS ---
+        /// More than one reply to one query, disagreeing: an on-path injector raced the resolver.
+        DnsInjected => "dns.injected",
+        /// NXDOMAIN (or no data) for a name the control resolves.
+        DnsNxdomainHijack => "dns.nxdomain_hijack",
+        /// A bogon / sinkhole address the control does not return.
+        DnsBogon => "dns.bogon",
+        /// The resolver did not answer, while the control did.
+        DnsTimeout => "dns.timeout",
+        /// The resolver answered SERVFAIL or REFUSED, while the control resolved the name.
+        DnsResolverError => "dns.resolver_error",
+        /// Answers differ from the control's without other evidence (CDNs do this): not blocking.
+        DnsAnswerMismatch => "dns.answer_mismatch",
+        // --- TCP ---
+        /// The SYN was answered with a RST while the helper connects.
+        TcpRefused => "tcp.refused",
+        /// The connection was reset while the helper connects.
+        TcpReset => "tcp.reset",
+        /// The SYN went unanswered while the helper connects.
+        TcpTimeout => "tcp.timeout",
+        /// ICMP unreachable while the helper connects.
+        TcpUnreachable => "tcp.unreachable",
+        // --- TLS ---
+        /// RST right after the ClientHello with the target SNI; the control SNI completed.
+        TlsResetAfterClientHello => "tls.reset_after_clienthello",
+        /// The handshake with the target SNI timed out; the control SNI completed.
+        TlsTimeoutSni => "tls.timeout_sni",
+        /// The connection was closed after the ClientHello with the target SNI; control completed.
+        TlsEofAfterClientHello => "tls.eof_after_clienthello",
+        /// A TLS alert for the target SNI only, while the helper completes the same handshake.
+        TlsAlertSni => "tls.alert_sni",
+        /// Handshakes fail with every SNI on this endpoint, while the helper completes them.
+        TlsHandshakeBlocked => "tls.handshake_blocked",
+        /// The handshake completed, then data for the target SNI froze while the control's flowed.
+        TlsDataStall => "tls.data_stall",
+        /// Data for the target SNI flowed far slower than for the control SNI on the same path.
+        TlsThrottled => "tls.throttled",
+        /// A certificate the helper does not see, from an issuer we do not trust: interception.
+        TlsMitmCertificate => "tls.mitm_certificate",
+        /// The certificate did not verify and there is no helper to compare with.
+        TlsUntrustedCertificate => "tls.untrusted_certificate",
+        // --- QUIC / UDP ---
+        /// The QUIC Initial with the target SNI went unanswered; the control SNI completed.
+        QuicSniBlocked => "quic.sni_blocked",
+        /// No QUIC handshake completes with any SNI, while the helper completes it.
+        UdpBlocked => "udp.blocked",
+        /// QUIC fails with every SNI while plain UDP to the same address is echoed: QUIC is filtered.
+        QuicBlocked => "quic.blocked",
+        // --- VPN and circumvention ---
+        /// No OpenVPN hard-reset reply while the helper reaches the endpoint; no random-bytes control.
+        VpnOpenvpnNoResetReply => "vpn.openvpn.no_reset_reply",
+        /// No WireGuard handshake response while the helper reaches the endpoint; no random-bytes control.
+        VpnWireguardNoHandshakeResponse => "vpn.wireguard.no_handshake_response",
+        /// No IKE reply while the helper reaches the endpoint; no random-bytes control.
+        VpnIkev2NoReply => "vpn.ikev2.no_reply",
+        /// The protocol got no answer while random bytes of equal length to the same port number
+        /// were echoed and the helper reaches the endpoint: the protocol itself is recognised.
+        VpnFingerprintBlocked => "vpn.fingerprint_blocked",
+        /// The protocol and random bytes of equal length to the same port number both went
+        /// unanswered while the helper reaches the endpoint: the port is blocked.
+        VpnPortBlocked => "vpn.port_blocked",
+        /// The handshake completed, then data through the tunnel stopped while the helper's flowed.
+        VpnDataStall => "vpn.data_stall",
+        /// A reply arrived that is not the endpoint's (wrong session, MAC or format) while the helper
+        /// gets the real one: something on the path answered in the server's place.
+        VpnForgedReply => "vpn.forged_reply",
+        /// The TLS handshake to a Tor OR port failed while the helper completes it.
+        TorHandshakeBlocked => "tor.handshake_blocked",
+        /// TLS to a Tor OR port completed, then the link protocol (VERSIONS) got no answer while the
+        /// helper's did.
+        TorLinkBlocked => "tor.link_blocked",
+        // --- general ---
+        /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
+        /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.
+        ResidualSuspected => "residual.suspected",
+        /// The probe's own network is down: nothing could be measured.
+        NetworkOffline => "network.offline",
+        /// The target failed and no control was available to tell blocking from breakage.
+        NoControl => "control.unavailable",
+        /// The target and the control both failed (server or path down for everyone).
+        ControlFailed => "control.failed",
+        /// The control succeeded, the target failed, and no specific rule explains how.
+        Other => "other",
 
-        impl Mechanism {
-            /// Every rule id, for metric pre-initialisation and the JSON Schema.
-            pub const ALL: &'static [Mechanism] = &[ $( Self::$variant, )* ];
-
-            /// The stable dotted id.
-            pub fn as_str(self) -> &'static str {
-                match self { $( Self::$variant => $id, )* }
-            }
-        }
-    };
-}
-
-mechanisms! {
-    // --- DNS ---
-    /// More than one reply to one query, disagreeing: an on-path injector raced the resolver.
-    DnsInjected => "dns.injected",
-    /// NXDOMAIN (or no data) for a name the control resolves.
-    DnsNxdomainHijack => "dns.nxdomain_hijack",
-    /// A bogon / sinkhole address the control does not return.
-    DnsBogon => "dns.bogon",
-    /// The resolver did not answer, while the control did.
-    DnsTimeout => "dns.timeout",
-    /// The resolver answered SERVFAIL or REFUSED, while the control resolved the name.
-    DnsResolverError => "dns.resolver_error",
-    /// Answers differ from the control's without other evidence (CDNs do this): not blocking.
-    DnsAnswerMismatch => "dns.answer_mismatch",
-    // --- TCP ---
-    /// The SYN was answered with a RST while the helper connects.
-    TcpRefused => "tcp.refused",
-    /// The connection was reset while the helper connects.
-    TcpReset => "tcp.reset",
-    /// The SYN went unanswered while the helper connects.
-    TcpTimeout => "tcp.timeout",
-    /// ICMP unreachable while the helper connects.
-    TcpUnreachable => "tcp.unreachable",
-    // --- TLS ---
-    /// RST right after the ClientHello with the target SNI; the control SNI completed.
-    TlsResetAfterClientHello => "tls.reset_after_clienthello",
-    /// The handshake with the target SNI timed out; the control SNI completed.
-    TlsTimeoutSni => "tls.timeout_sni",
-    /// The connection was closed after the ClientHello with the target SNI; control completed.
-    TlsEofAfterClientHello => "tls.eof_after_clienthello",
-    /// A TLS alert for the target SNI only, while the helper completes the same handshake.
-    TlsAlertSni => "tls.alert_sni",
-    /// Handshakes fail with every SNI on this endpoint, while the helper completes them.
-    TlsHandshakeBlocked => "tls.handshake_blocked",
-    /// The handshake completed, then data for the target SNI froze while the control's flowed.
-    TlsDataStall => "tls.data_stall",
-    /// Data for the target SNI flowed far slower than for the control SNI on the same path.
-    TlsThrottled => "tls.throttled",
-    /// A certificate the helper does not see, from an issuer we do not trust: interception.
-    TlsMitmCertificate => "tls.mitm_certificate",
-    /// The certificate did not verify and there is no helper to compare with.
-    TlsUntrustedCertificate => "tls.untrusted_certificate",
-    // --- QUIC / UDP ---
-    /// The QUIC Initial with the target SNI went unanswered; the control SNI completed.
-    QuicSniBlocked => "quic.sni_blocked",
-    /// No QUIC handshake completes with any SNI, while the helper completes it.
-    UdpBlocked => "udp.blocked",
-    /// QUIC fails with every SNI while plain UDP to the same address is echoed: QUIC is filtered.
-    QuicBlocked => "quic.blocked",
-    // --- VPN and circumvention ---
-    /// No OpenVPN hard-reset reply while the helper reaches the endpoint; no random-bytes control.
-    VpnOpenvpnNoResetReply => "vpn.openvpn.no_reset_reply",
-    /// No WireGuard handshake response while the helper reaches the endpoint; no random-bytes control.
-    VpnWireguardNoHandshakeResponse => "vpn.wireguard.no_handshake_response",
-    /// No IKE reply while the helper reaches the endpoint; no random-bytes control.
-    VpnIkev2NoReply => "vpn.ikev2.no_reply",
-    /// The protocol got no answer while random bytes of equal length to the same port number
-    /// were echoed and the helper reaches the endpoint: the protocol itself is recognised.
-    VpnFingerprintBlocked => "vpn.fingerprint_blocked",
-    /// The protocol and random bytes of equal length to the same port number both went
-    /// unanswered while the helper reaches the endpoint: the port is blocked.
-    VpnPortBlocked => "vpn.port_blocked",
-    /// The handshake completed, then data through the tunnel stopped while the helper's flowed.
-    VpnDataStall => "vpn.data_stall",
-    /// A reply arrived that is not the endpoint's (wrong session, MAC or format) while the helper
-    /// gets the real one: something on the path answered in the server's place.
-    VpnForgedReply => "vpn.forged_reply",
-    /// The TLS handshake to a Tor OR port failed while the helper completes it.
-    TorHandshakeBlocked => "tor.handshake_blocked",
-    /// TLS to a Tor OR port completed, then the link protocol (VERSIONS) got no answer while the
-    /// helper's did.
-    TorLinkBlocked => "tor.link_blocked",
-    // --- general ---
-    /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
-    /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.
-    ResidualSuspected => "residual.suspected",
-    /// The probe's own network is down: nothing could be measured.
-    NetworkOffline => "network.offline",
-    /// The target failed and no control was available to tell blocking from breakage.
-    NoControl => "control.unavailable",
-    /// The target and the control both failed (server or path down for everyone).
-    ControlFailed => "control.failed",
-    /// The control succeeded, the target failed, and no specific rule explains how.
-    Other => "other",
-}
-
-impl Mechanism {
-    /// Parse the dotted id.
-    pub fn parse(s: &str) -> Option<Mechanism> {
-        Self::ALL.iter().copied().find(|m| m.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for Mechanism {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl Serialize for Mechanism {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.as_str())
-    }
-}
-
-impl<'de> Deserialize<'de> for Mechanism {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Mechanism::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown mechanism `{s}`")))
-    }
-}
-
-impl JsonSchema for Mechanism {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Mechanism".into()
-    }
-
-    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        let ids: Vec<&str> = Self::ALL.iter().map(|m| m.as_str()).collect();
-        schemars::json_schema!({
-            "description": "The rule that decided the verdict (a bounded set of dotted ids).",
-            "type": "string",
-            "enum": ids,
-        })
     }
 }
 

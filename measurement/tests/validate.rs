@@ -1,7 +1,7 @@
 //! Validation of submitted lines: every rejection reason fires on its own input.
 
 use chrono::{Duration, TimeZone, Utc};
-use vantage_measurement::{Rejection, Status, example, parse_line};
+use vantage_measurement::{Status, example, parse_line};
 
 fn now() -> chrono::DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 28, 12, 0, 0).single().expect("valid date")
@@ -36,8 +36,7 @@ fn each_rule_names_its_reason() {
     ];
     for (line, code) in cases {
         let err = parse_line(&line, now()).expect_err(code);
-        assert_eq!(err.code(), code, "{err}");
-        assert!(Rejection::CODES.contains(&err.code()));
+        assert_eq!(err.code().as_str(), code, "{err}");
     }
 }
 
@@ -46,7 +45,7 @@ fn too_many_observations_is_refused() {
     let mut m = example::tls_reset(now());
     let one = m.observations[0].clone();
     m.observations = vec![one; 65];
-    assert_eq!(parse_line(&m.to_json_line(), now()).unwrap_err().code(), "too_many_observations");
+    assert_eq!(parse_line(&m.to_json_line(), now()).unwrap_err().code().as_str(), "too_many_observations");
 }
 
 #[test]

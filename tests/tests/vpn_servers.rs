@@ -384,7 +384,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         .flatten()
         .filter(|o| o.vantage == Vantage::Probe && o.op == Operation::VpnHandshake)
         .map(|o| match &o.detail {
-            Some(Detail::Vpn(d)) => d.reply.as_deref(),
+            Some(Detail::Vpn(d)) => d.reply.map(|r| r.as_str()),
             _ => None,
         })
         .collect();

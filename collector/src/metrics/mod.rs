@@ -10,7 +10,7 @@
 //! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
-//! | `reason`    | [`Rejection::CODES`] and [`BATCH_REJECTION_CODES`]                     |
+//! | `reason`    | [`RejectionCode::ALL`] and [`BATCH_REJECTION_CODES`]                     |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
@@ -31,7 +31,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use vantage_measurement::{Measurement, Rejection, TestKind, Vantage};
+use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage};
 
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
@@ -217,8 +217,8 @@ impl Metrics {
         registry.register(Box::new(fleet.clone()))?;
 
         // Series that exist from the first scrape, so rate() and alerts see zeros, not gaps.
-        for reason in Rejection::CODES.iter().chain(BATCH_REJECTION_CODES) {
-            rejected.with_label_values(&[*reason]);
+        for reason in RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BATCH_REJECTION_CODES.iter().copied()) {
+            rejected.with_label_values(&[reason]);
         }
         for identity in ["signed", "anonymous"] {
             batches.with_label_values(&[identity]);

@@ -79,7 +79,8 @@ async fn a_flood_of_unpublished_target_names_adds_no_series() {
 async fn rejections_are_counted_by_reason_from_zero() {
     let collector = Collector::start().await;
     let text = collector.metrics().await;
-    for reason in vantage_measurement::Rejection::CODES.iter().chain(&["body_too_large", "too_many_lines"]) {
+    let line_codes = vantage_measurement::RejectionCode::ALL.iter().map(|c| c.as_str());
+    for reason in line_codes.chain(["body_too_large", "too_many_lines"]) {
         assert_eq!(sample(&text, "vantage_collector_rejected_total", &[("reason", reason)]), Some(0.0), "{reason}");
     }
     let mut bad_country = measurement();

@@ -18,7 +18,7 @@
 //! anything is called silence; the random-bytes control never carries the protocol's first bytes.
 
 use vantage_measurement::{
-    Detail, Failure, Mechanism, Observation, Operation, Role, Status, TestKind, Vantage, Verdict, VpnDetail,
+    Detail, Failure, Mechanism, Observation, Operation, Role, Status, TestKind, Vantage, Verdict, VpnDetail, VpnProtocol,
 };
 
 use super::evidence::{Steps, describe};
@@ -94,7 +94,8 @@ fn failure_verdict(
     if steps.probe_offline() {
         return Verdict::new(Status::Inconclusive, Mechanism::NetworkOffline, evidence);
     }
-    let random = steps.probe_control(Operation::Data).filter(|o| vpn_detail(o).is_some_and(|d| d.protocol == "random"));
+    let random =
+        steps.probe_control(Operation::Data).filter(|o| vpn_detail(o).is_some_and(|d| d.protocol == VpnProtocol::Random));
     if let Some(r) = random {
         evidence.push(describe("random bytes, same length, same port number", r));
     }

@@ -2,14 +2,21 @@
 
 use super::*;
 use crate::classify::testing::step;
-use vantage_measurement::{VpnDetail, VpnStage};
+use vantage_measurement::{VpnDetail, VpnProtocol, VpnStage};
 
 const TIMEOUT: Option<Failure> = Some(Failure::GenericTimeoutError);
 
-fn vpn(vantage: Vantage, role: Role, op: Operation, protocol: &str, failure: Option<Failure>, received: u32) -> Observation {
+fn vpn(
+    vantage: Vantage,
+    role: Role,
+    op: Operation,
+    protocol: VpnProtocol,
+    failure: Option<Failure>,
+    received: u32,
+) -> Observation {
     let mut o = step(vantage, role, op, failure);
     o.detail = Some(Detail::Vpn(VpnDetail {
-        protocol: protocol.into(),
+        protocol,
         stage_reached: if failure.is_none() { VpnStage::Handshake } else { VpnStage::Sent },
         packets_sent: 5,
         packets_received: received,
@@ -30,10 +37,10 @@ struct Story {
 const CLEAN: Story = Story { probe: None, random: Some(None), helper: Some(None), data: Some((None, 5)) };
 
 fn run(test: TestKind, s: Story) -> Verdict {
-    let protocol = test.as_str();
+    let protocol = VpnProtocol::parse(test.as_str()).expect("a VPN test");
     let mut obs = Vec::new();
     if let Some(r) = s.random {
-        obs.push(vpn(Vantage::Probe, Role::Control, Operation::Data, "random", r, u32::from(r.is_none())));
+        obs.push(vpn(Vantage::Probe, Role::Control, Operation::Data, VpnProtocol::Random, r, u32::from(r.is_none())));
     }
     obs.push(vpn(Vantage::Probe, Role::Target, Operation::VpnHandshake, protocol, s.probe, 0));
     if let Some((f, received)) = s.data {
@@ -120,7 +127,7 @@ fn tcp_transport_failures_are_judged_as_tcp() {
 #[test]
 fn tor_handshake_and_link_blocks() {
     let tls = |vantage, failure| step(vantage, Role::Target, Operation::TlsHandshake, failure);
-    let link = |vantage, failure, received| vpn(vantage, Role::Target, Operation::Data, "tor", failure, received);
+    let link = |vantage, failure, received| vpn(vantage, Role::Target, Operation::Data, VpnProtocol::Tor, failure, received);
     let v = classify(TestKind::Tor, &[tls(Vantage::Probe, Some(Failure::ConnectionReset)), tls(Vantage::Helper, None)]);
     assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::TorHandshakeBlocked)));
     let v = classify(

@@ -10,7 +10,7 @@ use std::io;
 
 use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use tokio::time::Instant;
-use vantage_measurement::{CodeSpace, Detail, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role};
+use vantage_measurement::{CodeSpace, Detail, DnsDetail, DnsEngine, DnsReply, Failure, Observation, Operation, RawCode, Role};
 
 use crate::runner::dns::codec::{self, ParsedReply};
 use crate::runner::dns::{QUERY_TYPE_BOTH, QueryType};
@@ -50,7 +50,7 @@ impl DohClient {
     pub async fn lookup(&self, ctx: &StepContext, name: &str) -> Observation {
         let step = ctx.step(Operation::Resolve, Role::Target);
         let mut detail = DnsDetail {
-            engine: "doh".to_string(),
+            engine: DnsEngine::Doh,
             resolver: self.host.clone(),
             query_name: name.to_string(),
             query_type: QUERY_TYPE_BOTH.to_string(),
@@ -283,7 +283,7 @@ mod tests {
         assert!(obs.succeeded(), "{obs:?}");
         assert_eq!((obs.vantage, obs.role, obs.op), (Vantage::Doh, Role::Target, Operation::Resolve));
         let d = detail(&obs);
-        assert_eq!((d.engine.as_str(), d.resolver.as_deref(), d.query_type.as_str()), ("doh", Some("127.0.0.1"), "A,AAAA"));
+        assert_eq!((d.engine, d.resolver.as_deref(), d.query_type.as_str()), (DnsEngine::Doh, Some("127.0.0.1"), "A,AAAA"));
         assert_eq!(d.replies.len(), 1);
         let mut ips: Vec<String> = d.replies[0].answers.iter().map(|a| a.ip.to_string()).collect();
         ips.sort();

@@ -28,7 +28,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use vantage_measurement::{
-    Detail, DnsDetail, DnsReply, Failure, Mechanism, Observation, Operation, Role, Status, Vantage, Verdict,
+    Detail, DnsDetail, DnsEngine, DnsReply, Failure, Mechanism, Observation, Operation, Role, Status, Vantage, Verdict,
 };
 
 use super::bogon::BogonPolicy;
@@ -237,7 +237,7 @@ fn injection(lookup: &Lookup<'_>) -> Option<Vec<String>> {
     let replies = lookup.replies();
     let (first, later) = replies.split_first()?;
     let key = |r: &DnsReply| (r.rcode.clone(), r.answers.iter().map(|a| a.ip).collect::<BTreeSet<_>>());
-    if lookup.detail.map(|d| d.engine.as_str()) != Some("udp") || later.iter().all(|r| key(r) == key(first)) {
+    if lookup.detail.map(|d| d.engine) != Some(DnsEngine::Udp) || later.iter().all(|r| key(r) == key(first)) {
         return None;
     }
     let mut evidence = vec![format!("{}: {} replies to one query", lookup.label(), replies.len())];
@@ -249,9 +249,6 @@ fn injection(lookup: &Lookup<'_>) -> Option<Vec<String>> {
 }
 
 /// `[1.2.3.4, 5.6.7.8]`, at most six shown.
-/// The engine name of a query sent to a host that runs no DNS service.
-pub const BLACKHOLE_ENGINE: &str = "blackhole";
-
 /// A lying reply to the blackhole query, as evidence: a bogon, or no address / other addresses
 /// than the control resolves.
 fn blackhole_injection(
@@ -261,7 +258,7 @@ fn blackhole_injection(
     bogons: &BogonPolicy,
 ) -> Option<Vec<String>> {
     let Some(Detail::Dns(d)) = &o.detail else { return None };
-    if o.vantage != Vantage::Probe || d.engine != BLACKHOLE_ENGINE {
+    if o.vantage != Vantage::Probe || d.engine != DnsEngine::Blackhole {
         return None;
     }
     let first = d.replies.first()?;

@@ -11,7 +11,7 @@ fn reply(rcode: &str, ips: &[&str], has_soa: bool, after_ms: f64) -> DnsReply {
 }
 
 /// A lookup whose failure follows its first reply, as the runners do.
-fn lookup(vantage: Vantage, engine: &str, qtype: &str, replies: Vec<DnsReply>) -> Observation {
+fn lookup(vantage: Vantage, engine: DnsEngine, qtype: &str, replies: Vec<DnsReply>) -> Observation {
     let failure = match replies.first() {
         None => Some(Failure::GenericTimeoutError),
         Some(r) => match r.rcode.as_str() {
@@ -25,12 +25,12 @@ fn lookup(vantage: Vantage, engine: &str, qtype: &str, replies: Vec<DnsReply>) -
     };
     let mut o = step(vantage, Role::Target, Operation::Resolve, failure);
     let resolver = match engine {
-        "udp" => Some("8.8.8.8:53".to_string()),
-        "doh" => Some("dns.google".to_string()),
-        _ => None,
+        DnsEngine::Udp => Some("8.8.8.8:53".to_string()),
+        DnsEngine::Doh => Some("dns.google".to_string()),
+        DnsEngine::System | DnsEngine::Blackhole => None,
     };
     o.detail = Some(Detail::Dns(DnsDetail {
-        engine: engine.to_string(),
+        engine,
         resolver,
         query_name: "example.com".to_string(),
         query_type: qtype.to_string(),
@@ -40,17 +40,17 @@ fn lookup(vantage: Vantage, engine: &str, qtype: &str, replies: Vec<DnsReply>) -
 }
 
 fn udp(replies: Vec<DnsReply>) -> Observation {
-    lookup(Vantage::Probe, "udp", "A", replies)
+    lookup(Vantage::Probe, DnsEngine::Udp, "A", replies)
 }
 fn system(replies: Vec<DnsReply>) -> Observation {
-    lookup(Vantage::Probe, "system", "A,AAAA", replies)
+    lookup(Vantage::Probe, DnsEngine::System, "A,AAAA", replies)
 }
 fn doh(replies: Vec<DnsReply>) -> Observation {
-    lookup(Vantage::Doh, "doh", "A,AAAA", replies)
+    lookup(Vantage::Doh, DnsEngine::Doh, "A,AAAA", replies)
 }
 /// The query for the target sent to a host that runs no DNS (a control by role).
 fn blackhole(replies: Vec<DnsReply>) -> Observation {
-    let mut o = lookup(Vantage::Probe, BLACKHOLE_ENGINE, "A", replies);
+    let mut o = lookup(Vantage::Probe, DnsEngine::Blackhole, "A", replies);
     o.role = Role::Control;
     if let Some(Detail::Dns(d)) = &mut o.detail {
         d.resolver = Some("203.0.113.30:53".into());
@@ -58,9 +58,9 @@ fn blackhole(replies: Vec<DnsReply>) -> Observation {
     o
 }
 fn helper(replies: Vec<DnsReply>) -> Observation {
-    lookup(Vantage::Helper, "system", "A,AAAA", replies)
+    lookup(Vantage::Helper, DnsEngine::System, "A,AAAA", replies)
 }
-fn failed(vantage: Vantage, engine: &str, failure: Failure) -> Observation {
+fn failed(vantage: Vantage, engine: DnsEngine, failure: Failure) -> Observation {
     let mut o = lookup(vantage, engine, "A", Vec::new());
     o.failure = Some(failure);
     o
@@ -197,7 +197,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "no AAAA for an IPv4-only name is not a hijack",
             observations: vec![
-                lookup(Vantage::Probe, "udp", "AAAA", vec![reply("NOERROR", &[], true, 5.0)]),
+                lookup(Vantage::Probe, DnsEngine::Udp, "AAAA", vec![reply("NOERROR", &[], true, 5.0)]),
                 system(vec![reply("NOERROR", REAL, false, 9.0)]),
                 doh(vec![reply("NOERROR", REAL, false, 30.0)]),
             ],
@@ -254,7 +254,7 @@ fn cases() -> Vec<Case> {
             name: "resolved while the control failed",
             observations: vec![
                 system(vec![reply("NOERROR", REAL, false, 5.0)]),
-                failed(Vantage::Doh, "doh", Failure::GenericTimeoutError),
+                failed(Vantage::Doh, DnsEngine::Doh, Failure::GenericTimeoutError),
             ],
             status: Status::Ok,
             mechanism: None,
@@ -263,7 +263,7 @@ fn cases() -> Vec<Case> {
         Case {
             name: "resolver port refused while the control resolves",
             observations: vec![
-                failed(Vantage::Probe, "udp", Failure::ConnectionRefused),
+                failed(Vantage::Probe, DnsEngine::Udp, Failure::ConnectionRefused),
                 doh(vec![reply("NOERROR", REAL, false, 30.0)]),
             ],
             status: Status::Inconclusive,
@@ -273,8 +273,8 @@ fn cases() -> Vec<Case> {
         Case {
             name: "offline",
             observations: vec![
-                failed(Vantage::Probe, "system", Failure::NetworkUnreachable),
-                failed(Vantage::Probe, "udp", Failure::NetworkUnreachable),
+                failed(Vantage::Probe, DnsEngine::System, Failure::NetworkUnreachable),
+                failed(Vantage::Probe, DnsEngine::Udp, Failure::NetworkUnreachable),
                 doh(vec![reply("NOERROR", REAL, false, 30.0)]),
             ],
             status: Status::Inconclusive,

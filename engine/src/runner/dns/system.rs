@@ -11,7 +11,7 @@ use hickory_resolver::config::LookupIpStrategy;
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::net::{DnsError, NetError};
 use tokio::time::Instant;
-use vantage_measurement::{Detail, DnsAnswer, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role};
+use vantage_measurement::{Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Failure, Observation, Operation, RawCode, Role};
 
 use super::{QUERY_TYPE_BOTH, codec, dns_failure, reply_outcome};
 use crate::runner::{StepContext, io_failure, ms, timeout_failure};
@@ -35,7 +35,7 @@ async fn lookup_with(
     // No `.peer()`: see the module docs.
     let step = ctx.step(Operation::Resolve, role);
     let mut detail = DnsDetail {
-        engine: "system".to_string(),
+        engine: DnsEngine::System,
         resolver: None,
         query_name: name.to_string(),
         query_type: QUERY_TYPE_BOTH.to_string(),
@@ -155,7 +155,7 @@ mod tests {
         assert!(obs.succeeded(), "{obs:?}");
         assert_eq!(obs.peer, None);
         let d = detail(&obs);
-        assert_eq!((d.engine.as_str(), d.resolver.as_deref(), d.query_type.as_str()), ("system", None, "A,AAAA"));
+        assert_eq!((d.engine, d.resolver.as_deref(), d.query_type.as_str()), (DnsEngine::System, None, "A,AAAA"));
         let mut ips: Vec<String> = d.replies[0].answers.iter().map(|a| a.ip.to_string()).collect();
         ips.sort();
         assert_eq!(ips, ["192.0.2.10", "2001:db8::10"]);

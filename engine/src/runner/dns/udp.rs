@@ -17,7 +17,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use vantage_measurement::{Detail, DnsDetail, DnsReply, Failure, Observation, Operation, RawCode, Role};
+use vantage_measurement::{Detail, DnsDetail, DnsEngine, DnsReply, Failure, Observation, Operation, RawCode, Role};
 
 use super::codec::{self, DnsCodecError};
 use super::{QueryType, dns_failure, reply_outcome};
@@ -49,7 +49,7 @@ pub async fn udp_lookup(
 ) -> Observation {
     let step = ctx.step(Operation::Resolve, role).peer(resolver);
     let mut detail = DnsDetail {
-        engine: "udp".to_string(),
+        engine: DnsEngine::Udp,
         resolver: Some(resolver.to_string()),
         query_name: name.to_string(),
         query_type: qtype.as_str().to_string(),
@@ -229,7 +229,7 @@ mod tests {
         assert!(obs.succeeded(), "{obs:?}");
         assert_eq!(obs.peer, Some(server.addr));
         let Some(Detail::Dns(d)) = &obs.detail else { panic!("detail") };
-        assert_eq!((d.engine.as_str(), d.query_type.as_str()), ("udp", "A"));
+        assert_eq!((d.engine, d.query_type.as_str()), (DnsEngine::Udp, "A"));
         assert_eq!(d.resolver.as_deref(), Some(server.addr.to_string().as_str()));
         assert_eq!(d.replies.len(), 1);
         assert_eq!(ips(&d.replies[0]), ["192.0.2.10"]);

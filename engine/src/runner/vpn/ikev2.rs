@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use ring::agreement::{ECDH_P256, EphemeralPrivateKey};
 use ring::rand::SystemRandom;
 use tokio::net::UdpSocket;
-use vantage_measurement::{Detail, Observation, Operation, Role, VpnDetail, VpnStage};
+use vantage_measurement::{Detail, Observation, Operation, Role, VpnDetail, VpnMode, VpnProtocol, VpnStage};
 use x25519_dalek::{PublicKey, StaticSecret};
 
 use super::codec::ikev2::{self as codec, KeGroup, KeyShare, SaInit};
@@ -36,7 +36,7 @@ pub fn first_packet_len(nat_t: bool) -> usize {
 pub async fn sa_init(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<Observation> {
     let nat_t = addr.port() == NAT_T_PORT;
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
-    let detail = VpnDetail { protocol: "ikev2".into(), mode: nat_t.then(|| "nat_t".into()), ..VpnDetail::default() };
+    let detail = VpnDetail { protocol: VpnProtocol::Ikev2, mode: nat_t.then_some(VpnMode::NatT), ..VpnDetail::default() };
     let socket = match connected_udp(addr).await {
         Ok(s) => s,
         Err(failure) => return vec![step.finish(Err(failure), Some(Detail::Vpn(detail)))],
@@ -60,7 +60,7 @@ async fn exchange(
 ) -> (Observation, Option<KeGroup>) {
     let nat_t = addr.port() == NAT_T_PORT;
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
-    let mut detail = VpnDetail { protocol: "ikev2".into(), mode: nat_t.then(|| "nat_t".into()), ..VpnDetail::default() };
+    let mut detail = VpnDetail { protocol: VpnProtocol::Ikev2, mode: nat_t.then_some(VpnMode::NatT), ..VpnDetail::default() };
     let Some(key_share) = key_share(group) else {
         return (step.finish(Err(super::rejected("key_generation")), Some(Detail::Vpn(detail))), None);
     };

@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, Transport, VpnDetail, VpnStage};
+use vantage_measurement::{
+    Detail, Failure, Observation, Operation, RawCode, Role, Transport, VpnDetail, VpnProtocol, VpnReply, VpnStage,
+};
 
 use super::codec::openvpn::{self as codec, ReplayId, Wrap};
 use super::{Check, connected_udp, random_bytes, rejected, udp_exchange, unix_now};
@@ -26,7 +28,7 @@ pub fn first_packet_len(wrap: &Wrap, transport: Transport) -> usize {
 pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr, transport: Transport, wrap: &Wrap) -> Vec<Observation> {
     let session: [u8; 8] = random_bytes();
     let time = u32::try_from(unix_now().0).unwrap_or(u32::MAX);
-    let mut detail = VpnDetail { protocol: "openvpn".into(), mode: Some(wrap.mode().into()), ..VpnDetail::default() };
+    let mut detail = VpnDetail { protocol: VpnProtocol::Openvpn, mode: Some(wrap.mode()), ..VpnDetail::default() };
     let build = |attempt: u32| codec::client_hard_reset(wrap, session, ReplayId { id: attempt + 1, time });
     let check = |packet: &[u8]| match codec::parse_server_packet(wrap, packet) {
         Ok(reply) => match codec::check_server_reset(&reply, session) {
@@ -97,7 +99,7 @@ async fn tcp_exchange(
 fn finish(step: crate::runner::StepRecorder, outcome: Result<(), (Failure, RawCode)>, mut detail: VpnDetail) -> Observation {
     if outcome.is_ok() {
         detail.stage_reached = VpnStage::Handshake;
-        detail.reply = Some("hard_reset_server_v2".into());
+        detail.reply = Some(VpnReply::HardResetServerV2);
         detail.reply_error = None;
     }
     step.finish(outcome, Some(Detail::Vpn(detail)))
@@ -149,7 +151,10 @@ mod tests {
         let obs = handshake(&ctx, Role::Target, addr, Transport::Udp, &crypt()).await;
         assert!(obs[0].succeeded(), "{:?}", obs[0]);
         let d = detail(&obs[0]);
-        assert_eq!((d.stage_reached, d.packets_sent, d.mode.as_deref()), (VpnStage::Handshake, 2, Some("tls_crypt")));
+        assert_eq!(
+            (d.stage_reached, d.packets_sent, d.mode),
+            (VpnStage::Handshake, 2, Some(vantage_measurement::VpnMode::TlsCrypt))
+        );
         assert_eq!(d.first_packet_len, Some(54));
     }
 

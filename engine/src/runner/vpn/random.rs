@@ -16,7 +16,9 @@ use std::net::SocketAddr;
 
 use rand::RngCore;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, Transport, VpnDetail, VpnStage};
+use vantage_measurement::{
+    Detail, Failure, Observation, Operation, RawCode, Role, Transport, VpnDetail, VpnProtocol, VpnReply, VpnStage,
+};
 
 use super::{Check, connected_udp, udp_exchange};
 use crate::runner::{StepContext, io_failure, tcp};
@@ -40,7 +42,7 @@ pub fn unlike_any_protocol(len: usize) -> Vec<u8> {
 /// Send `len` random bytes to the echo at `addr` over `transport`; the control's observations.
 pub async fn control(ctx: &StepContext, addr: SocketAddr, transport: Transport, len: usize) -> Vec<Observation> {
     let payload = unlike_any_protocol(len);
-    let mut detail = VpnDetail { protocol: "random".into(), ..VpnDetail::default() };
+    let mut detail = VpnDetail { protocol: VpnProtocol::Random, ..VpnDetail::default() };
     match transport {
         Transport::Udp => {
             let step = ctx.step(Operation::Data, Role::Control).peer(addr);
@@ -81,7 +83,7 @@ async fn tcp_echo(stream: &mut tokio::net::TcpStream, payload: &[u8], detail: &m
 fn finish(step: crate::runner::StepRecorder, outcome: Result<(), (Failure, RawCode)>, mut detail: VpnDetail) -> Observation {
     if outcome.is_ok() {
         detail.stage_reached = VpnStage::Data;
-        detail.reply = Some("echo".into());
+        detail.reply = Some(VpnReply::Echo);
         detail.reply_error = None;
     }
     step.finish(outcome, Some(Detail::Vpn(detail)))

@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnStage};
+use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnProtocol, VpnReply, VpnStage};
 
 use super::codec::tor as codec;
 use super::{random_bytes, rejected};
@@ -32,7 +32,7 @@ pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<O
     let link = ctx.step(Operation::Data, role).peer(addr);
     let cell = codec::versions_cell();
     let mut detail = VpnDetail {
-        protocol: "tor".into(),
+        protocol: VpnProtocol::Tor,
         stage_reached: VpnStage::Handshake,
         first_packet_len: u32::try_from(cell.len()).ok(),
         ..VpnDetail::default()
@@ -40,7 +40,7 @@ pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<O
     let outcome = ctx.within(versions(&mut tls, &cell, &mut detail)).await;
     if outcome.is_ok() {
         detail.stage_reached = VpnStage::Data;
-        detail.reply = Some("versions".into());
+        detail.reply = Some(VpnReply::Versions);
     }
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), tls.shutdown()).await;
     vec![connect_obs, tls_obs, link.finish(outcome, Some(Detail::Vpn(detail)))]

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
-use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnStage};
+use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role, VpnDetail, VpnProtocol, VpnReply, VpnStage};
 
 use super::codec::icmp;
 use super::codec::wireguard::{self as codec, Handshake, Message, PeerKeys, Session};
@@ -50,7 +50,7 @@ pub async fn handshake(
     tunnel: Option<Tunnel>,
 ) -> Vec<Observation> {
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
-    let mut detail = VpnDetail { protocol: "wireguard".into(), ..VpnDetail::default() };
+    let mut detail = VpnDetail { protocol: VpnProtocol::Wireguard, ..VpnDetail::default() };
     let socket = match connected_udp(addr).await {
         Ok(s) => s,
         Err(failure) => return vec![step.finish(Err(failure), Some(Detail::Vpn(detail)))],
@@ -92,7 +92,7 @@ pub async fn handshake(
         Err(failure) => return vec![step.finish(Err(failure), Some(Detail::Vpn(detail)))],
     };
     detail.stage_reached = VpnStage::Handshake;
-    detail.reply = Some("handshake_response".into());
+    detail.reply = Some(VpnReply::HandshakeResponse);
     detail.reply_error = None;
     let handshake_obs = step.finish(Ok(()), Some(Detail::Vpn(detail)));
     let Some(tunnel) = tunnel else { return vec![handshake_obs] };
@@ -108,7 +108,7 @@ async fn data_phase(
     tunnel: Tunnel,
 ) -> Observation {
     let step = ctx.step(Operation::Data, role).peer(addr);
-    let mut detail = VpnDetail { protocol: "wireguard".into(), stage_reached: VpnStage::Handshake, ..VpnDetail::default() };
+    let mut detail = VpnDetail { protocol: VpnProtocol::Wireguard, stage_reached: VpnStage::Handshake, ..VpnDetail::default() };
     let id = u16::from_be_bytes(random_bytes());
     let outcome = echo_loop(ctx.timeout, socket, &mut session, tunnel, id, &mut detail).await;
     if outcome.is_ok() {
@@ -149,7 +149,7 @@ async fn echo_loop(
                 match reply {
                     Ok(echo) if echo.from == tunnel.server_address => {
                         answered.insert(echo.seq);
-                        detail.reply = Some("echo_reply".into());
+                        detail.reply = Some(VpnReply::EchoReply);
                     }
                     Ok(_) => detail.reply_error = Some("echo_from_elsewhere".into()),
                     // Keepalives and stray handshake retransmits are not errors.

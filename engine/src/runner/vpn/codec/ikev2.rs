@@ -21,6 +21,7 @@ use std::net::SocketAddr;
 
 use num_bigint::BigUint;
 use sha1::{Digest, Sha1};
+use vantage_measurement::VpnReply;
 
 /// Exchange type IKE_SA_INIT.
 pub const IKE_SA_INIT: u8 = 34;
@@ -291,33 +292,30 @@ pub struct Reply {
 }
 
 impl Reply {
-    /// A fixed name for what the responder said: `sa_init_response` when it accepted the
-    /// proposal, else `notify:<first notify>`.
-    pub fn kind(&self) -> String {
+    /// What the responder said: `sa_init_response` when it accepted the proposal, else its
+    /// first notify.
+    pub fn kind(&self) -> VpnReply {
         if self.payloads.contains(&SA) && self.payloads.contains(&KE) {
-            return "sa_init_response".into();
+            return VpnReply::SaInitResponse;
         }
-        match self.notifies.first() {
-            Some(n) => format!("notify:{}", notify_name(*n)),
-            None => "other".into(),
-        }
+        self.notifies.first().map_or(VpnReply::Other, |n| notify_reply(*n))
     }
 }
 
-/// A short fixed name for a notify type (the error ones a responder sends to IKE_SA_INIT).
-pub fn notify_name(kind: u16) -> &'static str {
+/// The reply name of a notify type (the ones a responder sends to IKE_SA_INIT by name).
+pub fn notify_reply(kind: u16) -> VpnReply {
     match kind {
-        7 => "INVALID_SYNTAX",
-        14 => "NO_PROPOSAL_CHOSEN",
-        17 => "INVALID_KE_PAYLOAD",
-        16390 => "COOKIE",
-        16388 => "NAT_DETECTION_SOURCE_IP",
-        16389 => "NAT_DETECTION_DESTINATION_IP",
-        16404 => "MULTIPLE_AUTH_SUPPORTED",
-        16430 => "IKEV2_FRAGMENTATION_SUPPORTED",
-        16431 => "SIGNATURE_HASH_ALGORITHMS",
-        0..=16383 => "error",
-        _ => "status",
+        7 => VpnReply::NotifyInvalidSyntax,
+        14 => VpnReply::NotifyNoProposalChosen,
+        INVALID_KE_PAYLOAD => VpnReply::NotifyInvalidKePayload,
+        16390 => VpnReply::NotifyCookie,
+        NAT_DETECTION_SOURCE_IP => VpnReply::NotifyNatDetectionSourceIp,
+        NAT_DETECTION_DESTINATION_IP => VpnReply::NotifyNatDetectionDestinationIp,
+        16404 => VpnReply::NotifyMultipleAuthSupported,
+        16430 => VpnReply::NotifyFragmentationSupported,
+        16431 => VpnReply::NotifySignatureHashAlgorithms,
+        0..=16383 => VpnReply::NotifyError,
+        _ => VpnReply::NotifyStatus,
     }
 }
 

@@ -23,6 +23,7 @@
 
 use aes::cipher::{KeyIvInit, StreamCipher};
 use hmac::{Hmac, Mac};
+use vantage_measurement::VpnMode;
 
 /// Opcode of the client's hard reset (version 2).
 pub const HARD_RESET_CLIENT_V2: u8 = 7;
@@ -200,11 +201,11 @@ pub enum Wrap {
 
 impl Wrap {
     /// The fixed name recorded as the measurement's `mode`.
-    pub fn mode(&self) -> &'static str {
+    pub fn mode(&self) -> VpnMode {
         match self {
-            Self::Plain => "plain",
-            Self::TlsAuth { .. } => "tls_auth",
-            Self::TlsCrypt { .. } => "tls_crypt",
+            Self::Plain => VpnMode::Plain,
+            Self::TlsAuth { .. } => VpnMode::TlsAuth,
+            Self::TlsCrypt { .. } => VpnMode::TlsCrypt,
         }
     }
 }
