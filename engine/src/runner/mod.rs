@@ -114,6 +114,16 @@ pub fn ms(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
 }
 
+/// A UDP socket connected to `addr` from an ephemeral port of the same family: replies from
+/// anyone else are dropped by the kernel, and an ICMP port unreachable shows as a recv error.
+pub async fn connected_udp(addr: SocketAddr) -> Result<tokio::net::UdpSocket, (Failure, RawCode)> {
+    let bind: SocketAddr =
+        if addr.is_ipv4() { (std::net::Ipv4Addr::UNSPECIFIED, 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+    let socket = tokio::net::UdpSocket::bind(bind).await.map_err(|e| io_failure(&e))?;
+    socket.connect(addr).await.map_err(|e| io_failure(&e))?;
+    Ok(socket)
+}
+
 /// An io::Error as failure + raw code.
 pub fn io_failure(err: &std::io::Error) -> (Failure, RawCode) {
     Failure::from_io(err)

@@ -5,13 +5,12 @@
 //! if the echo is lost too, all UDP to the address is. Payloads are random, so a middlebox can't
 //! match them, and sizes go up to a typical QUIC Initial's so an MTU problem shows as one.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use rand::RngCore;
-use tokio::net::UdpSocket;
 use vantage_measurement::{DataDetail, Detail, Failure, Observation, Operation, Role};
 
-use super::{StepContext, io_failure, ms, timeout_failure};
+use super::{StepContext, connected_udp, io_failure, ms, timeout_failure};
 
 /// Datagram sizes sent: small, medium, and the size of a QUIC Initial.
 const SIZES: [usize; 3] = [64, 512, 1200];
@@ -32,9 +31,7 @@ async fn exchange(
     detail: &mut DataDetail,
     started: tokio::time::Instant,
 ) -> Result<(), (Failure, vantage_measurement::RawCode)> {
-    let bind: SocketAddr = if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(bind).await.map_err(|e| io_failure(&e))?;
-    socket.connect(addr).await.map_err(|e| io_failure(&e))?;
+    let socket = connected_udp(addr).await?;
     let mut payloads = Vec::with_capacity(SIZES.len());
     for size in SIZES {
         let mut payload = vec![0u8; size];
@@ -67,6 +64,7 @@ async fn exchange(
 mod tests {
     use super::*;
     use std::time::Duration;
+    use tokio::net::UdpSocket;
     use vantage_measurement::Vantage;
 
     #[tokio::test]

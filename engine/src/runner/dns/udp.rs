@@ -10,10 +10,9 @@
 //! - Sockets are connected, so the kernel drops datagrams from any other source, and an ICMP
 //!   port-unreachable surfaces as `connection_refused` (a host that runs no DNS).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -21,6 +20,7 @@ use vantage_measurement::{Detail, DnsDetail, DnsEngine, DnsReply, Failure, Obser
 
 use super::codec::{self, DnsCodecError};
 use super::{QueryType, dns_failure, reply_outcome};
+use crate::runner::connected_udp;
 use crate::runner::{StepContext, io_failure, ms, timeout_failure};
 
 /// At most this many replies to one query are recorded (a flood must not grow the measurement).
@@ -174,13 +174,8 @@ async fn send_attempt(
         DnsCodecError::InvalidName(_) => dns_failure(Failure::UnknownFailure, "invalid_query_name"),
         _ => dns_failure(Failure::UnknownFailure, "query_encoding_failed"),
     })?;
-    let local: IpAddr = match resolver {
-        SocketAddr::V4(_) => Ipv4Addr::UNSPECIFIED.into(),
-        SocketAddr::V6(_) => Ipv6Addr::UNSPECIFIED.into(),
-    };
-    // Port 0: the kernel picks a random ephemeral source port.
-    let socket = UdpSocket::bind((local, 0)).await.map_err(|e| io_failure(&e))?;
-    socket.connect(resolver).await.map_err(|e| io_failure(&e))?;
+    // A fresh ephemeral port per attempt: the kernel picks a random one.
+    let socket = connected_udp(resolver).await?;
     socket.send(&query).await.map_err(|e| io_failure(&e))?;
     let attempt = attempts.len();
     attempts.push((id, Instant::now()));

@@ -23,13 +23,13 @@ pub mod random;
 pub mod tor;
 pub mod wireguard;
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
 use tokio::time::Instant;
 use vantage_measurement::{CodeSpace, Failure, RawCode, VpnDetail, VpnStage};
 
+pub use super::connected_udp;
 use super::{io_failure, timeout_failure};
 
 /// Sends of one UDP handshake packet within the step timeout (the first and its retransmits).
@@ -43,14 +43,6 @@ pub enum Check<T> {
     /// A reply of the protocol (or pretending to be) that is not a valid answer: recorded, and
     /// the wait goes on in case the real one follows.
     Reject(&'static str),
-}
-
-/// A UDP socket connected to `addr` from an ephemeral port.
-pub async fn connected_udp(addr: SocketAddr) -> Result<UdpSocket, (Failure, RawCode)> {
-    let bind: SocketAddr = if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(bind).await.map_err(|e| io_failure(&e))?;
-    socket.connect(addr).await.map_err(|e| io_failure(&e))?;
-    Ok(socket)
 }
 
 /// Send `build(attempt)` up to [`UDP_SENDS`] times, evenly spread over `timeout`, until `check`
