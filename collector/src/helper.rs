@@ -126,6 +126,13 @@ pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> 
         Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &format!("not a control request: {e}")),
     };
     let test = request.test;
+    let step = match request.step() {
+        Ok(step) => step,
+        Err(e) => {
+            state.metrics.record_helper(test, HelperOutcome::Invalid);
+            return api_error(StatusCode::BAD_REQUEST, None, &e.to_string());
+        }
+    };
     if let Some(ip) = request.address
         && !helper.allow_private
         && let Some(kind) = non_public_kind(ip)
@@ -138,14 +145,10 @@ pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> 
         state.metrics.record_helper(test, HelperOutcome::Busy);
         return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the test helper is busy; retry later");
     };
-    match tokio::time::timeout(helper.deadline(), execute(&request, &helper.trust)).await {
-        Ok(Ok(response)) => {
+    match tokio::time::timeout(helper.deadline(), execute(&step, &helper.trust)).await {
+        Ok(response) => {
             state.metrics.record_helper(test, HelperOutcome::Executed);
             (StatusCode::OK, Json(response)).into_response()
-        }
-        Ok(Err(e)) => {
-            state.metrics.record_helper(test, HelperOutcome::Invalid);
-            api_error(StatusCode::BAD_REQUEST, None, &e.to_string())
         }
         Err(_) => {
             state.metrics.record_helper(test, HelperOutcome::TimedOut);

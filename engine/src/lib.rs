@@ -18,4 +18,5 @@ pub mod control;
 pub mod measure;
 pub mod runner;
 pub mod schedule;
+pub mod step;
 pub mod targets;

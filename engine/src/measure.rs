@@ -18,12 +18,12 @@ use vantage_measurement::{
 };
 
 use crate::classify::{self, bogon::BogonPolicy};
-use crate::control::protocol::VpnControl;
 use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
-use crate::runner::{StepContext, quic, tcp, tls, udp};
+use crate::runner::{StepContext, quic, tls, udp};
+use crate::step::{StepEnv, TargetStep};
 use crate::targets::TargetSpec;
 
 /// Everything a measurement needs besides its target.
@@ -170,8 +170,7 @@ async fn blackhole_lookup(ctx: &StepContext, blackhole: IpAddr, name: &str, ling
 /// Resolve `name` off the censored path: the helper first, DoH second.
 async fn dns_control(cfg: &MeasureConfig, ctx: &StepContext, name: &str, controls: &mut Vec<ControlKind>) -> Vec<Observation> {
     if let Some(helper) = &cfg.helper {
-        let req = ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None, vpn: None };
-        match helper.control(&req, cfg.timeout * 2).await {
+        match helper.control(&ControlRequest::dns(name), cfg.timeout * 2).await {
             Ok(obs) => {
                 controls.push(ControlKind::Helper);
                 return obs;
@@ -210,87 +209,46 @@ fn first_address(obs: &Observation) -> Option<IpAddr> {
     answers.iter().map(|a| a.ip).find(IpAddr::is_ipv4).or_else(|| answers.first().map(|a| a.ip))
 }
 
-/// The probe's steps for one trial of a tcp, tls or quic test: the controls first.
-async fn probe_trial(
-    cfg: &MeasureConfig,
-    ctx: &StepContext,
-    test: TestKind,
-    target: &TargetSpec,
-    addr: SocketAddr,
-) -> Vec<Observation> {
+/// The probe's steps for one trial of an endpoint test: its controls first (control SNI, UDP
+/// echo, random bytes), then the target step.
+async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec, step: &TargetStep) -> Vec<Observation> {
     let anchors = cfg.anchors.as_ref();
-    let control_addr = SocketAddr::new(addr.ip(), target.control_port.unwrap_or(addr.port()));
-    match test {
-        TestKind::Tcp => vec![tcp::connect(ctx, Role::Target, addr).await.0],
-        TestKind::Tls => {
-            let mut obs = tls::handshake(ctx, Role::Control, control_addr, &target.control_sni, anchors, DataPhase::Fetch).await;
-            obs.extend(tls::handshake(ctx, Role::Target, addr, &target.domain, anchors, DataPhase::Fetch).await);
-            obs
+    let mut obs = Vec::new();
+    match step {
+        TargetStep::Tls { addr, .. } => {
+            let control = SocketAddr::new(addr.ip(), target.control_port.unwrap_or(addr.port()));
+            obs.extend(tls::handshake(ctx, Role::Control, control, &target.control_sni, anchors, DataPhase::Fetch).await);
         }
-        TestKind::Quic => {
-            let mut obs = Vec::new();
+        TargetStep::Quic { addr, .. } => {
             if let Some(port) = target.udp_echo_port {
                 obs.push(udp::echo(ctx, Role::Control, SocketAddr::new(addr.ip(), port)).await);
             }
-            obs.push(quic::handshake(ctx, Role::Control, control_addr, &target.control_sni, anchors).await);
-            obs.push(quic::handshake(ctx, Role::Target, addr, &target.domain, anchors).await);
-            obs
+            let control = SocketAddr::new(addr.ip(), target.control_port.unwrap_or(addr.port()));
+            obs.push(quic::handshake(ctx, Role::Control, control, &target.control_sni, anchors).await);
         }
-        TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn_trial(ctx, test, target, addr).await,
-        TestKind::Dns => Vec::new(),
+        TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
+            obs.extend(random_bytes_control(ctx, target, step).await);
+        }
+        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
     }
-}
-
-/// One trial of a VPN test: the random-bytes control first (to the echo address, so a residual
-/// block triggered by the protocol can't reach it), then the protocol.
-async fn vpn_trial(ctx: &StepContext, test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
-    use crate::runner::vpn::{self, codec::wireguard::INITIATION_LEN};
-    let mut obs = Vec::new();
-    let transport = target.transport.unwrap_or(Transport::Udp);
-    // Parameters were checked when the targets file was loaded; a failure here is a bug.
-    let wrap = target.openvpn.as_ref().map(|s| s.wrap());
-    let control_len = match (test, &wrap) {
-        (TestKind::Openvpn, Some(Ok(wrap))) => Some(vpn::openvpn::first_packet_len(wrap, transport)),
-        (TestKind::Wireguard, _) => Some(INITIATION_LEN),
-        (TestKind::Ikev2, _) => Some(vpn::ikev2::first_packet_len(addr.port() == vpn::ikev2::NAT_T_PORT)),
-        _ => None,
-    };
-    if let (Some(echo), Some(len)) = (target.echo_address, control_len) {
-        let control_transport = if test == TestKind::Openvpn { transport } else { Transport::Udp };
-        obs.extend(vpn::random::control(ctx, SocketAddr::new(echo, addr.port()), control_transport, len).await);
-    }
-    match test {
-        TestKind::Openvpn => match wrap {
-            Some(Ok(wrap)) => obs.extend(vpn::openvpn::handshake(ctx, Role::Target, addr, transport, &wrap).await),
-            _ => tracing::error!("target {}: openvpn parameters missing or invalid", target.name),
-        },
-        TestKind::Wireguard => match target.wireguard.as_ref().map(|w| (w.keys(), w.tunnel())) {
-            Some((Ok(keys), tunnel)) => obs.extend(vpn::wireguard::handshake(ctx, Role::Target, addr, &keys, tunnel).await),
-            _ => tracing::error!("target {}: wireguard parameters missing or invalid", target.name),
-        },
-        TestKind::Ikev2 => obs.extend(vpn::ikev2::sa_init(ctx, Role::Target, addr).await),
-        TestKind::Tor => obs.extend(vpn::tor::handshake(ctx, Role::Target, addr).await),
-        TestKind::Dns | TestKind::Tcp | TestKind::Tls | TestKind::Quic => {}
-    }
+    let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
+    obs.extend(step.run(ctx, Role::Target, env).await);
     obs
 }
 
-/// What the helper needs for a VPN control: never the probe's own WireGuard key.
-fn vpn_control(test: TestKind, target: &TargetSpec) -> Option<VpnControl> {
-    match test {
-        TestKind::Openvpn => {
-            Some(VpnControl { transport: target.transport, openvpn: target.openvpn.clone(), ..VpnControl::default() })
-        }
-        TestKind::Wireguard => {
-            let wg = target.wireguard.as_ref()?;
-            Some(VpnControl {
-                wireguard_server_public_key: Some(wg.server_public_key.clone()),
-                wireguard_helper_private_key: Some(wg.helper_private_key.clone()?),
-                ..VpnControl::default()
-            })
-        }
-        _ => None,
-    }
+/// The random-bytes control of a VPN step: as many bytes as the protocol's first packet, to the
+/// echo address on the same port number (another address, so a residual block triggered by the
+/// protocol can't reach it). Nothing when the target names no echo address.
+async fn random_bytes_control(ctx: &StepContext, target: &TargetSpec, step: &TargetStep) -> Vec<Observation> {
+    use crate::runner::vpn::{self, codec::wireguard::INITIATION_LEN};
+    let Some(echo) = target.echo_address else { return Vec::new() };
+    let (addr, transport, len) = match step {
+        TargetStep::Openvpn { addr, transport, wrap } => (addr, *transport, vpn::openvpn::first_packet_len(wrap, *transport)),
+        TargetStep::Wireguard { addr, .. } => (addr, Transport::Udp, INITIATION_LEN),
+        TargetStep::Ikev2 { addr } => (addr, Transport::Udp, vpn::ikev2::first_packet_len(addr.port() == vpn::ikev2::NAT_T_PORT)),
+        _ => return Vec::new(),
+    };
+    vpn::random::control(ctx, SocketAddr::new(echo, addr.port()), transport, len).await
 }
 
 /// Run every trial (controls first in each) with the helper's check alongside, classify each
@@ -306,10 +264,17 @@ async fn endpoint_steps(
     controls: &mut Vec<ControlKind>,
 ) -> Verdict {
     let trials = target.trials.clamp(1, crate::targets::MAX_TRIALS);
+    let Some(step) = TargetStep::for_probe(test, target, addr) else {
+        return Verdict::new(
+            Status::Inconclusive,
+            Mechanism::Other,
+            vec![format!("no {} parameters for this target", test.as_str())],
+        );
+    };
     let probe_side = async {
         let mut per_trial = Vec::new();
         for trial in 1..=trials {
-            let mut obs = probe_trial(cfg, ctx, test, target, addr).await;
+            let mut obs = probe_trial(cfg, ctx, target, &step).await;
             if trials > 1 {
                 obs.iter_mut().for_each(|o| o.trial = Some(trial));
             }
@@ -319,17 +284,8 @@ async fn endpoint_steps(
     };
     let helper_side = async {
         let helper = cfg.helper.as_ref()?;
-        if test == TestKind::Wireguard && vpn_control(test, target).is_none() {
-            // No helper peer published: the helper can't ask a WireGuard server anything.
-            return None;
-        }
-        let req = ControlRequest {
-            test,
-            domain: Some(target.domain.clone()),
-            address: Some(addr.ip()),
-            port: Some(addr.port()),
-            vpn: vpn_control(test, target),
-        };
+        // None: no helper peer published, and a WireGuard server answers nobody it doesn't know.
+        let req = ControlRequest::for_target(test, target, addr)?;
         match helper.control(&req, cfg.timeout * 3).await {
             Ok(obs) => Some(obs),
             Err(e) => {

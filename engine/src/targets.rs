@@ -102,12 +102,41 @@ pub struct TargetSpec {
     /// endpoint: the random-bytes control goes there.
     #[serde(default)]
     pub echo_address: Option<IpAddr>,
-    /// OpenVPN parameters.
+    /// OpenVPN parameters, checked and parsed when the file is read.
     #[serde(default)]
-    pub openvpn: Option<OpenvpnSpec>,
-    /// WireGuard parameters.
+    pub openvpn: Option<OpenvpnParams>,
+    /// WireGuard parameters, checked and parsed when the file is read.
     #[serde(default)]
-    pub wireguard: Option<WireguardSpec>,
+    pub wireguard: Option<WireguardParams>,
+}
+
+/// Why a target's VPN parameters can't be used. Never carries a key's value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamsError {
+    /// tls-auth and tls-crypt need the endpoint's static key.
+    #[error("tls-auth and tls-crypt need `key`")]
+    MissingStaticKey,
+    /// A plain endpoint has no static key.
+    #[error("a plain endpoint takes no `key`")]
+    KeyOnPlain,
+    /// The static key file's text does not parse.
+    #[error("the static key: {0}")]
+    StaticKey(String),
+    /// `key_direction` is neither 0 nor 1.
+    #[error("key_direction must be 0 or 1, not {0}")]
+    KeyDirection(u8),
+    /// `auth` names a digest OpenVPN's tls-auth doesn't use here.
+    #[error("auth `{0}` is not SHA1, SHA256 or SHA512")]
+    Digest(String),
+    /// A WireGuard key is not base64.
+    #[error("{0} is not base64")]
+    NotBase64(&'static str),
+    /// A WireGuard key does not decode to 32 bytes.
+    #[error("{0} is not a 32-byte key")]
+    KeyLength(&'static str),
+    /// The tunnel addresses come as a pair.
+    #[error("wireguard `address` and `server_address` go together")]
+    TunnelHalf,
 }
 
 /// Text that is a key: `Debug` shows `redacted`, never the text.
@@ -154,33 +183,46 @@ pub struct OpenvpnSpec {
     pub auth: Option<String>,
 }
 
-impl OpenvpnSpec {
-    /// The wrap the codec uses, or why the parameters don't make one.
-    pub fn wrap(&self) -> Result<Wrap, String> {
-        let key = || -> Result<StaticKey, String> {
-            let text = self.key.as_ref().ok_or("tls-auth and tls-crypt need `key`")?;
-            StaticKey::parse(&text.0).map_err(|e| e.to_string())
+/// A target's OpenVPN parameters: the file's text (sent to the test helper as is) and the wrap
+/// the codec uses, parsed once from it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "OpenvpnSpec")]
+pub struct OpenvpnParams {
+    /// As written, for the helper's control request.
+    pub spec: OpenvpnSpec,
+    /// What the codec needs.
+    pub wrap: Wrap,
+}
+
+impl TryFrom<OpenvpnSpec> for OpenvpnParams {
+    type Error = ParamsError;
+
+    fn try_from(spec: OpenvpnSpec) -> Result<Self, ParamsError> {
+        let key = || -> Result<StaticKey, ParamsError> {
+            let text = spec.key.as_ref().ok_or(ParamsError::MissingStaticKey)?;
+            StaticKey::parse(&text.0).map_err(|e| ParamsError::StaticKey(e.to_string()))
         };
-        match self.mode {
-            OpenvpnMode::Plain if self.key.is_some() => Err("a plain endpoint takes no `key`".into()),
-            OpenvpnMode::Plain => Ok(Wrap::Plain),
-            OpenvpnMode::TlsCrypt => Ok(Wrap::TlsCrypt { key: key()? }),
+        let wrap = match spec.mode {
+            OpenvpnMode::Plain if spec.key.is_some() => return Err(ParamsError::KeyOnPlain),
+            OpenvpnMode::Plain => Wrap::Plain,
+            OpenvpnMode::TlsCrypt => Wrap::TlsCrypt { key: key()? },
             OpenvpnMode::TlsAuth => {
-                let direction = match self.key_direction {
+                let direction = match spec.key_direction {
                     None => KeyDirection::Bidirectional,
                     Some(0) => KeyDirection::Normal,
                     Some(1) => KeyDirection::Inverse,
-                    Some(d) => return Err(format!("key_direction must be 0 or 1, not {d}")),
+                    Some(d) => return Err(ParamsError::KeyDirection(d)),
                 };
-                let digest = match self.auth.as_deref().map(str::to_ascii_uppercase).as_deref() {
+                let digest = match spec.auth.as_deref().map(str::to_ascii_uppercase).as_deref() {
                     None | Some("SHA1") => Digest::Sha1,
                     Some("SHA256") => Digest::Sha256,
                     Some("SHA512") => Digest::Sha512,
-                    Some(other) => return Err(format!("auth `{other}` is not SHA1, SHA256 or SHA512")),
+                    Some(other) => return Err(ParamsError::Digest(other.to_string())),
                 };
-                Ok(Wrap::TlsAuth { key: key()?, direction, digest })
+                Wrap::TlsAuth { key: key()?, direction, digest }
             }
-        }
+        };
+        Ok(OpenvpnParams { spec, wrap })
     }
 }
 
@@ -207,39 +249,53 @@ pub struct WireguardSpec {
     pub helper_private_key: Option<KeyText>,
 }
 
-impl WireguardSpec {
-    /// The probe's keys.
-    pub fn keys(&self) -> Result<PeerKeys, String> {
-        self.keys_with(&self.private_key)
-    }
+/// A target's WireGuard parameters: the file's text (the helper peer's part is sent to the test
+/// helper) and the keys and tunnel the runner uses, parsed once from it.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "WireguardSpec")]
+pub struct WireguardParams {
+    /// As written.
+    pub spec: WireguardSpec,
+    /// The probe peer's keys.
+    pub keys: PeerKeys,
+    /// The helper peer's keys, when the endpoint publishes one.
+    pub helper_keys: Option<PeerKeys>,
+    /// Tunnel addresses for the data phase, when given.
+    pub tunnel: Option<Tunnel>,
+}
 
-    /// The helper peer's keys, if the endpoint publishes one.
-    pub fn helper_keys(&self) -> Result<Option<PeerKeys>, String> {
-        self.helper_private_key.as_ref().map(|k| self.keys_with(k)).transpose()
-    }
+impl TryFrom<WireguardSpec> for WireguardParams {
+    type Error = ParamsError;
 
-    fn keys_with(&self, private: &KeyText) -> Result<PeerKeys, String> {
-        Ok(PeerKeys {
-            private: Secret(decode_key("private_key", &private.0)?),
-            server_public: decode_key("server_public_key", &self.server_public_key)?,
-            preshared: Secret(match &self.preshared_key {
-                Some(k) => decode_key("preshared_key", &k.0)?,
-                None => [0; 32],
-            }),
-        })
-    }
-
-    /// Tunnel addresses for the data phase, when both are given.
-    pub fn tunnel(&self) -> Option<Tunnel> {
-        Some(Tunnel { address: self.address?, server_address: self.server_address? })
+    fn try_from(spec: WireguardSpec) -> Result<Self, ParamsError> {
+        let keys = peer_keys(&spec.server_public_key, &spec.private_key, spec.preshared_key.as_ref())?;
+        let helper_keys = spec.helper_private_key.as_ref().map(|k| peer_keys(&spec.server_public_key, k, None)).transpose()?;
+        let tunnel = match (spec.address, spec.server_address) {
+            (Some(address), Some(server_address)) => Some(Tunnel { address, server_address }),
+            (None, None) => None,
+            _ => return Err(ParamsError::TunnelHalf),
+        };
+        Ok(WireguardParams { spec, keys, helper_keys, tunnel })
     }
 }
 
+/// The keys of one peer of a WireGuard endpoint. The helper peer has no preshared key.
+pub fn peer_keys(server_public: &str, private: &KeyText, preshared: Option<&KeyText>) -> Result<PeerKeys, ParamsError> {
+    Ok(PeerKeys {
+        private: Secret(decode_key("private_key", &private.0)?),
+        server_public: decode_key("server_public_key", server_public)?,
+        preshared: Secret(match preshared {
+            Some(k) => decode_key("preshared_key", &k.0)?,
+            None => [0; 32],
+        }),
+    })
+}
+
 /// A 32-byte key in base64. The error names the field, never the value.
-pub fn decode_key(field: &str, text: &str) -> Result<[u8; 32], String> {
+pub fn decode_key(field: &'static str, text: &str) -> Result<[u8; 32], ParamsError> {
     use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| format!("{field} is not base64"))?;
-    bytes.try_into().map_err(|_| format!("{field} is not a 32-byte key"))
+    let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| ParamsError::NotBase64(field))?;
+    bytes.try_into().map_err(|_| ParamsError::KeyLength(field))
 }
 
 /// The most trials a target may ask for (each adds a handshake pair to the measurement).
@@ -323,36 +379,25 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
     Ok(file.target)
 }
 
-/// The VPN fields are present exactly when a VPN test needs them, and their keys parse.
-fn check_vpn(t: &TargetSpec) -> Result<(), String> {
+/// The VPN tables are present exactly when a VPN test needs them (their keys were parsed with
+/// the file), and each test runs over its transport.
+fn check_vpn(t: &TargetSpec) -> Result<(), &'static str> {
     let runs = |test| t.tests.contains(&test);
-    match (&t.openvpn, runs(TestKind::Openvpn)) {
-        (Some(spec), true) => {
-            spec.wrap()?;
-        }
-        (None, true) => return Err("the openvpn test needs an `openvpn` table".into()),
-        (Some(_), false) => return Err("`openvpn` is set but the openvpn test is not listed".into()),
-        (None, false) => {}
+    match (t.openvpn.is_some(), runs(TestKind::Openvpn)) {
+        (false, true) => return Err("the openvpn test needs an `openvpn` table"),
+        (true, false) => return Err("`openvpn` is set but the openvpn test is not listed"),
+        _ => {}
     }
-    match (&t.wireguard, runs(TestKind::Wireguard)) {
-        (Some(spec), true) => {
-            spec.keys()?;
-            spec.helper_keys()?;
-            if spec.address.is_some() != spec.server_address.is_some() {
-                return Err("wireguard `address` and `server_address` go together".into());
-            }
-        }
-        (None, true) => return Err("the wireguard test needs a `wireguard` table".into()),
-        (Some(_), false) => return Err("`wireguard` is set but the wireguard test is not listed".into()),
-        (None, false) => {}
+    match (t.wireguard.is_some(), runs(TestKind::Wireguard)) {
+        (false, true) => return Err("the wireguard test needs a `wireguard` table"),
+        (true, false) => return Err("`wireguard` is set but the wireguard test is not listed"),
+        _ => {}
     }
     let tcp_only = [TestKind::Tor];
     let udp_only = [TestKind::Wireguard, TestKind::Ikev2];
     match t.transport {
-        Some(Transport::Udp) if t.tests.iter().any(|x| tcp_only.contains(x)) => Err("tor runs over tcp only".into()),
-        Some(Transport::Tcp) if t.tests.iter().any(|x| udp_only.contains(x)) => {
-            Err("wireguard and ikev2 run over udp only".into())
-        }
+        Some(Transport::Udp) if t.tests.iter().any(|x| tcp_only.contains(x)) => Err("tor runs over tcp only"),
+        Some(Transport::Tcp) if t.tests.iter().any(|x| udp_only.contains(x)) => Err("wireguard and ikev2 run over udp only"),
         _ => Ok(()),
     }
 }
@@ -450,11 +495,9 @@ mod tests {
         );
         let targets = parse(&text, "t").expect("valid");
         let wg = targets[0].wireguard.as_ref().expect("wireguard");
-        assert!(wg.keys().is_ok() && wg.tunnel().is_some() && wg.helper_keys().expect("none").is_none());
-        assert_eq!(
-            targets[1].openvpn.as_ref().map(|o| o.wrap().map(|w| w.mode())),
-            Some(Ok(vantage_measurement::VpnMode::Plain))
-        );
+        assert!(wg.tunnel.is_some() && wg.helper_keys.is_none());
+        assert_eq!(wg.keys.server_public, decode_key("server_public_key", WG_PUBLIC).expect("key"));
+        assert_eq!(targets[1].openvpn.as_ref().map(|o| o.wrap.mode()), Some(vantage_measurement::VpnMode::Plain));
         let debug = format!("{targets:?}");
         assert!(!debug.contains(WG_KEY), "keys must not reach Debug output: {debug}");
     }

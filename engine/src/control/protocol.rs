@@ -1,7 +1,9 @@
 //! The test-helper protocol: one JSON request, one JSON response, both versioned with schema v1.
 //!
-//! The helper executes the request with the probe's own runners ([`execute`]); the collector wraps
-//! this in HTTP and decides which addresses it is willing to contact.
+//! The request is checked once into a [`TargetStep`] ([`ControlRequest::step`]: a missing or
+//! unusable field is the client's fault), and the helper runs that step with the probe's own
+//! runners ([`execute`]); the collector wraps this in HTTP and decides which addresses it is
+//! willing to contact.
 //!
 //! VPN controls answer one question: is the endpoint up, seen from outside? The request carries
 //! what the protocol needs and nothing of the probe's identity:
@@ -23,8 +25,9 @@ use serde::{Deserialize, Serialize};
 use vantage_measurement::{Observation, Role, TestKind, Transport, Vantage};
 
 use crate::runner::tls::DataPhase;
-use crate::runner::{self, StepContext, verify::TrustAnchors};
-use crate::targets::{KeyText, OpenvpnSpec, decode_key};
+use crate::runner::{StepContext, verify::TrustAnchors};
+use crate::step::{StepEnv, TargetStep};
+use crate::targets::{KeyText, OpenvpnParams, OpenvpnSpec, ParamsError, TargetSpec, peer_keys};
 
 /// One step the helper should repeat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -71,7 +74,7 @@ pub struct ControlResponse {
     pub observations: Vec<Observation>,
 }
 
-/// Why a control request can't be executed.
+/// Why a control request can't be executed: the client's fault, answered with a 400.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ControlRequestError {
     /// The test needs a field the request lacks.
@@ -88,21 +91,69 @@ pub enum ControlRequestError {
         /// The test.
         test: &'static str,
         /// Why (never the parameter's value).
-        reason: String,
+        reason: ParamsError,
     },
 }
 
 impl ControlRequest {
-    /// The socket address, for tests that contact one.
-    pub fn socket_addr(&self) -> Result<SocketAddr, ControlRequestError> {
-        let test = self.test.as_str();
-        let ip = self.address.ok_or(ControlRequestError::Missing { test, field: "address" })?;
-        let port = self.port.ok_or(ControlRequestError::Missing { test, field: "port" })?;
-        Ok(SocketAddr::new(ip, port))
+    /// The request a probe sends for its target step of `test` on `target` at `addr`: what the
+    /// protocol needs and nothing of the probe's identity (never its own WireGuard key). `None`
+    /// when the helper can't check this endpoint (a WireGuard endpoint without a helper peer).
+    pub fn for_target(test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Option<ControlRequest> {
+        let vpn = match test {
+            TestKind::Openvpn => Some(VpnControl {
+                transport: target.transport,
+                openvpn: target.openvpn.as_ref().map(|p| p.spec.clone()),
+                ..VpnControl::default()
+            }),
+            TestKind::Wireguard => {
+                let spec = &target.wireguard.as_ref()?.spec;
+                Some(VpnControl {
+                    wireguard_server_public_key: Some(spec.server_public_key.clone()),
+                    wireguard_helper_private_key: Some(spec.helper_private_key.clone()?),
+                    ..VpnControl::default()
+                })
+            }
+            _ => None,
+        };
+        Some(ControlRequest { test, domain: Some(target.domain.clone()), address: Some(addr.ip()), port: Some(addr.port()), vpn })
     }
 
-    fn domain(&self) -> Result<&str, ControlRequestError> {
-        self.domain.as_deref().ok_or(ControlRequestError::Missing { test: self.test.as_str(), field: "domain" })
+    /// A DNS control for `name`.
+    pub fn dns(name: &str) -> ControlRequest {
+        ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None, vpn: None }
+    }
+
+    /// The step this request asks for, every field checked (the helper's side; the helper runs
+    /// the handshake only, with its own peer's keys and no tunnel data phase).
+    pub fn step(&self) -> Result<TargetStep, ControlRequestError> {
+        let test = self.test.as_str();
+        let missing = |field| ControlRequestError::Missing { test, field };
+        let invalid = |reason| ControlRequestError::Invalid { test, reason };
+        let domain = || self.domain.clone().ok_or(missing("domain"));
+        let addr = || -> Result<SocketAddr, ControlRequestError> {
+            Ok(SocketAddr::new(self.address.ok_or(missing("address"))?, self.port.ok_or(missing("port"))?))
+        };
+        let vpn = self.vpn.clone().unwrap_or_default();
+        Ok(match self.test {
+            TestKind::Dns => TargetStep::Dns { domain: domain()? },
+            TestKind::Tcp => TargetStep::Tcp { addr: addr()? },
+            TestKind::Tls => TargetStep::Tls { addr: addr()?, sni: domain()? },
+            TestKind::Quic => TargetStep::Quic { addr: addr()?, sni: domain()? },
+            TestKind::Openvpn => {
+                let spec = vpn.openvpn.ok_or(missing("vpn.openvpn"))?;
+                let params = OpenvpnParams::try_from(spec).map_err(invalid)?;
+                TargetStep::Openvpn { addr: addr()?, transport: vpn.transport.unwrap_or(Transport::Udp), wrap: params.wrap }
+            }
+            TestKind::Wireguard => {
+                let public = vpn.wireguard_server_public_key.ok_or(missing("vpn.wireguard_server_public_key"))?;
+                let private = vpn.wireguard_helper_private_key.ok_or(missing("vpn.wireguard_helper_private_key"))?;
+                let keys = peer_keys(&public, &private, None).map_err(invalid)?;
+                TargetStep::Wireguard { addr: addr()?, keys, tunnel: None }
+            }
+            TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
+            TestKind::Tor => TargetStep::Tor { addr: addr()? },
+        })
     }
 }
 
@@ -117,55 +168,59 @@ pub struct HelperTrust {
     pub dns_resolver: Option<SocketAddr>,
 }
 
-/// Execute a control request from this machine's network (the helper's side).
-pub async fn execute(req: &ControlRequest, trust: &HelperTrust) -> Result<ControlResponse, ControlRequestError> {
+/// Execute a checked control step from this machine's network (the helper's side).
+pub async fn execute(step: &TargetStep, trust: &HelperTrust) -> ControlResponse {
     let ctx = StepContext::new(Vantage::Helper, trust.timeout);
-    let observations = match req.test {
-        TestKind::Dns => vec![match trust.dns_resolver {
-            Some(resolver) => {
-                runner::dns::udp_lookup(&ctx, Role::Target, resolver, req.domain()?, runner::dns::QueryType::A, Duration::ZERO)
-                    .await
-            }
-            None => runner::dns::system_lookup(&ctx, Role::Target, req.domain()?).await,
-        }],
-        TestKind::Tcp => vec![runner::tcp::connect(&ctx, Role::Target, req.socket_addr()?).await.0],
-        TestKind::Tls => {
-            runner::tls::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors, DataPhase::Skip).await
-        }
-        TestKind::Quic => {
-            vec![runner::quic::handshake(&ctx, Role::Target, req.socket_addr()?, req.domain()?, &trust.anchors).await]
-        }
-        TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn(req, &ctx).await?,
-    };
-    Ok(ControlResponse { observations })
+    let env = StepEnv { anchors: &trust.anchors, data_phase: DataPhase::Skip, dns_resolver: trust.dns_resolver };
+    ControlResponse { observations: step.run(&ctx, Role::Target, env).await }
 }
 
-/// The helper's side of a VPN control: the handshake only.
-async fn vpn(req: &ControlRequest, ctx: &StepContext) -> Result<Vec<Observation>, ControlRequestError> {
-    use runner::vpn;
-    let test = req.test.as_str();
-    let addr = req.socket_addr()?;
-    let params = req.vpn.clone().unwrap_or_default();
-    let invalid = |reason: String| ControlRequestError::Invalid { test, reason };
-    Ok(match req.test {
-        TestKind::Openvpn => {
-            let spec = params.openvpn.ok_or(ControlRequestError::Missing { test, field: "vpn.openvpn" })?;
-            let wrap = spec.wrap().map_err(invalid)?;
-            vpn::openvpn::handshake(ctx, Role::Target, addr, params.transport.unwrap_or(Transport::Udp), &wrap).await
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(test: TestKind) -> ControlRequest {
+        ControlRequest {
+            test,
+            domain: Some("a.example".into()),
+            address: Some("203.0.113.20".parse().expect("ip")),
+            port: Some(443),
+            vpn: None,
         }
-        TestKind::Wireguard => {
-            let missing = |field| ControlRequestError::Missing { test, field };
-            let public = params.wireguard_server_public_key.ok_or(missing("vpn.wireguard_server_public_key"))?;
-            let private = params.wireguard_helper_private_key.ok_or(missing("vpn.wireguard_helper_private_key"))?;
-            let keys = vpn::codec::wireguard::PeerKeys {
-                private: vpn::codec::wireguard::Secret(decode_key("wireguard_helper_private_key", &private.0).map_err(invalid)?),
-                server_public: decode_key("wireguard_server_public_key", &public).map_err(invalid)?,
-                preshared: vpn::codec::wireguard::Secret([0; 32]),
-            };
-            vpn::wireguard::handshake(ctx, Role::Target, addr, &keys, None).await
-        }
-        TestKind::Ikev2 => vpn::ikev2::sa_init(ctx, Role::Target, addr).await,
-        TestKind::Tor => vpn::tor::handshake(ctx, Role::Target, addr).await,
-        TestKind::Dns | TestKind::Tcp | TestKind::Tls | TestKind::Quic => Vec::new(),
-    })
+    }
+
+    #[test]
+    fn a_request_is_checked_once_into_the_step_the_probe_ran() {
+        let addr: SocketAddr = "203.0.113.20:443".parse().expect("addr");
+        assert_eq!(request(TestKind::Tls).step(), Ok(TargetStep::Tls { addr, sni: "a.example".into() }));
+        assert_eq!(request(TestKind::Tcp).step(), Ok(TargetStep::Tcp { addr }));
+        assert_eq!(ControlRequest::dns("a.example").step(), Ok(TargetStep::Dns { domain: "a.example".into() }));
+        let no_port = ControlRequest { port: None, ..request(TestKind::Quic) };
+        assert_eq!(no_port.step(), Err(ControlRequestError::Missing { test: "quic", field: "port" }));
+        let no_params = request(TestKind::Openvpn);
+        assert_eq!(no_params.step(), Err(ControlRequestError::Missing { test: "openvpn", field: "vpn.openvpn" }));
+    }
+
+    #[test]
+    fn a_wireguard_control_uses_the_helper_peer_and_no_tunnel() {
+        let key = "YDGkhG/i5s4SR5FqDrfvMUzNhKnz5RqYkyZ/dZkDBno=";
+        let public = "VCL4PuDDDkaj72v22QuilTjmK+2PzN9O2OrMYovzVFg=";
+        let vpn = VpnControl {
+            wireguard_server_public_key: Some(public.into()),
+            wireguard_helper_private_key: Some(KeyText(key.into())),
+            ..VpnControl::default()
+        };
+        let step = ControlRequest { vpn: Some(vpn), ..request(TestKind::Wireguard) }.step().expect("valid");
+        let TargetStep::Wireguard { keys, tunnel, .. } = step else { panic!("{step:?}") };
+        assert_eq!(keys, peer_keys(public, &KeyText(key.into()), None).expect("keys"));
+        assert_eq!(tunnel, None);
+        let bad = VpnControl {
+            wireguard_server_public_key: Some("short".into()),
+            wireguard_helper_private_key: Some(KeyText(key.into())),
+            ..VpnControl::default()
+        };
+        let err = ControlRequest { vpn: Some(bad), ..request(TestKind::Wireguard) }.step().expect_err("bad key");
+        assert!(err.to_string().contains("server_public_key"), "{err}");
+        assert!(!err.to_string().contains(key), "never echoes a key: {err}");
+    }
 }
