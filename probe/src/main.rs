@@ -1,7 +1,8 @@
 //! `vantage-probe`: parse flags, dispatch, pick an exit code. The work is in the library.
 //!
-//! Exit codes: 0 the run completed (whatever it found), 1 an error, 2 bad usage,
-//! 3 this machine has no network (nothing was measured).
+//! Exit codes: 0 the run completed (whatever it found), 1 an error, 2 bad usage (clap's own, and
+//! a flag value found unusable after parsing: a [`ConfigError`]), 3 this machine has no network
+//! (nothing was measured).
 
 use std::io::{IsTerminal, Write};
 use std::net::IpAddr;
@@ -14,12 +15,13 @@ use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 use vantage_engine::{schedule, targets};
 use vantage_measurement::{Measurement, Mechanism};
-use vantage_probe::cli::{self, Cli, Command, FlushArgs, RunArgs};
+use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
 use vantage_probe::identity;
 use vantage_probe::spool::Spool;
 use vantage_probe::upload::{FlushReport, Uploader};
 use vantage_probe::{netcheck, report};
 
+const EXIT_USAGE: u8 = 2;
 const EXIT_NO_NETWORK: u8 = 3;
 
 fn main() -> ExitCode {
@@ -50,6 +52,11 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(code) => code,
+        // A flag value that parsed but can't be used is bad usage, as clap's own errors are.
+        Err(e) if e.downcast_ref::<ConfigError>().is_some() => {
+            eprintln!("error: {e:#}\n\nFor more information, try '--help'.");
+            ExitCode::from(EXIT_USAGE)
+        }
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
