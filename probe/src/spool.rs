@@ -157,6 +157,14 @@ impl SpoolWriter {
     }
 }
 
+/// A spool in a fresh temporary directory, for tests (the directory goes when dropped).
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Spool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path()).expect("open");
+    (dir, spool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,8 +173,7 @@ mod tests {
 
     #[test]
     fn a_run_is_sealed_and_listed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         let mut w = spool.writer().expect("writer");
         w.append(&example::tls_reset(Utc::now())).expect("append");
         w.append(&example::tls_reset(Utc::now())).expect("append");
@@ -179,8 +186,7 @@ mod tests {
 
     #[test]
     fn a_crashed_run_is_recovered_without_its_torn_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         let mut w = spool.writer().expect("writer");
         w.append(&example::tls_reset(Utc::now())).expect("append");
         let path = w.path.clone();
@@ -200,8 +206,7 @@ mod tests {
 
     #[test]
     fn refused_lines_are_kept_with_their_reason() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (dir, spool) = scratch();
         spool.quarantine(Path::new("x.ndjson"), &[("{}".into(), "malformed".into())]).expect("quarantine");
         let kept = fs::read_to_string(dir.path().join("spool/rejected/x.ndjson")).expect("read");
         assert!(kept.contains("malformed"));
@@ -218,8 +223,7 @@ mod tests {
 
     #[test]
     fn an_empty_run_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         spool.writer().expect("writer").seal().expect("seal");
         assert!(spool.pending().expect("pending").is_empty());
     }

@@ -350,6 +350,7 @@ mod tests {
     use vantage_measurement::example;
 
     use super::*;
+    use crate::spool::scratch;
 
     /// How the test collector answers one POST.
     struct Answer {
@@ -447,8 +448,7 @@ mod tests {
 
     /// A spool holding `sizes[i]` measurements in file `<i>.ndjson` (so they sort in order).
     fn spool_with(sizes: &[usize]) -> (tempfile::TempDir, Spool, Vec<PathBuf>) {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (dir, spool) = scratch();
         let files = sizes
             .iter()
             .enumerate()
