@@ -77,12 +77,12 @@ pub struct RunArgs {
     /// Don't ask any test helper (verdicts that need one become inconclusive).
     #[arg(long, conflicts_with = "helper")]
     pub no_helper: bool,
-    /// DNS-over-HTTPS control resolver URL, or `none`.
-    #[arg(long, default_value = DEFAULT_DOH, env = "VANTAGE_DOH")]
-    pub doh: String,
-    /// UDP resolver (IP:PORT) whose every reply is recorded, or `none`.
-    #[arg(long, default_value = DEFAULT_UDP_RESOLVER, env = "VANTAGE_RESOLVER")]
-    pub resolver: String,
+    /// DNS-over-HTTPS control resolver URL, or `off` (`none` works too) to ask none.
+    #[arg(long, value_name = "URL|off", default_value = DEFAULT_DOH, value_parser = parse_doh, env = "VANTAGE_DOH")]
+    pub doh: Toggle<String>,
+    /// UDP resolver (IP:PORT) whose every reply is recorded, or `off` (`none` works too).
+    #[arg(long, value_name = "IP:PORT|off", default_value = DEFAULT_UDP_RESOLVER, value_parser = parse_resolver, env = "VANTAGE_RESOLVER")]
+    pub resolver: Toggle<SocketAddr>,
     /// A host that runs no DNS service: the target name is sent there too, and any answer is
     /// proof of injection (use a reference endpoint's address).
     #[arg(long, value_name = "IP", env = "VANTAGE_DNS_BLACKHOLE")]
@@ -132,6 +132,45 @@ pub struct FlushArgs {
     /// Extra trust anchors (PEM) for the collector's certificate.
     #[arg(long = "ca", env = "VANTAGE_CA")]
     pub ca: Vec<PathBuf>,
+}
+
+/// A flag whose value can also switch its step off (`--doh off`), so that no magic string
+/// travels past the parser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Toggle<T> {
+    /// Switched off.
+    Off,
+    /// On, with this value.
+    On(T),
+}
+
+impl<T> Toggle<T> {
+    /// `off` (or `none`, the older spelling) switches the step off; anything else must parse as `T`.
+    fn parse(s: &str, on: impl FnOnce(&str) -> Result<T, String>) -> Result<Self, String> {
+        if s.eq_ignore_ascii_case("off") || s.eq_ignore_ascii_case("none") { Ok(Toggle::Off) } else { on(s).map(Toggle::On) }
+    }
+
+    /// The value, if on.
+    pub fn value(&self) -> Option<&T> {
+        match self {
+            Toggle::Off => None,
+            Toggle::On(value) => Some(value),
+        }
+    }
+}
+
+fn parse_doh(s: &str) -> Result<Toggle<String>, String> {
+    Toggle::parse(s, |url| {
+        if url.starts_with("https://") || url.starts_with("http://") {
+            Ok(url.to_string())
+        } else {
+            Err(format!("`{url}` is not an http(s) URL or `off`"))
+        }
+    })
+}
+
+fn parse_resolver(s: &str) -> Result<Toggle<SocketAddr>, String> {
+    Toggle::parse(s, |addr| addr.parse().map_err(|_| format!("`{addr}` is not IP:PORT or `off`")))
 }
 
 fn parse_test(s: &str) -> Result<TestKind, String> {
@@ -199,15 +238,6 @@ impl RunArgs {
     /// Build the measurement configuration.
     pub fn measure_config(&self, http: &reqwest::Client) -> Result<MeasureConfig, ConfigError> {
         let helper_url = if self.no_helper { None } else { self.helper.as_ref().or(self.collector.as_ref()) };
-        let doh = match self.doh.as_str() {
-            "none" => None,
-            url if url.starts_with("https://") || url.starts_with("http://") => Some(DohClient::new(url, http.clone())),
-            other => return Err(flag("doh", format!("`{other}` is not an http(s) URL or `none`"))),
-        };
-        let udp_resolver = match self.resolver.as_str() {
-            "none" => None,
-            addr => Some(addr.parse::<SocketAddr>().map_err(|_| flag("resolver", format!("`{addr}` is not IP:PORT")))?),
-        };
         if self.timeout == 0 || self.timeout > 120 {
             return Err(flag("timeout", "must be between 1 and 120 seconds"));
         }
@@ -219,8 +249,8 @@ impl RunArgs {
             anchors: Arc::new(trust_anchors(&self.ca)?),
             timeout: Duration::from_secs(self.timeout),
             helper: helper_url.map(|u| HelperClient::new(u, http.clone())),
-            doh,
-            udp_resolver,
+            doh: self.doh.value().map(|url| DohClient::new(url, http.clone())),
+            udp_resolver: self.resolver.value().copied(),
             system_resolver: !self.no_system_resolver,
             dns_blackhole: self.dns_blackhole,
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
@@ -250,8 +280,8 @@ mod tests {
     #[test]
     fn defaults_come_from_the_constants() {
         let args = run_args(&[]).expect("parse");
-        assert_eq!(args.doh, DEFAULT_DOH);
-        assert_eq!(args.resolver, DEFAULT_UDP_RESOLVER);
+        assert_eq!(args.doh, Toggle::On(DEFAULT_DOH.to_string()));
+        assert_eq!(args.resolver, Toggle::On(DEFAULT_UDP_RESOLVER.parse().expect("constant")));
         assert_eq!(args.timeout, DEFAULT_TIMEOUT_SECS);
         assert_eq!(args.cc, "ZZ");
     }
@@ -281,14 +311,14 @@ mod tests {
     #[test]
     fn bad_values_name_their_flag() {
         let http = http();
-        for (argv, flag) in [
-            (vec!["--resolver", "8.8.8.8"], "--resolver"),
-            (vec!["--doh", "dns.google"], "--doh"),
-            (vec!["--timeout", "0"], "--timeout"),
-            (vec!["--ca", "/nonexistent.pem"], "--ca"),
-        ] {
+        for (argv, flag) in [(vec!["--timeout", "0"], "--timeout"), (vec!["--ca", "/nonexistent.pem"], "--ca")] {
             let err = run_args(&argv).expect("parse").measure_config(&http).expect_err(flag).to_string();
             assert!(err.starts_with(flag), "{err}");
+        }
+        // Values with a syntax of their own are refused by the parser, which names the flag too.
+        for (argv, flag) in [(vec!["--resolver", "8.8.8.8"], "--resolver"), (vec!["--doh", "dns.google"], "--doh")] {
+            let err = run_args(&argv).expect_err(flag).to_string();
+            assert!(err.contains(&format!("for '{flag} ")), "{err}");
         }
     }
 
@@ -297,5 +327,22 @@ mod tests {
         let http = http();
         let cfg = run_args(&["--doh", "none", "--resolver", "none"]).expect("parse").measure_config(&http).expect("config");
         assert!(cfg.doh.is_none() && cfg.udp_resolver.is_none());
+    }
+
+    #[test]
+    fn off_disables_doh_and_the_udp_resolver_too() {
+        let args = run_args(&["--doh", "off", "--resolver", "OFF"]).expect("parse");
+        assert_eq!((&args.doh, &args.resolver), (&Toggle::Off, &Toggle::Off));
+        let cfg = args.measure_config(&http()).expect("config");
+        assert!(cfg.doh.is_none() && cfg.udp_resolver.is_none());
+    }
+
+    #[test]
+    fn doh_and_resolver_values_are_typed_at_parse_time() {
+        let args = run_args(&["--doh", "http://127.0.0.1:8053/dns-query", "--resolver", "127.0.0.1:5353"]).expect("parse");
+        assert_eq!(args.doh, Toggle::On("http://127.0.0.1:8053/dns-query".to_string()));
+        assert_eq!(args.resolver, Toggle::On("127.0.0.1:5353".parse().expect("addr")));
+        // `off` is a word, not a prefix: a host named like it is still refused for what it is.
+        assert!(run_args(&["--doh", "offline.example"]).is_err());
     }
 }

@@ -35,6 +35,9 @@ pub enum SpoolError {
     /// Another probe holds the spool.
     #[error("another vantage-probe is using {0}; wait for it or pick another --data-dir")]
     Busy(String),
+    /// A measurement could not be encoded as JSON (rather than spooled as an empty line).
+    #[error("a measurement could not be encoded for the spool: {0}")]
+    Encode(serde_json::Error),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
@@ -110,6 +113,14 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>, SpoolError> {
     Ok(String::from_utf8_lossy(complete).lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
 }
 
+/// Finish an encoded value as an NDJSON line (the wire format: compact JSON, then a newline); a
+/// value that could not be encoded is an error, never an empty line.
+fn ndjson_line(encoded: serde_json::Result<String>) -> Result<String, SpoolError> {
+    let mut line = encoded.map_err(SpoolError::Encode)?;
+    line.push('\n');
+    Ok(line)
+}
+
 /// Remove an acknowledged file.
 pub fn remove(path: &Path) -> Result<(), SpoolError> {
     match fs::remove_file(path) {
@@ -129,8 +140,7 @@ pub struct SpoolWriter {
 impl SpoolWriter {
     /// Append one measurement and make it durable.
     pub fn append(&mut self, m: &Measurement) -> Result<(), SpoolError> {
-        let mut line = m.to_json_line();
-        line.push('\n');
+        let line = ndjson_line(serde_json::to_string(m))?;
         self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.lines += 1;
@@ -147,6 +157,14 @@ impl SpoolWriter {
     }
 }
 
+/// A spool in a fresh temporary directory, for tests (the directory goes when dropped).
+#[cfg(test)]
+pub(crate) fn scratch() -> (tempfile::TempDir, Spool) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spool = Spool::open(dir.path()).expect("open");
+    (dir, spool)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,8 +173,7 @@ mod tests {
 
     #[test]
     fn a_run_is_sealed_and_listed() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         let mut w = spool.writer().expect("writer");
         w.append(&example::tls_reset(Utc::now())).expect("append");
         w.append(&example::tls_reset(Utc::now())).expect("append");
@@ -169,8 +186,7 @@ mod tests {
 
     #[test]
     fn a_crashed_run_is_recovered_without_its_torn_line() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         let mut w = spool.writer().expect("writer");
         w.append(&example::tls_reset(Utc::now())).expect("append");
         let path = w.path.clone();
@@ -190,17 +206,24 @@ mod tests {
 
     #[test]
     fn refused_lines_are_kept_with_their_reason() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (dir, spool) = scratch();
         spool.quarantine(Path::new("x.ndjson"), &[("{}".into(), "malformed".into())]).expect("quarantine");
         let kept = fs::read_to_string(dir.path().join("spool/rejected/x.ndjson")).expect("read");
         assert!(kept.contains("malformed"));
     }
 
     #[test]
+    fn a_line_is_the_wire_format_and_an_unencodable_value_is_an_error() {
+        let m = example::tls_reset(Utc::now());
+        assert_eq!(ndjson_line(serde_json::to_string(&m)).expect("encode"), format!("{}\n", m.to_json_line()));
+        // JSON object keys must be strings: this cannot be encoded, and must not become "".
+        let bad = std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
+        assert!(matches!(ndjson_line(serde_json::to_string(&bad)), Err(SpoolError::Encode(_))));
+    }
+
+    #[test]
     fn an_empty_run_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let spool = Spool::open(dir.path()).expect("open");
+        let (_dir, spool) = scratch();
         spool.writer().expect("writer").seal().expect("seal");
         assert!(spool.pending().expect("pending").is_empty());
     }

@@ -2,19 +2,28 @@
 //!
 //! A spool file is removed only after the collector answered for every line in it: accepted and
 //! duplicate lines are done (ingest is idempotent by id, so re-sending after a lost response is
-//! safe), refused lines move to `spool/rejected/` with their reason. Any other outcome (network
-//! error, timeout, 5xx) leaves the file for the next run.
+//! safe), refused lines move to `spool/rejected/` with their reason.
+//!
+//! A batch that was not delivered is handled by whose fault that is ([`Fault`], sorted as rustls
+//! sorts its errors): the network's or a busy collector's, and the batch waits for the next run;
+//! the batch's own (the collector will refuse it every time), and its lines are quarantined like
+//! refused lines so that the batches behind it still go; the probe's setup (a wrong URL, a key the
+//! collector refuses), and the flush stops with nothing quarantined, since every batch would fail
+//! alike; or this machine's (compressing, the spool), and the batch waits, reported as local.
 //!
 //! With a [`ProbeKey`] every batch is signed (see [`vantage_measurement::wire::signature`] for the
 //! headers); every batch also says how many measurements still wait behind it, which the
 //! collector turns into a fleet-wide backlog histogram.
 
-use std::io::Write;
+use std::io::{self, Write};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, RETRY_AFTER};
 use vantage_measurement::wire::{IngestReport, KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 
 use crate::spool::{self, Spool, SpoolError};
@@ -22,23 +31,138 @@ use crate::spool::{self, Spool, SpoolError};
 /// Lines per POST; well under the collector's per-batch limit.
 pub const BATCH_LINES: usize = 500;
 
+/// The longest `Retry-After` a flush waits out before sending the batch again, once per flush; a
+/// longer wait ends the flush instead (the volunteer is watching, the spool keeps the batch).
+pub const MAX_RETRY_WAIT: Duration = Duration::from_secs(10);
+
+/// How much of a refusal's text is kept.
+const MESSAGE_CHARS: usize = 300;
+
+/// Whose fault a failed delivery is, which decides what becomes of the batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// The network's or the collector's, for now: the batch stays in the spool and the flush
+    /// stops; the next run sends it again.
+    Transient,
+    /// The batch's own: the collector will refuse it every time, so its lines are quarantined
+    /// with the reason and the flush goes on with the next batch.
+    Batch,
+    /// The probe's setup (the collector URL, the key): the collector would refuse every batch
+    /// alike, so nothing is quarantined and the flush stops until the volunteer fixes it.
+    Setup,
+    /// This machine's (compressing a batch, the spool): the batch stays and the flush stops.
+    Local,
+}
+
 /// Why a batch was not delivered.
 #[derive(Debug, thiserror::Error)]
 pub enum UploadError {
     /// No answer, or a transport error.
     #[error("collector unreachable: {0}")]
     Unreachable(String),
-    /// The collector answered with an error status for the whole batch.
-    #[error("collector refused the batch: HTTP {status}: {body}")]
-    Refused {
+    /// The collector can't take batches just now (408, 429, 5xx).
+    #[error("collector unavailable: HTTP {status}: {message}{}", wait_hint(*retry_after))]
+    Unavailable {
         /// HTTP status.
         status: u16,
         /// Its explanation, truncated.
-        body: String,
+        message: String,
+        /// How long it asked the probe to wait (`Retry-After`).
+        retry_after: Option<Duration>,
     },
+    /// A success status with a report the probe can't read: what was stored is unknown, so the
+    /// batch is sent again later (harmless, ingest being idempotent).
+    #[error("collector answered HTTP {status} with an unreadable report: {detail}")]
+    UnreadableReport {
+        /// HTTP status.
+        status: u16,
+        /// Why the report could not be read.
+        detail: String,
+    },
+    /// The collector refused this batch and would refuse it again (400, 413, 422).
+    #[error("collector refused the batch: HTTP {status}: {message}")]
+    BatchRefused {
+        /// HTTP status.
+        status: u16,
+        /// Its explanation (the collector's reason code first), truncated.
+        message: String,
+    },
+    /// The collector refuses this probe or this address whatever the batch (401, 403, 404, …).
+    #[error("collector refused this probe: HTTP {status}: {message} (check --collector and the probe key)")]
+    ProbeRefused {
+        /// HTTP status.
+        status: u16,
+        /// Its explanation, truncated.
+        message: String,
+    },
+    /// Compressing a batch failed on this machine; nothing was sent.
+    #[error("could not compress a batch on this machine: {0}")]
+    Compress(io::Error),
     /// The spool failed.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+}
+
+fn wait_hint(retry_after: Option<Duration>) -> String {
+    retry_after.map(|d| format!(" (it asks to wait {} s)", d.as_secs())).unwrap_or_default()
+}
+
+impl UploadError {
+    /// Whose fault this is.
+    pub fn fault(&self) -> Fault {
+        match self {
+            UploadError::Unreachable(_) | UploadError::Unavailable { .. } | UploadError::UnreadableReport { .. } => {
+                Fault::Transient
+            }
+            UploadError::BatchRefused { .. } => Fault::Batch,
+            UploadError::ProbeRefused { .. } => Fault::Setup,
+            UploadError::Compress(_) | UploadError::Spool(_) => Fault::Local,
+        }
+    }
+
+    /// How long the collector asked the probe to wait, if it did.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            UploadError::Unavailable { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Sort an error status: only a refusal that names the batch's content or size is the
+    /// batch's fault; any other 4xx (a wrong URL, a refused key, a proxy) would refuse every
+    /// batch, and quarantining the whole spool for it would lose it from the volunteer's view.
+    fn from_status(status: StatusCode, text: &str, retry_after: Option<Duration>) -> UploadError {
+        let message = refusal_message(text);
+        let status = status.as_u16();
+        match status {
+            408 | 429 | 500..=599 => UploadError::Unavailable { status, message, retry_after },
+            400 | 413 | 422 => UploadError::BatchRefused { status, message },
+            _ => UploadError::ProbeRefused { status, message },
+        }
+    }
+}
+
+/// The collector's refusal in a line: `{"error": …, "reason": …}` as `reason: error`, any other
+/// body as its first characters.
+fn refusal_message(text: &str) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_str(text).ok();
+    let field = |name: &str| parsed.as_ref().and_then(|v| v.get(name)).and_then(|v| v.as_str()).map(str::to_string);
+    let message = match (field("reason"), field("error")) {
+        (Some(reason), Some(error)) => format!("{reason}: {error}"),
+        (None, Some(error)) => error,
+        _ => text.trim().to_string(),
+    };
+    message.chars().take(MESSAGE_CHARS).collect()
+}
+
+/// `Retry-After` as a wait: delta-seconds or an HTTP date (a date in the past is no wait).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(secs) = value.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    Some((at.with_timezone(&chrono::Utc) - chrono::Utc::now()).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Posts NDJSON batches to a collector.
@@ -57,12 +181,20 @@ pub struct FlushReport {
     pub accepted: usize,
     /// Already stored before.
     pub duplicates: usize,
-    /// Refused and quarantined.
+    /// Refused (line by line, or with their whole batch) and quarantined.
     pub rejected: usize,
     /// Still waiting in the spool.
     pub remaining: usize,
     /// Why the flush stopped early, if it did.
-    pub error: Option<String>,
+    pub error: Option<UploadError>,
+}
+
+/// What one flush carries from batch to batch.
+struct Flushing {
+    /// Measurements still waiting behind the batch being sent.
+    pending: usize,
+    /// Whether a `Retry-After` may still be waited out.
+    may_wait: bool,
 }
 
 impl Uploader {
@@ -80,12 +212,7 @@ impl Uploader {
     /// Send one batch of NDJSON lines, gzip-compressed (and signed, with a key); `pending_after`
     /// is how many measurements still wait in the spool once this batch is stored.
     pub async fn submit(&self, lines: &[String], pending_after: usize) -> Result<IngestReport, UploadError> {
-        let mut gz = GzEncoder::new(Vec::new(), Compression::default());
-        for line in lines {
-            // Writing into a Vec cannot fail.
-            let _ = gz.write_all(line.as_bytes()).and_then(|_| gz.write_all(b"\n"));
-        }
-        let body = gz.finish().map_err(|e| UploadError::Unreachable(e.to_string()))?;
+        let body = gzip_lines(lines).map_err(UploadError::Compress)?;
         let mut request = self
             .http
             .post(&self.url)
@@ -102,37 +229,39 @@ impl Uploader {
             .map_err(|_| UploadError::Unreachable(format!("no answer within {:?}", self.timeout)))?
             .map_err(|e| UploadError::Unreachable(e.without_url().to_string()))?;
         let status = resp.status();
+        let wait = retry_after(resp.headers());
         let text = tokio::time::timeout(self.timeout, resp.text())
             .await
             .map_err(|_| UploadError::Unreachable("response body timed out".into()))?
             .map_err(|e| UploadError::Unreachable(e.without_url().to_string()))?;
         if !status.is_success() {
-            return Err(UploadError::Refused { status: status.as_u16(), body: text.chars().take(300).collect() });
+            return Err(UploadError::from_status(status, &text, wait));
         }
-        serde_json::from_str(&text).map_err(|e| UploadError::Refused { status: status.as_u16(), body: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| UploadError::UnreadableReport { status: status.as_u16(), detail: e.to_string() })
     }
 
-    /// Deliver every pending spool file, oldest first; stop at the first failure.
+    /// Deliver every pending spool file, oldest first; a batch refused for good is quarantined
+    /// and the flush goes on, any other failure stops it.
     pub async fn flush(&self, spool: &Spool) -> FlushReport {
         let mut report = FlushReport::default();
         let files = match spool.pending() {
             Ok(f) => f,
             Err(e) => {
-                report.error = Some(e.to_string());
+                report.error = Some(e.into());
                 return report;
             }
         };
         // What waits behind each batch, for the collector's backlog histogram, and what is left
         // when a flush stops early. An unreadable file counts as empty; flushing it says why.
         let sizes: Vec<usize> = files.iter().map(|f| spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).collect();
-        let mut pending: usize = sizes.iter().sum();
+        let mut flushing = Flushing { pending: sizes.iter().sum(), may_wait: true };
         for (file, size) in files.iter().zip(sizes) {
             if report.error.is_some() {
                 report.remaining += size;
                 continue;
             }
-            if let Err((e, unsent)) = self.flush_file(spool, file, &mut pending, &mut report).await {
-                report.error = Some(e.to_string());
+            if let Err((e, unsent)) = self.flush_file(spool, file, &mut flushing, &mut report).await {
+                report.error = Some(e);
                 report.remaining += unsent;
             }
         }
@@ -142,15 +271,15 @@ impl Uploader {
     async fn flush_file(
         &self,
         spool: &Spool,
-        file: &std::path::Path,
-        pending: &mut usize,
+        file: &Path,
+        flushing: &mut Flushing,
         report: &mut FlushReport,
     ) -> Result<(), (UploadError, usize)> {
         let lines = spool::read_lines(file).map_err(|e| (e.into(), 0))?;
         let mut refused = Vec::new();
         for (i, batch) in lines.chunks(BATCH_LINES).enumerate() {
-            *pending = pending.saturating_sub(batch.len());
-            match self.submit(batch, *pending).await {
+            flushing.pending = flushing.pending.saturating_sub(batch.len());
+            match self.submit_patiently(batch, flushing).await {
                 Ok(r) => {
                     report.accepted += r.accepted;
                     report.duplicates += r.duplicates;
@@ -160,15 +289,351 @@ impl Uploader {
                         }
                     }
                 }
+                Err(e) if e.fault() == Fault::Batch => {
+                    // Sent again it would be refused again, and every batch behind it would wait
+                    // forever: set it aside with the collector's reason instead.
+                    let reason = e.to_string();
+                    refused.extend(batch.iter().map(|line| (line.clone(), reason.clone())));
+                }
                 Err(e) => {
-                    // Earlier batches of this file were stored; re-sending them is a harmless
+                    // Earlier batches of this file were answered; re-sending them is a harmless
                     // duplicate (and a refused line is refused again), so the file stays whole.
                     return Err((e, lines.len() - i * BATCH_LINES));
                 }
             }
         }
+        // Until the file is gone its every line is still pending, however the collector answered.
+        spool.quarantine(file, &refused).map_err(|e| (e.into(), lines.len()))?;
+        spool::remove(file).map_err(|e| (e.into(), lines.len()))?;
         report.rejected += refused.len();
-        spool.quarantine(file, &refused).map_err(|e| (e.into(), 0))?;
-        spool::remove(file).map_err(|e| (e.into(), 0))
+        Ok(())
+    }
+
+    /// Send a batch; if the collector asks for a short wait (`Retry-After`, at most
+    /// [`MAX_RETRY_WAIT`]), wait once per flush and send it again.
+    async fn submit_patiently(&self, batch: &[String], flushing: &mut Flushing) -> Result<IngestReport, UploadError> {
+        let first = self.submit(batch, flushing.pending).await;
+        if let Err(e) = &first
+            && flushing.may_wait
+            && let Some(wait) = e.retry_after().filter(|wait| *wait <= MAX_RETRY_WAIT)
+        {
+            flushing.may_wait = false;
+            tracing::info!("the collector asks to wait {} s; waiting once", wait.as_secs());
+            tokio::time::sleep(wait).await;
+            return self.submit(batch, flushing.pending).await;
+        }
+        first
+    }
+}
+
+/// The batch body: each line and a newline, gzip-compressed.
+fn gzip_lines(lines: &[String]) -> io::Result<Vec<u8>> {
+    let mut gz = GzEncoder::new(Vec::new(), Compression::default());
+    for line in lines {
+        gz.write_all(line.as_bytes())?;
+        gz.write_all(b"\n")?;
+    }
+    gz.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::io::Read;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    use chrono::Utc;
+    use flate2::read::GzDecoder;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+    use vantage_measurement::example;
+
+    use super::*;
+    use crate::spool::scratch;
+
+    /// How the test collector answers one POST.
+    struct Answer {
+        status: u16,
+        headers: Vec<(&'static str, String)>,
+        body: String,
+    }
+
+    impl Answer {
+        /// 200 with every line accepted.
+        fn stored(lines: &[String]) -> Answer {
+            let body = serde_json::json!({ "accepted": lines.len(), "duplicates": 0, "rejected": [] }).to_string();
+            Answer { status: 200, headers: Vec::new(), body }
+        }
+
+        /// An error status with the collector's JSON body.
+        fn error(status: u16, reason: &str) -> Answer {
+            let body = serde_json::json!({ "error": "refused by the test", "reason": reason }).to_string();
+            Answer { status, headers: Vec::new(), body }
+        }
+
+        fn retry_after(mut self, value: &str) -> Answer {
+            self.headers.push(("retry-after", value.to_string()));
+            self
+        }
+    }
+
+    type Batches = Arc<Mutex<Vec<Vec<String>>>>;
+
+    /// A collector on loopback answering the n-th POST (from 0) with `answer(n, lines)`; it
+    /// records the lines of every batch it was sent.
+    async fn collector(answer: impl Fn(usize, &[String]) -> Answer + Send + Sync + 'static) -> (String, Batches) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let batches: Batches = Arc::default();
+        let seen = Arc::clone(&batches);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let lines = read_batch(stream).await;
+                let Some((lines, mut stream)) = lines else { continue };
+                let n = {
+                    let mut seen = seen.lock().expect("lock");
+                    seen.push(lines.clone());
+                    seen.len() - 1
+                };
+                let a = answer(n, &lines);
+                let extra: String = a.headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+                let head = format!(
+                    "HTTP/1.1 {} Test\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n{extra}\r\n",
+                    a.status,
+                    a.body.len()
+                );
+                let _ = stream.write_all(format!("{head}{}", a.body).as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        (url, batches)
+    }
+
+    /// Read one request and inflate its body into lines.
+    async fn read_batch(mut stream: TcpStream) -> Option<(Vec<String>, TcpStream)> {
+        let mut buf = Vec::new();
+        let head_end = loop {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+        let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok())?;
+        let mut body = buf[head_end..].to_vec();
+        while body.len() < length {
+            let mut chunk = [0u8; 4096];
+            let n = stream.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            body.extend_from_slice(&chunk[..n]);
+        }
+        let mut text = String::new();
+        GzDecoder::new(&body[..]).read_to_string(&mut text).ok()?;
+        Some((text.lines().map(str::to_string).collect(), stream))
+    }
+
+    fn uploader(url: &str) -> Uploader {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder().no_proxy().build().expect("client");
+        Uploader::new(url, http, Duration::from_secs(5))
+    }
+
+    /// A spool holding `sizes[i]` measurements in file `<i>.ndjson` (so they sort in order).
+    fn spool_with(sizes: &[usize]) -> (tempfile::TempDir, Spool, Vec<PathBuf>) {
+        let (dir, spool) = scratch();
+        let files = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| {
+                let path = dir.path().join(format!("spool/{i}.ndjson"));
+                let lines: String = (0..n).map(|_| example::tls_reset(Utc::now()).to_json_line() + "\n").collect();
+                fs::write(&path, lines).expect("write");
+                path
+            })
+            .collect();
+        (dir, spool, files)
+    }
+
+    /// What a flush did to a spool of `sizes` files, against a collector answering with `answer`.
+    struct Flushed {
+        dir: tempfile::TempDir,
+        spool: Spool,
+        files: Vec<PathBuf>,
+        report: FlushReport,
+        batches: usize,
+    }
+
+    async fn flush_against(sizes: &[usize], answer: impl Fn(usize, &[String]) -> Answer + Send + Sync + 'static) -> Flushed {
+        let (dir, spool, files) = spool_with(sizes);
+        let (url, batches) = collector(answer).await;
+        let report = uploader(&url).flush(&spool).await;
+        let batches = batches.lock().expect("lock").len();
+        Flushed { dir, spool, files, report, batches }
+    }
+
+    impl Flushed {
+        /// Every spool file is still there, waiting.
+        fn all_kept(&self) -> bool {
+            self.spool.pending().expect("pending") == self.files
+        }
+
+        /// The entries under `spool/rejected/`.
+        fn quarantined(&self) -> Vec<serde_json::Value> {
+            let mut entries = Vec::new();
+            for file in fs::read_dir(self.dir.path().join("spool/rejected")).expect("rejected/") {
+                let text = fs::read_to_string(file.expect("entry").path()).expect("read");
+                entries.extend(text.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json")));
+            }
+            entries
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_refused_for_good_is_quarantined_and_the_next_is_delivered() {
+        // The first file is two batches; the collector refuses the first batch as too large.
+        let f =
+            flush_against(
+                &[BATCH_LINES + 1, 1],
+                |n, lines| {
+                    if n == 0 { Answer::error(413, "too_large") } else { Answer::stored(lines) }
+                },
+            )
+            .await;
+
+        assert!(f.report.error.is_none(), "{:?}", f.report.error);
+        assert_eq!((f.report.accepted, f.report.rejected, f.report.remaining), (2, BATCH_LINES, 0));
+        assert_eq!(f.batches, 3, "the flush went on after the refusal");
+        assert!(f.spool.pending().expect("pending").is_empty(), "both files answered for, both removed");
+        assert!(f.files.iter().all(|file| !file.exists()));
+        let kept = f.quarantined();
+        assert_eq!(kept.len(), BATCH_LINES, "the refused batch is kept, line by line");
+        let reason = kept[0]["reason"].as_str().expect("reason");
+        assert!(reason.contains("HTTP 413") && reason.contains("too_large"), "{reason}");
+        let first_line = fs::read_to_string(f.dir.path().join("spool/rejected/0.ndjson")).expect("quarantine file");
+        assert!(first_line.contains("\"measurement\""), "{first_line}");
+    }
+
+    #[tokio::test]
+    async fn a_busy_collector_leaves_everything_in_the_spool() {
+        let f = flush_against(&[2, 3], |_, _| Answer::error(503, "busy")).await;
+
+        let error = f.report.error.as_ref().expect("the flush stopped");
+        assert_eq!(error.fault(), Fault::Transient, "{error}");
+        assert_eq!((f.report.accepted, f.report.rejected, f.report.remaining), (0, 0, 5));
+        assert_eq!(f.batches, 1, "no batch is sent after the collector said it is busy");
+        assert!(f.all_kept(), "every file waits for the next run");
+        assert_eq!(spool::read_lines(&f.files[1]).expect("read").len(), 3);
+        assert!(f.quarantined().is_empty(), "nothing is quarantined for a busy collector");
+    }
+
+    #[tokio::test]
+    async fn a_short_retry_after_is_waited_out_once() {
+        let f = flush_against(
+            &[2],
+            |n, lines| {
+                if n == 0 { Answer::error(503, "busy").retry_after("0") } else { Answer::stored(lines) }
+            },
+        )
+        .await;
+
+        assert!(f.report.error.is_none(), "{:?}", f.report.error);
+        assert_eq!((f.report.accepted, f.batches), (2, 2), "sent, told to wait, sent again");
+        assert!(f.spool.pending().expect("pending").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_long_retry_after_ends_the_flush_and_keeps_the_batch() {
+        let f = flush_against(&[2], |_, _| Answer::error(429, "rate_limited").retry_after("3600")).await;
+
+        let error = f.report.error.as_ref().expect("the flush stopped");
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(3600)));
+        assert!(error.to_string().contains("wait 3600 s"), "{error}");
+        assert_eq!(f.batches, 1, "an hour is not waited out");
+        assert!(f.all_kept());
+    }
+
+    #[tokio::test]
+    async fn a_refusal_of_the_probe_itself_quarantines_nothing() {
+        // A wrong --collector URL: every batch would get the same 404.
+        let f = flush_against(&[2, 1], |_, _| Answer::error(404, "not_found")).await;
+
+        let error = f.report.error.as_ref().expect("the flush stopped");
+        assert_eq!(error.fault(), Fault::Setup, "{error}");
+        assert_eq!((f.report.remaining, f.batches), (3, 1));
+        assert!(f.all_kept());
+        assert!(f.quarantined().is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_collector_is_transient() {
+        let (_dir, spool, files) = spool_with(&[1]);
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
+        let report = uploader(&format!("http://{closed}")).flush(&spool).await;
+
+        let error = report.error.expect("the flush stopped");
+        assert_eq!(error.fault(), Fault::Transient);
+        assert!(error.to_string().starts_with("collector unreachable"), "{error}");
+        assert_eq!(spool.pending().expect("pending"), files);
+    }
+
+    #[tokio::test]
+    async fn a_spool_failure_is_reported_as_local_not_as_the_collector() {
+        // The collector refuses the batch, but its quarantine can't be written on this machine.
+        let (dir, spool, files) = spool_with(&[2]);
+        let rejected = dir.path().join("spool/rejected");
+        fs::remove_dir(&rejected).expect("rmdir");
+        fs::write(&rejected, b"not a directory").expect("write");
+        let (url, _) = collector(|_, _| Answer::error(422, "invalid")).await;
+        let report = uploader(&url).flush(&spool).await;
+
+        let error = report.error.expect("the flush stopped");
+        assert_eq!(error.fault(), Fault::Local, "{error}");
+        assert!(!error.to_string().contains("collector"), "{error}");
+        assert_eq!((report.rejected, report.remaining), (0, 2), "nothing was set aside, everything waits");
+        assert_eq!(spool.pending().expect("pending"), files);
+    }
+
+    #[test]
+    fn statuses_are_sorted_by_whose_fault_they_are() {
+        let fault = |status: u16| UploadError::from_status(StatusCode::from_u16(status).expect("status"), "", None).fault();
+        for status in [408, 429, 500, 502, 503, 504] {
+            assert_eq!(fault(status), Fault::Transient, "{status}");
+        }
+        for status in [400, 413, 422] {
+            assert_eq!(fault(status), Fault::Batch, "{status}");
+        }
+        for status in [401, 403, 404, 405, 415, 300] {
+            assert_eq!(fault(status), Fault::Setup, "{status}");
+        }
+    }
+
+    #[test]
+    fn the_collectors_reason_is_kept_and_other_bodies_are_cut_short() {
+        assert_eq!(refusal_message(r#"{"error":"batch too large","reason":"too_large"}"#), "too_large: batch too large");
+        assert_eq!(refusal_message(r#"{"error":"busy"}"#), "busy");
+        assert_eq!(refusal_message(&"x".repeat(1000)).len(), MESSAGE_CHARS);
+    }
+
+    #[test]
+    fn retry_after_takes_seconds_or_a_date() {
+        let headers = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(RETRY_AFTER, value.parse().expect("header value"));
+            h
+        };
+        assert_eq!(retry_after(&headers("120")), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after(&headers("Sun, 06 Nov 1994 08:49:37 GMT")), Some(Duration::ZERO), "a past date is no wait");
+        let later = (Utc::now() + chrono::Duration::hours(1)).to_rfc2822();
+        assert!(retry_after(&headers(&later)).is_some_and(|d| d > Duration::from_secs(3000)));
+        assert_eq!(retry_after(&headers("soon")), None);
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }

@@ -1,0 +1,63 @@
+//! The exit codes docs/probe.md promises, checked on the built binary: 0 done, 1 an error,
+//! 2 bad usage (whether clap or the probe found the flag unusable). None of these runs gets as
+//! far as the network.
+
+use std::process::{Command, Output};
+
+fn probe(args: &[&str]) -> Output {
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_vantage-probe"));
+    command.args(args).env("HOME", home.path()).env("XDG_DATA_HOME", home.path());
+    // The caller's settings must not change what these flags mean.
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("VANTAGE_") {
+            command.env_remove(name);
+        }
+    }
+    command.output().expect("run vantage-probe")
+}
+
+fn assert_exit(args: &[&str], code: i32, stderr_names: &str) {
+    let out = probe(args);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {stderr}");
+    assert!(stderr.contains(stderr_names), "{args:?} should name {stderr_names}: {stderr}");
+}
+
+#[test]
+fn unusable_flag_values_are_bad_usage() {
+    for (args, names) in [
+        (&["run", "--timeout", "0"][..], "--timeout"),
+        (&["run", "--timeout", "121"], "--timeout"),
+        (&["run", "--concurrency", "0"], "--concurrency"),
+        (&["run", "--ca", "/nonexistent/ca.pem"], "--ca"),
+        (&["run", "--danger-not-bogon", "not-a-cidr"], "--danger-not-bogon"),
+        (&["run", "--doh", "dns.google"], "--doh"),
+        (&["run", "--resolver", "8.8.8.8"], "--resolver"),
+        (&["run", "--cc", "DEU"], "--cc"),
+        (&["flush", "--collector", "http://127.0.0.1:9", "--ca", "/nonexistent/ca.pem"], "--ca"),
+    ] {
+        assert_exit(args, 2, names);
+    }
+}
+
+#[test]
+fn unknown_flags_and_missing_ones_are_bad_usage() {
+    assert_exit(&["run", "--frobnicate"], 2, "--frobnicate");
+    assert_exit(&["flush"], 2, "--collector");
+    assert_exit(&["measure"], 2, "measure");
+}
+
+#[test]
+fn a_targets_file_that_cannot_be_read_is_an_error_not_bad_usage() {
+    assert_exit(&["run", "--targets", "/nonexistent/targets.toml", "--doh", "off", "--resolver", "off"], 1, "targets.toml");
+}
+
+#[test]
+fn commands_that_complete_exit_zero() {
+    for args in [&["schema"][..], &["targets"], &["--help"]] {
+        let out = probe(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(!out.stdout.is_empty());
+    }
+}
