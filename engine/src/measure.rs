@@ -17,7 +17,7 @@ use vantage_measurement::{
     Target, TestKind, Transport, Vantage, Verdict,
 };
 
-use crate::classify::{self, bogon::BogonPolicy};
+use crate::classify::{self, ResidualTaint, bogon::BogonPolicy};
 use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::tls::DataPhase;
@@ -51,8 +51,47 @@ pub struct MeasureConfig {
     pub bogons: BogonPolicy,
 }
 
-/// Measure `target` with `test`.
-pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -> Measurement {
+/// A target's name resolved off the censored path, shared by its endpoint tests (the scheduler
+/// resolves once, to learn which server a test will reach before it runs).
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// The address to connect to, if the name resolved.
+    pub address: Option<IpAddr>,
+    /// The lookup, recorded in each measurement that uses it (its times are its own).
+    pub observation: Observation,
+}
+
+/// Resolve `target`'s name for its endpoint tests: the controls first (a poisoned system resolver
+/// must not decide where we connect). `None` for a target with a fixed address.
+pub async fn resolve(cfg: &MeasureConfig, target: &TargetSpec) -> Option<Resolved> {
+    if target.address.is_some() {
+        return None;
+    }
+    let ctx = StepContext::new(Vantage::Probe, cfg.timeout);
+    let (address, observation) = resolve_address(cfg, &ctx, &target.domain).await;
+    Some(Resolved { address, observation })
+}
+
+/// The transport a test of `target` uses (`None` for DNS).
+pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
+    match test {
+        TestKind::Dns => None,
+        TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
+        TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
+    }
+}
+
+/// Measure `target` with `test`. Endpoint tests connect to the target's fixed address, or to
+/// `resolved` (resolving here when the caller did not); `taint` is a live residual penalty on
+/// that server, which the classifier weighs.
+pub async fn measure(
+    cfg: &MeasureConfig,
+    target: &TargetSpec,
+    test: TestKind,
+    resolved: Option<&Resolved>,
+    taint: Option<&ResidualTaint>,
+) -> Measurement {
     let started_at = Utc::now().trunc_subsecs(0);
     let ctx = StepContext::new(Vantage::Probe, cfg.timeout);
     let mut controls = Vec::new();
@@ -71,16 +110,27 @@ pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -
         | TestKind::Wireguard
         | TestKind::Ikev2
         | TestKind::Tor => {
-            if address.is_none() {
-                let (resolved, resolve_obs) = resolve_address(cfg, &ctx, &target.domain).await;
-                observations.push(resolve_obs);
-                address = resolved;
+            let own;
+            let resolved = match resolved {
+                Some(r) => Some(r),
+                None => {
+                    own = resolve(cfg, target).await;
+                    own.as_ref()
+                }
+            };
+            if let Some(r) = resolved {
+                observations.push(r.observation.clone());
+                address = r.address;
             }
             match address {
-                Some(ip) => {
-                    let addr = SocketAddr::new(ip, target.port);
-                    endpoint_steps(cfg, &ctx, test, target, addr, &mut observations, &mut controls).await
-                }
+                Some(ip) => match TargetStep::for_probe(test, target, SocketAddr::new(ip, target.port)) {
+                    Some(step) => endpoint_steps(cfg, &ctx, target, &step, taint, &mut observations, &mut controls).await,
+                    None => Verdict::new(
+                        Status::Inconclusive,
+                        Mechanism::Other,
+                        vec![format!("no {} parameters for this target", test.as_str())],
+                    ),
+                },
                 None => Verdict::new(
                     Status::Inconclusive,
                     Mechanism::Other,
@@ -104,12 +154,7 @@ pub async fn measure(cfg: &MeasureConfig, target: &TargetSpec, test: TestKind) -
             domain: Some(target.domain.clone()),
             address: if test == TestKind::Dns { None } else { address },
             port: (test != TestKind::Dns).then_some(target.port),
-            transport: match test {
-                TestKind::Dns => None,
-                TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
-                TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-                TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
-            },
+            transport: transport(test, target),
             control_sni: sni_test.then(|| target.control_sni.clone()),
         },
         controls,
@@ -257,24 +302,18 @@ async fn random_bytes_control(ctx: &StepContext, target: &TargetSpec, step: &Tar
 async fn endpoint_steps(
     cfg: &MeasureConfig,
     ctx: &StepContext,
-    test: TestKind,
     target: &TargetSpec,
-    addr: SocketAddr,
+    step: &TargetStep,
+    taint: Option<&ResidualTaint>,
     observations: &mut Vec<Observation>,
     controls: &mut Vec<ControlKind>,
 ) -> Verdict {
+    let (test, addr) = (step.test(), step.addr());
     let trials = target.trials.clamp(1, crate::targets::MAX_TRIALS);
-    let Some(step) = TargetStep::for_probe(test, target, addr) else {
-        return Verdict::new(
-            Status::Inconclusive,
-            Mechanism::Other,
-            vec![format!("no {} parameters for this target", test.as_str())],
-        );
-    };
     let probe_side = async {
         let mut per_trial = Vec::new();
         for trial in 1..=trials {
-            let mut obs = probe_trial(cfg, ctx, target, &step).await;
+            let mut obs = probe_trial(cfg, ctx, target, step).await;
             if trials > 1 {
                 obs.iter_mut().for_each(|o| o.trial = Some(trial));
             }
@@ -285,7 +324,7 @@ async fn endpoint_steps(
     let helper_side = async {
         let helper = cfg.helper.as_ref()?;
         // None: no helper peer published, and a WireGuard server answers nobody it doesn't know.
-        let req = ControlRequest::for_target(test, target, addr)?;
+        let req = ControlRequest::for_target(test, target, addr?)?;
         match helper.control(&req, cfg.timeout * 3).await {
             Ok(obs) => Some(obs),
             Err(e) => {
@@ -305,13 +344,10 @@ async fn endpoint_steps(
     if !helper_obs.is_empty() {
         controls.push(ControlKind::Helper);
     }
-    let verdicts: Vec<Verdict> = per_trial
-        .iter()
-        .map(|trial| classify::classify(test, &[trial.as_slice(), helper_obs.as_slice()].concat(), &cfg.bogons))
-        .collect();
+    let verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
-    classify::combine_trials(verdicts)
+    verdict
 }
 
 #[cfg(test)]

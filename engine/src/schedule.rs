@@ -1,30 +1,45 @@
 //! The scheduler: which (target, test) pairs run, in what order, how many at once.
 //!
-//! Residual censorship shapes the schedule. After a trigger, censors block the whole
-//! (client, server, port) tuple for 90–180 s, so a later test of the same endpoint can fail for
-//! a reason that belongs to an earlier one. Therefore:
-//! - jobs that share an endpoint (address or name, port, transport) run one after another in a
-//!   fixed order (tcp before tls, then by target name), never concurrently;
+//! Residual censorship shapes the schedule. After a trigger (a name in a ClientHello, content),
+//! censors block the (client, server, port) tuple, sometimes the whole (client, server) pair, for
+//! 90–180 s, so a later test of the same *server* can fail for a reason that belongs to an earlier
+//! one. Many names share one address (shared hosting, CDNs), so:
+//! - endpoint tests are grouped by the **address they will reach**, resolved before anything is
+//!   measured (a target's name is resolved once, off the censored path, and the lookup is shared
+//!   by its tests), never by target name: one measurement at a time per address, in a fixed order
+//!   (by test, then target name), so the same run always tells the same story;
+//! - a measurement that comes out `blocked` by what it said ([`triggers_residual`]) taints its
+//!   server for the residual window ([`DEFAULT_RESIDUAL_WINDOW`], `--residual-window`), on its
+//!   transport: its port (3-tuple) and, when a block shows there too, the server's other ports
+//!   (2-tuple). The classifier gets the live taint as an input and calls a block inside it
+//!   `inconclusive residual.suspected`, naming the trigger; the scheduler never rewrites a verdict;
+//! - suspects are re-tested once the window has passed ([`Retest`]): both measurements are
+//!   reported, and the re-test's verdict is the one to believe;
 //! - inside a measurement the control runs first, on its own port when the target has one
-//!   (`control_port`), so the target's trigger can't reach it;
-//! - once a test of an endpoint came out `blocked` by what it sent (an SNI, content: see
-//!   `triggers_residual`), a later `blocked` on the same endpoint in the same run is reported as
-//!   `inconclusive` / `residual.suspected`: the earlier trigger alone explains it. IP blocks
-//!   don't taint: a bare SYN triggers no content censor.
+//!   (`control_port`), so the target's trigger can't reach it. IP blocks don't taint: a bare SYN
+//!   triggers no content censor.
 //!
-//! Endpoints are visited in shuffled order so that order effects average out across runs.
+//! Address groups are visited in shuffled order so that order effects average out across runs.
 //! Concurrency is bounded: a volunteer's uplink and the censor's flow tables are not ours to flood.
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use rand::seq::SliceRandom;
-use std::collections::HashMap;
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::time::Instant;
+use vantage_measurement::{Measurement, Mechanism, Status, TestKind, Transport};
 
-use vantage_measurement::{Measurement, Mechanism, Status, TestKind, Verdict};
-
-use crate::measure::{MeasureConfig, measure};
+use crate::classify::{ResidualTaint, triggers_residual};
+use crate::measure::{MeasureConfig, Resolved, measure, resolve, transport};
 use crate::targets::TargetSpec;
+
+/// How long a trigger taints its server: the long end of what censors are reported to keep a
+/// penalty (90–180 s; `reference/censorship-methods.md`).
+pub const DEFAULT_RESIDUAL_WINDOW: Duration = Duration::from_secs(180);
 
 /// One unit of work.
 #[derive(Clone, Debug)]
@@ -33,6 +48,30 @@ pub struct Job {
     pub target: TargetSpec,
     /// With which test.
     pub test: TestKind,
+}
+
+/// Whether and how long to wait, at the end of a run, to re-test suspects of a residual penalty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retest {
+    /// Report the suspicion and stop (a one-shot run shouldn't wait minutes unasked).
+    Never,
+    /// Wait for the penalties to lapse, at most this long, then measure the suspects again.
+    Within(Duration),
+}
+
+/// How residual penalties are handled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ResidualPolicy {
+    /// How long a trigger taints its server.
+    pub window: Duration,
+    /// Re-testing of suspects.
+    pub retest: Retest,
+}
+
+impl Default for ResidualPolicy {
+    fn default() -> Self {
+        ResidualPolicy { window: DEFAULT_RESIDUAL_WINDOW, retest: Retest::Never }
+    }
 }
 
 /// Expand targets into jobs (only the tests in `only`, if given), shuffled.
@@ -47,14 +86,40 @@ pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
     jobs
 }
 
-/// Run `jobs` with at most `concurrency` endpoints in flight, handing each measurement to
-/// `on_done` as soon as it finishes (so it is spooled before the next one completes).
-pub async fn run(cfg: Arc<MeasureConfig>, jobs: Vec<Job>, concurrency: usize, mut on_done: impl FnMut(Measurement)) {
+/// Run `jobs` with at most `concurrency` servers in flight, handing each measurement to `on_done`
+/// as soon as it finishes (so it is spooled before the next one completes).
+pub async fn run(
+    cfg: Arc<MeasureConfig>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    residual: ResidualPolicy,
+    mut on_done: impl FnMut(Measurement),
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    // The producer owns `tx`, so the channel closes once every endpoint group is done.
+    // The producer owns `tx`, so the channel closes once every group is done.
     let producer = async move {
-        let groups = futures::stream::iter(by_endpoint(jobs));
-        groups.for_each_concurrent(concurrency.max(1), |group| run_group(cfg.clone(), group, tx.clone())).await;
+        let concurrency = concurrency.max(1);
+        let resolved = resolve_names(&cfg, &jobs, concurrency).await;
+        let groups = by_server(jobs, &resolved);
+        let run_all = |groups: Vec<Vec<Job>>, penalties: Vec<Penalties>| {
+            let (cfg, resolved, tx) = (&cfg, &resolved, &tx);
+            futures::stream::iter(groups.into_iter().zip(penalties))
+                .map(move |(group, penalties)| run_group(cfg, resolved, group, penalties, residual.window, tx.clone()))
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+        };
+        let fresh = groups.iter().map(|_| Penalties::default()).collect();
+        let outcomes = run_all(groups, fresh).await;
+        let Retest::Within(patience) = residual.retest else { return };
+        let (suspects, penalties): (Vec<Vec<Job>>, Vec<Penalties>) =
+            outcomes.into_iter().filter(|(suspects, _)| !suspects.is_empty()).unzip();
+        let Some(lapse) = penalties.iter().filter_map(Penalties::lapses_at).max() else { return };
+        if lapse.saturating_duration_since(Instant::now()) > patience {
+            tracing::info!("residual suspects not re-tested: the penalties outlast --retest-residual");
+            return;
+        }
+        tokio::time::sleep_until(lapse).await;
+        run_all(suspects, penalties).await;
     };
     let consumer = async {
         while let Some(m) = rx.recv().await {
@@ -64,32 +129,54 @@ pub async fn run(cfg: Arc<MeasureConfig>, jobs: Vec<Job>, concurrency: usize, mu
     tokio::join!(producer, consumer);
 }
 
-/// Measure one endpoint's jobs in order, guarding against residual blocks between them.
-async fn run_group(cfg: Arc<MeasureConfig>, group: Vec<Job>, tx: tokio::sync::mpsc::UnboundedSender<Measurement>) {
-    let mut earlier_block: Option<String> = None;
+/// Resolve each target that endpoint tests will connect to by name, once, `concurrency` at a time.
+async fn resolve_names(cfg: &MeasureConfig, jobs: &[Job], concurrency: usize) -> HashMap<String, Resolved> {
+    let mut names: Vec<&TargetSpec> = jobs.iter().filter(|j| j.test != TestKind::Dns).map(|j| &j.target).collect();
+    names.sort_by(|a, b| a.name.cmp(&b.name));
+    names.dedup_by(|a, b| a.name == b.name);
+    futures::stream::iter(names)
+        .map(|target| async move { resolve(cfg, target).await.map(|r| (target.name.clone(), r)) })
+        .buffer_unordered(concurrency)
+        .filter_map(|resolved| async move { resolved })
+        .collect()
+        .await
+}
+
+/// Measure one server's jobs one after another; returns the residual suspects and the penalties.
+async fn run_group(
+    cfg: &MeasureConfig,
+    resolved: &HashMap<String, Resolved>,
+    group: Vec<Job>,
+    mut penalties: Penalties,
+    window: Duration,
+    tx: UnboundedSender<Measurement>,
+) -> (Vec<Job>, Penalties) {
+    let mut suspects = Vec::new();
     for job in group {
-        let mut m = measure(&cfg, &job.target, job.test).await;
-        guard_residual(&mut m.verdict, earlier_block.as_deref());
-        if m.verdict.status == Status::Blocked && earlier_block.is_none() && triggers_residual(m.verdict.mechanism) {
-            earlier_block = Some(format!("{} {}", job.target.name, job.test.as_str()));
+        let endpoint = transport(job.test, &job.target).map(|transport| (transport, job.target.port));
+        let taint = endpoint.and_then(|e| penalties.taint(e, Instant::now()));
+        let m = measure(cfg, &job.target, job.test, resolved.get(&job.target.name), taint.as_ref()).await;
+        if let Some(endpoint) = endpoint {
+            penalties.record(endpoint, &m, window, Instant::now());
+        }
+        if m.verdict.mechanism == Some(Mechanism::ResidualSuspected) {
+            suspects.push(job);
         }
         let _ = tx.send(m);
     }
+    (suspects, penalties)
 }
 
-/// Group jobs by the endpoint they touch; groups shuffled, jobs in a group in a fixed order.
-fn by_endpoint(jobs: Vec<Job>) -> Vec<Vec<Job>> {
-    let mut groups: HashMap<String, Vec<Job>> = HashMap::new();
+/// Group jobs by the server they reach: DNS per target, endpoint tests per address (or per name
+/// where it did not resolve). Groups shuffled, jobs in a group in a fixed order.
+fn by_server(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<Vec<Job>> {
+    let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
     for job in jobs {
-        let host = job.target.address.map(|a| a.to_string()).unwrap_or_else(|| job.target.domain.clone());
-        let key = match job.test {
-            TestKind::Dns => format!("dns {}", job.target.name),
-            TestKind::Tcp | TestKind::Tls | TestKind::Tor => format!("tcp {host}:{}", job.target.port),
-            TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => format!("udp {host}:{}", job.target.port),
-            TestKind::Openvpn => match job.target.transport {
-                Some(vantage_measurement::Transport::Tcp) => format!("tcp {host}:{}", job.target.port),
-                _ => format!("udp {host}:{}", job.target.port),
-            },
+        let address: Option<IpAddr> = job.target.address.or_else(|| resolved.get(&job.target.name).and_then(|r| r.address));
+        let key = match (job.test, address) {
+            (TestKind::Dns, _) => format!("dns {}", job.target.name),
+            (_, Some(ip)) => format!("server {ip}"),
+            (_, None) => format!("unresolved {}", job.target.name),
         };
         groups.entry(key).or_default().push(job);
     }
@@ -101,42 +188,60 @@ fn by_endpoint(jobs: Vec<Job>) -> Vec<Vec<Job>> {
     groups
 }
 
-/// Only blocks triggered by what a flow *said* (a name, content) start a residual penalty; a bare
-/// SYN or datagram to a blocked address can't, so IP blocks don't taint the endpoint.
-fn triggers_residual(mechanism: Option<Mechanism>) -> bool {
-    matches!(
-        mechanism,
-        Some(
-            Mechanism::TlsResetAfterClientHello
-                | Mechanism::TlsTimeoutSni
-                | Mechanism::TlsEofAfterClientHello
-                | Mechanism::TlsAlertSni
-                | Mechanism::TlsDataStall
-                | Mechanism::QuicSniBlocked
-        )
-    )
+/// Live residual penalties on one server, per transport.
+#[derive(Debug, Default)]
+struct Penalties {
+    by_transport: HashMap<Transport, Penalty>,
 }
 
-/// A `blocked` after an earlier `blocked` on the same endpoint may be the censor's residual
-/// block of the earlier trigger, not a block of its own.
-fn guard_residual(verdict: &mut Verdict, earlier_block: Option<&str>) {
-    let Some(earlier) = earlier_block else { return };
-    if verdict.status != Status::Blocked {
-        return;
+/// A trigger's penalty on one server and transport.
+#[derive(Debug)]
+struct Penalty {
+    /// `<target> <test>` of the trigger.
+    trigger: String,
+    port: u16,
+    at: Instant,
+    until: Instant,
+}
+
+impl Penalties {
+    /// The penalty that may explain a failure on `(transport, port)` now, if one is live.
+    fn taint(&self, (transport, port): (Transport, u16), now: Instant) -> Option<ResidualTaint> {
+        let penalty = self.by_transport.get(&transport).filter(|p| now < p.until)?;
+        Some(ResidualTaint {
+            trigger: penalty.trigger.clone(),
+            same_port: penalty.port == port,
+            seconds_ago: now.saturating_duration_since(penalty.at).as_secs(),
+        })
     }
-    let original = verdict.mechanism.map(Mechanism::as_str).unwrap_or("other");
-    verdict.status = Status::Inconclusive;
-    verdict.mechanism = Some(Mechanism::ResidualSuspected);
-    verdict.evidence.push(format!(
-        "looked like {original}, but {earlier} was blocked on the same endpoint earlier in this run; \
-         censors keep blocking the (client, server, port) tuple for 90-180 s after a trigger"
-    ));
+
+    /// Start (or restart) a penalty when `m` was blocked by what it said.
+    fn record(&mut self, (transport, port): (Transport, u16), m: &Measurement, window: Duration, now: Instant) {
+        if m.verdict.status == Status::Blocked && m.verdict.mechanism.is_some_and(triggers_residual) {
+            let trigger = format!("{} {}", m.target.name, m.test.as_str());
+            self.by_transport.insert(transport, Penalty { trigger, port, at: now, until: now + window });
+        }
+    }
+
+    /// When the last live penalty lapses.
+    fn lapses_at(&self) -> Option<Instant> {
+        self.by_transport.values().map(|p| p.until).max()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::targets;
+    use vantage_measurement::{Verdict, example};
+
+    fn resolved_to(names: &[(&str, &str)]) -> HashMap<String, Resolved> {
+        let lookup = example::tls_reset(chrono::Utc::now()).observations[0].clone();
+        names
+            .iter()
+            .map(|(name, ip)| (name.to_string(), Resolved { address: ip.parse().ok(), observation: lookup.clone() }))
+            .collect()
+    }
 
     #[test]
     fn plan_expands_and_filters() {
@@ -152,40 +257,54 @@ mod tests {
     }
 
     #[test]
-    fn jobs_on_one_endpoint_share_a_group_in_a_fixed_order() {
+    fn names_that_resolve_to_one_address_share_a_group_in_a_fixed_order() {
         let ts = targets::parse(
-            "[[target]]\nname='b'\ndomain='b.example'\naddress='192.0.2.1'\n\
-             [[target]]\nname='a'\ndomain='a.example'\naddress='192.0.2.1'\n",
+            "[[target]]\nname='b'\ndomain='b.example'\n[[target]]\nname='a'\ndomain='a.example'\n\
+             [[target]]\nname='c'\ndomain='c.example'\n",
             "t",
         )
         .expect("valid");
-        let groups = by_endpoint(plan(&ts, None));
-        // tcp+tls of both targets share 192.0.2.1:443/tcp; quic has its own; dns is per target.
-        assert_eq!(groups.len(), 4);
-        let tcp = groups.iter().find(|g| g.len() == 4).expect("the tcp group");
-        let order: Vec<(TestKind, &str)> = tcp.iter().map(|j| (j.test, j.target.name.as_str())).collect();
-        assert_eq!(order, [(TestKind::Tcp, "a"), (TestKind::Tcp, "b"), (TestKind::Tls, "a"), (TestKind::Tls, "b")]);
+        let resolved = resolved_to(&[("a", "192.0.2.1"), ("b", "192.0.2.1"), ("c", "192.0.2.9")]);
+        let groups = by_server(plan(&ts, None), &resolved);
+        // Two servers (all endpoint tests of a and b on one), and one DNS group per target.
+        assert_eq!(groups.len(), 5);
+        let shared = groups.iter().find(|g| g.len() == 6).expect("a and b share 192.0.2.1");
+        let order: Vec<(TestKind, &str)> = shared.iter().map(|j| (j.test, j.target.name.as_str())).collect();
+        let expected = [TestKind::Tcp, TestKind::Tls, TestKind::Quic].into_iter().flat_map(|t| [(t, "a"), (t, "b")]);
+        assert_eq!(order, expected.collect::<Vec<_>>());
+    }
+
+    fn blocked(name: &str, test: TestKind, mechanism: Mechanism) -> Measurement {
+        let mut m = example::tls_reset(chrono::Utc::now());
+        m.target.name = name.into();
+        m.test = test;
+        m.verdict = Verdict::new(Status::Blocked, mechanism, Vec::new());
+        m
     }
 
     #[test]
-    fn only_content_triggered_blocks_start_a_penalty() {
-        assert!(triggers_residual(Some(Mechanism::TlsResetAfterClientHello)));
-        assert!(triggers_residual(Some(Mechanism::QuicSniBlocked)));
-        assert!(!triggers_residual(Some(Mechanism::TcpTimeout)));
-        assert!(!triggers_residual(Some(Mechanism::UdpBlocked)));
+    fn a_content_trigger_taints_its_server_for_the_window_on_its_transport() {
+        let mut penalties = Penalties::default();
+        let window = Duration::from_secs(180);
+        let t0 = Instant::now();
+        penalties.record((Transport::Tcp, 443), &blocked("a", TestKind::Tls, Mechanism::TlsResetAfterClientHello), window, t0);
+        let later = t0 + Duration::from_secs(30);
+        let same = penalties.taint((Transport::Tcp, 443), later).expect("live");
+        assert_eq!((same.trigger.as_str(), same.same_port, same.seconds_ago), ("a tls", true, 30));
+        assert!(!penalties.taint((Transport::Tcp, 8443), later).expect("the whole server").same_port);
+        assert_eq!(penalties.taint((Transport::Udp, 443), later), None, "a TCP penalty says nothing about UDP");
+        assert_eq!(penalties.taint((Transport::Tcp, 443), t0 + window), None, "lapsed");
+        assert_eq!(penalties.lapses_at(), Some(t0 + window));
     }
 
     #[test]
-    fn a_second_block_on_a_tainted_endpoint_is_residual_suspected() {
-        let mut v = Verdict::new(Status::Blocked, Mechanism::TlsHandshakeBlocked, Vec::new());
-        guard_residual(&mut v, Some("a tls"));
-        assert_eq!((v.status, v.mechanism), (Status::Inconclusive, Some(Mechanism::ResidualSuspected)));
-        assert!(v.evidence[0].contains("tls.handshake_blocked") && v.evidence[0].contains("a tls"));
-        let mut ok = Verdict::ok();
-        guard_residual(&mut ok, Some("a tls"));
-        assert_eq!(ok.status, Status::Ok);
-        let mut first = Verdict::new(Status::Blocked, Mechanism::TcpReset, Vec::new());
-        guard_residual(&mut first, None);
-        assert_eq!(first.status, Status::Blocked);
+    fn ip_blocks_and_other_verdicts_taint_nothing() {
+        let mut penalties = Penalties::default();
+        let now = Instant::now();
+        penalties.record((Transport::Tcp, 443), &blocked("a", TestKind::Tcp, Mechanism::TcpTimeout), Duration::from_secs(9), now);
+        let mut ok = blocked("b", TestKind::Tls, Mechanism::TlsResetAfterClientHello);
+        ok.verdict = Verdict::ok();
+        penalties.record((Transport::Tcp, 443), &ok, Duration::from_secs(9), now);
+        assert_eq!(penalties.taint((Transport::Tcp, 443), now), None);
     }
 }

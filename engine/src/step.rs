@@ -125,6 +125,20 @@ impl TargetStep {
         }
     }
 
+    /// The endpoint the step contacts (`None` for DNS).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        match self {
+            Self::Dns { .. } => None,
+            Self::Tcp { addr }
+            | Self::Tls { addr, .. }
+            | Self::Quic { addr, .. }
+            | Self::Openvpn { addr, .. }
+            | Self::Wireguard { addr, .. }
+            | Self::Ikev2 { addr }
+            | Self::Tor { addr } => Some(*addr),
+        }
+    }
+
     /// Run the step as `role`; its observations in order.
     pub async fn run(&self, ctx: &StepContext, role: Role, env: StepEnv<'_>) -> Vec<Observation> {
         match self {

@@ -15,6 +15,7 @@ use vantage_engine::classify::bogon::BogonPolicy;
 use vantage_engine::control::{DohClient, HelperClient};
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::runner::verify::TrustAnchors;
+use vantage_engine::schedule::{DEFAULT_RESIDUAL_WINDOW, ResidualPolicy, Retest};
 
 /// Default DNS-over-HTTPS control resolver.
 pub const DEFAULT_DOH: &str = "https://dns.google/dns-query";
@@ -102,6 +103,15 @@ pub struct RunArgs {
     /// Milliseconds to keep listening after the first DNS reply.
     #[arg(long, default_value_t = DEFAULT_DNS_LINGER_MS)]
     pub dns_linger_ms: u64,
+    /// Seconds a blocked trigger (an SNI, content) taints its server: a later failure there within
+    /// this window is `inconclusive residual.suspected`, not `blocked` (censors keep punishing the
+    /// tuple for 90-180 s).
+    #[arg(long, default_value_t = DEFAULT_RESIDUAL_WINDOW.as_secs(), value_name = "SECS")]
+    pub residual_window: u64,
+    /// At the end of the run, wait for residual penalties to lapse (at most the residual window)
+    /// and measure the suspects again; both measurements are reported.
+    #[arg(long)]
+    pub retest_residual: bool,
     /// Directory for the spool of unsent measurements and the probe key (probe.key, made on first
     /// delivery).
     #[arg(long, env = "VANTAGE_DATA_DIR")]
@@ -235,6 +245,12 @@ pub fn http_client(ca: &[PathBuf], timeout: Duration) -> Result<reqwest::Client,
 }
 
 impl RunArgs {
+    /// How residual penalties are weighed and re-tested.
+    pub fn residual_policy(&self) -> ResidualPolicy {
+        let window = Duration::from_secs(self.residual_window);
+        ResidualPolicy { window, retest: if self.retest_residual { Retest::Within(window) } else { Retest::Never } }
+    }
+
     /// Build the measurement configuration.
     pub fn measure_config(&self, http: &reqwest::Client) -> Result<MeasureConfig, ConfigError> {
         let helper_url = if self.no_helper { None } else { self.helper.as_ref().or(self.collector.as_ref()) };
@@ -243,6 +259,9 @@ impl RunArgs {
         }
         if self.concurrency == 0 || self.concurrency > 256 {
             return Err(flag("concurrency", "must be between 1 and 256"));
+        }
+        if self.residual_window > 3600 {
+            return Err(flag("residual-window", "must be at most 3600 seconds"));
         }
         let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
         Ok(MeasureConfig {

@@ -1,7 +1,10 @@
 //! The classifier: a pure function from observations to a verdict.
 //!
-//! No I/O, no clock. Each test has its own file of rules; `classify` dispatches. Every rule is
-//! tested with table tests named after the scenario it recognises.
+//! No I/O, no clock. Each test has its own file of rules; `classify` dispatches, and [`verdict`]
+//! is the one place a measurement's verdict is decided: every trial classified, the trials
+//! combined, and a block that an earlier trigger's residual penalty explains marked as such (the
+//! scheduler only says which penalty is live; it never rewrites a verdict). Every rule is tested
+//! with table tests named after the scenario it recognises.
 
 pub mod bogon;
 pub mod dns;
@@ -15,7 +18,64 @@ pub mod vpn;
 
 use vantage_measurement::{Mechanism, Observation, Status, TestKind, Trials, Verdict};
 
-/// Decide the verdict of one measurement from all its observations (probe, helper, controls).
+/// A residual penalty that may explain a failure: earlier in this run, a measurement triggered a
+/// block on the same server, and censors keep blocking the (client, server, port) tuple, or the
+/// whole server, for 90-180 s after a trigger.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ResidualTaint {
+    /// The triggering measurement, as `<target> <test>`.
+    pub trigger: String,
+    /// Whether the trigger was on this very port (3-tuple) or another port of the server (2-tuple).
+    pub same_port: bool,
+    /// Seconds since the trigger.
+    pub seconds_ago: u64,
+}
+
+/// The verdict of one endpoint measurement: each trial's probe steps classified with the helper's,
+/// the trials combined, then a block inside a live residual penalty marked `residual.suspected`.
+pub fn verdict(
+    test: TestKind,
+    trials: &[Vec<Observation>],
+    helper: &[Observation],
+    bogons: &bogon::BogonPolicy,
+    taint: Option<&ResidualTaint>,
+) -> Verdict {
+    let verdicts = trials.iter().map(|trial| classify(test, &[trial.as_slice(), helper].concat(), bogons)).collect();
+    let verdict = combine_trials(verdicts);
+    match taint {
+        Some(taint) if verdict.status == Status::Blocked => residual_suspected(verdict, taint),
+        _ => verdict,
+    }
+}
+
+fn residual_suspected(mut verdict: Verdict, taint: &ResidualTaint) -> Verdict {
+    let original = verdict.mechanism.map_or("other", Mechanism::as_str);
+    let tuple = if taint.same_port { "(client, server, port) tuple" } else { "whole server (another port)" };
+    verdict.status = Status::Inconclusive;
+    verdict.mechanism = Some(Mechanism::ResidualSuspected);
+    verdict.evidence.push(format!(
+        "looked like {original}, but {} was blocked on the same server {}s earlier; censors keep blocking the {tuple} \
+         for 90-180 s after a trigger, which alone explains this",
+        taint.trigger, taint.seconds_ago
+    ));
+    verdict
+}
+
+/// Only blocks triggered by what a flow *said* (a name, content) start a residual penalty; a bare
+/// SYN or datagram to a blocked address can't, so IP blocks don't taint the server.
+pub fn triggers_residual(mechanism: Mechanism) -> bool {
+    matches!(
+        mechanism,
+        Mechanism::TlsResetAfterClientHello
+            | Mechanism::TlsTimeoutSni
+            | Mechanism::TlsEofAfterClientHello
+            | Mechanism::TlsAlertSni
+            | Mechanism::TlsDataStall
+            | Mechanism::QuicSniBlocked
+    )
+}
+
+/// Decide the verdict of one set of observations (probe, helper, controls) of one trial.
 pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::BogonPolicy) -> Verdict {
     match test {
         TestKind::Dns => dns::classify(observations, bogons),
@@ -53,8 +113,8 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
     verdict
 }
 
-/// Mechanisms whose only evidence is silence.
-fn is_silence(m: Mechanism) -> bool {
+/// Mechanisms whose only evidence is silence (what packet loss looks like too).
+pub fn is_silence(m: Mechanism) -> bool {
     matches!(m, Mechanism::TcpTimeout | Mechanism::TlsTimeoutSni | Mechanism::QuicSniBlocked | Mechanism::UdpBlocked)
 }
 
@@ -90,6 +150,28 @@ mod tests {
     fn a_reachable_trial_beats_inconclusive_ones() {
         let combined = combine_trials(vec![v(Status::Inconclusive), v(Status::Ok)]);
         assert_eq!((combined.status, combined.trials), (Status::Ok, Some(Trials { blocked: 0, total: 2 })));
+    }
+
+    #[test]
+    fn a_block_inside_a_live_penalty_is_residual_suspected_and_says_why() {
+        let taint = ResidualTaint { trigger: "a tls".into(), same_port: true, seconds_ago: 4 };
+        let blocked = residual_suspected(Verdict::new(Status::Blocked, Mechanism::TcpRefused, Vec::new()), &taint);
+        assert_eq!((blocked.status, blocked.mechanism), (Status::Inconclusive, Some(Mechanism::ResidualSuspected)));
+        let said = &blocked.evidence[0];
+        assert!(said.contains("looked like tcp.refused") && said.contains("a tls") && said.contains("(client, server, port)"));
+        let other_port = ResidualTaint { same_port: false, ..taint };
+        assert!(
+            residual_suspected(Verdict::new(Status::Blocked, Mechanism::TcpTimeout, Vec::new()), &other_port).evidence[0]
+                .contains("whole server")
+        );
+    }
+
+    #[test]
+    fn only_content_triggered_blocks_start_a_penalty() {
+        assert!(triggers_residual(Mechanism::TlsResetAfterClientHello));
+        assert!(triggers_residual(Mechanism::QuicSniBlocked));
+        assert!(!triggers_residual(Mechanism::TcpTimeout));
+        assert!(!triggers_residual(Mechanism::UdpBlocked));
     }
 
     #[test]

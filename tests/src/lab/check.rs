@@ -32,6 +32,8 @@ pub struct Row {
     pub target: String,
     /// The test.
     pub test: TestKind,
+    /// Whether this is the re-test after a residual penalty lapsed (the pair's second measurement).
+    pub retest: bool,
     /// What the file accepts.
     pub expected: Expected,
     /// What the probe concluded (`None`: no measurement came back).
@@ -113,9 +115,10 @@ impl Report {
             if let Some(needle) = r.missing_evidence() {
                 wanted.push_str(&format!(" with evidence mentioning `{needle}`"));
             }
+            let retest = if r.retest { " (re-test)" } else { "" };
             let _ = writeln!(
                 out,
-                "  {}: {} {}: expected `{}`{wanted}, got `{}`{trials}\n      evidence: {}",
+                "  {}: {} {}{retest}: expected `{}`{wanted}, got `{}`{trials}\n      evidence: {}",
                 r.scenario,
                 r.target,
                 r.test.as_str(),
@@ -209,9 +212,15 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
 
 fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
     let mut rows = Vec::new();
-    for t in &scenario.targets {
-        for (test, expected) in &t.expect {
-            let m = measurements.iter().find(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
+    let expectations = scenario.targets.iter().flat_map(|t| {
+        let first = t.expect.iter().map(move |(test, expected)| (t, test, expected, false));
+        first.chain(t.expect_retest.iter().map(move |(test, expected)| (t, test, expected, true)))
+    });
+    for (t, test, expected, retest) in expectations {
+        {
+            let mut of_pair =
+                measurements.iter().filter(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
+            let m = if retest { of_pair.nth(1) } else { of_pair.next() };
             let verdict = m.map(|m| &m["verdict"]);
             let got = verdict.and_then(|v| {
                 let status = Status::parse(v["status"].as_str()?)?;
@@ -228,12 +237,14 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
                 scenario: scenario.name.clone(),
                 target: t.spec.name.clone(),
                 test: *test,
+                retest,
                 expected: expected.clone(),
                 got,
                 trials,
                 expected_trials: t.expect_trials.get(test).copied(),
                 trials_run: if *test == TestKind::Dns { 1 } else { t.spec.trials },
-                expected_evidence: t.expect_evidence.get(test).cloned().unwrap_or_default(),
+                // Evidence is asked of the first measurement; the re-test must simply come out right.
+                expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
                 evidence,
             });
         }
@@ -408,6 +419,7 @@ mod tests {
             scenario: "s".into(),
             target: "blocked".into(),
             test: TestKind::Tls,
+            retest: false,
             expected: Expected(Vec::new()),
             got: Some(Outcome { status: Status::Blocked, mechanism: Some(Mechanism::TlsTimeoutSni) }),
             trials: None,

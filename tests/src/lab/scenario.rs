@@ -19,7 +19,7 @@ use vantage_measurement::{Mechanism, Status, TestKind};
 use super::addr;
 
 /// Keys of a `[[target]]` table that are the lab's, not the probe's.
-const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "server"];
+const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "expect_retest", "server"];
 
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -237,6 +237,8 @@ struct LabKeys {
     #[serde(default)]
     expect_evidence: BTreeMap<String, Vec<String>>,
     #[serde(default)]
+    expect_retest: BTreeMap<String, String>,
+    #[serde(default)]
     server: ServerState,
 }
 
@@ -265,6 +267,9 @@ pub struct LabTarget {
     pub expect_trials: BTreeMap<TestKind, ExpectedTrials>,
     /// Per test, pieces of text the verdict's evidence must contain (each in some line).
     pub expect_evidence: BTreeMap<TestKind, Vec<String>>,
+    /// Per test, the verdict of the re-test after a residual penalty lapsed (the probe's second
+    /// measurement of the pair; the scenario passes `--retest-residual`).
+    pub expect_retest: BTreeMap<TestKind, Expected>,
     /// Whether its servers run.
     pub server: ServerState,
 }
@@ -433,11 +438,16 @@ fn test_kind(name: &str) -> Result<TestKind, String> {
 
 fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
     let whose = |e: String| format!("target `{}`: {e}", spec.name);
-    let mut expect = BTreeMap::new();
-    for (test, text) in &lab.expect {
-        let outcomes = text.split('|').map(Outcome::parse).collect::<Result<Vec<_>, _>>().map_err(whose)?;
-        expect.insert(test_kind(test).map_err(whose)?, Expected(outcomes));
-    }
+    let expectations = |texts: &BTreeMap<String, String>| -> Result<BTreeMap<TestKind, Expected>, String> {
+        let mut expect = BTreeMap::new();
+        for (test, text) in texts {
+            let outcomes = text.split('|').map(Outcome::parse).collect::<Result<Vec<_>, _>>().map_err(whose)?;
+            expect.insert(test_kind(test).map_err(whose)?, Expected(outcomes));
+        }
+        Ok(expect)
+    };
+    let expect = expectations(&lab.expect)?;
+    let expect_retest = expectations(&lab.expect_retest)?;
     if let Some(vpn) = spec.tests.iter().find(|t| TestKind::VPN.contains(t)) {
         return Err(whose(format!("the lab has no {} server yet (dns, tcp, tls and quic only)", vpn.as_str())));
     }
@@ -458,7 +468,7 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
     for (test, needles) in lab.expect_evidence {
         expect_evidence.insert(test_kind(&test).map_err(whose)?, needles);
     }
-    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, server: lab.server })
+    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, expect_retest, server: lab.server })
 }
 
 #[cfg(test)]
