@@ -17,17 +17,17 @@
 //! port reset); data killed after N packets; a lossy path; servers stopped.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use vantage_measurement::{Detail, Measurement, Operation, Role, Status, Vantage, VpnStage};
+use vantage_tests::netns::{Stream, run, run_with_stdin};
 
 #[path = "vpn_servers/network.rs"]
 mod network;
 
-use network::{Lab, build_network, run};
+use network::Lab;
 
 const SERVER: &str = "203.0.113.40";
 const ECHO: &str = "203.0.113.41";
@@ -50,6 +50,11 @@ struct Keys {
     wg_helper_private: String,
 }
 
+/// How long one probe run may take (its timeout is 2 s a step; every target runs at once).
+const PROBE_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a server may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Start every server and the echoes; returns what the targets file must publish.
 fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
     // OpenVPN: a self-signed EC certificate is its own CA (the probe stops before TLS anyway).
@@ -57,7 +62,7 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
     let cert_pem = lab.write("server.pem", &cert.cert.pem())?;
     let key_pem = lab.write("server.key", &cert.signing_key.serialize_pem())?;
     let static_key_path = lab.path("ta.key").display().to_string();
-    run(&["openvpn", "--genkey", "secret", &static_key_path])?;
+    run(None, "openvpn", &["--genkey", "secret", &static_key_path])?;
     let static_key = std::fs::read_to_string(&static_key_path)?;
     let names = ["ovpn-udp-plain", "ovpn-tcp-plain", "ovpn-udp-auth", "ovpn-tcp-auth", "ovpn-udp-crypt", "ovpn-tcp-crypt"];
     for (i, ((_, proto, port, mode), name)) in OPENVPN.iter().zip(names).enumerate() {
@@ -73,33 +78,31 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
              server 198.51.100.{pool} 255.255.255.240\nca {cert_pem}\ncert {cert_pem}\nkey {key_pem}\ndh none\n{wrap}verb 3\n"
         );
         let path = lab.write(&format!("{name}.conf"), &conf)?;
-        lab.spawn(name, "s", &["openvpn", "--config", &path], &[])?;
+        lab.keep(lab.server.spawn(name, "openvpn", &["--config", &path], &[])?);
     }
 
     // WireGuard: the endpoint, a probe peer with a tunnel address, a helper peer without one.
     let genkey = || -> anyhow::Result<(String, String)> {
-        let private = run(&["wg", "genkey"])?.trim().to_string();
-        let mut child = Command::new("wg").arg("pubkey").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, private.as_bytes())?;
-        let public = String::from_utf8(child.wait_with_output()?.stdout)?.trim().to_string();
+        let private = run(None, "wg", &["genkey"])?.trim().to_string();
+        let public = run_with_stdin(None, "wg", &["pubkey"], &private)?.trim().to_string();
         Ok((private, public))
     };
     let (server_private, server_public) = genkey()?;
     let (probe_private, probe_public) = genkey()?;
     let (helper_private, helper_public) = genkey()?;
     let server_key = lab.write("wg-server.key", &server_private)?;
-    lab.spawn("wireguard-go", "s", &["wireguard-go", "-f", wg_if], &[("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")])?;
+    let wireguard_env = [("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")];
+    lab.keep(lab.server.spawn("wireguard-go", "wireguard-go", &["-f", wg_if], &wireguard_env)?);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.exec("s", &["ip", "link", "show", wg_if]).is_err() {
+    while lab.server.ip(&format!("link show {wg_if}")).is_err() {
         if Instant::now() > deadline {
             bail!("wireguard-go did not create {wg_if}: {}", lab.log("wireguard-go"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    lab.exec(
-        "s",
+    lab.server.run(
+        "wg",
         &[
-            "wg",
             "set",
             wg_if,
             "private-key",
@@ -116,9 +119,9 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
             "203.0.113.131/32",
         ],
     )?;
-    lab.exec("s", &["ip", "addr", "add", "203.0.113.129/32", "dev", wg_if])?;
-    lab.exec("s", &["ip", "link", "set", wg_if, "up"])?;
-    lab.exec("s", &["ip", "route", "add", "203.0.113.130/32", "dev", wg_if])?;
+    lab.server.ip(&format!("addr add 203.0.113.129/32 dev {wg_if}"))?;
+    lab.server.ip(&format!("link set {wg_if} up"))?;
+    lab.server.ip(&format!("route add 203.0.113.130/32 dev {wg_if}"))?;
 
     // strongSwan: its own config, vici socket and no routes; one PSK connection.
     let vici = format!("unix://{}", lab.path("charon.vici").display());
@@ -135,12 +138,12 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
              swanctl = /usr/sbin/swanctl --load-all --uri {vici} --file {swanctl_conf}\n  }}\n}}\n"
         ),
     )?;
-    lab.spawn("charon", "s", &["/usr/lib/ipsec/charon"], &[("STRONGSWAN_CONF", &strongswan_conf)])?;
+    lab.keep(lab.server.spawn("charon", "/usr/lib/ipsec/charon", &[] as &[&str], &[("STRONGSWAN_CONF", &strongswan_conf)])?);
 
     // Tor: a relay that publishes nothing and assumes it is reachable (no network to check with).
     let tor_dir = lab.path("tor");
     std::fs::create_dir(&tor_dir)?;
-    run(&["chmod", "700", &tor_dir.display().to_string()])?;
+    std::fs::set_permissions(&tor_dir, std::fs::Permissions::from_mode(0o700))?;
     let torrc = lab.write(
         "torrc",
         &format!(
@@ -149,19 +152,19 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
             tor_dir.display()
         ),
     )?;
-    lab.spawn("tor", "s", &["tor", "-f", &torrc], &[])?;
+    lab.keep(lab.server.spawn("tor", "tor", &["-f", &torrc], &[])?);
 
     // Echoes for the random-bytes control, on the VPN port numbers.
     for port in [1194u16, 1195, 1196, 51820, 500, 4500] {
-        let name: &'static str = Box::leak(format!("echo-udp-{port}").into_boxed_str());
-        lab.spawn(name, "e", &["socat", &format!("UDP4-RECVFROM:{port},bind={ECHO},fork"), "EXEC:cat"], &[])?;
+        let listen = format!("UDP4-RECVFROM:{port},bind={ECHO},fork");
+        lab.keep(lab.echo.spawn(&format!("echo-udp-{port}"), "socat", &[&listen, "EXEC:cat"], &[])?);
     }
     for port in [1194u16, 1195, 1196] {
-        let name: &'static str = Box::leak(format!("echo-tcp-{port}").into_boxed_str());
-        lab.spawn(name, "e", &["socat", &format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr"), "EXEC:cat"], &[])?;
+        let listen = format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr");
+        lab.keep(lab.echo.spawn(&format!("echo-tcp-{port}"), "socat", &[&listen, "EXEC:cat"], &[])?);
     }
     lab.wait_listening(
-        "s",
+        &lab.server,
         &[
             ("udp", 1194),
             ("tcp", 1194),
@@ -176,14 +179,8 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
         ],
     )?;
     // tor opens its ORPort before its TLS context is ready; this line comes after both.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.log("tor").contains("Bootstrapped 0%") {
-        if Instant::now() > deadline {
-            bail!("tor did not start: {}", lab.log("tor"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    lab.wait_listening("e", &[("udp", 1194), ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 1196)])?;
+    lab.wait_for("tor", "Bootstrapped 0%", READY_TIMEOUT)?;
+    lab.wait_listening(&lab.echo, &[("udp", 1194), ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 1196)])?;
     Ok(Keys { static_key, wg_server_public: server_public, wg_probe_private: probe_private, wg_helper_private: helper_private })
 }
 
@@ -220,21 +217,19 @@ fn targets(keys: &Keys) -> String {
 
 /// Run the probe in its namespace on `names` (all targets if empty); measurements by target name.
 fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
-    let probe = vantage_tests::procs::bin("vantage-probe")?;
-    let data_dir = lab.path(&format!("probe-{run_name}"));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("p")])
-        .arg(&probe)
-        .args(["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"])
-        .args(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir"])
-        .arg(&data_dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("probe run {run_name} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let probe = vantage_tests::procs::bin("vantage-probe")?.display().to_string();
+    let data_dir = lab.path(&format!("probe-{run_name}")).display().to_string();
+    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"]
+        .into_iter()
+        .chain(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir", &data_dir]);
+    let mut run = lab.probe.spawn(&format!("vantage-probe ({run_name})"), &probe, &args.collect::<Vec<_>>(), &[])?;
+    let status = run.wait_exit(PROBE_DEADLINE)?;
+    let stdout = run.stream(Stream::Stdout);
+    if !status.success() {
+        bail!("probe run {run_name} failed: {}\n{}", run.stream(Stream::Stderr).join("\n"), stdout.join("\n"));
     }
     let mut by_name = BTreeMap::new();
-    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+    for line in stdout.iter().filter(|l| l.starts_with('{')) {
         let m: Measurement = serde_json::from_str(line).with_context(|| format!("not a measurement: {line}"))?;
         by_name.insert(m.target.name.clone(), m);
     }
@@ -306,47 +301,31 @@ fn check(results: &BTreeMap<String, Measurement>, matrix: &mut Matrix, expected:
 }
 
 fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
-    let _ = lab.exec("c", &["nft", "delete", "table", "inet", "vpncensor"]);
+    let _ = lab.censor.run("nft", &["delete", "table", "inet", "vpncensor"]);
     let mut script =
         String::from("table inet vpncensor {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     for rule in rules {
         script += &format!("    {rule}\n");
     }
     script += "  }\n}\n";
-    let path = lab.write("censor.nft", &script)?;
-    lab.exec("c", &["nft", "-f", &path]).map(|_| ())
+    lab.censor.nft(&script)
 }
 
 #[test]
 fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
-    let mut lab = build_network()?;
+    let mut lab = Lab::build()?;
     let wg_if = format!("wgv{}", std::process::id() % 100_000);
     let keys = start_servers(&mut lab, &wg_if)?;
     let targets_file = lab.write("targets.toml", &targets(&keys))?;
 
     // The collector as test helper, off the censored path.
-    let collector_bin = vantage_tests::procs::bin("vantage-collector")?;
-    let data = lab.path("collector");
-    let mut collector = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("h")])
-        .arg(&collector_bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("{HELPER}:8080"),
-            "--danger-helper-allow-private",
-            "--helper-timeout-secs",
-            "2",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut first = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut first)?;
-    lab.procs.insert("collector", collector);
-    let url = first.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string();
+    let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
+    let data = lab.path("collector").display().to_string();
+    let listen = format!("{HELPER}:8080");
+    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data];
+    lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
+    let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
+    let url = started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string();
 
     // 1. Clean network: every test ok, at the furthest stage it has.
     let clean = probe(&lab, &url, &targets_file, "clean")?;
@@ -436,7 +415,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"],
     )?;
     let lossy = probe(&lab, &url, &targets_file, "lossy")?;
-    let counter = lab.exec("c", &["nft", "list", "chain", "inet", "vpncensor", "forward"])?;
+    let counter = lab.censor.run("nft", &["list", "chain", "inet", "vpncensor", "forward"])?;
     eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
     wrong.extend(check(
         &lossy,
