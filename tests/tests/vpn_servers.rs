@@ -215,7 +215,7 @@ fn targets(keys: &Keys) -> String {
     t
 }
 
-/// Run the probe in its namespace on `names` (all targets if empty); measurements by target name.
+/// Run the probe in its namespace on every target; measurements by target name.
 fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
     let probe = vantage_tests::procs::bin("vantage-probe")?.display().to_string();
     let data_dir = lab.path(&format!("probe-{run_name}")).display().to_string();
@@ -283,23 +283,52 @@ fn label(status: Status, mechanism: Option<&str>) -> String {
     }
 }
 
-fn check(results: &BTreeMap<String, Measurement>, matrix: &mut Matrix, expected: &[(&str, Status, Option<&str>)]) -> Vec<String> {
-    let mut wrong = Vec::new();
-    for (name, status, mechanism) in expected {
-        let Some(m) = results.get(*name) else {
-            matrix.count(name, label(*status, *mechanism), "no measurement".into());
-            wrong.push(format!("{name}: no measurement"));
-            continue;
-        };
-        let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
-        matrix.count(name, label(*status, *mechanism), label(got.0, got.1));
-        if got != (*status, *mechanism) {
-            wrong.push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
-        }
-    }
-    wrong
+/// What every scenario shares: the probe's inputs, and the misses and the confusion matrix so
+/// far. A miss is collected rather than fatal, so one run shows every scenario's row.
+struct Scenarios {
+    collector: String,
+    targets_file: String,
+    matrix: Matrix,
+    wrong: Vec<String>,
 }
 
+impl Scenarios {
+    /// One probe run over every target; measurements by target name.
+    fn probe(&self, lab: &Lab, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
+        probe(lab, &self.collector, &self.targets_file, run_name)
+    }
+
+    /// Count each expected (status, mechanism) in the matrix; note every miss.
+    fn expect(&mut self, results: &BTreeMap<String, Measurement>, expected: &[(&str, Status, Option<&str>)]) {
+        for (name, status, mechanism) in expected {
+            let Some(m) = results.get(*name) else {
+                self.matrix.count(name, label(*status, *mechanism), "no measurement".into());
+                self.wrong.push(format!("{name}: no measurement"));
+                continue;
+            };
+            let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
+            self.matrix.count(name, label(*status, *mechanism), label(got.0, got.1));
+            if got != (*status, *mechanism) {
+                self.wrong
+                    .push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
+            }
+        }
+    }
+
+    /// Print the matrix; fail with every miss.
+    fn finish(self) {
+        println!("{}", self.matrix.render());
+        assert!(
+            self.wrong.is_empty(),
+            "{} scenario(s) wrong:\n{}\n{}",
+            self.wrong.len(),
+            self.wrong.join("\n"),
+            self.matrix.render()
+        );
+    }
+}
+
+/// Replace the censor's rules with `rules` (none: no censor).
 fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
     let _ = lab.censor.run("nft", &["delete", "table", "inet", "vpncensor"]);
     let mut script =
@@ -311,26 +340,20 @@ fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
     lab.censor.nft(&script)
 }
 
-#[test]
-fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
-    let mut lab = Lab::build()?;
-    let wg_if = format!("wgv{}", std::process::id() % 100_000);
-    let keys = start_servers(&mut lab, &wg_if)?;
-    let targets_file = lab.write("targets.toml", &targets(&keys))?;
-
-    // The collector as test helper, off the censored path.
+/// The collector as test helper, off the censored path; returns its URL.
+fn start_collector(lab: &mut Lab) -> anyhow::Result<String> {
     let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
     let data = lab.path("collector").display().to_string();
     let listen = format!("{HELPER}:8080");
     let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data];
     lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
     let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
-    let url = started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string();
+    Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
+}
 
-    // 1. Clean network: every test ok, at the furthest stage it has.
-    let clean = probe(&lab, &url, &targets_file, "clean")?;
-    let mut wrong = Vec::new();
-    let mut matrix = Matrix::default();
+/// 1. Clean network: every test ok, at the furthest stage it has.
+fn clean_network(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
+    let clean = scenarios.probe(lab, "clean")?;
     for (name, want) in [
         ("openvpn-udp-plain", VpnStage::Handshake),
         ("openvpn-tcp-plain", VpnStage::Handshake),
@@ -345,17 +368,26 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     ] {
         match clean.get(name) {
             Some(m) if m.verdict.status == Status::Ok && stage(m) == Some(want) => {
-                matrix.count(name, "ok".into(), "ok".into());
+                scenarios.matrix.count(name, "ok".into(), "ok".into());
             }
             Some(m) => {
-                matrix.count(name, "ok".into(), label(m.verdict.status, m.verdict.mechanism.map(|x| x.as_str())));
-                wrong.push(format!("clean {name}: {:?} stage {:?}, {:?}", m.verdict.status, stage(m), m.verdict.evidence));
+                scenarios.matrix.count(name, "ok".into(), label(m.verdict.status, m.verdict.mechanism.map(|x| x.as_str())));
+                scenarios.wrong.push(format!(
+                    "clean {name}: {:?} stage {:?}, {:?}",
+                    m.verdict.status,
+                    stage(m),
+                    m.verdict.evidence
+                ));
             }
-            None => wrong.push(format!("clean {name}: no measurement")),
+            None => scenarios.wrong.push(format!("clean {name}: no measurement")),
         }
     }
-    // charon here accepts ECP-256 only: it names that group in INVALID_KE_PAYLOAD to our first
-    // (Curve25519) share, and the probe retries with it; both exchanges are recorded.
+    Ok(clean)
+}
+
+/// charon here accepts ECP-256 only: it names that group in INVALID_KE_PAYLOAD to our first
+/// (Curve25519) share, and the probe retries with it; both exchanges are recorded.
+fn ike_retries_with_the_group_charon_names(clean: &BTreeMap<String, Measurement>) {
     let ike_replies: Vec<Option<&str>> = clean
         .get("ikev2-500")
         .map(|m| m.observations.iter())
@@ -368,10 +400,12 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         })
         .collect();
     assert_eq!(ike_replies, [Some("notify:INVALID_KE_PAYLOAD"), Some("sa_init_response")]);
+}
 
-    // 2. A censor with one rule per behaviour; unlisted targets must stay ok.
+/// 2. A censor with one rule per behaviour; unlisted targets must stay ok.
+fn one_rule_per_behaviour(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
     nft(
-        &lab,
+        lab,
         &[
             "udp dport 1194 drop",
             "tcp dport 1195 reject with tcp reset",
@@ -381,10 +415,9 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             "tcp dport 9001 reject with tcp reset",
         ],
     )?;
-    let censored = probe(&lab, &url, &targets_file, "censored")?;
-    wrong.extend(check(
+    let censored = scenarios.probe(lab, "censored")?;
+    scenarios.expect(
         &censored,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
             ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
@@ -397,29 +430,30 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("openvpn-udp-tls-auth", Status::Ok, None),
             ("openvpn-tcp-tls-crypt", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(censored)
+}
 
-    // 3. Handshake allowed, then the flow killed after 3 packets from the probe.
-    nft(&lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
-    let stalled = probe(&lab, &url, &targets_file, "stalled")?;
-    wrong.extend(check(
-        &stalled,
-        &mut matrix,
-        &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)],
-    ));
+/// 3. Handshake allowed, then the flow killed after 3 packets from the probe.
+fn data_killed_after_the_handshake(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<()> {
+    nft(lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
+    let stalled = scenarios.probe(lab, "stalled")?;
+    scenarios.expect(&stalled, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]);
+    Ok(())
+}
 
-    // 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
-    //    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
+/// 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
+///    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
+fn lossy_path(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<()> {
     nft(
-        &lab,
+        lab,
         &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"],
     )?;
-    let lossy = probe(&lab, &url, &targets_file, "lossy")?;
+    let lossy = scenarios.probe(lab, "lossy")?;
     let counter = lab.censor.run("nft", &["list", "chain", "inet", "vpncensor", "forward"])?;
     eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
-    wrong.extend(check(
+    scenarios.expect(
         &lossy,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Ok, None),
             ("openvpn-udp-tls-auth", Status::Ok, None),
@@ -428,17 +462,19 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("ikev2-500", Status::Ok, None),
             ("ikev2-4500", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(())
+}
 
-    // 5. Servers stopped (benign): down, never blocked.
-    nft(&lab, &[])?;
+/// 5. Servers stopped (benign): down, never blocked.
+fn servers_stopped(lab: &mut Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
+    nft(lab, &[])?;
     for name in ["ovpn-udp-plain", "ovpn-tcp-crypt", "wireguard-go", "charon", "tor"] {
         lab.stop(name);
     }
-    let stopped = probe(&lab, &url, &targets_file, "stopped")?;
-    wrong.extend(check(
+    let stopped = scenarios.probe(lab, "stopped")?;
+    scenarios.expect(
         &stopped,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Down, Some("control.failed")),
             ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
@@ -448,17 +484,38 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("tor", Status::Down, Some("control.failed")),
             ("openvpn-udp-tls-auth", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(stopped)
+}
 
-    // Keys never reach a measurement.
-    for m in clean.values().chain(censored.values()).chain(stopped.values()) {
+/// Keys never reach a measurement.
+fn no_key_in_any_measurement(keys: &Keys, runs: [&BTreeMap<String, Measurement>; 3]) {
+    for m in runs.into_iter().flat_map(BTreeMap::values) {
         let line = m.to_json_line();
         for secret in [&keys.wg_probe_private, &keys.wg_helper_private] {
             assert!(!line.contains(secret.as_str()), "{} leaks a private key", m.target.name);
         }
         assert!(!line.contains("OpenVPN Static key"), "{} leaks the static key", m.target.name);
     }
-    println!("{}", matrix.render());
-    assert!(wrong.is_empty(), "{} scenario(s) wrong:\n{}\n{}", wrong.len(), wrong.join("\n"), matrix.render());
+}
+
+#[test]
+fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
+    let mut lab = Lab::build()?;
+    let wg_if = format!("wgv{}", std::process::id() % 100_000);
+    let keys = start_servers(&mut lab, &wg_if)?;
+    let targets_file = lab.write("targets.toml", &targets(&keys))?;
+    let collector = start_collector(&mut lab)?;
+    let mut scenarios = Scenarios { collector, targets_file, matrix: Matrix::default(), wrong: Vec::new() };
+
+    let clean = clean_network(&lab, &mut scenarios)?;
+    ike_retries_with_the_group_charon_names(&clean);
+    let censored = one_rule_per_behaviour(&lab, &mut scenarios)?;
+    data_killed_after_the_handshake(&lab, &mut scenarios)?;
+    lossy_path(&lab, &mut scenarios)?;
+    let stopped = servers_stopped(&mut lab, &mut scenarios)?;
+
+    no_key_in_any_measurement(&keys, [&clean, &censored, &stopped]);
+    scenarios.finish();
     Ok(())
 }
