@@ -43,16 +43,11 @@ impl Topology {
     }
 
     fn build(stem: &str) -> anyhow::Result<Topology> {
-        let namespace = |role: &str| -> anyhow::Result<Netns> {
-            let ns = Netns::create(stem, role)?;
-            ns.disable_ipv6()?;
-            Ok(ns)
-        };
         let topo = Topology {
-            probe: namespace("probe")?,
-            censor: namespace("censor")?,
-            internet: namespace("internet")?,
-            helper: namespace("helper")?,
+            probe: Netns::create_ipv4_only(stem, "probe")?,
+            censor: Netns::create_ipv4_only(stem, "censor")?,
+            internet: Netns::create_ipv4_only(stem, "internet")?,
+            helper: Netns::create_ipv4_only(stem, "helper")?,
         };
         let (p, c, i, h) = (&topo.probe, &topo.censor, &topo.internet, &topo.helper);
         veth(p, ifname::PROBE, c, ifname::CENSOR_TO_PROBE)?;

@@ -93,6 +93,14 @@ impl Netns {
         Ok(ns)
     }
 
+    /// [`Netns::create`], IPv4 only: no link-local IPv6 addresses, router solicitations or a
+    /// second address plan.
+    pub fn create_ipv4_only(stem: &str, role: &str) -> anyhow::Result<Netns> {
+        let ns = Netns::create(stem, role)?;
+        ns.sysctl(&["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])?;
+        Ok(ns)
+    }
+
     /// Its name, for `ip netns exec NAME` and `ip -n NAME`.
     pub fn name(&self) -> &str {
         &self.name
@@ -115,11 +123,6 @@ impl Netns {
         let mut args = vec!["-qw"];
         args.extend_from_slice(settings);
         self.run("sysctl", &args).map(drop)
-    }
-
-    /// IPv4 only: no link-local IPv6 addresses, router solicitations or a second address plan.
-    pub fn disable_ipv6(&self) -> anyhow::Result<()> {
-        self.sysctl(&["net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"])
     }
 
     /// Route IPv4 between its interfaces.

@@ -31,12 +31,9 @@ impl Topology {
     }
 
     fn build(stem: &str) -> anyhow::Result<Topology> {
-        let namespace = |role: &str| -> anyhow::Result<Netns> {
-            let ns = Netns::create(stem, role)?;
-            ns.disable_ipv6()?;
-            Ok(ns)
-        };
-        let (a, b, c) = (namespace("a")?, namespace("b")?, namespace("c")?);
+        let a = Netns::create_ipv4_only(stem, "a")?;
+        let b = Netns::create_ipv4_only(stem, "b")?;
+        let c = Netns::create_ipv4_only(stem, "c")?;
         veth(&a, "eth0", &b, B_TO_A)?;
         veth(&b, "server0", &c, "eth0")?;
         a.add_address("eth0", CLIENT, 24)?;

@@ -60,30 +60,32 @@ impl Lab {
         veth(c, "ce", e, "ec")?;
         veth(s, "sh", h, "hs")?;
 
-        p.ip("addr add 198.51.100.2/24 dev pc")?;
-        p.ip("route add default via 198.51.100.1")?;
-
-        c.ip("addr add 198.51.100.1/24 dev cp")?;
-        c.ip("addr add 203.0.113.1/32 dev cs")?;
-        c.ip("addr add 203.0.113.2/32 dev ce")?;
-        c.ip("route add 203.0.113.40/32 dev cs")?;
-        c.ip("route add 203.0.113.60/32 via 203.0.113.40 dev cs")?;
-        c.ip("route add 203.0.113.41/32 dev ce")?;
-        c.enable_forwarding()?;
-
-        s.ip("addr add 203.0.113.40/32 dev sc")?;
-        s.ip("route add 203.0.113.1/32 dev sc")?;
-        s.ip("route add default via 203.0.113.1 dev sc")?;
-        s.ip("route add 203.0.113.60/32 dev sh")?;
-        s.enable_forwarding()?;
-
-        e.ip("addr add 203.0.113.41/32 dev ec")?;
-        e.ip("route add 203.0.113.2/32 dev ec")?;
-        e.ip("route add default via 203.0.113.2 dev ec")?;
-
-        h.ip("addr add 203.0.113.60/32 dev hs")?;
-        h.ip("route add 203.0.113.40/32 dev hs")?;
-        h.ip("route add default via 203.0.113.40 dev hs")?;
+        let plan = [
+            (p, "addr add 198.51.100.2/24 dev pc"),
+            (p, "route add default via 198.51.100.1"),
+            (c, "addr add 198.51.100.1/24 dev cp"),
+            (c, "addr add 203.0.113.1/32 dev cs"),
+            (c, "addr add 203.0.113.2/32 dev ce"),
+            (c, "route add 203.0.113.40/32 dev cs"),
+            (c, "route add 203.0.113.60/32 via 203.0.113.40 dev cs"),
+            (c, "route add 203.0.113.41/32 dev ce"),
+            (s, "addr add 203.0.113.40/32 dev sc"),
+            (s, "route add 203.0.113.1/32 dev sc"),
+            (s, "route add default via 203.0.113.1 dev sc"),
+            (s, "route add 203.0.113.60/32 dev sh"),
+            (e, "addr add 203.0.113.41/32 dev ec"),
+            (e, "route add 203.0.113.2/32 dev ec"),
+            (e, "route add default via 203.0.113.2 dev ec"),
+            (h, "addr add 203.0.113.60/32 dev hs"),
+            (h, "route add 203.0.113.40/32 dev hs"),
+            (h, "route add default via 203.0.113.40 dev hs"),
+        ];
+        for (ns, command) in plan {
+            ns.ip(command)?;
+        }
+        for router in [c, s] {
+            router.enable_forwarding()?;
+        }
         Ok(lab)
     }
 
