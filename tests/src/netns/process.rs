@@ -117,7 +117,7 @@ impl Daemon {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {name} (is {program} installed? tests/install-deps.sh)"))?;
+            .with_context(|| format!("cannot start {name}"))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let streams = [
