@@ -3,12 +3,16 @@
 //! - [`pki`]: a throwaway CA that issues a certificate for whatever SNI a client sends;
 //! - [`servers`]: TLS and QUIC servers that accept any SNI, a DNS responder that can also play an
 //!   on-path injector, and an SNI-filtering proxy that resets connections like a censor;
-//! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would.
+//! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would;
+//! - [`netns`]: network namespaces, veth links and the programs run inside them, for the tests
+//!   that need a real network (the censorship [`lab`], the censor tools', the VPN servers').
 //!
-//! Everything listens on 127.0.0.1 port 0; nothing here contacts another host.
+//! Everything listens on 127.0.0.1 port 0 or inside namespaces the tests create; nothing here
+//! contacts another host.
 
 pub mod censor;
 pub mod lab;
+pub mod netns;
 pub mod pki;
 pub mod procs;
 pub mod servers;

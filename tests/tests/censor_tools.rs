@@ -27,6 +27,7 @@ use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 const CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
 const CENSOR_PROBE_SIDE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 1);
+const CENSOR_SERVER_SIDE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 1);
 const SERVER: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 2);
 /// An address in C where nothing listens on port 53: any DNS answer from it is injected.
 const BLACKHOLE: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 3);
@@ -41,7 +42,8 @@ const ZONE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x80);
 /// How long the honest resolver "recurses" before answering, as a real one would.
 const RESOLVER_DELAY: Duration = Duration::from_millis(30);
 
-use lab::{Censor, Topology, in_ns};
+use lab::{B_TO_A, TUN, Topology, censor};
+use vantage_tests::netns::{Netns, Stream};
 
 // ---------------------------------------------------------------- DNS injection
 
@@ -49,8 +51,8 @@ use lab::{Censor, Topology, in_ns};
 struct Resolver(Arc<AtomicBool>);
 
 impl Resolver {
-    fn start(ns: &str) -> anyhow::Result<Resolver> {
-        let socket = in_ns(ns, || UdpSocket::bind((SERVER, 53)))?;
+    fn start(ns: &Netns) -> anyhow::Result<Resolver> {
+        let socket = ns.enter(|| UdpSocket::bind((SERVER, 53)))?;
         socket.set_read_timeout(Some(Duration::from_millis(100)))?;
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
@@ -133,9 +135,9 @@ fn dns_inject_races_the_real_resolver_and_answers_for_a_blackhole() -> anyhow::R
     let topo = Topology::create()?;
     let _resolver = Resolver::start(&topo.c)?;
     let forged = FORGED.to_string();
-    let _a = Censor::start(&topo.b, &["dns-inject", "--iface", &topo.b_to_a, "--name", "blocked.example", "--answer", &forged])?;
-    let _nx = Censor::start(&topo.b, &["dns-inject", "--iface", &topo.b_to_a, "--name", "nx.example", "--answer", "nxdomain"])?;
-    let client = in_ns(&topo.a, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
+    let _a = censor(&topo.b, &["dns-inject", "--iface", B_TO_A, "--name", "blocked.example", "--answer", &forged])?;
+    let _nx = censor(&topo.b, &["dns-inject", "--iface", B_TO_A, "--name", "nx.example", "--answer", "nxdomain"])?;
+    let client = topo.a.enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
     let server: SocketAddr = (SERVER, 53).into();
 
     // A listed name: the forged answer first, then the real one, both "from" the resolver.
@@ -182,10 +184,7 @@ async fn quic_sni_drop_drops_listed_initials_and_forwards_the_rest() -> anyhow::
     let ca = Arc::new(vantage_tests::pki::TestCa::new("lab server CA")?);
     let _server = quic_tls::quic_server(&topo.c, ca.clone()).await?;
     let _resolver = Resolver::start(&topo.c)?;
-    let censor = Censor::start(
-        &topo.b,
-        &["quic-sni-drop", "--tun", &topo.tun, "--probe-iface", &topo.b_to_a, "--name", "blocked.example"],
-    )?;
+    let sni_drop = censor(&topo.b, &["quic-sni-drop", "--tun", TUN, "--probe-iface", B_TO_A, "--name", "blocked.example"])?;
 
     // The control SNI completes through the TUN; the listed one, and its subdomain, time out.
     quic_tls::quic_handshake(&topo.a, &ca, "example.org").await.context("control SNI through the filter")?;
@@ -196,20 +195,20 @@ async fn quic_sni_drop_drops_listed_initials_and_forwards_the_rest() -> anyhow::
         }
     }
     // Other UDP goes through the TUN too, and is forwarded.
-    let client = in_ns(&topo.a, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
+    let client = topo.a.enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
     let r = ask(&client, SERVER, "open.example", RecordType::A, 7)?;
     ensure!(r.len() == 1, "DNS through the TUN: {r:#?}");
 
-    let log = censor.stderr();
+    let log = sni_drop.stream(Stream::Stderr);
     assert!(log.iter().any(|l| l.contains("dropped QUIC Initial") && l.contains("\"blocked.example\"")), "{log:#?}");
     assert!(log.iter().any(|l| l.contains("forwarded QUIC Initial") && l.contains("\"example.org\"")), "{log:#?}");
     // The rule is gone once the censor stops.
-    drop(censor);
-    let rules = lab::output("ip", &["-n", &topo.b, "rule", "show"])?;
+    drop(sni_drop);
+    let rules = topo.b.run("ip", &["rule", "show"])?;
     assert!(!rules.contains("ipproto"), "rule left behind:\n{rules}");
 
     // With --all-initials even the control SNI is dropped; other UDP still passes.
-    let _all = Censor::start(&topo.b, &["quic-sni-drop", "--tun", &topo.tun, "--probe-iface", &topo.b_to_a, "--all-initials"])?;
+    let _all = censor(&topo.b, &["quic-sni-drop", "--tun", TUN, "--probe-iface", B_TO_A, "--all-initials"])?;
     match quic_tls::quic_handshake(&topo.a, &ca, "example.org").await {
         Err(e) if e.to_string().contains("timed out") => {}
         other => bail!("--all-initials: want a handshake timeout, got {other:?}"),
@@ -235,16 +234,12 @@ async fn mitm_intercepts_listed_snis_with_the_censor_ca_and_splices_the_rest() -
     let listen = format!("{CENSOR_PROBE_SIDE}:8443");
     let rules = format!(
         "table ip vantage_mitm {{\n chain pre {{\n  type nat hook prerouting priority dstnat; policy accept;\n  \
-         iifname \"{}\" ip daddr {SERVER} tcp dport 443 dnat to {listen}\n }}\n}}\n",
-        topo.b_to_a
+         iifname \"{B_TO_A}\" ip daddr {SERVER} tcp dport 443 dnat to {listen}\n }}\n}}\n"
     );
-    let rules_file = dir.path().join("dnat.nft");
-    std::fs::write(&rules_file, rules)?;
-    lab::output("ip", &["netns", "exec", &topo.b, "nft", "-f", &rules_file.display().to_string()])
-        .context("nft DNAT in the censor namespace (is nftables installed?)")?;
+    topo.b.nft(&rules).context("nft DNAT in the censor namespace (is nftables installed?)")?;
     let ca_dir = dir.path().display().to_string();
     let upstream = format!("{SERVER}:443");
-    let _mitm = Censor::start(
+    let _mitm = censor(
         &topo.b,
         &["mitm", "--listen", &listen, "--upstream", &upstream, "--ca-dir", &ca_dir, "--intercept", "blocked.example"],
     )?;

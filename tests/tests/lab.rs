@@ -11,8 +11,8 @@
 use std::path::Path;
 
 use vantage_tests::lab::check::{run_all, summary};
-use vantage_tests::lab::netns::{preflight, remove_stale};
 use vantage_tests::lab::scenario::{Kind, Scenario};
+use vantage_tests::lab::topology::{preflight, remove_stale};
 
 /// Scenarios run at once: CI has two cores, and most of a scenario's time is spent waiting
 /// for timeouts, not computing.

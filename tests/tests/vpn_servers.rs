@@ -17,17 +17,17 @@
 //! port reset); data killed after N packets; a lossy path; servers stopped.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use vantage_measurement::{Detail, Measurement, Operation, Role, Status, Vantage, VpnStage};
+use vantage_tests::netns::{Stream, run, run_with_stdin};
 
 #[path = "vpn_servers/network.rs"]
 mod network;
 
-use network::{Lab, build_network, run};
+use network::Lab;
 
 const SERVER: &str = "203.0.113.40";
 const ECHO: &str = "203.0.113.41";
@@ -50,6 +50,11 @@ struct Keys {
     wg_helper_private: String,
 }
 
+/// How long one probe run may take (its timeout is 2 s a step; every target runs at once).
+const PROBE_DEADLINE: Duration = Duration::from_secs(120);
+/// How long a server may take to say it is ready.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// Start every server and the echoes; returns what the targets file must publish.
 fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
     // OpenVPN: a self-signed EC certificate is its own CA (the probe stops before TLS anyway).
@@ -57,7 +62,7 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
     let cert_pem = lab.write("server.pem", &cert.cert.pem())?;
     let key_pem = lab.write("server.key", &cert.signing_key.serialize_pem())?;
     let static_key_path = lab.path("ta.key").display().to_string();
-    run(&["openvpn", "--genkey", "secret", &static_key_path])?;
+    run(None, "openvpn", &["--genkey", "secret", &static_key_path])?;
     let static_key = std::fs::read_to_string(&static_key_path)?;
     let names = ["ovpn-udp-plain", "ovpn-tcp-plain", "ovpn-udp-auth", "ovpn-tcp-auth", "ovpn-udp-crypt", "ovpn-tcp-crypt"];
     for (i, ((_, proto, port, mode), name)) in OPENVPN.iter().zip(names).enumerate() {
@@ -73,33 +78,31 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
              server 198.51.100.{pool} 255.255.255.240\nca {cert_pem}\ncert {cert_pem}\nkey {key_pem}\ndh none\n{wrap}verb 3\n"
         );
         let path = lab.write(&format!("{name}.conf"), &conf)?;
-        lab.spawn(name, "s", &["openvpn", "--config", &path], &[])?;
+        lab.keep(lab.server.spawn(name, "openvpn", &["--config", &path], &[])?);
     }
 
     // WireGuard: the endpoint, a probe peer with a tunnel address, a helper peer without one.
     let genkey = || -> anyhow::Result<(String, String)> {
-        let private = run(&["wg", "genkey"])?.trim().to_string();
-        let mut child = Command::new("wg").arg("pubkey").stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        std::io::Write::write_all(child.stdin.as_mut().context("stdin")?, private.as_bytes())?;
-        let public = String::from_utf8(child.wait_with_output()?.stdout)?.trim().to_string();
+        let private = run(None, "wg", &["genkey"])?.trim().to_string();
+        let public = run_with_stdin(None, "wg", &["pubkey"], &private)?.trim().to_string();
         Ok((private, public))
     };
     let (server_private, server_public) = genkey()?;
     let (probe_private, probe_public) = genkey()?;
     let (helper_private, helper_public) = genkey()?;
     let server_key = lab.write("wg-server.key", &server_private)?;
-    lab.spawn("wireguard-go", "s", &["wireguard-go", "-f", wg_if], &[("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")])?;
+    let wireguard_env = [("WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD", "1")];
+    lab.keep(lab.server.spawn("wireguard-go", "wireguard-go", &["-f", wg_if], &wireguard_env)?);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while lab.exec("s", &["ip", "link", "show", wg_if]).is_err() {
+    while lab.server.ip(&format!("link show {wg_if}")).is_err() {
         if Instant::now() > deadline {
             bail!("wireguard-go did not create {wg_if}: {}", lab.log("wireguard-go"));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    lab.exec(
-        "s",
+    lab.server.run(
+        "wg",
         &[
-            "wg",
             "set",
             wg_if,
             "private-key",
@@ -116,9 +119,9 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
             "203.0.113.131/32",
         ],
     )?;
-    lab.exec("s", &["ip", "addr", "add", "203.0.113.129/32", "dev", wg_if])?;
-    lab.exec("s", &["ip", "link", "set", wg_if, "up"])?;
-    lab.exec("s", &["ip", "route", "add", "203.0.113.130/32", "dev", wg_if])?;
+    lab.server.ip(&format!("addr add 203.0.113.129/32 dev {wg_if}"))?;
+    lab.server.ip(&format!("link set {wg_if} up"))?;
+    lab.server.ip(&format!("route add 203.0.113.130/32 dev {wg_if}"))?;
 
     // strongSwan: its own config, vici socket and no routes; one PSK connection.
     let vici = format!("unix://{}", lab.path("charon.vici").display());
@@ -135,12 +138,12 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
              swanctl = /usr/sbin/swanctl --load-all --uri {vici} --file {swanctl_conf}\n  }}\n}}\n"
         ),
     )?;
-    lab.spawn("charon", "s", &["/usr/lib/ipsec/charon"], &[("STRONGSWAN_CONF", &strongswan_conf)])?;
+    lab.keep(lab.server.spawn("charon", "/usr/lib/ipsec/charon", &[] as &[&str], &[("STRONGSWAN_CONF", &strongswan_conf)])?);
 
     // Tor: a relay that publishes nothing and assumes it is reachable (no network to check with).
     let tor_dir = lab.path("tor");
     std::fs::create_dir(&tor_dir)?;
-    run(&["chmod", "700", &tor_dir.display().to_string()])?;
+    std::fs::set_permissions(&tor_dir, std::fs::Permissions::from_mode(0o700))?;
     let torrc = lab.write(
         "torrc",
         &format!(
@@ -149,19 +152,19 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
             tor_dir.display()
         ),
     )?;
-    lab.spawn("tor", "s", &["tor", "-f", &torrc], &[])?;
+    lab.keep(lab.server.spawn("tor", "tor", &["-f", &torrc], &[])?);
 
     // Echoes for the random-bytes control, on the VPN port numbers.
     for port in [1194u16, 1195, 1196, 51820, 500, 4500] {
-        let name: &'static str = Box::leak(format!("echo-udp-{port}").into_boxed_str());
-        lab.spawn(name, "e", &["socat", &format!("UDP4-RECVFROM:{port},bind={ECHO},fork"), "EXEC:cat"], &[])?;
+        let listen = format!("UDP4-RECVFROM:{port},bind={ECHO},fork");
+        lab.keep(lab.echo.spawn(&format!("echo-udp-{port}"), "socat", &[&listen, "EXEC:cat"], &[])?);
     }
     for port in [1194u16, 1195, 1196] {
-        let name: &'static str = Box::leak(format!("echo-tcp-{port}").into_boxed_str());
-        lab.spawn(name, "e", &["socat", &format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr"), "EXEC:cat"], &[])?;
+        let listen = format!("TCP4-LISTEN:{port},bind={ECHO},fork,reuseaddr");
+        lab.keep(lab.echo.spawn(&format!("echo-tcp-{port}"), "socat", &[&listen, "EXEC:cat"], &[])?);
     }
     lab.wait_listening(
-        "s",
+        &lab.server,
         &[
             ("udp", 1194),
             ("tcp", 1194),
@@ -176,14 +179,8 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
         ],
     )?;
     // tor opens its ORPort before its TLS context is ready; this line comes after both.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !lab.log("tor").contains("Bootstrapped 0%") {
-        if Instant::now() > deadline {
-            bail!("tor did not start: {}", lab.log("tor"));
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    lab.wait_listening("e", &[("udp", 1194), ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 1196)])?;
+    lab.wait_for("tor", "Bootstrapped 0%", READY_TIMEOUT)?;
+    lab.wait_listening(&lab.echo, &[("udp", 1194), ("udp", 51820), ("udp", 500), ("udp", 4500), ("tcp", 1196)])?;
     Ok(Keys { static_key, wg_server_public: server_public, wg_probe_private: probe_private, wg_helper_private: helper_private })
 }
 
@@ -218,23 +215,21 @@ fn targets(keys: &Keys) -> String {
     t
 }
 
-/// Run the probe in its namespace on `names` (all targets if empty); measurements by target name.
+/// Run the probe in its namespace on every target; measurements by target name.
 fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
-    let probe = vantage_tests::procs::bin("vantage-probe")?;
-    let data_dir = lab.path(&format!("probe-{run_name}"));
-    let out = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("p")])
-        .arg(&probe)
-        .args(["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"])
-        .args(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir"])
-        .arg(&data_dir)
-        .output()?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!("probe run {run_name} failed: {}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+    let probe = vantage_tests::procs::bin("vantage-probe")?.display().to_string();
+    let data_dir = lab.path(&format!("probe-{run_name}")).display().to_string();
+    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"]
+        .into_iter()
+        .chain(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir", &data_dir]);
+    let mut run = lab.probe.spawn(&format!("vantage-probe ({run_name})"), &probe, &args.collect::<Vec<_>>(), &[])?;
+    let status = run.wait_exit(PROBE_DEADLINE)?;
+    let stdout = run.stream(Stream::Stdout);
+    if !status.success() {
+        bail!("probe run {run_name} failed: {}\n{}", run.stream(Stream::Stderr).join("\n"), stdout.join("\n"));
     }
     let mut by_name = BTreeMap::new();
-    for line in stdout.lines().filter(|l| l.starts_with('{')) {
+    for line in stdout.iter().filter(|l| l.starts_with('{')) {
         let m: Measurement = serde_json::from_str(line).with_context(|| format!("not a measurement: {line}"))?;
         by_name.insert(m.target.name.clone(), m);
     }
@@ -288,70 +283,77 @@ fn label(status: Status, mechanism: Option<&str>) -> String {
     }
 }
 
-fn check(results: &BTreeMap<String, Measurement>, matrix: &mut Matrix, expected: &[(&str, Status, Option<&str>)]) -> Vec<String> {
-    let mut wrong = Vec::new();
-    for (name, status, mechanism) in expected {
-        let Some(m) = results.get(*name) else {
-            matrix.count(name, label(*status, *mechanism), "no measurement".into());
-            wrong.push(format!("{name}: no measurement"));
-            continue;
-        };
-        let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
-        matrix.count(name, label(*status, *mechanism), label(got.0, got.1));
-        if got != (*status, *mechanism) {
-            wrong.push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
-        }
-    }
-    wrong
+/// What every scenario shares: the probe's inputs, and the misses and the confusion matrix so
+/// far. A miss is collected rather than fatal, so one run shows every scenario's row.
+struct Scenarios {
+    collector: String,
+    targets_file: String,
+    matrix: Matrix,
+    wrong: Vec<String>,
 }
 
+impl Scenarios {
+    /// One probe run over every target; measurements by target name.
+    fn probe(&self, lab: &Lab, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
+        probe(lab, &self.collector, &self.targets_file, run_name)
+    }
+
+    /// Count each expected (status, mechanism) in the matrix; note every miss.
+    fn expect(&mut self, results: &BTreeMap<String, Measurement>, expected: &[(&str, Status, Option<&str>)]) {
+        for (name, status, mechanism) in expected {
+            let Some(m) = results.get(*name) else {
+                self.matrix.count(name, label(*status, *mechanism), "no measurement".into());
+                self.wrong.push(format!("{name}: no measurement"));
+                continue;
+            };
+            let got = (m.verdict.status, m.verdict.mechanism.map(|x| x.as_str()));
+            self.matrix.count(name, label(*status, *mechanism), label(got.0, got.1));
+            if got != (*status, *mechanism) {
+                self.wrong
+                    .push(format!("{name}: expected {status:?} {mechanism:?}, got {got:?}; evidence {:?}", m.verdict.evidence));
+            }
+        }
+    }
+
+    /// Print the matrix; fail with every miss.
+    fn finish(self) {
+        println!("{}", self.matrix.render());
+        assert!(
+            self.wrong.is_empty(),
+            "{} scenario(s) wrong:\n{}\n{}",
+            self.wrong.len(),
+            self.wrong.join("\n"),
+            self.matrix.render()
+        );
+    }
+}
+
+/// Replace the censor's rules with `rules` (none: no censor).
 fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
-    let _ = lab.exec("c", &["nft", "delete", "table", "inet", "vpncensor"]);
+    let _ = lab.censor.run("nft", &["delete", "table", "inet", "vpncensor"]);
     let mut script =
         String::from("table inet vpncensor {\n  chain forward {\n    type filter hook forward priority 0; policy accept;\n");
     for rule in rules {
         script += &format!("    {rule}\n");
     }
     script += "  }\n}\n";
-    let path = lab.write("censor.nft", &script)?;
-    lab.exec("c", &["nft", "-f", &path]).map(|_| ())
+    lab.censor.nft(&script)
 }
 
-#[test]
-fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
-    let mut lab = build_network()?;
-    let wg_if = format!("wgv{}", std::process::id() % 100_000);
-    let keys = start_servers(&mut lab, &wg_if)?;
-    let targets_file = lab.write("targets.toml", &targets(&keys))?;
+/// The collector as test helper, off the censored path; returns its URL.
+fn start_collector(lab: &mut Lab) -> anyhow::Result<String> {
+    let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
+    let data = lab.path("collector").display().to_string();
+    let listen = format!("{HELPER}:8080");
+    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data];
+    lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
+    let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
+    Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
+}
 
-    // The collector as test helper, off the censored path.
-    let collector_bin = vantage_tests::procs::bin("vantage-collector")?;
-    let data = lab.path("collector");
-    let mut collector = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("h")])
-        .arg(&collector_bin)
-        .args([
-            "serve",
-            "--listen",
-            &format!("{HELPER}:8080"),
-            "--danger-helper-allow-private",
-            "--helper-timeout-secs",
-            "2",
-            "--data-dir",
-        ])
-        .arg(&data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut first = String::new();
-    BufReader::new(collector.stdout.take().context("collector stdout")?).read_line(&mut first)?;
-    lab.procs.insert("collector", collector);
-    let url = first.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string();
-
-    // 1. Clean network: every test ok, at the furthest stage it has.
-    let clean = probe(&lab, &url, &targets_file, "clean")?;
-    let mut wrong = Vec::new();
-    let mut matrix = Matrix::default();
+/// 1. Clean network: every test ok, at the furthest stage it has.
+fn clean_network(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
+    let clean = scenarios.probe(lab, "clean")?;
     for (name, want) in [
         ("openvpn-udp-plain", VpnStage::Handshake),
         ("openvpn-tcp-plain", VpnStage::Handshake),
@@ -366,17 +368,26 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     ] {
         match clean.get(name) {
             Some(m) if m.verdict.status == Status::Ok && stage(m) == Some(want) => {
-                matrix.count(name, "ok".into(), "ok".into());
+                scenarios.matrix.count(name, "ok".into(), "ok".into());
             }
             Some(m) => {
-                matrix.count(name, "ok".into(), label(m.verdict.status, m.verdict.mechanism.map(|x| x.as_str())));
-                wrong.push(format!("clean {name}: {:?} stage {:?}, {:?}", m.verdict.status, stage(m), m.verdict.evidence));
+                scenarios.matrix.count(name, "ok".into(), label(m.verdict.status, m.verdict.mechanism.map(|x| x.as_str())));
+                scenarios.wrong.push(format!(
+                    "clean {name}: {:?} stage {:?}, {:?}",
+                    m.verdict.status,
+                    stage(m),
+                    m.verdict.evidence
+                ));
             }
-            None => wrong.push(format!("clean {name}: no measurement")),
+            None => scenarios.wrong.push(format!("clean {name}: no measurement")),
         }
     }
-    // charon here accepts ECP-256 only: it names that group in INVALID_KE_PAYLOAD to our first
-    // (Curve25519) share, and the probe retries with it; both exchanges are recorded.
+    Ok(clean)
+}
+
+/// charon here accepts ECP-256 only: it names that group in INVALID_KE_PAYLOAD to our first
+/// (Curve25519) share, and the probe retries with it; both exchanges are recorded.
+fn ike_retries_with_the_group_charon_names(clean: &BTreeMap<String, Measurement>) {
     let ike_replies: Vec<Option<&str>> = clean
         .get("ikev2-500")
         .map(|m| m.observations.iter())
@@ -389,10 +400,12 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
         })
         .collect();
     assert_eq!(ike_replies, [Some("notify:INVALID_KE_PAYLOAD"), Some("sa_init_response")]);
+}
 
-    // 2. A censor with one rule per behaviour; unlisted targets must stay ok.
+/// 2. A censor with one rule per behaviour; unlisted targets must stay ok.
+fn one_rule_per_behaviour(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
     nft(
-        &lab,
+        lab,
         &[
             "udp dport 1194 drop",
             "tcp dport 1195 reject with tcp reset",
@@ -402,10 +415,9 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             "tcp dport 9001 reject with tcp reset",
         ],
     )?;
-    let censored = probe(&lab, &url, &targets_file, "censored")?;
-    wrong.extend(check(
+    let censored = scenarios.probe(lab, "censored")?;
+    scenarios.expect(
         &censored,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Blocked, Some("vpn.port_blocked")),
             ("openvpn-tcp-tls-auth", Status::Blocked, Some("tcp.refused")),
@@ -418,29 +430,30 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("openvpn-udp-tls-auth", Status::Ok, None),
             ("openvpn-tcp-tls-crypt", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(censored)
+}
 
-    // 3. Handshake allowed, then the flow killed after 3 packets from the probe.
-    nft(&lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
-    let stalled = probe(&lab, &url, &targets_file, "stalled")?;
-    wrong.extend(check(
-        &stalled,
-        &mut matrix,
-        &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)],
-    ));
+/// 3. Handshake allowed, then the flow killed after 3 packets from the probe.
+fn data_killed_after_the_handshake(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<()> {
+    nft(lab, &["ip daddr 203.0.113.40 udp dport 51820 ct original packets > 3 drop"])?;
+    let stalled = scenarios.probe(lab, "stalled")?;
+    scenarios.expect(&stalled, &[("wireguard", Status::Blocked, Some("vpn.data_stall")), ("ikev2-500", Status::Ok, None)]);
+    Ok(())
+}
 
-    // 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
-    //    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
+/// 4. A lossy path (benign): 15% of datagrams to the endpoint lost; retransmits and replaced
+///    echoes must keep every UDP test ok (all four sends lost: 0.05% per target).
+fn lossy_path(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<()> {
     nft(
-        &lab,
+        lab,
         &["ip daddr 203.0.113.40 udp dport { 1194, 1195, 1196, 51820, 500, 4500 } numgen random mod 100 < 15 counter drop"],
     )?;
-    let lossy = probe(&lab, &url, &targets_file, "lossy")?;
-    let counter = lab.exec("c", &["nft", "list", "chain", "inet", "vpncensor", "forward"])?;
+    let lossy = scenarios.probe(lab, "lossy")?;
+    let counter = lab.censor.run("nft", &["list", "chain", "inet", "vpncensor", "forward"])?;
     eprintln!("lossy: {}", counter.lines().find(|l| l.contains("counter")).unwrap_or("?").trim());
-    wrong.extend(check(
+    scenarios.expect(
         &lossy,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Ok, None),
             ("openvpn-udp-tls-auth", Status::Ok, None),
@@ -449,17 +462,19 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("ikev2-500", Status::Ok, None),
             ("ikev2-4500", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(())
+}
 
-    // 5. Servers stopped (benign): down, never blocked.
-    nft(&lab, &[])?;
+/// 5. Servers stopped (benign): down, never blocked.
+fn servers_stopped(lab: &mut Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
+    nft(lab, &[])?;
     for name in ["ovpn-udp-plain", "ovpn-tcp-crypt", "wireguard-go", "charon", "tor"] {
         lab.stop(name);
     }
-    let stopped = probe(&lab, &url, &targets_file, "stopped")?;
-    wrong.extend(check(
+    let stopped = scenarios.probe(lab, "stopped")?;
+    scenarios.expect(
         &stopped,
-        &mut matrix,
         &[
             ("openvpn-udp-plain", Status::Down, Some("control.failed")),
             ("openvpn-tcp-tls-crypt", Status::Down, Some("control.failed")),
@@ -469,17 +484,38 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
             ("tor", Status::Down, Some("control.failed")),
             ("openvpn-udp-tls-auth", Status::Ok, None),
         ],
-    ));
+    );
+    Ok(stopped)
+}
 
-    // Keys never reach a measurement.
-    for m in clean.values().chain(censored.values()).chain(stopped.values()) {
+/// Keys never reach a measurement.
+fn no_key_in_any_measurement(keys: &Keys, runs: [&BTreeMap<String, Measurement>; 3]) {
+    for m in runs.into_iter().flat_map(BTreeMap::values) {
         let line = m.to_json_line();
         for secret in [&keys.wg_probe_private, &keys.wg_helper_private] {
             assert!(!line.contains(secret.as_str()), "{} leaks a private key", m.target.name);
         }
         assert!(!line.contains("OpenVPN Static key"), "{} leaks the static key", m.target.name);
     }
-    println!("{}", matrix.render());
-    assert!(wrong.is_empty(), "{} scenario(s) wrong:\n{}\n{}", wrong.len(), wrong.join("\n"), matrix.render());
+}
+
+#[test]
+fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
+    let mut lab = Lab::build()?;
+    let wg_if = format!("wgv{}", std::process::id() % 100_000);
+    let keys = start_servers(&mut lab, &wg_if)?;
+    let targets_file = lab.write("targets.toml", &targets(&keys))?;
+    let collector = start_collector(&mut lab)?;
+    let mut scenarios = Scenarios { collector, targets_file, matrix: Matrix::default(), wrong: Vec::new() };
+
+    let clean = clean_network(&lab, &mut scenarios)?;
+    ike_retries_with_the_group_charon_names(&clean);
+    let censored = one_rule_per_behaviour(&lab, &mut scenarios)?;
+    data_killed_after_the_handshake(&lab, &mut scenarios)?;
+    lossy_path(&lab, &mut scenarios)?;
+    let stopped = servers_stopped(&mut lab, &mut scenarios)?;
+
+    no_key_in_any_measurement(&keys, [&clean, &censored, &stopped]);
+    scenarios.finish();
     Ok(())
 }

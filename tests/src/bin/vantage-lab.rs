@@ -10,8 +10,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use vantage_tests::lab::check::{run_all, summary};
-use vantage_tests::lab::netns::{preflight, remove_stale};
 use vantage_tests::lab::scenario::Scenario;
+use vantage_tests::lab::topology::{preflight, remove_stale};
 use vantage_tests::lab::world::World;
 use vantage_tests::lab::{addr, bin};
 

@@ -15,9 +15,9 @@ use serde_json::Value;
 use vantage_measurement::{Mechanism, Status, TestKind};
 
 use super::addr;
-use super::process::{Daemon, Stream};
 use super::scenario::{Expected, ExpectedTrials, Kind, Outcome, Scenario};
 use super::world::World;
+use crate::netns::Stream;
 
 /// The longest one probe run may take (trials of timeouts add up; the slowest scenario needs
 /// well under half of this).
@@ -154,7 +154,7 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
         eprintln!("vantage-lab: {} kept in {}", scenario.name, world.dir().display());
     }
     let probe_bin = super::bin("vantage-probe")?.display().to_string();
-    let mut probe = Daemon::spawn("vantage-probe", &world.topo.probe, &probe_bin, &world.probe_args()?, &[])?;
+    let mut probe = world.topo.probe.spawn("vantage-probe", &probe_bin, &world.probe_args()?, &[])?;
     let status = probe.wait_exit(PROBE_DEADLINE)?;
     let stdout = probe.stream(Stream::Stdout);
     let stderr = probe.stream(Stream::Stderr);

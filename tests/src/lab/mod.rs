@@ -17,17 +17,16 @@
 //! namespace, and no route leads out.
 //!
 //! - [`scenario`]: the scenario files (censor rules, targets, expected verdicts);
-//! - [`netns`]: namespaces, links, addresses, and their teardown;
-//! - [`process`]: programs started inside a namespace, with their output and a readiness wait;
+//! - [`topology`]: the four namespaces, their links, addresses and routes (built on
+//!   [`crate::netns`], which also runs the programs inside them and tears everything down);
 //! - [`world`]: one scenario brought up: resolvers, servers, collector, censor;
 //! - [`check`]: run the probe, compare verdicts, search for the probe's address, the matrix.
 //!
 //! Everything here needs root and fails loudly without it: a lab that skips proves nothing.
 
 pub mod check;
-pub mod netns;
-pub mod process;
 pub mod scenario;
+pub mod topology;
 pub mod world;
 
 /// The address plan (IPv4 only; IPv6 is switched off in the lab's namespaces).

@@ -11,10 +11,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use super::netns::{Topology, ip, sysctl};
-use super::process::{Daemon, run, run_with_input};
 use super::scenario::{ResolverMode, Scenario, ServerState, Service};
+use super::topology::Topology;
 use super::{addr, bin};
+use crate::netns::{Daemon, Netns};
 use crate::pki::TestCa;
 
 /// How long a program may take to say it is ready.
@@ -61,19 +61,18 @@ impl World {
 
         let topo = Topology::create()?;
         for command in &scenario.internet.ip {
-            ip(&topo.internet, command)?;
+            topo.internet.ip(command)?;
         }
         if let Some(script) = &scenario.internet.nft {
-            run_with_input(&topo.internet, "nft", &["-f"], script).context("loading the internet's nft script")?;
+            topo.internet.nft(script).context("loading the internet's nft script")?;
         }
         let mut servers = vec![
             (dnsmasq(scenario, &topo.internet, addr::HELPER_RESOLVER, false)?, "started, version"),
             (dnsmasq(scenario, &topo.internet, addr::PROBE_RESOLVER, true)?, "started, version"),
             (lab_server(scenario, &topo.internet, &path)?, "ready"),
         ];
-        let mut collector = Daemon::spawn(
+        let mut collector = topo.helper.spawn(
             "vantage-collector",
-            &topo.helper,
             &bin("vantage-collector")?.display().to_string(),
             &collector_args(&path),
             &[("VANTAGE_LOG", "debug")],
@@ -90,29 +89,29 @@ impl World {
     }
 
     fn censor_up(&mut self) -> anyhow::Result<()> {
-        let (ns, spec) = (self.topo.censor.clone(), self.scenario.censor.clone());
+        let (ns, spec) = (&self.topo.censor, &self.scenario.censor);
         let settings: Vec<&str> = spec.sysctl.iter().map(String::as_str).collect();
         if !settings.is_empty() {
-            sysctl(&ns, &settings)?;
+            ns.sysctl(&settings)?;
         }
         for tool in &spec.run {
             let program = bin(&tool.program).map(|p| p.display().to_string()).unwrap_or_else(|_| tool.program.clone());
             let args: Vec<String> = tool.args.iter().map(|a| a.replace("{dir}", &self.path.display().to_string())).collect();
-            let mut daemon = Daemon::spawn(&tool.program, &ns, &program, &args, &[])?;
+            let mut daemon = ns.spawn(&tool.program, &program, &args, &[])?;
             daemon.wait_for(&tool.ready, READY_TIMEOUT)?;
             self.censors.push(daemon);
         }
         for command in &spec.ip {
-            ip(&ns, command)?;
+            ns.ip(command)?;
         }
         if let Some(script) = &spec.nft {
-            run_with_input(&ns, "nft", &["-f"], script).context("loading the nft script")?;
+            ns.nft(script).context("loading the nft script")?;
         }
         for command in &spec.iptables {
-            run(Some(&ns), "iptables", &command.split_whitespace().collect::<Vec<_>>())?;
+            ns.run("iptables", &command.split_whitespace().collect::<Vec<_>>())?;
         }
         for command in &spec.tc {
-            run(Some(&ns), "tc", &command.split_whitespace().collect::<Vec<_>>())?;
+            ns.run("tc", &command.split_whitespace().collect::<Vec<_>>())?;
         }
         Ok(())
     }
@@ -156,7 +155,7 @@ impl World {
     /// `GET path` from the collector, asked from the helper's namespace.
     pub fn fetch(&self, path: &str) -> anyhow::Result<String> {
         let url = format!("http://{}:{}{path}", addr::HELPER, addr::COLLECTOR_PORT);
-        run(Some(&self.topo.helper), "curl", &["-sS", "--fail", "--max-time", "15", &url])
+        self.topo.helper.run("curl", &["-sS", "--fail", "--max-time", "15", &url])
     }
 }
 
@@ -186,7 +185,7 @@ fn collector_args(dir: &Path) -> Vec<String> {
 /// A dnsmasq on `listen`: authoritative for `.example` with the scenario's records, or (the
 /// probe's, in `servfail` mode) a DNSSEC-validating forwarder whose broken chain of trust makes
 /// every answer SERVFAIL, as a misconfigured ISP resolver does.
-fn dnsmasq(scenario: &Scenario, ns: &str, listen: std::net::Ipv4Addr, for_probe: bool) -> anyhow::Result<Daemon> {
+fn dnsmasq(scenario: &Scenario, ns: &Netns, listen: std::net::Ipv4Addr, for_probe: bool) -> anyhow::Result<Daemon> {
     let mut args: Vec<String> = [
         "--keep-in-foreground",
         "--conf-file=/dev/null",
@@ -217,11 +216,11 @@ fn dnsmasq(scenario: &Scenario, ns: &str, listen: std::net::Ipv4Addr, for_probe:
         args.extend(records.iter().map(|(name, a)| format!("--host-record={name},{a}")));
     }
     let name = if for_probe { "dnsmasq (probe's resolver)" } else { "dnsmasq (helper's resolver)" };
-    Daemon::spawn(name, ns, "dnsmasq", &args, &[])
+    ns.spawn(name, "dnsmasq", &args, &[])
 }
 
 /// `vantage-lab-server` listening on every endpoint a running target needs.
-fn lab_server(scenario: &Scenario, ns: &str, dir: &Path) -> anyhow::Result<Daemon> {
+fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Daemon> {
     let mut endpoints = BTreeSet::new();
     for t in scenario.targets.iter().filter(|t| t.server != ServerState::Down) {
         for (service, a, port) in scenario.endpoints(t) {
@@ -238,5 +237,5 @@ fn lab_server(scenario: &Scenario, ns: &str, dir: &Path) -> anyhow::Result<Daemo
     for (flag, value) in endpoints {
         args.extend([flag.to_string(), value]);
     }
-    Daemon::spawn("vantage-lab-server", ns, &bin("vantage-lab-server")?.display().to_string(), &args, &[])
+    ns.spawn("vantage-lab-server", &bin("vantage-lab-server")?.display().to_string(), &args, &[])
 }

@@ -10,10 +10,10 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject as _;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::task::JoinHandle;
+use vantage_tests::netns::Netns;
 use vantage_tests::pki::{TestCa, server_config};
 
 use super::SERVER;
-use super::lab::in_ns;
 
 /// A server task, aborted on drop.
 pub struct Task(JoinHandle<()>);
@@ -25,8 +25,8 @@ impl Drop for Task {
 }
 
 /// A QUIC server (ALPN h3, any SNI) on SERVER:443 in `ns`.
-pub async fn quic_server(ns: &str, ca: Arc<TestCa>) -> anyhow::Result<Task> {
-    let socket = in_ns(ns, || UdpSocket::bind((SERVER, 443)))?;
+pub async fn quic_server(ns: &Netns, ca: Arc<TestCa>) -> anyhow::Result<Task> {
+    let socket = ns.enter(|| UdpSocket::bind((SERVER, 443)))?;
     let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(ca, &[b"h3"])?)?;
     let config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
     let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), Some(config), socket, Arc::new(quinn::TokioRuntime))?;
@@ -43,8 +43,8 @@ pub async fn quic_server(ns: &str, ca: Arc<TestCa>) -> anyhow::Result<Task> {
 
 /// A QUIC handshake from `ns` to SERVER:443 with `sni`, trusting `ca`, from a fresh port; gives
 /// up after 2 s of silence.
-pub async fn quic_handshake(ns: &str, ca: &TestCa, sni: &str) -> anyhow::Result<()> {
-    let socket = in_ns(ns, || UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
+pub async fn quic_handshake(ns: &Netns, ca: &TestCa, sni: &str) -> anyhow::Result<()> {
+    let socket = ns.enter(|| UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)))?;
     let endpoint = quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime))?;
     let dir = tempfile::tempdir()?;
     let mut tls = client_config(roots(ca, dir.path(), "ca")?);
@@ -59,8 +59,8 @@ pub async fn quic_handshake(ns: &str, ca: &TestCa, sni: &str) -> anyhow::Result<
 }
 
 /// A TLS server on SERVER:443 in `ns` that answers one line with `upstream saw <sni>: <line>`.
-pub async fn tls_echo_server(ns: &str, ca: Arc<TestCa>) -> anyhow::Result<Task> {
-    let listener = in_ns(ns, || {
+pub async fn tls_echo_server(ns: &Netns, ca: Arc<TestCa>) -> anyhow::Result<Task> {
+    let listener = ns.enter(|| {
         let l = TcpListener::bind((SERVER, 443))?;
         l.set_nonblocking(true)?;
         Ok(l)
@@ -87,8 +87,8 @@ pub async fn tls_echo_server(ns: &str, ca: Arc<TestCa>) -> anyhow::Result<Task> 
 
 /// Connect from `ns` to SERVER:443 (DNATed to the MITM), handshake with `sni` trusting only
 /// `roots`, send `ping` and return the line that comes back.
-pub async fn tls_exchange(ns: &str, roots: rustls::RootCertStore, sni: &str) -> anyhow::Result<String> {
-    let tcp = in_ns(ns, || {
+pub async fn tls_exchange(ns: &Netns, roots: rustls::RootCertStore, sni: &str) -> anyhow::Result<String> {
+    let tcp = ns.enter(|| {
         let s = TcpStream::connect_timeout(&SocketAddr::from((SERVER, 443)), Duration::from_secs(3))?;
         s.set_nonblocking(true)?;
         Ok(s)

@@ -2,39 +2,59 @@
 //! is kept (for the privacy search and for failure reports) and that die with their handle.
 //!
 //! `ip netns exec` switches namespace and then `exec`s the program, so the child's pid is the
-//! program's own and killing it needs no process-group tricks.
+//! program's own and signalling it needs no process-group tricks.
 
-use std::io::{BufRead, BufReader, Read};
+use std::ffi::OsStr;
+use std::io::{BufRead, BufReader, Read, Write};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 
 /// The longest a setup command (`ip`, `nft`, `tc`, …) may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// Run `program args` in namespace `ns` (or in the current one with `None`), require success,
-/// and return its stdout.
+/// Run `program args` in namespace `ns` (or in the current one with `None`), require success
+/// within [`COMMAND_TIMEOUT`], and return its stdout.
 pub fn run(ns: Option<&str>, program: &str, args: &[&str]) -> anyhow::Result<String> {
+    run_inner(ns, program, args, None)
+}
+
+/// [`run`] with `stdin` as the program's standard input (an nft script, a key to derive from).
+pub fn run_with_stdin(ns: Option<&str>, program: &str, args: &[&str], stdin: &str) -> anyhow::Result<String> {
+    run_inner(ns, program, args, Some(stdin))
+}
+
+fn run_inner(ns: Option<&str>, program: &str, args: &[&str], stdin: Option<&str>) -> anyhow::Result<String> {
     let shown = format!("{}{program} {}", ns.map(|n| format!("[{n}] ")).unwrap_or_default(), args.join(" "));
-    let child = command(ns, program)
+    let mut child = command(ns, program)
         .args(args)
-        .stdin(Stdio::null())
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("cannot run `{shown}` (is {program} installed? tests/install-deps.sh)"))?;
     let pid = child.id();
+    let input = stdin.map(|s| s.as_bytes().to_vec());
+    let pipe = child.stdin.take();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
+        // Written here, not before the wait: a program that blocks on a full stdout pipe before
+        // reading all its input then meets the timeout instead of hanging the test.
+        if let (Some(mut pipe), Some(input)) = (pipe, input) {
+            let _ = pipe.write_all(&input);
+        }
         let _ = tx.send(child.wait_with_output());
     });
     let out = match rx.recv_timeout(COMMAND_TIMEOUT) {
         Ok(out) => out?,
         Err(_) => {
-            let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
             bail!("`{shown}` did not finish within {COMMAND_TIMEOUT:?}");
         }
     };
@@ -42,23 +62,6 @@ pub fn run(ns: Option<&str>, program: &str, args: &[&str]) -> anyhow::Result<Str
         bail!("`{shown}` failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-/// Run `program` with `stdin` as its input (an nft script) in namespace `ns`.
-pub fn run_with_input(ns: &str, program: &str, args: &[&str], stdin: &str) -> anyhow::Result<()> {
-    let path = std::env::temp_dir().join(format!("vantage-lab-{}-{}.in", std::process::id(), unique()));
-    std::fs::write(&path, stdin)?;
-    let path_str = path.display().to_string();
-    let mut all: Vec<&str> = args.to_vec();
-    all.push(&path_str);
-    let result = run(Some(ns), program, &all);
-    let _ = std::fs::remove_file(&path);
-    result.map(drop)
-}
-
-fn unique() -> u64 {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn command(ns: Option<&str>, program: &str) -> Command {
@@ -81,13 +84,15 @@ pub enum Stream {
     Stderr,
 }
 
-/// A running program; killed (and reaped) when dropped.
+/// A running program; stopped (see [`Daemon::stop`]) and reaped when dropped.
 pub struct Daemon {
     name: String,
     child: Child,
     lines: Arc<Mutex<Vec<(Stream, String)>>>,
     rx: Receiver<String>,
+    readers: Vec<JoinHandle<()>>,
     exited: Option<std::process::ExitStatus>,
+    sigterm_grace: Option<Duration>,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -97,38 +102,55 @@ impl std::fmt::Debug for Daemon {
 }
 
 impl Daemon {
-    /// Start `program args` in namespace `ns` with `env`; stdout and stderr are collected.
-    pub fn spawn(name: &str, ns: &str, program: &str, args: &[String], env: &[(&str, &str)]) -> anyhow::Result<Daemon> {
-        let mut cmd = command(Some(ns), program);
-        cmd.args(args).stdin(Stdio::null());
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        Daemon::spawn_command(name, cmd)
-    }
-
-    fn spawn_command(name: &str, mut cmd: Command) -> anyhow::Result<Daemon> {
-        let mut child =
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot start {name}"))?;
+    /// Start `program args` in namespace `ns` with `env` added; stdout and stderr are collected.
+    pub(super) fn spawn<S: AsRef<OsStr>>(
+        name: &str,
+        ns: &str,
+        program: &str,
+        args: &[S],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Daemon> {
+        let mut child = command(Some(ns), program)
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {name}"))?;
         let lines = Arc::new(Mutex::new(Vec::new()));
         let (tx, rx) = mpsc::channel();
         let streams = [
             (Stream::Stdout, child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
             (Stream::Stderr, child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>)),
         ];
+        let mut readers = Vec::new();
         for (which, stream) in streams {
             let Some(stream) = stream else { continue };
             let (tx, lines) = (tx.clone(), lines.clone());
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     if let Ok(mut all) = lines.lock() {
                         all.push((which, line.clone()));
                     }
                     let _ = tx.send(line);
                 }
-            });
+            }));
         }
-        Ok(Daemon { name: name.to_string(), child, lines, rx, exited: None })
+        Ok(Daemon { name: name.to_string(), child, lines, rx, readers, exited: None, sigterm_grace: None })
+    }
+
+    /// Stop it with SIGTERM, and SIGKILL only if it is still running after `grace`: for
+    /// programs that clean up on the way out (a censor's ip rule, charon's pid file,
+    /// wireguard-go's UAPI socket). Without this, stopping is SIGKILL at once.
+    pub fn with_sigterm_grace(mut self, grace: Duration) -> Daemon {
+        self.sigterm_grace = Some(grace);
+        self
+    }
+
+    /// The name it was started with.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     /// Its process id.
@@ -148,8 +170,7 @@ impl Daemon {
                 Err(RecvTimeoutError::Timeout) if Instant::now() < deadline => {
                     if let Some(status) = self.child.try_wait()? {
                         self.exited = Some(status);
-                        // Let the readers drain what the program said before dying.
-                        std::thread::sleep(Duration::from_millis(100));
+                        self.drain_output();
                         bail!("{} exited ({status}) before saying `{needle}`: {}", self.name, self.tail());
                     }
                 }
@@ -169,9 +190,7 @@ impl Daemon {
         loop {
             if let Some(status) = self.child.try_wait()? {
                 self.exited = Some(status);
-                // The readers finish once the pipes close; give them a moment to hand over.
-                let drain_until = Instant::now() + Duration::from_secs(2);
-                while self.rx.recv_timeout(Duration::from_millis(50)).is_ok() && Instant::now() < drain_until {}
+                self.drain_output();
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -194,17 +213,38 @@ impl Daemon {
         lines.into_iter().filter(|(w, _)| *w == which).map(|(_, line)| line).collect()
     }
 
+    /// Once it has exited, wait (briefly) for the readers to reach the end of its output, so
+    /// nothing it said before dying is missing.
+    fn drain_output(&self) {
+        let until = Instant::now() + Duration::from_secs(2);
+        while !self.readers.iter().all(JoinHandle::is_finished) && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     fn tail(&self) -> String {
         let all = self.output();
         all[all.len().saturating_sub(20)..].join("\n")
     }
 
-    /// Stop it (SIGKILL) and reap it.
+    /// Stop it and reap it: SIGKILL, or SIGTERM first (see [`Daemon::with_sigterm_grace`]).
     pub fn stop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            self.exited = self.child.wait().ok();
+        if self.exited.is_some() {
+            return;
         }
+        if let Some(grace) = self.sigterm_grace {
+            let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+            let deadline = Instant::now() + grace;
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    self.exited = Some(status);
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.child.kill();
+        self.exited = self.child.wait().ok();
     }
 }
 
