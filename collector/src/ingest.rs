@@ -292,7 +292,7 @@ mod tests {
     #[test]
     fn a_line_with_the_submitters_address_is_refused_with_its_id() {
         let m = example::tls_reset(now());
-        let line = m.to_json_line();
+        let line = m.to_json_line().expect("serialise");
         let submitter: IpAddr = "203.0.113.10".parse().expect("ip");
         let batch = check_lines(&[(1, &line)], Some(submitter), now());
         assert!(batch.valid.is_empty());
@@ -309,8 +309,8 @@ mod tests {
         let good = example::tls_reset(now());
         let mut bad_country = example::tls_reset(now());
         bad_country.probe.cc = "xx".into();
-        let good_line = good.to_json_line();
-        let bad_line = bad_country.to_json_line();
+        let good_line = good.to_json_line().expect("serialise");
+        let bad_line = bad_country.to_json_line().expect("serialise");
         let lines = [(1, "{not json"), (2, good_line.as_str()), (4, bad_line.as_str())];
         let batch = check_lines(&lines, None, now());
         assert_eq!(batch.valid, vec![good]);

@@ -164,9 +164,9 @@ crate::closed_set! {
 }
 
 impl Measurement {
-    /// One NDJSON line (no trailing newline).
-    pub fn to_json_line(&self) -> String {
-        // Serialising our own plain data structures cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+    /// One NDJSON line (no trailing newline). Our types have no map with non-string keys and no
+    /// fallible `Serialize`, so an error here is a bug; it is reported, never an empty line.
+    pub fn to_json_line(&self) -> Result<String, serde_json::Error> {
+        serde_json::to_string(self)
     }
 }

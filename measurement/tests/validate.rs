@@ -16,7 +16,7 @@ fn line_with(edit: impl FnOnce(&mut serde_json::Value)) -> String {
 #[test]
 fn the_example_round_trips_through_a_line() {
     let m = example::tls_reset(now());
-    let back = parse_line(&m.to_json_line(), now()).expect("valid");
+    let back = parse_line(&m.to_json_line().expect("serialise"), now()).expect("valid");
     assert_eq!(back, m);
 }
 
@@ -45,13 +45,13 @@ fn too_many_observations_is_refused() {
     let mut m = example::tls_reset(now());
     let one = m.observations[0].clone();
     m.observations = vec![one; 65];
-    assert_eq!(parse_line(&m.to_json_line(), now()).unwrap_err().code().as_str(), "too_many_observations");
+    assert_eq!(parse_line(&m.to_json_line().expect("serialise"), now()).unwrap_err().code().as_str(), "too_many_observations");
 }
 
 #[test]
 fn a_month_old_spooled_measurement_is_still_accepted() {
     let m = example::tls_reset(now() - Duration::days(30));
-    assert!(parse_line(&m.to_json_line(), now()).is_ok());
+    assert!(parse_line(&m.to_json_line().expect("serialise"), now()).is_ok());
 }
 
 #[test]

@@ -72,7 +72,7 @@ mod tests {
         assert_eq!(outputs.finish().expect("finish"), ms, "handed back in the order they finished");
         let spooled: Vec<String> =
             spool.pending().expect("pending").iter().flat_map(|f| spool::read_lines(f).expect("read")).collect();
-        assert_eq!(spooled, ms.iter().map(Measurement::to_json_line).collect::<Vec<_>>(), "spooled and sealed");
+        assert_eq!(spooled, ms.iter().map(|m| m.to_json_line().expect("serialise")).collect::<Vec<_>>(), "spooled and sealed");
     }
 
     #[test]

@@ -215,7 +215,10 @@ mod tests {
     #[test]
     fn a_line_is_the_wire_format_and_an_unencodable_value_is_an_error() {
         let m = example::tls_reset(Utc::now());
-        assert_eq!(ndjson_line(serde_json::to_string(&m)).expect("encode"), format!("{}\n", m.to_json_line()));
+        assert_eq!(
+            ndjson_line(serde_json::to_string(&m)).expect("encode"),
+            format!("{}\n", m.to_json_line().expect("serialise"))
+        );
         // JSON object keys must be strings: this cannot be encoded, and must not become "".
         let bad = std::collections::HashMap::from([((1u8, 2u8), 3u8)]);
         assert!(matches!(ndjson_line(serde_json::to_string(&bad)), Err(SpoolError::Encode(_))));

@@ -454,7 +454,8 @@ mod tests {
             .enumerate()
             .map(|(i, &n)| {
                 let path = dir.path().join(format!("spool/{i}.ndjson"));
-                let lines: String = (0..n).map(|_| example::tls_reset(Utc::now()).to_json_line() + "\n").collect();
+                let lines: String =
+                    (0..n).map(|_| example::tls_reset(Utc::now()).to_json_line().expect("serialise") + "\n").collect();
                 fs::write(&path, lines).expect("write");
                 path
             })

@@ -135,13 +135,15 @@ async fn submit_round(collector: &Collector, probes: &[Probe], round: u64) -> u6
         let index_in_country = probes[..i].iter().filter(|p| p.cc == probe.cc).count();
         let lines: Vec<String> = reports(index_in_country, probe.cc)
             .into_iter()
-            .map(|(target, test, status)| measurement(probe.cc, probe.asn, target, test, status).to_json_line())
+            .map(|(target, test, status)| {
+                measurement(probe.cc, probe.asn, target, test, status).to_json_line().expect("serialise")
+            })
             .collect();
         let report = submit(collector, Some(&probe.key), &lines, round * 3 + i as u64).await;
         assert_eq!(report["accepted"].as_u64(), Some(lines.len() as u64), "{report}");
         stored += lines.len() as u64;
     }
-    let anonymous = measurement("XD", 64999, "news", TestKind::Tls, Status::Ok).to_json_line();
+    let anonymous = measurement("XD", 64999, "news", TestKind::Tls, Status::Ok).to_json_line().expect("serialise");
     let report = submit(collector, None, &[anonymous, "{\"not\": \"a measurement\"}".into()], 0).await;
     assert_eq!(report["accepted"].as_u64(), Some(1), "{report}");
     assert_eq!(report["rejected"][0]["reason"].as_str(), Some("malformed"), "{report}");

@@ -491,7 +491,7 @@ fn servers_stopped(lab: &mut Lab, scenarios: &mut Scenarios) -> anyhow::Result<B
 /// Keys never reach a measurement.
 fn no_key_in_any_measurement(keys: &Keys, runs: [&BTreeMap<String, Measurement>; 3]) {
     for m in runs.into_iter().flat_map(BTreeMap::values) {
-        let line = m.to_json_line();
+        let line = m.to_json_line().expect("serialise");
         for secret in [&keys.wg_probe_private, &keys.wg_helper_private] {
             assert!(!line.contains(secret.as_str()), "{} leaks a private key", m.target.name);
         }

@@ -154,6 +154,9 @@ pub enum StoreError {
     /// The database can't be used as this collector needs (newer table layout, no WAL support).
     #[error("incompatible store: {0}")]
     Incompatible(String),
+    /// A measurement could not be encoded for storing (a bug: our types always serialise).
+    #[error("cannot encode a measurement: {0}")]
+    Encode(String),
     /// A stored row could not be decoded (the file was edited by hand, or is damaged).
     #[error("stored row is damaged: {0}")]
     Corrupt(String),

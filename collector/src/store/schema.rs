@@ -100,7 +100,7 @@ mod tests {
         conn.execute(
             "INSERT INTO measurements (id, received_at, started_at, cc, asn, test, target, status, mechanism, body)
              VALUES (?1, 1700000000, ?2, 'ZZ', 0, 'tls', 'example', 'blocked', 'tls.reset_after_clienthello', ?3)",
-            rusqlite::params![m.id.hyphenated().to_string(), m.started_at.timestamp(), m.to_json_line()],
+            rusqlite::params![m.id.hyphenated().to_string(), m.started_at.timestamp(), m.to_json_line().expect("serialise")],
         )
         .expect("v1 row");
     }

@@ -86,7 +86,7 @@ impl SqliteStore {
 impl Store for SqliteStore {
     async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>) -> Result<Vec<InsertOutcome>, StoreError> {
         let received_at = Utc::now().timestamp();
-        let rows: Vec<Row> = batch.iter().map(Row::from_measurement).collect();
+        let rows = batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?;
         let probe_key = probe.map(|k| k.as_str().to_string());
         self.with_writer(move |conn| {
             // IMMEDIATE takes the write lock up front instead of failing on upgrade mid-batch.
@@ -203,8 +203,8 @@ struct Row {
 }
 
 impl Row {
-    fn from_measurement(m: &Measurement) -> Row {
-        Row {
+    fn from_measurement(m: &Measurement) -> Result<Row, StoreError> {
+        Ok(Row {
             id: m.id.hyphenated().to_string(),
             started_at: m.started_at.timestamp(),
             cc: m.probe.cc.clone(),
@@ -213,8 +213,8 @@ impl Row {
             target: m.target.name.clone(),
             status: m.verdict.status.as_str(),
             mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            body: m.to_json_line(),
-        }
+            body: m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?,
+        })
     }
 }
 

@@ -47,8 +47,12 @@ async fn each_bad_line_gets_its_precise_reason_and_good_lines_are_still_stored()
     future_version["schema_version"] = json!(2);
     let mut bad_country = measurement();
     bad_country.probe.cc = "Germany".into();
-    let body =
-        format!("{{\"id\": \"not even close\"\n{}\n\n{}\n{}\n", future_version, good.to_json_line(), bad_country.to_json_line());
+    let body = format!(
+        "{{\"id\": \"not even close\"\n{}\n\n{}\n{}\n",
+        future_version,
+        good.to_json_line().expect("serialise"),
+        bad_country.to_json_line().expect("serialise")
+    );
     let response = collector.post_ndjson(body).await;
     assert_eq!(response.status(), 200);
     let report: Value = response.json().await.expect("report");

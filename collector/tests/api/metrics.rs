@@ -85,7 +85,7 @@ async fn rejections_are_counted_by_reason_from_zero() {
     }
     let mut bad_country = measurement();
     bad_country.probe.cc = "de".into();
-    collector.post_ndjson(format!("nope\nstill nope\n{}\n", bad_country.to_json_line())).await;
+    collector.post_ndjson(format!("nope\nstill nope\n{}\n", bad_country.to_json_line().expect("serialise"))).await;
     collector.post_ndjson("{}\n".repeat(10_001)).await;
 
     let text = collector.metrics().await;

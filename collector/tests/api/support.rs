@@ -220,7 +220,7 @@ pub fn measurement_at(unix_seconds: i64) -> Measurement {
 }
 
 pub fn ndjson(batch: &[Measurement]) -> String {
-    batch.iter().map(|m| m.to_json_line() + "\n").collect()
+    batch.iter().map(|m| m.to_json_line().expect("serialise") + "\n").collect()
 }
 
 pub fn gzip(data: &[u8]) -> Vec<u8> {

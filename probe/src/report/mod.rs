@@ -42,7 +42,7 @@ mod tests {
         let m = example::tls_reset(Utc::now());
         let mut out = Vec::new();
         write_json_line(&mut out, &m).expect("write");
-        assert_eq!(String::from_utf8(out).expect("utf-8"), format!("{}\n", m.to_json_line()));
+        assert_eq!(String::from_utf8(out).expect("utf-8"), format!("{}\n", m.to_json_line().expect("serialise")));
     }
 
     #[test]

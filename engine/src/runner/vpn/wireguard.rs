@@ -22,7 +22,7 @@ use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role
 
 use super::codec::icmp;
 use super::codec::wireguard::{self as codec, Handshake, Message, PeerKeys, Session};
-use super::{Check, connected_udp, random_bytes, udp_exchange, unix_now};
+use super::{Check, connected_udp, random_bytes, rejected, udp_exchange, unix_now};
 use crate::runner::{StepContext, io_failure, timeout_failure};
 
 /// Echo replies the data phase waits for.
@@ -134,7 +134,8 @@ async fn echo_loop(
         if seq < MAX_ECHO_SENDS as u16 && Instant::now() >= next_send {
             seq += 1;
             let request = icmp::echo_request(tunnel.address, tunnel.server_address, id, seq, b"vantage-probe data phase");
-            socket.send(&session.seal(&request)).await.map_err(|e| io_failure(&e))?;
+            let sealed = session.seal(&request).map_err(|e| rejected(e.name()))?;
+            socket.send(&sealed).await.map_err(|e| io_failure(&e))?;
             detail.packets_sent += 1;
             next_send = Instant::now() + ECHO_INTERVAL;
         }

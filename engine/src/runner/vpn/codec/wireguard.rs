@@ -94,6 +94,9 @@ pub enum DecodeError {
     /// A Diffie-Hellman result of all zeros (a low-order point).
     #[error("degenerate key exchange")]
     WeakKey,
+    /// Our own message could not be encrypted (only a plaintext beyond the AEAD's limit can't).
+    #[error("message too long to encrypt")]
+    TooLong,
 }
 
 impl DecodeError {
@@ -106,6 +109,7 @@ impl DecodeError {
             Self::BadMac1 => "bad_mac1",
             Self::BadAuthentication => "bad_authentication",
             Self::WeakKey => "weak_key",
+            Self::TooLong => "too_long",
         }
     }
 }
@@ -206,11 +210,11 @@ pub fn initiate(
     h = hash(&[&h, &ephemeral_public]);
     let [c1, k] = kdf2(&c, &dh(&ephemeral, &server)?);
     c = c1;
-    let encrypted_static = aead_seal(&k, 0, &keys.public(), &h);
+    let encrypted_static = aead_seal(&k, 0, &keys.public(), &h)?;
     h = hash(&[&h, &encrypted_static]);
     let [c2, k] = kdf2(&c, &dh(&static_secret, &server)?);
     c = c2;
-    let encrypted_time = aead_seal(&k, 0, &timestamp, &h);
+    let encrypted_time = aead_seal(&k, 0, &timestamp, &h)?;
     h = hash(&[&h, &encrypted_time]);
 
     let mut msg = Vec::with_capacity(INITIATION_LEN);
@@ -271,7 +275,7 @@ pub struct Session {
 
 impl Session {
     /// Encrypt one inner IP packet (padded to 16 bytes) into a transport message.
-    pub fn seal(&mut self, inner: &[u8]) -> Vec<u8> {
+    pub fn seal(&mut self, inner: &[u8]) -> Result<Vec<u8>, DecodeError> {
         let mut padded = inner.to_vec();
         padded.resize(inner.len().div_ceil(16) * 16, 0);
         let counter = self.send_counter;
@@ -279,8 +283,8 @@ impl Session {
         let mut msg = vec![4, 0, 0, 0];
         msg.extend_from_slice(&self.their_index.to_le_bytes());
         msg.extend_from_slice(&counter.to_le_bytes());
-        msg.extend_from_slice(&aead_seal(&self.send.0, counter, &padded, &[]));
-        msg
+        msg.extend_from_slice(&aead_seal(&self.send.0, counter, &padded, &[])?);
+        Ok(msg)
     }
 
     /// Decrypt a transport message addressed to us; returns the (padded) inner packet.
@@ -345,10 +349,9 @@ fn nonce(counter: u64) -> Nonce {
     n.into()
 }
 
-fn aead_seal(key: &[u8; 32], counter: u64, plain: &[u8], aad: &[u8]) -> Vec<u8> {
+fn aead_seal(key: &[u8; 32], counter: u64, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>, DecodeError> {
     let cipher = ChaCha20Poly1305::new(key.into());
-    // Encryption only fails for plaintexts beyond 256 GiB.
-    cipher.encrypt(&nonce(counter), Payload { msg: plain, aad }).unwrap_or_default()
+    cipher.encrypt(&nonce(counter), Payload { msg: plain, aad }).map_err(|_| DecodeError::TooLong)
 }
 
 fn aead_open(key: &[u8; 32], counter: u64, sealed: &[u8], aad: &[u8]) -> Result<Vec<u8>, DecodeError> {

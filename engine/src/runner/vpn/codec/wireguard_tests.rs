@@ -101,7 +101,7 @@ fn a_real_wireguard_go_handshake_and_echo_through_the_tunnel() {
         b"vantage",
     );
     assert_eq!(
-        session.seal(&echo),
+        session.seal(&echo).expect("seal"),
         unhex(&[
             "04000000421d8e2300000000000000009b5450901acef9af015297bacc67e5eccbfef1e1a4ba6bdfe140886c8e2dde53",
             "c55b2fda4295bffb17057ddd33dd184727552fefafef8011920cb4b6abc960a4",
