@@ -78,84 +78,116 @@ async fn exchange(
     let (tx, mut rx) = mpsc::channel::<Datagram>(32);
     // Listener tasks are aborted when `listeners` drops, on every return path.
     let mut listeners = JoinSet::new();
-    // Per attempt: its query id and when it was sent.
-    let mut attempts: Vec<(u16, Instant)> = Vec::with_capacity(MAX_ATTEMPTS);
+    let mut tally = Tally::default();
 
     let sent_at = Instant::now();
     let deadline = sent_at + timeout;
     let resend_every = timeout / MAX_ATTEMPTS as u32;
     let mut next_resend = sent_at + resend_every;
-    send_attempt(resolver, name, qtype, &mut attempts, &mut listeners, &tx).await?;
-
-    // Which attempt answered first, and when the linger window closes.
-    let mut answered: Option<(usize, Instant)> = None;
-    let mut first_outcome = None;
-    let (mut foreign, mut malformed, mut seen) = (0usize, 0usize, 0usize);
+    send_attempt(resolver, name, qtype, &mut tally.attempts, &mut listeners, &tx).await?;
 
     loop {
-        let wake = match answered {
+        let wake = match tally.answered {
             Some((_, first_at)) => first_at + linger,
-            None if attempts.len() < MAX_ATTEMPTS => next_resend.min(deadline),
+            None if tally.attempts.len() < MAX_ATTEMPTS => next_resend.min(deadline),
             None => deadline,
         };
         let datagram = match tokio::time::timeout_at(wake, rx.recv()).await {
             Ok(Some(d)) => d,
             // Can't happen while `tx` lives here; ends the loop rather than spin if it ever does.
             Ok(None) => break,
-            Err(_) if answered.is_some() || Instant::now() >= deadline => break,
+            Err(_) if tally.answered.is_some() || Instant::now() >= deadline => break,
             Err(_) => {
                 // Silence for a third of the timeout: resend rather than call it blocking.
-                send_attempt(resolver, name, qtype, &mut attempts, &mut listeners, &tx).await?;
+                send_attempt(resolver, name, qtype, &mut tally.attempts, &mut listeners, &tx).await?;
                 next_resend += resend_every;
                 continue;
             }
         };
-        seen += 1;
-        if seen > MAX_DATAGRAMS {
+        if tally.take(datagram, name, qtype, replies)? == Listen::Stop {
             break;
+        }
+    }
+    tally.outcome(timeout)
+}
+
+/// What the datagrams of one lookup amounted to so far.
+#[derive(Default)]
+struct Tally {
+    /// Per attempt: its query id and when it was sent.
+    attempts: Vec<(u16, Instant)>,
+    /// Which attempt answered first, and when (the linger window runs from there).
+    answered: Option<(usize, Instant)>,
+    /// The step outcome the first reply decided.
+    first_outcome: Option<Result<(), (Failure, RawCode)>>,
+    /// Replies that answer something else (wrong id or question, or another attempt).
+    foreign: usize,
+    /// Datagrams that are no DNS message.
+    malformed: usize,
+    /// Datagrams seen at all.
+    seen: usize,
+}
+
+/// Whether to keep listening.
+#[derive(Debug, PartialEq, Eq)]
+enum Listen {
+    On,
+    Stop,
+}
+
+impl Tally {
+    /// Judge one datagram: record a reply to our query in `replies`, count the rest. A receive
+    /// error before any reply (ICMP refused, unreachable) is the step's answer.
+    fn take(
+        &mut self,
+        datagram: Datagram,
+        name: &str,
+        qtype: QueryType,
+        replies: &mut Vec<DnsReply>,
+    ) -> Result<Listen, (Failure, RawCode)> {
+        self.seen += 1;
+        if self.seen > MAX_DATAGRAMS {
+            return Ok(Listen::Stop);
         }
         let bytes = match datagram.bytes {
             Ok(bytes) => bytes,
-            // Before any reply, an error (ICMP refused, unreachable) is the answer; after it, the
-            // linger is simply over for that socket.
-            Err(e) if answered.is_none() => return Err(io_failure(&e)),
-            Err(_) => continue,
+            Err(e) if self.answered.is_none() => return Err(io_failure(&e)),
+            // After a reply, the linger is simply over for that socket.
+            Err(_) => return Ok(Listen::On),
         };
-        let parsed = match codec::parse_reply(&bytes) {
-            Ok(p) => p,
-            Err(_) => {
-                malformed += 1;
-                continue;
-            }
+        let Ok(parsed) = codec::parse_reply(&bytes) else {
+            self.malformed += 1;
+            return Ok(Listen::On);
         };
-        let Some(&(our_id, query_sent)) = attempts.get(datagram.attempt) else { continue };
-        let attempt_ok = answered.is_none_or(|(a, _)| a == datagram.attempt);
+        let Some(&(our_id, query_sent)) = self.attempts.get(datagram.attempt) else { return Ok(Listen::On) };
+        let attempt_ok = self.answered.is_none_or(|(a, _)| a == datagram.attempt);
         if !attempt_ok || !parsed.answers_query(our_id, name, qtype) {
-            foreign += 1;
-        } else {
-            if answered.is_none() {
-                answered = Some((datagram.attempt, datagram.at));
-                first_outcome = Some(reply_outcome(parsed.rcode, !parsed.answers.is_empty()));
-            }
-            replies.push(DnsReply {
-                // From the query this reply answers (a resend, maybe), so latency stays honest.
-                after_ms: ms(datagram.at.saturating_duration_since(query_sent)),
-                rcode: parsed.rcode_name().to_string(),
-                answers: parsed.answers,
-                has_soa: parsed.has_soa,
-                ip_ttl: None,
-            });
-            if replies.len() >= MAX_REPLIES {
-                break;
-            }
+            self.foreign += 1;
+            return Ok(Listen::On);
         }
+        if self.answered.is_none() {
+            self.answered = Some((datagram.attempt, datagram.at));
+            self.first_outcome = Some(reply_outcome(parsed.rcode, !parsed.answers.is_empty()));
+        }
+        replies.push(DnsReply {
+            // From the query this reply answers (a resend, maybe), so latency stays honest.
+            after_ms: ms(datagram.at.saturating_duration_since(query_sent)),
+            rcode: parsed.rcode_name().to_string(),
+            answers: parsed.answers,
+            has_soa: parsed.has_soa,
+            ip_ttl: None,
+        });
+        Ok(if replies.len() >= MAX_REPLIES { Listen::Stop } else { Listen::On })
     }
 
-    match first_outcome {
-        Some(outcome) => outcome,
-        None if foreign > 0 => Err((Failure::DnsReplyWithWrongQueryId, timeout_failure(timeout).1)),
-        None if malformed > 0 => Err(dns_failure(Failure::DnsServerMisbehaving, "malformed_reply")),
-        None => Err(timeout_failure(timeout)),
+    /// The step's outcome once listening ended.
+    fn outcome(self, timeout: Duration) -> Result<(), (Failure, RawCode)> {
+        match self.first_outcome {
+            Some(outcome) => outcome,
+            None if self.foreign > 0 => Err((Failure::DnsReplyWithWrongQueryId, timeout_failure(timeout).1)),
+            None if self.malformed > 0 => Err(dns_failure(Failure::DnsServerMisbehaving, "malformed_reply")),
+            None => Err(timeout_failure(timeout)),
+        }
     }
 }
 
