@@ -358,8 +358,9 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
             return Err(invalid(format!("target name `{}` appears twice", t.name)));
         }
         for (field, value) in [("name", &t.name), ("domain", &t.domain), ("control_sni", &t.control_sni)] {
-            if value.is_empty() || value.len() > 253 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(invalid(format!("target `{}`: {field} must be 1-253 printable ASCII characters", t.name)));
+            if !vantage_measurement::is_plausible_name(value) {
+                let most = vantage_measurement::validate::MAX_NAME_LEN;
+                return Err(invalid(format!("target `{}`: {field} must be 1-{most} printable ASCII characters", t.name)));
             }
         }
         if t.tests.is_empty() {

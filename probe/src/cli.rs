@@ -188,12 +188,10 @@ fn parse_test(s: &str) -> Result<TestKind, String> {
         .ok_or_else(|| format!("unknown test `{s}` (expected dns, tcp, tls, quic, openvpn, wireguard, ikev2 or tor)"))
 }
 
+/// A country code as typed (`de` is fine), stored as the schema has it (`DE`).
 fn parse_cc(s: &str) -> Result<String, String> {
-    if s.len() == 2 && s.bytes().all(|b| b.is_ascii_alphabetic()) {
-        Ok(s.to_ascii_uppercase())
-    } else {
-        Err(format!("`{s}` is not a two-letter country code"))
-    }
+    let cc = s.to_ascii_uppercase();
+    if vantage_measurement::is_country_code(&cc) { Ok(cc) } else { Err(format!("`{s}` is not a two-letter country code")) }
 }
 
 fn parse_network_type(s: &str) -> Result<NetworkType, String> {
