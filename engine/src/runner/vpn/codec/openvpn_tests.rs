@@ -118,7 +118,7 @@ fn static_key_files_parse_and_typos_are_refused() {
 // `dh none`), UDP and TCP on 1194 (plain), 1195 (`tls-auth ta.key 0`, `auth SHA256`) and 1196
 // (`tls-crypt ta.key`), with the throwaway lab key below. The requests were built by this codec
 // with session id `VANTAGE1`, replay id 1 and time 1795882758; the replies were read off the
-// socket (probe/src/runner/vpn/codec/README in docs/vpn.md says how to capture again).
+// socket (docs/vpn.md says how to capture again).
 
 /// The lab's throwaway static key (generated with `openvpn --genkey secret`, used nowhere else).
 const LAB_KEY: &str = "-----BEGIN OpenVPN Static key V1-----
