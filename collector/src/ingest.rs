@@ -34,7 +34,7 @@ use vantage_measurement::wire::{
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
 use crate::app::{AppState, api_error};
-use crate::metrics::StoreOp;
+use crate::metrics::{BatchIdentity, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::store::InsertOutcome;
 
@@ -109,9 +109,9 @@ pub(crate) async fn post_measurements(
     let checked = match read_and_check(&headers, body, peer.ip()).await {
         Ok(checked) => checked,
         Err(e) => {
-            state.metrics.record_rejection(e.code());
-            tracing::info!(reason = e.code(), "batch refused: {e}");
-            let mut response = api_error(e.status(), Some(e.code()), &e.to_string());
+            state.metrics.record_batch_rejection(e.code());
+            tracing::info!(reason = e.code().as_str(), "batch refused: {e}");
+            let mut response = api_error(e.status(), Some(e.code().as_str()), &e.to_string());
             if e.status() == StatusCode::UNAUTHORIZED {
                 // RFC 9110: a 401 names the scheme it wants.
                 response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
@@ -145,9 +145,9 @@ pub(crate) async fn post_measurements(
     }
     // Counted under the collector's own static code: a label comes from the closed set only.
     for code in report.rejected.iter().filter_map(|r| RejectionCode::parse(&r.reason)) {
-        state.metrics.record_rejection(code.as_str());
+        state.metrics.record_line_rejection(code);
     }
-    state.metrics.record_batch_source(signer.is_some(), spool_pending(&headers));
+    state.metrics.record_batch_source(BatchIdentity::of(signer.is_some()), spool_pending(&headers));
     tracing::info!(
         signed = signer.is_some(),
         accepted = report.accepted,
@@ -228,6 +228,7 @@ fn readable_id(line: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::BatchRejection;
     use vantage_measurement::example;
 
     fn now() -> DateTime<Utc> {
@@ -259,7 +260,7 @@ mod tests {
         let tampered = SignatureHeaders::from_headers(&headers).verify(b"gzip bytez");
         assert_eq!(tampered, Err(SignatureError::Mismatch));
         let refused = PayloadError::from(SignatureError::Mismatch);
-        assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, "bad_signature"));
+        assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, BatchRejection::BadSignature));
     }
 
     #[test]

@@ -59,6 +59,27 @@ impl Encoding {
     }
 }
 
+vantage_measurement::closed_set! {
+    /// The bounded reason a whole batch was refused: the `reason` of the error body and of
+    /// `vantage_collector_rejected_total` (beside the per-line [`RejectionCode`]s).
+    ///
+    /// [`RejectionCode`]: vantage_measurement::RejectionCode
+    pub enum BatchRejection {
+        /// The body, or what it inflates to, is larger than allowed.
+        BodyTooLarge => "body_too_large",
+        /// More than [`MAX_LINES`] lines.
+        TooManyLines => "too_many_lines",
+        /// A `Content-Encoding` other than gzip or identity.
+        UnsupportedEncoding => "unsupported_encoding",
+        /// Damaged gzip, or not UTF-8.
+        BadEncoding => "bad_encoding",
+        /// The body did not arrive whole, or not in time.
+        BodyUnreadable => "body_unreadable",
+        /// The signature headers are half present, or the signature does not hold.
+        BadSignature => "bad_signature",
+    }
+}
+
 /// Why a whole batch was refused. Nothing of it is stored.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PayloadError {
@@ -114,15 +135,15 @@ impl PayloadError {
         }
     }
 
-    /// The bounded reason code (one of [`crate::metrics::BATCH_REJECTION_CODES`]).
-    pub fn code(&self) -> &'static str {
+    /// The bounded reason code.
+    pub fn code(&self) -> BatchRejection {
         match self {
-            Self::UnsupportedEncoding(_) => "unsupported_encoding",
-            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } => "body_too_large",
-            Self::BadGzip(_) | Self::NotUtf8 { .. } => "bad_encoding",
-            Self::TooManyLines => "too_many_lines",
-            Self::Unreadable(_) | Self::TooSlow => "body_unreadable",
-            Self::BadSignature(_) => "bad_signature",
+            Self::UnsupportedEncoding(_) => BatchRejection::UnsupportedEncoding,
+            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } => BatchRejection::BodyTooLarge,
+            Self::BadGzip(_) | Self::NotUtf8 { .. } => BatchRejection::BadEncoding,
+            Self::TooManyLines => BatchRejection::TooManyLines,
+            Self::Unreadable(_) | Self::TooSlow => BatchRejection::BodyUnreadable,
+            Self::BadSignature(_) => BatchRejection::BadSignature,
         }
     }
 }
@@ -274,7 +295,7 @@ mod tests {
         assert!(bomb.len() < 16 * 1024, "the bomb is small: {}", bomb.len());
         let err = inflate_capped(&bomb, 1024 * 1024).expect_err("over the cap");
         assert_eq!(err, PayloadError::InflatesTooLarge { limit: 1024 * 1024 });
-        assert_eq!(err.code(), "body_too_large");
+        assert_eq!(err.code(), BatchRejection::BodyTooLarge);
     }
 
     #[test]
@@ -290,7 +311,7 @@ mod tests {
         assert!(matches!(err, PayloadError::BadGzip(_)));
         let err = decode(vec![b'{', 0xff, b'}'], Encoding::Identity).expect_err("not UTF-8");
         assert_eq!(err, PayloadError::NotUtf8 { offset: 1 });
-        assert_eq!(err.code(), "bad_encoding");
+        assert_eq!(err.code(), BatchRejection::BadEncoding);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
-//! | `reason`    | [`RejectionCode::ALL`] and [`BATCH_REJECTION_CODES`]                     |
+//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
@@ -33,10 +33,11 @@ use prometheus::{
 };
 use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage};
 
+use crate::payload::BatchRejection;
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
 use fleet::FleetGauges;
-pub use outcome::{HelperOutcome, StoreOp};
+pub use outcome::{BatchIdentity, HelperOutcome, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -74,10 +75,6 @@ pub const SERIES_LIMIT: &str = "vantage_metric_series_limit";
 pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refresh_timestamp_seconds";
 /// The window of the fleet gauges.
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
-
-/// Reasons that refuse a whole batch rather than one line.
-pub const BATCH_REJECTION_CODES: &[&str] =
-    &["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"];
 
 /// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
 /// with a busy schedule may hold tens of thousands.
@@ -217,11 +214,11 @@ impl Metrics {
         registry.register(Box::new(fleet.clone()))?;
 
         // Series that exist from the first scrape, so rate() and alerts see zeros, not gaps.
-        for reason in RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BATCH_REJECTION_CODES.iter().copied()) {
+        for reason in RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BatchRejection::ALL.iter().map(|c| c.as_str())) {
             rejected.with_label_values(&[reason]);
         }
-        for identity in ["signed", "anonymous"] {
-            batches.with_label_values(&[identity]);
+        for identity in BatchIdentity::ALL {
+            batches.with_label_values(&[identity.as_str()]);
         }
         for test in TestKind::ALL {
             for outcome in HelperOutcome::ALL {
@@ -309,19 +306,23 @@ impl Metrics {
         self.last_ingest.set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
-    /// Count an answered batch: `signed` by a verified key or anonymous, and the probe's spool
-    /// backlog behind it when it said.
-    pub fn record_batch_source(&self, signed: bool, spool_pending: Option<u64>) {
-        self.batches.with_label_values(&[if signed { "signed" } else { "anonymous" }]).inc();
+    /// Count an answered batch by who sent it, and the probe's spool backlog behind it when it
+    /// said.
+    pub fn record_batch_source(&self, identity: BatchIdentity, spool_pending: Option<u64>) {
+        self.batches.with_label_values(&[identity.as_str()]).inc();
         if let Some(pending) = spool_pending {
             self.spool_pending.observe(pending as f64);
         }
     }
 
-    /// Count one refused line or batch. `reason` must be a [`Rejection`] code or one of
-    /// [`BATCH_REJECTION_CODES`].
-    pub fn record_rejection(&self, reason: &'static str) {
-        self.rejected.with_label_values(&[reason]).inc();
+    /// Count one refused line.
+    pub fn record_line_rejection(&self, reason: RejectionCode) {
+        self.rejected.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Count one refused batch.
+    pub fn record_batch_rejection(&self, reason: BatchRejection) {
+        self.rejected.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// Count an ingest request as in flight until the guard is dropped.
@@ -428,6 +429,31 @@ mod tests {
         for odd in ["de", "D", "DEU", "", "Ü1", "1A"] {
             assert_eq!(country_label(odd), "ZZ", "{odd:?}");
         }
+    }
+
+    /// Dashboards and alerts match these strings: each closed label set is pinned byte for byte,
+    /// and its ids are unique.
+    #[test]
+    fn closed_label_sets_keep_their_values() {
+        fn ids<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+            let ids: Vec<_> = all.iter().map(|m| as_str(*m)).collect();
+            assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "{ids:?} repeats an id");
+            ids
+        }
+        assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks"]);
+        assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
+        assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
+        assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
+        assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
+        assert_eq!(
+            ids(BatchRejection::ALL, BatchRejection::as_str),
+            ["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"]
+        );
+        // Line and batch reasons share one `reason` label.
+        let line_codes: HashSet<_> = RejectionCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(BatchRejection::ALL.iter().all(|c| !line_codes.contains(c.as_str())));
+        assert_eq!(BatchIdentity::of(true), BatchIdentity::Signed);
+        assert_eq!(BatchIdentity::of(false), BatchIdentity::Anonymous);
     }
 
     fn fleet_with_asn(cc: &str, asn: u32, probes: u64) -> FleetRows {
