@@ -31,7 +31,7 @@ use prometheus::{
     Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage};
+use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
@@ -413,9 +413,9 @@ fn strs(labels: &[String]) -> Vec<&str> {
     labels.iter().map(String::as_str).collect()
 }
 
-/// `cc` if it is two upper-case ASCII letters, else `ZZ` (OONI's "unknown").
+/// `cc` if it is a country code by the schema's rule, else `ZZ` (OONI's "unknown").
 pub(crate) fn country_label(cc: &str) -> &str {
-    if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) { cc } else { "ZZ" }
+    if is_country_code(cc) { cc } else { "ZZ" }
 }
 
 #[cfg(test)]
