@@ -18,26 +18,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
 use crate::config::{Config, ConfigError, load_published_targets};
 use crate::fleet::Fleet;
 use crate::helper::{self, Helper};
+use crate::ingest::BatchSlots;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::{ingest, query, status};
+use crate::{ingest, ops, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `/healthz` waits for the store.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the collector could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -80,17 +78,6 @@ pub enum ServeError {
     /// The store did not close cleanly.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// What every handler shares.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) helper: Arc<Helper>,
-    pub(crate) batch_slots: Arc<Semaphore>,
-    pub(crate) fleet: Arc<Fleet>,
-    pub(crate) status_page: Arc<status::PageCache>,
 }
 
 /// A collector bound to its port, ready to serve.
@@ -141,7 +128,7 @@ impl App {
             store: Arc::clone(&store),
             metrics,
             helper: Arc::new(Helper::new(trust, config.danger_helper_allow_private)),
-            batch_slots: ingest::batch_slots(),
+            batch_slots: BatchSlots::default(),
             fleet: Arc::clone(&fleet),
             status_page: Arc::default(),
         };
@@ -221,37 +208,7 @@ fn router(state: AppState) -> Router {
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/metrics", get(ops::get_metrics))
+        .route("/healthz", get(ops::healthz))
         .with_state(state)
-}
-
-/// A JSON error body: `{"error": message}`, plus `"reason"` when there is a bounded code.
-pub(crate) fn api_error(status: StatusCode, reason: Option<&'static str>, message: &str) -> Response {
-    let body = match reason {
-        Some(reason) => serde_json::json!({ "error": message, "reason": reason }),
-        None => serde_json::json!({ "error": message }),
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics.render() {
-        Ok((text, content_type)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
-        Err(e) => {
-            tracing::error!("rendering metrics failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
-        }
-    }
-}
-
-async fn healthz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!("health check: {e}");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store not answering\n").into_response(),
-    }
 }

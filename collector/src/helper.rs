@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::HelperOutcome;
+use crate::error::api_error;
+use crate::metrics::{HelperOutcome, Metrics};
 
 /// Controls running at once; beyond this the helper answers `503`.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -119,8 +119,11 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// `POST /api/v1/control`.
-pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> Response {
-    let helper = &state.helper;
+pub(crate) async fn post_control(
+    State(helper): State<Arc<Helper>>,
+    State(metrics): State<Arc<Metrics>>,
+    body: Bytes,
+) -> Response {
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &format!("not a control request: {e}")),
@@ -130,25 +133,25 @@ pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> 
         && !helper.allow_private
         && let Some(kind) = non_public_kind(ip)
     {
-        state.metrics.record_helper(test, HelperOutcome::Forbidden);
+        metrics.record_helper(test, HelperOutcome::Forbidden);
         let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
         return api_error(StatusCode::FORBIDDEN, None, &message);
     }
     let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
-        state.metrics.record_helper(test, HelperOutcome::Busy);
+        metrics.record_helper(test, HelperOutcome::Busy);
         return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the test helper is busy; retry later");
     };
     match tokio::time::timeout(helper.deadline(), execute(&request, &helper.trust)).await {
         Ok(Ok(response)) => {
-            state.metrics.record_helper(test, HelperOutcome::Executed);
+            metrics.record_helper(test, HelperOutcome::Executed);
             (StatusCode::OK, Json(response)).into_response()
         }
         Ok(Err(e)) => {
-            state.metrics.record_helper(test, HelperOutcome::Invalid);
+            metrics.record_helper(test, HelperOutcome::Invalid);
             api_error(StatusCode::BAD_REQUEST, None, &e.to_string())
         }
         Err(_) => {
-            state.metrics.record_helper(test, HelperOutcome::TimedOut);
+            metrics.record_helper(test, HelperOutcome::TimedOut);
             api_error(StatusCode::GATEWAY_TIMEOUT, None, "the control step outran the helper's deadline")
         }
     }

@@ -33,10 +33,10 @@ use vantage_measurement::wire::{
 };
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::{BatchIdentity, StoreOp};
+use crate::error::api_error;
+use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
-use crate::store::InsertOutcome;
+use crate::store::{InsertOutcome, Store};
 
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
 /// memory, so this bounds the collector's ingest memory.
@@ -90,26 +90,33 @@ fn spool_pending(headers: &HeaderMap) -> Option<u64> {
         .filter(|n| *n <= MAX_PLAUSIBLE_SPOOL_PENDING)
 }
 
-/// The ingest semaphore, shared by all requests.
-pub(crate) fn batch_slots() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES))
+/// The ingest semaphore, shared by all requests: [`MAX_CONCURRENT_BATCHES`] slots.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchSlots(Arc<Semaphore>);
+
+impl Default for BatchSlots {
+    fn default() -> Self {
+        BatchSlots(Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES)))
+    }
 }
 
 /// `POST /api/v1/measurements`.
 pub(crate) async fn post_measurements(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(metrics): State<Arc<Metrics>>,
+    State(BatchSlots(slots)): State<BatchSlots>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let _in_flight = state.metrics.ingest_in_flight();
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await else {
+    let _in_flight = metrics.ingest_in_flight();
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
     };
     let checked = match read_and_check(&headers, body, peer.ip()).await {
         Ok(checked) => checked,
         Err(e) => {
-            state.metrics.record_batch_rejection(e.code());
+            metrics.record_batch_rejection(e.code());
             tracing::info!(reason = e.code().as_str(), "batch refused: {e}");
             let mut response = api_error(e.status(), Some(e.code().as_str()), &e.to_string());
             if e.status() == StatusCode::UNAUTHORIZED {
@@ -123,8 +130,8 @@ pub(crate) async fn post_measurements(
 
     let mut report = IngestReport { rejected: checked.rejected, ..IngestReport::default() };
     if !checked.valid.is_empty() {
-        let timer = state.metrics.store_timer(StoreOp::Insert);
-        let outcomes = match state.store.insert_batch(&checked.valid, signer.as_ref()).await {
+        let timer = metrics.store_timer(StoreOp::Insert);
+        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref()).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
@@ -136,18 +143,18 @@ pub(crate) async fn post_measurements(
             match outcome {
                 InsertOutcome::Inserted => {
                     report.accepted += 1;
-                    state.metrics.record_measurement(m);
+                    metrics.record_measurement(m);
                 }
                 InsertOutcome::Duplicate => report.duplicates += 1,
             }
         }
-        state.metrics.record_batch(report.accepted as u64, report.duplicates as u64);
+        metrics.record_batch(report.accepted as u64, report.duplicates as u64);
     }
     // Counted under the collector's own static code: a label comes from the closed set only.
     for code in report.rejected.iter().filter_map(|r| RejectionCode::parse(&r.reason)) {
-        state.metrics.record_line_rejection(code);
+        metrics.record_line_rejection(code);
     }
-    state.metrics.record_batch_source(BatchIdentity::of(signer.is_some()), spool_pending(&headers));
+    metrics.record_batch_source(BatchIdentity::of(signer.is_some()), spool_pending(&headers));
     tracing::info!(
         signed = signer.is_some(),
         accepted = report.accepted,

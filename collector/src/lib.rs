@@ -20,7 +20,10 @@
 //! - [`status`] renders the headline (what is blocked where, how, since when) as a page at `/`.
 //! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
 //! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
-//!   on shutdown ([`App::serve`]).
+//!   on shutdown ([`App::serve`]). A handler takes only the pieces of the shared state it uses
+//!   (`state`, through axum's `FromRef`) and answers errors through `error`; both sit below the
+//!   handlers, so no module imports one that imports it:
+//!   `app → state → {handlers} → {error, payload, fleet, metrics, store}`.
 //!
 //! The probe's IP address is used only to refuse lines that contain it; it is never logged,
 //! stored or used as a label.
@@ -29,12 +32,15 @@
 
 pub mod app;
 pub mod config;
+mod error;
 pub mod fleet;
 pub mod helper;
 pub mod ingest;
 pub mod metrics;
+mod ops;
 pub mod payload;
 pub mod query;
+mod state;
 pub mod status;
 pub mod store;
 

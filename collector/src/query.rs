@@ -15,9 +15,11 @@ use serde::Deserialize;
 use vantage_measurement::validate::MAX_NAME_LEN;
 use vantage_measurement::{Mechanism, Status, TestKind, is_country_code, is_plausible_name};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::StoreOp;
-use crate::store::{Filter, StoreError};
+use std::sync::Arc;
+
+use crate::error::api_error;
+use crate::metrics::{Metrics, StoreOp};
+use crate::store::{Filter, Store, StoreError};
 
 /// Rows returned when `limit` is absent.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -133,7 +135,8 @@ fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
 
 /// `GET /api/v1/measurements`.
 pub(crate) async fn get_measurements(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(metrics): State<Arc<Metrics>>,
     params: Result<Query<QueryParams>, QueryRejection>,
 ) -> Response {
     let params = match params {
@@ -144,8 +147,8 @@ pub(crate) async fn get_measurements(
         Ok(parsed) => parsed,
         Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &e.to_string()),
     };
-    let timer = state.metrics.store_timer(StoreOp::Query);
-    let rows = match state.store.query(&filter, limit).await {
+    let timer = metrics.store_timer(StoreOp::Query);
+    let rows = match store.query(&filter, limit).await {
         Ok(rows) => rows,
         Err(StoreError::Busy) => {
             return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "too many queries are running; retry shortly");
