@@ -23,7 +23,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 
-use crate::error::api_error;
+use crate::error::{ApiError, ServerFault};
 use crate::metrics::{HelperOutcome, Metrics};
 
 /// Controls running at once; beyond this the helper answers `503`.
@@ -126,7 +126,7 @@ pub(crate) async fn post_control(
 ) -> Response {
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &format!("not a control request: {e}")),
+        Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, format!("not a control request: {e}")).into_response(),
     };
     let test = request.test;
     if let Some(ip) = request.address
@@ -135,11 +135,11 @@ pub(crate) async fn post_control(
     {
         metrics.record_helper(test, HelperOutcome::Forbidden);
         let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
-        return api_error(StatusCode::FORBIDDEN, None, &message);
+        return ApiError::client(StatusCode::FORBIDDEN, None, message).into_response();
     }
     let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
         metrics.record_helper(test, HelperOutcome::Busy);
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the test helper is busy; retry later");
+        return ApiError::server(ServerFault::Busy, "the test helper is busy; retry later").into_response();
     };
     match tokio::time::timeout(helper.deadline(), execute(&request, &helper.trust)).await {
         Ok(Ok(response)) => {
@@ -148,11 +148,11 @@ pub(crate) async fn post_control(
         }
         Ok(Err(e)) => {
             metrics.record_helper(test, HelperOutcome::Invalid);
-            api_error(StatusCode::BAD_REQUEST, None, &e.to_string())
+            ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string()).into_response()
         }
         Err(_) => {
             metrics.record_helper(test, HelperOutcome::TimedOut);
-            api_error(StatusCode::GATEWAY_TIMEOUT, None, "the control step outran the helper's deadline")
+            ApiError::server(ServerFault::HelperTimeout, "the control step outran the helper's deadline").into_response()
         }
     }
 }

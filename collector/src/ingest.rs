@@ -33,7 +33,7 @@ use vantage_measurement::wire::{
 };
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
-use crate::error::api_error;
+use crate::error::{ApiError, ServerFault};
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::store::{InsertOutcome, Store};
@@ -90,6 +90,33 @@ fn spool_pending(headers: &HeaderMap) -> Option<u64> {
         .filter(|n| *n <= MAX_PLAUSIBLE_SPOOL_PENDING)
 }
 
+/// Why a batch got no `200`, sorted by whose fault it was.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    /// The batch is unacceptable as sent (the client's fault): a 4xx, counted under its reason.
+    #[error(transparent)]
+    Refused(#[from] PayloadError),
+    /// The validation task panicked or was cancelled (the collector's fault).
+    #[error("the validation task failed: {0}")]
+    Validation(#[from] tokio::task::JoinError),
+}
+
+impl From<&BatchError> for ApiError {
+    fn from(e: &BatchError) -> Self {
+        match e {
+            BatchError::Refused(refused) => ApiError::from(refused),
+            // Only a runtime shutting down cancels the task; the same batch is welcome after.
+            BatchError::Validation(task) if task.is_cancelled() => {
+                ApiError::server(ServerFault::ShuttingDown, "the collector is shutting down; retry later")
+            }
+            // A panic is a bug, and the same batch would meet it again.
+            BatchError::Validation(_) => {
+                ApiError::server(ServerFault::Internal, "the batch could not be validated; the collector's log says why")
+            }
+        }
+    }
+}
+
 /// The ingest semaphore, shared by all requests: [`MAX_CONCURRENT_BATCHES`] slots.
 #[derive(Clone, Debug)]
 pub(crate) struct BatchSlots(Arc<Semaphore>);
@@ -111,19 +138,14 @@ pub(crate) async fn post_measurements(
 ) -> Response {
     let _in_flight = metrics.ingest_in_flight();
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
+        return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
     let checked = match read_and_check(&headers, body, peer.ip()).await {
         Ok(checked) => checked,
+        Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
         Err(e) => {
-            metrics.record_batch_rejection(e.code());
-            tracing::info!(reason = e.code().as_str(), "batch refused: {e}");
-            let mut response = api_error(e.status(), Some(e.code().as_str()), &e.to_string());
-            if e.status() == StatusCode::UNAUTHORIZED {
-                // RFC 9110: a 401 names the scheme it wants.
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
-            }
-            return response;
+            tracing::error!("batch not checked: {e}");
+            return ApiError::from(&e).into_response();
         }
     };
     let signer = checked.signer;
@@ -135,7 +157,7 @@ pub(crate) async fn post_measurements(
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
-                return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+                return ApiError::from(&e).into_response();
             }
         };
         timer.observe_duration();
@@ -165,22 +187,34 @@ pub(crate) async fn post_measurements(
     (StatusCode::OK, Json(report)).into_response()
 }
 
-async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, PayloadError> {
+/// Count, log and answer a batch refused as sent.
+fn refuse(metrics: &Metrics, e: &PayloadError) -> Response {
+    metrics.record_batch_rejection(e.code());
+    tracing::info!(reason = e.code().as_str(), "batch refused: {e}");
+    let mut response = ApiError::from(e).into_response();
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // RFC 9110: a 401 names the scheme it wants.
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
+    }
+    response
+}
+
+async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, BatchError> {
     let encoding = payload::encoding(headers)?;
     let signature = SignatureHeaders::from_headers(headers);
     let raw = payload::read_capped(body, headers, encoding).await?;
     // A probe on this machine (tests, a lab) may well mention 127.0.0.1 legitimately.
     let submitter = (!peer.to_canonical().is_loopback()).then(|| peer.to_canonical());
     // Inflating and parsing up to 64 MiB is CPU work: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
+    let checked = tokio::task::spawn_blocking(move || {
         // The signature covers the bytes as sent: check it before inflating anything.
         let signer = signature.verify(&raw)?;
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
+        Ok::<_, PayloadError>(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
     })
-    .await
-    .map_err(|e| PayloadError::Unreadable(format!("validation task failed: {e}")))?
+    .await??;
+    Ok(checked)
 }
 
 fn check_lines(lines: &[(usize, &str)], submitter: Option<IpAddr>, now: DateTime<Utc>) -> CheckedBatch {
@@ -268,6 +302,24 @@ mod tests {
         assert_eq!(tampered, Err(SignatureError::Mismatch));
         let refused = PayloadError::from(SignatureError::Mismatch);
         assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, BatchRejection::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn a_failed_validation_task_is_the_collectors_fault() {
+        let panicked = tokio::spawn(async { panic!("a bug in validation") }).await.expect_err("panicked");
+        let error = ApiError::from(&BatchError::from(panicked));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(matches!(error, ApiError::Server { fault: ServerFault::Internal, .. }), "{error:?}");
+
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let cancelled = task.await.expect_err("cancelled");
+        let error = ApiError::from(&BatchError::from(cancelled));
+        assert!(matches!(error, ApiError::Server { fault: ServerFault::ShuttingDown, .. }), "{error:?}");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let refused = ApiError::from(&BatchError::from(PayloadError::TooManyLines));
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

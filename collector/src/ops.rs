@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::error::{ApiError, ServerFault};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
@@ -20,7 +21,7 @@ pub(crate) async fn get_metrics(State(metrics): State<Arc<Metrics>>) -> Response
         Ok((text, content_type)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
         Err(e) => {
             tracing::error!("rendering metrics failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
+            ApiError::server(ServerFault::Internal, "metrics unavailable").plain()
         }
     }
 }

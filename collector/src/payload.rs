@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use flate2::read::MultiGzDecoder;
 use futures::StreamExt;
 
+use crate::error::ApiError;
+
 /// The largest gzip-compressed body accepted.
 pub const MAX_COMPRESSED_BYTES: usize = 8 * 1024 * 1024;
 /// The largest body after decompression (or an uncompressed body).
@@ -148,6 +150,13 @@ impl PayloadError {
     }
 }
 
+/// A refused batch is always the client's fault: a 4xx with its bounded reason.
+impl From<&PayloadError> for ApiError {
+    fn from(e: &PayloadError) -> Self {
+        ApiError::client(e.status(), Some(e.code().as_str()), e.to_string())
+    }
+}
+
 /// The body's encoding from its `Content-Encoding` header.
 pub fn encoding(headers: &HeaderMap) -> Result<Encoding, PayloadError> {
     let mut values = headers.get_all(header::CONTENT_ENCODING).iter();
@@ -272,6 +281,27 @@ mod tests {
         let mut encoder = GzEncoder::new(Vec::new(), Compression::best());
         encoder.write_all(data).expect("compress");
         encoder.finish().expect("finish")
+    }
+
+    #[test]
+    fn every_refusal_is_the_clients_fault_with_its_reason() {
+        use vantage_measurement::wire::SignatureError;
+        let refusals = [
+            PayloadError::UnsupportedEncoding("br".into()),
+            PayloadError::TooLarge { what: "body", limit: 1 },
+            PayloadError::InflatesTooLarge { limit: 1 },
+            PayloadError::BadGzip("damaged".into()),
+            PayloadError::NotUtf8 { offset: 0 },
+            PayloadError::TooManyLines,
+            PayloadError::Unreadable("connection reset".into()),
+            PayloadError::TooSlow,
+            PayloadError::BadSignature(SignatureError::Mismatch),
+        ];
+        for e in refusals {
+            let expected = ApiError::Client { status: e.status(), reason: Some(e.code().as_str()), message: e.to_string() };
+            assert!(e.status().is_client_error(), "{e}");
+            assert_eq!(ApiError::from(&e), expected);
+        }
     }
 
     #[test]

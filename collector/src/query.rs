@@ -17,7 +17,7 @@ use vantage_measurement::{Mechanism, Status, TestKind, is_country_code, is_plaus
 
 use std::sync::Arc;
 
-use crate::error::api_error;
+use crate::error::ApiError;
 use crate::metrics::{Metrics, StoreOp};
 use crate::store::{Filter, Store, StoreError};
 
@@ -141,21 +141,21 @@ pub(crate) async fn get_measurements(
 ) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
-        Err(rejection) => return api_error(StatusCode::BAD_REQUEST, None, &rejection.body_text()),
+        Err(rejection) => return ApiError::client(StatusCode::BAD_REQUEST, None, rejection.body_text()).into_response(),
     };
     let (filter, limit) = match params.to_filter() {
         Ok(parsed) => parsed,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &e.to_string()),
+        Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string()).into_response(),
     };
     let timer = metrics.store_timer(StoreOp::Query);
     let rows = match store.query(&filter, limit).await {
         Ok(rows) => rows,
-        Err(StoreError::Busy) => {
-            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "too many queries are running; retry shortly");
-        }
         Err(e) => {
-            tracing::error!("query failed: {e}");
-            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+            // Busy is the query slots doing their job, not news for the log.
+            if !matches!(e, StoreError::Busy) {
+                tracing::error!("query failed: {e}");
+            }
+            return ApiError::from(&e).into_response();
         }
     };
     // The timer rides along with the stream and records when the last row has gone out.

@@ -17,6 +17,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
+use crate::error::ApiError;
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, StoreOp};
 use crate::store::{Store, StoreError};
@@ -44,7 +45,7 @@ pub(crate) async fn get_status(
                 view::build(&snapshot.rows, snapshot.read_at, fleet.window.as_secs(), |target| metrics.is_published(target));
             if let Err(e) = fill_since(store.as_ref(), &metrics, &mut page).await {
                 tracing::warn!("status page: blocking streaks unavailable: {e}");
-                return (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry shortly\n").into_response();
+                return ApiError::from(&e).plain();
             }
             let html = Arc::new(html::render(&page, Utc::now()));
             *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
