@@ -4,14 +4,14 @@
 //! Building and serving are separate steps (as linkerd's `Config::build` → `App`) so that a
 //! caller, the binary or a test, learns the bound address before the first request, and so that
 //! every start-up failure (unreadable target list, unusable store, port taken) happens before
-//! anything is served. Start-up order: files named by the config, then the store, then the port.
+//! anything is served. Each part is made by its own module; the binary's `main` lists the steps
+//! (config, store, metrics, helper trust) and [`App::bind_parts`] is the last: the port.
 //!
 //! Shutdown drains: the listener stops accepting, in-flight requests finish (an ingest that was
 //! answered `200` had committed before the answer), then the store is closed. A drain that takes
 //! longer than [`DRAIN_TIMEOUT`] (a stalled export) is cut short; the store still closes after the
 //! writes in progress, so nothing acknowledged is lost.
 
-use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +22,8 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
-use vantage_engine::control::HelperTrust;
-use vantage_engine::runner::verify::TrustAnchors;
 
-use crate::config::{Config, ConfigError, load_published_targets};
+use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
 use crate::helper::{self, Helper};
 use crate::ingest::BatchSlots;
@@ -97,24 +95,22 @@ impl App {
         Self::bind_with_store(config, Arc::new(store)).await
     }
 
-    /// Build the collector on a store opened by the caller (another database, a test double).
+    /// Build the collector on a store opened by the caller (another database, a test double):
+    /// the binary's start-up steps after the store.
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<App, BuildError> {
-        // quinn and rustls need a process-wide provider; another part of the process may have
-        // installed one already, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let metrics = Arc::new(Metrics::new(config.published_targets()?, config.max_series)?);
+        let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
+        Self::bind_parts(config, store, metrics, helper).await
+    }
 
-        let published_targets = match &config.targets_file {
-            Some(path) => load_published_targets(path)?,
-            None => HashSet::new(),
-        };
-        let mut anchors = TrustAnchors::webpki_defaults();
-        if let Some(path) = &config.ca_file {
-            anchors = anchors.with_pem_file(path).map_err(ConfigError::from)?;
-        }
-        let trust =
-            HelperTrust { anchors: Arc::new(anchors), timeout: config.helper_timeout, dns_resolver: config.helper_resolver };
-
-        let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
+    /// The last step of start-up: seed the metrics from the store, wire the parts into the
+    /// router and bind `config.listen`.
+    pub async fn bind_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        helper: Helper,
+    ) -> Result<App, BuildError> {
         metrics.set_stored(store.count().await?);
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
@@ -123,11 +119,10 @@ impl App {
             config.asn_min_probes,
             config.fleet_refresh,
         ));
-
         let state = AppState {
             store: Arc::clone(&store),
             metrics,
-            helper: Arc::new(Helper::new(trust, config.danger_helper_allow_private)),
+            helper: Arc::new(helper),
             batch_slots: BatchSlots::default(),
             fleet: Arc::clone(&fleet),
             status_page: Arc::default(),

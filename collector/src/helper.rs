@@ -42,6 +42,9 @@ pub struct Helper {
 impl Helper {
     /// A helper verifying with `trust`; `allow_private` lifts the address policy (labs only).
     pub fn new(trust: HelperTrust, allow_private: bool) -> Self {
+        // The runners' rustls and quinn need a process-wide provider; another part of the
+        // process may have installed one already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Helper { trust, allow_private, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
     }
 
