@@ -4,7 +4,7 @@
 //! Each group's constructor registers its families and creates the series of its closed label
 //! sets up front, so `rate()` and absence alerts see zeros from the first scrape, not gaps.
 
-use prometheus::core::Collector;
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use vantage_measurement::{RejectionCode, TestKind};
 
@@ -60,6 +60,22 @@ impl Registrar<'_> {
 
     fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge> {
         self.register(IntGauge::new(name, help)?)
+    }
+}
+
+/// Create the series of a one-label `family` for each value, at zero.
+fn zeros<'a, B: MetricVecBuilder>(family: &MetricVec<B>, values: impl Iterator<Item = &'a str>) {
+    for value in values {
+        family.with_label_values(&[value]);
+    }
+}
+
+/// Create the series of a two-label `family` for every pair of values, at zero.
+fn pair_zeros<'a>(family: &IntCounterVec, first: impl Iterator<Item = &'a str>, second: impl Iterator<Item = &'a str> + Clone) {
+    for a in first {
+        for b in second.clone() {
+            family.with_label_values(&[a, b]);
+        }
     }
 }
 
@@ -134,12 +150,8 @@ impl IngestFamilies {
              reports it (X-Vantage-Spool-Pending); one observation per batch, no per-probe series.",
             SPOOL_BUCKETS,
         )?;
-        for reason in RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BatchRejection::ALL.iter().map(|c| c.as_str())) {
-            rejected.with_label_values(&[reason]);
-        }
-        for identity in BatchIdentity::ALL {
-            batches.with_label_values(&[identity.as_str()]);
-        }
+        zeros(&rejected, RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BatchRejection::ALL.iter().map(|c| c.as_str())));
+        zeros(&batches, BatchIdentity::ALL.iter().map(|i| i.as_str()));
         Ok(IngestFamilies { ingested, duplicates, rejected, batches, last_ingest, stored, in_flight, spool_pending })
     }
 }
@@ -161,14 +173,8 @@ impl OperationFamilies {
         )?;
         let helper_requests =
             r.counter_vec(HELPER_REQUESTS_TOTAL, "Test-helper control requests, by test and outcome.", &["test", "outcome"])?;
-        for op in StoreOp::ALL {
-            store_duration.with_label_values(&[op.as_str()]);
-        }
-        for test in TestKind::ALL {
-            for outcome in HelperOutcome::ALL {
-                helper_requests.with_label_values(&[test.as_str(), outcome.as_str()]);
-            }
-        }
+        zeros(&store_duration, StoreOp::ALL.iter().map(|op| op.as_str()));
+        pair_zeros(&helper_requests, TestKind::ALL.iter().map(|t| t.as_str()), HelperOutcome::ALL.iter().map(|o| o.as_str()));
         Ok(OperationFamilies { store_duration, helper_requests })
     }
 }
@@ -192,11 +198,7 @@ impl LabelFamilies {
             r.int_gauge(SERIES_ADMITTED, "Series held by the budgeted families (measurement counters and fleet gauges).")?;
         let series_limit = r.int_gauge(SERIES_LIMIT, "The series budget (--max-series) of the budgeted families.")?;
         series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
-        for label in FoldLabel::ALL {
-            for reason in FoldReason::ALL {
-                folded.with_label_values(&[label.as_str(), reason.as_str()]);
-            }
-        }
+        pair_zeros(&folded, FoldLabel::ALL.iter().map(|l| l.as_str()), FoldReason::ALL.iter().map(|r| r.as_str()));
         Ok(LabelFamilies { folded, series_admitted })
     }
 }
