@@ -20,10 +20,12 @@
 //! - [`status`] renders the headline (what is blocked where, how, since when) as a page at `/`.
 //! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
 //! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
-//!   on shutdown ([`App::serve`]). A handler takes only the pieces of the shared state it uses
-//!   (`state`, through axum's `FromRef`) and answers errors through `error`; both sit below the
-//!   handlers, so no module imports one that imports it:
-//!   `app → state → {handlers} → {error, payload, fleet, metrics, store}`.
+//!   on shutdown ([`App::serve`]). No handler imports the router or the whole shared state: each
+//!   takes the pieces it uses (`Arc<Metrics>`, `Arc<dyn Store>`, …) through axum's `FromRef` on
+//!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
+//!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
+//!   modules below it: `app → state → {ingest, query, helper, status, ops} → fleet → metrics →
+//!   payload → error → store`.
 //!
 //! The probe's IP address is used only to refuse lines that contain it; it is never logged,
 //! stored or used as a label.
