@@ -4,40 +4,36 @@
 //! Building and serving are separate steps (as linkerd's `Config::build` → `App`) so that a
 //! caller, the binary or a test, learns the bound address before the first request, and so that
 //! every start-up failure (unreadable target list, unusable store, port taken) happens before
-//! anything is served. Start-up order: files named by the config, then the store, then the port.
+//! anything is served. Each part is made by its own module; the binary's `main` lists the steps
+//! (config, store, metrics, helper trust) and [`App::bind_parts`] is the last: the port.
 //!
 //! Shutdown drains: the listener stops accepting, in-flight requests finish (an ingest that was
 //! answered `200` had committed before the answer), then the store is closed. A drain that takes
 //! longer than [`DRAIN_TIMEOUT`] (a stalled export) is cut short; the store still closes after the
 //! writes in progress, so nothing acknowledged is lost.
 
-use std::collections::HashSet;
 use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, oneshot};
-use vantage_engine::control::HelperTrust;
-use vantage_engine::runner::verify::TrustAnchors;
+use tokio::sync::oneshot;
 
-use crate::config::{Config, ConfigError, load_published_targets};
+use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
 use crate::helper::{self, Helper};
+use crate::ingest::BatchSlots;
 use crate::metrics::Metrics;
+use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::{ingest, query, status};
+use crate::{ingest, ops, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long `/healthz` waits for the store.
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Why the collector could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -82,17 +78,6 @@ pub enum ServeError {
     Store(#[from] StoreError),
 }
 
-/// What every handler shares.
-#[derive(Clone, Debug)]
-pub(crate) struct AppState {
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) helper: Arc<Helper>,
-    pub(crate) batch_slots: Arc<Semaphore>,
-    pub(crate) fleet: Arc<Fleet>,
-    pub(crate) status_page: Arc<status::PageCache>,
-}
-
 /// A collector bound to its port, ready to serve.
 #[derive(Debug)]
 pub struct App {
@@ -110,24 +95,22 @@ impl App {
         Self::bind_with_store(config, Arc::new(store)).await
     }
 
-    /// Build the collector on a store opened by the caller (another database, a test double).
+    /// Build the collector on a store opened by the caller (another database, a test double):
+    /// the binary's start-up steps after the store.
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<App, BuildError> {
-        // quinn and rustls need a process-wide provider; another part of the process may have
-        // installed one already, which is just as good.
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        let metrics = Arc::new(Metrics::new(config.published_targets()?, config.max_series)?);
+        let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
+        Self::bind_parts(config, store, metrics, helper).await
+    }
 
-        let published_targets = match &config.targets_file {
-            Some(path) => load_published_targets(path)?,
-            None => HashSet::new(),
-        };
-        let mut anchors = TrustAnchors::webpki_defaults();
-        if let Some(path) = &config.ca_file {
-            anchors = anchors.with_pem_file(path).map_err(ConfigError::from)?;
-        }
-        let trust =
-            HelperTrust { anchors: Arc::new(anchors), timeout: config.helper_timeout, dns_resolver: config.helper_resolver };
-
-        let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
+    /// The last step of start-up: seed the metrics from the store, wire the parts into the
+    /// router and bind `config.listen`.
+    pub async fn bind_parts(
+        config: Config,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        helper: Helper,
+    ) -> Result<App, BuildError> {
         metrics.set_stored(store.count().await?);
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
@@ -136,12 +119,11 @@ impl App {
             config.asn_min_probes,
             config.fleet_refresh,
         ));
-
         let state = AppState {
             store: Arc::clone(&store),
             metrics,
-            helper: Arc::new(Helper::new(trust, config.danger_helper_allow_private)),
-            batch_slots: ingest::batch_slots(),
+            helper: Arc::new(helper),
+            batch_slots: BatchSlots::default(),
             fleet: Arc::clone(&fleet),
             status_page: Arc::default(),
         };
@@ -221,37 +203,7 @@ fn router(state: AppState) -> Router {
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
-        .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/metrics", get(ops::get_metrics))
+        .route("/healthz", get(ops::healthz))
         .with_state(state)
-}
-
-/// A JSON error body: `{"error": message}`, plus `"reason"` when there is a bounded code.
-pub(crate) fn api_error(status: StatusCode, reason: Option<&'static str>, message: &str) -> Response {
-    let body = match reason {
-        Some(reason) => serde_json::json!({ "error": message, "reason": reason }),
-        None => serde_json::json!({ "error": message }),
-    };
-    (status, axum::Json(body)).into_response()
-}
-
-async fn metrics(State(state): State<AppState>) -> Response {
-    match state.metrics.render() {
-        Ok((text, content_type)) => ([(header::CONTENT_TYPE, content_type)], text).into_response(),
-        Err(e) => {
-            tracing::error!("rendering metrics failed: {e}");
-            (StatusCode::INTERNAL_SERVER_ERROR, "metrics unavailable\n").into_response()
-        }
-    }
-}
-
-async fn healthz(State(state): State<AppState>) -> Response {
-    match tokio::time::timeout(HEALTH_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ok").into_response(),
-        Ok(Err(e)) => {
-            tracing::warn!("health check: {e}");
-            (StatusCode::SERVICE_UNAVAILABLE, "store unavailable\n").into_response()
-        }
-        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store not answering\n").into_response(),
-    }
 }

@@ -8,10 +8,13 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
+use vantage_engine::control::HelperTrust;
+use vantage_engine::runner::verify::TrustAnchors;
 
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
@@ -219,6 +222,24 @@ impl Config {
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
         }
+    }
+}
+
+impl Config {
+    /// The names on the published target list `targets_file` (none named: no names, so every
+    /// target is counted as `other`).
+    pub fn published_targets(&self) -> Result<HashSet<String>, ConfigError> {
+        self.targets_file.as_deref().map_or_else(|| Ok(HashSet::new()), load_published_targets)
+    }
+
+    /// What the test helper trusts and how it asks: the built-in Mozilla roots plus `ca_file`,
+    /// the step timeout, the resolver.
+    pub fn helper_trust(&self) -> Result<HelperTrust, ConfigError> {
+        let mut anchors = TrustAnchors::webpki_defaults();
+        if let Some(path) = &self.ca_file {
+            anchors = anchors.with_pem_file(path)?;
+        }
+        Ok(HelperTrust { anchors: Arc::new(anchors), timeout: self.helper_timeout, dns_resolver: self.helper_resolver })
     }
 }
 

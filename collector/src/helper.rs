@@ -23,8 +23,8 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::HelperOutcome;
+use crate::error::{ApiError, ServerFault};
+use crate::metrics::{HelperOutcome, Metrics};
 
 /// Controls running at once; beyond this the helper answers `503`.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -42,6 +42,9 @@ pub struct Helper {
 impl Helper {
     /// A helper verifying with `trust`; `allow_private` lifts the address policy (labs only).
     pub fn new(trust: HelperTrust, allow_private: bool) -> Self {
+        // The runners' rustls and quinn need a process-wide provider; another part of the
+        // process may have installed one already, which is just as good.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Helper { trust, allow_private, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
     }
 
@@ -119,40 +122,43 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// `POST /api/v1/control`.
-pub(crate) async fn post_control(State(state): State<AppState>, body: Bytes) -> Response {
-    let helper = &state.helper;
+pub(crate) async fn post_control(
+    State(helper): State<Arc<Helper>>,
+    State(metrics): State<Arc<Metrics>>,
+    body: Bytes,
+) -> Response {
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &format!("not a control request: {e}")),
+        Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, format!("not a control request: {e}")).into_response(),
     };
     let test = request.test;
     let step = match request.step() {
         Ok(step) => step,
         Err(e) => {
-            state.metrics.record_helper(test, HelperOutcome::Invalid);
-            return api_error(StatusCode::BAD_REQUEST, None, &e.to_string());
+            metrics.record_helper(test, HelperOutcome::Invalid);
+            return ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string()).into_response();
         }
     };
     if let Some(ip) = request.address
         && !helper.allow_private
         && let Some(kind) = non_public_kind(ip)
     {
-        state.metrics.record_helper(test, HelperOutcome::Forbidden);
+        metrics.record_helper(test, HelperOutcome::Forbidden);
         let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
-        return api_error(StatusCode::FORBIDDEN, None, &message);
+        return ApiError::client(StatusCode::FORBIDDEN, None, message).into_response();
     }
     let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
-        state.metrics.record_helper(test, HelperOutcome::Busy);
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the test helper is busy; retry later");
+        metrics.record_helper(test, HelperOutcome::Busy);
+        return ApiError::server(ServerFault::Busy, "the test helper is busy; retry later").into_response();
     };
     match tokio::time::timeout(helper.deadline(), execute(&step, &helper.trust)).await {
         Ok(response) => {
-            state.metrics.record_helper(test, HelperOutcome::Executed);
+            metrics.record_helper(test, HelperOutcome::Executed);
             (StatusCode::OK, Json(response)).into_response()
         }
         Err(_) => {
-            state.metrics.record_helper(test, HelperOutcome::TimedOut);
-            api_error(StatusCode::GATEWAY_TIMEOUT, None, "the control step outran the helper's deadline")
+            metrics.record_helper(test, HelperOutcome::TimedOut);
+            ApiError::server(ServerFault::HelperTimeout, "the control step outran the helper's deadline").into_response()
         }
     }
 }

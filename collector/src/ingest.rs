@@ -33,10 +33,10 @@ use vantage_measurement::wire::{
 };
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::StoreOp;
+use crate::error::{ApiError, ServerFault};
+use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
-use crate::store::InsertOutcome;
+use crate::store::{InsertOutcome, Store};
 
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
 /// memory, so this bounds the collector's ingest memory.
@@ -90,45 +90,74 @@ fn spool_pending(headers: &HeaderMap) -> Option<u64> {
         .filter(|n| *n <= MAX_PLAUSIBLE_SPOOL_PENDING)
 }
 
-/// The ingest semaphore, shared by all requests.
-pub(crate) fn batch_slots() -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES))
+/// Why a batch got no `200`, sorted by whose fault it was.
+#[derive(Debug, thiserror::Error)]
+enum BatchError {
+    /// The batch is unacceptable as sent (the client's fault): a 4xx, counted under its reason.
+    #[error(transparent)]
+    Refused(#[from] PayloadError),
+    /// The validation task panicked or was cancelled (the collector's fault).
+    #[error("the validation task failed: {0}")]
+    Validation(#[from] tokio::task::JoinError),
+}
+
+impl From<&BatchError> for ApiError {
+    fn from(e: &BatchError) -> Self {
+        match e {
+            BatchError::Refused(refused) => ApiError::from(refused),
+            // Only a runtime shutting down cancels the task; the same batch is welcome after.
+            BatchError::Validation(task) if task.is_cancelled() => {
+                ApiError::server(ServerFault::ShuttingDown, "the collector is shutting down; retry later")
+            }
+            // A panic is a bug, and the same batch would meet it again.
+            BatchError::Validation(_) => {
+                ApiError::server(ServerFault::Internal, "the batch could not be validated; the collector's log says why")
+            }
+        }
+    }
+}
+
+/// The ingest semaphore, shared by all requests: [`MAX_CONCURRENT_BATCHES`] slots.
+#[derive(Clone, Debug)]
+pub(crate) struct BatchSlots(Arc<Semaphore>);
+
+impl Default for BatchSlots {
+    fn default() -> Self {
+        BatchSlots(Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES)))
+    }
 }
 
 /// `POST /api/v1/measurements`.
 pub(crate) async fn post_measurements(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(metrics): State<Arc<Metrics>>,
+    State(BatchSlots(slots)): State<BatchSlots>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let _in_flight = state.metrics.ingest_in_flight();
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&state.batch_slots).acquire_owned()).await else {
-        return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the collector is busy; retry later");
+    let _in_flight = metrics.ingest_in_flight();
+    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
+        return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
     let checked = match read_and_check(&headers, body, peer.ip()).await {
         Ok(checked) => checked,
+        Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
         Err(e) => {
-            state.metrics.record_rejection(e.code());
-            tracing::info!(reason = e.code(), "batch refused: {e}");
-            let mut response = api_error(e.status(), Some(e.code()), &e.to_string());
-            if e.status() == StatusCode::UNAUTHORIZED {
-                // RFC 9110: a 401 names the scheme it wants.
-                response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
-            }
-            return response;
+            tracing::error!("batch not checked: {e}");
+            return ApiError::from(&e).into_response();
         }
     };
     let signer = checked.signer;
 
     let mut report = IngestReport { rejected: checked.rejected, ..IngestReport::default() };
     if !checked.valid.is_empty() {
-        let timer = state.metrics.store_timer(StoreOp::Insert);
-        let outcomes = match state.store.insert_batch(&checked.valid, signer.as_ref()).await {
+        let timer = metrics.store_timer(StoreOp::Insert);
+        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref()).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
-                return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+                return ApiError::from(&e).into_response();
             }
         };
         timer.observe_duration();
@@ -136,18 +165,18 @@ pub(crate) async fn post_measurements(
             match outcome {
                 InsertOutcome::Inserted => {
                     report.accepted += 1;
-                    state.metrics.record_measurement(m);
+                    metrics.record_measurement(m);
                 }
                 InsertOutcome::Duplicate => report.duplicates += 1,
             }
         }
-        state.metrics.record_batch(report.accepted as u64, report.duplicates as u64);
+        metrics.record_batch(report.accepted as u64, report.duplicates as u64);
     }
     // Counted under the collector's own static code: a label comes from the closed set only.
     for code in report.rejected.iter().filter_map(|r| RejectionCode::parse(&r.reason)) {
-        state.metrics.record_rejection(code.as_str());
+        metrics.record_line_rejection(code);
     }
-    state.metrics.record_batch_source(signer.is_some(), spool_pending(&headers));
+    metrics.record_batch_source(BatchIdentity::of(signer.is_some()), spool_pending(&headers));
     tracing::info!(
         signed = signer.is_some(),
         accepted = report.accepted,
@@ -158,22 +187,34 @@ pub(crate) async fn post_measurements(
     (StatusCode::OK, Json(report)).into_response()
 }
 
-async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, PayloadError> {
+/// Count, log and answer a batch refused as sent.
+fn refuse(metrics: &Metrics, e: &PayloadError) -> Response {
+    metrics.record_batch_rejection(e.code());
+    tracing::info!(reason = e.code().as_str(), "batch refused: {e}");
+    let mut response = ApiError::from(e).into_response();
+    if response.status() == StatusCode::UNAUTHORIZED {
+        // RFC 9110: a 401 names the scheme it wants.
+        response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Vantage-Signature"));
+    }
+    response
+}
+
+async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, BatchError> {
     let encoding = payload::encoding(headers)?;
     let signature = SignatureHeaders::from_headers(headers);
     let raw = payload::read_capped(body, headers, encoding).await?;
     // A probe on this machine (tests, a lab) may well mention 127.0.0.1 legitimately.
     let submitter = (!peer.to_canonical().is_loopback()).then(|| peer.to_canonical());
     // Inflating and parsing up to 64 MiB is CPU work: keep it off the async workers.
-    tokio::task::spawn_blocking(move || {
+    let checked = tokio::task::spawn_blocking(move || {
         // The signature covers the bytes as sent: check it before inflating anything.
         let signer = signature.verify(&raw)?;
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
+        Ok::<_, PayloadError>(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
     })
-    .await
-    .map_err(|e| PayloadError::Unreadable(format!("validation task failed: {e}")))?
+    .await??;
+    Ok(checked)
 }
 
 fn check_lines(lines: &[(usize, &str)], submitter: Option<IpAddr>, now: DateTime<Utc>) -> CheckedBatch {
@@ -228,6 +269,7 @@ fn readable_id(line: &str) -> Option<Uuid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::payload::BatchRejection;
     use vantage_measurement::example;
 
     fn now() -> DateTime<Utc> {
@@ -259,7 +301,25 @@ mod tests {
         let tampered = SignatureHeaders::from_headers(&headers).verify(b"gzip bytez");
         assert_eq!(tampered, Err(SignatureError::Mismatch));
         let refused = PayloadError::from(SignatureError::Mismatch);
-        assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, "bad_signature"));
+        assert_eq!((refused.status(), refused.code()), (StatusCode::UNAUTHORIZED, BatchRejection::BadSignature));
+    }
+
+    #[tokio::test]
+    async fn a_failed_validation_task_is_the_collectors_fault() {
+        let panicked = tokio::spawn(async { panic!("a bug in validation") }).await.expect_err("panicked");
+        let error = ApiError::from(&BatchError::from(panicked));
+        assert_eq!(error.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(matches!(error, ApiError::Server { fault: ServerFault::Internal, .. }), "{error:?}");
+
+        let task = tokio::spawn(std::future::pending::<()>());
+        task.abort();
+        let cancelled = task.await.expect_err("cancelled");
+        let error = ApiError::from(&BatchError::from(cancelled));
+        assert!(matches!(error, ApiError::Server { fault: ServerFault::ShuttingDown, .. }), "{error:?}");
+        assert_eq!(error.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+        let refused = ApiError::from(&BatchError::from(PayloadError::TooManyLines));
+        assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
     }
 
     #[test]

@@ -20,7 +20,12 @@
 //! - [`status`] renders the headline (what is blocked where, how, since when) as a page at `/`.
 //! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
 //! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
-//!   on shutdown ([`App::serve`]).
+//!   on shutdown ([`App::serve`]). No handler imports the router or the whole shared state: each
+//!   takes the pieces it uses (`Arc<Metrics>`, `Arc<dyn Store>`, …) through axum's `FromRef` on
+//!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
+//!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
+//!   modules below it: `app → state → {ingest, query, helper, status, ops} → fleet → metrics →
+//!   payload → error → store`.
 //!
 //! The probe's IP address is used only to refuse lines that contain it; it is never logged,
 //! stored or used as a label.
@@ -29,12 +34,15 @@
 
 pub mod app;
 pub mod config;
+mod error;
 pub mod fleet;
 pub mod helper;
 pub mod ingest;
 pub mod metrics;
+mod ops;
 pub mod payload;
 pub mod query;
+mod state;
 pub mod status;
 pub mod store;
 

@@ -1,12 +1,16 @@
-//! `vantage-collector`: parse the command line, start logging, build, serve, pick an exit code.
+//! `vantage-collector`: parse the command line, start logging, then the start-up checklist
+//! (config → store → metrics → helper trust → server), serve, pick an exit code.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
-use vantage_collector::{App, Cli, Command, Config, shutdown_signal};
+use vantage_collector::helper::Helper;
+use vantage_collector::metrics::Metrics;
+use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, shutdown_signal};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.
 const EXIT_USAGE: u8 = 64;
@@ -34,7 +38,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(config: Config) -> ExitCode {
-    let app = match App::bind(config).await {
+    let app = match start(config).await {
         Ok(app) => app,
         Err(e) if e.is_config() => {
             tracing::error!("configuration: {e}");
@@ -54,6 +58,21 @@ async fn serve(config: Config) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The start-up checklist, the details in each module. Every step that can fail does so before
+/// anything is served; a configuration error exits 64.
+async fn start(config: Config) -> Result<App, BuildError> {
+    // Config: the target list first, so a bad one is reported before the data directory is touched.
+    let published_targets = config.published_targets()?;
+    // Store: open (or create) the measurements file.
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    // Metrics: every family registered; only published targets may become labels.
+    let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
+    // Helper trust: the built-in roots plus the operator's CA.
+    let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
+    // Server: seeded from the store, routed, bound; `serve` starts answering.
+    App::bind_parts(config, store, metrics, helper).await
 }
 
 /// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).

@@ -19,6 +19,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use flate2::read::MultiGzDecoder;
 use futures::StreamExt;
 
+use crate::error::ApiError;
+
 /// The largest gzip-compressed body accepted.
 pub const MAX_COMPRESSED_BYTES: usize = 8 * 1024 * 1024;
 /// The largest body after decompression (or an uncompressed body).
@@ -56,6 +58,27 @@ impl Encoding {
             Self::Identity => MAX_DECOMPRESSED_BYTES,
             Self::Gzip => MAX_COMPRESSED_BYTES,
         }
+    }
+}
+
+vantage_measurement::closed_set! {
+    /// The bounded reason a whole batch was refused: the `reason` of the error body and of
+    /// `vantage_collector_rejected_total` (beside the per-line [`RejectionCode`]s).
+    ///
+    /// [`RejectionCode`]: vantage_measurement::RejectionCode
+    pub enum BatchRejection {
+        /// The body, or what it inflates to, is larger than allowed.
+        BodyTooLarge => "body_too_large",
+        /// More than [`MAX_LINES`] lines.
+        TooManyLines => "too_many_lines",
+        /// A `Content-Encoding` other than gzip or identity.
+        UnsupportedEncoding => "unsupported_encoding",
+        /// Damaged gzip, or not UTF-8.
+        BadEncoding => "bad_encoding",
+        /// The body did not arrive whole, or not in time.
+        BodyUnreadable => "body_unreadable",
+        /// The signature headers are half present, or the signature does not hold.
+        BadSignature => "bad_signature",
     }
 }
 
@@ -114,16 +137,23 @@ impl PayloadError {
         }
     }
 
-    /// The bounded reason code (one of [`crate::metrics::BATCH_REJECTION_CODES`]).
-    pub fn code(&self) -> &'static str {
+    /// The bounded reason code.
+    pub fn code(&self) -> BatchRejection {
         match self {
-            Self::UnsupportedEncoding(_) => "unsupported_encoding",
-            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } => "body_too_large",
-            Self::BadGzip(_) | Self::NotUtf8 { .. } => "bad_encoding",
-            Self::TooManyLines => "too_many_lines",
-            Self::Unreadable(_) | Self::TooSlow => "body_unreadable",
-            Self::BadSignature(_) => "bad_signature",
+            Self::UnsupportedEncoding(_) => BatchRejection::UnsupportedEncoding,
+            Self::TooLarge { .. } | Self::InflatesTooLarge { .. } => BatchRejection::BodyTooLarge,
+            Self::BadGzip(_) | Self::NotUtf8 { .. } => BatchRejection::BadEncoding,
+            Self::TooManyLines => BatchRejection::TooManyLines,
+            Self::Unreadable(_) | Self::TooSlow => BatchRejection::BodyUnreadable,
+            Self::BadSignature(_) => BatchRejection::BadSignature,
         }
+    }
+}
+
+/// A refused batch is always the client's fault: a 4xx with its bounded reason.
+impl From<&PayloadError> for ApiError {
+    fn from(e: &PayloadError) -> Self {
+        ApiError::client(e.status(), Some(e.code().as_str()), e.to_string())
     }
 }
 
@@ -254,6 +284,27 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_is_the_clients_fault_with_its_reason() {
+        use vantage_measurement::wire::SignatureError;
+        let refusals = [
+            PayloadError::UnsupportedEncoding("br".into()),
+            PayloadError::TooLarge { what: "body", limit: 1 },
+            PayloadError::InflatesTooLarge { limit: 1 },
+            PayloadError::BadGzip("damaged".into()),
+            PayloadError::NotUtf8 { offset: 0 },
+            PayloadError::TooManyLines,
+            PayloadError::Unreadable("connection reset".into()),
+            PayloadError::TooSlow,
+            PayloadError::BadSignature(SignatureError::Mismatch),
+        ];
+        for e in refusals {
+            let expected = ApiError::Client { status: e.status(), reason: Some(e.code().as_str()), message: e.to_string() };
+            assert!(e.status().is_client_error(), "{e}");
+            assert_eq!(ApiError::from(&e), expected);
+        }
+    }
+
+    #[test]
     fn content_encoding_is_gzip_identity_or_refused() {
         let with = |value: &str| {
             let mut headers = HeaderMap::new();
@@ -274,7 +325,7 @@ mod tests {
         assert!(bomb.len() < 16 * 1024, "the bomb is small: {}", bomb.len());
         let err = inflate_capped(&bomb, 1024 * 1024).expect_err("over the cap");
         assert_eq!(err, PayloadError::InflatesTooLarge { limit: 1024 * 1024 });
-        assert_eq!(err.code(), "body_too_large");
+        assert_eq!(err.code(), BatchRejection::BodyTooLarge);
     }
 
     #[test]
@@ -290,7 +341,7 @@ mod tests {
         assert!(matches!(err, PayloadError::BadGzip(_)));
         let err = decode(vec![b'{', 0xff, b'}'], Encoding::Identity).expect_err("not UTF-8");
         assert_eq!(err, PayloadError::NotUtf8 { offset: 1 });
-        assert_eq!(err.code(), "bad_encoding");
+        assert_eq!(err.code(), BatchRejection::BadEncoding);
     }
 
     #[test]

@@ -12,11 +12,14 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
-use vantage_measurement::{Mechanism, Status, TestKind};
+use vantage_measurement::validate::MAX_NAME_LEN;
+use vantage_measurement::{Mechanism, Status, TestKind, is_country_code, is_plausible_name};
 
-use crate::app::{AppState, api_error};
-use crate::metrics::StoreOp;
-use crate::store::{Filter, StoreError};
+use std::sync::Arc;
+
+use crate::error::ApiError;
+use crate::metrics::{Metrics, StoreOp};
+use crate::store::{Filter, Store, StoreError};
 
 /// Rows returned when `limit` is absent.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -71,9 +74,9 @@ impl QueryParams {
             country: self
                 .country
                 .as_deref()
-                .map(|cc| match cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) {
-                    true => Ok(cc.to_string()),
-                    false => Err(invalid("country", "two upper-case letters such as DE (ZZ: unknown)")),
+                .map(|cc| {
+                    let expected = "two upper-case letters such as DE (ZZ: unknown)";
+                    is_country_code(cc).then(|| cc.to_string()).ok_or_else(|| invalid("country", expected))
                 })
                 .transpose()?,
             asn: self
@@ -92,9 +95,9 @@ impl QueryParams {
             target: self
                 .target
                 .as_deref()
-                .map(|name| match !name.is_empty() && name.len() <= 253 && name.bytes().all(|b| b.is_ascii_graphic()) {
-                    true => Ok(name.to_string()),
-                    false => Err(invalid("target", "a target name (printable ASCII, at most 253 characters)")),
+                .map(|name| {
+                    let expected = format!("a target name (printable ASCII, at most {MAX_NAME_LEN} characters)");
+                    is_plausible_name(name).then(|| name.to_string()).ok_or_else(|| invalid("target", expected))
                 })
                 .transpose()?,
             verdict: self
@@ -132,26 +135,27 @@ fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
 
 /// `GET /api/v1/measurements`.
 pub(crate) async fn get_measurements(
-    State(state): State<AppState>,
+    State(store): State<Arc<dyn Store>>,
+    State(metrics): State<Arc<Metrics>>,
     params: Result<Query<QueryParams>, QueryRejection>,
 ) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
-        Err(rejection) => return api_error(StatusCode::BAD_REQUEST, None, &rejection.body_text()),
+        Err(rejection) => return ApiError::client(StatusCode::BAD_REQUEST, None, rejection.body_text()).into_response(),
     };
     let (filter, limit) = match params.to_filter() {
         Ok(parsed) => parsed,
-        Err(e) => return api_error(StatusCode::BAD_REQUEST, None, &e.to_string()),
+        Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string()).into_response(),
     };
-    let timer = state.metrics.store_timer(StoreOp::Query);
-    let rows = match state.store.query(&filter, limit).await {
+    let timer = metrics.store_timer(StoreOp::Query);
+    let rows = match store.query(&filter, limit).await {
         Ok(rows) => rows,
-        Err(StoreError::Busy) => {
-            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "too many queries are running; retry shortly");
-        }
         Err(e) => {
-            tracing::error!("query failed: {e}");
-            return api_error(StatusCode::SERVICE_UNAVAILABLE, None, "the store is unavailable; retry later");
+            // Busy is the query slots doing their job, not news for the log.
+            if !matches!(e, StoreError::Busy) {
+                tracing::error!("query failed: {e}");
+            }
+            return ApiError::from(&e).into_response();
         }
     };
     // The timer rides along with the stream and records when the last row has gone out.
@@ -223,6 +227,17 @@ mod tests {
             .to_filter()
             .expect_err("inverted range");
         assert_eq!(err.parameter, "until");
+    }
+
+    #[test]
+    fn country_and_target_follow_the_schemas_rules() {
+        let longest = "a".repeat(MAX_NAME_LEN);
+        let (filter, _) = params(&[("country", "ZZ"), ("target", &longest)]).to_filter().expect("valid");
+        assert_eq!((filter.country.as_deref(), filter.target.as_deref()), (Some("ZZ"), Some(longest.as_str())));
+        let too_long = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(params(&[("target", &too_long)]).to_filter().expect_err("too long").parameter, "target");
+        assert_eq!(params(&[("target", "a%20b")]).to_filter().expect_err("a space").parameter, "target");
+        assert_eq!(params(&[("country", "DEU")]).to_filter().expect_err("three letters").parameter, "country");
     }
 
     #[test]

@@ -54,30 +54,19 @@ impl Family {
     }
 }
 
-/// A label that can be folded, the `label` of `vantage_metric_labels_folded_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FoldLabel {
-    /// `target` → `other`.
-    Target,
-    /// `asn` → `other`.
-    Asn,
-    /// `country` → `ZZ`.
-    Country,
+vantage_measurement::closed_set! {
+    /// A label that can be folded, the `label` of `vantage_metric_labels_folded_total`.
+    pub enum FoldLabel {
+        /// `target` → `other`.
+        Target => "target",
+        /// `asn` → `other`.
+        Asn => "asn",
+        /// `country` → `ZZ`.
+        Country => "country",
+    }
 }
 
 impl FoldLabel {
-    /// Every foldable label, for pre-initialisation.
-    pub const ALL: &'static [FoldLabel] = &[Self::Target, Self::Asn, Self::Country];
-
-    /// The label name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Target => "target",
-            Self::Asn => "asn",
-            Self::Country => "country",
-        }
-    }
-
     /// The value it folds into.
     pub fn other(self) -> &'static str {
         match self {
@@ -87,28 +76,15 @@ impl FoldLabel {
     }
 }
 
-/// Why a label was folded, the `reason` of `vantage_metric_labels_folded_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum FoldReason {
-    /// The target is not on the published list.
-    Unpublished,
-    /// Fewer than k distinct probes reported this ASN in this country within the window.
-    FewProbes,
-    /// The series budget is spent.
-    Budget,
-}
-
-impl FoldReason {
-    /// Every reason, for pre-initialisation.
-    pub const ALL: &'static [FoldReason] = &[Self::Unpublished, Self::FewProbes, Self::Budget];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Unpublished => "unpublished",
-            Self::FewProbes => "few_probes",
-            Self::Budget => "budget",
-        }
+vantage_measurement::closed_set! {
+    /// Why a label was folded, the `reason` of `vantage_metric_labels_folded_total`.
+    pub enum FoldReason {
+        /// The target is not on the published list.
+        Unpublished => "unpublished",
+        /// Fewer than k distinct probes reported this ASN in this country within the window.
+        FewProbes => "few_probes",
+        /// The series budget is spent.
+        Budget => "budget",
     }
 }
 

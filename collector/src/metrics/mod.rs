@@ -10,7 +10,7 @@
 //! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
-//! | `reason`    | [`RejectionCode::ALL`] and [`BATCH_REJECTION_CODES`]                     |
+//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
@@ -19,6 +19,7 @@
 //! lives in the store, and a probe's key id never becomes a label.
 
 pub mod budget;
+mod families;
 pub mod fleet;
 mod outcome;
 
@@ -27,16 +28,14 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, HistogramTimer, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
-};
-use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage};
+use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
+use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
+use crate::payload::BatchRejection;
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
-use fleet::FleetGauges;
-pub use outcome::{HelperOutcome, StoreOp};
+use families::{FleetFamilies, IngestFamilies, LabelFamilies, MeasurementFamilies, OperationFamilies, Registrar};
+pub use outcome::{BatchIdentity, HelperOutcome, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -75,41 +74,15 @@ pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refre
 /// The window of the fleet gauges.
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
 
-/// Reasons that refuse a whole batch rather than one line.
-pub const BATCH_REJECTION_CODES: &[&str] =
-    &["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"];
-
-/// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
-/// with a busy schedule may hold tens of thousands.
-const SPOOL_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10_000.0, 50_000.0, 100_000.0];
-
-/// Phase durations: 5 ms (a LAN round trip) to 30 s (beyond any sane step timeout).
-const PHASE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-/// Store calls: an fsync'd commit takes milliseconds; a long export seconds.
-const STORE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
-
 /// The collector's registry and every family in it.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    measurements: IntCounterVec,
-    measurements_by_asn: IntCounterVec,
-    phase_duration: HistogramVec,
-    ingested: IntCounter,
-    duplicates: IntCounter,
-    rejected: IntCounterVec,
-    batches: IntCounterVec,
-    store_duration: HistogramVec,
-    last_ingest: Gauge,
-    stored: IntGauge,
-    helper_requests: IntCounterVec,
-    in_flight: IntGauge,
-    spool_pending: Histogram,
-    labels_folded: IntCounterVec,
-    series_admitted: IntGauge,
-    fleet_refreshed: Gauge,
-    fleet_window: IntGauge,
-    fleet: FleetGauges,
+    measurements: MeasurementFamilies,
+    ingest: IngestFamilies,
+    operations: OperationFamilies,
+    labels: LabelFamilies,
+    fleet: FleetFamilies,
     published_targets: HashSet<String>,
     budget: Mutex<SeriesBudget>,
     /// (country, ASN) pairs with enough probes for an `asn` label, from the last fleet refresh.
@@ -121,141 +94,18 @@ impl Metrics {
     /// `max_series` is the series budget of the label-bearing families.
     pub fn new(published_targets: HashSet<String>, max_series: usize) -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
-        let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
-            registry.register(Box::new(c.clone()))?;
-            Ok::<_, prometheus::Error>(c)
-        };
-        let histogram_vec = |name: &str, help: &str, buckets: &[f64], labels: &[&str]| {
-            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?;
-            registry.register(Box::new(h.clone()))?;
-            Ok::<_, prometheus::Error>(h)
-        };
-        let gauge = |name: &str, help: &str| {
-            let g = Gauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-        let int_gauge = |name: &str, help: &str| {
-            let g = IntGauge::new(name, help)?;
-            registry.register(Box::new(g.clone()))?;
-            Ok::<_, prometheus::Error>(g)
-        };
-
-        let measurements = counter_vec(
-            MEASUREMENTS_TOTAL,
-            "Measurements stored, by probe country, test, published target, verdict and mechanism.",
-            &["country", "test", "target", "verdict", "mechanism"],
-        )?;
-        let measurements_by_asn = counter_vec(
-            MEASUREMENTS_BY_ASN_TOTAL,
-            "Measurements stored, by probe country, autonomous system (only ASNs with at least \
-             --asn-min-probes distinct probes in the window, else other), test and verdict.",
-            &["country", "asn", "test", "verdict"],
-        )?;
-        let phase_duration = histogram_vec(
-            PHASE_DURATION_SECONDS,
-            "Duration of each measurement step as timed on the probe, by test and phase.",
-            PHASE_BUCKETS,
-            &["test", "phase"],
-        )?;
-        let rejected = counter_vec(
-            REJECTED_TOTAL,
-            "Submitted lines refused by reason; batch-level reasons count whole batches.",
-            &["reason"],
-        )?;
-        let batches = counter_vec(
-            BATCHES_TOTAL,
-            "Ingest batches read and answered 200, by identity: signed (verified probe key) or anonymous.",
-            &["identity"],
-        )?;
-        let store_duration = histogram_vec(
-            STORE_DURATION_SECONDS,
-            "Time spent in the store per operation (a query includes streaming its rows).",
-            STORE_BUCKETS,
-            &["op"],
-        )?;
-        let helper_requests =
-            counter_vec(HELPER_REQUESTS_TOTAL, "Test-helper control requests, by test and outcome.", &["test", "outcome"])?;
-        let labels_folded = counter_vec(
-            LABELS_FOLDED_TOTAL,
-            "Label values replaced by other (country: ZZ) when counting a stored measurement, by label and \
-             reason: unpublished target, ASN with too few probes, or series budget spent.",
-            &["label", "reason"],
-        )?;
-
-        let ingested = IntCounter::new(INGESTED_TOTAL, "Measurements newly stored.")?;
-        registry.register(Box::new(ingested.clone()))?;
-        let duplicates = IntCounter::new(DUPLICATES_TOTAL, "Measurements received again after being stored; not stored twice.")?;
-        registry.register(Box::new(duplicates.clone()))?;
-        let last_ingest = gauge(
-            LAST_INGEST_TIMESTAMP_SECONDS,
-            "Unix time of the last committed ingest batch (after a restart: the store's latest arrival).",
-        )?;
-        let stored = int_gauge(STORED_MEASUREMENTS, "Measurements in the store.")?;
-        let in_flight = int_gauge(INGEST_IN_FLIGHT, "Ingest requests being handled now, waiting for a slot included.")?;
-        let spool_pending = Histogram::with_opts(
-            HistogramOpts::new(
-                SPOOL_PENDING,
-                "Measurements still waiting in the submitting probe's spool after each batch, as the probe \
-                 reports it (X-Vantage-Spool-Pending); one observation per batch, no per-probe series.",
-            )
-            .buckets(SPOOL_BUCKETS.to_vec()),
-        )?;
-        registry.register(Box::new(spool_pending.clone()))?;
-        let series_admitted =
-            int_gauge(SERIES_ADMITTED, "Series held by the budgeted families (measurement counters and fleet gauges).")?;
-        let series_limit = int_gauge(SERIES_LIMIT, "The series budget (--max-series) of the budgeted families.")?;
-        series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
-        let fleet_refreshed =
-            gauge(FLEET_REFRESH_TIMESTAMP_SECONDS, "Unix time the fleet gauges were last recomputed from the store.")?;
-        let fleet_window = int_gauge(
-            FLEET_WINDOW_SECONDS,
-            "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
-        )?;
-        let fleet = FleetGauges::new()?;
-        registry.register(Box::new(fleet.clone()))?;
-
-        // Series that exist from the first scrape, so rate() and alerts see zeros, not gaps.
-        for reason in RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BATCH_REJECTION_CODES.iter().copied()) {
-            rejected.with_label_values(&[reason]);
-        }
-        for identity in ["signed", "anonymous"] {
-            batches.with_label_values(&[identity]);
-        }
-        for test in TestKind::ALL {
-            for outcome in HelperOutcome::ALL {
-                helper_requests.with_label_values(&[test.as_str(), outcome.as_str()]);
-            }
-        }
-        for op in StoreOp::ALL {
-            store_duration.with_label_values(&[op.as_str()]);
-        }
-        for label in FoldLabel::ALL {
-            for reason in FoldReason::ALL {
-                labels_folded.with_label_values(&[label.as_str(), reason.as_str()]);
-            }
-        }
-
+        let r = Registrar(&registry);
+        let measurements = MeasurementFamilies::register(&r)?;
+        let ingest = IngestFamilies::register(&r)?;
+        let operations = OperationFamilies::register(&r)?;
+        let labels = LabelFamilies::register(&r, max_series)?;
+        let fleet = FleetFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
-            measurements_by_asn,
-            phase_duration,
-            ingested,
-            duplicates,
-            rejected,
-            batches,
-            store_duration,
-            last_ingest,
-            stored,
-            helper_requests,
-            in_flight,
-            spool_pending,
-            labels_folded,
-            series_admitted,
-            fleet_refreshed,
-            fleet_window,
+            ingest,
+            operations,
+            labels,
             fleet,
             published_targets,
             budget: Mutex::new(SeriesBudget::new(max_series)),
@@ -284,65 +134,69 @@ impl Metrics {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             let by_target = budget.admit(Family::Measurements, owned(&[country, test, target, verdict, mechanism]));
             let by_asn = budget.admit(Family::MeasurementsByAsn, owned(&[country, &asn, test, verdict]));
-            self.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
+            self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
             (by_target, by_asn)
         };
         folds.extend(by_target.1.iter().chain(&by_asn.1).map(|label| (*label, FoldReason::Budget)));
-        self.measurements.with_label_values(&strs(&by_target.0)).inc();
-        self.measurements_by_asn.with_label_values(&strs(&by_asn.0)).inc();
+        self.measurements.total.with_label_values(&strs(&by_target.0)).inc();
+        self.measurements.by_asn.with_label_values(&strs(&by_asn.0)).inc();
         for (label, reason) in folds {
-            self.labels_folded.with_label_values(&[label.as_str(), reason.as_str()]).inc();
+            self.labels.folded.with_label_values(&[label.as_str(), reason.as_str()]).inc();
         }
         for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
             // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
             if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
-                self.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
+                self.measurements.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
             }
         }
     }
 
     /// Count a committed batch: `inserted` new measurements, `duplicates` already stored.
     pub fn record_batch(&self, inserted: u64, duplicates: u64) {
-        self.ingested.inc_by(inserted);
-        self.duplicates.inc_by(duplicates);
-        self.stored.add(i64::try_from(inserted).unwrap_or(i64::MAX));
-        self.last_ingest.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.ingest.ingested.inc_by(inserted);
+        self.ingest.duplicates.inc_by(duplicates);
+        self.ingest.stored.add(i64::try_from(inserted).unwrap_or(i64::MAX));
+        self.ingest.last_ingest.set(Utc::now().timestamp_millis() as f64 / 1000.0);
     }
 
-    /// Count an answered batch: `signed` by a verified key or anonymous, and the probe's spool
-    /// backlog behind it when it said.
-    pub fn record_batch_source(&self, signed: bool, spool_pending: Option<u64>) {
-        self.batches.with_label_values(&[if signed { "signed" } else { "anonymous" }]).inc();
+    /// Count an answered batch by who sent it, and the probe's spool backlog behind it when it
+    /// said.
+    pub fn record_batch_source(&self, identity: BatchIdentity, spool_pending: Option<u64>) {
+        self.ingest.batches.with_label_values(&[identity.as_str()]).inc();
         if let Some(pending) = spool_pending {
-            self.spool_pending.observe(pending as f64);
+            self.ingest.spool_pending.observe(pending as f64);
         }
     }
 
-    /// Count one refused line or batch. `reason` must be a [`Rejection`] code or one of
-    /// [`BATCH_REJECTION_CODES`].
-    pub fn record_rejection(&self, reason: &'static str) {
-        self.rejected.with_label_values(&[reason]).inc();
+    /// Count one refused line.
+    pub fn record_line_rejection(&self, reason: RejectionCode) {
+        self.ingest.rejected.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Count one refused batch.
+    pub fn record_batch_rejection(&self, reason: BatchRejection) {
+        self.ingest.rejected.with_label_values(&[reason.as_str()]).inc();
     }
 
     /// Count an ingest request as in flight until the guard is dropped.
     pub fn ingest_in_flight(&self) -> InFlight {
-        self.in_flight.inc();
-        InFlight(self.in_flight.clone())
+        self.ingest.in_flight.inc();
+        InFlight(self.ingest.in_flight.clone())
     }
 
     /// Start timing a store call; the time is recorded when the timer is dropped.
     pub fn store_timer(&self, op: StoreOp) -> HistogramTimer {
-        self.store_duration.with_label_values(&[op.as_str()]).start_timer()
+        self.operations.store_duration.with_label_values(&[op.as_str()]).start_timer()
     }
 
     /// Count one test-helper request.
     pub fn record_helper(&self, test: TestKind, outcome: HelperOutcome) {
-        self.helper_requests.with_label_values(&[test.as_str(), outcome.as_str()]).inc();
+        self.operations.helper_requests.with_label_values(&[test.as_str(), outcome.as_str()]).inc();
     }
 
     /// Set the stored-measurements gauge (from the store's count at start-up).
     pub fn set_stored(&self, count: u64) {
-        self.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
+        self.ingest.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
     /// Recompute the fleet gauges and the ASN label rule from a fresh read of the store.
@@ -354,18 +208,18 @@ impl Metrics {
         let values = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             let values = fleet::values(rows, &mut budget, |name| self.is_published(name));
-            self.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
+            self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
             values
         };
-        self.fleet.publish(&values)?;
+        self.fleet.gauges.publish(&values)?;
 
         if let Some(last) = rows.last_received
-            && (last as f64) > self.last_ingest.get()
+            && (last as f64) > self.ingest.last_ingest.get()
         {
-            self.last_ingest.set(last as f64);
+            self.ingest.last_ingest.set(last as f64);
         }
-        self.fleet_window.set(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
-        self.fleet_refreshed.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.fleet.window.set(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
+        self.fleet.refreshed.set(Utc::now().timestamp_millis() as f64 / 1000.0);
         Ok(())
     }
 
@@ -412,9 +266,9 @@ fn strs(labels: &[String]) -> Vec<&str> {
     labels.iter().map(String::as_str).collect()
 }
 
-/// `cc` if it is two upper-case ASCII letters, else `ZZ` (OONI's "unknown").
+/// `cc` if it is a country code by the schema's rule, else `ZZ` (OONI's "unknown").
 pub(crate) fn country_label(cc: &str) -> &str {
-    if cc.len() == 2 && cc.bytes().all(|b| b.is_ascii_uppercase()) { cc } else { "ZZ" }
+    if is_country_code(cc) { cc } else { "ZZ" }
 }
 
 #[cfg(test)]
@@ -428,6 +282,31 @@ mod tests {
         for odd in ["de", "D", "DEU", "", "Ü1", "1A"] {
             assert_eq!(country_label(odd), "ZZ", "{odd:?}");
         }
+    }
+
+    /// Dashboards and alerts match these strings: each closed label set is pinned byte for byte,
+    /// and its ids are unique.
+    #[test]
+    fn closed_label_sets_keep_their_values() {
+        fn ids<T: Copy>(all: &[T], as_str: fn(T) -> &'static str) -> Vec<&'static str> {
+            let ids: Vec<_> = all.iter().map(|m| as_str(*m)).collect();
+            assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "{ids:?} repeats an id");
+            ids
+        }
+        assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks"]);
+        assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
+        assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
+        assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
+        assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
+        assert_eq!(
+            ids(BatchRejection::ALL, BatchRejection::as_str),
+            ["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"]
+        );
+        // Line and batch reasons share one `reason` label.
+        let line_codes: HashSet<_> = RejectionCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert!(BatchRejection::ALL.iter().all(|c| !line_codes.contains(c.as_str())));
+        assert_eq!(BatchIdentity::of(true), BatchIdentity::Signed);
+        assert_eq!(BatchIdentity::of(false), BatchIdentity::Anonymous);
     }
 
     fn fleet_with_asn(cc: &str, asn: u32, probes: u64) -> FleetRows {

@@ -17,8 +17,10 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 
-use crate::app::AppState;
-use crate::metrics::StoreOp;
+use crate::error::ApiError;
+use crate::fleet::Fleet;
+use crate::metrics::{Metrics, StoreOp};
+use crate::store::{Store, StoreError};
 
 /// The last rendered page and the snapshot generation it was rendered from.
 #[derive(Debug, Default)]
@@ -28,21 +30,25 @@ pub(crate) struct PageCache(Mutex<Option<(u64, Arc<String>)>>);
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
 /// `GET /`.
-pub(crate) async fn get_status(State(state): State<AppState>) -> Response {
-    let snapshot = state.fleet.snapshot();
-    let cached = state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
+pub(crate) async fn get_status(
+    State(fleet): State<Arc<Fleet>>,
+    State(metrics): State<Arc<Metrics>>,
+    State(store): State<Arc<dyn Store>>,
+    State(cache): State<Arc<PageCache>>,
+) -> Response {
+    let snapshot = fleet.snapshot();
+    let cached = cache.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let html = match cached {
         Some((generation, html)) if generation == snapshot.generation => html,
         _ => {
-            let mut page = view::build(&snapshot.rows, snapshot.read_at, state.fleet.window.as_secs(), |target| {
-                state.metrics.is_published(target)
-            });
-            if let Err(e) = fill_since(&state, &mut page).await {
+            let mut page =
+                view::build(&snapshot.rows, snapshot.read_at, fleet.window.as_secs(), |target| metrics.is_published(target));
+            if let Err(e) = fill_since(store.as_ref(), &metrics, &mut page).await {
                 tracing::warn!("status page: blocking streaks unavailable: {e}");
-                return (StatusCode::SERVICE_UNAVAILABLE, "the store is unavailable; retry shortly\n").into_response();
+                return ApiError::from(&e).plain();
             }
             let html = Arc::new(html::render(&page, Utc::now()));
-            *state.status_page.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
+            *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
             html
         }
     };
@@ -56,13 +62,13 @@ pub(crate) async fn get_status(State(state): State<AppState>) -> Response {
 }
 
 /// Look up when each shown row's blocking began: the earliest streak start among its probes.
-async fn fill_since(state: &AppState, page: &mut view::Page) -> Result<(), crate::store::StoreError> {
+async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut view::Page) -> Result<(), StoreError> {
     let keys: Vec<_> = page.countries.iter().flat_map(|c| &c.blocked).flat_map(|row| row.streak_keys.iter().cloned()).collect();
     if keys.is_empty() {
         return Ok(());
     }
-    let timer = state.metrics.store_timer(StoreOp::Streaks);
-    let starts = state.store.blocked_since(keys.clone()).await?;
+    let timer = metrics.store_timer(StoreOp::Streaks);
+    let starts = store.blocked_since(keys.clone()).await?;
     timer.observe_duration();
     let by_key: HashMap<_, _> = keys.into_iter().zip(starts).collect();
     for row in page.countries.iter_mut().flat_map(|c| c.blocked.iter_mut()) {

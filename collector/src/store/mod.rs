@@ -116,8 +116,9 @@ pub struct StreakKey {
 /// One NDJSON line (no newline) or the error that ended the stream early.
 pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
 
-/// Why the store could not do what was asked. Callers answer `503`: the probe keeps its spool
-/// and retries, so no variant loses data.
+/// Why the store could not do what was asked. Every variant is the collector's fault, answered
+/// `503` where it passes and `500` where something broke (the one mapping is in `error.rs`); the
+/// probe keeps its spool and retries either way, so no variant loses data.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {

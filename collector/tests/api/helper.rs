@@ -1,5 +1,7 @@
 //! The test helper: runs a control from the collector's network, refuses non-public addresses.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
@@ -47,6 +49,33 @@ async fn a_dns_control_has_no_address_and_is_not_refused() {
     let collector = Collector::start().await;
     let (status, body) = control(&collector, json!({"test": "dns", "domain": "localhost"})).await;
     assert_eq!(status, 200, "{body}");
+}
+
+/// Every control slot taken is the helper's state, not the request's fault: `503`, a server-side
+/// reason and when to retry. The slots are held by TLS controls to a loopback listener that
+/// never answers the ClientHello, so each waits out its step timeout.
+#[tokio::test]
+async fn a_full_helper_is_503_busy_with_retry_after() {
+    let collector = Collector::start_with(|config, _| {
+        config.danger_helper_allow_private = true;
+        config.helper_timeout = Duration::from_secs(2);
+    })
+    .await;
+    // Connections queue in the backlog and are never read: a handshake that never completes.
+    let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let request = json!({"test": "tls", "address": "127.0.0.1", "port": port, "domain": "example.org"});
+    let send = || collector.http.post(collector.url("/api/v1/control")).json(&request).send();
+    let responses = futures::future::join_all((0..=vantage_collector::helper::MAX_IN_FLIGHT).map(|_| send())).await;
+    let busy: Vec<_> = responses.into_iter().map(|r| r.expect("POST control")).filter(|r| r.status() == 503).collect();
+    assert!(!busy.is_empty(), "one control more than the slots is refused");
+    for response in busy {
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("5"));
+        let error: Value = response.json().await.expect("JSON error");
+        assert_eq!(error["reason"], "busy", "{error}");
+    }
+    let text = collector.metrics().await;
+    assert!(sample(&text, "vantage_helper_requests_total", &[("test", "tls"), ("outcome", "busy")]) >= Some(1.0), "{text}");
 }
 
 #[tokio::test]

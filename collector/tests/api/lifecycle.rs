@@ -16,18 +16,38 @@ async fn healthz_is_ok_while_the_store_answers() {
     assert_eq!(response.text().await.expect("body"), "ok");
 }
 
-#[tokio::test]
-async fn healthz_is_503_when_the_store_does_not_answer() {
+/// A collector serving on a store that was closed under it.
+async fn with_closed_store() -> Collector {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Arc::new(SqliteStore::open(&dir.path().join("data")).await.expect("open"));
     let config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
     let app = App::bind_with_store(config, store.clone()).await.expect("bind");
     store.close().await.expect("close");
-    let collector = Collector::serve(app, dir);
+    Collector::serve(app, dir)
+}
+
+#[tokio::test]
+async fn healthz_is_503_when_the_store_does_not_answer() {
+    let collector = with_closed_store().await;
     let response = collector.http.get(collector.url("/healthz")).send().await.expect("GET");
     assert_eq!(response.status(), 503);
     let ingest = collector.post_ndjson(ndjson(&[measurement()])).await;
     assert_eq!(ingest.status(), 503, "a batch the store can't take is not acknowledged");
+}
+
+/// A closed store is the collector's fault and passes: ingest and queries say so with a
+/// server-side reason and when to come back.
+#[tokio::test]
+async fn a_store_that_is_gone_is_a_503_with_retry_after() {
+    let collector = with_closed_store().await;
+    let ingest = collector.post_ndjson(ndjson(&[measurement()])).await;
+    let query = collector.http.get(collector.url("/api/v1/measurements")).send().await.expect("GET");
+    for (what, response) in [("ingest", ingest), ("query", query)] {
+        assert_eq!(response.status(), 503, "{what}");
+        assert_eq!(response.headers().get("retry-after").and_then(|v| v.to_str().ok()), Some("30"), "{what}");
+        let error: serde_json::Value = response.json().await.expect("JSON error");
+        assert_eq!(error["reason"], "store_unavailable", "{what}: {error}");
+    }
 }
 
 #[tokio::test]

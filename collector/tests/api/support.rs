@@ -156,12 +156,14 @@ impl Collector {
     }
 
     /// Wait for one fleet refresh that started after now (so it sees everything ingested so far).
+    /// A refresh stamps the time it *ended*, so the first stamp after now may belong to a read
+    /// that began before the last ingest; refreshes run one after another, so the next stamp
+    /// after that one belongs to a read that began after now.
     pub async fn next_fleet_refresh(&self) -> String {
+        let stamp = |text: &str| sample(text, "vantage_collector_fleet_refresh_timestamp_seconds", &[]);
         let now = chrono::Utc::now().timestamp_millis() as f64 / 1000.0;
-        self.metrics_when("a fleet refresh", |text| {
-            sample(text, "vantage_collector_fleet_refresh_timestamp_seconds", &[]).is_some_and(|t| t > now)
-        })
-        .await
+        let ended = stamp(&self.metrics_when("a fleet refresh", |text| stamp(text).is_some_and(|t| t > now)).await);
+        self.metrics_when("a fleet refresh begun after it", |text| stamp(text) > ended).await
     }
 
     pub async fn metrics(&self) -> String {

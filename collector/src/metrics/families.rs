@@ -1,0 +1,225 @@
+//! The metric families, registered group by group: what was measured, how ingest goes, the
+//! collector's own operations, what the label rules fold, and the fleet.
+//!
+//! Each group's constructor registers its families and creates the series of its closed label
+//! sets up front, so `rate()` and absence alerts see zeros from the first scrape, not gaps.
+
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
+use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use vantage_measurement::{RejectionCode, TestKind};
+
+use super::budget::{FoldLabel, FoldReason};
+use super::fleet::FleetGauges;
+use super::outcome::{BatchIdentity, HelperOutcome, StoreOp};
+use super::{
+    BATCHES_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS, FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL,
+    INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, MEASUREMENTS_BY_ASN_TOTAL,
+    MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
+    STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
+};
+use crate::payload::BatchRejection;
+
+/// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
+/// with a busy schedule may hold tens of thousands.
+const SPOOL_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10_000.0, 50_000.0, 100_000.0];
+/// Phase durations: 5 ms (a LAN round trip) to 30 s (beyond any sane step timeout).
+const PHASE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Store calls: an fsync'd commit takes milliseconds; a long export seconds.
+const STORE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+type Result<T> = std::result::Result<T, prometheus::Error>;
+
+/// Creates a family and registers it in one step.
+pub(super) struct Registrar<'a>(pub(super) &'a Registry);
+
+impl Registrar<'_> {
+    fn register<C: Collector + Clone + 'static>(&self, family: C) -> Result<C> {
+        self.0.register(Box::new(family.clone()))?;
+        Ok(family)
+    }
+
+    fn counter(&self, name: &str, help: &str) -> Result<IntCounter> {
+        self.register(IntCounter::new(name, help)?)
+    }
+
+    fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec> {
+        self.register(IntCounterVec::new(Opts::new(name, help), labels)?)
+    }
+
+    fn histogram(&self, name: &str, help: &str, buckets: &[f64]) -> Result<Histogram> {
+        self.register(Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?)
+    }
+
+    fn histogram_vec(&self, name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result<HistogramVec> {
+        self.register(HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)?)
+    }
+
+    fn gauge(&self, name: &str, help: &str) -> Result<Gauge> {
+        self.register(Gauge::new(name, help)?)
+    }
+
+    fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge> {
+        self.register(IntGauge::new(name, help)?)
+    }
+}
+
+/// Create the series of a one-label `family` for each value, at zero.
+fn zeros<'a, B: MetricVecBuilder>(family: &MetricVec<B>, values: impl Iterator<Item = &'a str>) {
+    for value in values {
+        family.with_label_values(&[value]);
+    }
+}
+
+/// Create the series of a two-label `family` for every pair of values, at zero.
+fn pair_zeros<'a>(family: &IntCounterVec, first: impl Iterator<Item = &'a str>, second: impl Iterator<Item = &'a str> + Clone) {
+    for a in first {
+        for b in second.clone() {
+            family.with_label_values(&[a, b]);
+        }
+    }
+}
+
+/// What was measured: stored measurements by where, what and verdict, by network, and how long
+/// each probe step took.
+#[derive(Debug)]
+pub(super) struct MeasurementFamilies {
+    pub(super) total: IntCounterVec,
+    pub(super) by_asn: IntCounterVec,
+    pub(super) phase_duration: HistogramVec,
+}
+
+impl MeasurementFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let total = r.counter_vec(
+            MEASUREMENTS_TOTAL,
+            "Measurements stored, by probe country, test, published target, verdict and mechanism.",
+            &["country", "test", "target", "verdict", "mechanism"],
+        )?;
+        let by_asn = r.counter_vec(
+            MEASUREMENTS_BY_ASN_TOTAL,
+            "Measurements stored, by probe country, autonomous system (only ASNs with at least \
+             --asn-min-probes distinct probes in the window, else other), test and verdict.",
+            &["country", "asn", "test", "verdict"],
+        )?;
+        let phase_duration = r.histogram_vec(
+            PHASE_DURATION_SECONDS,
+            "Duration of each measurement step as timed on the probe, by test and phase.",
+            PHASE_BUCKETS,
+            &["test", "phase"],
+        )?;
+        Ok(MeasurementFamilies { total, by_asn, phase_duration })
+    }
+}
+
+/// How ingest goes: what was stored, refused and is waiting, batch by batch.
+#[derive(Debug)]
+pub(super) struct IngestFamilies {
+    pub(super) ingested: IntCounter,
+    pub(super) duplicates: IntCounter,
+    pub(super) rejected: IntCounterVec,
+    pub(super) batches: IntCounterVec,
+    pub(super) last_ingest: Gauge,
+    pub(super) stored: IntGauge,
+    pub(super) in_flight: IntGauge,
+    pub(super) spool_pending: Histogram,
+}
+
+impl IngestFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let ingested = r.counter(INGESTED_TOTAL, "Measurements newly stored.")?;
+        let duplicates = r.counter(DUPLICATES_TOTAL, "Measurements received again after being stored; not stored twice.")?;
+        let rejected = r.counter_vec(
+            REJECTED_TOTAL,
+            "Submitted lines refused by reason; batch-level reasons count whole batches.",
+            &["reason"],
+        )?;
+        let batches = r.counter_vec(
+            BATCHES_TOTAL,
+            "Ingest batches read and answered 200, by identity: signed (verified probe key) or anonymous.",
+            &["identity"],
+        )?;
+        let last_ingest = r.gauge(
+            LAST_INGEST_TIMESTAMP_SECONDS,
+            "Unix time of the last committed ingest batch (after a restart: the store's latest arrival).",
+        )?;
+        let stored = r.int_gauge(STORED_MEASUREMENTS, "Measurements in the store.")?;
+        let in_flight = r.int_gauge(INGEST_IN_FLIGHT, "Ingest requests being handled now, waiting for a slot included.")?;
+        let spool_pending = r.histogram(
+            SPOOL_PENDING,
+            "Measurements still waiting in the submitting probe's spool after each batch, as the probe \
+             reports it (X-Vantage-Spool-Pending); one observation per batch, no per-probe series.",
+            SPOOL_BUCKETS,
+        )?;
+        zeros(&rejected, RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BatchRejection::ALL.iter().map(|c| c.as_str())));
+        zeros(&batches, BatchIdentity::ALL.iter().map(|i| i.as_str()));
+        Ok(IngestFamilies { ingested, duplicates, rejected, batches, last_ingest, stored, in_flight, spool_pending })
+    }
+}
+
+/// The collector's own operations: time in the store, and test-helper requests.
+#[derive(Debug)]
+pub(super) struct OperationFamilies {
+    pub(super) store_duration: HistogramVec,
+    pub(super) helper_requests: IntCounterVec,
+}
+
+impl OperationFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let store_duration = r.histogram_vec(
+            STORE_DURATION_SECONDS,
+            "Time spent in the store per operation (a query includes streaming its rows).",
+            STORE_BUCKETS,
+            &["op"],
+        )?;
+        let helper_requests =
+            r.counter_vec(HELPER_REQUESTS_TOTAL, "Test-helper control requests, by test and outcome.", &["test", "outcome"])?;
+        zeros(&store_duration, StoreOp::ALL.iter().map(|op| op.as_str()));
+        pair_zeros(&helper_requests, TestKind::ALL.iter().map(|t| t.as_str()), HelperOutcome::ALL.iter().map(|o| o.as_str()));
+        Ok(OperationFamilies { store_duration, helper_requests })
+    }
+}
+
+/// What the label rules and the series budget fold, and how much of the budget is spent.
+#[derive(Debug)]
+pub(super) struct LabelFamilies {
+    pub(super) folded: IntCounterVec,
+    pub(super) series_admitted: IntGauge,
+}
+
+impl LabelFamilies {
+    pub(super) fn register(r: &Registrar<'_>, max_series: usize) -> Result<Self> {
+        let folded = r.counter_vec(
+            LABELS_FOLDED_TOTAL,
+            "Label values replaced by other (country: ZZ) when counting a stored measurement, by label and \
+             reason: unpublished target, ASN with too few probes, or series budget spent.",
+            &["label", "reason"],
+        )?;
+        let series_admitted =
+            r.int_gauge(SERIES_ADMITTED, "Series held by the budgeted families (measurement counters and fleet gauges).")?;
+        let series_limit = r.int_gauge(SERIES_LIMIT, "The series budget (--max-series) of the budgeted families.")?;
+        series_limit.set(i64::try_from(max_series).unwrap_or(i64::MAX));
+        pair_zeros(&folded, FoldLabel::ALL.iter().map(|l| l.as_str()), FoldReason::ALL.iter().map(|r| r.as_str()));
+        Ok(LabelFamilies { folded, series_admitted })
+    }
+}
+
+/// The fleet: distinct-probe gauges recomputed from the store, when and over which window.
+#[derive(Debug)]
+pub(super) struct FleetFamilies {
+    pub(super) gauges: FleetGauges,
+    pub(super) refreshed: Gauge,
+    pub(super) window: IntGauge,
+}
+
+impl FleetFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let refreshed =
+            r.gauge(FLEET_REFRESH_TIMESTAMP_SECONDS, "Unix time the fleet gauges were last recomputed from the store.")?;
+        let window = r.int_gauge(
+            FLEET_WINDOW_SECONDS,
+            "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
+        )?;
+        let gauges = r.register(FleetGauges::new()?)?;
+        Ok(FleetFamilies { gauges, refreshed, window })
+    }
+}
