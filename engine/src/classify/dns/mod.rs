@@ -33,6 +33,8 @@ use vantage_measurement::{
 
 use super::bogon::BogonPolicy;
 
+pub mod blockpage;
+
 /// Classify a DNS measurement. `bogons` says which addresses count as bogons (a lab exempts its
 /// documentation ranges).
 pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
