@@ -101,6 +101,8 @@ pub async fn measure(
     let verdict = match test {
         TestKind::Dns => {
             dns_steps(cfg, &ctx, target, &mut observations, &mut controls).await;
+            // Answers unlike the control's are checked over TLS (classify::dns::forged).
+            observations.extend(dns::validate_answers(cfg, &ctx, target, &observations).await);
             classify::classify(test, &observations, &cfg.bogons)
         }
         TestKind::Tcp

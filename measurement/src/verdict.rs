@@ -37,6 +37,9 @@ crate::closed_set! {
         DnsResolverError => "dns.resolver_error",
         /// Answers differ from the control's without other evidence (CDNs do this): not blocking.
         DnsAnswerMismatch => "dns.answer_mismatch",
+        /// An answered address the control does not return is a known block page, or fails TLS
+        /// for the name from the probe and the helper while the control's address serves it.
+        DnsForgedAnswer => "dns.forged_answer",
         // --- TCP ---
         /// The SYN was answered with a RST while the helper connects.
         TcpRefused => "tcp.refused",

@@ -128,6 +128,10 @@ pub struct RunArgs {
     /// Address ranges (CIDR) that are not bogons here, e.g. a lab's documentation ranges.
     #[arg(long = "danger-not-bogon", value_name = "CIDR")]
     pub danger_not_bogon: Vec<String>,
+    /// Address ranges (CIDR) to count as known block pages besides the shipped, sourced list,
+    /// e.g. a lab's own block-page server. An answer there is `blocked dns.forged_answer`.
+    #[arg(long = "danger-blockpage", value_name = "CIDR")]
+    pub danger_blockpage: Vec<String>,
 }
 
 /// Flags of `vantage-probe flush`.
@@ -262,6 +266,7 @@ impl RunArgs {
             return Err(flag("residual-window", "must be at most 3600 seconds"));
         }
         let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
+        let bogons = bogons.with_blockpages(&self.danger_blockpage).map_err(|e| flag("danger-blockpage", e))?;
         Ok(MeasureConfig {
             anchors: Arc::new(trust_anchors(&self.ca)?),
             timeout: Duration::from_secs(self.timeout),

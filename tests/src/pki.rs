@@ -80,6 +80,11 @@ impl AnySni {
         AnySni { ca, cache: Arc::default() }
     }
 
+    /// A certificate for `name` (issued on first use), whatever a client asks for.
+    pub fn certified_for(&self, name: &str) -> Option<Arc<CertifiedKey>> {
+        self.certified(name)
+    }
+
     fn certified(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let mut cache = self.cache.lock().ok()?;
         if let Some(k) = cache.get(name) {

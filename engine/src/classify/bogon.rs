@@ -10,8 +10,13 @@
 //! A test lab has no public addresses to give its "internet" servers and uses the documentation
 //! ranges instead, so the classifier takes a [`BogonPolicy`] that can exempt ranges. The default
 //! exempts nothing.
+//!
+//! The policy also says which *public* addresses are known block pages
+//! ([`super::dns::blockpage`]): the shipped list, plus a lab's own entries.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use super::dns::blockpage::{self, Blockpage};
 
 /// IPv4 bogon ranges.
 const V4_BOGONS: &[([u8; 4], u8)] = &[
@@ -55,11 +60,14 @@ pub enum BogonPolicyError {
     NotCidr(String),
 }
 
-/// Which addresses count as bogons here: the list above, minus exempted ranges.
+/// Which addresses count as bogons here (the list above, minus exempted ranges), and which
+/// public ones as known block pages (the shipped list, plus added entries).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BogonPolicy {
     /// Exempted ranges as (network, prefix length), prefix checked against the family.
     allowed: Vec<(IpAddr, u8)>,
+    /// Block pages beyond the shipped list (a lab's documentation-range servers).
+    extra_blockpages: Vec<Blockpage>,
 }
 
 impl BogonPolicy {
@@ -67,7 +75,21 @@ impl BogonPolicy {
     /// addresses. For labs only: on a real network an exemption hides sinkholes.
     pub fn allowing<S: AsRef<str>>(cidrs: &[S]) -> Result<Self, BogonPolicyError> {
         let allowed = cidrs.iter().map(|c| parse_cidr(c.as_ref())).collect::<Result<_, _>>()?;
-        Ok(BogonPolicy { allowed })
+        Ok(BogonPolicy { allowed, extra_blockpages: Vec::new() })
+    }
+
+    /// This policy with the given CIDR ranges counted as block pages too. For labs only: on a
+    /// real network an unsourced entry turns an honest answer into `blocked`.
+    pub fn with_blockpages<S: AsRef<str>>(mut self, cidrs: &[S]) -> Result<Self, BogonPolicyError> {
+        for cidr in cidrs {
+            self.extra_blockpages.push(Blockpage::from_flag(cidr.as_ref())?);
+        }
+        Ok(self)
+    }
+
+    /// The block-page entry covering `ip`, if any: added entries first, then the shipped list.
+    pub fn blockpage(&self, ip: IpAddr) -> Option<&Blockpage> {
+        self.extra_blockpages.iter().chain(blockpage::shipped()).find(|e| e.covers(ip))
     }
 
     /// Is `ip` a bogon under this policy?
@@ -106,7 +128,8 @@ fn embedded_v4(v6: Ipv6Addr) -> Vec<Ipv4Addr> {
     }
 }
 
-fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), BogonPolicyError> {
+/// `address/prefix`, the prefix checked against the family.
+pub(crate) fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), BogonPolicyError> {
     let bad = || BogonPolicyError::NotCidr(cidr.to_string());
     let (ip, len) = cidr.trim().split_once('/').ok_or_else(bad)?;
     let ip: IpAddr = ip.parse().map_err(|_| bad())?;
@@ -119,7 +142,7 @@ fn parse_cidr(cidr: &str) -> Result<(IpAddr, u8), BogonPolicyError> {
 }
 
 /// Is `ip` inside `net/len`? Different families never match.
-fn in_prefix(net: IpAddr, len: u8, ip: IpAddr) -> bool {
+pub(crate) fn in_prefix(net: IpAddr, len: u8, ip: IpAddr) -> bool {
     match (net, ip) {
         (IpAddr::V4(n), IpAddr::V4(i)) => {
             let mask = u32::MAX.checked_shl(32 - u32::from(len.min(32))).unwrap_or(0);
@@ -224,6 +247,16 @@ mod tests {
         }
         let msg = BogonPolicy::allowing(&["nope"]).expect_err("rejected").to_string();
         assert!(msg.contains("nope"));
+    }
+
+    #[test]
+    fn block_pages_come_from_the_shipped_list_and_added_entries() {
+        let lab = BogonPolicy::default().with_blockpages(&["203.0.113.80/32"]).expect("cidr");
+        assert_eq!(lab.blockpage(ip("203.0.113.80")).map(|e| e.id.as_str()), Some("flag:203.0.113.80/32"));
+        assert_eq!(lab.blockpage(ip("195.175.254.2")).map(|e| e.id.as_str()), Some("ooni.tr_6"));
+        assert!(lab.blockpage(ip("203.0.113.81")).is_none());
+        assert!(BogonPolicy::default().blockpage(ip("203.0.113.80")).is_none());
+        assert!(BogonPolicy::default().with_blockpages(&["nope"]).is_err());
     }
 
     #[test]

@@ -1,6 +1,11 @@
 //! The lab's servers in the `internet` namespace: TLS and QUIC that accept any SNI with
 //! certificates from the lab CA, and UDP echo.
 //!
+//! It also plays the servers a lying resolver points at (run by a scenario in the `censor`
+//! namespace): a block-page server (`--http` with a block page, `--tls-fixed` presenting its
+//! own name's certificate, from the untrusted censor CA with `--ca-name censor-ca`), or an
+//! unrelated company's server (`--tls-fixed` with the lab CA: trusted, but for another name).
+//!
 //! TLS answers the first bytes a client sends after the handshake with an HTTP response of
 //! 64 KiB and closes: the probe's data phase reads it, so a censor that freezes or throttles a
 //! flow after the handshake has something to freeze or throttle. Prints `vantage-lab-server
@@ -31,6 +36,9 @@ struct Args {
     /// Directory holding the lab CA saved as `lab-ca.pem` and `lab-ca.key`.
     #[arg(long, value_name = "DIR")]
     ca_dir: PathBuf,
+    /// The CA's file stem in --ca-dir (`censor-ca` for certificates the probe does not trust).
+    #[arg(long, value_name = "STEM", default_value = "lab-ca")]
+    ca_name: String,
     /// Serve TLS (any SNI, then 64 KiB of data) on this address. Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     tls: Vec<SocketAddr>,
@@ -38,6 +46,14 @@ struct Args {
     /// as servers that refuse unknown names do. Repeatable.
     #[arg(long, value_name = "IP:PORT/NAME", value_parser = parse_strict)]
     tls_strict: Vec<(SocketAddr, String)>,
+    /// Serve TLS with the certificate for NAME whatever the SNI (`IP:PORT/NAME`), as a server
+    /// for another name does: a client asking for its own name gets a certificate for NAME.
+    /// Repeatable.
+    #[arg(long, value_name = "IP:PORT/NAME", value_parser = parse_strict)]
+    tls_fixed: Vec<(SocketAddr, String)>,
+    /// Serve plain HTTP with a block page ("403 Forbidden") on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    http: Vec<SocketAddr>,
     /// Serve QUIC (ALPN h3, any SNI) on this address. Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     quic: Vec<SocketAddr>,
@@ -50,7 +66,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let ca = Arc::new(TestCa::load(&args.ca_dir, "lab-ca").context("loading the lab CA")?);
+    let ca = Arc::new(TestCa::load(&args.ca_dir, &args.ca_name).with_context(|| format!("loading the CA {}", args.ca_name))?);
     let mut tasks = tokio::task::JoinSet::new();
     for addr in &args.tls {
         let listener = TcpListener::bind(addr).await.with_context(|| format!("binding TLS on {addr}"))?;
@@ -66,6 +82,20 @@ async fn main() -> anyhow::Result<()> {
             .with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"http/1.1".to_vec(), b"h2".to_vec()];
         tasks.spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
+    }
+    for (addr, name) in &args.tls_fixed {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding TLS on {addr}"))?;
+        let resolver = Arc::new(FixedName { any: AnySni::new(ca.clone()), name: name.to_ascii_lowercase() });
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        tasks.spawn(serve_tls(listener, tokio_rustls::TlsAcceptor::from(Arc::new(config))));
+    }
+    for addr in &args.http {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding HTTP on {addr}"))?;
+        tasks.spawn(serve_block_page(listener));
     }
     for addr in &args.quic {
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(server_config(ca.clone(), &[b"h3"])?)?;
@@ -99,6 +129,19 @@ impl ResolvesServerCert for OnlyName {
     }
 }
 
+/// The certificate for one name, whatever the client asked for.
+#[derive(Debug)]
+struct FixedName {
+    any: AnySni,
+    name: String,
+}
+
+impl ResolvesServerCert for FixedName {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.any.certified_for(&self.name)
+    }
+}
+
 fn parse_strict(text: &str) -> Result<(SocketAddr, String), String> {
     let (addr, name) = text.split_once('/').ok_or("expected IP:PORT/NAME")?;
     Ok((addr.parse().map_err(|e| format!("{addr}: {e}"))?, name.to_string()))
@@ -121,6 +164,25 @@ async fn serve_tls(listener: TcpListener, acceptor: tokio_rustls::TlsAcceptor) {
                     tls.shutdown().await
                 })
                 .await;
+            }
+        });
+    }
+}
+
+/// A block page over plain HTTP: read the request, answer 403 with a short page, close.
+async fn serve_block_page(listener: TcpListener) {
+    const PAGE: &str = "<html><title>Blocked</title><body>Access to this site is restricted.</body></html>";
+    while let Ok((mut stream, _)) = listener.accept().await {
+        tokio::spawn(async move {
+            let mut buf = [0u8; 4096];
+            if let Ok(Ok(n)) = tokio::time::timeout(IDLE, stream.read(&mut buf)).await
+                && n > 0
+            {
+                let response = format!(
+                    "HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{PAGE}",
+                    PAGE.len()
+                );
+                let _ = tokio::time::timeout(IDLE, stream.write_all(response.as_bytes())).await;
             }
         });
     }

@@ -9,7 +9,7 @@
 //! target is checked with the probe's own parser when the file is loaded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -73,12 +73,13 @@ struct File {
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DnsSpec {
-    /// Extra or overriding A records on both resolvers (targets' names are added automatically).
+    /// Extra or overriding records on both resolvers (targets' names are added automatically):
+    /// an IPv4 address is an A record, an IPv6 one an AAAA record (the name then has no A).
     #[serde(default)]
-    pub records: BTreeMap<String, Ipv4Addr>,
+    pub records: BTreeMap<String, IpAddr>,
     /// Records only the probe's resolver gives (a CDN answering by region).
     #[serde(default)]
-    pub probe_records: BTreeMap<String, Ipv4Addr>,
+    pub probe_records: BTreeMap<String, IpAddr>,
     /// How the probe's resolver behaves.
     #[serde(default)]
     pub probe_resolver: ResolverMode,
@@ -381,9 +382,10 @@ impl Scenario {
         if let Some(std::net::IpAddr::V4(a)) = t.spec.address {
             return [a].into();
         }
-        let helper = self.dns.records.get(&t.spec.domain).copied().unwrap_or(addr::SERVER);
+        let helper = self.dns.records.get(&t.spec.domain).copied().unwrap_or(addr::SERVER.into());
         let probe = self.dns.probe_records.get(&t.spec.domain).copied().unwrap_or(helper);
-        [helper, probe].into()
+        // The lab is IPv4: an AAAA-only name has no server.
+        [helper, probe].into_iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None }).collect()
     }
 
     /// `(service, address, port)` triples the target's tests need listening.
@@ -406,15 +408,15 @@ impl Scenario {
         out
     }
 
-    /// The A records of the helper's resolver (and, with `probe_records` on top, the probe's).
-    pub fn records(&self) -> BTreeMap<String, Ipv4Addr> {
-        let mut records: BTreeMap<String, Ipv4Addr> = BTreeMap::new();
+    /// The records of the helper's resolver (and, with `probe_records` on top, the probe's).
+    pub fn records(&self) -> BTreeMap<String, IpAddr> {
+        let mut records: BTreeMap<String, IpAddr> = BTreeMap::new();
         for t in &self.targets {
             let a = match t.spec.address {
                 Some(std::net::IpAddr::V4(a)) => a,
                 _ => addr::SERVER,
             };
-            records.insert(t.spec.domain.clone(), a);
+            records.insert(t.spec.domain.clone(), a.into());
         }
         records.extend(self.dns.records.clone());
         records

@@ -24,7 +24,7 @@ fn lab_keys_are_stripped_and_the_rest_is_the_probes_file() {
     assert_eq!(t.expect[&TestKind::Tls].0.len(), 2);
     assert_eq!(t.expect_trials[&TestKind::Tls].label(), "1-2/2");
     assert_eq!(t.expect_evidence[&TestKind::Tls], ["connection_reset"]);
-    assert_eq!(s.records()["a.example"], addr::SERVER);
+    assert_eq!(s.records()["a.example"], std::net::IpAddr::from(addr::SERVER));
 }
 
 #[test]

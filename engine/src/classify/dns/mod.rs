@@ -10,6 +10,9 @@
 //!    duplicates are just duplicates);
 //! 3. a bogon answer the control does not also return → blocked, `dns.bogon`
 //!    (inconclusive without a working control);
+//!    3b. an answer on the published block-page list the control does not also return →
+//!    blocked, `dns.forged_answer`, the list entry and its source as evidence (inconclusive
+//!    without a working control);
 //! 4. NXDOMAIN, or no address of the asked family, while the control resolves it → blocked,
 //!    `dns.nxdomain_hijack`;
 //! 5. SERVFAIL/REFUSED while the control resolves → inconclusive, `dns.resolver_error`
@@ -18,8 +21,12 @@
 //! 7. the probe failed and so did the control → down, `control.failed`; with no control at all →
 //!    inconclusive, `control.unavailable`;
 //! 8. the probe resolved and there is no working control → ok;
-//! 9. the probe's addresses share none with the control's → ok, `dns.answer_mismatch`: CDNs answer
-//!    by region, so a mismatch alone is never called blocking;
+//! 9. the probe's addresses share none with the control's: CDNs answer by region, so a mismatch
+//!    alone is never called blocking; the answered addresses are judged by TLS ([`forged`]):
+//!    one that serves the name with a valid certificate → ok, `dns.answer_mismatch`; none does,
+//!    from the probe nor the helper, while the control's address does → blocked,
+//!    `dns.forged_answer` (inconclusive without the helper's view); unchecked → ok,
+//!    `dns.answer_mismatch`;
 //! 10. otherwise ok.
 //!
 //! Evidence names the engine and, for `udp`, the public resolver asked; never the probe's address.
@@ -32,6 +39,11 @@ use vantage_measurement::{
 };
 
 use super::bogon::BogonPolicy;
+
+pub mod blockpage;
+pub mod forged;
+
+pub use forged::{MAX_VALIDATED, ValidationPlan, validation_plan};
 
 /// Classify a DNS measurement. `bogons` says which addresses count as bogons (a lab exempts its
 /// documentation ranges).
@@ -83,6 +95,13 @@ pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
     if !probe_bogons.is_empty() {
         let status = if resolving.is_empty() { Status::Inconclusive } else { Status::Blocked };
         return verdict(status, Some(Mechanism::DnsBogon), [probe_bogons, control_evidence()].concat());
+    }
+
+    // 3b. Known block pages, the same way.
+    let listed = forged::listed(&probe, &control_ips, bogons);
+    if !listed.is_empty() {
+        let status = if resolving.is_empty() { Status::Inconclusive } else { Status::Blocked };
+        return verdict(status, Some(Mechanism::DnsForgedAnswer), [listed, control_evidence()].concat());
     }
 
     if !resolving.is_empty() {
@@ -146,15 +165,7 @@ pub fn classify(observations: &[Observation], bogons: &BogonPolicy) -> Verdict {
     let comparable: BTreeSet<IpAddr> =
         control_ips.iter().copied().filter(|c| probe_ips.iter().any(|p| p.is_ipv4() == c.is_ipv4())).collect();
     if !comparable.is_empty() && probe_ips.is_disjoint(&comparable) {
-        return verdict(
-            Status::Ok,
-            Some(Mechanism::DnsAnswerMismatch),
-            vec![
-                "answers differ from control (CDN-like); not flagged".to_string(),
-                answered,
-                format!("control answers: {}", list(&control_ips)),
-            ],
-        );
+        return forged::mismatch(observations, &control_ips, answered);
     }
 
     // 10.

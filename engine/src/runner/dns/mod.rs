@@ -8,18 +8,23 @@
 //!   first reply: an on-path injector races the genuine answer, so a second, different reply to the
 //!   same query is the classic injection evidence (OONI tq-002, GFW).
 //!
+//! When the probe's answers share nothing with the control's, [`validate_answers`] checks the
+//! answered addresses over TLS, so the classifier can tell a CDN from a forged answer.
+//!
 //! The wire format lives in [`codec`] (pure, unit-tested with byte vectors); these runners only do
 //! the I/O with timeouts and turn the outcome into an [`Observation`](vantage_measurement::Observation).
 
 pub mod codec;
 mod system;
 mod udp;
+mod validate;
 
 #[cfg(test)]
 mod test_server;
 
 pub use system::system_lookup;
 pub use udp::{MAX_DATAGRAM_BYTES, MAX_REPLIES, udp_lookup};
+pub use validate::validate_answers;
 
 use vantage_measurement::{CodeSpace, Failure, RawCode};
 
