@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs every Debian package the test suite needs, by name, every time (apt-get install is
 # idempotent), then checks what no package list can show: plugins, kernel features, privileges.
-# Never guess from `command -v`: a machine that happens to have a program can still lack the
-# plugin or library a test needs. A later feature that needs a package adds it here with its reason.
+# Never guess from whether a program is on PATH: a machine that has it can still lack the plugin
+# or library a test needs. A later feature that needs a package adds it here with its reason.
 set -euo pipefail
 
 packages=(
