@@ -30,6 +30,7 @@ fn unusable_flag_values_are_bad_usage() {
         (&["run", "--timeout", "0"][..], "--timeout"),
         (&["run", "--timeout", "121"], "--timeout"),
         (&["run", "--concurrency", "0"], "--concurrency"),
+        (&["run", "--residual-window", "3601"], "--residual-window"),
         (&["run", "--ca", "/nonexistent/ca.pem"], "--ca"),
         (&["run", "--danger-not-bogon", "not-a-cidr"], "--danger-not-bogon"),
         (&["run", "--doh", "dns.google"], "--doh"),
