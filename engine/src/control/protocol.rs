@@ -124,6 +124,17 @@ impl ControlRequest {
         ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None, vpn: None }
     }
 
+    /// A TLS control: a handshake with `sni` to `addr`.
+    pub fn tls(sni: &str, addr: SocketAddr) -> ControlRequest {
+        ControlRequest {
+            test: TestKind::Tls,
+            domain: Some(sni.to_string()),
+            address: Some(addr.ip()),
+            port: Some(addr.port()),
+            vpn: None,
+        }
+    }
+
     /// The step this request asks for, every field checked (the helper's side; the helper runs
     /// the handshake only, with its own peer's keys and no tunnel data phase).
     pub fn step(&self) -> Result<TargetStep, ControlRequestError> {

@@ -60,13 +60,7 @@ async fn helper_side(cfg: &MeasureConfig, plan: &ValidationPlan, name: &str, por
     let Some(helper) = &cfg.helper else { return Vec::new() };
     let asks = plan.addresses.iter().map(|ip| (*ip, Role::Target)).chain(plan.reference.map(|ip| (ip, Role::Control)));
     let requests = asks.map(|(ip, role)| async move {
-        let req = ControlRequest {
-            test: TestKind::Tls,
-            domain: Some(name.to_string()),
-            address: Some(ip),
-            port: Some(port),
-            vpn: None,
-        };
+        let req = ControlRequest::tls(name, SocketAddr::new(ip, port));
         // A connect and a handshake, each under the helper's step timeout, plus the round trip.
         match helper.control(&req, cfg.timeout * 3).await {
             Ok(mut obs) => {
