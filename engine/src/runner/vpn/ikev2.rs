@@ -34,12 +34,10 @@ pub fn first_packet_len(nat_t: bool) -> usize {
 /// Send IKE_SA_INIT to `addr`: one `vpn_handshake` observation, or two when the responder asked
 /// for another offered group (the INVALID_KE_PAYLOAD exchange, then the retry).
 pub async fn sa_init(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<Observation> {
-    let nat_t = addr.port() == NAT_T_PORT;
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
-    let detail = VpnDetail { protocol: VpnProtocol::Ikev2, mode: nat_t.then_some(VpnMode::NatT), ..VpnDetail::default() };
     let socket = match connected_udp(addr).await {
         Ok(s) => s,
-        Err(failure) => return vec![step.finish(Err(failure), Some(Detail::Vpn(detail)))],
+        Err(failure) => return vec![step.finish(Err(failure), Some(Detail::Vpn(ikev2_detail(addr))))],
     };
     let (first, requested) = exchange(ctx, role, addr, &socket, KeGroup::OFFERED[0]).await;
     let retry = requested.filter(|group| *group != KeGroup::OFFERED[0]);
@@ -60,7 +58,7 @@ async fn exchange(
 ) -> (Observation, Option<KeGroup>) {
     let nat_t = addr.port() == NAT_T_PORT;
     let step = ctx.step(Operation::VpnHandshake, role).peer(addr);
-    let mut detail = VpnDetail { protocol: VpnProtocol::Ikev2, mode: nat_t.then_some(VpnMode::NatT), ..VpnDetail::default() };
+    let mut detail = ikev2_detail(addr);
     let Some(key_share) = key_share(group) else {
         return (step.finish(Err(super::rejected("key_generation")), Some(Detail::Vpn(detail))), None);
     };
@@ -86,6 +84,12 @@ async fn exchange(
         detail.reply_error = None;
     });
     (step.finish(outcome, Some(Detail::Vpn(detail))), requested)
+}
+
+/// A fresh detail of an IKEv2 step to `addr` (NAT-T framing on 4500).
+fn ikev2_detail(addr: SocketAddr) -> VpnDetail {
+    let nat_t = addr.port() == NAT_T_PORT;
+    VpnDetail { protocol: VpnProtocol::Ikev2, mode: nat_t.then_some(VpnMode::NatT), ..VpnDetail::default() }
 }
 
 fn nonzero_spi() -> [u8; 8] {
