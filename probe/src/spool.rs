@@ -140,7 +140,7 @@ pub struct SpoolWriter {
 impl SpoolWriter {
     /// Append one measurement and make it durable.
     pub fn append(&mut self, m: &Measurement) -> Result<(), SpoolError> {
-        let line = ndjson_line(serde_json::to_string(m))?;
+        let line = ndjson_line(m.to_json_line())?;
         self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.lines += 1;
