@@ -217,37 +217,34 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
         first.chain(t.expect_retest.iter().map(move |(test, expected)| (t, test, expected, true)))
     });
     for (t, test, expected, retest) in expectations {
-        {
-            let mut of_pair =
-                measurements.iter().filter(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
-            let m = if retest { of_pair.nth(1) } else { of_pair.next() };
-            let verdict = m.map(|m| &m["verdict"]);
-            let got = verdict.and_then(|v| {
-                let status = Status::parse(v["status"].as_str()?)?;
-                let mechanism = v["mechanism"].as_str().and_then(Mechanism::parse);
-                Some(Outcome { status, mechanism })
-            });
-            let trials =
-                verdict.and_then(|v| Some((v["trials"]["blocked"].as_u64()? as u32, v["trials"]["total"].as_u64()? as u32)));
-            let evidence = verdict
-                .and_then(|v| v["evidence"].as_array())
-                .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-                .unwrap_or_default();
-            rows.push(Row {
-                scenario: scenario.name.clone(),
-                target: t.spec.name.clone(),
-                test: *test,
-                retest,
-                expected: expected.clone(),
-                got,
-                trials,
-                expected_trials: t.expect_trials.get(test).copied(),
-                trials_run: if *test == TestKind::Dns { 1 } else { t.spec.trials },
-                // Evidence is asked of the first measurement; the re-test must simply come out right.
-                expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
-                evidence,
-            });
-        }
+        let mut of_pair =
+            measurements.iter().filter(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
+        let m = if retest { of_pair.nth(1) } else { of_pair.next() };
+        let verdict = m.map(|m| &m["verdict"]);
+        let got = verdict.and_then(|v| {
+            let status = Status::parse(v["status"].as_str()?)?;
+            let mechanism = v["mechanism"].as_str().and_then(Mechanism::parse);
+            Some(Outcome { status, mechanism })
+        });
+        let trials = verdict.and_then(|v| Some((v["trials"]["blocked"].as_u64()? as u32, v["trials"]["total"].as_u64()? as u32)));
+        let evidence = verdict
+            .and_then(|v| v["evidence"].as_array())
+            .map(|e| e.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+            .unwrap_or_default();
+        rows.push(Row {
+            scenario: scenario.name.clone(),
+            target: t.spec.name.clone(),
+            test: *test,
+            retest,
+            expected: expected.clone(),
+            got,
+            trials,
+            expected_trials: t.expect_trials.get(test).copied(),
+            trials_run: if *test == TestKind::Dns { 1 } else { t.spec.trials },
+            // Evidence is asked of the first measurement; the re-test must simply come out right.
+            expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
+            evidence,
+        });
     }
     rows
 }
