@@ -1,9 +1,12 @@
 //! The wire contract between probe and collector, in one place both sides import: the batch
-//! signature headers and their verification, and the ingest report. (The rejection codes are
-//! [`crate::Rejection`]; the test helper's request and response are in the engine's `control`.)
+//! signature headers and their verification, the ingest report, the signed target list and the
+//! volunteer's deletion request. (The rejection codes are [`crate::Rejection`]; the test
+//! helper's request and response are in the engine's `control`.)
 
+pub mod forget;
 pub mod ingest;
 pub mod signature;
+pub mod target_list;
 
 pub use ingest::{IngestReport, RejectedLine};
 pub use signature::{
