@@ -65,6 +65,12 @@ pub struct ProbeInfo {
     /// The kind of access network, when the volunteer says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network_type: Option<NetworkType>,
+    /// Which network this probe was on: the number changes whenever the probe finds itself on
+    /// another network (another default gateway or interface, or another ASN seen by the
+    /// collector), so a probe's series can be split by network. Counts up from 1; says nothing
+    /// about the network itself. Absent when the probe keeps no state (a one-off `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_epoch: Option<u32>,
 }
 
 crate::closed_set! {

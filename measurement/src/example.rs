@@ -31,7 +31,7 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
         id: Uuid::now_v7(),
         schema_version: SCHEMA_VERSION,
         software: Software { name: "vantage-probe".into(), version: "0.1.0".into(), platform: "linux-x86_64".into() },
-        probe: ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None },
+        probe: ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
         started_at,
         runtime_ms: 12,
         test: TestKind::Tls,

@@ -17,6 +17,8 @@ use vantage_engine::measure::MeasureConfig;
 use vantage_engine::runner::verify::TrustAnchors;
 use vantage_engine::schedule::{DEFAULT_RESIDUAL_WINDOW, ResidualPolicy, Retest};
 
+use crate::network::OnVpn;
+
 /// Default DNS-over-HTTPS control resolver.
 pub const DEFAULT_DOH: &str = "https://dns.google/dns-query";
 /// Default UDP resolver whose every reply is recorded (injection shows as extra replies).
@@ -125,6 +127,11 @@ pub struct RunArgs {
     /// The kind of access network.
     #[arg(long, value_parser = parse_network_type)]
     pub network_type: Option<NetworkType>,
+    /// When a VPN or other tunnel holds the default route (the results would describe the VPN's
+    /// network): `pause` measures nothing and exits with status 4, `tag` measures and marks every
+    /// measurement `network_type = vpn`.
+    #[arg(long, value_name = "pause|tag", default_value_t = OnVpn::default(), value_parser = parse_on_vpn, env = "VANTAGE_ON_VPN")]
+    pub on_vpn: OnVpn,
     /// Address ranges (CIDR) that are not bogons here, e.g. a lab's documentation ranges.
     #[arg(long = "danger-not-bogon", value_name = "CIDR")]
     pub danger_not_bogon: Vec<String>,
@@ -196,6 +203,10 @@ fn parse_test(s: &str) -> Result<TestKind, String> {
 fn parse_cc(s: &str) -> Result<String, String> {
     let cc = s.to_ascii_uppercase();
     if vantage_measurement::is_country_code(&cc) { Ok(cc) } else { Err(format!("`{s}` is not a two-letter country code")) }
+}
+
+fn parse_on_vpn(s: &str) -> Result<OnVpn, String> {
+    s.parse()
 }
 
 fn parse_network_type(s: &str) -> Result<NetworkType, String> {
@@ -276,7 +287,7 @@ impl RunArgs {
             system_resolver: !self.no_system_resolver,
             dns_blackhole: self.dns_blackhole,
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
-            probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type },
+            probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type, network_epoch: None },
             bogons,
         })
     }
@@ -306,6 +317,14 @@ mod tests {
         assert_eq!(args.resolver, Toggle::On(DEFAULT_UDP_RESOLVER.parse().expect("constant")));
         assert_eq!(args.timeout, DEFAULT_TIMEOUT_SECS);
         assert_eq!(args.cc, "ZZ");
+        assert_eq!(args.on_vpn, OnVpn::Pause);
+    }
+
+    #[test]
+    fn on_vpn_takes_pause_or_tag() {
+        assert_eq!(run_args(&["--on-vpn", "tag"]).expect("parse").on_vpn, OnVpn::Tag);
+        let err = run_args(&["--on-vpn", "ignore"]).expect_err("unknown policy").to_string();
+        assert!(err.contains("for '--on-vpn "), "{err}");
     }
 
     #[test]

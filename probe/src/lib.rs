@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod identity;
 pub mod netcheck;
+pub mod network;
 pub mod outputs;
 pub mod report;
 pub mod spool;

@@ -2,7 +2,8 @@
 //!
 //! Exit codes: 0 the run completed (whatever it found), 1 an error, 2 bad usage (clap's own, and
 //! a flag value found unusable after parsing: a [`ConfigError`]), 3 this machine has no network
-//! (nothing was measured).
+//! (nothing was measured), 4 a VPN or other tunnel holds the default route and `--on-vpn pause`
+//! (the default) paused the run (nothing was measured).
 
 use std::io::Write;
 use std::net::IpAddr;
@@ -16,8 +17,9 @@ use clap::Parser;
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::schedule;
 use vantage_engine::targets::{self, TargetSpec};
-use vantage_measurement::{Measurement, Mechanism};
+use vantage_measurement::{Measurement, Mechanism, ProbeInfo};
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
+use vantage_probe::network::{self, EpochStore, TunnelEvidence};
 use vantage_probe::outputs::Outputs;
 use vantage_probe::report::{self, progress};
 use vantage_probe::spool::Spool;
@@ -26,6 +28,7 @@ use vantage_probe::{identity, netcheck};
 
 const EXIT_USAGE: u8 = 2;
 const EXIT_NO_NETWORK: u8 = 3;
+const EXIT_ON_VPN: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,10 +62,14 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
 
 /// `run`: set up, check for a network, open the outbox, measure, report, deliver.
 async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let session = Session::new(&args)?;
+    let mut session = Session::new(&args)?;
     if !session.has_network() {
         print_no_network();
         return Ok(ExitCode::from(EXIT_NO_NETWORK));
+    }
+    if let Some(tunnel) = stamp_network(&args, &mut Arc::make_mut(&mut session.cfg).probe)? {
+        print_paused_on_vpn(tunnel);
+        return Ok(ExitCode::from(EXIT_ON_VPN));
     }
     // Opened before measuring, so a key with the wrong permissions stops the run before it costs
     // anything.
@@ -175,6 +182,32 @@ impl Outbox {
     async fn deliver(&self) -> FlushReport {
         self.uploader.flush(&self.spool).await
     }
+}
+
+/// Apply the VPN policy and the network epoch to what every measurement says about the probe;
+/// `Some` when the policy pauses the run. The epoch is kept where the run keeps state (with
+/// `--collector` or `--data-dir`).
+fn stamp_network(args: &RunArgs, probe: &mut ProbeInfo) -> anyhow::Result<Option<TunnelEvidence>> {
+    let view = network::inspect();
+    if let Err(tunnel) = args.on_vpn.apply(&view, probe) {
+        return Ok(Some(tunnel));
+    }
+    if let Some(tunnel) = view.tunnel {
+        eprintln!("Measuring through a tunnel ({tunnel}): every measurement is marked network_type = vpn.");
+    }
+    let state_dir = args.data_dir.clone().or_else(|| args.collector.as_ref().map(|_| cli::default_data_dir()));
+    if let Some(dir) = state_dir {
+        probe.network_epoch = Some(EpochStore::open(&dir)?.observe(&view.fingerprint)?.number);
+    }
+    Ok(None)
+}
+
+fn print_paused_on_vpn(tunnel: TunnelEvidence) {
+    eprintln!(
+        "Paused: {tunnel}, so measurements would describe the VPN's network, not this one. Nothing \
+         was measured. Turn the VPN off and run again, or run with --on-vpn tag to measure anyway \
+         with every result marked network_type = vpn."
+    );
 }
 
 fn print_no_network() {

@@ -1,6 +1,8 @@
 //! The exit codes docs/probe.md promises, checked on the built binary: 0 done, 1 an error,
 //! 2 bad usage (whether clap or the probe found the flag unusable). None of these runs gets as
-//! far as the network.
+//! far as the network. 3 (no network) is checked in `tests/tests/volunteer_safety.rs` and 4
+//! (paused: a VPN holds the default route) in `tests/tests/network_sanity.rs`: both need
+//! network namespaces.
 
 use std::process::{Command, Output};
 
@@ -36,6 +38,7 @@ fn unusable_flag_values_are_bad_usage() {
         (&["run", "--doh", "dns.google"], "--doh"),
         (&["run", "--resolver", "8.8.8.8"], "--resolver"),
         (&["run", "--cc", "DEU"], "--cc"),
+        (&["run", "--on-vpn", "ignore"], "--on-vpn"),
         (&["flush", "--collector", "http://127.0.0.1:9", "--ca", "/nonexistent/ca.pem"], "--ca"),
     ] {
         assert_exit(args, 2, names);
