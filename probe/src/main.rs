@@ -19,7 +19,7 @@ use vantage_engine::schedule;
 use vantage_engine::targets::{self, TargetSpec};
 use vantage_measurement::{Measurement, Mechanism, ProbeInfo};
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
-use vantage_probe::network::{self, EpochStore, TunnelEvidence};
+use vantage_probe::network::{self, Readiness, TunnelEvidence};
 use vantage_probe::outputs::Outputs;
 use vantage_probe::report::{self, progress};
 use vantage_probe::spool::Spool;
@@ -188,18 +188,16 @@ impl Outbox {
 /// `Some` when the policy pauses the run. The epoch is kept where the run keeps state (with
 /// `--collector` or `--data-dir`).
 fn stamp_network(args: &RunArgs, probe: &mut ProbeInfo) -> anyhow::Result<Option<TunnelEvidence>> {
-    let view = network::inspect();
-    if let Err(tunnel) = args.on_vpn.apply(&view, probe) {
-        return Ok(Some(tunnel));
-    }
-    if let Some(tunnel) = view.tunnel {
-        eprintln!("Measuring through a tunnel ({tunnel}): every measurement is marked network_type = vpn.");
-    }
     let state_dir = args.data_dir.clone().or_else(|| args.collector.as_ref().map(|_| cli::default_data_dir()));
-    if let Some(dir) = state_dir {
-        probe.network_epoch = Some(EpochStore::open(&dir)?.observe(&view.fingerprint)?.number);
+    match network::prepare(args.on_vpn, state_dir.as_deref(), probe)? {
+        Readiness::Paused(tunnel) => Ok(Some(tunnel)),
+        Readiness::Measure { through, .. } => {
+            if let Some(tunnel) = through {
+                eprintln!("Measuring through a tunnel ({tunnel}): every measurement is marked network_type = vpn.");
+            }
+            Ok(None)
+        }
     }
-    Ok(None)
 }
 
 fn print_paused_on_vpn(tunnel: TunnelEvidence) {

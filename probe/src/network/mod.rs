@@ -25,6 +25,7 @@ pub mod tunnel;
 
 use std::fmt;
 use std::net::IpAddr;
+use std::path::Path;
 use std::str::FromStr;
 
 use vantage_measurement::{NetworkType, ProbeInfo};
@@ -134,6 +135,42 @@ pub fn inspect() -> NetworkView {
     NetworkView { tunnel, fingerprint: NetworkFingerprint::from_lines(lines) }
 }
 
+/// The outcome of [`prepare`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Measure now. `through` is the tunnel the measurements were tagged for (`--on-vpn tag`);
+    /// `epoch` is stamped into the probe block when state is kept.
+    Measure {
+        /// The tunnel measured through, if any.
+        through: Option<TunnelEvidence>,
+        /// The network epoch, when a state directory was given.
+        epoch: Option<Epoch>,
+    },
+    /// Measure nothing now: this tunnel holds a default route and the policy is to pause.
+    Paused(TunnelEvidence),
+}
+
+/// Before measuring (a `run`, each daemon cycle): look at the network, apply `on_vpn` to `probe`,
+/// and, with a `state_dir`, stamp the network epoch into it. A paused check changes neither
+/// `probe` nor the epoch.
+pub fn prepare(on_vpn: OnVpn, state_dir: Option<&Path>, probe: &mut ProbeInfo) -> Result<Readiness, EpochError> {
+    prepare_for(&inspect(), on_vpn, state_dir, probe)
+}
+
+fn prepare_for(
+    view: &NetworkView,
+    on_vpn: OnVpn,
+    state_dir: Option<&Path>,
+    probe: &mut ProbeInfo,
+) -> Result<Readiness, EpochError> {
+    if let Err(tunnel) = on_vpn.apply(view, probe) {
+        return Ok(Readiness::Paused(tunnel));
+    }
+    let epoch = state_dir.map(|dir| EpochStore::open(dir)?.observe(&view.fingerprint)).transpose()?;
+    probe.network_epoch = epoch.map(|e| e.number).or(probe.network_epoch);
+    Ok(Readiness::Measure { through: view.tunnel, epoch })
+}
+
 /// What to do when a tunnel holds the default route (`--on-vpn`, config `on_vpn`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -208,6 +245,37 @@ mod tests {
             assert_eq!(policy.apply(&plain, &mut info), Ok(()));
             assert_eq!(info, probe(), "{policy}: the volunteer's own network type stands");
         }
+    }
+
+    #[test]
+    fn a_paused_check_keeps_no_epoch_a_measured_one_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fingerprint = NetworkFingerprint::from_lines(vec!["gateway eth0 192.0.2.1".into()]);
+        let tun = TunnelEvidence { kind: TunnelKind::Tun, family: IpFamily::V6 };
+        let on_vpn = NetworkView { tunnel: Some(tun), fingerprint: fingerprint.clone() };
+        let plain = NetworkView { tunnel: None, fingerprint };
+
+        let mut info = probe();
+        assert_eq!(prepare_for(&on_vpn, OnVpn::Pause, Some(dir.path()), &mut info).expect("check"), Readiness::Paused(tun));
+        assert_eq!(info, probe());
+        assert!(!dir.path().join(epoch::EPOCH_FILE).exists(), "a paused check starts no epoch");
+
+        let tagged = prepare_for(&on_vpn, OnVpn::Tag, Some(dir.path()), &mut info).expect("check");
+        let first = Epoch { number: 1, is_new: true };
+        assert_eq!(tagged, Readiness::Measure { through: Some(tun), epoch: Some(first) });
+        assert_eq!((info.network_type, info.network_epoch), (Some(NetworkType::Vpn), Some(1)));
+
+        let mut info = probe();
+        let measured = prepare_for(&plain, OnVpn::Pause, Some(dir.path()), &mut info).expect("check");
+        assert_eq!(measured, Readiness::Measure { through: None, epoch: Some(Epoch { number: 1, is_new: false }) });
+        assert_eq!((info.network_type, info.network_epoch), (Some(NetworkType::Wifi), Some(1)));
+
+        let mut info = probe();
+        assert_eq!(
+            prepare_for(&plain, OnVpn::Pause, None, &mut info).expect("check"),
+            Readiness::Measure { through: None, epoch: None }
+        );
+        assert_eq!(info, probe(), "without state, no epoch");
     }
 
     #[test]
