@@ -4,7 +4,8 @@
 //! captured text.
 //!
 //! `/sys/class/net` shows the interfaces of the network namespace sysfs was mounted in, which
-//! `ip netns exec` arranges; `/proc/net` and sockets follow the process's own namespace.
+//! `ip netns exec` arranges; `/proc/self/net` and sockets follow the process's own namespace.
+//! `/proc/self/net`, not `/proc/net`: the systemd unit's `ProcSubset=pid` hides `/proc/net`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
@@ -79,17 +80,17 @@ pub(crate) fn interface_facts(name: &str) -> InterfaceFacts {
         flags: read("flags").and_then(|f| parse_hex_flags(&f)).unwrap_or(0),
         devtype: read("uevent").and_then(|u| devtype(&u)),
         tun_or_tap: dir.join("tun_flags").exists(),
-        pppoe_session: std::fs::read_to_string("/proc/net/pppoe").is_ok_and(|t| has_pppoe_session(&t)),
+        pppoe_session: std::fs::read_to_string("/proc/self/net/pppoe").is_ok_and(|t| has_pppoe_session(&t)),
     }
 }
 
 /// The main table's default routes, IPv4 and IPv6, sorted.
 pub(crate) fn default_gateways() -> Vec<DefaultGateway> {
     let mut gateways = Vec::new();
-    if let Ok(text) = std::fs::read_to_string("/proc/net/route") {
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/route") {
         gateways.extend(defaults_v4(&text));
     }
-    if let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") {
+    if let Ok(text) = std::fs::read_to_string("/proc/self/net/ipv6_route") {
         gateways.extend(defaults_v6(&text));
     }
     gateways.sort();
