@@ -21,7 +21,7 @@ use vantage_tests::netns::{self, Daemon, Netns, Stream, run, veth};
 use vantage_tests::procs::bin;
 
 const PREFIX: &str = "netsan";
-const TOOLS: &[&str] = &["ip", "sysctl", "wg", "wireguard-go"];
+const TOOLS: &[&str] = &["ip", "wg", "wireguard-go", "unshare", "mount"];
 /// Exit status of a run paused because a tunnel holds the default route (docs/probe.md).
 const EXIT_PAUSED_ON_VPN: i32 = 4;
 /// The longest a probe run may take here: its one TCP test is refused at once.
@@ -62,6 +62,11 @@ impl Home {
 
     /// `vantage-probe run --json` here with `extra` flags; the exit status and the measurements.
     fn run_probe(&self, extra: &[&str]) -> anyhow::Result<ProbeRun> {
+        self.run_probe_in(Proc::Whole, extra)
+    }
+
+    /// [`Home::run_probe`], with /proc as the process sees it.
+    fn run_probe_in(&self, proc: Proc, extra: &[&str]) -> anyhow::Result<ProbeRun> {
         let targets = self.dir.path().join("targets.toml");
         let data_dir = self.data_dir();
         let mut args: Vec<&str> =
@@ -70,7 +75,17 @@ impl Home {
         args.extend(["--danger-not-bogon", "192.0.2.0/24"]);
         args.extend(extra);
         let probe = bin("vantage-probe")?;
-        let mut daemon = self.probe.spawn("vantage-probe", path_str(&probe)?, &args, &[])?;
+        let mut daemon = match proc {
+            Proc::Whole => self.probe.spawn("vantage-probe", path_str(&probe)?, &args, &[])?,
+            Proc::PidsOnly => {
+                // A private mount namespace with a /proc that shows only processes, as systemd
+                // mounts it for a unit with ProcSubset=pid; then exec the probe.
+                let script = "mount -t proc -o subset=pid proc /proc && exec \"$0\" \"$@\"";
+                let mut wrapped = vec!["--mount", "--propagation", "private", "sh", "-c", script, path_str(&probe)?];
+                wrapped.extend(&args);
+                self.probe.spawn("vantage-probe", "unshare", &wrapped, &[])?
+            }
+        };
         let status = daemon.wait_exit(RUN_LIMIT)?;
         let measurements = daemon
             .stream(Stream::Stdout)
@@ -99,6 +114,14 @@ impl Home {
         self.probe.run("wg", &["set", name, "private-key", path_str(&key_file)?, "listen-port", "51820", "fwmark", "51820"])?;
         self.probe.ip(&format!("link set {name} up"))
     }
+}
+
+/// How much of /proc the probe sees.
+#[derive(Clone, Copy)]
+enum Proc {
+    Whole,
+    /// `ProcSubset=pid`, as deploy/systemd/vantage-probe.service has it: no /proc/net.
+    PidsOnly,
 }
 
 fn path_str(path: &Path) -> anyhow::Result<&str> {
@@ -212,6 +235,16 @@ fn an_ipv6_default_route_through_a_tunnel_is_seen_too() -> anyhow::Result<()> {
 
 #[test]
 fn a_new_default_gateway_starts_a_new_network_epoch() -> anyhow::Result<()> {
+    gateway_changes_start_epochs(Proc::Whole)
+}
+
+#[test]
+fn a_new_default_gateway_is_seen_under_the_units_proc_subset() -> anyhow::Result<()> {
+    // The systemd unit hides /proc/net; the routes must still be read (from /proc/self/net).
+    gateway_changes_start_epochs(Proc::PidsOnly)
+}
+
+fn gateway_changes_start_epochs(proc: Proc) -> anyhow::Result<()> {
     let home = Home::build("up0")?;
     home._router.ip("addr add 192.0.2.254/24 dev lan0")?;
     let epoch_file = home.data_dir().join("network-epoch.json");
@@ -221,19 +254,19 @@ fn a_new_default_gateway_starts_a_new_network_epoch() -> anyhow::Result<()> {
     };
     let epochs = |run: &ProbeRun| run.probe_field("network_epoch");
 
-    let first = home.run_probe(&[])?;
+    let first = home.run_probe_in(proc, &[])?;
     assert_eq!(epochs(&first), vec![Value::from(1)], "{:?}", first.stderr);
     let home_hash = stored_hash()?;
-    let again = home.run_probe(&[])?;
+    let again = home.run_probe_in(proc, &[])?;
     assert_eq!(epochs(&again), vec![Value::from(1)], "the same network, the same epoch");
 
     home.probe.ip("route replace default via 192.0.2.254")?;
-    let moved = home.run_probe(&[])?;
+    let moved = home.run_probe_in(proc, &[])?;
     assert_eq!(epochs(&moved), vec![Value::from(2)], "another gateway, a new epoch");
     assert_ne!(stored_hash()?, home_hash);
 
     home.probe.ip("route replace default via 192.0.2.1")?;
-    let back = home.run_probe(&[])?;
+    let back = home.run_probe_in(proc, &[])?;
     assert_eq!(epochs(&back), vec![Value::from(3)], "epochs never go back: the series says 'changed'");
     assert_eq!(stored_hash()?, home_hash, "the same network gives the same fingerprint");
 
