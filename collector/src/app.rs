@@ -252,10 +252,7 @@ fn router(state: AppState) -> Router {
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
         .route(target_list::LIST_PATH, get(published::get_targets))
-        .route(
-            forget::FORGET_PATH,
-            post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)),
-        )
+        .route(forget::FORGET_PATH, post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
         .route("/metrics", get(ops::get_metrics))
         .route("/healthz", get(ops::healthz))

@@ -8,9 +8,9 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
+use vantage_collector::app::Published;
 use vantage_collector::helper::Helper;
 use vantage_collector::metrics::Metrics;
-use vantage_collector::app::Published;
 use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, operator, shutdown_signal};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.

@@ -154,8 +154,8 @@ impl PublishedList {
     /// Check signed-list bytes: the envelope parses, the signature verifies against its own
     /// signer (through no revoked key), and the document meets [`check_document`].
     pub fn check(bytes: Vec<u8>, shown: &str, now: DateTime<Utc>) -> Result<PublishedList, PublishedListError> {
-        let list: SignedList =
-            serde_json::from_slice(&bytes).map_err(|e| PublishedListError::Json { path: shown.to_string(), message: e.to_string() })?;
+        let list: SignedList = serde_json::from_slice(&bytes)
+            .map_err(|e| PublishedListError::Json { path: shown.to_string(), message: e.to_string() })?;
         let own = ListTrust { pinned: list.signer.clone(), version: None };
         let verified = target_list::verify(&list, &own, now)
             .map_err(|source| PublishedListError::Signature { path: shown.to_string(), source })?;
@@ -283,7 +283,10 @@ mod tests {
         assert!(
             matches!(broken(|d| d.labelled.push("nope".into())), DocumentError::UnknownName { field: "labelled", name } if name == "nope")
         );
-        assert!(matches!(broken(|d| d.disabled_targets.push("x".into())), DocumentError::UnknownName { field: "disabled_targets", .. }));
+        assert!(matches!(
+            broken(|d| d.disabled_targets.push("x".into())),
+            DocumentError::UnknownName { field: "disabled_targets", .. }
+        ));
         assert!(matches!(broken(|d| d.version = 0), DocumentError::ZeroVersion));
         assert!(matches!(broken(|d| d.interval_secs = 5), DocumentError::Interval(5)));
         assert!(matches!(broken(|d| d.expires_at = Utc::now() - Duration::seconds(1)), DocumentError::Expired(_)));

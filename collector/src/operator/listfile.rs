@@ -74,7 +74,9 @@ pub fn document(text: &str, origin: &str, now: DateTime<Utc>) -> Result<ListDocu
     let expires_at = match (list.expires_days, &list.expires_at) {
         (Some(days), None) if (1..=MAX_EXPIRES_DAYS).contains(&days) => now + Duration::days(days),
         (Some(days), None) => return Err(invalid(format!("[list] expires_days must be 1-{MAX_EXPIRES_DAYS}, not {days}"))),
-        (None, Some(at)) => expiry_time(at).ok_or_else(|| invalid("[list] expires_at must be an RFC 3339 time with a zone".into()))?,
+        (None, Some(at)) => {
+            expiry_time(at).ok_or_else(|| invalid("[list] expires_at must be an RFC 3339 time with a zone".into()))?
+        }
         _ => return Err(invalid("[list] needs exactly one of expires_days and expires_at".into())),
     };
     let interval_secs = match (list.interval_secs, list.interval_hours) {
