@@ -424,6 +424,10 @@ mod tests {
             "600",
             "--fleet-refresh-secs",
             "2",
+            "--geoip-country",
+            "c.mmdb",
+            "--geoip-asn",
+            "a.mmdb",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
@@ -437,6 +441,11 @@ mod tests {
         assert_eq!(config.max_series, 1000);
         assert_eq!(config.window, Duration::from_secs(600));
         assert_eq!(config.fleet_refresh, Duration::from_secs(2));
+        assert_eq!(config.geoip_country, Some(PathBuf::from("c.mmdb")));
+        assert_eq!(config.geoip_asn, Some(PathBuf::from("a.mmdb")));
+        let signed = parse(&["vantage-collector", "serve", "--signed-list", "s.json"]).expect("signed list");
+        assert_eq!(signed.signed_list, Some(PathBuf::from("s.json")));
+        assert!(parse(&["vantage-collector", "serve", "--signed-list", "s.json", "--targets", "t.toml"]).is_err(), "one list");
     }
 
     #[test]
