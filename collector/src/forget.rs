@@ -84,27 +84,34 @@ impl ForgetError {
 pub struct Honoured(Mutex<HashMap<String, DateTime<Utc>>>);
 
 impl Honoured {
-    /// Record `at` for `key` unless a request at least as new was honoured.
-    fn claim(&self, key: &KeyId, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), ForgetError> {
-        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let horizon = now - chrono::Duration::seconds(FORGET_MAX_SKEW_SECS);
-        seen.retain(|_, last| *last >= horizon);
+    /// Refuse `at` for `key` if a request at least as new was honoured.
+    fn check(&self, key: &KeyId, at: DateTime<Utc>) -> Result<(), ForgetError> {
+        let seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         if seen.get(key.as_str()).is_some_and(|last| at <= *last) {
             return Err(ForgetError::Replayed);
         }
-        seen.insert(key.as_str().to_string(), at);
         Ok(())
+    }
+
+    /// Remember that the request made `at` for `key` was carried out (only then: a request the
+    /// store failed on may be sent again).
+    fn record(&self, key: &KeyId, at: DateTime<Utc>, now: DateTime<Utc>) {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let horizon = now - chrono::Duration::seconds(FORGET_MAX_SKEW_SECS);
+        seen.retain(|_, last| *last >= horizon);
+        let last = seen.entry(key.as_str().to_string()).or_insert(at);
+        *last = (*last).max(at);
     }
 }
 
 /// Check a deletion request: signed over `body`, the documented body, fresh, not replayed.
-/// Returns the key whose data is to be deleted.
+/// Returns the key whose data is to be deleted and when the request was made.
 pub(crate) fn check(
     signature: SignatureHeaders,
     body: &[u8],
     honoured: &Honoured,
     now: DateTime<Utc>,
-) -> Result<KeyId, ForgetError> {
+) -> Result<(KeyId, DateTime<Utc>), ForgetError> {
     let key = match signature.verify(body) {
         Ok(Some(key)) => key,
         Ok(None) => return Err(ForgetError::Unsigned),
@@ -118,8 +125,8 @@ pub(crate) fn check(
     if skew_secs > FORGET_MAX_SKEW_SECS {
         return Err(ForgetError::Stale { requested_at: request.requested_at, skew_secs });
     }
-    honoured.claim(&key, request.requested_at, now)?;
-    Ok(key)
+    honoured.check(&key, request.requested_at)?;
+    Ok((key, request.requested_at))
 }
 
 /// `POST /api/v1/forget`.
@@ -131,8 +138,8 @@ pub(crate) async fn post_forget(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = match check(SignatureHeaders::from_headers(&headers), &body, &honoured, Utc::now()) {
-        Ok(key) => key,
+    let (key, requested_at) = match check(SignatureHeaders::from_headers(&headers), &body, &honoured, Utc::now()) {
+        Ok(checked) => checked,
         Err(e) => {
             tracing::info!(reason = e.reason(), "deletion request refused");
             let mut response = ApiError::client(e.status(), Some(e.reason()), e.to_string()).into_response();
@@ -149,6 +156,7 @@ pub(crate) async fn post_forget(
             return ApiError::from(&e).into_response();
         }
     };
+    honoured.record(&key, requested_at, Utc::now());
     // Neither the key id nor the address is logged: the log would keep what was just deleted.
     tracing::info!(deleted, "deletion request honoured");
     match store.count().await {
@@ -184,10 +192,17 @@ mod tests {
         let now = Utc::now();
         let honoured = Honoured::default();
         let b = body(FORGET_REQUEST, now);
-        assert_eq!(check(signed(&key, &b), &b, &honoured, now), Ok(key.key_id()));
+        assert_eq!(check(signed(&key, &b), &b, &honoured, now), Ok((key.key_id(), now)));
+        assert_eq!(check(signed(&key, &b), &b, &honoured, now), Ok((key.key_id(), now)), "not carried out yet: may be retried");
+        honoured.record(&key.key_id(), now, now);
         assert_eq!(check(signed(&key, &b), &b, &honoured, now), Err(ForgetError::Replayed));
-        let later = body(FORGET_REQUEST, now + chrono::Duration::seconds(1));
-        assert_eq!(check(signed(&key, &later), &later, &honoured, now), Ok(key.key_id()), "a new request is honoured");
+        let later_at = now + chrono::Duration::seconds(1);
+        let later = body(FORGET_REQUEST, later_at);
+        assert_eq!(
+            check(signed(&key, &later), &later, &honoured, now),
+            Ok((key.key_id(), later_at)),
+            "a new request is honoured"
+        );
     }
 
     #[test]

@@ -66,6 +66,10 @@ pub struct Filter {
     pub verdict: Option<Status>,
     /// `verdict.mechanism`.
     pub mechanism: Option<Mechanism>,
+    /// The collector-observed country (GeoIP).
+    pub observed_country: Option<String>,
+    /// The collector-observed ASN (GeoIP).
+    pub observed_asn: Option<u32>,
 }
 
 /// One probe's latest measurement of one (target, test): the unit the fleet gauges count.

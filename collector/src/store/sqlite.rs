@@ -309,6 +309,14 @@ fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
         clauses.push("mechanism = ?");
         values.push(Value::Text(mechanism.as_str().into()));
     }
+    if let Some(cc) = &filter.observed_country {
+        clauses.push("observed_cc = ?");
+        values.push(Value::Text(cc.clone()));
+    }
+    if let Some(asn) = filter.observed_asn {
+        clauses.push("observed_asn = ?");
+        values.push(Value::Integer(i64::from(asn)));
+    }
     let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
@@ -491,6 +499,18 @@ mod tests {
         plain.as_object_mut().expect("object").remove(OBSERVED_FIELD);
         assert_eq!(serde_json::from_value::<Measurement>(plain).expect("measurement"), first);
 
+        let by_observed = [
+            Filter { observed_country: Some("DE".into()), ..Filter::default() },
+            Filter { observed_asn: Some(3320), ..Filter::default() },
+        ];
+        for filter in &by_observed {
+            let mut rows = store.query(filter, 10).await.expect("query");
+            let mut ids = Vec::new();
+            while let Some(line) = rows.recv().await {
+                ids.push(serde_json::from_str::<serde_json::Value>(&line.expect("row")).expect("JSON")["id"].clone());
+            }
+            assert_eq!(ids, vec![serde_json::json!(first.id)], "{filter:?}");
+        }
         assert_eq!(store.delete_probe(&a).await.expect("delete"), 1);
         assert_eq!(store.delete_probe(&a).await.expect("again"), 0);
         assert_eq!(collect(&store, &Filter::default(), 10).await, vec![second], "the other key's row stays");

@@ -80,6 +80,18 @@ async fn the_observed_location_is_stored_returned_and_counted_and_the_address_is
         );
     }
 
+    // Researchers can select by either view.
+    let count = |query: &'static str| {
+        let collector = &collector;
+        async move {
+            let url = collector.url(&format!("/api/v1/measurements?{query}"));
+            collector.http.get(url).send().await.expect("GET").text().await.expect("body").lines().count()
+        }
+    };
+    assert_eq!(count("observed_country=DE&observed_asn=64500").await, 3);
+    assert_eq!(count("observed_country=FR").await, 0);
+    assert_eq!(count("country=FR").await, 1, "`country` is still the probe's claim");
+
     let metrics = collector.metrics().await;
     let mismatches = |kind| sample(&metrics, "vantage_probe_location_mismatch_total", &[("kind", kind)]);
     assert_eq!(mismatches("country"), Some(1.0), "only the wrong claim; a withheld one is no mismatch");
