@@ -150,6 +150,12 @@ impl App {
         published: Published,
     ) -> Result<App, BuildError> {
         metrics.set_stored(store.count().await?);
+        if let Some(list) = &published.list {
+            tracing::info!(version = list.version, signer = %list.signer, labelled = list.labelled.len(), "serving the signed target list");
+        }
+        if published.geoip.is_enabled() {
+            tracing::info!(geoip = ?published.geoip, "GeoIP databases loaded: batches get a collector-observed location");
+        }
         let list = Arc::new(ListSlot::new(config.signed_list.clone(), published.list, Arc::clone(&metrics)));
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
