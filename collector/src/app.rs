@@ -22,15 +22,18 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use vantage_measurement::wire::target_list;
 
 use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
+use crate::geoip::{GeoIp, GeoIpError};
 use crate::helper::{self, Helper};
 use crate::ingest::BatchSlots;
 use crate::metrics::Metrics;
+use crate::published::{ListSlot, PublishedList, PublishedListError};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
-use crate::{ingest, ops, query, status};
+use crate::{forget, ingest, ops, published, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +45,12 @@ pub enum BuildError {
     /// The configuration is unusable (exit 64).
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// The signed target list does not verify or breaks a rule (exit 64).
+    #[error(transparent)]
+    SignedList(#[from] PublishedListError),
+    /// A GeoIP database can't be used (exit 64).
+    #[error(transparent)]
+    GeoIp(#[from] GeoIpError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -62,7 +71,33 @@ pub enum BuildError {
 impl BuildError {
     /// Is this the operator's configuration (as opposed to the environment)?
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_))
+        matches!(self, Self::Config(_) | Self::SignedList(_) | Self::GeoIp(_))
+    }
+}
+
+/// What the operator publishes and looks up with, read from the files the config names: the
+/// signed list (if any), the names that may be `target` labels (the list's `labelled`, or the
+/// older `--targets` file's names), and the GeoIP databases.
+#[derive(Debug, Default)]
+pub struct Published {
+    /// The signed list served at `GET /api/v1/targets`.
+    pub list: Option<PublishedList>,
+    /// The `target` label names.
+    pub labels: std::collections::HashSet<String>,
+    /// The GeoIP databases (none: nothing is looked up).
+    pub geoip: GeoIp,
+}
+
+impl Published {
+    /// Read and check every file the config names; any problem is a configuration error.
+    pub fn load(config: &Config) -> Result<Published, BuildError> {
+        let mut labels = config.published_targets()?;
+        let list = config.signed_list.as_deref().map(|path| PublishedList::load(path, chrono::Utc::now())).transpose()?;
+        if let Some(list) = &list {
+            labels = list.labelled.clone();
+        }
+        let geoip = GeoIp::open(config.geoip_country.as_deref(), config.geoip_asn.as_deref())?;
+        Ok(Published { list, labels, geoip })
     }
 }
 
@@ -86,6 +121,7 @@ pub struct App {
     router: Router,
     store: Arc<dyn Store>,
     fleet: Arc<Fleet>,
+    list: Arc<ListSlot>,
 }
 
 impl App {
@@ -98,9 +134,10 @@ impl App {
     /// Build the collector on a store opened by the caller (another database, a test double):
     /// the binary's start-up steps after the store.
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<App, BuildError> {
-        let metrics = Arc::new(Metrics::new(config.published_targets()?, config.max_series)?);
+        let published = Published::load(&config)?;
+        let metrics = Arc::new(Metrics::new(published.labels.clone(), config.max_series)?);
         let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
-        Self::bind_parts(config, store, metrics, helper).await
+        Self::bind_parts(config, store, metrics, helper, published).await
     }
 
     /// The last step of start-up: seed the metrics from the store, wire the parts into the
@@ -110,8 +147,16 @@ impl App {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         helper: Helper,
+        published: Published,
     ) -> Result<App, BuildError> {
         metrics.set_stored(store.count().await?);
+        if let Some(list) = &published.list {
+            tracing::info!(version = list.version, signer = %list.signer, labelled = list.labelled.len(), "serving the signed target list");
+        }
+        if published.geoip.is_enabled() {
+            tracing::info!(geoip = ?published.geoip, "GeoIP databases loaded: batches get a collector-observed location");
+        }
+        let list = Arc::new(ListSlot::new(config.signed_list.clone(), published.list, Arc::clone(&metrics)));
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
@@ -126,16 +171,24 @@ impl App {
             batch_slots: BatchSlots::default(),
             fleet: Arc::clone(&fleet),
             status_page: Arc::default(),
+            list: Arc::clone(&list),
+            geoip: Arc::new(published.geoip),
+            honoured: Arc::default(),
         };
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
-        Ok(App { listener, local_addr, router: router(state), store, fleet })
+        Ok(App { listener, local_addr, router: router(state), store, fleet, list })
     }
 
     /// The address actually bound (the port the OS picked for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The signed list being served, to re-read it (as SIGHUP does) or look at it.
+    pub fn signed_list(&self) -> Arc<ListSlot> {
+        Arc::clone(&self.list)
     }
 
     /// Serve until `shutdown` completes, drain in-flight requests, then close the store. The
@@ -145,6 +198,7 @@ impl App {
         F: Future<Output = ()> + Send + 'static,
     {
         let refresher = tokio::spawn(Arc::clone(&self.fleet).run());
+        let rereader = tokio::spawn(Arc::clone(&self.list).reload_on_hangup());
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -167,6 +221,7 @@ impl App {
             }
         };
         refresher.abort();
+        rereader.abort();
         let closed = self.store.close().await;
         tracing::info!("store closed");
         served?;
@@ -202,6 +257,8 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
+        .route(target_list::LIST_PATH, get(published::get_targets))
+        .route(forget::FORGET_PATH, post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
         .route("/metrics", get(ops::get_metrics))
         .route("/healthz", get(ops::healthz))

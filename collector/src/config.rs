@@ -16,12 +16,20 @@ use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
+pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
+
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
 /// Environment twin of `--data-dir`.
 pub const ENV_DATA_DIR: &str = "VANTAGE_DATA_DIR";
 /// Environment twin of `--targets`.
 pub const ENV_TARGETS: &str = "VANTAGE_TARGETS";
+/// Environment twin of `--signed-list`.
+pub const ENV_SIGNED_LIST: &str = "VANTAGE_SIGNED_LIST";
+/// Environment twin of `--geoip-country`.
+pub const ENV_GEOIP_COUNTRY: &str = "VANTAGE_GEOIP_COUNTRY";
+/// Environment twin of `--geoip-asn`.
+pub const ENV_GEOIP_ASN: &str = "VANTAGE_GEOIP_ASN";
 /// Environment twin of `--ca`.
 pub const ENV_CA: &str = "VANTAGE_CA";
 /// Environment twin of `--helper-resolver`.
@@ -84,6 +92,14 @@ pub enum Command {
     /// stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
     /// requests and close the store.
     Serve(ServeArgs),
+    /// Make or rotate the operator's list key (ed25519), which signs the target list probes fetch.
+    #[command(subcommand)]
+    ListKey(ListKeyCommand),
+    /// Sign a target list for `serve --signed-list`.
+    #[command(subcommand)]
+    List(ListCommand),
+    /// Print an invitation URL for volunteers (`vantage-probe join URL`).
+    Invite(InviteArgs),
 }
 
 /// Flags of `vantage-collector serve`.
@@ -104,6 +120,23 @@ pub struct ServeArgs {
     /// counted as `other`. Without it, all targets are `other`.
     #[arg(long, value_name = "FILE", env = ENV_TARGETS)]
     pub targets: Option<PathBuf>,
+
+    /// The signed target list (made by `vantage-collector list sign`), served at GET
+    /// /api/v1/targets byte for byte and re-read on SIGHUP. Its `labelled` names are the `target`
+    /// metric labels. Checked at start: a list that does not verify is an error. Not with --targets.
+    #[arg(long, value_name = "FILE", env = ENV_SIGNED_LIST, conflicts_with = "targets")]
+    pub signed_list: Option<PathBuf>,
+
+    /// A MaxMind DB country database (GeoLite2-Country, GeoLite2-City or DB-IP country lite):
+    /// the country of each batch's submitting address is stored beside its measurements as the
+    /// collector-observed country. The address itself is never stored.
+    #[arg(long, value_name = "FILE", env = ENV_GEOIP_COUNTRY)]
+    pub geoip_country: Option<PathBuf>,
+
+    /// A MaxMind DB ASN database (GeoLite2-ASN or DB-IP ASN lite): the collector-observed ASN,
+    /// as --geoip-country.
+    #[arg(long, value_name = "FILE", env = ENV_GEOIP_ASN)]
+    pub geoip_asn: Option<PathBuf>,
 
     /// Extra trust anchors (PEM certificates) for the helper's TLS and QUIC checks, added to
     /// the built-in Mozilla roots. For labs and private PKIs.
@@ -185,8 +218,14 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory of the store.
     pub data_dir: PathBuf,
-    /// The published target list, if any (see [`load_published_targets`]).
+    /// The published target list, if any (see [`load_published_targets`]); the older way.
     pub targets_file: Option<PathBuf>,
+    /// The signed target list served at `GET /api/v1/targets` (not with `targets_file`).
+    pub signed_list: Option<PathBuf>,
+    /// The GeoIP country database.
+    pub geoip_country: Option<PathBuf>,
+    /// The GeoIP ASN database.
+    pub geoip_asn: Option<PathBuf>,
     /// Extra PEM trust anchors for the helper.
     pub ca_file: Option<PathBuf>,
     /// Let the helper contact non-public addresses (tests and labs only).
@@ -213,6 +252,9 @@ impl Config {
             listen,
             data_dir: data_dir.into(),
             targets_file: None,
+            signed_list: None,
+            geoip_country: None,
+            geoip_asn: None,
             ca_file: None,
             danger_helper_allow_private: false,
             helper_resolver: None,
@@ -229,6 +271,9 @@ impl Config {
     /// The names on the published target list `targets_file` (none named: no names, so every
     /// target is counted as `other`).
     pub fn published_targets(&self) -> Result<HashSet<String>, ConfigError> {
+        if self.targets_file.is_some() && self.signed_list.is_some() {
+            return Err(ConfigError::TwoTargetLists);
+        }
         self.targets_file.as_deref().map_or_else(|| Ok(HashSet::new()), load_published_targets)
     }
 
@@ -249,6 +294,9 @@ impl From<ServeArgs> for Config {
             listen: args.listen,
             data_dir: args.data_dir,
             targets_file: args.targets,
+            signed_list: args.signed_list,
+            geoip_country: args.geoip_country,
+            geoip_asn: args.geoip_asn,
             ca_file: args.ca,
             danger_helper_allow_private: args.danger_helper_allow_private,
             helper_resolver: args.helper_resolver,
@@ -290,6 +338,9 @@ pub enum ConfigError {
         /// How many it lists.
         count: usize,
     },
+    /// Both a plain and a signed target list: which one names the labels would be a guess.
+    #[error("--targets and --signed-list both name a target list; the signed list alone is the source of the target labels")]
+    TwoTargetLists,
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
     Trust(#[from] vantage_engine::runner::verify::TrustError),
@@ -337,7 +388,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let cli = Cli::try_parse_from(args)?;
-        let Command::Serve(serve) = cli.command;
+        let Command::Serve(serve) = cli.command else { panic!("not serve") };
         Ok(serve.into())
     }
 
@@ -373,6 +424,10 @@ mod tests {
             "600",
             "--fleet-refresh-secs",
             "2",
+            "--geoip-country",
+            "c.mmdb",
+            "--geoip-asn",
+            "a.mmdb",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
@@ -386,6 +441,11 @@ mod tests {
         assert_eq!(config.max_series, 1000);
         assert_eq!(config.window, Duration::from_secs(600));
         assert_eq!(config.fleet_refresh, Duration::from_secs(2));
+        assert_eq!(config.geoip_country, Some(PathBuf::from("c.mmdb")));
+        assert_eq!(config.geoip_asn, Some(PathBuf::from("a.mmdb")));
+        let signed = parse(&["vantage-collector", "serve", "--signed-list", "s.json"]).expect("signed list");
+        assert_eq!(signed.signed_list, Some(PathBuf::from("s.json")));
+        assert!(parse(&["vantage-collector", "serve", "--signed-list", "s.json", "--targets", "t.toml"]).is_err(), "one list");
     }
 
     #[test]

@@ -12,9 +12,11 @@
 //! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
 //! never counted as a probe.
 //!
-//! Privacy: the submitter's address is used for one thing only, refusing lines that contain it
-//! (a probe bug that would leak the volunteer's IP into public data). It is never logged, stored
-//! or turned into a metric label. Neither is the key id.
+//! Privacy: the submitter's address is used for two things only: refusing lines that contain it
+//! (a probe bug that would leak the volunteer's IP into public data), and, when the operator
+//! gave GeoIP databases, looking up the country and ASN it belongs to (stored beside each
+//! measurement of the batch, and told to the probe in the report). Then it is dropped: it is
+//! never logged, stored or turned into a metric label. Neither is the key id.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -34,6 +36,7 @@ use vantage_measurement::wire::{
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
 use crate::error::{ApiError, ServerFault};
+use crate::geoip::GeoIp;
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::store::{InsertOutcome, Store};
@@ -57,19 +60,19 @@ struct CheckedBatch {
 
 /// The signature headers of a request, copied out so they can travel to a blocking thread.
 #[derive(Debug, Default)]
-struct SignatureHeaders {
+pub(crate) struct SignatureHeaders {
     key: Option<Result<String, ()>>,
     signature: Option<Result<String, ()>>,
 }
 
 impl SignatureHeaders {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let text = |name| headers.get(name).map(|v: &HeaderValue| v.to_str().map(str::to_string).map_err(|_| ()));
         SignatureHeaders { key: text(KEY_HEADER), signature: text(SIGNATURE_HEADER) }
     }
 
     /// The signer of `body`, `None` for an unsigned batch.
-    fn verify(self, body: &[u8]) -> Result<Option<KeyId>, SignatureError> {
+    pub(crate) fn verify(self, body: &[u8]) -> Result<Option<KeyId>, SignatureError> {
         match (self.key, self.signature) {
             (None, None) => Ok(None),
             (Some(_), None) => Err(SignatureError::MissingHeader("X-Vantage-Signature")),
@@ -132,11 +135,14 @@ pub(crate) async fn post_measurements(
     State(store): State<Arc<dyn Store>>,
     State(metrics): State<Arc<Metrics>>,
     State(BatchSlots(slots)): State<BatchSlots>,
+    State(geoip): State<Arc<GeoIp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let _in_flight = metrics.ingest_in_flight();
+    // The address's only other use; after this, only the country and ASN remain.
+    let observed = geoip.locate(peer.ip());
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
@@ -150,10 +156,10 @@ pub(crate) async fn post_measurements(
     };
     let signer = checked.signer;
 
-    let mut report = IngestReport { rejected: checked.rejected, ..IngestReport::default() };
+    let mut report = IngestReport { rejected: checked.rejected, observed, ..IngestReport::default() };
     if !checked.valid.is_empty() {
         let timer = metrics.store_timer(StoreOp::Insert);
-        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref()).await {
+        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref(), report.observed.as_ref()).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
@@ -166,6 +172,9 @@ pub(crate) async fn post_measurements(
                 InsertOutcome::Inserted => {
                     report.accepted += 1;
                     metrics.record_measurement(m);
+                    if let Some(observed) = &report.observed {
+                        metrics.record_location(m, observed);
+                    }
                 }
                 InsertOutcome::Duplicate => report.duplicates += 1,
             }

@@ -24,11 +24,17 @@
 //!   takes the pieces it uses (`Arc<Metrics>`, `Arc<dyn Store>`, …) through axum's `FromRef` on
 //!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
 //!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
-//!   modules below it: `app → state → {ingest, query, helper, status, ops} → fleet → metrics →
-//!   payload → error → store`.
+//!   modules below it: `app → state → {forget → ingest, query, helper, status, ops, published,
+//!   geoip} → fleet → metrics → payload → error → store` (`operator`, the offline commands, sits
+//!   beside `app` and uses `published` for the list rules).
 //!
-//! The probe's IP address is used only to refuse lines that contain it; it is never logged,
-//! stored or used as a label.
+//! - [`published`] serves the operator's signed target list at `GET /api/v1/targets` (made
+//!   offline with the [`operator`] commands) and names the `target` labels; [`geoip`] places
+//!   each batch's submitter in a country and ASN; [`forget`] honours a volunteer's signed
+//!   deletion request.
+//!
+//! The probe's IP address is used only to refuse lines that contain it and to look up its
+//! country and ASN; it is never logged, stored or used as a label.
 
 #![warn(missing_docs)]
 
@@ -36,11 +42,15 @@ pub mod app;
 pub mod config;
 mod error;
 pub mod fleet;
+pub mod forget;
+pub mod geoip;
 pub mod helper;
 pub mod ingest;
 pub mod metrics;
+pub mod operator;
 mod ops;
 pub mod payload;
+pub mod published;
 pub mod query;
 mod state;
 pub mod status;

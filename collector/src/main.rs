@@ -8,9 +8,10 @@ use anyhow::Context;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
+use vantage_collector::app::Published;
 use vantage_collector::helper::Helper;
 use vantage_collector::metrics::Metrics;
-use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, shutdown_signal};
+use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, operator, shutdown_signal};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.
 const EXIT_USAGE: u8 = 64;
@@ -34,6 +35,23 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Serve(args) => runtime.block_on(serve(args.into())),
+        Command::ListKey(command) => offline(operator::list_key(command)),
+        Command::List(command) => offline(operator::list(command)),
+        Command::Invite(args) => offline(operator::invite(&args)),
+    }
+}
+
+/// Print an offline command's result, or its error (exit 1).
+fn offline(result: anyhow::Result<String>) -> ExitCode {
+    match result {
+        Ok(text) => {
+            println!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -63,16 +81,17 @@ async fn serve(config: Config) -> ExitCode {
 /// The start-up checklist, the details in each module. Every step that can fail does so before
 /// anything is served; a configuration error exits 64.
 async fn start(config: Config) -> Result<App, BuildError> {
-    // Config: the target list first, so a bad one is reported before the data directory is touched.
-    let published_targets = config.published_targets()?;
+    // Config: the target lists and GeoIP databases first, so a bad one is reported before the
+    // data directory is touched.
+    let published = Published::load(&config)?;
     // Store: open (or create) the measurements file.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
     // Metrics: every family registered; only published targets may become labels.
-    let metrics = Arc::new(Metrics::new(published_targets, config.max_series)?);
+    let metrics = Arc::new(Metrics::new(published.labels.clone(), config.max_series)?);
     // Helper trust: the built-in roots plus the operator's CA.
     let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
     // Server: seeded from the store, routed, bound; `serve` starts answering.
-    App::bind_parts(config, store, metrics, helper).await
+    App::bind_parts(config, store, metrics, helper, published).await
 }
 
 /// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).

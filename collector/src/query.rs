@@ -38,6 +38,8 @@ pub struct QueryParams {
     target: Option<String>,
     verdict: Option<String>,
     mechanism: Option<String>,
+    observed_country: Option<String>,
+    observed_asn: Option<String>,
     limit: Option<String>,
 }
 
@@ -71,22 +73,10 @@ impl QueryParams {
         let filter = Filter {
             since: time("since", &self.since)?,
             until: time("until", &self.until)?,
-            country: self
-                .country
-                .as_deref()
-                .map(|cc| {
-                    let expected = "two upper-case letters such as DE (ZZ: unknown)";
-                    is_country_code(cc).then(|| cc.to_string()).ok_or_else(|| invalid("country", expected))
-                })
-                .transpose()?,
-            asn: self
-                .asn
-                .as_deref()
-                .map(|asn| {
-                    let digits = asn.strip_prefix("AS").unwrap_or(asn);
-                    digits.parse::<u32>().map_err(|_| invalid("asn", "an AS number such as 3320"))
-                })
-                .transpose()?,
+            country: self.country.as_deref().map(|cc| country("country", cc)).transpose()?,
+            asn: self.asn.as_deref().map(|asn| as_number("asn", asn)).transpose()?,
+            observed_country: self.observed_country.as_deref().map(|cc| country("observed_country", cc)).transpose()?,
+            observed_asn: self.observed_asn.as_deref().map(|asn| as_number("observed_asn", asn)).transpose()?,
             test: self
                 .test
                 .as_deref()
@@ -127,6 +117,16 @@ impl QueryParams {
         };
         Ok((filter, limit))
     }
+}
+
+fn country(parameter: &'static str, cc: &str) -> Result<String, FilterError> {
+    let expected = "two upper-case letters such as DE (ZZ: unknown)";
+    is_country_code(cc).then(|| cc.to_string()).ok_or_else(|| invalid(parameter, expected))
+}
+
+fn as_number(parameter: &'static str, asn: &str) -> Result<u32, FilterError> {
+    let digits = asn.strip_prefix("AS").unwrap_or(asn);
+    digits.parse::<u32>().map_err(|_| invalid(parameter, "an AS number such as 3320"))
 }
 
 fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
@@ -195,6 +195,8 @@ mod tests {
             ("target", "wikipedia"),
             ("verdict", "blocked"),
             ("mechanism", "tls.reset_after_clienthello"),
+            ("observed_country", "FR"),
+            ("observed_asn", "AS3215"),
             ("limit", "5"),
         ])
         .to_filter()
@@ -204,6 +206,7 @@ mod tests {
         assert_eq!(filter.test, Some(TestKind::Tls));
         assert_eq!(filter.verdict, Some(Status::Blocked));
         assert_eq!(filter.mechanism, Some(Mechanism::TlsResetAfterClientHello));
+        assert_eq!((filter.observed_country.as_deref(), filter.observed_asn), (Some("FR"), Some(3215)));
         assert_eq!(filter.until.map(|t| t.to_rfc3339()).as_deref(), Some("2025-01-31T23:00:00+00:00"));
         assert_eq!(params(&[]).to_filter().expect("empty").1, DEFAULT_LIMIT);
     }
@@ -219,6 +222,8 @@ mod tests {
             ("mechanism", "dns.made_up"),
             ("limit", "0"),
             ("limit", "100001"),
+            ("observed_country", "fr"),
+            ("observed_asn", "x"),
         ] {
             let err = params(&[(parameter, value)]).to_filter().expect_err(value);
             assert_eq!(err.parameter, parameter, "{value}");

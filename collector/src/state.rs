@@ -10,9 +10,12 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::fleet::Fleet;
+use crate::forget::Honoured;
+use crate::geoip::GeoIp;
 use crate::helper::Helper;
 use crate::ingest::BatchSlots;
 use crate::metrics::Metrics;
+use crate::published::ListSlot;
 use crate::status::PageCache;
 use crate::store::Store;
 
@@ -25,6 +28,9 @@ pub(crate) struct AppState {
     pub(crate) batch_slots: BatchSlots,
     pub(crate) fleet: Arc<Fleet>,
     pub(crate) status_page: Arc<PageCache>,
+    pub(crate) list: Arc<ListSlot>,
+    pub(crate) geoip: Arc<GeoIp>,
+    pub(crate) honoured: Arc<Honoured>,
 }
 
 /// Each piece a handler can ask for, and the field it is cloned from (an `Arc` or a handle).
@@ -45,4 +51,7 @@ pieces! {
     BatchSlots => batch_slots,
     Arc<Fleet> => fleet,
     Arc<PageCache> => status_page,
+    Arc<ListSlot> => list,
+    Arc<GeoIp> => geoip,
+    Arc<Honoured> => honoured,
 }

@@ -10,12 +10,12 @@ use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
 use super::fleet::FleetGauges;
-use super::outcome::{BatchIdentity, HelperOutcome, StoreOp};
+use super::outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
 use super::{
     BATCHES_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS, FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL,
-    INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, MEASUREMENTS_BY_ASN_TOTAL,
-    MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
-    STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
+    INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL,
+    MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT,
+    SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
 };
 use crate::payload::BatchRejection;
 
@@ -122,6 +122,7 @@ pub(super) struct IngestFamilies {
     pub(super) stored: IntGauge,
     pub(super) in_flight: IntGauge,
     pub(super) spool_pending: Histogram,
+    pub(super) location_mismatch: IntCounterVec,
 }
 
 impl IngestFamilies {
@@ -150,9 +151,26 @@ impl IngestFamilies {
              reports it (X-Vantage-Spool-Pending); one observation per batch, no per-probe series.",
             SPOOL_BUCKETS,
         )?;
+        let location_mismatch = r.counter_vec(
+            LOCATION_MISMATCH_TOTAL,
+            "Stored measurements whose self-declared country or ASN differs from the one the collector's \
+             GeoIP databases give for the submitting address (only where both are known), by kind.",
+            &["kind"],
+        )?;
+        zeros(&location_mismatch, LocationField::ALL.iter().map(|k| k.as_str()));
         zeros(&rejected, RejectionCode::ALL.iter().map(|c| c.as_str()).chain(BatchRejection::ALL.iter().map(|c| c.as_str())));
         zeros(&batches, BatchIdentity::ALL.iter().map(|i| i.as_str()));
-        Ok(IngestFamilies { ingested, duplicates, rejected, batches, last_ingest, stored, in_flight, spool_pending })
+        Ok(IngestFamilies {
+            ingested,
+            duplicates,
+            rejected,
+            batches,
+            last_ingest,
+            stored,
+            in_flight,
+            spool_pending,
+            location_mismatch,
+        })
     }
 }
 

@@ -29,13 +29,14 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
+use vantage_measurement::wire::ObservedLocation;
 use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
 use families::{FleetFamilies, IngestFamilies, LabelFamilies, MeasurementFamilies, OperationFamilies, Registrar};
-pub use outcome::{BatchIdentity, HelperOutcome, StoreOp};
+pub use outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -63,6 +64,8 @@ pub const BATCHES_TOTAL: &str = "vantage_collector_batches_total";
 pub const INGEST_IN_FLIGHT: &str = "vantage_collector_ingest_in_flight";
 /// The probes' spool backlog, one observation per batch.
 pub const SPOOL_PENDING: &str = "vantage_probe_spool_pending";
+/// Stored measurements whose self-declared location differs from the GeoIP one, by kind.
+pub const LOCATION_MISMATCH_TOTAL: &str = "vantage_probe_location_mismatch_total";
 /// Label values folded into `other` / `ZZ`, by label and reason.
 pub const LABELS_FOLDED_TOTAL: &str = "vantage_metric_labels_folded_total";
 /// Series the budgeted families hold.
@@ -83,7 +86,8 @@ pub struct Metrics {
     operations: OperationFamilies,
     labels: LabelFamilies,
     fleet: FleetFamilies,
-    published_targets: HashSet<String>,
+    /// The names allowed as `target` labels; replaced when the signed list is re-read.
+    published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
     /// (country, ASN) pairs with enough probes for an `asn` label, from the last fleet refresh.
     eligible_asns: RwLock<Arc<HashSet<(String, u32)>>>,
@@ -107,7 +111,7 @@ impl Metrics {
             operations,
             labels,
             fleet,
-            published_targets,
+            published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
         })
@@ -165,6 +169,17 @@ impl Metrics {
         self.ingest.batches.with_label_values(&[identity.as_str()]).inc();
         if let Some(pending) = spool_pending {
             self.ingest.spool_pending.observe(pending as f64);
+        }
+    }
+
+    /// Count a stored measurement whose self-declared location disagrees with the observed one:
+    /// only where the probe declared a value (not `ZZ` / 0) and the database knew one.
+    pub fn record_location(&self, m: &Measurement, observed: &ObservedLocation) {
+        if observed.cc.as_deref().is_some_and(|cc| m.probe.cc != "ZZ" && m.probe.cc != cc) {
+            self.ingest.location_mismatch.with_label_values(&[LocationField::Country.as_str()]).inc();
+        }
+        if observed.asn.is_some_and(|asn| m.probe.asn != 0 && m.probe.asn != asn) {
+            self.ingest.location_mismatch.with_label_values(&[LocationField::Asn.as_str()]).inc();
         }
     }
 
@@ -235,7 +250,13 @@ impl Metrics {
 
     /// Is `name` on the published target list?
     pub fn is_published(&self, name: &str) -> bool {
-        self.published_targets.contains(name)
+        self.published_targets.read().unwrap_or_else(PoisonError::into_inner).contains(name)
+    }
+
+    /// Replace the names allowed as `target` labels (a re-read signed list). Series already
+    /// exported keep their values until the process restarts; new measurements follow the list.
+    pub fn set_published_targets(&self, names: HashSet<String>) {
+        *self.published_targets.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(names);
     }
 
     fn target_label<'a>(&self, name: &'a str) -> &'a str {
@@ -296,6 +317,7 @@ mod tests {
         assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks"]);
         assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
         assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
+        assert_eq!(ids(LocationField::ALL, LocationField::as_str), ["country", "asn"]);
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
         assert_eq!(

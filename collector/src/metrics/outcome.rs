@@ -47,3 +47,14 @@ impl BatchIdentity {
         if signed { Self::Signed } else { Self::Anonymous }
     }
 }
+
+vantage_measurement::closed_set! {
+    /// Which part of a probe's self-declared location disagrees with where the collector saw its
+    /// batch come from, the `kind` label of [`LOCATION_MISMATCH_TOTAL`](super::LOCATION_MISMATCH_TOTAL).
+    pub enum LocationField {
+        /// `probe.cc` against the GeoIP country.
+        Country => "country",
+        /// `probe.asn` against the GeoIP ASN.
+        Asn => "asn",
+    }
+}

@@ -147,13 +147,13 @@ mod tests {
         let now = Utc::now().timestamp();
         let (a, b, c) = (key(1), key(2), key(3));
         // a: blocked, then ok (latest ok); b: ok, then blocked; c: only before the window.
-        store.insert_batch(&[m(now - 50, "DE", 3320, "wiki", Status::Blocked)], Some(&a)).await.expect("a1");
-        store.insert_batch(&[m(now - 10, "DE", 3320, "wiki", Status::Ok)], Some(&a)).await.expect("a2");
-        store.insert_batch(&[m(now - 40, "DE", 3209, "wiki", Status::Ok)], Some(&b)).await.expect("b1");
-        store.insert_batch(&[m(now - 20, "DE", 3209, "wiki", Status::Blocked)], Some(&b)).await.expect("b2");
-        store.insert_batch(&[m(now - 5000, "FR", 3215, "wiki", Status::Blocked)], Some(&c)).await.expect("c");
+        store.insert_batch(&[m(now - 50, "DE", 3320, "wiki", Status::Blocked)], Some(&a), None).await.expect("a1");
+        store.insert_batch(&[m(now - 10, "DE", 3320, "wiki", Status::Ok)], Some(&a), None).await.expect("a2");
+        store.insert_batch(&[m(now - 40, "DE", 3209, "wiki", Status::Ok)], Some(&b), None).await.expect("b1");
+        store.insert_batch(&[m(now - 20, "DE", 3209, "wiki", Status::Blocked)], Some(&b), None).await.expect("b2");
+        store.insert_batch(&[m(now - 5000, "FR", 3215, "wiki", Status::Blocked)], Some(&c), None).await.expect("c");
         // Anonymous: stored, never counted as a probe.
-        store.insert_batch(&[m(now - 5, "DE", 3320, "wiki", Status::Blocked)], None).await.expect("anonymous");
+        store.insert_batch(&[m(now - 5, "DE", 3320, "wiki", Status::Blocked)], None, None).await.expect("anonymous");
 
         let since = DateTime::from_timestamp(now - 3600, 0).expect("since");
         let rows = store.fleet(since).await.expect("fleet");
@@ -185,10 +185,10 @@ mod tests {
             (t0 + 300, Status::Blocked),
         ];
         for (at, status) in history {
-            store.insert_batch(&[m(at, "DE", 1, "wiki", status)], Some(&a)).await.expect("a");
+            store.insert_batch(&[m(at, "DE", 1, "wiki", status)], Some(&a), None).await.expect("a");
         }
-        store.insert_batch(&[m(t0 + 50, "DE", 1, "wiki", Status::Blocked)], Some(&b)).await.expect("b");
-        store.insert_batch(&[m(t0 + 60, "DE", 1, "wiki", Status::Ok)], Some(&c)).await.expect("c");
+        store.insert_batch(&[m(t0 + 50, "DE", 1, "wiki", Status::Blocked)], Some(&b), None).await.expect("b");
+        store.insert_batch(&[m(t0 + 60, "DE", 1, "wiki", Status::Ok)], Some(&c), None).await.expect("c");
         let streak = |probe: &KeyId| StreakKey { probe: probe.as_str().to_string(), target: "wiki".into(), test: TestKind::Tls };
         let since = store.blocked_since(vec![streak(&a), streak(&b), streak(&c)]).await.expect("streaks");
         assert_eq!(since, vec![Some(t0 + 200), Some(t0 + 50), None], "`down` does not end a streak; `ok` does");

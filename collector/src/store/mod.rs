@@ -16,7 +16,12 @@
 //!   ([`Measurement::to_json_line`]), never the submitter's bytes.
 //! - **The signer beside, not inside.** A signed batch's [`KeyId`] is stored next to each of its
 //!   measurements and never added to the measurement JSON, so the researcher API can't leak it.
-//!   It is read back only in aggregate form ([`FleetRows`]) for counting distinct probes.
+//!   It is read back only in aggregate form ([`FleetRows`]) for counting distinct probes, and
+//!   to delete a volunteer's data on their signed request ([`Store::delete_probe`]).
+//! - **The observed location beside, too.** Where the collector's GeoIP databases placed the
+//!   submitting address (country, ASN; never the address) is stored in columns of its own and
+//!   added to each row [`Store::query`] returns as [`OBSERVED_FIELD`], so the probe's own claim
+//!   (`probe.cc`, `probe.asn`) and the collector's view are both visible.
 
 mod fleet;
 pub mod schema;
@@ -25,7 +30,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::mpsc;
-use vantage_measurement::wire::KeyId;
+use vantage_measurement::wire::{KeyId, ObservedLocation};
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 
 pub use sqlite::SqliteStore;
@@ -61,6 +66,10 @@ pub struct Filter {
     pub verdict: Option<Status>,
     /// `verdict.mechanism`.
     pub mechanism: Option<Mechanism>,
+    /// The collector-observed country (GeoIP).
+    pub observed_country: Option<String>,
+    /// The collector-observed ASN (GeoIP).
+    pub observed_asn: Option<u32>,
 }
 
 /// One probe's latest measurement of one (target, test): the unit the fleet gauges count.
@@ -112,6 +121,12 @@ pub struct StreakKey {
     /// The test.
     pub test: TestKind,
 }
+
+/// The top-level field [`Store::query`] adds to a row stored with an observed location:
+/// `"collector_observed": {"cc": "DE", "asn": 3320}` (either may be `null`). It is the
+/// collector's annotation, not part of the schema-v1 measurement, and is absent when the
+/// collector had no GeoIP database at ingest or the address was in none.
+pub const OBSERVED_FIELD: &str = "collector_observed";
 
 /// One NDJSON line (no newline) or the error that ended the stream early.
 pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
@@ -167,8 +182,19 @@ pub enum StoreError {
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Store `batch` in one transaction; one outcome per measurement, in order. `probe` is the
-    /// key id that signed the batch (`None`: anonymous); a duplicate keeps its first signer.
-    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>) -> Result<Vec<InsertOutcome>, StoreError>;
+    /// key id that signed the batch (`None`: anonymous); `observed` is where the collector's GeoIP
+    /// databases place the submitting address (`None`: no databases). A duplicate keeps what
+    /// its first copy was stored with.
+    async fn insert_batch(
+        &self,
+        batch: &[Measurement],
+        probe: Option<&KeyId>,
+        observed: Option<&ObservedLocation>,
+    ) -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// Delete every measurement signed by `probe` (the volunteer's deletion request); returns how
+    /// many were deleted.
+    async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError>;
 
     /// Stream at most `limit` matching measurements as NDJSON lines, ordered by `started_at`
     /// then `id`. Errors before the first row come back as `Err`; later ones end the stream.

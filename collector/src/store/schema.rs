@@ -8,6 +8,7 @@
 //! |---|---|
 //! | 1 | `measurements` with the indexed columns and the canonical body |
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
+//! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
 //!
 //! Steps only add: `ALTER TABLE … ADD COLUMN` does not rewrite the table, so migrating a large
 //! store takes as long as building the new indexes, and collectors of the previous version keep
@@ -18,7 +19,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -54,6 +55,13 @@ CREATE INDEX measurements_by_probe ON measurements (probe_key, target, test, sta
     WHERE probe_key IS NOT NULL;
 ";
 
+/// Version 3: the collector-observed location (`NULL`: no database, or the address was in none).
+/// Never the address itself.
+const STEP_V3: &str = "
+ALTER TABLE measurements ADD COLUMN observed_cc TEXT;
+ALTER TABLE measurements ADD COLUMN observed_asn INTEGER;
+";
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -71,6 +79,9 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 2 {
         tx.execute_batch(STEP_V2)?;
+    }
+    if version < 3 {
+        tx.execute_batch(STEP_V3)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
@@ -118,13 +129,15 @@ mod tests {
         // Old rows are anonymous; new ones can carry a key.
         let key = vantage_measurement::wire::ProbeKey::from_seed(&[3; 32]).key_id();
         let new = example::tls_reset(chrono::Utc::now());
-        store.insert_batch(std::slice::from_ref(&new), Some(&key)).await.expect("insert after migration");
+        store.insert_batch(std::slice::from_ref(&new), Some(&key), None).await.expect("insert after migration");
         store.close().await.expect("close");
 
         let conn = Connection::open(dir.path().join(FILE_NAME)).expect("inspect");
         let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
         assert_eq!(version, SCHEMA_VERSION);
-        assert!(columns(&conn).contains(&"probe_key".to_string()));
+        for column in ["probe_key", "observed_cc", "observed_asn"] {
+            assert!(columns(&conn).contains(&column.to_string()), "{column}");
+        }
         let keys: Vec<Option<String>> = conn
             .prepare("SELECT probe_key FROM measurements ORDER BY id")
             .expect("prepare")
@@ -154,7 +167,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("memory");
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("version");
         let err = migrate(&mut conn, "future.sqlite3").expect_err("newer");
-        assert!(err.to_string().contains("future.sqlite3 has table layout 3"), "{err}");
+        assert!(err.to_string().contains("future.sqlite3 has table layout 4"), "{err}");
         assert!(columns(&conn).is_empty(), "nothing was created");
     }
 

@@ -20,9 +20,9 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params, params_from_iter};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
-use vantage_measurement::wire::KeyId;
+use vantage_measurement::wire::{KeyId, ObservedLocation};
 
-use super::{Filter, FleetRows, InsertOutcome, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
+use super::{Filter, FleetRows, InsertOutcome, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "vantage.sqlite3";
@@ -84,10 +84,17 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_batch(&self, batch: &[Measurement], probe: Option<&KeyId>) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert_batch(
+        &self,
+        batch: &[Measurement],
+        probe: Option<&KeyId>,
+        observed: Option<&ObservedLocation>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
         let received_at = Utc::now().timestamp();
         let rows = batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?;
         let probe_key = probe.map(|k| k.as_str().to_string());
+        let observed_cc = observed.and_then(|o| o.cc.clone());
+        let observed_asn = observed.and_then(|o| o.asn);
         self.with_writer(move |conn| {
             // IMMEDIATE takes the write lock up front instead of failing on upgrade mid-batch.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -95,8 +102,9 @@ impl Store for SqliteStore {
             {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO measurements
-                        (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                        (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key,
+                         observed_cc, observed_asn)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
                      ON CONFLICT (id) DO NOTHING",
                 )?;
                 for row in &rows {
@@ -112,12 +120,23 @@ impl Store for SqliteStore {
                         row.mechanism,
                         row.body,
                         probe_key,
+                        observed_cc,
+                        observed_asn,
                     ])?;
                     outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
                 }
             }
             tx.commit()?;
             Ok(outcomes)
+        })
+        .await
+    }
+
+    async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError> {
+        let probe_key = probe.as_str().to_string();
+        self.with_writer(move |conn| {
+            let deleted = conn.execute("DELETE FROM measurements WHERE probe_key = ?1", params![probe_key])?;
+            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
         })
         .await
     }
@@ -290,7 +309,15 @@ fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
         clauses.push("mechanism = ?");
         values.push(Value::Text(mechanism.as_str().into()));
     }
-    let mut sql = String::from("SELECT body FROM measurements");
+    if let Some(cc) = &filter.observed_country {
+        clauses.push("observed_cc = ?");
+        values.push(Value::Text(cc.clone()));
+    }
+    if let Some(asn) = filter.observed_asn {
+        clauses.push("observed_asn = ?");
+        values.push(Value::Integer(i64::from(asn)));
+    }
+    let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
@@ -335,7 +362,7 @@ fn stream_rows(
     }
     loop {
         let item = match rows.next() {
-            Ok(Some(row)) => row.get::<_, String>(0).map_err(|e| StoreError::Corrupt(e.to_string())),
+            Ok(Some(row)) => read_row(row),
             Ok(None) => return,
             Err(e) => Err(StoreError::Database(e)),
         };
@@ -344,6 +371,28 @@ fn stream_rows(
             return;
         }
     }
+}
+
+/// One stored row as its NDJSON line: the canonical body, with the observed location added when
+/// there is one.
+fn read_row(row: &rusqlite::Row<'_>) -> Result<String, StoreError> {
+    let corrupt = |e: rusqlite::Error| StoreError::Corrupt(e.to_string());
+    let body: String = row.get(0).map_err(corrupt)?;
+    let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
+    annotate(body, &observed)
+}
+
+/// Add [`OBSERVED_FIELD`] to a stored body (a JSON object: we wrote it) unless nothing was
+/// observed.
+fn annotate(body: String, observed: &ObservedLocation) -> Result<String, StoreError> {
+    if observed.cc.is_none() && observed.asn.is_none() {
+        return Ok(body);
+    }
+    let Some(open) = body.strip_suffix('}') else {
+        return Err(StoreError::Corrupt("a stored body is not a JSON object".into()));
+    };
+    let value = serde_json::to_string(observed).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(format!("{open},\"{OBSERVED_FIELD}\":{value}}}"))
 }
 
 #[cfg(test)]
@@ -370,9 +419,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None).await.expect("insert");
+        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None, None).await.expect("insert");
         assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
-        let outcomes = store.insert_batch(std::slice::from_ref(&m), None).await.expect("insert again");
+        let outcomes = store.insert_batch(std::slice::from_ref(&m), None, None).await.expect("insert again");
         assert_eq!(outcomes, vec![InsertOutcome::Duplicate]);
         assert_eq!(store.count().await.expect("count"), 1);
         assert_eq!(collect(&store, &Filter::default(), 10).await, vec![m]);
@@ -390,7 +439,7 @@ mod tests {
         late.verdict.status = Status::Down;
         late.verdict.mechanism = Some(Mechanism::ControlFailed);
         let early = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(&[late.clone(), early.clone()], None).await.expect("insert");
+        store.insert_batch(&[late.clone(), early.clone()], None, None).await.expect("insert");
 
         let all = collect(&store, &Filter::default(), 10).await;
         assert_eq!(all, vec![early.clone(), late.clone()], "ordered by started_at");
@@ -417,12 +466,53 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(std::slice::from_ref(&m), None).await.expect("insert");
+        store.insert_batch(std::slice::from_ref(&m), None, None).await.expect("insert");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
-        assert!(matches!(store.insert_batch(std::slice::from_ref(&m), None).await, Err(StoreError::Closed)));
+        assert!(matches!(store.insert_batch(std::slice::from_ref(&m), None, None).await, Err(StoreError::Closed)));
 
         let reopened = SqliteStore::open(dir.path()).await.expect("reopen");
         assert_eq!(collect(&reopened, &Filter::default(), 10).await, vec![m]);
+    }
+
+    #[tokio::test]
+    async fn the_observed_location_is_added_to_rows_and_a_probes_rows_can_be_deleted() {
+        use vantage_measurement::wire::ProbeKey;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path()).await.expect("open");
+        let (a, b) = (ProbeKey::from_seed(&[1; 32]).key_id(), ProbeKey::from_seed(&[2; 32]).key_id());
+        let seen = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
+        let first = example::tls_reset(at(1_700_000_000));
+        let second = example::tls_reset(at(1_700_000_001));
+        store.insert_batch(std::slice::from_ref(&first), Some(&a), Some(&seen)).await.expect("a");
+        store.insert_batch(std::slice::from_ref(&second), Some(&b), None).await.expect("b");
+
+        let mut rows = store.query(&Filter::default(), 10).await.expect("query");
+        let mut lines = Vec::new();
+        while let Some(line) = rows.recv().await {
+            lines.push(serde_json::from_str::<serde_json::Value>(&line.expect("row")).expect("JSON"));
+        }
+        assert_eq!(lines[0][OBSERVED_FIELD], serde_json::json!({"cc": "DE", "asn": 3320}));
+        assert!(lines[1].get(OBSERVED_FIELD).is_none(), "nothing observed, nothing added");
+        // Without the annotation, each line is still the measurement as stored.
+        let mut plain = lines[0].clone();
+        plain.as_object_mut().expect("object").remove(OBSERVED_FIELD);
+        assert_eq!(serde_json::from_value::<Measurement>(plain).expect("measurement"), first);
+
+        let by_observed = [
+            Filter { observed_country: Some("DE".into()), ..Filter::default() },
+            Filter { observed_asn: Some(3320), ..Filter::default() },
+        ];
+        for filter in &by_observed {
+            let mut rows = store.query(filter, 10).await.expect("query");
+            let mut ids = Vec::new();
+            while let Some(line) = rows.recv().await {
+                ids.push(serde_json::from_str::<serde_json::Value>(&line.expect("row")).expect("JSON")["id"].clone());
+            }
+            assert_eq!(ids, vec![serde_json::json!(first.id)], "{filter:?}");
+        }
+        assert_eq!(store.delete_probe(&a).await.expect("delete"), 1);
+        assert_eq!(store.delete_probe(&a).await.expect("again"), 0);
+        assert_eq!(collect(&store, &Filter::default(), 10).await, vec![second], "the other key's row stays");
     }
 }

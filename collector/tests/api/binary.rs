@@ -71,6 +71,10 @@ fn help_teaches_the_flags() {
         "--max-series",
         "--window-secs",
         "--fleet-refresh-secs",
+        "--signed-list",
+        "VANTAGE_SIGNED_LIST",
+        "--geoip-country",
+        "--geoip-asn",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

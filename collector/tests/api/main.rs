@@ -5,10 +5,15 @@ mod support;
 
 mod binary;
 mod fleet;
+mod forget;
 mod helper;
 mod identity;
 mod ingest;
 mod lifecycle;
+mod location;
 mod metrics;
+mod mmdb;
+mod operator;
 mod query;
 mod status_page;
+mod targets;

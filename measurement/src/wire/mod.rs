@@ -8,7 +8,7 @@ pub mod ingest;
 pub mod signature;
 pub mod target_list;
 
-pub use ingest::{IngestReport, RejectedLine};
+pub use ingest::{IngestReport, ObservedLocation, RejectedLine};
 pub use signature::{
     KEY_HEADER, KEY_ID_HEX_LEN, KeyId, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch,
 };
