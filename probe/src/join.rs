@@ -121,11 +121,11 @@ pub async fn join(args: &JoinArgs, prompt: &mut dyn Prompt) -> Result<Joined, Jo
         Err(ConfigFileError::Missing { .. }) => None,
         Err(e) => return Err(JoinError::ExistingConfig(e)),
     };
-    consent::obtain(&consent::text(&invitation.collectors), args.accept_risks, prompt)?;
-
     let config = joined_config(invitation, args, previous);
-    let timeout = Duration::from_secs(DEFAULT_TIMEOUT_SECS);
-    let fetcher = ListFetcher::for_config(&config, timeout)?;
+    // Flags are checked before the question: nobody should agree to a join that can't start.
+    let fetcher = ListFetcher::for_config(&config, Duration::from_secs(DEFAULT_TIMEOUT_SECS))?;
+    consent::obtain(&consent::text(&config.collectors), args.accept_risks, prompt)?;
+
     let store = ListStore::for_config(&config);
     let fetched = store.fetch_at(&fetcher, Utc::now()).await?;
     config.save(&config_path).map_err(JoinError::Write)?;

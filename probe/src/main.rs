@@ -20,7 +20,7 @@ use vantage_measurement::{Measurement, Mechanism};
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
 use vantage_probe::config::{self, ProbeConfig};
 use vantage_probe::forget::{self, ForgetArgs};
-use vantage_probe::join::JoinArgs;
+use vantage_probe::join::{JoinArgs, JoinError};
 use vantage_probe::outputs::Outputs;
 use vantage_probe::report::{self, progress};
 use vantage_probe::spool::Spool;
@@ -102,7 +102,11 @@ async fn flush(args: FlushArgs) -> anyhow::Result<ExitCode> {
 
 /// `join`: consent, the first list, the config file.
 async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
-    let joined = vantage_probe::join::join(&args, &mut consent::Terminal).await?;
+    let joined = vantage_probe::join::join(&args, &mut consent::Terminal).await.map_err(|e| match e {
+        // An unusable flag value is bad usage here too.
+        JoinError::Flag(flag) => anyhow::Error::new(flag),
+        other => other.into(),
+    })?;
     println!("{joined}");
     Ok(ExitCode::SUCCESS)
 }

@@ -60,3 +60,20 @@ fn a_bad_invitation_and_a_missing_config_say_what_to_do() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(stderr.trim().ends_with("join a network first (`vantage-probe join <INVITATION_URL>`) or pass --config"), "{stderr}");
 }
+
+#[test]
+fn unusable_join_flags_are_bad_usage_before_the_question() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let invitation = Invitation { collectors: vec!["http://127.0.0.1:9".into()], list_key: key.public_base64() }.to_url();
+    for (args, names) in [
+        (vec!["join", &invitation, "--ca", "/nonexistent/ca.pem"], "--ca"),
+        (vec!["join", &invitation, "--socks5", "localhost"], "--socks5"),
+    ] {
+        let out = probe(&args, home.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(names), "{stderr}");
+        assert!(!stderr.contains("THE RISK"), "no consent asked for a join that can't start: {stderr}");
+    }
+}

@@ -76,6 +76,15 @@ pub struct Fetched {
     trust: ListTrust,
 }
 
+/// The outcome of [`ListStore::current`].
+#[derive(Debug)]
+pub struct Current {
+    /// The list to measure from, or why there is none.
+    pub list: Result<ActiveList, ListStoreError>,
+    /// Why the refresh failed, when it did (the list above is then the last good one).
+    pub refresh_error: Option<ListFetchError>,
+}
+
 /// Why no list was accepted: what each collector did, in order.
 #[derive(Debug, thiserror::Error)]
 pub enum ListFetchError {
@@ -231,6 +240,20 @@ impl ListStore {
     /// [`ListStore::refresh_at`] now.
     pub async fn refresh(&self, fetcher: &ListFetcher) -> Result<ActiveList, ListFetchError> {
         self.refresh_at(fetcher, Utc::now()).await
+    }
+
+    /// What to measure now: a fresh list if a collector serves one the probe accepts, else the
+    /// last good list (never an expired one). Why the refresh failed comes along, to be reported.
+    pub async fn current_at(&self, fetcher: &ListFetcher, now: DateTime<Utc>) -> Current {
+        match self.refresh_at(fetcher, now).await {
+            Ok(list) => Current { list: Ok(list), refresh_error: None },
+            Err(e) => Current { list: self.last_good_at(now), refresh_error: Some(e) },
+        }
+    }
+
+    /// [`ListStore::current_at`] now.
+    pub async fn current(&self, fetcher: &ListFetcher) -> Current {
+        self.current_at(fetcher, Utc::now()).await
     }
 
     /// The last good list, checked again at `now` (an expired one is refused).

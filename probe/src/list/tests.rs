@@ -218,6 +218,43 @@ async fn a_collector_that_refuses_connections_falls_back_to_the_next() {
 }
 
 #[tokio::test]
+async fn current_falls_back_to_the_last_good_list_and_says_why() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let collector = TestCollector::serving(signed(&key, &document(5))).await;
+    let store = store(dir.path(), &key);
+    let fetcher = fetcher(vec![collector.url.clone()]);
+    let fresh = store.current_at(&fetcher, now()).await;
+    assert!(fresh.refresh_error.is_none());
+    assert_eq!(fresh.list.expect("fresh").served_by.as_deref(), Some(collector.url.as_str()));
+
+    collector.serve(signed(&key, &document(4)));
+    let kept = store.current_at(&fetcher, now()).await;
+    let reason = kept.refresh_error.expect("refused");
+    assert_eq!(reason.refusal(), Some(&ListError::Older { got: 4, have: 5 }));
+    let list = kept.list.expect("the last good list");
+    assert_eq!((list.version, list.served_by), (5, None));
+}
+
+#[tokio::test]
+async fn uploads_go_through_the_socks5_proxy_too() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let real = listener.local_addr().expect("addr");
+    let report = serde_json::json!({ "accepted": 1, "duplicates": 0, "rejected": [] }).to_string();
+    let app = Router::new().route("/api/v1/measurements", axum::routing::post(move || async move { report }));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (proxy, asked) = socks5_proxy(HashMap::from([("collector.invalid".to_string(), real)])).await;
+    let proxy: crate::config::Socks5Proxy = proxy.parse().expect("HOST:PORT");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let http = crate::config::collector_client(&[], Some(&proxy), Duration::from_secs(5)).expect("client");
+    let uploader =
+        crate::upload::Uploader::new(&format!("http://collector.invalid:{}", real.port()), http, Duration::from_secs(5));
+    let stored = uploader.submit(&["{}".to_string()], 0).await.expect("through the proxy");
+    assert_eq!(stored.accepted, 1);
+    assert_eq!(*asked.lock().expect("lock"), vec![format!("collector.invalid:{}", real.port())]);
+}
+
+#[tokio::test]
 async fn an_expired_last_good_list_is_not_measured_from() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
