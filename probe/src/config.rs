@@ -267,17 +267,16 @@ impl ProbeConfig {
         Ok(())
     }
 
-    /// The file's text.
-    pub fn to_toml(&self) -> String {
-        // Strings, numbers, paths and enum names always serialise (a non-UTF-8 path can't come
-        // from a parsed file or a flag we accept).
-        toml::to_string(self).unwrap_or_default()
+    /// The file's text (fails only for a path that is not UTF-8, which TOML can't hold).
+    pub fn to_toml(&self) -> Result<String, toml::ser::Error> {
+        toml::to_string(self)
     }
 
     /// Write the file at `path`: atomically, mode 0600, its directory created if need be.
     pub fn save(&self, path: &Path) -> Result<(), ConfigFileError> {
-        write_private(path, self.to_toml().as_bytes())
-            .map_err(|source| ConfigFileError::Io { path: path.display().to_string(), source })
+        let shown = path.display().to_string();
+        let text = self.to_toml().map_err(|e| ConfigFileError::Invalid { path: shown.clone(), message: e.to_string() })?;
+        write_private(path, text.as_bytes()).map_err(|source| ConfigFileError::Io { path: shown, source })
     }
 }
 
@@ -412,7 +411,7 @@ mod tests {
         assert_eq!(config.opt_out.tests, vec![TestKind::Tor, TestKind::Openvpn]);
         assert_eq!(config.opt_out.categories, vec!["vpn".to_string()]);
         assert_eq!(config.daemon.on_vpn, OnVpn::Tag);
-        assert_eq!(ProbeConfig::parse(&config.to_toml(), "again").expect("round trip"), config);
+        assert_eq!(ProbeConfig::parse(&config.to_toml().expect("toml"), "again").expect("round trip"), config);
     }
 
     #[test]
