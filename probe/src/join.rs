@@ -60,7 +60,7 @@ pub enum JoinError {
     #[error(transparent)]
     Flag(#[from] ConfigError),
     /// No collector served a list that verifies.
-    #[error("could not join: {0}. Nothing was written")]
+    #[error("could not join, nothing was written")]
     List(#[from] ListFetchError),
     /// Writing the config file failed.
     #[error(transparent)]
@@ -234,7 +234,9 @@ mod tests {
         let mut flagged = args(&invitation(vec![collector.url.clone()], &key), dir.path());
         flagged.accept_risks = true;
         let err = join(&flagged, &mut Scripted::new(false, "")).await.expect_err("foreign list");
-        assert!(err.to_string().contains("never endorsed") && err.to_string().contains("Nothing was written"), "{err}");
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.starts_with("could not join, nothing was written: no usable target list: "), "{chain}");
+        assert!(chain.contains("which the pinned key") && chain.contains("never endorsed"), "{chain}");
 
         let nowhere = args(&invitation(vec![refusing().await], &key), dir.path());
         let err =

@@ -209,7 +209,7 @@ impl ListStore {
             match checked {
                 Ok(fetched) => return Ok(fetched),
                 Err(error) => {
-                    tracing::warn!("target list from {collector}: {error}");
+                    tracing::info!("target list from {collector}: {error}");
                     attempts.push(Attempt { collector: collector.clone(), error });
                 }
             }
