@@ -4,6 +4,9 @@
 //! without the flag, nothing goes ahead: silence is not consent.
 
 use std::io::{self, BufRead, IsTerminal, Write};
+use std::path::Path;
+
+use crate::config::{ConfigFileError, ProbeConfig};
 
 /// Where the risks are explained at length.
 pub const RISKS_DOC: &str = "docs/probe.md#risks (the section \"Risks\" of the probe's documentation)";
@@ -65,6 +68,9 @@ pub enum ConsentError {
     /// Reading the answer failed.
     #[error("reading your answer: {0}")]
     Io(#[from] io::Error),
+    /// The agreement could not be recorded in the config file.
+    #[error("recording your agreement: {0}")]
+    Record(ConfigFileError),
 }
 
 /// Where the question is asked: the process's terminal, or a script in tests.
@@ -118,6 +124,17 @@ pub fn obtain(text: &str, accept_risks: bool, prompt: &mut dyn Prompt) -> Result
     if is_yes(&prompt.answer()?) { Ok(Agreement::Typed) } else { Err(ConsentError::Declined) }
 }
 
+/// For commands after `join` (the daemon): nothing to ask when the config records the
+/// agreement; otherwise ask, and record the yes in the config file at `path`.
+pub fn ensure(config: &mut ProbeConfig, path: &Path, accept_risks: bool, prompt: &mut dyn Prompt) -> Result<(), ConsentError> {
+    if config.accepted_risks {
+        return Ok(());
+    }
+    obtain(&text(&config.collectors), accept_risks, prompt)?;
+    config.accepted_risks = true;
+    config.save(path).map_err(ConsentError::Record)
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -169,6 +186,26 @@ pub(crate) mod tests {
         assert!(matches!(err, ConsentError::NoTerminal));
         assert!(err.to_string().contains("--accept-risks"), "{err}");
         assert!(nobody.shown.contains("THE RISK"), "the text is shown even when nobody can answer");
+    }
+
+    #[test]
+    fn a_recorded_agreement_is_not_asked_again_and_a_new_one_is_recorded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("probe.toml");
+        let key = vantage_measurement::wire::target_list::ListKey::from_seed(&[1; 32]).public_base64();
+        let text = format!("collectors = [\"https://c1.example\"]\nlist_key = \"{key}\"\ndata_dir = \"/d\"\n");
+        let mut config = ProbeConfig::parse(&text, "t").expect("config");
+
+        let err = ensure(&mut config, &path, false, &mut Scripted::new(false, "")).expect_err("nobody to ask");
+        assert!(matches!(err, ConsentError::NoTerminal));
+        assert!(!path.exists() && !config.accepted_risks);
+
+        ensure(&mut config, &path, false, &mut Scripted::new(true, "yes\n")).expect("typed");
+        assert!(ProbeConfig::load(&path).expect("recorded").accepted_risks);
+
+        let mut silent = Scripted::new(false, "");
+        ensure(&mut config, &path, false, &mut silent).expect("already agreed");
+        assert!(silent.shown.is_empty(), "not asked again");
     }
 
     #[test]
