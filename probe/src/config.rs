@@ -347,6 +347,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         {
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
+            keep_owner(path, &file)?;
         }
         file.write_all(bytes)?;
         file.sync_all()?;
@@ -361,6 +362,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A file replaced by root keeps its owner (a config the package made for its service user stays
+/// readable by that user); anyone else can only write files of their own.
+#[cfg(unix)]
+fn keep_owner(path: &Path, file: &fs::File) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    match fs::metadata(path) {
+        Ok(old) if running_as_root() => std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())),
+        _ => Ok(()),
+    }
 }
 
 fn create_private_dir(dir: &Path) -> io::Result<()> {
@@ -459,6 +471,23 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(path.parent().expect("dir")).expect("dir").filter_map(Result::ok).map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("probe.toml")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn root_replacing_a_file_keeps_its_owner() {
+        use std::os::unix::fs::MetadataExt;
+        if !running_as_root() {
+            return; // Only root can give a file away; nothing to check otherwise.
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("probe.toml");
+        write_private(&path, b"old").expect("first");
+        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown to nobody");
+        write_private(&path, b"new").expect("replace");
+        let meta = fs::metadata(&path).expect("file");
+        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (65534, 65534, 0o600));
+        assert_eq!(fs::read(&path).expect("read"), b"new");
     }
 
     #[test]

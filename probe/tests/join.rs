@@ -5,8 +5,18 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use vantage_measurement::wire::target_list::{Invitation, ListKey};
+use axum::Router;
+use axum::body::Bytes;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use chrono::{Duration, Utc};
+use vantage_measurement::wire::forget::{FORGET_PATH, ForgetRequest};
+use vantage_measurement::wire::target_list::{Invitation, LIST_PATH, ListDocument, ListKey};
+use vantage_measurement::wire::{KEY_HEADER, SIGNATURE_HEADER, verify_batch};
+use vantage_probe::config::ProbeConfig;
 
+/// The binary with a clean environment inside `home`; `VANTAGE_CONFIG` points into `home` too,
+/// so that a run as root never reaches /etc.
 fn probe(args: &[&str], home: &Path) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_vantage-probe"));
     command
@@ -20,6 +30,7 @@ fn probe(args: &[&str], home: &Path) -> Output {
             command.env_remove(name);
         }
     }
+    command.env("VANTAGE_CONFIG", home.join("config/vantage/probe.toml"));
     command.output().expect("run vantage-probe")
 }
 
@@ -76,4 +87,81 @@ fn unusable_join_flags_are_bad_usage_before_the_question() {
         assert!(stderr.contains(names), "{stderr}");
         assert!(!stderr.contains("THE RISK"), "no consent asked for a join that can't start: {stderr}");
     }
+}
+
+/// A collector with the two endpoints this probe side needs: the signed list, and a deletion
+/// endpoint that checks the signature as the wire contract says.
+async fn collector(key: &ListKey) -> String {
+    let document = ListDocument {
+        version: 12,
+        issued_at: Utc::now() - Duration::hours(1),
+        expires_at: Utc::now() + Duration::days(7),
+        interval_secs: 3600,
+        disabled_tests: vec![],
+        disabled_targets: vec![],
+        labelled: vec![],
+        targets_toml: "[[target]]\nname = \"a\"\ndomain = \"a.example\"\n[[target]]\nname = \"b\"\ndomain = \"b.example\"\ntests = [\"dns\"]\n".into(),
+    };
+    let list = serde_json::to_string(&key.sign(&document, vec![], vec![])).expect("json");
+    let app = Router::new().route(LIST_PATH, get(move || async move { list })).route(
+        FORGET_PATH,
+        post(|headers: HeaderMap, body: Bytes| async move {
+            let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let signed = verify_batch(&header(KEY_HEADER), &header(SIGNATURE_HEADER), &body).is_ok();
+            match (signed, serde_json::from_slice::<ForgetRequest>(&body)) {
+                (true, Ok(_)) => (StatusCode::OK, "{\"deleted\": 7}".to_string()),
+                _ => (StatusCode::UNAUTHORIZED, "{\"error\": \"bad signature\"}".to_string()),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}
+
+#[tokio::test]
+async fn join_then_forget_on_the_built_binary() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let url = collector(&key).await;
+    let invitation = Invitation { collectors: vec![url.clone()], list_key: key.public_base64() }.to_url();
+    let config = home.path().join("config/vantage/probe.toml");
+    let data = home.path().join("probe-data");
+
+    let (home_path, data_arg) = (home.path().to_path_buf(), data.display().to_string());
+    let out =
+        tokio::task::spawn_blocking(move || probe(&["join", &invitation, "--accept-risks", "--data-dir", &data_arg], &home_path))
+            .await
+            .expect("join");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[0], format!("Joined. Collector: {url}"));
+    assert!(lines[1].starts_with(&format!("List: version 12, signed by {}, valid until ", key.fingerprint())), "{stdout}");
+    assert_eq!(lines[2], "Will measure: 2 targets, 5 tests per pass, every 60 min");
+    assert_eq!(lines[3], format!("Config: {}", config.display()), "the default path is $VANTAGE_CONFIG");
+    let written = ProbeConfig::load(&config).expect("config");
+    assert_eq!((written.collectors, written.data_dir, written.accepted_risks), (vec![url.clone()], data.clone(), true));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&config).expect("config").permissions().mode() & 0o777, 0o600);
+    }
+
+    // No key yet: nothing signed was ever sent, and forget says so without making one.
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || probe(&["forget"], &home_path)).await.expect("forget");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("never sent a signed upload"), "{stderr}");
+
+    vantage_probe::identity::load_or_create(&data).expect("a key, as the first upload makes it");
+    let home_path = home.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || probe(&["forget"], &home_path)).await.expect("forget");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{url} deleted 7 measurements submitted under this probe's key.")
+    );
 }
