@@ -23,8 +23,8 @@
 //! so it is written atomically (a crash leaves the old file or the new one) with mode `0600`.
 
 use std::fmt;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,6 +35,7 @@ use vantage_measurement::TestKind;
 use vantage_measurement::wire::target_list::fingerprint_of;
 
 use crate::cli::{ConfigError, flag};
+use crate::private_file::write_private;
 
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "VANTAGE_CONFIG";
@@ -326,66 +327,6 @@ pub fn running_as_root() -> bool {
     }
 }
 
-/// Replace `path` with `bytes` so that a crash leaves the old file or the new one, never half of
-/// either, readable by this user only. The directory is created (mode 0700) if missing.
-pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
-    let temporary = dir.join(format!(".{}.new-{}", name.to_string_lossy(), std::process::id()));
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = (|| {
-        let mut file = options.open(&temporary)?;
-        // A stale temporary file from a crash keeps its old mode; make sure.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-            keep_owner(path, &file)?;
-        }
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&temporary, path)
-    })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
-    written?;
-    // Make the rename durable too.
-    if let Ok(d) = fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
-}
-
-/// A file replaced by root keeps its owner (a config the package made for its service user stays
-/// readable by that user); anyone else can only write files of their own.
-#[cfg(unix)]
-fn keep_owner(path: &Path, file: &fs::File) -> io::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    match fs::metadata(path) {
-        Ok(old) if running_as_root() => std::os::unix::fs::fchown(file, Some(old.uid()), Some(old.gid())),
-        _ => Ok(()),
-    }
-}
-
-fn create_private_dir(dir: &Path) -> io::Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -471,23 +412,6 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(path.parent().expect("dir")).expect("dir").filter_map(Result::ok).map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("probe.toml")]);
-    }
-
-    #[cfg(unix)]
-    #[test]
-    fn root_replacing_a_file_keeps_its_owner() {
-        use std::os::unix::fs::MetadataExt;
-        if !running_as_root() {
-            return; // Only root can give a file away; nothing to check otherwise.
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("probe.toml");
-        write_private(&path, b"old").expect("first");
-        std::os::unix::fs::chown(&path, Some(65534), Some(65534)).expect("chown to nobody");
-        write_private(&path, b"new").expect("replace");
-        let meta = fs::metadata(&path).expect("file");
-        assert_eq!((meta.uid(), meta.gid(), meta.mode() & 0o777), (65534, 65534, 0o600));
-        assert_eq!(fs::read(&path).expect("read"), b"new");
     }
 
     #[test]

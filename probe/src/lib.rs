@@ -16,6 +16,7 @@ pub mod join;
 pub mod list;
 pub mod netcheck;
 pub mod outputs;
+pub mod private_file;
 pub mod report;
 pub mod spool;
 pub mod upload;

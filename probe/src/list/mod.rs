@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use vantage_engine::targets::{self, TargetSpec};
 use vantage_measurement::wire::target_list::{self, ListDocument, ListError, ListTrust, SignedList};
 
-use crate::config::{self, OptOut, ProbeConfig};
+use crate::config::{OptOut, ProbeConfig};
+use crate::private_file;
 
 pub use fetch::{Attempt, AttemptError, ListFetcher, MAX_LIST_BYTES};
 
@@ -222,12 +223,12 @@ impl ListStore {
     pub fn keep(&self, fetched: &Fetched) -> Result<(), ListStoreError> {
         let io_err = |path: PathBuf| move |source| ListStoreError::Io { path: path.display().to_string(), source };
         let signed = self.path(SIGNED_FILE);
-        config::write_private(&signed, &fetched.bytes).map_err(io_err(signed.clone()))?;
+        private_file::write_private(&signed, &fetched.bytes).map_err(io_err(signed.clone()))?;
         let stored = StoredTrust { joined_with: self.joined_with.clone(), trust: fetched.trust.clone() };
         // A struct of strings and a number always serialises.
         let text = serde_json::to_vec_pretty(&stored).unwrap_or_default();
         let trust = self.path(TRUST_FILE);
-        config::write_private(&trust, &text).map_err(io_err(trust.clone()))
+        private_file::write_private(&trust, &text).map_err(io_err(trust.clone()))
     }
 
     /// Fetch, check and keep a list at `now`; on failure nothing on disk changes.
