@@ -138,6 +138,15 @@ pub enum ListStoreError {
         /// Why.
         reason: String,
     },
+    /// The trust state does not parse (damaged or edited on disk). Starting again from the
+    /// config's key would accept any version, so that is the volunteer's call, not the probe's.
+    #[error("the list trust state {path} is unusable ({reason}); delete it to start again from the key in the config file")]
+    DamagedTrust {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
     /// Reading or writing failed.
     #[error("target list store {path}: {source}")]
     Io {
@@ -190,7 +199,7 @@ impl ListStore {
             Err(source) => return Err(ListStoreError::Io { path: path.display().to_string(), source }),
         };
         let stored: StoredTrust = serde_json::from_str(&text)
-            .map_err(|e| ListStoreError::Damaged { path: path.display().to_string(), reason: e.to_string() })?;
+            .map_err(|e| ListStoreError::DamagedTrust { path: path.display().to_string(), reason: e.to_string() })?;
         Ok(if stored.joined_with == self.joined_with { stored.trust } else { fresh })
     }
 

@@ -255,6 +255,29 @@ async fn uploads_go_through_the_socks5_proxy_too() {
 }
 
 #[tokio::test]
+async fn damaged_files_on_disk_say_what_to_do() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let collector = TestCollector::serving(signed(&key, &document(5))).await;
+    let store = store(dir.path(), &key);
+    let fetcher = fetcher(vec![collector.url.clone()]);
+    store.refresh_at(&fetcher, now()).await.expect("accepted");
+
+    let list = dir.path().join(LIST_DIR).join(SIGNED_FILE);
+    fs::write(&list, String::from_utf8(kept_bytes(dir.path())).expect("utf-8").replace("21600", "60")).expect("edit");
+    let err = store.last_good_at(now()).expect_err("edited on disk");
+    assert!(matches!(&err, ListStoreError::Damaged { reason, .. } if reason == &ListError::Tampered.to_string()), "{err}");
+    // The next good list replaces it.
+    assert_eq!(store.refresh_at(&fetcher, now()).await.expect("replaced").version, 5);
+    assert_eq!(store.last_good_at(now()).expect("good again").version, 5);
+
+    fs::write(dir.path().join(LIST_DIR).join(TRUST_FILE), "{").expect("truncate");
+    let err = store.refresh_at(&fetcher, now()).await.expect_err("trust unreadable");
+    assert!(matches!(err, ListFetchError::Store(ListStoreError::DamagedTrust { .. })), "{err}");
+    assert!(err.to_string().ends_with("delete it to start again from the key in the config file"), "{err}");
+}
+
+#[tokio::test]
 async fn an_expired_last_good_list_is_not_measured_from() {
     let dir = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
