@@ -13,6 +13,7 @@
 //! control_port = 8443              # optional: port for the control SNI (default: `port`)
 //! trials = 3                       # optional: repeat tcp/tls/quic, 1-8 (default 1)
 //! udp_echo_port = 7                # optional: UDP echo on `address`, a baseline for quic
+//! category = "news"                # optional: a short lowercase word volunteers can opt out of
 //! ```
 //!
 //! VPN targets (`openvpn`, `wireguard`, `ikev2`, `tor`) need an `address` or a `domain` to
@@ -108,6 +109,10 @@ pub struct TargetSpec {
     /// WireGuard parameters, checked and parsed when the file is read.
     #[serde(default)]
     pub wireguard: Option<WireguardParams>,
+    /// What kind of service this is (`vpn`, `news`, `circumvention`, …): a volunteer can opt out
+    /// of a whole category on their probe, whatever a published list says.
+    #[serde(default)]
+    pub category: Option<String>,
 }
 
 /// Why a target's VPN parameters can't be used. Never carries a key's value.
@@ -298,6 +303,18 @@ pub fn decode_key(field: &'static str, text: &str) -> Result<[u8; 32], ParamsErr
     bytes.try_into().map_err(|_| ParamsError::KeyLength(field))
 }
 
+/// The longest category name.
+pub const MAX_CATEGORY_LEN: usize = 24;
+
+/// A category is a short lowercase word (`vpn`, `social-media`): letters, digits and `-`,
+/// starting with a letter, at most [`MAX_CATEGORY_LEN`] characters. The same rule checks a
+/// volunteer's opt-outs, so a category they name can match one a list uses.
+pub fn is_category(word: &str) -> bool {
+    word.len() <= MAX_CATEGORY_LEN
+        && word.starts_with(|c: char| c.is_ascii_lowercase())
+        && word.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 /// The most trials a target may ask for (each adds a handshake pair to the measurement).
 pub const MAX_TRIALS: u32 = 8;
 
@@ -372,6 +389,12 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
         if !(1..=MAX_TRIALS).contains(&t.trials) {
             return Err(invalid(format!("target `{}`: trials must be 1-{MAX_TRIALS}", t.name)));
         }
+        if let Some(category) = t.category.as_deref().filter(|c| !is_category(c)) {
+            return Err(invalid(format!(
+                "target `{}`: category `{category}` must be a short lowercase word (a-z, 0-9, `-`; at most {MAX_CATEGORY_LEN})",
+                t.name
+            )));
+        }
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
@@ -420,29 +443,35 @@ const BUILTIN: &str = r#"
 [[target]]
 name = "wikipedia"
 domain = "www.wikipedia.org"
+category = "reference"
 
 [[target]]
 name = "torproject"
 domain = "www.torproject.org"
 tests = ["dns", "tcp", "tls"]
+category = "circumvention"
 
 [[target]]
 name = "signal"
 domain = "signal.org"
 tests = ["dns", "tcp", "tls"]
+category = "messaging"
 
 [[target]]
 name = "telegram"
 domain = "telegram.org"
 tests = ["dns", "tcp", "tls"]
+category = "messaging"
 
 [[target]]
 name = "youtube"
 domain = "www.youtube.com"
+category = "video"
 
 [[target]]
 name = "cloudflare-dns"
 domain = "cloudflare-dns.com"
+category = "circumvention"
 "#;
 
 #[cfg(test)]
@@ -454,6 +483,22 @@ mod tests {
         let targets = builtin();
         assert!(targets.len() >= 5);
         assert!(targets.iter().all(|t| t.port == 443 && t.control_sni == DEFAULT_CONTROL_SNI));
+    }
+
+    #[test]
+    fn categories_are_short_lowercase_words() {
+        let t = &parse("[[target]]\nname='a'\ndomain='a.example'\ncategory='social-media'\n", "t").expect("valid")[0];
+        assert_eq!(t.category.as_deref(), Some("social-media"));
+        for word in ["vpn", "news", "circumvention", "web2", "x"] {
+            assert!(is_category(word), "{word}");
+        }
+        for word in ["", "VPN", "2fast", "-vpn", "social media", "vpn_tor", &"a".repeat(MAX_CATEGORY_LEN + 1)] {
+            assert!(!is_category(word), "{word:?}");
+        }
+        let builtin = builtin();
+        assert!(builtin.iter().all(|t| t.category.as_deref().is_some_and(is_category)), "every built-in target has a category");
+        let torproject = builtin.iter().find(|t| t.name == "torproject").expect("torproject");
+        assert_eq!(torproject.category.as_deref(), Some("circumvention"));
     }
 
     #[test]
@@ -475,6 +520,8 @@ mod tests {
             ("[[target]]\nname='a'\ndomain='a.example'\ntrials=9\n", "trials must be 1-8"),
             ("[[target]]\nname='a'\ndomain='a.example'\ncontrol_port=0\n", "port 0"),
             ("target = []\n", "no [[target]]"),
+            ("[[target]]\nname='a'\ndomain='a.example'\ncategory='VPN'\n", "category `VPN` must be a short lowercase word"),
+            ("[[target]]\nname='a'\ndomain='a.example'\ncategory='social media'\n", "lowercase word"),
         ];
         for (text, needle) in cases {
             let err = parse(text, "t.toml").expect_err(needle).to_string();

@@ -53,6 +53,10 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Send spooled measurements to the collector without measuring.
     Flush(FlushArgs),
+    /// Join a network: agree to what the probe does, fetch the signed list, write the config.
+    Join(crate::join::JoinArgs),
+    /// Ask the collector to delete every measurement this probe's key submitted.
+    Forget(crate::forget::ForgetArgs),
     /// Print the built-in target list in targets-file format.
     Targets,
     /// Print the JSON Schema of a measurement (schema v1).
@@ -118,6 +122,9 @@ pub struct RunArgs {
     /// delivery).
     #[arg(long, env = "VANTAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Upload through this SOCKS5 proxy (HOST:PORT); measurements never go through it.
+    #[arg(long, value_name = "HOST:PORT", env = "VANTAGE_SOCKS5")]
+    pub socks5: Option<crate::config::Socks5Proxy>,
     /// This network's country (ISO 3166-1 alpha-2); ZZ if unknown.
     #[arg(long, default_value = "ZZ", value_parser = parse_cc, env = "VANTAGE_CC")]
     pub cc: String,
@@ -153,6 +160,9 @@ pub struct FlushArgs {
     /// Extra trust anchors (PEM) for the collector's certificate.
     #[arg(long = "ca", env = "VANTAGE_CA")]
     pub ca: Vec<PathBuf>,
+    /// Upload through this SOCKS5 proxy (HOST:PORT).
+    #[arg(long, value_name = "HOST:PORT", env = "VANTAGE_SOCKS5")]
+    pub socks5: Option<crate::config::Socks5Proxy>,
 }
 
 /// A flag whose value can also switch its step off (`--doh off`), so that no magic string
@@ -227,7 +237,8 @@ pub enum ConfigError {
     },
 }
 
-fn flag(flag: &'static str, reason: impl ToString) -> ConfigError {
+/// A [`ConfigError`] for `--flag`.
+pub fn flag(flag: &'static str, reason: impl ToString) -> ConfigError {
     ConfigError::Flag { flag, reason: reason.to_string() }
 }
 
@@ -247,6 +258,11 @@ pub fn trust_anchors(ca: &[PathBuf]) -> Result<TrustAnchors, ConfigError> {
 
 /// The HTTP client for the collector, the helper and DoH, trusting `--ca` files too.
 pub fn http_client(ca: &[PathBuf], timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+    http_client_builder(ca, timeout)?.build().map_err(|e| flag("ca", e))
+}
+
+/// What [`http_client`] builds, for clients that add to it (a proxy for collector traffic).
+pub fn http_client_builder(ca: &[PathBuf], timeout: Duration) -> Result<reqwest::ClientBuilder, ConfigError> {
     let mut builder = reqwest::Client::builder().connect_timeout(timeout).timeout(timeout * 3).no_proxy();
     for path in ca {
         let pem = std::fs::read(path).map_err(|e| flag("ca", format!("{}: {e}", path.display())))?;
@@ -254,7 +270,7 @@ pub fn http_client(ca: &[PathBuf], timeout: Duration) -> Result<reqwest::Client,
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| flag("ca", e))
+    Ok(builder)
 }
 
 impl RunArgs {

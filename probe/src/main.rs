@@ -19,12 +19,15 @@ use vantage_engine::schedule;
 use vantage_engine::targets::{self, TargetSpec};
 use vantage_measurement::{Measurement, Mechanism, ProbeInfo};
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
+use vantage_probe::config::{self, ProbeConfig};
+use vantage_probe::forget::{self, ForgetArgs};
+use vantage_probe::join::{JoinArgs, JoinError};
 use vantage_probe::network::{self, Readiness, TunnelEvidence};
 use vantage_probe::outputs::Outputs;
 use vantage_probe::report::{self, progress};
 use vantage_probe::spool::Spool;
 use vantage_probe::upload::{FlushReport, Uploader};
-use vantage_probe::{identity, netcheck};
+use vantage_probe::{consent, identity, netcheck};
 
 const EXIT_USAGE: u8 = 2;
 const EXIT_NO_NETWORK: u8 = 3;
@@ -49,6 +52,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run(*args).await,
         Command::Flush(args) => flush(args).await,
+        Command::Join(args) => join(args).await,
+        Command::Forget(args) => forget(args).await,
         Command::Targets => {
             print_targets();
             Ok(ExitCode::SUCCESS)
@@ -74,7 +79,11 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     // Opened before measuring, so a key with the wrong permissions stops the run before it costs
     // anything.
     let outbox = match &args.collector {
-        Some(url) => Some(Outbox::open(url, args.data_dir.clone(), session.http.clone(), session.timeout)?),
+        Some(url) => {
+            // Uploads may go through the proxy; the measurements' own traffic (helper, DoH) never does.
+            let http = config::collector_client(&args.ca, args.socks5.as_ref(), session.timeout)?;
+            Some(Outbox::open(url, args.data_dir.clone(), http, session.timeout)?)
+        }
         None => None,
     };
     let measurements = session.measure(&args, outbox.as_ref().map(|o| &o.spool)).await?;
@@ -89,13 +98,35 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// `flush`: deliver what waits in the spool, without measuring.
 async fn flush(args: FlushArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(cli::DEFAULT_TIMEOUT_SECS);
-    let http = cli::http_client(&args.ca, timeout)?;
+    let http = config::collector_client(&args.ca, args.socks5.as_ref(), timeout)?;
     let delivery = Outbox::open(&args.collector, args.data_dir, http, timeout)?.deliver().await;
     print_delivery(&delivery, false);
     match delivery.error {
         Some(e) => anyhow::bail!("{e}"),
         None => Ok(ExitCode::SUCCESS),
     }
+}
+
+/// `join`: consent, the first list, the config file.
+async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
+    let joined = vantage_probe::join::join(&args, &mut consent::Terminal).await.map_err(|e| match e {
+        // An unusable flag value is bad usage here too.
+        JoinError::Flag(flag) => anyhow::Error::new(flag),
+        other => other.into(),
+    })?;
+    println!("{joined}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `forget`: the signed deletion request, to the first collector that answers.
+async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
+    let config = ProbeConfig::load(&args.config.unwrap_or_else(config::default_config_path))?;
+    let key = forget::probe_key(&config.data_dir)?;
+    let timeout = Duration::from_secs(cli::DEFAULT_TIMEOUT_SECS);
+    let http = config::collector_client(&config.ca, config.socks5.as_ref(), timeout)?;
+    let done = forget::forget(&config.collectors, &key, &http, timeout * 3, chrono::Utc::now()).await?;
+    println!("{} deleted {} measurements submitted under this probe's key.", done.collector, done.deleted);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn exit_code(result: anyhow::Result<ExitCode>) -> ExitCode {
@@ -128,7 +159,6 @@ fn init_logging(verbose: u8) {
 /// stops the run first.
 struct Session {
     timeout: Duration,
-    http: reqwest::Client,
     cfg: Arc<MeasureConfig>,
     targets: Vec<TargetSpec>,
 }
@@ -142,7 +172,7 @@ impl Session {
             Some(path) => targets::load(path)?,
             None => targets::builtin(),
         };
-        Ok(Session { timeout, http, cfg, targets })
+        Ok(Session { timeout, cfg, targets })
     }
 
     /// Whether the kernel has a route to anything this run would measure.
@@ -248,12 +278,16 @@ fn print_targets() {
     for t in targets::builtin() {
         let tests: Vec<String> = t.tests.iter().map(|x| format!("\"{}\"", x.as_str())).collect();
         println!(
-            "[[target]]\nname = \"{}\"\ndomain = \"{}\"\nport = {}\ntests = [{}]\ncontrol_sni = \"{}\"\n",
+            "[[target]]\nname = \"{}\"\ndomain = \"{}\"\nport = {}\ntests = [{}]\ncontrol_sni = \"{}\"",
             t.name,
             t.domain,
             t.port,
             tests.join(", "),
             t.control_sni
         );
+        if let Some(category) = &t.category {
+            println!("category = \"{category}\"");
+        }
+        println!();
     }
 }
