@@ -197,6 +197,7 @@ impl Session {
 /// What delivery needs: the spool, locked for this process, and an uploader signing with this
 /// probe's key.
 struct Outbox {
+    data_dir: PathBuf,
     spool: Spool,
     uploader: Uploader,
 }
@@ -206,11 +207,13 @@ impl Outbox {
         let data_dir = data_dir.unwrap_or_else(cli::default_data_dir);
         let spool = Spool::open(&data_dir)?;
         let key = identity::load_or_create(&data_dir)?;
-        Ok(Outbox { spool, uploader: Uploader::new(collector, http, timeout * 3).with_key(key) })
+        Ok(Outbox { data_dir, spool, uploader: Uploader::new(collector, http, timeout * 3).with_key(key) })
     }
 
     async fn deliver(&self) -> FlushReport {
-        self.uploader.flush(&self.spool).await
+        let report = self.uploader.flush(&self.spool).await;
+        network::note_collector_view(&self.data_dir, report.observed.as_ref());
+        report
     }
 }
 

@@ -24,7 +24,7 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use vantage_measurement::wire::{IngestReport, KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
+use vantage_measurement::wire::{IngestReport, KEY_HEADER, ObservedLocation, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 
 use crate::spool::{self, Spool, SpoolError};
 
@@ -187,6 +187,9 @@ pub struct FlushReport {
     pub remaining: usize,
     /// Why the flush stopped early, if it did.
     pub error: Option<UploadError>,
+    /// Where the collector saw the uploads come from (its GeoIP view), if it says: a new ASN
+    /// there means a new network (a new epoch).
+    pub observed: Option<ObservedLocation>,
 }
 
 /// What one flush carries from batch to batch.
@@ -283,6 +286,7 @@ impl Uploader {
                 Ok(r) => {
                     report.accepted += r.accepted;
                     report.duplicates += r.duplicates;
+                    report.observed = r.observed.or(report.observed.take());
                     for rej in r.rejected {
                         if let Some(line) = batch.get(rej.line.wrapping_sub(1)) {
                             refused.push((line.clone(), format!("{}: {}", rej.reason, rej.detail)));

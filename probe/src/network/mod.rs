@@ -28,6 +28,7 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
 
+use vantage_measurement::wire::ObservedLocation;
 use vantage_measurement::{NetworkType, ProbeInfo};
 
 pub use epoch::{Epoch, EpochError, EpochStore};
@@ -169,6 +170,16 @@ fn prepare_for(
     let epoch = state_dir.map(|dir| EpochStore::open(dir)?.observe(&view.fingerprint)).transpose()?;
     probe.network_epoch = epoch.map(|e| e.number).or(probe.network_epoch);
     Ok(Readiness::Measure { through: view.tunnel, epoch })
+}
+
+/// After an upload: the collector says which ASN it saw the batches come from (its GeoIP view);
+/// another ASN than before is another network, so the next measurements start a new epoch. Its
+/// errors only cost the epoch, never the upload, so they are logged, not returned.
+pub fn note_collector_view(state_dir: &Path, observed: Option<&ObservedLocation>) {
+    let Some(asn) = observed.and_then(|o| o.asn) else { return };
+    if let Err(e) = EpochStore::open(state_dir).and_then(|store| store.observe_asn(asn)) {
+        tracing::warn!("the network epoch could not take the collector's view: {e}");
+    }
 }
 
 /// What to do when a tunnel holds the default route (`--on-vpn`, config `on_vpn`).
