@@ -11,4 +11,5 @@ pub mod netcheck;
 pub mod outputs;
 pub mod report;
 pub mod spool;
+pub mod targets_file;
 pub mod upload;
