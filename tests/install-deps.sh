@@ -34,6 +34,10 @@ packages=(
   chromium
   # Builds libFuzzer's C++ runtime for the fuzz targets (fuzz/, built by tests/run so they can't rot).
   g++
+  # The static probe and its .deb (tests/tests/package.rs): `file` tells static from dynamic,
+  # strace shows that no NSS module is opened, xz compresses the .deb (cargo-deb built without
+  # its own liblzma calls it).
+  file strace xz-utils
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -49,6 +53,13 @@ trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update -qq
 echo "tests/install-deps.sh: apt-get install ${packages[*]}" >&2
 apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+
+# cargo-deb builds the probe's .deb (tests/tests/package.rs). Not in Debian: from crates.io, one
+# pinned version, without its bundled liblzma (xz-utils above does the compression). Building it
+# takes about 2 minutes once; afterwards `cargo install` sees the same version and returns at once.
+cargo_deb_version=3.8.0
+echo "tests/install-deps.sh: cargo install cargo-deb@$cargo_deb_version" >&2
+env -u CARGO_TARGET_DIR cargo install --quiet --locked --no-default-features "cargo-deb@$cargo_deb_version"
 
 # What a package list cannot show. Each check names the missing piece and what brings it.
 missing=0

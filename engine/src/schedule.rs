@@ -44,8 +44,8 @@ pub const DEFAULT_RESIDUAL_WINDOW: Duration = Duration::from_secs(180);
 /// One unit of work.
 #[derive(Clone, Debug)]
 pub struct Job {
-    /// What to measure.
-    pub target: TargetSpec,
+    /// What to measure, shared by the target's tests (a list may hold 10,000 targets).
+    pub target: Arc<TargetSpec>,
     /// With which test.
     pub test: TestKind,
 }
@@ -76,12 +76,18 @@ impl Default for ResidualPolicy {
 
 /// Expand targets into jobs (only the tests in `only`, if given), shuffled.
 pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
-    let mut jobs: Vec<Job> = targets
-        .iter()
-        .flat_map(|t| {
-            t.tests.iter().filter(|test| only.is_none_or(|o| o.contains(test))).map(|&test| Job { target: t.clone(), test })
-        })
-        .collect();
+    plan_owned(targets.to_vec(), only)
+}
+
+/// [`plan`] for a caller that no longer needs the list: each target moves into its jobs, so a
+/// long list is never held twice.
+pub fn plan_owned(targets: Vec<TargetSpec>, only: Option<&[TestKind]>) -> Vec<Job> {
+    let mut jobs = Vec::new();
+    for target in targets {
+        let target = Arc::new(target);
+        let tests = target.tests.iter().filter(|test| only.is_none_or(|o| o.contains(test)));
+        jobs.extend(tests.map(|&test| Job { target: target.clone(), test }));
+    }
     jobs.shuffle(&mut rand::rng());
     jobs
 }
@@ -131,7 +137,7 @@ pub async fn run(
 
 /// Resolve each target that endpoint tests will connect to by name, once, `concurrency` at a time.
 async fn resolve_names(cfg: &MeasureConfig, jobs: &[Job], concurrency: usize) -> HashMap<String, Resolved> {
-    let mut names: Vec<&TargetSpec> = jobs.iter().filter(|j| j.test != TestKind::Dns).map(|j| &j.target).collect();
+    let mut names: Vec<&TargetSpec> = jobs.iter().filter(|j| j.test != TestKind::Dns).map(|j| j.target.as_ref()).collect();
     names.sort_by(|a, b| a.name.cmp(&b.name));
     names.dedup_by(|a, b| a.name == b.name);
     futures::stream::iter(names)

@@ -103,12 +103,13 @@ pub struct TargetSpec {
     /// endpoint: the random-bytes control goes there.
     #[serde(default)]
     pub echo_address: Option<IpAddr>,
-    /// OpenVPN parameters, checked and parsed when the file is read.
+    /// OpenVPN parameters, checked and parsed when the file is read. Boxed, as is `wireguard`:
+    /// the keys are 640 bytes that most targets don't have, and a list holds thousands of targets.
     #[serde(default)]
-    pub openvpn: Option<OpenvpnParams>,
+    pub openvpn: Option<Box<OpenvpnParams>>,
     /// WireGuard parameters, checked and parsed when the file is read.
     #[serde(default)]
-    pub wireguard: Option<WireguardParams>,
+    pub wireguard: Option<Box<WireguardParams>>,
     /// What kind of service this is (`vpn`, `news`, `circumvention`, …): a volunteer can opt out
     /// of a whole category on their probe, whatever a published list says.
     #[serde(default)]

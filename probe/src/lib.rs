@@ -20,4 +20,5 @@ pub mod outputs;
 pub mod private_file;
 pub mod report;
 pub mod spool;
+pub mod targets_file;
 pub mod upload;

@@ -17,13 +17,14 @@ use clap::Parser;
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::schedule;
 use vantage_engine::targets::{self, TargetSpec};
-use vantage_measurement::{Measurement, Mechanism, ProbeInfo};
+use vantage_measurement::ProbeInfo;
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
 use vantage_probe::config::{self, ProbeConfig};
 use vantage_probe::forget::{self, ForgetArgs};
 use vantage_probe::join::{JoinArgs, JoinError};
 use vantage_probe::network::{self, Readiness, TunnelEvidence};
 use vantage_probe::outputs::Outputs;
+use vantage_probe::report::table::Summary;
 use vantage_probe::report::{self, progress};
 use vantage_probe::spool::Spool;
 use vantage_probe::upload::{FlushReport, Uploader};
@@ -86,8 +87,8 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    let measurements = session.measure(&args, outbox.as_ref().map(|o| &o.spool)).await?;
-    print_results(&measurements, args.json);
+    let summary = session.measure(&args, outbox.as_ref().map(|o| &o.spool)).await?;
+    print_results(summary, args.json);
     if let Some(outbox) = &outbox {
         print_delivery(&outbox.deliver().await, args.json);
     }
@@ -169,7 +170,7 @@ impl Session {
         let http = cli::http_client(&args.ca, timeout)?;
         let cfg = Arc::new(args.measure_config(&http)?);
         let targets = match &args.targets {
-            Some(path) => targets::load(path)?,
+            Some(path) => vantage_probe::targets_file::load(path)?,
             None => targets::builtin(),
         };
         Ok(Session { timeout, cfg, targets })
@@ -184,10 +185,10 @@ impl Session {
     }
 
     /// Run every planned test; each measurement goes to the outputs (the spool first) as it
-    /// finishes.
-    async fn measure(&self, args: &RunArgs, spool: Option<&Spool>) -> anyhow::Result<Vec<Measurement>> {
+    /// finishes; what stays is the summary for the table.
+    async fn measure(self, args: &RunArgs, spool: Option<&Spool>) -> anyhow::Result<Summary> {
         let writer = spool.map(Spool::writer).transpose()?;
-        let jobs = schedule::plan(&self.targets, args.tests.as_deref());
+        let jobs = schedule::plan_owned(self.targets, args.tests.as_deref());
         let mut outputs = Outputs::new(writer, args.json, progress::bar(jobs.len() as u64, args.json));
         schedule::run(self.cfg.clone(), jobs, args.concurrency, args.residual_policy(), |m| outputs.record(m)).await;
         outputs.finish().context("measurements could not be spooled")
@@ -251,21 +252,18 @@ fn print_no_network() {
 
 /// The table (with `--json`, only the totals, on stderr), and a plain word if every test failed
 /// for want of a network.
-fn print_results(measurements: &[Measurement], json: bool) {
+fn print_results(mut summary: Summary, json: bool) {
     if json {
-        eprintln!("{}", report::table::totals(measurements));
+        eprintln!("{}", summary.totals());
     } else {
-        print!("{}", report::table::render(measurements));
+        // A closed stdout (`| head`) loses the table, not the run.
+        let _ = summary.write_table(&mut std::io::BufWriter::new(std::io::stdout().lock()));
     }
-    if all_offline(measurements) {
+    if summary.all_offline() {
         eprintln!(
             "No network: every test failed on this machine's own network (no route or interface down); these are not censorship results."
         );
     }
-}
-
-fn all_offline(measurements: &[Measurement]) -> bool {
-    !measurements.is_empty() && measurements.iter().all(|m| m.verdict.mechanism == Some(Mechanism::NetworkOffline))
 }
 
 fn print_delivery(d: &FlushReport, to_stderr: bool) {

@@ -129,16 +129,19 @@ fn kubernetes_manifests_agree_with_each_other() {
 }
 
 /// The units with ExecStart pointed at the binaries this build made, so `verify` can check
-/// that the command exists and is executable (it would fail on /usr/local/bin here).
+/// that the command exists and is executable (it would fail on /usr/bin and /usr/local/bin here;
+/// tests/tests/package.rs verifies the probe's units as the .deb installs them).
 fn units_with_built_binaries() -> (tempfile::TempDir, Vec<PathBuf>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut units = Vec::new();
-    for name in ["vantage-probe.service", "vantage-probe.timer", "vantage-collector.service"] {
+    for name in ["vantage-probe.service", "vantage-probe.timer", "vantage-probe-daemon.service", "vantage-collector.service"] {
         let text = std::fs::read_to_string(path(&format!("deploy/systemd/{name}"))).expect("read unit");
         let mut rewritten = text.clone();
         for binary in ["vantage-probe", "vantage-collector"] {
             let built = bin(binary).expect("built binary").display().to_string();
-            rewritten = rewritten.replace(&format!("/usr/local/bin/{binary}"), &built);
+            for dir in ["/usr/local/bin", "/usr/bin"] {
+                rewritten = rewritten.replace(&format!("{dir}/{binary}"), &built);
+            }
         }
         let p = dir.path().join(name);
         std::fs::write(&p, rewritten).expect("write unit");
