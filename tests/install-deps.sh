@@ -36,8 +36,8 @@ packages=(
   g++
   # The static probe and its .deb (tests/tests/package.rs): `file` tells static from dynamic,
   # strace shows that no NSS module is opened, xz compresses the .deb (cargo-deb built without
-  # its own liblzma calls it).
-  file strace xz-utils
+  # its own liblzma calls it); the .deb depends on ca-certificates (uploads verify the collector).
+  file strace xz-utils ca-certificates
 )
 
 if [ "$(id -u)" -ne 0 ]; then
