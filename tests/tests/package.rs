@@ -255,7 +255,7 @@ fn the_deb_installs_runs_its_unit_as_its_user_and_purges_clean() {
     let state = std::fs::metadata(STATE_DIR).expect("state dir");
     assert_eq!((state.uid(), state.gid(), state.mode() & 0o7777), (uid, gid, 0o700), "{STATE_DIR}: owner and mode");
     let config = std::fs::metadata(CONFIG_DIR).expect("config dir");
-    assert_eq!((config.uid(), config.gid(), config.mode() & 0o7777), (0, gid, 0o750), "{CONFIG_DIR}: owner and mode");
+    assert_eq!((config.uid(), config.gid(), config.mode() & 0o7777), (uid, gid, 0o700), "{CONFIG_DIR}: owner and mode");
     let installed = std::fs::read("/usr/bin/vantage-probe").expect("installed binary");
     assert!(installed == std::fs::read(probe).expect("static build"), "the package carries the static build");
 
