@@ -25,6 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -74,6 +75,29 @@ impl Default for ResidualPolicy {
     }
 }
 
+/// A request to stop starting work, shared between whoever asks (a signal handler) and a
+/// running [`run_until_stopped`]: measurements already running finish, each within its own
+/// timeouts, and no new one starts.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// A flag nobody has raised yet.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Ask the run to stop starting work.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// Expand targets into jobs (only the tests in `only`, if given), shuffled.
 pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
     let mut jobs: Vec<Job> = targets
@@ -88,11 +112,18 @@ pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
 
 /// Run `jobs` with at most `concurrency` servers in flight, handing each measurement to `on_done`
 /// as soon as it finishes (so it is spooled before the next one completes).
-pub async fn run(
+pub async fn run(cfg: Arc<MeasureConfig>, jobs: Vec<Job>, concurrency: usize, residual: ResidualPolicy, on_done: impl FnMut(Measurement)) {
+    run_until_stopped(cfg, jobs, concurrency, residual, &Stop::new(), on_done).await
+}
+
+/// [`run`], until `stop` is raised: from then on no measurement starts (and no re-test), those
+/// in flight finish and are handed to `on_done`.
+pub async fn run_until_stopped(
     cfg: Arc<MeasureConfig>,
     jobs: Vec<Job>,
     concurrency: usize,
     residual: ResidualPolicy,
+    stop: &Stop,
     mut on_done: impl FnMut(Measurement),
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -104,7 +135,7 @@ pub async fn run(
         let run_all = |groups: Vec<Vec<Job>>, penalties: Vec<Penalties>| {
             let (cfg, resolved, tx) = (&cfg, &resolved, &tx);
             futures::stream::iter(groups.into_iter().zip(penalties))
-                .map(move |(group, penalties)| run_group(cfg, resolved, group, penalties, residual.window, tx.clone()))
+                .map(move |(group, penalties)| run_group(cfg, resolved, group, penalties, residual.window, stop, tx.clone()))
                 .buffer_unordered(concurrency)
                 .collect::<Vec<_>>()
         };
@@ -119,7 +150,9 @@ pub async fn run(
             return;
         }
         tokio::time::sleep_until(lapse).await;
-        run_all(suspects, penalties).await;
+        if !stop.is_stopped() {
+            run_all(suspects, penalties).await;
+        }
     };
     let consumer = async {
         while let Some(m) = rx.recv().await {
@@ -149,10 +182,14 @@ async fn run_group(
     group: Vec<Job>,
     mut penalties: Penalties,
     window: Duration,
+    stop: &Stop,
     tx: UnboundedSender<Measurement>,
 ) -> (Vec<Job>, Penalties) {
     let mut suspects = Vec::new();
     for job in group {
+        if stop.is_stopped() {
+            break;
+        }
         let endpoint = transport(job.test, &job.target).map(|transport| (transport, job.target.port));
         let taint = endpoint.and_then(|e| penalties.taint(e, Instant::now()));
         let m = measure(cfg, &job.target, job.test, resolved.get(&job.target.name), taint.as_ref()).await;

@@ -6,6 +6,7 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod daemon;
 pub mod identity;
 pub mod netcheck;
 pub mod outputs;

@@ -46,6 +46,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Run(args) => run(*args).await,
         Command::Flush(args) => flush(args).await,
+        Command::Daemon(args) => vantage_probe::daemon::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => vantage_probe::daemon::status::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Targets => {
             print_targets();
             Ok(ExitCode::SUCCESS)

@@ -1,0 +1,451 @@
+//! `vantage-probe daemon`: measure unattended, on a schedule, within the volunteer's limits.
+//!
+//! The loop, in order, each time it wakes:
+//! 1. read both clocks; a disagreement is a clock jump or a suspend, and the timetable is remade
+//!    from now ([`slots`]) instead of firing every missed slot at once;
+//! 2. once per interval, ask the [`PlanSource`] for the plan (an error keeps the last one);
+//! 3. take the targets whose slot came, and the residual suspects whose re-test is due;
+//! 4. ask the network gate ([`gate::before_batch`]) — no network, or later a VPN, pauses;
+//! 5. charge each measurement to the budget ([`budget`]) or skip it, and say so in the state;
+//! 6. measure the batch through the engine's scheduler (one measurement at a time per server
+//!    address; names resolved again for every batch, so a network change is followed), each
+//!    measurement appended and synced to the spool as it finishes; a residual suspect gets a
+//!    re-test after the residual window;
+//! 7. upload the spool unless the collector asked to wait (`Retry-After`) or a back-off runs;
+//! 8. write the state file, and sleep until the next slot (at most [`MAX_NAP`], so a jump is
+//!    noticed soon after it happens).
+//!
+//! Batches never overlap, so no server is measured twice at once across batches either.
+//! SIGTERM or SIGINT stops starting work: the running measurements finish (each within its own
+//! timeouts) and are spooled, the spool file is sealed, the state says "stopped", and the daemon
+//! exits 0. What was not uploaded is sent by the next start. Nothing is kept in memory beyond the
+//! current batch: measurements stream to the spool.
+
+pub mod budget;
+pub mod gate;
+pub mod plan;
+pub mod slots;
+pub mod state;
+pub mod status;
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use vantage_engine::measure::MeasureConfig;
+use vantage_engine::schedule::{self, Job, ResidualPolicy, Retest, Stop};
+use vantage_measurement::{Mechanism, TestKind};
+
+use crate::cli::{self, ConfigError, RunArgs};
+use crate::identity;
+use crate::report;
+use crate::spool::Spool;
+use crate::upload::{Fault, Uploader};
+
+pub use plan::{FlagsPlan, Plan, PlanSource};
+
+use budget::{Admit, Limits};
+use slots::{Clocks, Slots};
+use state::State;
+
+/// Default seconds between two measurements of a target: hourly, which the built-in list does
+/// in a few megabytes a day (docs/probe.md has the numbers).
+pub const DEFAULT_INTERVAL_SECS: u64 = 3_600;
+/// The longest the daemon sleeps at once, so that a clock jump or a resume is noticed soon.
+pub const MAX_NAP: Duration = Duration::from_secs(30);
+/// Slack added to the residual window before a suspect is re-tested.
+const RETEST_SLACK: Duration = Duration::from_secs(5);
+/// Waits after a failed upload that named no `Retry-After`: doubling from the first to the last.
+const UPLOAD_BACKOFF: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(3_600));
+
+/// Flags of `vantage-probe daemon`: those of `run` (what to measure and how), and the schedule
+/// and the limits.
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// What to measure and how (the flags of `run`; `--collector` is required here).
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Seconds between two measurements of each target; each target has its own slot inside the
+    /// interval. Values under a minute are for labs.
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL_SECS, env = "VANTAGE_INTERVAL")]
+    pub interval: u64,
+    /// Bytes a day (UTC) the daemon may spend measuring and uploading; 0 for no limit.
+    #[arg(long, value_name = "BYTES", default_value_t = budget::DEFAULT_DAILY_BYTES, env = "VANTAGE_DAILY_BYTES")]
+    pub daily_bytes: u64,
+    /// Measurements the daemon may start per hour (re-tests included); 0 for no limit.
+    #[arg(long, value_name = "N", default_value_t = budget::DEFAULT_MAX_PER_HOUR, env = "VANTAGE_MAX_PER_HOUR")]
+    pub max_per_hour: u32,
+}
+
+/// How the daemon runs, whatever the plan says.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Where the spool, the key and the state file live.
+    pub data_dir: PathBuf,
+    /// Measurements in flight at once (each on a different server).
+    pub concurrency: usize,
+    /// Residual window; suspects are re-tested after it.
+    pub residual_window: Duration,
+    /// Only these tests, if given.
+    pub only_tests: Option<Vec<TestKind>>,
+    /// Budgets.
+    pub limits: Limits,
+    /// Print each measurement as an NDJSON line on stdout (for a journal).
+    pub json: bool,
+}
+
+/// `vantage-probe daemon` with flags: the plan from `--targets` (or the built-in list) and
+/// `--interval`, stopped by SIGTERM or SIGINT.
+pub async fn run(args: DaemonArgs) -> anyhow::Result<()> {
+    let collector = args.run.collector.clone().ok_or_else(|| flag("collector", "the daemon needs a collector to upload to"))?;
+    if args.interval == 0 || args.interval > 7 * 86_400 {
+        return Err(flag("interval", "must be between 1 second and a week").into());
+    }
+    let timeout = Duration::from_secs(args.run.timeout.max(1));
+    let http = cli::http_client(&args.run.ca, timeout)?;
+    let cfg = Arc::new(args.run.measure_config(&http)?);
+    let settings = Settings {
+        data_dir: args.run.data_dir.clone().unwrap_or_else(cli::default_data_dir),
+        concurrency: args.run.concurrency,
+        residual_window: Duration::from_secs(args.run.residual_window),
+        only_tests: args.run.tests.clone(),
+        limits: Limits { daily_bytes: args.daily_bytes, max_per_hour: args.max_per_hour },
+        json: args.run.json,
+    };
+    let source = FlagsPlan { targets: args.run.targets.clone(), interval: Duration::from_secs(args.interval) };
+    let uploader = Uploader::new(&collector, http, timeout * 3);
+    serve(cfg, settings, uploader, source, shutdown_on_signals()?).await
+}
+
+fn flag(name: &'static str, reason: &str) -> ConfigError {
+    ConfigError::Flag { flag: name, reason: reason.to_string() }
+}
+
+/// A stop raised by SIGTERM or SIGINT.
+pub fn shutdown_on_signals() -> anyhow::Result<Shutdown> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let shutdown = Shutdown::new();
+    let raise = shutdown.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("stopping: no new measurements; the running ones finish");
+        raise.raise();
+    });
+    Ok(shutdown)
+}
+
+/// The daemon's stop: a flag the engine checks before each measurement, and a wake-up for the
+/// daemon's sleeps.
+#[derive(Clone, Debug)]
+pub struct Shutdown {
+    stop: Stop,
+    tx: Arc<watch::Sender<bool>>,
+}
+
+impl Default for Shutdown {
+    fn default() -> Self {
+        Shutdown::new()
+    }
+}
+
+impl Shutdown {
+    /// Not raised yet.
+    pub fn new() -> Shutdown {
+        Shutdown { stop: Stop::new(), tx: Arc::new(watch::channel(false).0) }
+    }
+
+    /// Stop starting work, and wake the daemon.
+    pub fn raise(&self) {
+        self.stop.stop();
+        self.tx.send_replace(true);
+    }
+
+    fn is_raised(&self) -> bool {
+        self.stop.is_stopped()
+    }
+
+    /// Sleep `nap`, or less if the stop is raised meanwhile.
+    async fn nap(&self, nap: Duration) {
+        let mut rx = self.tx.subscribe();
+        if *rx.borrow_and_update() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(nap) => {}
+            _ = rx.changed() => {}
+        }
+    }
+}
+
+/// Run the daemon until `shutdown` is raised: the entry point for any plan source.
+pub async fn serve(
+    cfg: Arc<MeasureConfig>,
+    settings: Settings,
+    uploader: Uploader,
+    mut source: impl PlanSource,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let spool = Spool::open(&settings.data_dir)?;
+    let key = identity::load_or_create(&settings.data_dir)?;
+    let seed = key.public_key_base64();
+    let uploader = uploader.with_key(key);
+    let state_path = state::path(&settings.data_dir);
+    // Today's budget and the last results outlive a restart; the rest is this run's.
+    let old = state::read(&state_path).unwrap_or_else(|e| {
+        tracing::warn!("{e}; starting with a fresh state");
+        None
+    });
+    let mut plan = source.plan().await.context("no plan to follow")?;
+    let mut daemon = Daemon {
+        cfg,
+        state: State {
+            running: true,
+            results: old.as_ref().map(|s| s.results.clone()).unwrap_or_default(),
+            budget: state::BudgetState {
+                daily_bytes: settings.limits.daily_bytes,
+                max_per_hour: settings.limits.max_per_hour,
+                usage: old.map(|s| s.budget.usage).unwrap_or_default(),
+            },
+            ..State::default()
+        },
+        slots: Slots::new(&seed, millis(plan.interval)),
+        settings,
+        spool,
+        uploader,
+        state_path,
+        upload_after: None,
+        backoff: UPLOAD_BACKOFF.0,
+        shutdown,
+    };
+    daemon.state.spool_pending = waiting(&daemon.spool);
+    daemon.follow(&plan);
+    daemon.upload().await;
+    daemon.save();
+    let mut next_plan = Instant::now() + plan.interval;
+    while !daemon.shutdown.is_raised() {
+        if Instant::now() >= next_plan {
+            match source.plan().await {
+                Ok(fresh) => plan = fresh,
+                Err(e) => tracing::warn!("keeping the last plan: {e:#}"),
+            }
+            daemon.follow(&plan);
+            next_plan = Instant::now() + plan.interval;
+        }
+        let due = daemon.slots.tick(clocks());
+        if let Some(jump) = due.jumped_ms {
+            tracing::info!("the wall clock moved {} s against the monotonic clock (suspend or clock change): re-planned", jump / 1000);
+            daemon.state.clock_jumps += 1;
+        }
+        let jobs = jobs_for(&plan, &due, daemon.settings.only_tests.as_deref());
+        if !jobs.is_empty() {
+            daemon.batch(jobs).await?;
+            daemon.upload().await;
+        } else if daemon.upload_may_run() && daemon.state.spool_pending > 0 {
+            daemon.upload().await;
+        }
+        daemon.save();
+        let until_due = daemon.slots.next_due().map(|at| Duration::from_millis((at - wall_ms()).max(0) as u64));
+        let nap = [Some(MAX_NAP), until_due, Some(next_plan.saturating_duration_since(Instant::now()))]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(MAX_NAP);
+        daemon.shutdown.nap(nap.max(Duration::from_millis(50))).await;
+    }
+    daemon.state.running = false;
+    daemon.save();
+    tracing::info!("stopped; {} measurement(s) wait in the spool", daemon.state.spool_pending);
+    Ok(())
+}
+
+/// The jobs of a tick: every test of each due target, then the due re-tests.
+fn jobs_for(plan: &Plan, due: &slots::Due, only: Option<&[TestKind]>) -> Vec<Job> {
+    let wanted = |test: &TestKind| only.is_none_or(|o| o.contains(test));
+    let mut jobs = Vec::new();
+    for target in plan.targets.iter().filter(|t| due.targets.contains(&t.name)) {
+        jobs.extend(target.tests.iter().filter(|t| wanted(t)).map(|&test| Job { target: target.clone(), test }));
+    }
+    for (name, test) in &due.retests {
+        if let Some(target) = plan.targets.iter().find(|t| &t.name == name && t.tests.contains(test)) {
+            jobs.push(Job { target: target.clone(), test: *test });
+        }
+    }
+    jobs
+}
+
+struct Daemon {
+    cfg: Arc<MeasureConfig>,
+    settings: Settings,
+    spool: Spool,
+    uploader: Uploader,
+    state: State,
+    state_path: PathBuf,
+    slots: Slots,
+    /// No upload before this (monotonic): `Retry-After` or the back-off.
+    upload_after: Option<Instant>,
+    backoff: Duration,
+    shutdown: Shutdown,
+}
+
+impl Daemon {
+    /// Take a plan: the timetable follows its targets and interval, the state its list.
+    fn follow(&mut self, plan: &Plan) {
+        let names: HashSet<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
+        self.slots.set_plan(names.iter().copied(), millis(plan.interval), wall_ms());
+        self.state.keep_targets(&names);
+        self.state.interval_secs = plan.interval.as_secs();
+        self.state.list_version = plan.list_version;
+        self.state.list_signer = plan.list_signer.clone();
+    }
+
+    /// Gate, budget, measure and spool one batch.
+    async fn batch(&mut self, jobs: Vec<Job>) -> anyhow::Result<()> {
+        let now = Utc::now();
+        let targets: Vec<_> = jobs.iter().map(|j| j.target.clone()).collect();
+        match gate::before_batch(&targets) {
+            gate::Gate::Go => self.state.paused = None,
+            gate::Gate::Pause(why) => {
+                tracing::info!("not measuring: {why}");
+                for job in &jobs {
+                    self.state.record_skip(&job.target.name, job.test, now, &why);
+                }
+                self.state.paused = Some(why);
+                return Ok(());
+            }
+        }
+        let limits = self.settings.limits;
+        let mut admitted = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            match self.state.budget.usage.admit(limits, now.timestamp_millis(), budget::estimated_bytes(job.test)) {
+                Admit::Go => admitted.push(job),
+                Admit::OverBytes => self.state.record_skip(&job.target.name, job.test, now, "daily byte budget spent"),
+                Admit::OverRate => self.state.record_skip(&job.target.name, job.test, now, "hourly measurement cap reached"),
+            }
+        }
+        if admitted.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.spool.writer()?;
+        let mut spool_error = None;
+        let mut suspects = Vec::new();
+        let mut spooled = 0;
+        let (state, json) = (&mut self.state, self.settings.json);
+        let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
+        let concurrency = self.settings.concurrency;
+        schedule::run_until_stopped(self.cfg.clone(), admitted, concurrency, residual, &self.shutdown.stop, |m| {
+            match writer.append(&m) {
+                Ok(()) => spooled += 1,
+                Err(e) => {
+                    spool_error.get_or_insert(e);
+                }
+            }
+            if json {
+                let _ = report::write_json_line(&mut std::io::stdout().lock(), &m);
+            }
+            state.record(&m);
+            if m.verdict.mechanism == Some(Mechanism::ResidualSuspected) {
+                suspects.push((m.target.name.clone(), m.test));
+            }
+        })
+        .await;
+        writer.seal()?;
+        self.state.spool_pending += spooled;
+        if let Some(e) = spool_error {
+            // A spool that can't be written would lose every measurement from now on: stop loudly.
+            return Err(e).context("measurements could not be spooled");
+        }
+        let retest_at = wall_ms() + millis(self.settings.residual_window + RETEST_SLACK);
+        for (name, test) in suspects {
+            self.slots.retest(&name, test, retest_at);
+        }
+        Ok(())
+    }
+
+    fn upload_may_run(&self) -> bool {
+        self.upload_after.is_none_or(|at| Instant::now() >= at)
+    }
+
+    /// Deliver the spool, unless a wait is running; a stop cuts the upload short (what was not
+    /// acknowledged stays in the spool).
+    async fn upload(&mut self) {
+        if !self.upload_may_run() || self.shutdown.is_raised() {
+            return;
+        }
+        let mut rx = self.shutdown.tx.subscribe();
+        let report = tokio::select! {
+            report = self.uploader.flush(&self.spool) => report,
+            _ = rx.changed() => return,
+        };
+        self.state.upload.accepted += report.accepted as u64;
+        self.state.spool_pending = report.remaining;
+        match report.error {
+            None => {
+                self.state.upload.last_ok_at = Some(Utc::now());
+                self.state.upload.last_error = None;
+                self.state.upload.not_before = None;
+                self.upload_after = None;
+                self.backoff = UPLOAD_BACKOFF.0;
+            }
+            Some(e) => {
+                // The collector's own word wins; otherwise back off, doubling, so a collector that
+                // is down (or a setup it refuses) is not hammered every batch.
+                let wait = e.retry_after().unwrap_or_else(|| {
+                    let wait = self.backoff;
+                    self.backoff = (self.backoff * 2).min(UPLOAD_BACKOFF.1);
+                    wait
+                });
+                if e.fault() == Fault::Setup {
+                    tracing::error!("the collector refuses this probe's uploads; check the collector URL and key: {e}");
+                }
+                tracing::warn!("upload stopped: {e}; next try in {} s", wait.as_secs());
+                self.state.upload.last_error = Some(e.to_string());
+                self.state.upload.not_before = Some(Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default());
+                self.upload_after = Some(Instant::now() + wait);
+            }
+        }
+    }
+
+    fn save(&mut self) {
+        self.state.written_at = Some(Utc::now());
+        self.state.next_runs = self.slots.upcoming().filter_map(|(name, at)| Some((name.to_string(), utc(at)?))).collect();
+        if let Err(e) = state::write(&self.state_path, &self.state) {
+            tracing::warn!("{e}");
+        }
+    }
+}
+
+/// Measurements in the spool's files (those a crash or a stop left too).
+fn waiting(spool: &Spool) -> usize {
+    let files = spool.pending().unwrap_or_default();
+    files.iter().map(|f| crate::spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).sum()
+}
+
+fn utc(wall_ms: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(wall_ms)
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(millis).unwrap_or(0)
+}
+
+/// Both clocks now. Tokio's clock is the monotonic one (it stops while the machine sleeps).
+fn clocks() -> Clocks {
+    static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    Clocks { wall_ms: wall_ms(), mono_ms: millis(Instant::now().saturating_duration_since(start)) }
+}
