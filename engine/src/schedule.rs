@@ -112,7 +112,13 @@ pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
 
 /// Run `jobs` with at most `concurrency` servers in flight, handing each measurement to `on_done`
 /// as soon as it finishes (so it is spooled before the next one completes).
-pub async fn run(cfg: Arc<MeasureConfig>, jobs: Vec<Job>, concurrency: usize, residual: ResidualPolicy, on_done: impl FnMut(Measurement)) {
+pub async fn run(
+    cfg: Arc<MeasureConfig>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    residual: ResidualPolicy,
+    on_done: impl FnMut(Measurement),
+) {
     run_until_stopped(cfg, jobs, concurrency, residual, &Stop::new(), on_done).await
 }
 

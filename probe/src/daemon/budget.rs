@@ -136,8 +136,8 @@ mod tests {
             (2, 4_000, OverBytes, 8_000, 1), // would pass 10 000
             (3, 2_000, Go, 10_000, 1),       // exactly the budget is fine; third this hour
             (4, 1, OverBytes, 10_000, 2),
-            (61, 0, Go, 10_000, 2),          // a new hour, a free measurement
-            (12 * 60, 1, Go, 1, 0),          // midnight: a new day, skips reset
+            (61, 0, Go, 10_000, 2), // a new hour, a free measurement
+            (12 * 60, 1, Go, 1, 0), // midnight: a new day, skips reset
         ];
         let mut usage = Usage::default();
         for (minutes, bytes, expected, used, skipped) in table {

@@ -244,7 +244,10 @@ pub async fn serve(
         }
         let due = daemon.slots.tick(clocks());
         if let Some(jump) = due.jumped_ms {
-            tracing::info!("the wall clock moved {} s against the monotonic clock (suspend or clock change): re-planned", jump / 1000);
+            tracing::info!(
+                "the wall clock moved {} s against the monotonic clock (suspend or clock change): re-planned",
+                jump / 1000
+            );
             daemon.state.clock_jumps += 1;
         }
         let jobs = jobs_for(&plan, &due, daemon.settings.only_tests.as_deref());

@@ -195,11 +195,11 @@ mod tests {
         let before = at(1_000_000, 50_000);
         // (wall moved, mono moved, expected)
         let table = [
-            (60_000, 60_000, None),             // an ordinary minute
-            (60_500, 60_000, None),             // drift under the tolerance
+            (60_000, 60_000, None),                      // an ordinary minute
+            (60_500, 60_000, None),                      // drift under the tolerance
             (8 * HOUR, 60_000, Some(8 * HOUR - 60_000)), // suspended overnight
-            (-HOUR + 1_000, 1_000, Some(-HOUR)), // clock set back an hour
-            (0, 30_000, Some(-30_000)),         // wall clock frozen
+            (-HOUR + 1_000, 1_000, Some(-HOUR)),         // clock set back an hour
+            (0, 30_000, Some(-30_000)),                  // wall clock frozen
         ];
         for (wall, mono, expected) in table {
             assert_eq!(detect_jump(before, at(before.wall_ms + wall, before.mono_ms + mono)), expected, "{wall} / {mono}");

@@ -175,7 +175,8 @@ pub fn read(path: &Path) -> Result<Option<State>, StateError> {
 /// Replace the state file atomically.
 pub fn write(path: &Path, state: &State) -> Result<(), StateError> {
     let io_err = |source| StateError::Io { path: path.display().to_string(), source };
-    let text = serde_json::to_vec_pretty(state).map_err(|source| StateError::Parse { path: path.display().to_string(), source })?;
+    let text =
+        serde_json::to_vec_pretty(state).map_err(|source| StateError::Parse { path: path.display().to_string(), source })?;
     let tmp = path.with_extension("json.tmp");
     let mut file = File::create(&tmp).map_err(io_err)?;
     file.write_all(&text).map_err(io_err)?;
