@@ -73,7 +73,7 @@ pub fn render(s: &State, now: DateTime<Utc>) -> String {
     if s.clock_jumps > 0 {
         let _ = writeln!(out, "clock:       {} jump(s) or resume(s) noticed; re-planned each time", s.clock_jumps);
     }
-    let _ = writeln!(out, "\n{:<24} {:<10} {:<14} {:<36} {}", "TARGET", "TEST", "LAST", "RESULT", "NEXT");
+    let _ = writeln!(out, "\n{:<24} {:<10} {:<14} {:<36} NEXT", "TARGET", "TEST", "LAST", "RESULT");
     for r in s.results.values() {
         let result = match (&r.skipped, r.status) {
             (Some(why), _) => format!("skipped: {why}"),
