@@ -13,31 +13,33 @@
 use serde::{Deserialize, Serialize};
 use vantage_measurement::TestKind;
 
-/// Default daily byte budget: 20 MB a day, about 600 MB a month — under 5% of the smallest
-/// prepaid mobile plans, and about 4× what the built-in list costs at the default interval.
-pub const DEFAULT_DAILY_BYTES: u64 = 20_000_000;
-/// Default cap on measurements started per hour (re-tests included).
+/// Default daily byte budget: 15 MB a day, at most about 450 MB a month — a few percent of a
+/// small mobile plan — and about 2.7× what the built-in list costs at the default interval
+/// (5.6 MB a day), leaving room for re-tests and a longer list.
+pub const DEFAULT_DAILY_BYTES: u64 = 15_000_000;
+/// Default cap on measurements started per hour (re-tests included): far above what the built-in
+/// list needs (21 per cycle), it stops a long list or a schedule gone wrong from flooding the
+/// volunteer's line and their router's connection table.
 pub const DEFAULT_MAX_PER_HOUR: u32 = 600;
 
-/// What one measurement of `test` is charged, in bytes both ways on the wire, including its
-/// controls and its share of the upload. Measured in the lab (docs/probe.md has the method);
-/// rounded up.
-pub fn estimated_bytes(test: TestKind) -> u64 {
-    let wire = match test {
-        TestKind::Dns => 4_000,
-        TestKind::Tcp => 1_000,
-        TestKind::Tls => 12_000,
-        TestKind::Quic => 12_000,
-        TestKind::Openvpn => 3_000,
-        TestKind::Wireguard => 3_000,
-        TestKind::Ikev2 => 4_000,
-        TestKind::Tor => 12_000,
-    };
-    wire + UPLOAD_BYTES_PER_MEASUREMENT
+/// What one measurement of `test` with `trials` (tcp, tls, quic repeat; see the targets file) is
+/// charged, in bytes both ways on the wire: its controls, its helper request and its share of the
+/// upload included. Measured in the lab by `tests/bench/daemon-bytes.sh` (IP bytes into and out
+/// of the probe's namespace, clean scenario; TLS and QUIC read up to 64 KiB of data from the
+/// target and the control, as they do from a real server), rounded up; VPN and Tor kinds are
+/// estimated from their packet sizes, not measured.
+pub fn estimated_bytes(test: TestKind, trials: u32) -> u64 {
+    let trials = u64::from(trials.clamp(1, 8));
+    match test {
+        TestKind::Dns => 2_500,
+        TestKind::Tcp => 8_000 * trials,
+        TestKind::Tls => 142_000 * trials,
+        TestKind::Quic => 163_000 * trials,
+        TestKind::Openvpn | TestKind::Wireguard => 4_000,
+        TestKind::Ikev2 => 6_000,
+        TestKind::Tor => 20_000,
+    }
 }
-
-/// A measurement's share of its upload batch (gzip-compressed NDJSON plus HTTP overhead).
-pub const UPLOAD_BYTES_PER_MEASUREMENT: u64 = 1_000;
 
 /// The limits in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -113,10 +115,9 @@ impl Usage {
     }
 }
 
-/// Bytes a day the `tests` of every target cost at `interval_secs` (for the docs and `status`).
-pub fn bytes_per_day(tests_per_cycle: impl IntoIterator<Item = TestKind>, interval_secs: u64) -> u64 {
-    let per_cycle: u64 = tests_per_cycle.into_iter().map(estimated_bytes).sum();
-    per_cycle * (86_400 / interval_secs.max(1))
+/// Bytes a cycle over every test of `targets`.
+pub fn bytes_per_cycle(targets: &[vantage_engine::targets::TargetSpec]) -> u64 {
+    targets.iter().flat_map(|t| t.tests.iter().map(|&test| estimated_bytes(test, t.trials))).sum()
 }
 
 #[cfg(test)]
@@ -165,8 +166,17 @@ mod tests {
 
     #[test]
     fn the_defaults_carry_the_builtin_list_with_room_to_spare() {
-        let tests = vantage_engine::targets::builtin().into_iter().flat_map(|t| t.tests);
-        let daily = bytes_per_day(tests, 3_600);
-        assert!(daily * 2 <= DEFAULT_DAILY_BYTES, "built-in list hourly: {daily} B/day");
+        let cycle = bytes_per_cycle(&vantage_engine::targets::builtin());
+        assert_eq!(cycle, 6 * 2_500 + 6 * 8_000 + 6 * 142_000 + 3 * 163_000, "the figure docs/probe.md quotes");
+        let daily = cycle * (86_400 / crate::daemon::DEFAULT_INTERVAL_SECS);
+        assert_eq!(daily, 5_616_000);
+        assert!(daily * 2 <= DEFAULT_DAILY_BYTES, "built-in list at the default interval: {daily} B/day");
+    }
+
+    #[test]
+    fn trials_multiply_the_repeated_tests_only() {
+        assert_eq!(estimated_bytes(TestKind::Tls, 3), 3 * estimated_bytes(TestKind::Tls, 1));
+        assert_eq!(estimated_bytes(TestKind::Dns, 3), estimated_bytes(TestKind::Dns, 1));
+        assert_eq!(estimated_bytes(TestKind::Quic, 0), estimated_bytes(TestKind::Quic, 1), "0 counts as one");
     }
 }
