@@ -340,6 +340,45 @@ mod tests {
         assert_eq!(penalties.lapses_at(), Some(t0 + window));
     }
 
+    fn loopback_config() -> Arc<MeasureConfig> {
+        Arc::new(MeasureConfig {
+            anchors: Arc::new(crate::runner::verify::TrustAnchors::webpki_defaults()),
+            timeout: Duration::from_secs(2),
+            helper: None,
+            doh: None,
+            udp_resolver: None,
+            system_resolver: false,
+            dns_blackhole: None,
+            dns_linger: Duration::ZERO,
+            probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None },
+            bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
+        })
+    }
+
+    fn tcp_jobs_to_a_closed_port(n: usize) -> Vec<Job> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let text: String = (0..n)
+            .map(|i| format!("[[target]]\nname='t{i}'\ndomain='t{i}.example'\naddress='127.0.0.1'\nport={port}\ntests=['tcp']\n"))
+            .collect();
+        plan(&targets::parse(&text, "t").expect("valid"), None)
+    }
+
+    #[tokio::test]
+    async fn a_raised_stop_starts_nothing_and_an_unraised_one_changes_nothing() {
+        let stop = Stop::new();
+        let mut measured = 0;
+        run_until_stopped(loopback_config(), tcp_jobs_to_a_closed_port(3), 2, ResidualPolicy::default(), &stop, |_| {
+            measured += 1
+        })
+        .await;
+        assert_eq!(measured, 3);
+        stop.stop();
+        let mut after = 0;
+        run_until_stopped(loopback_config(), tcp_jobs_to_a_closed_port(3), 2, ResidualPolicy::default(), &stop, |_| after += 1)
+            .await;
+        assert_eq!(after, 0);
+    }
+
     #[test]
     fn ip_blocks_and_other_verdicts_taint_nothing() {
         let mut penalties = Penalties::default();

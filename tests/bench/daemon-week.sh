@@ -45,8 +45,8 @@ sample() {
     hwm=$(awk '/^VmHWM/ {print $2}' "/proc/$daemon/status")
     fds=$(find "/proc/$daemon/fd" -mindepth 1 -maxdepth 1 | wc -l)
     cpu=$(awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$daemon/stat")
-    accepted=$(sed -n 's/.*"accepted": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1)
-    pending=$(sed -n 's/.*"spool_pending": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1)
+    accepted=$(sed -n 's/.*"accepted": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1 || true)
+    pending=$(sed -n 's/.*"spool_pending": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1 || true)
     printf '%6d %8.1f %10s %8s %8d %8d %4d %9s\n' "$1" "$(echo "$1 / ($interval * 24)" | bc -l)" \
         "${accepted:-0}" "${pending:-0}" "$rss" "$hwm" "$fds" "$cpu"
 }

@@ -330,7 +330,11 @@ impl Daemon {
         let limits = self.settings.limits;
         let mut admitted = Vec::with_capacity(jobs.len());
         for job in jobs {
-            match self.state.budget.usage.admit(limits, now.timestamp_millis(), budget::estimated_bytes(job.test, job.target.trials)) {
+            match self.state.budget.usage.admit(
+                limits,
+                now.timestamp_millis(),
+                budget::estimated_bytes(job.test, job.target.trials),
+            ) {
                 Admit::Go => admitted.push(job),
                 Admit::OverBytes => self.state.record_skip(&job.target.name, job.test, now, "daily byte budget spent"),
                 Admit::OverRate => self.state.record_skip(&job.target.name, job.test, now, "hourly measurement cap reached"),
@@ -451,4 +455,47 @@ fn clocks() -> Clocks {
     static START: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
     let start = *START.get_or_init(Instant::now);
     Clocks { wall_ms: wall_ms(), mono_ms: millis(Instant::now().saturating_duration_since(start)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_engine::targets;
+
+    fn plan() -> Plan {
+        let text = "[[target]]\nname='a'\ndomain='a.example'\ntests=['dns','tls']\n\
+                    [[target]]\nname='b'\ndomain='b.example'\ntests=['quic']\n";
+        Plan {
+            targets: targets::parse(text, "t").expect("valid"),
+            interval: Duration::from_secs(60),
+            list_version: None,
+            list_signer: None,
+        }
+    }
+
+    fn names(jobs: &[Job]) -> Vec<(String, TestKind)> {
+        jobs.iter().map(|j| (j.target.name.clone(), j.test)).collect()
+    }
+
+    #[test]
+    fn a_tick_becomes_every_test_of_due_targets_and_the_due_retests() {
+        let due = |targets: &[&str], retests: &[(&str, TestKind)]| slots::Due {
+            targets: targets.iter().map(|s| s.to_string()).collect(),
+            retests: retests.iter().map(|(n, t)| (n.to_string(), *t)).collect(),
+            jumped_ms: None,
+        };
+        let a = |t| ("a".to_string(), t);
+        // (due, only these tests, expected jobs)
+        let table: Vec<(slots::Due, Option<Vec<TestKind>>, Vec<(String, TestKind)>)> = vec![
+            (due(&["a"], &[]), None, vec![a(TestKind::Dns), a(TestKind::Tls)]),
+            (due(&["a"], &[]), Some(vec![TestKind::Tls]), vec![a(TestKind::Tls)]),
+            (due(&[], &[("b", TestKind::Quic)]), None, vec![("b".to_string(), TestKind::Quic)]),
+            // A re-test of a target or a test the plan no longer has is dropped.
+            (due(&[], &[("gone", TestKind::Tls), ("b", TestKind::Tls)]), None, vec![]),
+            (due(&["unknown"], &[]), None, vec![]),
+        ];
+        for (due, only, expected) in table {
+            assert_eq!(names(&jobs_for(&plan(), &due, only.as_deref())), expected, "{due:?} {only:?}");
+        }
+    }
 }
