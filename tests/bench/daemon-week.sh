@@ -68,4 +68,4 @@ wait "$daemon" && code=0 || code=$?
 daemon=
 echo "SIGTERM: exit $code"
 echo "measurements: $(ip netns exec "$(awk '$2 == "helper" {print $1; exit}' "$work/up.log")" \
-    curl -s "$(grep -o 'collector http://[^ ]*' "$work/up.log" | head -1 | cut -d' ' -f2)/api/v1/measurements" | grep -c '^{') at the collector"
+    curl -s "$(grep -o 'collector http://[^ ]*' "$work/up.log" | head -1 | cut -d' ' -f2)/api/v1/measurements?limit=100000" | grep -c '^{') at the collector"

@@ -11,7 +11,8 @@
 //!    address; names resolved again for every batch, so a network change is followed), each
 //!    measurement appended and synced to the spool as it finishes; a residual suspect gets a
 //!    re-test after the residual window;
-//! 7. upload the spool unless the collector asked to wait (`Retry-After`) or a back-off runs;
+//! 7. upload the spool — at most once a minute (or once an interval, if shorter) unless a full
+//!    batch waits, and never while the collector's `Retry-After` or a back-off runs;
 //! 8. write the state file, and sleep until the next slot (at most [`MAX_NAP`], so a jump is
 //!    noticed soon after it happens).
 //!
@@ -46,7 +47,7 @@ use crate::cli::{self, ConfigError, RunArgs};
 use crate::identity;
 use crate::report;
 use crate::spool::Spool;
-use crate::upload::{Fault, Uploader};
+use crate::upload::{BATCH_LINES, Fault, Uploader};
 
 pub use plan::{FlagsPlan, Plan, PlanSource};
 
@@ -61,6 +62,8 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 21_600;
 pub const MAX_NAP: Duration = Duration::from_secs(30);
 /// Slack added to the residual window before a suspect is re-tested.
 const RETEST_SLACK: Duration = Duration::from_secs(5);
+/// The least time between two routine uploads: one POST a minute however many small batches ran.
+const UPLOAD_SPACING: Duration = Duration::from_secs(60);
 /// Waits after a failed upload that named no `Retry-After`: doubling from the first to the last.
 const UPLOAD_BACKOFF: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(3_600));
 
@@ -225,12 +228,15 @@ pub async fn serve(
         uploader,
         state_path,
         upload_after: None,
+        next_routine_upload: None,
         backoff: UPLOAD_BACKOFF.0,
         shutdown,
     };
     daemon.state.spool_pending = waiting(&daemon.spool);
     daemon.follow(&plan);
-    daemon.upload().await;
+    if daemon.upload_due() {
+        daemon.upload().await;
+    }
     daemon.save();
     let mut next_plan = Instant::now() + plan.interval;
     while !daemon.shutdown.is_raised() {
@@ -253,13 +259,14 @@ pub async fn serve(
         let jobs = jobs_for(&plan, &due, daemon.settings.only_tests.as_deref());
         if !jobs.is_empty() {
             daemon.batch(jobs).await?;
-            daemon.upload().await;
-        } else if daemon.upload_may_run() && daemon.state.spool_pending > 0 {
+        }
+        if daemon.upload_due() {
             daemon.upload().await;
         }
         daemon.save();
         let until_due = daemon.slots.next_due().map(|at| Duration::from_millis((at - wall_ms()).max(0) as u64));
-        let nap = [Some(MAX_NAP), until_due, Some(next_plan.saturating_duration_since(Instant::now()))]
+        let until_upload = daemon.upload_wakes_at().map(|at| at.saturating_duration_since(Instant::now()));
+        let nap = [Some(MAX_NAP), until_due, until_upload, Some(next_plan.saturating_duration_since(Instant::now()))]
             .into_iter()
             .flatten()
             .min()
@@ -297,6 +304,8 @@ struct Daemon {
     slots: Slots,
     /// No upload before this (monotonic): `Retry-After` or the back-off.
     upload_after: Option<Instant>,
+    /// No routine upload before this (monotonic): small batches are sent together.
+    next_routine_upload: Option<Instant>,
     backoff: Duration,
     shutdown: Shutdown,
 }
@@ -379,16 +388,31 @@ impl Daemon {
         Ok(())
     }
 
-    fn upload_may_run(&self) -> bool {
-        self.upload_after.is_none_or(|at| Instant::now() >= at)
+    /// Whether to upload now: something waits, the collector's wait (or the back-off) is over,
+    /// and the routine spacing has passed or a full batch waits.
+    fn upload_due(&self) -> bool {
+        let now = Instant::now();
+        let waited = self.upload_after.is_none_or(|at| now >= at);
+        let routine = self.next_routine_upload.is_none_or(|at| now >= at) || self.state.spool_pending >= BATCH_LINES;
+        self.state.spool_pending > 0 && waited && routine
     }
 
-    /// Deliver the spool, unless a wait is running; a stop cuts the upload short (what was not
+    /// When an upload will be due, if something waits.
+    fn upload_wakes_at(&self) -> Option<Instant> {
+        (self.state.spool_pending > 0).then(|| self.upload_after.into_iter().chain(self.next_routine_upload).max()).flatten()
+    }
+
+    fn upload_spacing(&self) -> Duration {
+        UPLOAD_SPACING.min(Duration::from_secs(self.state.interval_secs.max(1)))
+    }
+
+    /// Deliver the spool; a stop cuts the upload short (what was not
     /// acknowledged stays in the spool).
     async fn upload(&mut self) {
-        if !self.upload_may_run() || self.shutdown.is_raised() {
+        if self.shutdown.is_raised() {
             return;
         }
+        self.next_routine_upload = Some(Instant::now() + self.upload_spacing());
         let mut rx = self.shutdown.tx.subscribe();
         let report = tokio::select! {
             report = self.uploader.flush(&self.spool) => report,
