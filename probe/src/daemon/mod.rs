@@ -510,7 +510,8 @@ mod tests {
         };
         let a = |t| ("a".to_string(), t);
         // (due, only these tests, expected jobs)
-        let table: Vec<(slots::Due, Option<Vec<TestKind>>, Vec<(String, TestKind)>)> = vec![
+        type Case = (slots::Due, Option<Vec<TestKind>>, Vec<(String, TestKind)>);
+        let table: Vec<Case> = vec![
             (due(&["a"], &[]), None, vec![a(TestKind::Dns), a(TestKind::Tls)]),
             (due(&["a"], &[]), Some(vec![TestKind::Tls]), vec![a(TestKind::Tls)]),
             (due(&[], &[("b", TestKind::Quic)]), None, vec![("b".to_string(), TestKind::Quic)]),
