@@ -2,11 +2,13 @@
 //!
 //! Today it asks only whether there is a route at all ([`crate::netcheck`]). The network-sanity
 //! check (a VPN or tunnel holding the default route, a changed network) replaces the body of
-//! [`before_batch`]; the daemon already pauses on [`Gate::Pause`] and records the reason.
+//! [`before_batch`]; the daemon already pauses on [`Gate::Pause`] (and records the reason) and
+//! labels a batch on [`Gate::Tag`].
 
 use std::net::IpAddr;
 
 use vantage_engine::targets::TargetSpec;
+use vantage_measurement::NetworkType;
 
 use crate::netcheck;
 
@@ -15,6 +17,9 @@ use crate::netcheck;
 pub enum Gate {
     /// Measure.
     Go,
+    /// Measure, but label this batch's measurements with this network type (a VPN that the
+    /// volunteer chose to measure through: `on_vpn = "tag"`).
+    Tag(NetworkType),
     /// Don't measure now; the reason goes to the state file (no addresses in it).
     Pause(String),
 }

@@ -3,7 +3,8 @@
 //! The loop, in order, each time it wakes:
 //! 1. read both clocks; a disagreement is a clock jump or a suspend, and the timetable is remade
 //!    from now ([`slots`]) instead of firing every missed slot at once;
-//! 2. once per interval, ask the [`PlanSource`] for the plan (an error keeps the last one);
+//! 2. once an interval (at least hourly: a kill switch in a signed list should not wait six
+//!    hours), ask the [`PlanSource`] for the plan (an error keeps the last one);
 //! 3. take the targets whose slot came, and the residual suspects whose re-test is due;
 //! 4. ask the network gate ([`gate::before_batch`]) — no network, or later a VPN, pauses;
 //! 5. charge each measurement to the budget ([`budget`]) or skip it, and say so in the state;
@@ -62,6 +63,8 @@ pub const DEFAULT_INTERVAL_SECS: u64 = 21_600;
 pub const MAX_NAP: Duration = Duration::from_secs(30);
 /// Slack added to the residual window before a suspect is re-tested.
 const RETEST_SLACK: Duration = Duration::from_secs(5);
+/// The longest the daemon follows a plan without asking its source again.
+const PLAN_REFRESH_MAX: Duration = Duration::from_secs(3_600);
 /// The least time between two routine uploads: one POST a minute however many small batches ran.
 const UPLOAD_SPACING: Duration = Duration::from_secs(60);
 /// Waits after a failed upload that named no `Retry-After`: doubling from the first to the last.
@@ -238,7 +241,7 @@ pub async fn serve(
         daemon.upload().await;
     }
     daemon.save();
-    let mut next_plan = Instant::now() + plan.interval;
+    let mut next_plan = Instant::now() + plan.interval.min(PLAN_REFRESH_MAX);
     while !daemon.shutdown.is_raised() {
         if Instant::now() >= next_plan {
             match source.plan().await {
@@ -246,7 +249,7 @@ pub async fn serve(
                 Err(e) => tracing::warn!("keeping the last plan: {e:#}"),
             }
             daemon.follow(&plan);
-            next_plan = Instant::now() + plan.interval;
+            next_plan = Instant::now() + plan.interval.min(PLAN_REFRESH_MAX);
         }
         let due = daemon.slots.tick(clocks());
         if let Some(jump) = due.jumped_ms {
@@ -325,8 +328,13 @@ impl Daemon {
     async fn batch(&mut self, jobs: Vec<Job>) -> anyhow::Result<()> {
         let now = Utc::now();
         let targets: Vec<_> = jobs.iter().map(|j| j.target.clone()).collect();
-        match gate::before_batch(&targets) {
-            gate::Gate::Go => self.state.paused = None,
+        let cfg = match gate::before_batch(&targets) {
+            gate::Gate::Go => self.cfg.clone(),
+            gate::Gate::Tag(network_type) => {
+                let mut tagged = (*self.cfg).clone();
+                tagged.probe.network_type = Some(network_type);
+                Arc::new(tagged)
+            }
             gate::Gate::Pause(why) => {
                 tracing::info!("not measuring: {why}");
                 for job in &jobs {
@@ -335,7 +343,8 @@ impl Daemon {
                 self.state.paused = Some(why);
                 return Ok(());
             }
-        }
+        };
+        self.state.paused = None;
         let limits = self.settings.limits;
         let mut admitted = Vec::with_capacity(jobs.len());
         for job in jobs {
@@ -359,7 +368,7 @@ impl Daemon {
         let (state, json) = (&mut self.state, self.settings.json);
         let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
         let concurrency = self.settings.concurrency;
-        schedule::run_until_stopped(self.cfg.clone(), admitted, concurrency, residual, &self.shutdown.stop, |m| {
+        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, |m| {
             match writer.append(&m) {
                 Ok(()) => spooled += 1,
                 Err(e) => {

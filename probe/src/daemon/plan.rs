@@ -21,8 +21,9 @@ pub struct Plan {
     pub list_signer: Option<String>,
 }
 
-/// Where plans come from. Asked once at start and then once per interval; an error keeps the
-/// previous plan (the daemon works through a collector outage on what it has).
+/// Where plans come from. Asked once at start and then once an interval, at least hourly; an
+/// error keeps the previous plan (the daemon works through a collector outage on what it has).
+/// Targets that stay on a new plan keep their slots.
 pub trait PlanSource {
     /// The plan to follow now.
     fn plan(&mut self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
