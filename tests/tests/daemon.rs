@@ -63,7 +63,7 @@ impl World {
     }
 
     /// Start the daemon uploading to `collector`, with flags that keep every query on loopback.
-    fn daemon(&self, collector: &str) -> anyhow::Result<Daemon> {
+    fn daemon(&self, collector: &str, extra: &[&str]) -> anyhow::Result<Daemon> {
         let ca = self.dir.path().join("ca.pem");
         let mut child = Command::new(bin("vantage-probe")?)
             .args(["daemon", "--json", "--no-helper", "--doh", "off", "--no-system-resolver", "--dns-linger-ms", "200"])
@@ -76,6 +76,7 @@ impl World {
             .arg(ca)
             .arg("--data-dir")
             .arg(self.data_dir())
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -176,7 +177,7 @@ fn status_json(data_dir: &Path) -> anyhow::Result<Value> {
 async fn the_daemon_measures_on_schedule_and_uploads_as_it_goes() -> anyhow::Result<()> {
     let world = World::new().await?;
     let collector = Collector::start(&[])?;
-    let daemon = world.daemon(&collector.url)?;
+    let daemon = world.daemon(&collector.url, &[])?;
 
     // Three cycles of every test reach the collector while the daemon runs.
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -226,7 +227,7 @@ async fn sigterm_mid_cycle_loses_nothing_and_the_next_start_uploads_it() -> anyh
     let world = World::new().await?;
     // The collector is away (a closed port): everything stays in the spool.
     let closed = TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let daemon = world.daemon(&format!("http://{closed}"))?;
+    let daemon = world.daemon(&format!("http://{closed}"), &[])?;
     daemon.wait_printed(8)?;
     let (exit, printed) = daemon.terminate()?;
     assert!(exit.success(), "exit 0 on SIGTERM: {exit:?}");
@@ -248,7 +249,7 @@ async fn sigterm_mid_cycle_loses_nothing_and_the_next_start_uploads_it() -> anyh
 
     // The collector is back: the next start delivers the spool before anything else.
     let collector = Collector::start(&[])?;
-    let daemon = world.daemon(&collector.url)?;
+    let daemon = world.daemon(&collector.url, &[])?;
     let wanted = ids(&printed);
     let deadline = Instant::now() + Duration::from_secs(60);
     while !wanted.is_subset(&ids(&stored(&collector).await?)) {
@@ -257,5 +258,34 @@ async fn sigterm_mid_cycle_loses_nothing_and_the_next_start_uploads_it() -> anyh
     }
     let (exit, _) = daemon.terminate()?;
     assert!(exit.success());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_spent_budget_skips_measurements_and_status_says_so() -> anyhow::Result<()> {
+    let world = World::new().await?;
+    let collector = Collector::start(&[])?;
+    // One byte a day: no measurement fits, whatever the time of day.
+    let daemon = world.daemon(&collector.url, &["--daily-bytes", "1"])?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = status_json(&world.data_dir()).unwrap_or_default();
+        // Every test of every target was due once and skipped.
+        if status["results"].as_object().is_some_and(|r| r.len() == 5) {
+            break status;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no skips recorded in 60 s: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for (key, result) in status["results"].as_object().context("results")? {
+        assert_eq!(result["skipped"], "daily byte budget spent", "{key}");
+        assert!(result["status"].is_null(), "{key} never ran");
+    }
+    assert!(status["budget"]["usage"]["skipped"].as_u64().is_some_and(|n| n >= 5), "{status}");
+    assert_eq!(status["budget"]["usage"]["bytes"], 0);
+    let (exit, printed) = daemon.terminate()?;
+    assert!(exit.success());
+    assert!(printed.is_empty(), "nothing measured: {printed:?}");
+    assert!(stored(&collector).await?.is_empty());
     Ok(())
 }
