@@ -41,7 +41,7 @@ use clap::Args;
 use tokio::sync::watch;
 use tokio::time::Instant;
 use vantage_engine::measure::MeasureConfig;
-use vantage_engine::schedule::{self, Job, ResidualPolicy, Retest, Stop};
+use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest, Stop};
 use vantage_measurement::{Mechanism, TestKind};
 
 use crate::cli::{self, ConfigError, RunArgs};
@@ -234,6 +234,7 @@ pub async fn serve(
         next_routine_upload: None,
         backoff: UPLOAD_BACKOFF.0,
         shutdown,
+        penalties: PenaltyBook::default(),
     };
     daemon.state.spool_pending = waiting(&daemon.spool);
     daemon.follow(&plan);
@@ -311,6 +312,9 @@ struct Daemon {
     next_routine_upload: Option<Instant>,
     backoff: Duration,
     shutdown: Shutdown,
+    /// Residual penalties carried from batch to batch: targets sharing a server sit in
+    /// different slots, and a trigger in one batch must still taint the server in the next.
+    penalties: PenaltyBook,
 }
 
 impl Daemon {
@@ -368,7 +372,7 @@ impl Daemon {
         let (state, json) = (&mut self.state, self.settings.json);
         let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
         let concurrency = self.settings.concurrency;
-        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, |m| {
+        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |m| {
             match writer.append(&m) {
                 Ok(()) => spooled += 1,
                 Err(e) => {
