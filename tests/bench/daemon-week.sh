@@ -47,7 +47,7 @@ sample() {
     cpu=$(awk -v t="$ticks" '{printf "%.2f", ($14 + $15) / t}' "/proc/$daemon/stat")
     accepted=$(sed -n 's/.*"accepted": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1 || true)
     pending=$(sed -n 's/.*"spool_pending": \([0-9]*\).*/\1/p' "$data_dir/daemon-state.json" 2>/dev/null | head -1 || true)
-    printf '%6d %8.1f %10s %8s %8d %8d %4d %9s\n' "$1" "$(echo "$1 / ($interval * 24)" | bc -l)" \
+    printf '%6d %8.1f %10s %8s %8d %8d %4d %9s\n' "$1" "$(awk -v s="$1" -v i="$interval" 'BEGIN {print s / (i * 24)}')" \
         "${accepted:-0}" "${pending:-0}" "$rss" "$hwm" "$fds" "$cpu"
 }
 
