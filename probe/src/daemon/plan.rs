@@ -26,7 +26,7 @@ pub struct Plan {
 /// Targets that stay on a new plan keep their slots.
 pub trait PlanSource {
     /// The plan to follow now.
-    fn plan(&mut self) -> impl Future<Output = anyhow::Result<Plan>> + Send;
+    fn plan(&mut self) -> impl Future<Output = anyhow::Result<Plan>>;
 }
 
 /// The plan from the command line: a targets file (read again each time, so an edited file is
