@@ -14,7 +14,7 @@
 //!    re-test after the residual window;
 //! 7. upload the spool — at most once a minute (or once an interval, if shorter) unless a full
 //!    batch waits, and never while the collector's `Retry-After` or a back-off runs;
-//! 8. write the state file, and sleep until the next slot (at most [`MAX_NAP`], so a jump is
+//! 8. write the state file (at most once a minute), and sleep until the next slot (at most [`MAX_NAP`], so a jump is
 //!    noticed soon after it happens).
 //!
 //! Batches never overlap, so no server is measured twice at once across batches either.
@@ -65,6 +65,8 @@ pub const MAX_NAP: Duration = Duration::from_secs(30);
 const RETEST_SLACK: Duration = Duration::from_secs(5);
 /// The longest the daemon follows a plan without asking its source again.
 const PLAN_REFRESH_MAX: Duration = Duration::from_secs(3_600);
+/// The least time between two routine writes of the state file.
+const STATE_SPACING: Duration = Duration::from_secs(60);
 /// The least time between two routine uploads: one POST a minute however many small batches ran.
 const UPLOAD_SPACING: Duration = Duration::from_secs(60);
 /// Waits after a failed upload that named no `Retry-After`: doubling from the first to the last.
@@ -235,13 +237,14 @@ pub async fn serve(
         backoff: UPLOAD_BACKOFF.0,
         shutdown,
         penalties: PenaltyBook::default(),
+        last_save: None,
     };
     daemon.state.spool_pending = waiting(&daemon.spool);
     daemon.follow(&plan);
     if daemon.upload_due() {
         daemon.upload().await;
     }
-    daemon.save();
+    daemon.save(true);
     let mut next_plan = Instant::now() + plan.interval.min(PLAN_REFRESH_MAX);
     while !daemon.shutdown.is_raised() {
         if Instant::now() >= next_plan {
@@ -267,7 +270,7 @@ pub async fn serve(
         if daemon.upload_due() {
             daemon.upload().await;
         }
-        daemon.save();
+        daemon.save(false);
         let until_due = daemon.slots.next_due().map(|at| Duration::from_millis((at - wall_ms()).max(0) as u64));
         let until_upload = daemon.upload_wakes_at().map(|at| at.saturating_duration_since(Instant::now()));
         let nap = [Some(MAX_NAP), until_due, until_upload, Some(next_plan.saturating_duration_since(Instant::now()))]
@@ -278,7 +281,7 @@ pub async fn serve(
         daemon.shutdown.nap(nap.max(Duration::from_millis(50))).await;
     }
     daemon.state.running = false;
-    daemon.save();
+    daemon.save(true);
     tracing::info!("stopped; {} measurement(s) wait in the spool", daemon.state.spool_pending);
     Ok(())
 }
@@ -315,6 +318,7 @@ struct Daemon {
     /// Residual penalties carried from batch to batch: targets sharing a server sit in
     /// different slots, and a trigger in one batch must still taint the server in the next.
     penalties: PenaltyBook,
+    last_save: Option<Instant>,
 }
 
 impl Daemon {
@@ -460,7 +464,14 @@ impl Daemon {
         }
     }
 
-    fn save(&mut self) {
+    /// Write the state file: when `forced` (start, stop), else at most once per [`STATE_SPACING`]
+    /// (or per interval, if shorter), so a long list does not rewrite a large file every batch.
+    fn save(&mut self, forced: bool) {
+        let spacing = STATE_SPACING.min(Duration::from_secs(self.state.interval_secs.max(1)));
+        if !forced && self.last_save.is_some_and(|at| at.elapsed() < spacing) {
+            return;
+        }
+        self.last_save = Some(Instant::now());
         self.state.written_at = Some(Utc::now());
         self.state.next_runs = self.slots.upcoming().filter_map(|(name, at)| Some((name.to_string(), utc(at)?))).collect();
         if let Err(e) = state::write(&self.state_path, &self.state) {

@@ -2,7 +2,7 @@
 //! up again (today's budget, the last results).
 //!
 //! `daemon-state.json` in the data directory, rewritten atomically (a temporary file, synced, then
-//! renamed over the old one) after every batch, so a reader never sees half a file and a crash
+//! renamed over the old one) at start, at most once a minute, and at stop, so a reader never sees half a file and a crash
 //! never leaves none. It names targets by their list name and never holds an address, a hostname
 //! or anything about the volunteer's network.
 
