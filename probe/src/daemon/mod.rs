@@ -446,13 +446,7 @@ impl Daemon {
                 self.backoff = UPLOAD_BACKOFF.0;
             }
             Some(e) => {
-                // The collector's own word wins; otherwise back off, doubling, so a collector that
-                // is down (or a setup it refuses) is not hammered every batch.
-                let wait = e.retry_after().unwrap_or_else(|| {
-                    let wait = self.backoff;
-                    self.backoff = (self.backoff * 2).min(UPLOAD_BACKOFF.1);
-                    wait
-                });
+                let wait = wait_after_failure(e.retry_after(), &mut self.backoff);
                 if e.fault() == Fault::Setup {
                     tracing::error!("the collector refuses this probe's uploads; check the collector URL and key: {e}");
                 }
@@ -478,6 +472,17 @@ impl Daemon {
             tracing::warn!("{e}");
         }
     }
+}
+
+/// How long to wait after a failed upload: the collector's `Retry-After` when it gave one;
+/// otherwise the back-off, which then doubles up to its cap, so a collector that is down (or a
+/// setup it refuses) is not asked again after every batch.
+fn wait_after_failure(retry_after: Option<Duration>, backoff: &mut Duration) -> Duration {
+    retry_after.unwrap_or_else(|| {
+        let wait = *backoff;
+        *backoff = (*backoff * 2).min(UPLOAD_BACKOFF.1);
+        wait
+    })
 }
 
 /// Measurements in the spool's files (those a crash or a stop left too).
@@ -523,6 +528,29 @@ mod tests {
 
     fn names(jobs: &[Job]) -> Vec<(String, TestKind)> {
         jobs.iter().map(|j| (j.target.name.clone(), j.test)).collect()
+    }
+
+    #[test]
+    fn the_collectors_retry_after_wins_and_otherwise_the_back_off_doubles_to_its_cap() {
+        let secs = Duration::from_secs;
+        let mut backoff = UPLOAD_BACKOFF.0;
+        // (Retry-After, expected wait)
+        let table = [
+            (None, secs(30)),
+            (None, secs(60)),
+            (Some(secs(7)), secs(7)), // the collector's word, and the back-off stays where it was
+            (None, secs(120)),
+            (Some(secs(7_200)), secs(7_200)), // even when longer than our cap
+            (None, secs(240)),
+            (None, secs(480)),
+            (None, secs(960)),
+            (None, secs(1_920)),
+            (None, secs(3_600)),
+            (None, secs(3_600)),
+        ];
+        for (i, (retry_after, expected)) in table.into_iter().enumerate() {
+            assert_eq!(wait_after_failure(retry_after, &mut backoff), expected, "failure {i}");
+        }
     }
 
     #[test]
