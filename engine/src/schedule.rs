@@ -19,12 +19,17 @@
 //!   (`control_port`), so the target's trigger can't reach it. IP blocks don't taint: a bare SYN
 //!   triggers no content censor.
 //!
+//! A caller that measures a few targets at a time (the daemon) carries live penalties from run to
+//! run in a [`PenaltyBook`], so a trigger in one run still taints its server in the next, and a
+//! [`Stop`] ends a run early without cutting a measurement short.
+//!
 //! Address groups are visited in shuffled order so that order effects average out across runs.
 //! Concurrency is bounded: a volunteer's uplink and the censor's flow tables are not ours to flood.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -74,6 +79,29 @@ impl Default for ResidualPolicy {
     }
 }
 
+/// A request to stop starting work, shared between whoever asks (a signal handler) and a
+/// running [`run_until_stopped`]: measurements already running finish, each within its own
+/// timeouts, and no new one starts.
+#[derive(Clone, Debug, Default)]
+pub struct Stop(Arc<AtomicBool>);
+
+impl Stop {
+    /// A flag nobody has raised yet.
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Ask the run to stop starting work.
+    pub fn stop(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether a stop was asked for.
+    pub fn is_stopped(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
 /// Expand targets into jobs (only the tests in `only`, if given), shuffled.
 pub fn plan(targets: &[TargetSpec], only: Option<&[TestKind]>) -> Vec<Job> {
     plan_owned(targets.to_vec(), only)
@@ -99,6 +127,50 @@ pub async fn run(
     jobs: Vec<Job>,
     concurrency: usize,
     residual: ResidualPolicy,
+    on_done: impl FnMut(Measurement),
+) {
+    run_until_stopped(cfg, jobs, concurrency, residual, &Stop::new(), &PenaltyBook::default(), on_done).await
+}
+
+/// Residual penalties that outlive one run, for a caller that runs many (the daemon measures a
+/// few targets at a time): a trigger in one run still taints its server in the next, until the
+/// window lapses. Only live penalties are kept.
+#[derive(Debug, Default)]
+pub struct PenaltyBook(std::sync::Mutex<HashMap<String, Penalties>>);
+
+impl PenaltyBook {
+    fn take(&self, server: &str) -> Penalties {
+        self.0.lock().map(|mut book| book.remove(server).unwrap_or_default()).unwrap_or_default()
+    }
+
+    fn keep(&self, server: String, penalties: Penalties, now: Instant) {
+        if penalties.lapses_at().is_some_and(|lapse| lapse > now)
+            && let Ok(mut book) = self.0.lock()
+        {
+            book.insert(server, penalties);
+        }
+    }
+
+    /// Servers with a live penalty.
+    pub fn len(&self) -> usize {
+        self.0.lock().map(|book| book.len()).unwrap_or(0)
+    }
+
+    /// Whether no server has a live penalty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// [`run`], until `stop` is raised: from then on no measurement starts (and no re-test), those
+/// in flight finish and are handed to `on_done`. Penalties start from `book` and go back to it.
+pub async fn run_until_stopped(
+    cfg: Arc<MeasureConfig>,
+    jobs: Vec<Job>,
+    concurrency: usize,
+    residual: ResidualPolicy,
+    stop: &Stop,
+    book: &PenaltyBook,
     mut on_done: impl FnMut(Measurement),
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -106,26 +178,44 @@ pub async fn run(
     let producer = async move {
         let concurrency = concurrency.max(1);
         let resolved = resolve_names(&cfg, &jobs, concurrency).await;
-        let groups = by_server(jobs, &resolved);
-        let run_all = |groups: Vec<Vec<Job>>, penalties: Vec<Penalties>| {
+        let groups: Vec<Group> = by_server(jobs, &resolved)
+            .into_iter()
+            .map(|(server, jobs)| Group { penalties: book.take(&server), server, jobs })
+            .collect();
+        let run_all = |groups: Vec<Group>| {
             let (cfg, resolved, tx) = (&cfg, &resolved, &tx);
-            futures::stream::iter(groups.into_iter().zip(penalties))
-                .map(move |(group, penalties)| run_group(cfg, resolved, group, penalties, residual.window, tx.clone()))
+            futures::stream::iter(groups)
+                .map(move |Group { server, jobs, penalties }| async move {
+                    let (jobs, penalties) = run_group(cfg, resolved, jobs, penalties, residual.window, stop, tx.clone()).await;
+                    Group { server, jobs, penalties }
+                })
                 .buffer_unordered(concurrency)
                 .collect::<Vec<_>>()
         };
-        let fresh = groups.iter().map(|_| Penalties::default()).collect();
-        let outcomes = run_all(groups, fresh).await;
-        let Retest::Within(patience) = residual.retest else { return };
-        let (suspects, penalties): (Vec<Vec<Job>>, Vec<Penalties>) =
-            outcomes.into_iter().filter(|(suspects, _)| !suspects.is_empty()).unzip();
-        let Some(lapse) = penalties.iter().filter_map(Penalties::lapses_at).max() else { return };
-        if lapse.saturating_duration_since(Instant::now()) > patience {
-            tracing::info!("residual suspects not re-tested: the penalties outlast --retest-residual");
-            return;
+        // What comes back from a run is each server's residual suspects, with its penalties.
+        let (suspects, settled): (Vec<Group>, Vec<Group>) = run_all(groups).await.into_iter().partition(|g| !g.jobs.is_empty());
+        for group in settled {
+            book.keep(group.server, group.penalties, Instant::now());
         }
-        tokio::time::sleep_until(lapse).await;
-        run_all(suspects, penalties).await;
+        let lapse = suspects.iter().filter_map(|g| g.penalties.lapses_at()).max();
+        let retest_at = match (residual.retest, lapse) {
+            (Retest::Within(patience), Some(lapse)) if lapse.saturating_duration_since(Instant::now()) <= patience => Some(lapse),
+            (Retest::Within(_), Some(_)) => {
+                tracing::info!("residual suspects not re-tested: the penalties outlast --retest-residual");
+                None
+            }
+            _ => None,
+        };
+        let suspects = match retest_at {
+            Some(lapse) => {
+                tokio::time::sleep_until(lapse).await;
+                if stop.is_stopped() { suspects } else { run_all(suspects).await }
+            }
+            None => suspects,
+        };
+        for group in suspects {
+            book.keep(group.server, group.penalties, Instant::now());
+        }
     };
     let consumer = async {
         while let Some(m) = rx.recv().await {
@@ -155,10 +245,14 @@ async fn run_group(
     group: Vec<Job>,
     mut penalties: Penalties,
     window: Duration,
+    stop: &Stop,
     tx: UnboundedSender<Measurement>,
 ) -> (Vec<Job>, Penalties) {
     let mut suspects = Vec::new();
     for job in group {
+        if stop.is_stopped() {
+            break;
+        }
         let endpoint = transport(job.test, &job.target).map(|transport| (transport, job.target.port));
         let taint = endpoint.and_then(|e| penalties.taint(e, Instant::now()));
         let m = measure(cfg, &job.target, job.test, resolved.get(&job.target.name), taint.as_ref()).await;
@@ -173,9 +267,16 @@ async fn run_group(
     (suspects, penalties)
 }
 
+/// One server's jobs (or, after a run, its residual suspects) and its penalties.
+struct Group {
+    server: String,
+    jobs: Vec<Job>,
+    penalties: Penalties,
+}
+
 /// Group jobs by the server they reach: DNS per target, endpoint tests per address (or per name
-/// where it did not resolve). Groups shuffled, jobs in a group in a fixed order.
-fn by_server(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<Vec<Job>> {
+/// where it did not resolve), each with its key. Groups shuffled, jobs in a group in a fixed order.
+fn by_server(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<(String, Vec<Job>)> {
     let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
     for job in jobs {
         let address: Option<IpAddr> = job.target.address.or_else(|| resolved.get(&job.target.name).and_then(|r| r.address));
@@ -186,8 +287,8 @@ fn by_server(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<Vec<Jo
         };
         groups.entry(key).or_default().push(job);
     }
-    let mut groups: Vec<Vec<Job>> = groups.into_values().collect();
-    for group in &mut groups {
+    let mut groups: Vec<(String, Vec<Job>)> = groups.into_iter().collect();
+    for (_, group) in &mut groups {
         group.sort_by(|a, b| (a.test, &a.target.name).cmp(&(b.test, &b.target.name)));
     }
     groups.shuffle(&mut rand::rng());
@@ -271,7 +372,7 @@ mod tests {
         )
         .expect("valid");
         let resolved = resolved_to(&[("a", "192.0.2.1"), ("b", "192.0.2.1"), ("c", "192.0.2.9")]);
-        let groups = by_server(plan(&ts, None), &resolved);
+        let groups: Vec<Vec<Job>> = by_server(plan(&ts, None), &resolved).into_iter().map(|(_, g)| g).collect();
         // Two servers (all endpoint tests of a and b on one), and one DNS group per target.
         assert_eq!(groups.len(), 5);
         let shared = groups.iter().find(|g| g.len() == 6).expect("a and b share 192.0.2.1");
@@ -301,6 +402,66 @@ mod tests {
         assert_eq!(penalties.taint((Transport::Udp, 443), later), None, "a TCP penalty says nothing about UDP");
         assert_eq!(penalties.taint((Transport::Tcp, 443), t0 + window), None, "lapsed");
         assert_eq!(penalties.lapses_at(), Some(t0 + window));
+    }
+
+    fn loopback_config() -> Arc<MeasureConfig> {
+        Arc::new(MeasureConfig {
+            anchors: Arc::new(crate::runner::verify::TrustAnchors::webpki_defaults()),
+            timeout: Duration::from_secs(2),
+            helper: None,
+            doh: None,
+            udp_resolver: None,
+            system_resolver: false,
+            dns_blackhole: None,
+            dns_linger: Duration::ZERO,
+            probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
+            bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
+        })
+    }
+
+    fn tcp_jobs_to_a_closed_port(n: usize) -> Vec<Job> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        let text: String = (0..n)
+            .map(|i| format!("[[target]]\nname='t{i}'\ndomain='t{i}.example'\naddress='127.0.0.1'\nport={port}\ntests=['tcp']\n"))
+            .collect();
+        plan(&targets::parse(&text, "t").expect("valid"), None)
+    }
+
+    #[tokio::test]
+    async fn a_raised_stop_starts_nothing_and_an_unraised_one_changes_nothing() {
+        let stop = Stop::new();
+        let book = PenaltyBook::default();
+        let mut measured = 0;
+        run_until_stopped(loopback_config(), tcp_jobs_to_a_closed_port(3), 2, ResidualPolicy::default(), &stop, &book, |_| {
+            measured += 1
+        })
+        .await;
+        assert_eq!(measured, 3);
+        stop.stop();
+        let mut after = 0;
+        run_until_stopped(loopback_config(), tcp_jobs_to_a_closed_port(3), 2, ResidualPolicy::default(), &stop, &book, |_| {
+            after += 1
+        })
+        .await;
+        assert_eq!(after, 0);
+    }
+
+    #[test]
+    fn the_book_carries_live_penalties_from_run_to_run_and_forgets_lapsed_ones() {
+        let book = PenaltyBook::default();
+        let t0 = Instant::now();
+        let trigger = blocked("a", TestKind::Tls, Mechanism::TlsResetAfterClientHello);
+        let mut penalties = book.take("server 192.0.2.1");
+        penalties.record((Transport::Tcp, 443), &trigger, Duration::from_secs(180), t0);
+        book.keep("server 192.0.2.1".into(), penalties, t0);
+        book.keep("server 192.0.2.2".into(), Penalties::default(), t0);
+        assert_eq!(book.len(), 1, "a server without a penalty is not kept");
+        // The next run on that server sees the trigger of the last one.
+        let next = book.take("server 192.0.2.1");
+        let taint = next.taint((Transport::Tcp, 443), t0 + Duration::from_secs(60)).expect("still live");
+        assert_eq!((taint.trigger.as_str(), taint.seconds_ago), ("a tls", 60));
+        book.keep("server 192.0.2.1".into(), next, t0 + Duration::from_secs(181));
+        assert!(book.is_empty(), "lapsed: forgotten");
     }
 
     #[test]

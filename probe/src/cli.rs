@@ -57,6 +57,10 @@ pub enum Command {
     Join(crate::join::JoinArgs),
     /// Ask the collector to delete every measurement this probe's key submitted.
     Forget(crate::forget::ForgetArgs),
+    /// Measure unattended: every target at the interval, within the budgets, uploading as it goes.
+    Daemon(Box<crate::daemon::DaemonArgs>),
+    /// Show what the daemon did: last results, pending spool, budget used, next runs.
+    Status(crate::daemon::status::StatusArgs),
     /// Print the built-in target list in targets-file format.
     Targets,
     /// Print the JSON Schema of a measurement (schema v1).

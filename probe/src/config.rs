@@ -13,7 +13,7 @@
 //! tests = ["tor", "openvpn"]     # never run these, whatever the list says
 //! categories = ["vpn"]           # never run targets of these categories
 //! [daemon]
-//! daily_bytes = 50_000_000
+//! daily_bytes = 15_000_000
 //! max_measurements_per_hour = 600
 //! on_vpn = "pause"               # or "tag"
 //! ```
@@ -44,10 +44,8 @@ pub const CONFIG_ENV: &str = "VANTAGE_CONFIG";
 pub const SYSTEM_CONFIG: &str = "/etc/vantage/probe.toml";
 /// The data directory when running as root.
 pub const SYSTEM_DATA_DIR: &str = "/var/lib/vantage-probe";
-/// Default daily byte budget: about 1.5 GB a month, which a metered line can spare.
-pub const DEFAULT_DAILY_BYTES: u64 = 50_000_000;
-/// Default cap on measurements per hour.
-pub const DEFAULT_MAX_MEASUREMENTS_PER_HOUR: u32 = 600;
+// The budgets' defaults are the daemon's, measured and justified there.
+pub use crate::daemon::budget::{DEFAULT_DAILY_BYTES, DEFAULT_MAX_PER_HOUR as DEFAULT_MAX_MEASUREMENTS_PER_HOUR};
 
 /// The config file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

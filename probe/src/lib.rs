@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod config;
 pub mod consent;
+pub mod daemon;
 pub mod forget;
 pub mod identity;
 pub mod join;

@@ -55,6 +55,8 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Flush(args) => flush(args).await,
         Command::Join(args) => join(args).await,
         Command::Forget(args) => forget(args).await,
+        Command::Daemon(args) => vantage_probe::daemon::run(*args).await.map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => vantage_probe::daemon::status::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Targets => {
             print_targets();
             Ok(ExitCode::SUCCESS)
