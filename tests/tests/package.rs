@@ -158,6 +158,78 @@ fn the_static_probe_resolves_names_without_glibc_nss() {
     assert_eq!(all.len(), 4, "two runs of a dns and a tcp measurement");
 }
 
+/// A network to join: a collector serving a signed list of one loopback target (the first
+/// collector's port), the invitation from the operator's own commands; then `join` as root and the
+/// daemon unit's command as the package's user, until its first cycle reaches the collector.
+fn joined_daemon_measures_the_signed_list(target: &Collector, uid: u32) {
+    let operator = tempfile::tempdir().expect("tempdir");
+    let collector_bin = vantage_tests::procs::bin("vantage-collector").expect("collector binary");
+    let key = operator.path().join("list.key");
+    run_ok(Command::new(&collector_bin).args(["list-key", "new", "--out"]).arg(&key), Duration::from_secs(30));
+    let list = operator.path().join("list.toml");
+    std::fs::write(
+        &list,
+        format!(
+            "[list]\nversion = 1\nexpires_days = 7\ninterval_secs = 60\n\n[[target]]\nname = \"collector-port\"\n\
+             domain = \"collector.vantage.test\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"tcp\"]\n",
+            port_of(target)
+        ),
+    )
+    .expect("list.toml");
+    let signed = operator.path().join("signed.json");
+    run_ok(
+        Command::new(&collector_bin).args(["list", "sign", "--key"]).arg(&key).arg("--list").arg(&list).arg("--out").arg(&signed),
+        Duration::from_secs(30),
+    );
+    let network = Collector::start(&["--signed-list", &signed.display().to_string()]).expect("collector with a list");
+    let invitation = run_ok(
+        Command::new(&collector_bin).args(["invite", "--key"]).arg(&key).args(["--collector", &network.url]),
+        Duration::from_secs(30),
+    );
+    let invitation = invitation.lines().find(|l| l.contains("/join#")).unwrap_or_else(|| panic!("no invitation in {invitation}"));
+
+    // `sudo vantage-probe join …`: the config goes to /etc/vantage, given to the probe's user.
+    let joined = run_ok(
+        Command::new("/usr/bin/vantage-probe").args(["join", invitation, "--accept-risks"]).env_remove("VANTAGE_CONFIG"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        joined.lines().any(|l| l.starts_with("List: version 1, signed by list-key:")),
+        "join's summary names the list version:\n{joined}"
+    );
+    let config = std::fs::metadata(Path::new(CONFIG_DIR).join("probe.toml")).expect("join wrote /etc/vantage/probe.toml");
+    assert_eq!((config.uid(), config.mode() & 0o777), (uid, 0o600), "the config is the probe user's alone");
+
+    let unit = UnitCommand::from_unit(&Path::new(UNIT_DIR).join("vantage-probe-daemon.service"));
+    assert_eq!(unit.user, USER, "the daemon runs as the package's user");
+    let mut daemon = unit.spawn(&[("VANTAGE_DOH", "off"), ("VANTAGE_RESOLVER", "off")]);
+    // The target's slot falls somewhere in the list's 60-second interval; a first batch is
+    // uploaded as soon as it is measured.
+    let deadline = Instant::now() + Duration::from_secs(150);
+    while stored(&network).is_empty() && Instant::now() < deadline && daemon.try_wait().ok().flatten().is_none() {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let _ = Command::new("kill").args(["-TERM", &daemon.id().to_string()]).status();
+    let status = daemon.wait().expect("wait for the daemon");
+    let mut log = String::new();
+    if let Some(mut stderr) = daemon.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut log);
+    }
+    assert!(status.success(), "the daemon stops cleanly on SIGTERM: {status}\n{log}");
+    let all = stored(&network);
+    assert!(!all.is_empty(), "the daemon's first cycle reached the collector within 150 s:\n{log}");
+    assert!(all.iter().all(|m| m["target"]["name"] == "collector-port" && m["test"] == "tcp"), "{all:#?}");
+
+    let status = run(
+        Command::new("/usr/bin/vantage-probe").args(["status", "--config", "/etc/vantage/probe.toml", "--json"]),
+        Duration::from_secs(30),
+    );
+    let status = String::from_utf8_lossy(&status.stdout);
+    let status: Value = serde_json::from_str(&status).unwrap_or_else(|e| panic!("status --json: {e}\n{status}"));
+    assert_eq!(status["list_version"], 1, "{status:#}");
+    assert_eq!(status["running"], false, "{status:#}");
+}
+
 /// What systemd would run for a service, as far as this test needs it: ExecStart's words, the
 /// user, and the environment of Environment= then EnvironmentFile= (the later wins).
 #[derive(Debug)]
@@ -192,6 +264,16 @@ impl UnitCommand {
         }
         assert!(!cmd.argv.is_empty() && !cmd.user.is_empty(), "{}: no ExecStart or User: {cmd:?}", unit.display());
         cmd
+    }
+
+    /// Start it as its user, with only the unit's environment plus `extra`, from `/`; its stderr
+    /// is kept for the failure message.
+    fn spawn(&self, extra: &[(&str, &str)]) -> std::process::Child {
+        let mut command = Command::new(require_tool("runuser"));
+        command.args(["-u", &self.user, "--", "env", "-i"]);
+        command.args(self.env.iter().map(|(k, v)| format!("{k}={v}"))).args(extra.iter().map(|(k, v)| format!("{k}={v}")));
+        command.args(&self.argv).current_dir("/").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        command.spawn().unwrap_or_else(|e| panic!("{:?}: {e}", self.argv))
     }
 
     /// Run it as its user, with only the unit's environment, from `/` (as systemd does).
@@ -290,13 +372,7 @@ fn the_deb_installs_runs_its_unit_as_its_user_and_purges_clean() {
     )
     .expect("probe.env");
 
-    // LEAD: once `vantage-probe daemon` and `join` exist, replace this block (up to "END LEAD") with
-    // the daemon's unit: write no probe.env; run `vantage-probe join <the lab collector's
-    // invitation URL> --accept-risks` as root (it writes /etc/vantage/probe.toml, group-readable
-    // by vantage-probe, data_dir = /var/lib/vantage-probe); then start
-    // `UnitCommand::from_unit(&Path::new(UNIT_DIR).join("vantage-probe-daemon.service"))` as a child
-    // (spawn, not run: it does not exit), wait until the collector holds measurements from two
-    // cycles, SIGTERM it, and require exit 0 and an empty spool.
+    // The timer's unit: one `run` per start, twice.
     let unit = UnitCommand::from_unit(&Path::new(UNIT_DIR).join("vantage-probe.service"));
     assert_eq!(unit.user, USER, "the unit runs as the package's user");
     for cycle in 1..=2 {
@@ -318,7 +394,10 @@ fn the_deb_installs_runs_its_unit_as_its_user_and_purges_clean() {
         let meta = std::fs::metadata(Path::new(STATE_DIR).join(kept)).unwrap_or_else(|e| panic!("{STATE_DIR}/{kept}: {e}"));
         assert_eq!(meta.uid(), uid, "{STATE_DIR}/{kept} belongs to {USER}");
     }
-    // END LEAD
+    std::fs::remove_file(Path::new(CONFIG_DIR).join("probe.env")).expect("remove probe.env");
+
+    // The daemon's unit, as a volunteer who joined a network runs it.
+    joined_daemon_measures_the_signed_list(&collector, uid);
 
     std::fs::remove_file(&targets).expect("remove the test's targets file");
     run_ok(Command::new(&dpkg).args(["--purge", "vantage-probe"]), Duration::from_secs(120));
