@@ -5,11 +5,13 @@
 //! A key file that other users can read is refused rather than used, as OpenSSH does: a leaked
 //! key lets anyone submit in this probe's name. A volunteer who deletes it becomes a new probe.
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io;
+use std::path::Path;
 
 use vantage_measurement::wire::ProbeKey;
+
+use crate::private_file::create_private;
 
 /// The key file inside the probe's data directory.
 pub const KEY_FILE: &str = "probe.key";
@@ -53,7 +55,7 @@ pub fn load_or_create(data_dir: &Path) -> Result<ProbeKey, IdentityError> {
     let path = data_dir.join(KEY_FILE);
     match load(&path) {
         Err(IdentityError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
-            create_key_file(data_dir, &path)?;
+            create_key_file(&path)?;
             load(&path)
         }
         other => other,
@@ -75,45 +77,11 @@ pub fn load(path: &Path) -> Result<ProbeKey, IdentityError> {
     Ok(ProbeKey::from_seed(&seed))
 }
 
-/// Write a new key next to its final name, then link it into place: a crash leaves either no key
-/// or a whole one, and a key that appeared meanwhile is kept, not overwritten.
-fn create_key_file(data_dir: &Path, path: &Path) -> Result<(), IdentityError> {
-    let io_err = |p: &Path| {
-        let shown = p.display().to_string();
-        move |source| IdentityError::Io { path: shown, source }
-    };
-    fs::create_dir_all(data_dir).map_err(io_err(data_dir))?;
-    let temporary: PathBuf = data_dir.join(format!("{KEY_FILE}.new-{}", std::process::id()));
-    let key = ProbeKey::generate();
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = (|| {
-        let mut file = options.open(&temporary)?;
-        // A stale temporary file from a crash keeps its old mode; make sure.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            file.set_permissions(fs::Permissions::from_mode(0o600))?;
-        }
-        file.write_all(key.seed())?;
-        file.sync_all()
-    })();
-    let linked = written.and_then(|()| match fs::hard_link(&temporary, path) {
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        other => other,
-    });
-    let _ = fs::remove_file(&temporary);
-    linked.map_err(io_err(path))?;
-    // Make the new directory entry durable too.
-    if let Ok(dir) = fs::File::open(data_dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
+/// Make a key file: a crash leaves either no key or a whole one, and a key that appeared
+/// meanwhile is kept, not overwritten.
+fn create_key_file(path: &Path) -> Result<(), IdentityError> {
+    create_private(path, ProbeKey::generate().seed())
+        .map_err(|source| IdentityError::Io { path: path.display().to_string(), source })
 }
 
 #[cfg(unix)]
@@ -170,14 +138,7 @@ mod tests {
     fn a_truncated_key_is_refused_not_replaced() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join(KEY_FILE);
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        options.open(&path).expect("create").write_all(&[1; 5]).expect("write");
+        create_private(&path, &[1; 5]).expect("write");
         let err = load_or_create(dir.path()).expect_err("truncated");
         assert!(matches!(err, IdentityError::BadLength { len: 5, .. }), "{err}");
         assert_eq!(fs::read(&path).expect("still there").len(), 5, "the file is left for the volunteer to judge");

@@ -1,5 +1,6 @@
-//! Files only this user may read (the config pins the operator's key; the list store holds the
-//! trust state), replaced atomically so that a crash leaves the old file or the new one.
+//! Files only this user may read (the probe key, the config that pins the operator's key, the
+//! list's trust state, the network salt), written atomically so that a crash leaves the old file
+//! or the new one. The one place the probe writes such files.
 //!
 //! Run as root (`sudo vantage-probe join`), a file or directory made inside a directory that
 //! belongs to someone else is given to that owner, and a replaced file keeps its owner: the
@@ -13,6 +14,23 @@ use crate::config::running_as_root;
 
 /// Replace `path` with `bytes`, mode 0600; missing directories are made (mode 0700).
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    place(path, bytes, Place::Replace)
+}
+
+/// Write `bytes` to `path` (mode 0600) unless a file is already there, which is kept: for what is
+/// made once (a key, a salt), so that two processes starting at once end up with the same one.
+pub fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    place(path, bytes, Place::KeepExisting)
+}
+
+enum Place {
+    Replace,
+    KeepExisting,
+}
+
+/// Through a synced temporary file next to `path`, renamed (or linked) into place: a crash leaves
+/// the old file or the new one, never half of one.
+fn place(path: &Path, bytes: &[u8], how: Place) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     create_private_dir(dir)?;
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
@@ -35,13 +53,17 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
         }
         file.write_all(bytes)?;
         file.sync_all()?;
-        fs::rename(&temporary, path)
+        match how {
+            Place::Replace => fs::rename(&temporary, path),
+            Place::KeepExisting => match fs::hard_link(&temporary, path) {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+                other => other,
+            },
+        }
     })();
-    if written.is_err() {
-        let _ = fs::remove_file(&temporary);
-    }
+    let _ = fs::remove_file(&temporary);
     written?;
-    // Make the rename durable too.
+    // Make the new directory entry durable too.
     if let Ok(d) = fs::File::open(dir) {
         let _ = d.sync_all();
     }

@@ -7,8 +7,8 @@
 //! or anything about the volunteer's network.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
@@ -177,11 +177,7 @@ pub fn write(path: &Path, state: &State) -> Result<(), StateError> {
     let io_err = |source| StateError::Io { path: path.display().to_string(), source };
     let text =
         serde_json::to_vec_pretty(state).map_err(|source| StateError::Parse { path: path.display().to_string(), source })?;
-    let tmp = path.with_extension("json.tmp");
-    let mut file = File::create(&tmp).map_err(io_err)?;
-    file.write_all(&text).map_err(io_err)?;
-    file.sync_all().map_err(io_err)?;
-    fs::rename(&tmp, path).map_err(io_err)
+    crate::private_file::write_private(path, &text).map_err(io_err)
 }
 
 #[cfg(test)]

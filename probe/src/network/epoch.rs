@@ -9,8 +9,8 @@
 //! from 1 and never go back: a probe that returns to a network it knew gets a new epoch (the
 //! epoch says "same network as the measurement before", not "which network").
 
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use rand_core::{OsRng, RngCore};
@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::NetworkFingerprint;
+use crate::private_file::{create_private, write_private};
 
 /// The per-install salt of the fingerprint hash.
 pub const SALT_FILE: &str = "network.salt";
@@ -118,8 +119,8 @@ impl EpochStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let mut salt = [0u8; SALT_LEN];
                 OsRng.try_fill_bytes(&mut salt).map_err(|e| io_error(&path, io::Error::other(e.to_string())))?;
-                // Linked, not renamed, into place: a salt another process made meanwhile wins.
-                write_private(data_dir, SALT_FILE, &salt, Place::KeepExisting)?;
+                // A salt another process made meanwhile wins.
+                create_private(&path, &salt).map_err(|e| io_error(&path, e))?;
                 fs::read(&path).map_err(|e| io_error(&path, e))?
             }
             Err(e) => return Err(io_error(&path, e)),
@@ -159,7 +160,8 @@ impl EpochStore {
         if before.as_ref() != Some(&after) {
             let mut text = serde_json::to_vec(&after).map_err(|e| corrupt(&self.dir.join(EPOCH_FILE), e.to_string()))?;
             text.push(b'\n');
-            write_private(&self.dir, EPOCH_FILE, &text, Place::Replace)?;
+            let path = self.dir.join(EPOCH_FILE);
+            write_private(&path, &text).map_err(|e| io_error(&path, e))?;
         }
         Ok(Epoch { number: after.epoch, is_new })
     }
@@ -186,43 +188,6 @@ fn io_error(path: &Path, source: io::Error) -> EpochError {
 
 fn corrupt(path: &Path, reason: impl ToString) -> EpochError {
     EpochError::Corrupt { path: path.display().to_string(), reason: reason.to_string() }
-}
-
-enum Place {
-    Replace,
-    KeepExisting,
-}
-
-/// Write `bytes` to `dir/name` (mode 0600) through a synced temporary file, so a crash leaves the
-/// old file or the new one, never half of one.
-fn write_private(dir: &Path, name: &str, bytes: &[u8], place: Place) -> Result<(), EpochError> {
-    let path = dir.join(name);
-    fs::create_dir_all(dir).map_err(|e| io_error(dir, e))?;
-    let temporary = dir.join(format!("{name}.new-{}", std::process::id()));
-    let mut options = OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let written = options.open(&temporary).and_then(|mut file| {
-        file.write_all(bytes)?;
-        file.sync_all()
-    });
-    let placed = written.and_then(|()| match place {
-        Place::Replace => fs::rename(&temporary, &path),
-        Place::KeepExisting => match fs::hard_link(&temporary, &path) {
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-            other => other,
-        },
-    });
-    let _ = fs::remove_file(&temporary);
-    placed.map_err(|e| io_error(&path, e))?;
-    if let Ok(dir) = fs::File::open(dir) {
-        let _ = dir.sync_all();
-    }
-    Ok(())
 }
 
 #[cfg(test)]
