@@ -212,6 +212,41 @@ fn a_tun_device_named_like_ethernet_is_a_tunnel() -> anyhow::Result<()> {
     assert_tunnel_detected(&home, "eth7")
 }
 
+/// The daemon asks before every batch: behind a tunnel it measures nothing, records why (without
+/// naming the interface), and still stops cleanly.
+#[test]
+fn the_daemon_pauses_behind_a_tunnel_and_says_why() -> anyhow::Result<()> {
+    let home = Home::build("up0")?;
+    home.probe.ip("tuntap add dev eth7 mode tun")?;
+    home.probe.ip("addr add 203.0.113.7/32 dev eth7")?;
+    home.probe.ip("link set eth7 up")?;
+    home.probe.ip("route replace default dev eth7")?;
+    let (targets, data_dir) = (home.dir.path().join("targets.toml"), home.data_dir());
+    let probe = bin("vantage-probe")?;
+    let mut args = vec!["-v", "daemon", "--collector", "http://192.0.2.1:9", "--interval", "2", "--no-helper", "--doh", "off"];
+    args.extend(["--resolver", "off", "--no-system-resolver", "--timeout", "2", "--danger-not-bogon", "192.0.2.0/24"]);
+    args.extend(["--targets", path_str(&targets)?, "--data-dir", path_str(&data_dir)?]);
+    let mut daemon = home.probe.spawn("vantage-probe daemon", path_str(&probe)?, &args, &[])?;
+    daemon.wait_for("not measuring", Duration::from_secs(20))?;
+    run(None, "kill", &["-TERM", &daemon.pid().to_string()])?;
+    let exit = daemon.wait_exit(Duration::from_secs(20))?;
+    let stderr = daemon.stream(Stream::Stderr);
+    assert!(exit.success(), "the daemon stops cleanly: {exit}\n{stderr:?}");
+
+    let status = run(None, path_str(&probe)?, &["status", "--data-dir", path_str(&data_dir)?, "--json"])?;
+    let state: Value = serde_json::from_str(&status).with_context(|| format!("status --json: {status}"))?;
+    let paused = state["paused"].as_str().unwrap_or_default();
+    assert!(paused.starts_with("a tun interface holds the IPv4 default route"), "{state:#}");
+    let result = &state["results"]["router tcp"];
+    assert_eq!((result["status"].clone(), result["skipped"].as_str()), (Value::Null, Some(paused)), "{state:#}");
+    assert_eq!(state["spool_pending"], 0, "nothing was measured: {state:#}");
+    for line in stderr.iter().chain([&status]) {
+        let mut words = line.split(|c: char| !c.is_ascii_alphanumeric() && c != '-' && c != '_');
+        assert!(!words.any(|w| w == "eth7" || w == "up0"), "the daemon names an interface: {line}");
+    }
+    Ok(())
+}
+
 #[test]
 fn a_tap_device_named_uplink_is_a_tunnel() -> anyhow::Result<()> {
     let home = Home::build("up0")?;

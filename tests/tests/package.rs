@@ -6,6 +6,9 @@
 //! Needs root (dpkg, mount namespaces, runuser), cargo-deb and strace (tests/install-deps.sh).
 //! The release build is made once for both tests and takes minutes the first time.
 
+// The collector's own tests' MaxMind DB writer: the joined network's collector locates the probe.
+#[path = "../../collector/tests/api/mmdb.rs"]
+mod mmdb;
 mod operators;
 
 use std::os::unix::fs::MetadataExt;
@@ -181,7 +184,23 @@ fn joined_daemon_measures_the_signed_list(target: &Collector, uid: u32) {
         Command::new(&collector_bin).args(["list", "sign", "--key"]).arg(&key).arg("--list").arg(&list).arg("--out").arg(&signed),
         Duration::from_secs(30),
     );
-    let network = Collector::start(&["--signed-list", &signed.display().to_string()]).expect("collector with a list");
+    // GeoIP databases that place loopback, where this probe uploads from, in DE / AS64500.
+    let (country, asn) = (operator.path().join("country.mmdb"), operator.path().join("asn.mmdb"));
+    let mut db = mmdb::Writer::new("GeoLite2-Country");
+    db.insert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8, &mmdb::country("DE"));
+    std::fs::write(&country, db.to_bytes()).expect("country db");
+    let mut db = mmdb::Writer::new("GeoLite2-ASN");
+    db.insert(std::net::Ipv4Addr::new(127, 0, 0, 0), 8, &mmdb::asn(64500, "Loopback Networks"));
+    std::fs::write(&asn, db.to_bytes()).expect("asn db");
+    let network = Collector::start(&[
+        "--signed-list",
+        &signed.display().to_string(),
+        "--geoip-country",
+        &country.display().to_string(),
+        "--geoip-asn",
+        &asn.display().to_string(),
+    ])
+    .expect("collector with a list");
     let invitation = run_ok(
         Command::new(&collector_bin).args(["invite", "--key"]).arg(&key).args(["--collector", &network.url]),
         Duration::from_secs(30),
@@ -219,6 +238,8 @@ fn joined_daemon_measures_the_signed_list(target: &Collector, uid: u32) {
     let all = stored(&network);
     assert!(!all.is_empty(), "the daemon's first cycle reached the collector within 150 s:\n{log}");
     assert!(all.iter().all(|m| m["target"]["name"] == "collector-port" && m["test"] == "tcp"), "{all:#?}");
+    // The collector located the probe from the address it uploaded from, and kept only that.
+    assert!(all.iter().all(|m| m["collector_observed"] == serde_json::json!({"cc": "DE", "asn": 64500})), "{all:#?}");
 
     let status = run(
         Command::new("/usr/bin/vantage-probe").args(["status", "--config", "/etc/vantage/probe.toml", "--json"]),
