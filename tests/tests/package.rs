@@ -290,8 +290,10 @@ impl UnitCommand {
     /// Start it as its user, with only the unit's environment plus `extra`, from `/`; its stderr
     /// is kept for the failure message.
     fn spawn(&self, extra: &[(&str, &str)]) -> std::process::Child {
-        let mut command = Command::new(require_tool("runuser"));
-        command.args(["-u", &self.user, "--", "env", "-i"]);
+        // setpriv execs (runuser stays the parent and dies of the SIGTERM meant for the daemon),
+        // so the signal and the exit status are the daemon's own, as under systemd.
+        let mut command = Command::new(require_tool("setpriv"));
+        command.args(["--reuid", &self.user, "--regid", &self.user, "--init-groups", "--", "env", "-i"]);
         command.args(self.env.iter().map(|(k, v)| format!("{k}={v}"))).args(extra.iter().map(|(k, v)| format!("{k}={v}")));
         command.args(&self.argv).current_dir("/").stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
         command.spawn().unwrap_or_else(|e| panic!("{:?}: {e}", self.argv))
