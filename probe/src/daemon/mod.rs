@@ -144,12 +144,11 @@ pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
         let source = FlagsPlan { targets: args.run.targets.clone(), interval: Duration::from_secs(interval) };
         return serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await;
     }
-    if args.interval.is_some() || args.run.targets.is_some() {
-        return Err(flag(
-            "interval",
-            "a joined probe measures the signed list at its interval; --targets and --interval go with --collector",
-        )
-        .into());
+    if args.run.targets.is_some() {
+        return Err(flag("targets", "a joined probe measures its network's signed list; --targets goes with --collector").into());
+    }
+    if args.interval.is_some() {
+        return Err(flag("interval", "the signed list sets the interval; --interval goes with --collector").into());
     }
     let path = args.config.clone().unwrap_or_else(config::default_config_path);
     let mut probe_config =
