@@ -38,6 +38,8 @@ packages=(
   # strace shows that no NSS module is opened, xz compresses the .deb (cargo-deb built without
   # its own liblzma calls it); the .deb depends on ca-certificates (uploads verify the collector).
   file strace xz-utils ca-certificates
+  # The .deb's maintainer scripts make and remove its system user (useradd, userdel).
+  passwd
 )
 
 if [ "$(id -u)" -ne 0 ]; then
