@@ -6,7 +6,8 @@
 //! 2. once an interval (at least hourly: a kill switch in a signed list should not wait six
 //!    hours), ask the [`PlanSource`] for the plan (an error keeps the last one);
 //! 3. take the targets whose slot came, and the residual suspects whose re-test is due;
-//! 4. ask the network gate ([`gate::before_batch`]) — no network, or later a VPN, pauses;
+//! 4. ask the network gate ([`gate::before_batch`]): no route, or a VPN holding the default
+//!    route under `on_vpn = "pause"`, pauses; otherwise the batch carries the network epoch;
 //! 5. charge each measurement to the budget ([`budget`]) or skip it, and say so in the state;
 //! 6. measure the batch through the engine's scheduler (one measurement at a time per server
 //!    address; names resolved again for every batch, so a network change is followed), each
@@ -14,18 +15,22 @@
 //!    re-test after the residual window;
 //! 7. upload the spool — at most once a minute (or once an interval, if shorter) unless a full
 //!    batch waits, and never while the collector's `Retry-After` or a back-off runs;
-//! 8. write the state file (at most once a minute), and sleep until the next slot (at most [`MAX_NAP`], so a jump is
-//!    noticed soon after it happens).
+//! 8. write the state file (at most once a minute), and sleep until the next slot (at most
+//!    [`MAX_NAP`], so a jump is noticed soon after it happens).
 //!
 //! Batches never overlap, so no server is measured twice at once across batches either.
 //! SIGTERM or SIGINT stops starting work: the running measurements finish (each within its own
 //! timeouts) and are spooled, the spool file is sealed, the state says "stopped", and the daemon
 //! exits 0. What was not uploaded is sent by the next start. Nothing is kept in memory beyond the
 //! current batch: measurements stream to the spool.
+//!
+//! How it starts (joined, or with `--collector`) is in `launch`; its stop in `shutdown`.
 
 pub mod budget;
 pub mod gate;
+mod launch;
 pub mod plan;
+mod shutdown;
 pub mod slots;
 pub mod state;
 pub mod status;
@@ -37,24 +42,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
-use clap::Args;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use vantage_engine::measure::MeasureConfig;
-use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest, Stop};
+use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest};
 use vantage_measurement::{Mechanism, TestKind};
 
-use crate::cli::{self, ConfigError, RunArgs};
-use crate::config::{self, ProbeConfig};
-use crate::consent;
 use crate::identity;
-use crate::list::{ListFetcher, ListStore};
 use crate::network::{self, OnVpn};
 use crate::report;
 use crate::spool::Spool;
 use crate::upload::{BATCH_LINES, Fault, Uploader};
 
+pub use launch::{DaemonArgs, run};
 pub use plan::{FlagsPlan, ListPlan, Plan, PlanSource};
+pub use shutdown::{Shutdown, shutdown_on_signals};
 
 use budget::{Admit, Limits};
 use slots::{Clocks, Slots};
@@ -76,36 +77,6 @@ const UPLOAD_SPACING: Duration = Duration::from_secs(60);
 /// Waits after a failed upload that named no `Retry-After`: doubling from the first to the last.
 const UPLOAD_BACKOFF: (Duration, Duration) = (Duration::from_secs(30), Duration::from_secs(3_600));
 
-/// Flags of `vantage-probe daemon`: those of `run` (what to measure and how), and the schedule
-/// and the limits.
-#[derive(Debug, Args)]
-pub struct DaemonArgs {
-    /// What to measure and how (the flags of `run`).
-    #[command(flatten)]
-    pub run: RunArgs,
-    /// The config file `join` wrote: the joined network's collectors and signed list, opt-outs and
-    /// budgets. The daemon runs from it unless `--collector` is given (a fixed targets file, for
-    /// labs). Default: see `join --help`.
-    #[arg(long, env = "VANTAGE_CONFIG", conflicts_with = "collector")]
-    pub config: Option<PathBuf>,
-    /// Agree to the risks without being asked (unattended installs; see docs/probe.md#risks).
-    #[arg(long)]
-    pub accept_risks: bool,
-    /// Seconds between two measurements of each target, with `--collector` (a signed list sets
-    /// its own); each target has its own slot inside the interval. Values under a minute are for
-    /// labs. Default: 21600 (six hours).
-    #[arg(long, value_name = "SECS", env = "VANTAGE_INTERVAL")]
-    pub interval: Option<u64>,
-    /// Bytes a day (UTC) the daemon may spend measuring and uploading; 0 for no limit. Default:
-    /// the config's `daily_bytes`, else 15 MB.
-    #[arg(long, value_name = "BYTES", env = "VANTAGE_DAILY_BYTES")]
-    pub daily_bytes: Option<u64>,
-    /// Measurements the daemon may start per hour (re-tests included); 0 for no limit. Default:
-    /// the config's `max_measurements_per_hour`, else 600.
-    #[arg(long, value_name = "N", env = "VANTAGE_MAX_PER_HOUR")]
-    pub max_per_hour: Option<u32>,
-}
-
 /// How the daemon runs, whatever the plan says.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -123,134 +94,6 @@ pub struct Settings {
     pub json: bool,
     /// Pause or tag when a VPN or tunnel holds the default route.
     pub on_vpn: OnVpn,
-}
-
-/// `vantage-probe daemon`, stopped by SIGTERM or SIGINT: from the joined network's config, or,
-/// with `--collector`, from `--targets` (or the built-in list) and `--interval`.
-pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(args.run.timeout.max(1));
-    let shutdown = shutdown_on_signals()?;
-    if let Some(collector) = args.run.collector.clone() {
-        let interval = args.interval.unwrap_or(DEFAULT_INTERVAL_SECS);
-        if interval == 0 || interval > 7 * 86_400 {
-            return Err(flag("interval", "must be between 1 second and a week").into());
-        }
-        let limits = Limits {
-            daily_bytes: args.daily_bytes.unwrap_or(budget::DEFAULT_DAILY_BYTES),
-            max_per_hour: args.max_per_hour.unwrap_or(budget::DEFAULT_MAX_PER_HOUR),
-        };
-        let upload_http = config::collector_client(&args.run.ca, args.run.socks5.as_ref(), timeout)?;
-        let (cfg, settings) = prepare(&args.run, limits, args.run.on_vpn)?;
-        let source = FlagsPlan { targets: args.run.targets.clone(), interval: Duration::from_secs(interval) };
-        return serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await;
-    }
-    if args.run.targets.is_some() {
-        return Err(flag("targets", "a joined probe measures its network's signed list; --targets goes with --collector").into());
-    }
-    if args.interval.is_some() {
-        return Err(flag("interval", "the signed list sets the interval; --interval goes with --collector").into());
-    }
-    let path = args.config.clone().unwrap_or_else(config::default_config_path);
-    let mut probe_config =
-        ProbeConfig::load(&path).map_err(|e| anyhow::anyhow!("{e} (join a network first: vantage-probe join URL)"))?;
-    consent::ensure(&mut probe_config, &path, args.accept_risks, &mut consent::Terminal)?;
-    // The joined network's collector is the upload target and the default helper.
-    let collector =
-        probe_config.collectors.first().cloned().ok_or_else(|| anyhow::anyhow!("{}: no collector", path.display()))?;
-    args.run.collector = Some(collector.clone());
-    args.run.data_dir = Some(probe_config.data_dir.clone());
-    args.run.ca.extend(probe_config.ca.iter().cloned());
-    let daemon = &probe_config.daemon;
-    let limits = Limits {
-        daily_bytes: args.daily_bytes.unwrap_or(daemon.daily_bytes),
-        max_per_hour: args.max_per_hour.unwrap_or(daemon.max_measurements_per_hour),
-    };
-    let upload_http = config::collector_client(&args.run.ca, probe_config.socks5.as_ref(), timeout)?;
-    let (cfg, settings) = prepare(&args.run, limits, daemon.on_vpn)?;
-    let source =
-        ListPlan { store: ListStore::for_config(&probe_config), fetcher: ListFetcher::for_config(&probe_config, timeout)? };
-    serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await
-}
-
-/// The measurement configuration and the daemon's settings from `run`'s flags.
-fn prepare(run: &RunArgs, limits: Limits, on_vpn: OnVpn) -> anyhow::Result<(Arc<MeasureConfig>, Settings)> {
-    let http = cli::http_client(&run.ca, Duration::from_secs(run.timeout.max(1)))?;
-    let cfg = Arc::new(run.measure_config(&http)?);
-    let settings = Settings {
-        data_dir: run.data_dir.clone().unwrap_or_else(cli::default_data_dir),
-        concurrency: run.concurrency,
-        residual_window: Duration::from_secs(run.residual_window),
-        only_tests: run.tests.clone(),
-        limits,
-        json: run.json,
-        on_vpn,
-    };
-    Ok((cfg, settings))
-}
-
-fn flag(name: &'static str, reason: &str) -> ConfigError {
-    ConfigError::Flag { flag: name, reason: reason.to_string() }
-}
-
-/// A stop raised by SIGTERM or SIGINT.
-pub fn shutdown_on_signals() -> anyhow::Result<Shutdown> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let shutdown = Shutdown::new();
-    let raise = shutdown.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        tracing::info!("stopping: no new measurements; the running ones finish");
-        raise.raise();
-    });
-    Ok(shutdown)
-}
-
-/// The daemon's stop: a flag the engine checks before each measurement, and a wake-up for the
-/// daemon's sleeps.
-#[derive(Clone, Debug)]
-pub struct Shutdown {
-    stop: Stop,
-    tx: Arc<watch::Sender<bool>>,
-}
-
-impl Default for Shutdown {
-    fn default() -> Self {
-        Shutdown::new()
-    }
-}
-
-impl Shutdown {
-    /// Not raised yet.
-    pub fn new() -> Shutdown {
-        Shutdown { stop: Stop::new(), tx: Arc::new(watch::channel(false).0) }
-    }
-
-    /// Stop starting work, and wake the daemon.
-    pub fn raise(&self) {
-        self.stop.stop();
-        self.tx.send_replace(true);
-    }
-
-    fn is_raised(&self) -> bool {
-        self.stop.is_stopped()
-    }
-
-    /// Sleep `nap`, or less if the stop is raised meanwhile.
-    async fn nap(&self, nap: Duration) {
-        let mut rx = self.tx.subscribe();
-        if *rx.borrow_and_update() {
-            return;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(nap) => {}
-            _ = rx.changed() => {}
-        }
-    }
 }
 
 /// Run the daemon until `shutdown` is raised: the entry point for any plan source.
