@@ -203,7 +203,15 @@ struct Flushing {
 impl Uploader {
     /// An uploader to the collector at `base_url` that sends unsigned (anonymous) batches.
     pub fn new(base_url: &str, http: reqwest::Client, timeout: Duration) -> Self {
-        Uploader { url: format!("{}/api/v1/measurements", base_url.trim_end_matches('/')), http, timeout, key: None }
+        let mut uploader = Uploader { url: String::new(), http, timeout, key: None };
+        uploader.send_to(base_url);
+        uploader
+    }
+
+    /// Send to the collector at `base_url` from now on (a fallback that answered when the first
+    /// was blocked).
+    pub fn send_to(&mut self, base_url: &str) {
+        self.url = format!("{}/api/v1/measurements", base_url.trim_end_matches('/'));
     }
 
     /// Sign every batch with `key`.

@@ -224,6 +224,9 @@ struct Daemon {
 impl Daemon {
     /// Take a plan: the timetable follows its targets and interval, the state its list.
     fn follow(&mut self, plan: &Plan) {
+        if let Some(collector) = &plan.collector {
+            self.uploader.send_to(collector);
+        }
         let names: HashSet<&str> = plan.targets.iter().map(|t| t.name.as_str()).collect();
         self.slots.set_plan(names.iter().copied(), millis(plan.interval), wall_ms());
         self.state.keep_targets(&names);
@@ -420,6 +423,7 @@ mod tests {
             interval: Duration::from_secs(60),
             list_version: None,
             list_signer: None,
+            collector: None,
         }
     }
 

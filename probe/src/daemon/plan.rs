@@ -23,6 +23,9 @@ pub struct Plan {
     pub list_version: Option<u64>,
     /// The fingerprint of the key that signed the list, when the plan came from one.
     pub list_signer: Option<String>,
+    /// The collector that just served the list: uploads follow it, so that when the first
+    /// collector of an invitation is blocked, the fallback that answered gets the results too.
+    pub collector: Option<String>,
 }
 
 /// Where plans come from. Asked once at start and then once an interval, at least hourly; an
@@ -54,6 +57,7 @@ impl PlanSource for FlagsPlan {
             interval: self.interval,
             list_version: None,
             list_signer: None,
+            collector: None,
         })
     }
 }
@@ -85,6 +89,7 @@ impl From<ActiveList> for Plan {
             interval: list.interval,
             list_version: Some(list.version),
             list_signer: Some(list.signer),
+            collector: list.served_by,
         }
     }
 }

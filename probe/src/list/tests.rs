@@ -207,6 +207,9 @@ async fn a_collector_that_refuses_connections_falls_back_to_the_next() {
     let active = store.refresh_at(&fetcher(vec![first.clone(), second.url.clone()]), now()).await.expect("from the second");
     assert_eq!(active.served_by.as_deref(), Some(second.url.as_str()));
     assert_eq!(second.hits(), 1);
+    // The daemon's uploads follow the collector that answered.
+    let plan = crate::daemon::Plan::from(active);
+    assert_eq!(plan.collector.as_deref(), Some(second.url.as_str()));
 
     // Both down: the error names each collector, and the kept list still serves.
     let err = store.refresh_at(&fetcher(vec![first.clone(), refusing().await]), now()).await.expect_err("none");
