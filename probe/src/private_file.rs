@@ -14,13 +14,27 @@ use crate::config::running_as_root;
 
 /// Replace `path` with `bytes`, mode 0600; missing directories are made (mode 0700).
 pub fn write_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    place(path, bytes, Place::Replace)
+    place(path, |file| file.write_all(bytes), Place::Replace)
+}
+
+/// [`write_private`], with the content written by `write` straight into the file, so that a large
+/// file (the daemon's state) is never held in memory whole.
+pub fn write_private_with(path: &Path, write: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> io::Result<()> {
+    place(
+        path,
+        |file| {
+            let mut buffered = io::BufWriter::new(file);
+            write(&mut buffered)?;
+            buffered.flush()
+        },
+        Place::Replace,
+    )
 }
 
 /// Write `bytes` to `path` (mode 0600) unless a file is already there, which is kept: for what is
 /// made once (a key, a salt), so that two processes starting at once end up with the same one.
 pub fn create_private(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    place(path, bytes, Place::KeepExisting)
+    place(path, |file| file.write_all(bytes), Place::KeepExisting)
 }
 
 enum Place {
@@ -30,7 +44,7 @@ enum Place {
 
 /// Through a synced temporary file next to `path`, renamed (or linked) into place: a crash leaves
 /// the old file or the new one, never half of one.
-fn place(path: &Path, bytes: &[u8], how: Place) -> io::Result<()> {
+fn place(path: &Path, content: impl FnOnce(&mut fs::File) -> io::Result<()>, how: Place) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     create_private_dir(dir)?;
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file path"))?;
@@ -51,7 +65,7 @@ fn place(path: &Path, bytes: &[u8], how: Place) -> io::Result<()> {
             file.set_permissions(fs::Permissions::from_mode(0o600))?;
             give_to_owner(&file, if path.exists() { path } else { dir })?;
         }
-        file.write_all(bytes)?;
+        content(&mut file)?;
         file.sync_all()?;
         match how {
             Place::Replace => fs::rename(&temporary, path),

@@ -174,10 +174,9 @@ pub fn read(path: &Path) -> Result<Option<State>, StateError> {
 
 /// Replace the state file atomically.
 pub fn write(path: &Path, state: &State) -> Result<(), StateError> {
-    let io_err = |source| StateError::Io { path: path.display().to_string(), source };
-    let text =
-        serde_json::to_vec_pretty(state).map_err(|source| StateError::Parse { path: path.display().to_string(), source })?;
-    crate::private_file::write_private(path, &text).map_err(io_err)
+    // Streamed: at 10,000 targets the state is megabytes of JSON, which must not sit in memory.
+    crate::private_file::write_private_with(path, |out| serde_json::to_writer(out, state).map_err(io::Error::from))
+        .map_err(|source| StateError::Io { path: path.display().to_string(), source })
 }
 
 #[cfg(test)]
