@@ -15,7 +15,7 @@
 //! torn last line is dropped, being by construction a measurement that never finished writing.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
@@ -105,12 +105,59 @@ impl Spool {
 
 /// Read the complete lines of a spool file (a torn last line is dropped).
 pub fn read_lines(path: &Path) -> Result<Vec<String>, SpoolError> {
-    let text = fs::read(path).map_err(io_err(path))?;
-    let complete = match text.iter().rposition(|&b| b == b'\n') {
-        Some(last_newline) => &text[..=last_newline],
-        None => &[][..],
-    };
-    Ok(String::from_utf8_lossy(complete).lines().filter(|l| !l.trim().is_empty()).map(str::to_string).collect())
+    batches(path, usize::MAX)?.try_fold(Vec::new(), |mut all, batch| {
+        all.extend(batch?);
+        Ok(all)
+    })
+}
+
+/// How many complete lines a spool file holds, without holding them.
+pub fn count_lines(path: &Path) -> Result<usize, SpoolError> {
+    batches(path, 1)?.try_fold(0, |n, batch| batch.map(|b| n + b.len()))
+}
+
+/// The complete lines of a spool file, at most `size` at a time: a run of 10,000 measurements is
+/// megabytes, and an upload needs one batch in memory, not the file.
+pub fn batches(path: &Path, size: usize) -> Result<Batches, SpoolError> {
+    let file = File::open(path).map_err(io_err(path))?;
+    Ok(Batches { path: path.to_path_buf(), reader: io::BufReader::new(file), size: size.max(1), done: false })
+}
+
+/// See [`batches`].
+#[derive(Debug)]
+pub struct Batches {
+    path: PathBuf,
+    reader: io::BufReader<File>,
+    size: usize,
+    done: bool,
+}
+
+impl Iterator for Batches {
+    type Item = Result<Vec<String>, SpoolError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let mut batch = Vec::new();
+        let mut raw = Vec::new();
+        while !self.done && batch.len() < self.size {
+            raw.clear();
+            match self.reader.read_until(b'\n', &mut raw) {
+                Err(e) => {
+                    self.done = true;
+                    return Some(Err(io_err(&self.path)(e)));
+                }
+                // The end, or a torn last line: a measurement that never finished writing.
+                Ok(_) if raw.last() != Some(&b'\n') => self.done = true,
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&raw);
+                    let line = line.trim_end_matches(['\n', '\r']);
+                    if !line.trim().is_empty() {
+                        batch.push(line.to_string());
+                    }
+                }
+            }
+        }
+        (!batch.is_empty()).then_some(Ok(batch))
+    }
 }
 
 /// Finish an encoded value as an NDJSON line (the wire format: compact JSON, then a newline); a
@@ -195,6 +242,18 @@ mod tests {
         let pending = spool.pending().expect("pending");
         assert_eq!(pending, vec![path.clone()]);
         assert_eq!(read_lines(&path).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_long_file_is_read_a_batch_at_a_time_and_its_torn_line_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("run.ndjson");
+        let lines: Vec<String> = (0..7).map(|i| format!("{{\"n\":{i}}}")).collect();
+        fs::write(&path, format!("{}\n\n{{\"torn", lines.join("\n"))).expect("write");
+        let batches: Vec<Vec<String>> = batches(&path, 3).expect("open").collect::<Result<_, _>>().expect("read");
+        assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+        assert_eq!(batches.concat(), lines, "every complete line once, in order; the blank and the torn one dropped");
+        assert_eq!(count_lines(&path).expect("count"), 7);
     }
 
     #[test]

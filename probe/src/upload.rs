@@ -264,14 +264,14 @@ impl Uploader {
         };
         // What waits behind each batch, for the collector's backlog histogram, and what is left
         // when a flush stops early. An unreadable file counts as empty; flushing it says why.
-        let sizes: Vec<usize> = files.iter().map(|f| spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).collect();
+        let sizes: Vec<usize> = files.iter().map(|f| spool::count_lines(f).unwrap_or(0)).collect();
         let mut flushing = Flushing { pending: sizes.iter().sum(), may_wait: true };
         for (file, size) in files.iter().zip(sizes) {
             if report.error.is_some() {
                 report.remaining += size;
                 continue;
             }
-            if let Err((e, unsent)) = self.flush_file(spool, file, &mut flushing, &mut report).await {
+            if let Err((e, unsent)) = self.flush_file(spool, file, size, &mut flushing, &mut report).await {
                 report.error = Some(e);
                 report.remaining += unsent;
             }
@@ -283,14 +283,17 @@ impl Uploader {
         &self,
         spool: &Spool,
         file: &Path,
+        size: usize,
         flushing: &mut Flushing,
         report: &mut FlushReport,
     ) -> Result<(), (UploadError, usize)> {
-        let lines = spool::read_lines(file).map_err(|e| (e.into(), 0))?;
         let mut refused = Vec::new();
-        for (i, batch) in lines.chunks(BATCH_LINES).enumerate() {
+        // Read a batch at a time: the file may hold a whole long run.
+        let mut sent = 0;
+        for batch in spool::batches(file, BATCH_LINES).map_err(|e| (e.into(), size))? {
+            let batch = batch.map_err(|e| (e.into(), size.saturating_sub(sent)))?;
             flushing.pending = flushing.pending.saturating_sub(batch.len());
-            match self.submit_patiently(batch, flushing).await {
+            match self.submit_patiently(&batch, flushing).await {
                 Ok(r) => {
                     report.accepted += r.accepted;
                     report.duplicates += r.duplicates;
@@ -310,13 +313,14 @@ impl Uploader {
                 Err(e) => {
                     // Earlier batches of this file were answered; re-sending them is a harmless
                     // duplicate (and a refused line is refused again), so the file stays whole.
-                    return Err((e, lines.len() - i * BATCH_LINES));
+                    return Err((e, size.saturating_sub(sent)));
                 }
             }
+            sent += batch.len();
         }
         // Until the file is gone its every line is still pending, however the collector answered.
-        spool.quarantine(file, &refused).map_err(|e| (e.into(), lines.len()))?;
-        spool::remove(file).map_err(|e| (e.into(), lines.len()))?;
+        spool.quarantine(file, &refused).map_err(|e| (e.into(), size))?;
+        spool::remove(file).map_err(|e| (e.into(), size))?;
         report.rejected += refused.len();
         Ok(())
     }

@@ -388,7 +388,7 @@ fn wait_after_failure(retry_after: Option<Duration>, backoff: &mut Duration) -> 
 /// Measurements in the spool's files (those a crash or a stop left too).
 fn waiting(spool: &Spool) -> usize {
     let files = spool.pending().unwrap_or_default();
-    files.iter().map(|f| crate::spool::read_lines(f).map(|l| l.len()).unwrap_or(0)).sum()
+    files.iter().map(|f| crate::spool::count_lines(f).unwrap_or(0)).sum()
 }
 
 fn utc(wall_ms: i64) -> Option<DateTime<Utc>> {
