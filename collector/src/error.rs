@@ -7,9 +7,12 @@
 //! it is `500`, and the log says what. Either way a probe keeps its batch on anything but `200`,
 //! so no fault loses data; the split tells an operator which side to look at.
 //!
+//! One 4xx says "later" rather than "never": `429` from the rate limiter, with `Retry-After`
+//! (whole seconds, rounded up) and [`RATE_LIMITED`] as its reason; a probe keeps its batch.
+//!
 //! The body is `{"error": message, "reason": code}`, `reason` being a bounded code: a
-//! [`BatchRejection`](crate::payload::BatchRejection) or a [`ServerFault`]. It is absent where
-//! the message alone is the answer (a bad query parameter, a bad control request).
+//! [`BatchRejection`](crate::payload::BatchRejection), a [`ServerFault`] or [`RATE_LIMITED`]. It
+//! is absent where the message alone is the answer (a bad query parameter, a bad control request).
 //!
 //! The mapping of every [`StoreError`] is here, once, for every handler that uses the store.
 
@@ -18,7 +21,11 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
+use crate::limits::{RateLimited, whole_seconds};
 use crate::store::StoreError;
+
+/// The `reason` of a `429`: the client went over a rate limit and may come back after `Retry-After`.
+pub const RATE_LIMITED: &str = "rate_limited";
 
 /// How long a client should wait when every slot is taken: a batch or a control takes seconds.
 const RETRY_BUSY: Duration = Duration::from_secs(5);
@@ -82,6 +89,13 @@ pub(crate) enum ApiError {
         /// What happened, without internals (those go to the log).
         message: String,
     },
+    /// Over a rate limit: `429` with `Retry-After`.
+    RateLimited {
+        /// How long until a request would be allowed.
+        retry_after: Duration,
+        /// Which limit, in words.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -101,16 +115,15 @@ impl ApiError {
         match self {
             Self::Client { status, .. } => *status,
             Self::Server { fault, .. } => fault.status(),
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The same answer as plain text, for endpoints a browser or a scraper reads.
     pub(crate) fn plain(self) -> Response {
         let retry_after = self.retry_after();
-        let (status, message) = match self {
-            Self::Client { status, message, .. } => (status, message),
-            Self::Server { fault, message } => (fault.status(), message),
-        };
+        let status = self.status();
+        let (Self::Client { message, .. } | Self::Server { message, .. } | Self::RateLimited { message, .. }) = self;
         with_retry_after((status, format!("{message}\n")).into_response(), retry_after)
     }
 
@@ -118,6 +131,7 @@ impl ApiError {
         match self {
             Self::Client { .. } => None,
             Self::Server { fault, .. } => fault.retry_after(),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
         }
     }
 }
@@ -129,12 +143,25 @@ impl IntoResponse for ApiError {
         let (reason, message) = match self {
             Self::Client { reason, message, .. } => (reason, message),
             Self::Server { fault, message } => (Some(fault.as_str()), message),
+            Self::RateLimited { message, .. } => (Some(RATE_LIMITED), message),
         };
         let body = match reason {
             Some(reason) => serde_json::json!({ "error": message, "reason": reason }),
             None => serde_json::json!({ "error": message }),
         };
         with_retry_after((status, axum::Json(body)).into_response(), retry_after)
+    }
+}
+
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        ApiError::RateLimited { retry_after: limited.retry_after, message: limited.to_string() }
+    }
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
     }
 }
 
@@ -163,7 +190,8 @@ impl From<&StoreError> for ApiError {
 
 fn with_retry_after(mut response: Response, after: Option<Duration>) -> Response {
     if let Some(after) = after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        // Rounded up: a client that waits exactly this long is welcome.
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
     }
     response
 }
@@ -222,6 +250,28 @@ mod tests {
         assert_eq!(body(response).await, r#"{"error":"too large","reason":"body_too_large"}"#);
         let response = ApiError::client(StatusCode::BAD_REQUEST, None, "invalid `limit`").into_response();
         assert_eq!(body(response).await, r#"{"error":"invalid `limit`"}"#);
+    }
+
+    #[tokio::test]
+    async fn over_a_rate_limit_is_429_with_the_wait_rounded_up() {
+        use crate::limits::{LimitScope, LimitedEndpoint};
+        let limited = RateLimited {
+            endpoint: LimitedEndpoint::Ingest,
+            scope: LimitScope::Key,
+            retry_after: Duration::from_millis(1_001),
+            table_full: false,
+        };
+        let response = limited.into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        let json: serde_json::Value = serde_json::from_str(&body(response).await).expect("JSON");
+        assert_eq!(json["reason"], RATE_LIMITED);
+        assert_eq!(json["error"], "too many ingest requests from this probe key; retry in 2 s");
+        let plain = ApiError::from(limited).plain();
+        assert_eq!(
+            (plain.status(), &plain.headers()[header::RETRY_AFTER]),
+            (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(2))
+        );
     }
 
     #[tokio::test]

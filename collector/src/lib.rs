@@ -46,6 +46,7 @@ pub mod forget;
 pub mod geoip;
 pub mod helper;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod operator;
 mod ops;

@@ -1,0 +1,78 @@
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::*;
+
+fn metrics() -> Arc<Metrics> {
+    Arc::new(Metrics::new(std::collections::HashSet::new(), 1000).expect("metrics"))
+}
+
+fn source(n: u8) -> Subject<'static> {
+    Subject::Source(IpAddr::from([198, 51, 100, n]))
+}
+
+fn tight() -> Settings {
+    Settings {
+        ingest_per_source: Limit::Rate(Rate::per_hour(1, 1)),
+        ingest_per_key: Limit::Rate(Rate::per_hour(2, 1)),
+        helper_per_source: Limit::Off,
+        register_per_source: Limit::Rate(Rate::per_hour(1, 1)),
+        max_entries: 1,
+    }
+}
+
+#[test]
+fn a_refusal_names_the_limit_and_a_wait_in_whole_seconds() {
+    let limiter = Limiter::new(&tight(), metrics());
+    assert_eq!(check(&limiter, LimitedEndpoint::Ingest, source(1)), Ok(()));
+    let limited = check(&limiter, LimitedEndpoint::Ingest, source(1)).expect_err("one an hour");
+    assert_eq!((limited.endpoint, limited.scope, limited.table_full), (LimitedEndpoint::Ingest, LimitScope::Source, false));
+    assert!(limited.retry_after > Duration::from_secs(3590) && limited.retry_after <= Duration::from_secs(3600));
+    assert_eq!(
+        limited.to_string(),
+        format!("too many ingest requests from this address; retry in {} s", whole_seconds(limited.retry_after))
+    );
+
+    let key = [3u8; 32];
+    assert_eq!(limiter.peek(LimitedEndpoint::Ingest, Subject::Key(&key)), Ok(()));
+    assert_eq!(limiter.check(LimitedEndpoint::Ingest, Subject::Key(&key)), Ok(()));
+    let limited = limiter.peek(LimitedEndpoint::Ingest, Subject::Key(&key)).expect_err("the key is spent");
+    assert!(limited.to_string().starts_with("too many ingest requests from this probe key"), "{limited}");
+}
+
+#[test]
+fn a_full_table_refuses_new_sources_with_its_own_message() {
+    let limiter = Limiter::new(&tight(), metrics());
+    limiter.check(LimitedEndpoint::Register, source(1)).expect("the only slot");
+    let limited = limiter.check(LimitedEndpoint::Register, source(2)).expect_err("the table is full");
+    assert!(limited.table_full);
+    assert!(limited.to_string().starts_with("the collector is limiting too many clients at once"), "{limited}");
+}
+
+#[test]
+fn each_limiter_has_its_own_salt() {
+    static CALLS: AtomicU8 = AtomicU8::new(0);
+    fn salt() -> subject::Salt {
+        CALLS.fetch_add(1, Ordering::Relaxed);
+        random_salt()
+    }
+    let _limiter = Limiter::with_salts(&Settings::default(), metrics(), salt);
+    assert_eq!(CALLS.load(Ordering::Relaxed), 1, "a salt is made at start");
+    assert_ne!(random_salt(), random_salt(), "128 random bits");
+}
+
+#[test]
+fn whole_seconds_round_up() {
+    for (wait, secs) in
+        [(Duration::ZERO, 0), (Duration::from_nanos(1), 1), (Duration::from_millis(1500), 2), (Duration::from_secs(5), 5)]
+    {
+        assert_eq!(whole_seconds(wait), secs, "{wait:?}");
+    }
+}
+
+#[test]
+fn the_debug_form_shows_nothing_of_the_tables() {
+    let limiter = Limiter::new(&Settings::default(), metrics());
+    limiter.check(LimitedEndpoint::Ingest, source(9)).expect("allowed");
+    assert_eq!(format!("{limiter:?}"), "Limiter(..)");
+}
