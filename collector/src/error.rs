@@ -259,7 +259,7 @@ mod tests {
             endpoint: LimitedEndpoint::Ingest,
             scope: LimitScope::Key,
             retry_after: Duration::from_millis(1_001),
-            table_full: false,
+            cause: crate::limits::Cause::OverRate,
         };
         let response = limited.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);

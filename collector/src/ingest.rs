@@ -52,6 +52,8 @@ use crate::store::{InsertOutcome, Store};
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
 /// memory, so this bounds the collector's ingest memory.
 pub const MAX_CONCURRENT_BATCHES: usize = 4;
+// One source may hold only part of the slots (crate::limits), never all of them.
+const _: () = assert!((crate::limits::INGEST_AT_ONCE_PER_SOURCE as usize) < MAX_CONCURRENT_BATCHES);
 /// How long a batch waits for a slot before the probe is told to come back later.
 const SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A spool backlog above this is not a probe's, but a made-up number: not recorded.
@@ -171,6 +173,11 @@ pub(crate) async fn post_measurements(
     {
         return limited.into_response();
     }
+    // Half the slots at most per source, so a few huge batches from one can't hold them all.
+    let _share = match limiter.enter(LimitedEndpoint::Ingest, peer.ip()) {
+        Ok(permit) => permit,
+        Err(limited) => return limited.into_response(),
+    };
     let _in_flight = metrics.ingest_in_flight();
     // Where the address is; after this (and the check of the lines for it), only the country and ASN remain.
     let observed = geoip.locate(peer.ip());

@@ -13,6 +13,10 @@
 //! | `POST /api/v1/control` | source | [`DEFAULT_HELPER_PER_SOURCE`] | about two controls per measurement at the probe's concurrency 8 |
 //! | `POST /api/v1/keys` | source | [`DEFAULT_REGISTER_PER_SOURCE`] | a probe registers once per collector |
 //!
+//! On top of the rates, one source may have only so many requests *in flight* at once (half of
+//! the endpoint's slots, [`at_once`]): a rate counts requests, not their cost, and a few large
+//! or slow ones must not hold every slot.
+//!
 //! **Who pays.** A source is charged on arrival, before the body is read, so a flood is refused
 //! for the price of a hash. A key is only *looked at* before the body is read (a key already over
 //! its limit is refused early) and only *charged* once a signature by it verified: nobody can
@@ -34,12 +38,14 @@
 //! client over R replicas, the client gets up to R times each limit. Balance by source (sticky
 //! sessions) or divide the limits by R.
 
+mod at_once;
 mod gcra;
 mod ledger;
 mod rate;
 mod subject;
 
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -47,6 +53,8 @@ use tokio::time::Instant;
 
 use crate::metrics::Metrics;
 pub use crate::metrics::{LimitScope, LimitedEndpoint};
+use at_once::InFlight;
+pub use at_once::{HELPER_AT_ONCE_PER_SOURCE, INGEST_AT_ONCE_PER_SOURCE, Permit};
 use gcra::Refusal;
 use ledger::Ledger;
 pub use rate::{Limit, ParseLimitError, Rate};
@@ -119,17 +127,29 @@ pub struct RateLimited {
     pub scope: LimitScope,
     /// How long until a request would be allowed.
     pub retry_after: Duration,
-    /// Refused because the limiter tracks as many sources as it may, not for this source's rate.
-    pub table_full: bool,
+    /// Which kind of limit.
+    pub cause: Cause,
+}
+
+/// Which kind of limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// Over the rate of its source or key.
+    OverRate,
+    /// Its source has as many requests in flight as it may.
+    TooManyAtOnce,
+    /// The limiter tracks as many sources as it may, all still owing time.
+    TableFull,
 }
 
 impl RateLimited {
     fn message(&self) -> String {
-        let secs = whole_seconds(self.retry_after);
-        match (self.table_full, self.scope) {
-            (true, _) => format!("the collector is limiting too many clients at once; retry in {secs} s"),
-            (false, LimitScope::Source) => format!("too many {} requests from this address; retry in {secs} s", self.endpoint),
-            (false, LimitScope::Key) => format!("too many {} requests from this probe key; retry in {secs} s", self.endpoint),
+        let (secs, endpoint) = (whole_seconds(self.retry_after), self.endpoint);
+        match (self.cause, self.scope) {
+            (Cause::TableFull, _) => format!("the collector is limiting too many clients at once; retry in {secs} s"),
+            (Cause::TooManyAtOnce, _) => format!("too many {endpoint} requests at once from this address; retry in {secs} s"),
+            (Cause::OverRate, LimitScope::Source) => format!("too many {endpoint} requests from this address; retry in {secs} s"),
+            (Cause::OverRate, LimitScope::Key) => format!("too many {endpoint} requests from this probe key; retry in {secs} s"),
         }
     }
 }
@@ -142,6 +162,7 @@ pub(crate) fn whole_seconds(wait: Duration) -> u64 {
 /// The rate limiter shared by the handlers.
 pub struct Limiter {
     inner: Mutex<Inner>,
+    in_flight: InFlight,
     origin: Instant,
     metrics: Arc<Metrics>,
 }
@@ -175,6 +196,7 @@ impl Limiter {
     fn with_salts(settings: &Settings, metrics: Arc<Metrics>, new_salt: fn() -> subject::Salt) -> Limiter {
         let limiter = Limiter {
             inner: Mutex::new(Inner { ledger: Ledger::new(settings, 0, new_salt), warned_full_at: None }),
+            in_flight: InFlight::default(),
             origin: Instant::now(),
             metrics,
         };
@@ -191,6 +213,17 @@ impl Limiter {
     /// (a refusal is counted in the metric, as it is answered).
     pub fn peek(&self, endpoint: LimitedEndpoint, subject: Subject<'_>) -> Result<(), RateLimited> {
         self.decide(endpoint, subject, self.now(), false)
+    }
+
+    /// Count a request of `source` to `endpoint` as in flight until the permit is dropped, or
+    /// refuse it (`Retry-After: 1`) if the source already has its share of the slots.
+    pub fn enter(&self, endpoint: LimitedEndpoint, source: IpAddr) -> Result<Permit, RateLimited> {
+        let hash = self.lock().ledger.hash(Subject::Source(source), self.now());
+        self.in_flight.enter(endpoint, hash).ok_or_else(|| {
+            self.metrics.record_rate_limited(endpoint, LimitScope::Source);
+            tracing::debug!(%endpoint, "too many requests at once");
+            RateLimited { endpoint, scope: LimitScope::Source, retry_after: Duration::from_secs(1), cause: Cause::TooManyAtOnce }
+        })
     }
 
     fn now(&self) -> u64 {
@@ -211,18 +244,18 @@ impl Limiter {
             Ok(()) => return Ok(()),
             Err(refusal) => refusal,
         };
-        let (retry_after, table_full) = match refusal {
-            Refusal::OverRate(wait) => (wait, false),
-            Refusal::Full(wait) => (wait, true),
+        let (retry_after, cause) = match refusal {
+            Refusal::OverRate(wait) => (wait, Cause::OverRate),
+            Refusal::Full(wait) => (wait, Cause::TableFull),
         };
-        if table_full && inner.warned_full_at.is_none_or(|at| now.saturating_sub(at) >= 60_000_000_000) {
+        if cause == Cause::TableFull && inner.warned_full_at.is_none_or(|at| now.saturating_sub(at) >= 60_000_000_000) {
             inner.warned_full_at = Some(now);
             tracing::warn!(%endpoint, %scope, "the rate limiter's table is full: new sources are refused until entries drain");
         }
         drop(inner);
         self.metrics.record_rate_limited(endpoint, scope);
         tracing::debug!(%endpoint, %scope, "rate limited");
-        Err(RateLimited { endpoint, scope, retry_after, table_full })
+        Err(RateLimited { endpoint, scope, retry_after, cause })
     }
 
     fn publish(&self, ledger: &Ledger) {

@@ -26,7 +26,7 @@ fn a_refusal_names_the_limit_and_a_wait_in_whole_seconds() {
     let limiter = Limiter::new(&tight(), metrics());
     assert_eq!(check(&limiter, LimitedEndpoint::Ingest, source(1)), Ok(()));
     let limited = check(&limiter, LimitedEndpoint::Ingest, source(1)).expect_err("one an hour");
-    assert_eq!((limited.endpoint, limited.scope, limited.table_full), (LimitedEndpoint::Ingest, LimitScope::Source, false));
+    assert_eq!((limited.endpoint, limited.scope, limited.cause), (LimitedEndpoint::Ingest, LimitScope::Source, Cause::OverRate));
     assert!(limited.retry_after > Duration::from_secs(3590) && limited.retry_after <= Duration::from_secs(3600));
     assert_eq!(
         limited.to_string(),
@@ -45,7 +45,7 @@ fn a_full_table_refuses_new_sources_with_its_own_message() {
     let limiter = Limiter::new(&tight(), metrics());
     limiter.check(LimitedEndpoint::Register, source(1)).expect("the only slot");
     let limited = limiter.check(LimitedEndpoint::Register, source(2)).expect_err("the table is full");
-    assert!(limited.table_full);
+    assert_eq!(limited.cause, Cause::TableFull);
     assert!(limited.to_string().starts_with("the collector is limiting too many clients at once"), "{limited}");
 }
 
@@ -75,4 +75,21 @@ fn the_debug_form_shows_nothing_of_the_tables() {
     let limiter = Limiter::new(&Settings::default(), metrics());
     limiter.check(LimitedEndpoint::Ingest, source(9)).expect("allowed");
     assert_eq!(format!("{limiter:?}"), "Limiter(..)");
+}
+
+#[test]
+fn a_source_with_its_share_in_flight_is_told_to_come_back_in_a_second() {
+    let limiter = Limiter::new(&Settings::default(), metrics());
+    let ip = IpAddr::from([198, 51, 100, 1]);
+    let held: Vec<_> =
+        (0..INGEST_AT_ONCE_PER_SOURCE).map(|_| limiter.enter(LimitedEndpoint::Ingest, ip).expect("its share")).collect();
+    let limited = limiter.enter(LimitedEndpoint::Ingest, ip).expect_err("one too many");
+    assert_eq!(
+        (limited.cause, limited.scope, limited.retry_after),
+        (Cause::TooManyAtOnce, LimitScope::Source, Duration::from_secs(1))
+    );
+    assert_eq!(limited.to_string(), "too many ingest requests at once from this address; retry in 1 s");
+    assert!(limiter.enter(LimitedEndpoint::Ingest, IpAddr::from([198, 51, 100, 2])).is_ok(), "another source");
+    drop(held);
+    assert!(limiter.enter(LimitedEndpoint::Ingest, ip).is_ok(), "back once one finished");
 }
