@@ -21,7 +21,6 @@ use std::time::Duration;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::limits::{RateLimited, whole_seconds};
 use crate::store::StoreError;
 
 /// The `reason` of a `429`: the client went over a rate limit and may come back after `Retry-After`.
@@ -153,18 +152,6 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<RateLimited> for ApiError {
-    fn from(limited: RateLimited) -> Self {
-        ApiError::RateLimited { retry_after: limited.retry_after, message: limited.to_string() }
-    }
-}
-
-impl IntoResponse for RateLimited {
-    fn into_response(self) -> Response {
-        ApiError::from(self).into_response()
-    }
-}
-
 /// Every store failure, answered once. The caller logs the detail; the client is told only
 /// which kind of fault it was.
 impl From<&StoreError> for ApiError {
@@ -188,9 +175,13 @@ impl From<&StoreError> for ApiError {
     }
 }
 
+/// `Retry-After` in whole seconds, rounded up: a client that waits that long is welcome.
+pub(crate) fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 fn with_retry_after(mut response: Response, after: Option<Duration>) -> Response {
     if let Some(after) = after {
-        // Rounded up: a client that waits exactly this long is welcome.
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
     }
     response
@@ -254,24 +245,23 @@ mod tests {
 
     #[tokio::test]
     async fn over_a_rate_limit_is_429_with_the_wait_rounded_up() {
-        use crate::limits::{LimitScope, LimitedEndpoint};
-        let limited = RateLimited {
-            endpoint: LimitedEndpoint::Ingest,
-            scope: LimitScope::Key,
-            retry_after: Duration::from_millis(1_001),
-            cause: crate::limits::Cause::OverRate,
-        };
-        let response = limited.into_response();
+        let limited = || ApiError::RateLimited { retry_after: Duration::from_millis(1_001), message: "slow down".into() };
+        let response = limited().into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "2");
-        let json: serde_json::Value = serde_json::from_str(&body(response).await).expect("JSON");
-        assert_eq!(json["reason"], RATE_LIMITED);
-        assert_eq!(json["error"], "too many ingest requests from this probe key; retry in 2 s");
-        let plain = ApiError::from(limited).plain();
-        assert_eq!(
-            (plain.status(), &plain.headers()[header::RETRY_AFTER]),
-            (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(2))
-        );
+        assert_eq!(body(response).await, r#"{"error":"slow down","reason":"rate_limited"}"#);
+        let plain = limited().plain();
+        assert_eq!(plain.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(plain.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn whole_seconds_round_up() {
+        for (wait, secs) in
+            [(Duration::ZERO, 0), (Duration::from_nanos(1), 1), (Duration::from_millis(1500), 2), (Duration::from_secs(5), 5)]
+        {
+            assert_eq!(whole_seconds(wait), secs, "{wait:?}");
+        }
     }
 
     #[tokio::test]

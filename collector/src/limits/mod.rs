@@ -1,7 +1,7 @@
 //! Rate limits: one client, or one probe key, can't take the collector for itself.
 //!
 //! Each limited endpoint counts requests per *source* (the client's address, an IPv6 client by
-//! its /64) and, for ingest, per *probe key*, with GCRA ([`gcra`]): `N/min` on average, up to a
+//! its /64) and, for ingest, per *probe key*, with GCRA (`gcra.rs`): `N/min` on average, up to a
 //! burst at once. Over the limit the answer is `429` with `Retry-After` (whole seconds, rounded
 //! up) and the JSON error body with `reason: rate_limited`; the probe keeps the batch in its
 //! spool and comes back after that time.
@@ -14,7 +14,7 @@
 //! | `POST /api/v1/keys` | source | [`DEFAULT_REGISTER_PER_SOURCE`] | a probe registers once per collector |
 //!
 //! On top of the rates, one source may have only so many requests *in flight* at once (half of
-//! the endpoint's slots, [`at_once`]): a rate counts requests, not their cost, and a few large
+//! the endpoint's slots, `at_once.rs`): a rate counts requests, not their cost, and a few large
 //! or slow ones must not hold every slot.
 //!
 //! **Who pays.** A source is charged on arrival, before the body is read, so a flood is refused
@@ -22,8 +22,16 @@
 //! its limit is refused early) and only *charged* once a signature by it verified: nobody can
 //! spend another probe's budget by sending its public key.
 //!
+//! **In a handler**, first thing (`State<Arc<Limiter>>` is in the app state):
+//!
+//! ```text
+//! if let Err(limited) = limits::check(&limiter, LimitedEndpoint::Register, Subject::Source(peer.ip())) {
+//!     return limited.into_response(); // 429, Retry-After, {"error": …, "reason": "rate_limited"}
+//! }
+//! ```
+//!
 //! **What is kept.** Neither addresses nor key ids: the tables hold a salted 64-bit hash
-//! ([`subject`]) and one timestamp per entry. The salt is random, made in memory at start and
+//! (`subject.rs`) and one timestamp per entry. The salt is random, made in memory at start and
 //! replaced every day; the tables of the old salt are dropped with it, which forgives everyone
 //! once a day. Nothing is logged about who was limited.
 //!
@@ -49,8 +57,10 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use axum::response::{IntoResponse, Response};
 use tokio::time::Instant;
 
+use crate::error::{ApiError, whole_seconds};
 use crate::metrics::Metrics;
 pub use crate::metrics::{LimitScope, LimitedEndpoint};
 use at_once::InFlight;
@@ -154,9 +164,16 @@ impl RateLimited {
     }
 }
 
-/// `Retry-After` in whole seconds, rounded up: a client that waits that long is allowed.
-pub(crate) fn whole_seconds(wait: Duration) -> u64 {
-    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+impl From<RateLimited> for ApiError {
+    fn from(limited: RateLimited) -> Self {
+        ApiError::RateLimited { retry_after: limited.retry_after, message: limited.to_string() }
+    }
+}
+
+impl IntoResponse for RateLimited {
+    fn into_response(self) -> Response {
+        ApiError::from(self).into_response()
+    }
 }
 
 /// The rate limiter shared by the handlers.

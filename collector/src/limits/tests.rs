@@ -61,13 +61,23 @@ fn each_limiter_has_its_own_salt() {
     assert_ne!(random_salt(), random_salt(), "128 random bits");
 }
 
-#[test]
-fn whole_seconds_round_up() {
-    for (wait, secs) in
-        [(Duration::ZERO, 0), (Duration::from_nanos(1), 1), (Duration::from_millis(1500), 2), (Duration::from_secs(5), 5)]
-    {
-        assert_eq!(whole_seconds(wait), secs, "{wait:?}");
-    }
+#[tokio::test]
+async fn a_refusal_is_answered_429_with_retry_after_and_the_reason() {
+    let limited = RateLimited {
+        endpoint: LimitedEndpoint::Ingest,
+        scope: LimitScope::Key,
+        retry_after: Duration::from_millis(1_001),
+        cause: Cause::OverRate,
+    };
+    let response = limited.into_response();
+    assert_eq!(response.status(), axum::http::StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "2", "rounded up");
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+    let json: serde_json::Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(
+        json,
+        serde_json::json!({"error": "too many ingest requests from this probe key; retry in 2 s", "reason": "rate_limited"})
+    );
 }
 
 #[test]

@@ -11,6 +11,7 @@
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
 //! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
+//! | `endpoint`, `scope` | [`LimitedEndpoint::ALL`] and [`LimitScope::ALL`] (the rate limits) |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
