@@ -241,7 +241,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "RATE", env = ENV_REGISTER_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_REGISTER_PER_SOURCE)]
     pub register_rate_per_source: Limit,
 
-    /// Addresses (or keys) each rate limit tracks at most, about 40 bytes each. When a limit's
+    /// Addresses (or keys) each rate limit tracks at most (100,000: about 2.2 MB). When a limit's
     /// table is full of clients that still owe it time, new addresses are refused (429) until one
     /// drains; new keys are let through.
     #[arg(

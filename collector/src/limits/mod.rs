@@ -36,7 +36,7 @@
 //! once a day. Nothing is logged about who was limited.
 //!
 //! **Bounded memory.** Each (endpoint, scope) table tracks at most `max_entries` (default
-//! [`DEFAULT_MAX_ENTRIES`], a few MB each); entries that owe nothing are dropped. When a table is
+//! [`DEFAULT_MAX_ENTRIES`]: a full table is about 2.2 MB); entries that owe nothing are dropped. When a table is
 //! full of entries that all still owe time, a *new source* is refused with `429` until one drains
 //! (fail closed: the limit must hold even when an adversary fills the table), and a *new key* is
 //! let through (fail open: keys cost nothing to make, so a flood of them must not lock out honest
@@ -84,7 +84,8 @@ pub const DEFAULT_INGEST_PER_KEY: Limit = Limit::Rate(Rate::per_minute(30, 60));
 pub const DEFAULT_HELPER_PER_SOURCE: Limit = Limit::Rate(Rate::per_minute(300, 300));
 /// Key registrations per source: 10 an hour, 10 at once. A probe registers once per collector.
 pub const DEFAULT_REGISTER_PER_SOURCE: Limit = Limit::Rate(Rate::per_hour(10, 10));
-/// Entries each (endpoint, scope) table may hold: about 40 bytes each, so 4 MB a table.
+/// Entries each (endpoint, scope) table may hold: a full table is a hash map of 131,072 slots of
+/// 17 bytes (an 8-byte hash, an 8-byte timestamp, a control byte), about 2.2 MB.
 pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 
 /// The limits of every endpoint.
