@@ -158,7 +158,8 @@ async fn a_source_holds_at_most_half_the_helper_slots() {
     use vantage_collector::limits::HELPER_AT_ONCE_PER_SOURCE;
     let collector = Collector::start_with(|config, _| {
         config.danger_helper_allow_private = true;
-        config.helper_timeout = std::time::Duration::from_secs(2);
+        // Long enough that all the requests below are in flight together even on a busy machine.
+        config.helper_timeout = std::time::Duration::from_secs(5);
     })
     .await;
     // A TLS control to a listener that never answers holds its slot for the step timeout.
