@@ -29,6 +29,7 @@ use crate::fleet::Fleet;
 use crate::geoip::{GeoIp, GeoIpError};
 use crate::helper::{self, Helper};
 use crate::ingest::BatchSlots;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::published::{ListSlot, PublishedList, PublishedListError};
 use crate::state::AppState;
@@ -164,6 +165,7 @@ impl App {
             config.asn_min_probes,
             config.fleet_refresh,
         ));
+        let limiter = Arc::new(Limiter::new(&config.limits, Arc::clone(&metrics)));
         let state = AppState {
             store: Arc::clone(&store),
             metrics,
@@ -174,6 +176,7 @@ impl App {
             list: Arc::clone(&list),
             geoip: Arc::new(published.geoip),
             honoured: Arc::default(),
+            limiter,
         };
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;

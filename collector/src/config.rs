@@ -16,6 +16,8 @@ use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
+use crate::limits::{self, Limit};
+
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
 
 /// Environment twin of `--listen`.
@@ -44,6 +46,16 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
+/// Environment twin of `--ingest-rate-per-source`.
+pub const ENV_INGEST_RATE_PER_SOURCE: &str = "VANTAGE_INGEST_RATE_PER_SOURCE";
+/// Environment twin of `--ingest-rate-per-key`.
+pub const ENV_INGEST_RATE_PER_KEY: &str = "VANTAGE_INGEST_RATE_PER_KEY";
+/// Environment twin of `--helper-rate-per-source`.
+pub const ENV_HELPER_RATE_PER_SOURCE: &str = "VANTAGE_HELPER_RATE_PER_SOURCE";
+/// Environment twin of `--register-rate-per-source`.
+pub const ENV_REGISTER_RATE_PER_SOURCE: &str = "VANTAGE_REGISTER_RATE_PER_SOURCE";
+/// Environment twin of `--rate-limit-entries`.
+pub const ENV_RATE_LIMIT_ENTRIES: &str = "VANTAGE_RATE_LIMIT_ENTRIES";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -209,6 +221,37 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub fleet_refresh_secs: u64,
+
+    /// Ingest batches one client address (an IPv6 client: its /64) may post: N/s, N/min, N/h or
+    /// N/d, up to N at once or `,burst=B`; `off` (or 0) for no limit. Over it: 429 with
+    /// Retry-After. Behind a reverse proxy every client has the proxy's address.
+    #[arg(long, value_name = "RATE", env = ENV_INGEST_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_INGEST_PER_SOURCE)]
+    pub ingest_rate_per_source: Limit,
+
+    /// Ingest batches one probe key may post (counted only once its signature verified), as
+    /// --ingest-rate-per-source.
+    #[arg(long, value_name = "RATE", env = ENV_INGEST_RATE_PER_KEY, default_value_t = limits::DEFAULT_INGEST_PER_KEY)]
+    pub ingest_rate_per_key: Limit,
+
+    /// Test-helper controls one client address may ask for, as --ingest-rate-per-source.
+    #[arg(long, value_name = "RATE", env = ENV_HELPER_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_HELPER_PER_SOURCE)]
+    pub helper_rate_per_source: Limit,
+
+    /// Probe key registrations one client address may make, as --ingest-rate-per-source.
+    #[arg(long, value_name = "RATE", env = ENV_REGISTER_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_REGISTER_PER_SOURCE)]
+    pub register_rate_per_source: Limit,
+
+    /// Addresses (or keys) each rate limit tracks at most (100,000: about 2.2 MB). When a limit's
+    /// table is full of clients that still owe it time, new addresses are refused (429) until one
+    /// drains; new keys are let through.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_RATE_LIMIT_ENTRIES,
+        default_value_t = limits::DEFAULT_MAX_ENTRIES as u64,
+        value_parser = clap::value_parser!(u64).range(100..=100_000_000)
+    )]
+    pub rate_limit_entries: u64,
 }
 
 /// Everything the collector is built from.
@@ -242,6 +285,8 @@ pub struct Config {
     pub window: Duration,
     /// How often the fleet gauges are recomputed.
     pub fleet_refresh: Duration,
+    /// The rate limits.
+    pub limits: limits::Settings,
 }
 
 impl Config {
@@ -263,6 +308,7 @@ impl Config {
             max_series: DEFAULT_MAX_SERIES,
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
+            limits: limits::Settings::default(),
         }
     }
 }
@@ -305,6 +351,13 @@ impl From<ServeArgs> for Config {
             max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
             window: Duration::from_secs(args.window_secs),
             fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
+            limits: limits::Settings {
+                ingest_per_source: args.ingest_rate_per_source,
+                ingest_per_key: args.ingest_rate_per_key,
+                helper_per_source: args.helper_rate_per_source,
+                register_per_source: args.register_rate_per_source,
+                max_entries: usize::try_from(args.rate_limit_entries).unwrap_or(usize::MAX),
+            },
         }
     }
 }
@@ -457,6 +510,34 @@ mod tests {
         assert!(parse(&["vantage-collector", "serve", "--asn-min-probes", "0"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--max-series", "5"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--window-secs", "1"]).is_err());
+    }
+
+    #[test]
+    fn rate_limits_have_defaults_and_read_rates() {
+        let config = parse(&["vantage-collector", "serve"]).expect("defaults");
+        assert_eq!(config.limits, limits::Settings::default());
+        let config = parse(&[
+            "vantage-collector",
+            "serve",
+            "--ingest-rate-per-source",
+            "600/min",
+            "--ingest-rate-per-key",
+            "10/min,burst=100",
+            "--helper-rate-per-source",
+            "off",
+            "--register-rate-per-source",
+            "0",
+            "--rate-limit-entries",
+            "5000",
+        ])
+        .expect("valid rates");
+        let rate = |s: &str| s.parse::<Limit>().expect("rate");
+        assert_eq!(config.limits.ingest_per_source, rate("600/min"));
+        assert_eq!(config.limits.ingest_per_key, rate("10/min,burst=100"));
+        assert_eq!((config.limits.helper_per_source, config.limits.register_per_source), (Limit::Off, Limit::Off));
+        assert_eq!(config.limits.max_entries, 5000);
+        assert!(parse(&["vantage-collector", "serve", "--ingest-rate-per-key", "30"]).is_err(), "a rate needs its unit");
+        assert!(parse(&["vantage-collector", "serve", "--rate-limit-entries", "10"]).is_err());
     }
 
     #[test]

@@ -7,9 +7,12 @@
 //! it is `500`, and the log says what. Either way a probe keeps its batch on anything but `200`,
 //! so no fault loses data; the split tells an operator which side to look at.
 //!
+//! One 4xx says "later" rather than "never": `429` from the rate limiter, with `Retry-After`
+//! (whole seconds, rounded up) and [`RATE_LIMITED`] as its reason; a probe keeps its batch.
+//!
 //! The body is `{"error": message, "reason": code}`, `reason` being a bounded code: a
-//! [`BatchRejection`](crate::payload::BatchRejection) or a [`ServerFault`]. It is absent where
-//! the message alone is the answer (a bad query parameter, a bad control request).
+//! [`BatchRejection`](crate::payload::BatchRejection), a [`ServerFault`] or [`RATE_LIMITED`]. It
+//! is absent where the message alone is the answer (a bad query parameter, a bad control request).
 //!
 //! The mapping of every [`StoreError`] is here, once, for every handler that uses the store.
 
@@ -19,6 +22,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::store::StoreError;
+
+/// The `reason` of a `429`: the client went over a rate limit and may come back after `Retry-After`.
+pub const RATE_LIMITED: &str = "rate_limited";
 
 /// How long a client should wait when every slot is taken: a batch or a control takes seconds.
 const RETRY_BUSY: Duration = Duration::from_secs(5);
@@ -82,6 +88,13 @@ pub(crate) enum ApiError {
         /// What happened, without internals (those go to the log).
         message: String,
     },
+    /// Over a rate limit: `429` with `Retry-After`.
+    RateLimited {
+        /// How long until a request would be allowed.
+        retry_after: Duration,
+        /// Which limit, in words.
+        message: String,
+    },
 }
 
 impl ApiError {
@@ -101,16 +114,15 @@ impl ApiError {
         match self {
             Self::Client { status, .. } => *status,
             Self::Server { fault, .. } => fault.status(),
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
     /// The same answer as plain text, for endpoints a browser or a scraper reads.
     pub(crate) fn plain(self) -> Response {
         let retry_after = self.retry_after();
-        let (status, message) = match self {
-            Self::Client { status, message, .. } => (status, message),
-            Self::Server { fault, message } => (fault.status(), message),
-        };
+        let status = self.status();
+        let (Self::Client { message, .. } | Self::Server { message, .. } | Self::RateLimited { message, .. }) = self;
         with_retry_after((status, format!("{message}\n")).into_response(), retry_after)
     }
 
@@ -118,6 +130,7 @@ impl ApiError {
         match self {
             Self::Client { .. } => None,
             Self::Server { fault, .. } => fault.retry_after(),
+            Self::RateLimited { retry_after, .. } => Some(*retry_after),
         }
     }
 }
@@ -129,6 +142,7 @@ impl IntoResponse for ApiError {
         let (reason, message) = match self {
             Self::Client { reason, message, .. } => (reason, message),
             Self::Server { fault, message } => (Some(fault.as_str()), message),
+            Self::RateLimited { message, .. } => (Some(RATE_LIMITED), message),
         };
         let body = match reason {
             Some(reason) => serde_json::json!({ "error": message, "reason": reason }),
@@ -161,9 +175,14 @@ impl From<&StoreError> for ApiError {
     }
 }
 
+/// `Retry-After` in whole seconds, rounded up: a client that waits that long is welcome.
+pub(crate) fn whole_seconds(wait: Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 fn with_retry_after(mut response: Response, after: Option<Duration>) -> Response {
     if let Some(after) = after {
-        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(after.as_secs()));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(whole_seconds(after)));
     }
     response
 }
@@ -222,6 +241,27 @@ mod tests {
         assert_eq!(body(response).await, r#"{"error":"too large","reason":"body_too_large"}"#);
         let response = ApiError::client(StatusCode::BAD_REQUEST, None, "invalid `limit`").into_response();
         assert_eq!(body(response).await, r#"{"error":"invalid `limit`"}"#);
+    }
+
+    #[tokio::test]
+    async fn over_a_rate_limit_is_429_with_the_wait_rounded_up() {
+        let limited = || ApiError::RateLimited { retry_after: Duration::from_millis(1_001), message: "slow down".into() };
+        let response = limited().into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(body(response).await, r#"{"error":"slow down","reason":"rate_limited"}"#);
+        let plain = limited().plain();
+        assert_eq!(plain.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(plain.headers()[header::RETRY_AFTER], "2");
+    }
+
+    #[test]
+    fn whole_seconds_round_up() {
+        for (wait, secs) in
+            [(Duration::ZERO, 0), (Duration::from_nanos(1), 1), (Duration::from_millis(1500), 2), (Duration::from_secs(5), 5)]
+        {
+            assert_eq!(whole_seconds(wait), secs, "{wait:?}");
+        }
     }
 
     #[tokio::test]

@@ -8,26 +8,30 @@
 //! own network. Labs and tests, whose servers live on exactly those addresses, turn this off
 //! with `--danger-helper-allow-private`.
 //!
-//! Work is bounded: at most [`MAX_IN_FLIGHT`] controls run at once (more get `503`), and each has
-//! an overall deadline on top of the runners' per-step timeouts.
+//! Work is bounded: each client address may ask for so many controls a minute and have half the
+//! slots at once (more get `429`, see [`crate::limits`]), at most [`MAX_IN_FLIGHT`] controls run at once (more get `503`), and
+//! each has an overall deadline on top of the runners' per-step timeouts.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
 use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 
 use crate::error::{ApiError, ServerFault};
+use crate::limits::{LimitedEndpoint, Limiter, Subject};
 use crate::metrics::{HelperOutcome, Metrics};
 
 /// Controls running at once; beyond this the helper answers `503`.
 pub const MAX_IN_FLIGHT: usize = 32;
+// One source may hold only part of the slots (crate::limits), never all of them.
+const _: () = assert!((crate::limits::HELPER_AT_ONCE_PER_SOURCE as usize) < MAX_IN_FLIGHT);
 /// The largest request body: a control request is a few hundred bytes.
 pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
 
@@ -125,8 +129,13 @@ fn non_public_v6(ip: Ipv6Addr) -> Option<&'static str> {
 pub(crate) async fn post_control(
     State(helper): State<Arc<Helper>>,
     State(metrics): State<Arc<Metrics>>,
+    State(limiter): State<Arc<Limiter>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Bytes,
 ) -> Response {
+    if let Err(limited) = limiter.check(LimitedEndpoint::Helper, Subject::Source(peer.ip())) {
+        return limited.into_response();
+    }
     let request: ControlRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
         Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, format!("not a control request: {e}")).into_response(),
@@ -147,6 +156,11 @@ pub(crate) async fn post_control(
         let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
         return ApiError::client(StatusCode::FORBIDDEN, None, message).into_response();
     }
+    // Half the slots at most per source, so controls that hang until the deadline can't hold them all.
+    let _share = match limiter.enter(LimitedEndpoint::Helper, peer.ip()) {
+        Ok(permit) => permit,
+        Err(limited) => return limited.into_response(),
+    };
     let Ok(_permit) = Arc::clone(&helper.in_flight).try_acquire_owned() else {
         metrics.record_helper(test, HelperOutcome::Busy);
         return ApiError::server(ServerFault::Busy, "the test helper is busy; retry later").into_response();

@@ -12,10 +12,15 @@
 //! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
 //! never counted as a probe.
 //!
+//! Limits: the source is charged before anything else, the key is looked at before the body is
+//! read and charged once its signature verified, before anything is inflated ([`crate::limits`]).
+//! Over either limit the batch is answered `429` with `Retry-After`, and the probe keeps it.
+//!
 //! Privacy: the submitter's address is used for two things only: refusing lines that contain it
 //! (a probe bug that would leak the volunteer's IP into public data), and, when the operator
 //! gave GeoIP databases, looking up the country and ASN it belongs to (stored beside each
-//! measurement of the batch, and told to the probe in the report). Then it is dropped: it is
+//! measurement of the batch, and told to the probe in the report); besides, the rate limiter
+//! counts it under a salted hash kept in memory. Then it is dropped: it is
 //! never logged, stored or turned into a metric label. Neither is the key id.
 
 use std::net::{IpAddr, SocketAddr};
@@ -27,6 +32,8 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
@@ -37,6 +44,7 @@ use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
 use crate::error::{ApiError, ServerFault};
 use crate::geoip::GeoIp;
+use crate::limits::{LimitedEndpoint, Limiter, RateLimited, Subject};
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::store::{InsertOutcome, Store};
@@ -44,6 +52,8 @@ use crate::store::{InsertOutcome, Store};
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
 /// memory, so this bounds the collector's ingest memory.
 pub const MAX_CONCURRENT_BATCHES: usize = 4;
+// One source may hold only part of the slots (crate::limits), never all of them.
+const _: () = assert!((crate::limits::INGEST_AT_ONCE_PER_SOURCE as usize) < MAX_CONCURRENT_BATCHES);
 /// How long a batch waits for a slot before the probe is told to come back later.
 const SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A spool backlog above this is not a probe's, but a made-up number: not recorded.
@@ -69,6 +79,12 @@ impl SignatureHeaders {
     pub(crate) fn from_headers(headers: &HeaderMap) -> Self {
         let text = |name| headers.get(name).map(|v: &HeaderValue| v.to_str().map(str::to_string).map_err(|_| ()));
         SignatureHeaders { key: text(KEY_HEADER), signature: text(SIGNATURE_HEADER) }
+    }
+
+    /// The public key the batch claims, decoded as [`verify_batch`] decodes it; not yet verified.
+    pub(crate) fn claimed_key(&self) -> Option<[u8; 32]> {
+        let key = self.key.as_ref()?.as_ref().ok()?;
+        BASE64.decode(key.trim()).ok()?.try_into().ok()
     }
 
     /// The signer of `body`, `None` for an unsigned batch.
@@ -99,6 +115,9 @@ enum BatchError {
     /// The batch is unacceptable as sent (the client's fault): a 4xx, counted under its reason.
     #[error(transparent)]
     Refused(#[from] PayloadError),
+    /// The batch's key verified but is over its rate limit: nothing was inflated.
+    #[error(transparent)]
+    Limited(#[from] RateLimited),
     /// The validation task panicked or was cancelled (the collector's fault).
     #[error("the validation task failed: {0}")]
     Validation(#[from] tokio::task::JoinError),
@@ -108,6 +127,7 @@ impl From<&BatchError> for ApiError {
     fn from(e: &BatchError) -> Self {
         match e {
             BatchError::Refused(refused) => ApiError::from(refused),
+            BatchError::Limited(limited) => ApiError::from(*limited),
             // Only a runtime shutting down cancels the task; the same batch is welcome after.
             BatchError::Validation(task) if task.is_cancelled() => {
                 ApiError::server(ServerFault::ShuttingDown, "the collector is shutting down; retry later")
@@ -131,24 +151,43 @@ impl Default for BatchSlots {
 }
 
 /// `POST /api/v1/measurements`.
+#[expect(clippy::too_many_arguments, reason = "axum extractors: each is one piece of state the handler uses")]
 pub(crate) async fn post_measurements(
     State(store): State<Arc<dyn Store>>,
     State(metrics): State<Arc<Metrics>>,
     State(BatchSlots(slots)): State<BatchSlots>,
     State(geoip): State<Arc<GeoIp>>,
+    State(limiter): State<Arc<Limiter>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    // Before anything costs: a flood is refused for the price of a hash.
+    if let Err(limited) = limiter.check(LimitedEndpoint::Ingest, Subject::Source(peer.ip())) {
+        return limited.into_response();
+    }
+    let claimed_key = SignatureHeaders::from_headers(&headers).claimed_key();
+    // A key already over its limit is refused unread; it is only charged once it verified.
+    if let Some(key) = &claimed_key
+        && let Err(limited) = limiter.peek(LimitedEndpoint::Ingest, Subject::Key(key))
+    {
+        return limited.into_response();
+    }
+    // Half the slots at most per source, so a few huge batches from one can't hold them all.
+    let _share = match limiter.enter(LimitedEndpoint::Ingest, peer.ip()) {
+        Ok(permit) => permit,
+        Err(limited) => return limited.into_response(),
+    };
     let _in_flight = metrics.ingest_in_flight();
-    // The address's only other use; after this, only the country and ASN remain.
+    // Where the address is; after this (and the check of the lines for it), only the country and ASN remain.
     let observed = geoip.locate(peer.ip());
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
-    let checked = match read_and_check(&headers, body, peer.ip()).await {
+    let checked = match read_and_check(&headers, body, peer.ip(), limiter).await {
         Ok(checked) => checked,
         Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
+        Err(BatchError::Limited(limited)) => return limited.into_response(),
         Err(e) => {
             tracing::error!("batch not checked: {e}");
             return ApiError::from(&e).into_response();
@@ -208,7 +247,12 @@ fn refuse(metrics: &Metrics, e: &PayloadError) -> Response {
     response
 }
 
-async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result<CheckedBatch, BatchError> {
+async fn read_and_check(
+    headers: &HeaderMap,
+    body: Body,
+    peer: IpAddr,
+    limiter: Arc<Limiter>,
+) -> Result<CheckedBatch, BatchError> {
     let encoding = payload::encoding(headers)?;
     let signature = SignatureHeaders::from_headers(headers);
     let raw = payload::read_capped(body, headers, encoding).await?;
@@ -217,10 +261,15 @@ async fn read_and_check(headers: &HeaderMap, body: Body, peer: IpAddr) -> Result
     // Inflating and parsing up to 64 MiB is CPU work: keep it off the async workers.
     let checked = tokio::task::spawn_blocking(move || {
         // The signature covers the bytes as sent: check it before inflating anything.
-        let signer = signature.verify(&raw)?;
+        let key = signature.claimed_key();
+        let signer = signature.verify(&raw).map_err(PayloadError::from)?;
+        // Only now is the key proven to be the sender's: charge it, and stop here if it is spent.
+        if let (Some(_), Some(key)) = (&signer, &key) {
+            limiter.check(LimitedEndpoint::Ingest, Subject::Key(key))?;
+        }
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok::<_, PayloadError>(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
+        Ok::<_, BatchError>(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
     })
     .await??;
     Ok(checked)

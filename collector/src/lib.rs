@@ -19,13 +19,15 @@
 //!   never a per-probe series. [`fleet`] recomputes the distinct-probe gauges from the store.
 //! - [`status`] renders the headline (what is blocked where, how, since when) as a page at `/`.
 //! - [`helper`] refuses non-public addresses unless a lab turns that off, so it is no SSRF proxy.
+//! - [`limits`] keeps one client (an address, a probe key) from taking the collector for itself:
+//!   rates per source and per key, and a share of the slots per source; `429` with `Retry-After`.
 //! - [`app`] wires them into one axum router, built before it serves ([`App::bind`]) and drained
 //!   on shutdown ([`App::serve`]). No handler imports the router or the whole shared state: each
 //!   takes the pieces it uses (`Arc<Metrics>`, `Arc<dyn Store>`, …) through axum's `FromRef` on
 //!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
 //!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
 //!   modules below it: `app → state → {forget → ingest, query, helper, status, ops, published,
-//!   geoip} → fleet → metrics → payload → error → store` (`operator`, the offline commands, sits
+//!   geoip} → limits → fleet → metrics → payload → error → store` (`operator`, the offline commands, sits
 //!   beside `app` and uses `published` for the list rules).
 //!
 //! - [`published`] serves the operator's signed target list at `GET /api/v1/targets` (made
@@ -33,8 +35,9 @@
 //!   each batch's submitter in a country and ASN; [`forget`] honours a volunteer's signed
 //!   deletion request.
 //!
-//! The probe's IP address is used only to refuse lines that contain it and to look up its
-//! country and ASN; it is never logged, stored or used as a label.
+//! The probe's IP address is used only to refuse lines that contain it, to look up its country
+//! and ASN, and (as a salted hash in memory) to count it against the rate limits; it is never
+//! logged, stored or used as a label.
 
 #![warn(missing_docs)]
 
@@ -46,6 +49,7 @@ pub mod forget;
 pub mod geoip;
 pub mod helper;
 pub mod ingest;
+pub mod limits;
 pub mod metrics;
 pub mod operator;
 mod ops;

@@ -14,6 +14,7 @@ use crate::forget::Honoured;
 use crate::geoip::GeoIp;
 use crate::helper::Helper;
 use crate::ingest::BatchSlots;
+use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::published::ListSlot;
 use crate::status::PageCache;
@@ -31,6 +32,7 @@ pub(crate) struct AppState {
     pub(crate) list: Arc<ListSlot>,
     pub(crate) geoip: Arc<GeoIp>,
     pub(crate) honoured: Arc<Honoured>,
+    pub(crate) limiter: Arc<Limiter>,
 }
 
 /// Each piece a handler can ask for, and the field it is cloned from (an `Arc` or a handle).
@@ -54,4 +56,5 @@ pieces! {
     Arc<ListSlot> => list,
     Arc<GeoIp> => geoip,
     Arc<Honoured> => honoured,
+    Arc<Limiter> => limiter,
 }

@@ -5,6 +5,7 @@
 //! ```text
 //! spool/<uuidv7>.ndjson.part   the running measurement run, one line per finished measurement
 //! spool/<uuidv7>.ndjson        sealed runs waiting for upload (oldest first: v7 ids sort by time)
+//! spool/<uuidv7>+<n>.ndjson    what is left of a run after its first n lines were answered
 //! spool/rejected/<…>.ndjson    lines the collector refused, each with its reason: kept, not lost
 //! spool/.lock                  held by the running probe, so two probes never share a spool
 //! ```
@@ -85,6 +86,37 @@ impl Spool {
             .collect();
         files.sort();
         Ok(files)
+    }
+
+    /// Drop the first `answered` lines of `file` (the collector answered for them), keeping the
+    /// rest as `<run>+<n>.ndjson` in the same place in the queue. An upload that stopped midway
+    /// (a `429`, the network) then resumes where it stopped instead of sending the answered part
+    /// again, which would spend the probe's rate limit on duplicates: a file longer than the
+    /// limit's burst would never get past it. The rest is written and synced before the old file
+    /// goes, so a crash in between only sends some lines twice (harmless: ingest is idempotent).
+    pub fn keep_unanswered(&self, file: &Path, answered: usize) -> Result<PathBuf, SpoolError> {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let run = name.trim_end_matches(".part").trim_end_matches(".ndjson");
+        let (run, before) = match run.split_once('+') {
+            Some((run, n)) => (run, n.parse::<usize>().unwrap_or(0)),
+            None => (run, 0),
+        };
+        let rest = self.dir.join(format!("{run}+{}.ndjson", before + answered));
+        let scratch = self.dir.join(format!("{run}+{}.ndjson.tmp", before + answered));
+        let mut out = File::create(&scratch).map_err(io_err(&scratch))?;
+        let mut skipped = 0;
+        for batch in batches(file, 1000)? {
+            let batch = batch?;
+            let skip = (answered - skipped).min(batch.len());
+            skipped += skip;
+            for line in &batch[skip..] {
+                writeln!(out, "{line}").map_err(io_err(&scratch))?;
+            }
+        }
+        out.sync_all().map_err(io_err(&scratch))?;
+        fs::rename(&scratch, &rest).map_err(io_err(&scratch))?;
+        remove(file)?;
+        Ok(rest)
     }
 
     /// Keep refused lines, each next to the collector's reason, under `rejected/`.
@@ -254,6 +286,26 @@ mod tests {
         assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
         assert_eq!(batches.concat(), lines, "every complete line once, in order; the blank and the torn one dropped");
         assert_eq!(count_lines(&path).expect("count"), 7);
+    }
+
+    #[test]
+    fn the_unanswered_rest_of_a_run_keeps_its_place_in_the_queue() {
+        let (dir, spool) = scratch();
+        let lines: Vec<String> = (0..1203).map(|i| format!("{{\"n\":{i}}}")).collect();
+        let run = dir.path().join("spool/0190a000-0000-7000-8000-000000000001.ndjson");
+        fs::write(&run, lines.iter().map(|l| format!("{l}\n")).collect::<String>()).expect("write");
+        let later = dir.path().join("spool/0190a000-0000-7000-8000-000000000002.ndjson");
+        fs::write(&later, "{}\n").expect("write");
+
+        let rest = spool.keep_unanswered(&run, 1000).expect("kept");
+        assert_eq!(rest.file_name().and_then(|n| n.to_str()), Some("0190a000-0000-7000-8000-000000000001+1000.ndjson"));
+        assert_eq!(read_lines(&rest).expect("read"), lines[1000..]);
+        assert_eq!(spool.pending().expect("pending"), [rest.clone(), later.clone()], "still before the later run");
+        // Stopped again, 3 lines further: the offset counts from the start of the run.
+        let rest = spool.keep_unanswered(&rest, 3).expect("kept");
+        assert_eq!(rest.file_name().and_then(|n| n.to_str()), Some("0190a000-0000-7000-8000-000000000001+1003.ndjson"));
+        assert_eq!(read_lines(&rest).expect("read"), lines[1003..]);
+        assert_eq!(spool.pending().expect("pending"), [rest, later]);
     }
 
     #[test]

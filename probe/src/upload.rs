@@ -311,8 +311,14 @@ impl Uploader {
                     refused.extend(batch.iter().map(|line| (line.clone(), reason.clone())));
                 }
                 Err(e) => {
-                    // Earlier batches of this file were answered; re-sending them is a harmless
-                    // duplicate (and a refused line is refused again), so the file stays whole.
+                    // What was answered is done: set its refusals aside and keep only the rest,
+                    // so the next flush resumes here instead of spending the collector's rate
+                    // limit on duplicates (see `Spool::keep_unanswered`).
+                    if sent > 0 {
+                        spool.quarantine(file, &refused).map_err(|e| (e.into(), size.saturating_sub(sent)))?;
+                        report.rejected += refused.len();
+                        spool.keep_unanswered(file, sent).map_err(|e| (e.into(), size.saturating_sub(sent)))?;
+                    }
                     return Err((e, size.saturating_sub(sent)));
                 }
             }

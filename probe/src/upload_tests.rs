@@ -292,3 +292,81 @@ fn retry_after_takes_seconds_or_a_date() {
     assert_eq!(retry_after(&headers("soon")), None);
     assert_eq!(retry_after(&HeaderMap::new()), None);
 }
+
+#[tokio::test]
+async fn a_flush_stopped_midway_resumes_where_it_stopped() {
+    // Three batches in one run; the collector takes two, then asks for an hour.
+    let f = flush_against(&[2 * BATCH_LINES + 3], |n, lines| {
+        if n < 2 { Answer::stored(lines) } else { Answer::error(429, "rate_limited").retry_after("3600") }
+    })
+    .await;
+    assert_eq!((f.report.accepted, f.report.remaining, f.batches), (2 * BATCH_LINES, 3, 3));
+    let pending = f.spool.pending().expect("pending");
+    assert_eq!(pending.len(), 1, "{pending:?}");
+    assert_eq!(spool::read_lines(&pending[0]).expect("read").len(), 3, "only the unanswered rest waits");
+
+    // The next flush sends the rest, not the answered part again.
+    let (url, batches) = collector(|_, lines| Answer::stored(lines)).await;
+    let report = uploader(&url).flush(&f.spool).await;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!(report.accepted, 3);
+    assert_eq!(batches.lock().expect("lock").iter().map(Vec::len).collect::<Vec<_>>(), [3]);
+    assert!(f.spool.pending().expect("pending").is_empty());
+}
+
+/// The real collector, in-process on loopback, with `limits`; its base URL.
+async fn real_collector(limits: vantage_collector::limits::Settings) -> (String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = vantage_collector::Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
+    config.limits = limits;
+    let app = vantage_collector::App::bind(config).await.expect("collector builds");
+    let url = format!("http://{}", app.local_addr());
+    tokio::spawn(app.serve(std::future::pending()));
+    (url, dir)
+}
+
+/// `vantage_collector_rate_limited_total{endpoint="ingest",scope="key"}` of the collector at `url`.
+async fn key_refusals(url: &str) -> f64 {
+    let text = reqwest::Client::builder().no_proxy().build().expect("client");
+    let text = text.get(format!("{url}/metrics")).send().await.expect("GET").text().await.expect("text");
+    text.lines()
+        .filter(|l| l.starts_with("vantage_collector_rate_limited_total{"))
+        .find(|l| l.contains("endpoint=\"ingest\"") && l.contains("scope=\"key\""))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .expect("the series")
+}
+
+fn key_limit(rate: &str) -> vantage_collector::limits::Settings {
+    vantage_collector::limits::Settings { ingest_per_key: rate.parse().expect("rate"), ..Default::default() }
+}
+
+#[tokio::test]
+async fn over_a_real_collectors_key_limit_the_rest_stays_in_the_spool_unsent() {
+    // Two batches a minute: the third is refused with a 30 s wait, more than a flush waits out.
+    let (url, _collector) = real_collector(key_limit("2/min")).await;
+    let (_dir, spool, files) = spool_with(&[2 * BATCH_LINES, 1]);
+    let report = uploader(&url).with_key(ProbeKey::from_seed(&[4; 32])).flush(&spool).await;
+
+    let error = report.error.expect("the flush stopped");
+    assert_eq!(error.fault(), Fault::Transient, "{error}");
+    assert!(error.to_string().contains("HTTP 429") && error.to_string().contains("rate_limited"), "{error}");
+    assert!(error.retry_after().is_some_and(|wait| wait > MAX_RETRY_WAIT && wait <= Duration::from_secs(30)), "{error}");
+    assert_eq!((report.accepted, report.remaining), (2 * BATCH_LINES, 1));
+    assert_eq!(spool.pending().expect("pending"), files[1..], "the refused batch waits in the spool");
+    assert_eq!(key_refusals(&url).await, 1.0, "refused once, and not asked again before the wait");
+}
+
+#[tokio::test]
+async fn a_real_collectors_short_retry_after_is_waited_out_before_the_batch_goes_again() {
+    // One batch a second: the second is refused with `Retry-After: 1`, waited out, then taken.
+    let (url, _collector) = real_collector(key_limit("1/s")).await;
+    let (_dir, spool, _files) = spool_with(&[BATCH_LINES + 1]);
+    let report = uploader(&url).with_key(ProbeKey::from_seed(&[5; 32])).flush(&spool).await;
+
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert_eq!((report.accepted, report.remaining), (BATCH_LINES + 1, 0));
+    assert!(spool.pending().expect("pending").is_empty());
+    // Sent again before the second was up, it would have been refused a second time.
+    assert_eq!(key_refusals(&url).await, 1.0);
+}

@@ -256,6 +256,8 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
         "vantage_helper_requests_total",
         "vantage_probe_spool_pending_bucket",
         "vantage_metric_labels_folded_total",
+        "vantage_collector_rate_limited_total",
+        "vantage_collector_rate_limit_entries",
         "up{job=\"vantage-collector\"}",
     ] {
         assert!(fleet.contains(metric), "fleet dashboard lacks {metric}");

@@ -5,17 +5,19 @@
 //! sets up front, so `rate()` and absence alerts see zeros from the first scrape, not gaps.
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
 use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
 use super::fleet::FleetGauges;
-use super::outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
+use super::outcome::{BatchIdentity, HelperOutcome, LimitedEndpoint, LocationField, StoreOp};
 use super::{
     BATCHES_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS, FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL,
     INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL,
-    MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT,
-    SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
+    MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL,
+    REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
 };
 use crate::payload::BatchRejection;
 
@@ -60,6 +62,10 @@ impl Registrar<'_> {
 
     fn int_gauge(&self, name: &str, help: &str) -> Result<IntGauge> {
         self.register(IntGauge::new(name, help)?)
+    }
+
+    fn int_gauge_vec(&self, name: &str, help: &str, labels: &[&str]) -> Result<IntGaugeVec> {
+        self.register(IntGaugeVec::new(Opts::new(name, help), labels)?)
     }
 }
 
@@ -239,5 +245,34 @@ impl FleetFamilies {
         )?;
         let gauges = r.register(FleetGauges::new()?)?;
         Ok(FleetFamilies { gauges, refreshed, window })
+    }
+}
+
+/// The rate limiter: what it refused, and how many keys it tracks.
+#[derive(Debug)]
+pub(super) struct LimitFamilies {
+    pub(super) limited: IntCounterVec,
+    pub(super) entries: IntGaugeVec,
+}
+
+impl LimitFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let limited = r.counter_vec(
+            RATE_LIMITED_TOTAL,
+            "Requests answered 429 by the rate limiter, by endpoint and by what the exhausted limit counts \
+             (a probe key, or a source address).",
+            &["endpoint", "scope"],
+        )?;
+        let entries = r.int_gauge_vec(
+            RATE_LIMIT_ENTRIES,
+            "Keys and sources the rate limiter tracks (those that still owe it time), by endpoint and scope; \
+             at --rate-limit-entries new sources are refused.",
+            &["endpoint", "scope"],
+        )?;
+        for (endpoint, scope) in LimitedEndpoint::pairs() {
+            limited.with_label_values(&[endpoint.as_str(), scope.as_str()]);
+            entries.with_label_values(&[endpoint.as_str(), scope.as_str()]);
+        }
+        Ok(LimitFamilies { limited, entries })
     }
 }

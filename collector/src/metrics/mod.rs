@@ -11,6 +11,7 @@
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
 //! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
+//! | `endpoint`, `scope` | [`LimitedEndpoint::ALL`] and [`LimitScope::ALL`] (the rate limits) |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
@@ -35,8 +36,8 @@ use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_coun
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
-use families::{FleetFamilies, IngestFamilies, LabelFamilies, MeasurementFamilies, OperationFamilies, Registrar};
-pub use outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
+use families::{FleetFamilies, IngestFamilies, LabelFamilies, LimitFamilies, MeasurementFamilies, OperationFamilies, Registrar};
+pub use outcome::{BatchIdentity, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -76,6 +77,10 @@ pub const SERIES_LIMIT: &str = "vantage_metric_series_limit";
 pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refresh_timestamp_seconds";
 /// The window of the fleet gauges.
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
+/// Requests the rate limiter refused, by endpoint and scope.
+pub const RATE_LIMITED_TOTAL: &str = "vantage_collector_rate_limited_total";
+/// Keys and sources the rate limiter tracks, by endpoint and scope.
+pub const RATE_LIMIT_ENTRIES: &str = "vantage_collector_rate_limit_entries";
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -86,6 +91,7 @@ pub struct Metrics {
     operations: OperationFamilies,
     labels: LabelFamilies,
     fleet: FleetFamilies,
+    limits: LimitFamilies,
     /// The names allowed as `target` labels; replaced when the signed list is re-read.
     published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
@@ -104,6 +110,7 @@ impl Metrics {
         let operations = OperationFamilies::register(&r)?;
         let labels = LabelFamilies::register(&r, max_series)?;
         let fleet = FleetFamilies::register(&r)?;
+        let limits = LimitFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
@@ -111,6 +118,7 @@ impl Metrics {
             operations,
             labels,
             fleet,
+            limits,
             published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
@@ -207,6 +215,19 @@ impl Metrics {
     /// Count one test-helper request.
     pub fn record_helper(&self, test: TestKind, outcome: HelperOutcome) {
         self.operations.helper_requests.with_label_values(&[test.as_str(), outcome.as_str()]).inc();
+    }
+
+    /// Count one request the rate limiter refused.
+    pub fn record_rate_limited(&self, endpoint: LimitedEndpoint, scope: LimitScope) {
+        self.limits.limited.with_label_values(&[endpoint.as_str(), scope.as_str()]).inc();
+    }
+
+    /// Set how many keys or sources the rate limiter tracks for `endpoint` in `scope`.
+    pub fn set_rate_limit_entries(&self, endpoint: LimitedEndpoint, scope: LimitScope, entries: usize) {
+        self.limits
+            .entries
+            .with_label_values(&[endpoint.as_str(), scope.as_str()])
+            .set(i64::try_from(entries).unwrap_or(i64::MAX));
     }
 
     /// Set the stored-measurements gauge (from the store's count at start-up).
@@ -318,6 +339,10 @@ mod tests {
         assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
         assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
         assert_eq!(ids(LocationField::ALL, LocationField::as_str), ["country", "asn"]);
+        assert_eq!(ids(LimitedEndpoint::ALL, LimitedEndpoint::as_str), ["ingest", "helper", "register"]);
+        assert_eq!(ids(LimitScope::ALL, LimitScope::as_str), ["key", "source"]);
+        let pairs: Vec<_> = LimitedEndpoint::pairs().map(|(e, s)| format!("{e}/{s}")).collect();
+        assert_eq!(pairs, ["ingest/source", "ingest/key", "helper/source", "register/source"]);
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
         assert_eq!(

@@ -58,3 +58,42 @@ vantage_measurement::closed_set! {
         Asn => "asn",
     }
 }
+
+vantage_measurement::closed_set! {
+    /// An endpoint with rate limits, the `endpoint` label of
+    /// [`RATE_LIMITED_TOTAL`](super::RATE_LIMITED_TOTAL) and [`RATE_LIMIT_ENTRIES`](super::RATE_LIMIT_ENTRIES).
+    pub enum LimitedEndpoint {
+        /// `POST /api/v1/measurements`.
+        Ingest => "ingest",
+        /// `POST /api/v1/control`, the test helper.
+        Helper => "helper",
+        /// `POST /api/v1/keys`, key registration.
+        Register => "register",
+    }
+}
+
+vantage_measurement::closed_set! {
+    /// What a rate limit counts against, the `scope` label of
+    /// [`RATE_LIMITED_TOTAL`](super::RATE_LIMITED_TOTAL) and [`RATE_LIMIT_ENTRIES`](super::RATE_LIMIT_ENTRIES).
+    pub enum LimitScope {
+        /// A probe key (only ever charged after its signature verified).
+        Key => "key",
+        /// A client address (IPv6: its /64), as a salted hash.
+        Source => "source",
+    }
+}
+
+impl LimitedEndpoint {
+    /// The scopes this endpoint is limited in: only ingest knows the key before answering.
+    pub fn scopes(self) -> &'static [LimitScope] {
+        match self {
+            Self::Ingest => &[LimitScope::Source, LimitScope::Key],
+            Self::Helper | Self::Register => &[LimitScope::Source],
+        }
+    }
+
+    /// Every (endpoint, scope) pair that has a limit.
+    pub fn pairs() -> impl Iterator<Item = (LimitedEndpoint, LimitScope)> {
+        Self::ALL.iter().flat_map(|e| e.scopes().iter().map(move |s| (*e, *s)))
+    }
+}

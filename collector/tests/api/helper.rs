@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 
-use crate::support::{Collector, sample};
+use crate::support::{Collector, http_client_from, sample};
 
 async fn control(collector: &Collector, request: Value) -> (u16, Value) {
     let response = collector.http.post(collector.url("/api/v1/control")).json(&request).send().await.expect("POST control");
@@ -65,8 +65,10 @@ async fn a_full_helper_is_503_busy_with_retry_after() {
     let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = silent.local_addr().expect("addr").port();
     let request = json!({"test": "tls", "address": "127.0.0.1", "port": port, "domain": "example.org"});
-    let send = || collector.http.post(collector.url("/api/v1/control")).json(&request).send();
-    let responses = futures::future::join_all((0..=vantage_collector::helper::MAX_IN_FLIGHT).map(|_| send())).await;
+    // From three addresses: one alone may hold only half the slots.
+    let clients: Vec<_> = (2..5).map(|n| http_client_from([127, 0, 0, n].into())).collect();
+    let send = |i: usize| clients[i % clients.len()].post(collector.url("/api/v1/control")).json(&request).send();
+    let responses = futures::future::join_all((0..=vantage_collector::helper::MAX_IN_FLIGHT).map(send)).await;
     let busy: Vec<_> = responses.into_iter().map(|r| r.expect("POST control")).filter(|r| r.status() == 503).collect();
     assert!(!busy.is_empty(), "one control more than the slots is refused");
     for response in busy {

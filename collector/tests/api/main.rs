@@ -4,12 +4,14 @@
 mod support;
 
 mod binary;
+mod fairness;
 mod fleet;
 mod forget;
 mod helper;
 mod identity;
 mod ingest;
 mod lifecycle;
+mod limits;
 mod location;
 mod metrics;
 mod mmdb;

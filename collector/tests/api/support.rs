@@ -297,3 +297,29 @@ pub async fn with_wikipedia_published() -> Collector {
     })
     .await
 }
+
+/// An HTTP client whose connections leave from `source` (any 127.0.0.0/8 address works on
+/// loopback): a distinct client address for the rate limiter, without a network.
+pub fn http_client_from(source: std::net::IpAddr) -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().no_proxy().local_address(source).timeout(Duration::from_secs(30)).build().expect("client")
+}
+
+/// POST `batch` as the probe does (gzip, signed by `key`) with `http` to `collector`.
+pub async fn post_signed_with(
+    http: &reqwest::Client,
+    collector: &Collector,
+    key: &ProbeKey,
+    batch: &[Measurement],
+) -> reqwest::Response {
+    let body = gzip(ndjson(batch).as_bytes());
+    http.post(collector.url("/api/v1/measurements"))
+        .header("content-type", "application/x-ndjson")
+        .header("content-encoding", "gzip")
+        .header(KEY_HEADER, key.public_key_base64())
+        .header(SIGNATURE_HEADER, key.sign_base64(&body))
+        .body(body)
+        .send()
+        .await
+        .expect("POST signed measurements")
+}
