@@ -17,6 +17,8 @@ use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
+use crate::server::source::parse_trusted_proxy;
+use crate::server::{self, ForwardedHeader, TrustedProxies};
 
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
@@ -44,6 +46,24 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
+/// Environment twin of `--tls-cert`.
+pub const ENV_TLS_CERT: &str = "VANTAGE_TLS_CERT";
+/// Environment twin of `--tls-key`.
+pub const ENV_TLS_KEY: &str = "VANTAGE_TLS_KEY";
+/// Environment twin of `--trusted-proxy` (comma-separated).
+pub const ENV_TRUSTED_PROXIES: &str = "VANTAGE_TRUSTED_PROXIES";
+/// Environment twin of `--proxy-protocol`.
+pub const ENV_PROXY_PROTOCOL: &str = "VANTAGE_PROXY_PROTOCOL";
+/// Environment twin of `--forwarded-header`.
+pub const ENV_FORWARDED_HEADER: &str = "VANTAGE_FORWARDED_HEADER";
+/// Environment twin of `--max-connections`.
+pub const ENV_MAX_CONNECTIONS: &str = "VANTAGE_MAX_CONNECTIONS";
+/// Environment twin of `--max-connections-per-source`.
+pub const ENV_MAX_CONNECTIONS_PER_SOURCE: &str = "VANTAGE_MAX_CONNECTIONS_PER_SOURCE";
+/// Environment twin of `--header-timeout-secs`.
+pub const ENV_HEADER_TIMEOUT_SECS: &str = "VANTAGE_HEADER_TIMEOUT_SECS";
+/// Environment twin of `--tls-handshake-timeout-secs`.
+pub const ENV_TLS_HANDSHAKE_TIMEOUT_SECS: &str = "VANTAGE_TLS_HANDSHAKE_TIMEOUT_SECS";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -88,10 +108,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve the ingest API, researcher API, test helper, /metrics and /healthz.
     ///
-    /// Prints `vantage-collector listening on http://ADDR` on stdout once bound; logs go to
-    /// stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
+    /// Prints `vantage-collector listening on http://ADDR` (`https://` with --tls-cert) on stdout
+    /// once bound; logs go to stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
     /// requests and close the store.
-    Serve(ServeArgs),
+    // Boxed: the serve flags outweigh every other subcommand's.
+    Serve(Box<ServeArgs>),
     /// Make or rotate the operator's list key (ed25519), which signs the target list probes fetch.
     #[command(subcommand)]
     ListKey(ListKeyCommand),
@@ -209,6 +230,76 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub fleet_refresh_secs: u64,
+
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first, e.g.
+    /// certbot's fullchain.pem). Re-read with --tls-key on SIGHUP; a pair that does not load then
+    /// is logged and the old one kept. Without --tls-cert/--tls-key the collector serves plain
+    /// HTTP, for loopback or behind a TLS-terminating proxy.
+    #[arg(long, value_name = "FILE", env = ENV_TLS_CERT, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "FILE", env = ENV_TLS_KEY, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A load balancer or reverse proxy (CIDR block or address; repeat the flag, or
+    /// comma-separate in the environment) whose X-Forwarded-For (or --forwarded-header) and
+    /// PROXY header are believed. Anyone else's are not: the client address is the TCP peer.
+    #[arg(long = "trusted-proxy", value_name = "CIDR", env = ENV_TRUSTED_PROXIES, value_delimiter = ',', value_parser = parse_trusted_proxy)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// Expect a PROXY protocol header (v1 or v2) on every connection from a --trusted-proxy
+    /// (HAProxy send-proxy, AWS NLB, ...); such a connection without one is refused, and so is a
+    /// PROXY header from any other peer.
+    #[arg(long, env = ENV_PROXY_PROTOCOL, requires = "trusted_proxies")]
+    pub proxy_protocol: bool,
+
+    /// The header a --trusted-proxy names the client in: x-forwarded-for or forwarded (RFC 7239).
+    /// Only this one is read.
+    #[arg(long, value_name = "HEADER", env = ENV_FORWARDED_HEADER, default_value = "x-forwarded-for", value_parser = ForwardedHeader::from_flag)]
+    pub forwarded_header: ForwardedHeader,
+
+    /// Connections held at once; more are reset on arrival.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_MAX_CONNECTIONS,
+        default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_connections: u64,
+
+    /// Connections one source (an IPv4 address, an IPv6 /64; behind a trusted proxy, the client
+    /// it names) may hold at once; more are reset on arrival.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_MAX_CONNECTIONS_PER_SOURCE,
+        default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_SOURCE as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
+    )]
+    pub max_connections_per_source: u64,
+
+    /// Seconds a client has to send a request head (and a PROXY header), and the longest a
+    /// kept-alive connection may sit idle between requests.
+    #[arg(
+        long,
+        value_name = "S",
+        env = ENV_HEADER_TIMEOUT_SECS,
+        default_value_t = server::DEFAULT_HEADER_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub header_timeout_secs: u64,
+
+    /// Seconds a client has to finish the TLS handshake.
+    #[arg(
+        long,
+        value_name = "S",
+        env = ENV_TLS_HANDSHAKE_TIMEOUT_SECS,
+        default_value_t = server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=300)
+    )]
+    pub tls_handshake_timeout_secs: u64,
 }
 
 /// Everything the collector is built from.
@@ -242,6 +333,12 @@ pub struct Config {
     pub window: Duration,
     /// How often the fleet gauges are recomputed.
     pub fleet_refresh: Duration,
+    /// The certificate chain served over HTTPS (with `tls_key`; neither: plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    pub tls_key: Option<PathBuf>,
+    /// The connection layer: trusted proxies, caps, timeouts.
+    pub connections: server::Settings,
 }
 
 impl Config {
@@ -263,6 +360,9 @@ impl Config {
             max_series: DEFAULT_MAX_SERIES,
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
+            tls_cert: None,
+            tls_key: None,
+            connections: server::Settings::default(),
         }
     }
 }
@@ -286,6 +386,14 @@ impl Config {
         }
         Ok(HelperTrust { anchors: Arc::new(anchors), timeout: self.helper_timeout, dns_resolver: self.helper_resolver })
     }
+
+    /// The connection layer's settings, checked: PROXY headers need someone allowed to send them.
+    pub fn connection_settings(&self) -> Result<server::Settings, ConfigError> {
+        if self.connections.proxy_protocol && self.connections.trusted_proxies.is_empty() {
+            return Err(ConfigError::ProxyProtocolWithoutProxies);
+        }
+        Ok(self.connections.clone())
+    }
 }
 
 impl From<ServeArgs> for Config {
@@ -305,6 +413,18 @@ impl From<ServeArgs> for Config {
             max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
             window: Duration::from_secs(args.window_secs),
             fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
+            tls_cert: args.tls_cert,
+            tls_key: args.tls_key,
+            connections: server::Settings {
+                trusted_proxies: TrustedProxies::new(args.trusted_proxies),
+                proxy_protocol: args.proxy_protocol,
+                forwarded_header: args.forwarded_header,
+                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+                max_connections_per_source: usize::try_from(args.max_connections_per_source).unwrap_or(usize::MAX),
+                header_timeout: Duration::from_secs(args.header_timeout_secs),
+                tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
+                send_timeout: server::DEFAULT_SEND_TIMEOUT,
+            },
         }
     }
 }
@@ -344,6 +464,9 @@ pub enum ConfigError {
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
     Trust(#[from] vantage_engine::runner::verify::TrustError),
+    /// `--proxy-protocol` without a `--trusted-proxy`: every balancer's header would be refused.
+    #[error("--proxy-protocol needs --trusted-proxy: PROXY headers are honoured only from trusted proxies' addresses")]
+    ProxyProtocolWithoutProxies,
 }
 
 /// The published target list as far as the collector cares: the names. The file is the probe's
@@ -389,7 +512,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let cli = Cli::try_parse_from(args)?;
         let Command::Serve(serve) = cli.command else { panic!("not serve") };
-        Ok(serve.into())
+        Ok((*serve).into())
     }
 
     #[test]

@@ -12,19 +12,20 @@
 //! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
 //! never counted as a probe.
 //!
-//! Privacy: the submitter's address is used for two things only: refusing lines that contain it
+//! Privacy: the submitter's address (its [`ClientSource`]: the TCP peer, or the client a trusted
+//! proxy names) is used for two things only: refusing lines that contain it
 //! (a probe bug that would leak the volunteer's IP into public data), and, when the operator
 //! gave GeoIP databases, looking up the country and ASN it belongs to (stored beside each
 //! measurement of the batch, and told to the probe in the report). Then it is dropped: it is
 //! never logged, stored or turned into a metric label. Neither is the key id.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
@@ -39,6 +40,7 @@ use crate::error::{ApiError, ServerFault};
 use crate::geoip::GeoIp;
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
+use crate::server::ClientSource;
 use crate::store::{InsertOutcome, Store};
 
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
@@ -136,17 +138,17 @@ pub(crate) async fn post_measurements(
     State(metrics): State<Arc<Metrics>>,
     State(BatchSlots(slots)): State<BatchSlots>,
     State(geoip): State<Arc<GeoIp>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientSource(peer): ClientSource,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let _in_flight = metrics.ingest_in_flight();
     // The address's only other use; after this, only the country and ASN remain.
-    let observed = geoip.locate(peer.ip());
+    let observed = geoip.locate(peer);
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
-    let checked = match read_and_check(&headers, body, peer.ip()).await {
+    let checked = match read_and_check(&headers, body, peer).await {
         Ok(checked) => checked,
         Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
         Err(e) => {

@@ -52,6 +52,7 @@ mod ops;
 pub mod payload;
 pub mod published;
 pub mod query;
+pub mod server;
 mod state;
 pub mod status;
 pub mod store;
