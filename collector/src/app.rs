@@ -33,6 +33,7 @@ use crate::helper::{self, Helper};
 use crate::ingest::BatchSlots;
 use crate::metrics::Metrics;
 use crate::published::{ListSlot, PublishedList, PublishedListError};
+use crate::server::tls::{self, LoadedCert};
 use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
@@ -83,7 +84,7 @@ impl BuildError {
 
 /// What the operator publishes and looks up with, read from the files the config names: the
 /// signed list (if any), the names that may be `target` labels (the list's `labelled`, or the
-/// older `--targets` file's names), and the GeoIP databases.
+/// older `--targets` file's names), the GeoIP databases, and the certificate served.
 #[derive(Debug, Default)]
 pub struct Published {
     /// The signed list served at `GET /api/v1/targets`.
@@ -92,6 +93,8 @@ pub struct Published {
     pub labels: std::collections::HashSet<String>,
     /// The GeoIP databases (none: nothing is looked up).
     pub geoip: GeoIp,
+    /// The certificate and key to serve HTTPS with (none: plain HTTP).
+    pub tls: Option<LoadedCert>,
 }
 
 impl Published {
@@ -103,7 +106,10 @@ impl Published {
             labels = list.labelled.clone();
         }
         let geoip = GeoIp::open(config.geoip_country.as_deref(), config.geoip_asn.as_deref())?;
-        Ok(Published { list, labels, geoip })
+        let tls = tls::pair(config.tls_cert.as_deref(), config.tls_key.as_deref())?
+            .map(|(cert, key)| tls::load_pair(cert, key))
+            .transpose()?;
+        Ok(Published { list, labels, geoip, tls })
     }
 }
 
@@ -153,9 +159,10 @@ impl App {
         published: Published,
     ) -> Result<App, BuildError> {
         let settings = config.connection_settings()?;
-        let cert = match (config.tls_cert.clone(), config.tls_key.clone()) {
-            (Some(cert), Some(key)) => Some(Arc::new(CertSlot::open(cert, key, Arc::clone(&metrics))?)),
-            (None, None) => None,
+        let cert = match (published.tls, config.tls_cert.clone(), config.tls_key.clone()) {
+            (Some(loaded), Some(cert), Some(key)) => Some(Arc::new(CertSlot::new(cert, key, loaded, Arc::clone(&metrics)))),
+            (None, None, None) => None,
+            // `Published::load` reads exactly the files the config names.
             _ => return Err(TlsError::Half.into()),
         };
         let tls = cert.as_ref().map(CertSlot::server_config).transpose()?;

@@ -583,6 +583,62 @@ mod tests {
     }
 
     #[test]
+    fn connection_flags_reach_the_settings_with_their_defaults() {
+        let config = parse(&["vantage-collector", "serve"]).expect("defaults");
+        assert_eq!((config.tls_cert, config.tls_key), (None, None));
+        assert_eq!(config.connections, server::Settings::default());
+        let config = parse(&[
+            "vantage-collector",
+            "serve",
+            "--tls-cert",
+            "fullchain.pem",
+            "--tls-key",
+            "privkey.pem",
+            "--trusted-proxy",
+            "10.0.0.0/8,192.0.2.1",
+            "--trusted-proxy",
+            "2001:db8::/32",
+            "--proxy-protocol",
+            "--forwarded-header",
+            "forwarded",
+            "--max-connections",
+            "100",
+            "--max-connections-per-source",
+            "4",
+            "--header-timeout-secs",
+            "5",
+            "--tls-handshake-timeout-secs",
+            "7",
+        ])
+        .expect("valid flags");
+        assert_eq!(config.tls_cert, Some(PathBuf::from("fullchain.pem")));
+        assert_eq!(config.tls_key, Some(PathBuf::from("privkey.pem")));
+        let settings = config.connection_settings().expect("consistent");
+        let blocks: Vec<String> = settings.trusted_proxies.blocks().iter().map(|b| b.to_string()).collect();
+        assert_eq!(blocks, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
+        assert!(settings.proxy_protocol);
+        assert_eq!(settings.forwarded_header, ForwardedHeader::Forwarded);
+        assert_eq!((settings.max_connections, settings.max_connections_per_source), (100, 4));
+        assert_eq!(settings.header_timeout, Duration::from_secs(5));
+        assert_eq!(settings.tls_handshake_timeout, Duration::from_secs(7));
+    }
+
+    #[test]
+    fn connection_flags_that_cannot_work_are_refused() {
+        assert!(parse(&["vantage-collector", "serve", "--tls-cert", "c.pem"]).is_err(), "a certificate without its key");
+        assert!(parse(&["vantage-collector", "serve", "--tls-key", "k.pem"]).is_err(), "a key without its certificate");
+        assert!(parse(&["vantage-collector", "serve", "--proxy-protocol"]).is_err(), "PROXY headers from nobody");
+        assert!(parse(&["vantage-collector", "serve", "--trusted-proxy", "10.0.0.1/8"]).is_err(), "host bits");
+        assert!(parse(&["vantage-collector", "serve", "--forwarded-header", "x-real-ip"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--max-connections-per-source", "0"]).is_err());
+        assert!(parse(&["vantage-collector", "serve", "--header-timeout-secs", "0"]).is_err());
+        // A config built in code is checked the same way when the app is built.
+        let mut config = Config::new(DEFAULT_LISTEN, "d");
+        config.connections.proxy_protocol = true;
+        assert!(matches!(config.connection_settings(), Err(ConfigError::ProxyProtocolWithoutProxies)));
+    }
+
+    #[test]
     fn nonsense_flags_are_refused() {
         assert!(parse(&["vantage-collector", "serve", "--listen", "not-an-address"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--helper-timeout-secs", "0"]).is_err());

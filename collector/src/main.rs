@@ -81,8 +81,8 @@ async fn serve(config: Config) -> ExitCode {
 /// The start-up checklist, the details in each module. Every step that can fail does so before
 /// anything is served; a configuration error exits 64.
 async fn start(config: Config) -> Result<App, BuildError> {
-    // Config: the target lists and GeoIP databases first, so a bad one is reported before the
-    // data directory is touched.
+    // Config: the target lists, GeoIP databases and certificate first, so a bad one is reported
+    // before the data directory is touched.
     let published = Published::load(&config)?;
     // Store: open (or create) the measurements file.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);

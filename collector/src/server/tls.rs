@@ -87,6 +87,25 @@ pub struct LoadedCert {
     pub fingerprint: String,
 }
 
+/// The crypto the collector serves with: ring, as everywhere in Vantage.
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The files the config names: both, or neither (plain HTTP).
+pub fn pair<'a>(cert: Option<&'a Path>, key: Option<&'a Path>) -> Result<Option<(&'a Path, &'a Path)>, TlsError> {
+    match (cert, key) {
+        (Some(cert), Some(key)) => Ok(Some((cert, key))),
+        (None, None) => Ok(None),
+        _ => Err(TlsError::Half),
+    }
+}
+
+/// [`load`] with the collector's crypto provider: the start-up check of `--tls-cert/--tls-key`.
+pub fn load_pair(cert_path: &Path, key_path: &Path) -> Result<LoadedCert, TlsError> {
+    load(cert_path, key_path, &provider())
+}
+
 /// Read and check a certificate chain (PEM, end-entity first) and its private key (PEM: PKCS#8,
 /// PKCS#1 or SEC1).
 pub fn load(cert_path: &Path, key_path: &Path, provider: &CryptoProvider) -> Result<LoadedCert, TlsError> {
@@ -132,14 +151,19 @@ pub struct CertSlot {
 }
 
 impl CertSlot {
-    /// Load `cert_path` and `key_path` (a configuration error if they don't) and export the
-    /// certificate's expiry.
+    /// Load `cert_path` and `key_path` (a configuration error if they don't): [`load_pair`], then
+    /// [`new`](Self::new).
     pub fn open(cert_path: PathBuf, key_path: PathBuf, metrics: Arc<Metrics>) -> Result<CertSlot, TlsError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let loaded = load(&cert_path, &key_path, &provider)?;
+        let loaded = load_pair(&cert_path, &key_path)?;
+        Ok(Self::new(cert_path, key_path, loaded, metrics))
+    }
+
+    /// Serve `loaded`, read from `cert_path` and `key_path` (re-read from there), and export its
+    /// expiry.
+    pub fn new(cert_path: PathBuf, key_path: PathBuf, loaded: LoadedCert, metrics: Arc<Metrics>) -> CertSlot {
         log_loaded(&loaded, "serving HTTPS");
         metrics.set_tls_cert_expiry(loaded.not_after.timestamp());
-        Ok(CertSlot { cert_path, key_path, provider, current: RwLock::new(loaded.key), metrics })
+        CertSlot { cert_path, key_path, provider: provider(), current: RwLock::new(loaded.key), metrics }
     }
 
     /// The certificate and key handed to new handshakes.

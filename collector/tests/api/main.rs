@@ -4,9 +4,12 @@
 mod support;
 
 mod binary;
+mod client_source;
+mod connections;
 mod fleet;
 mod forget;
 mod helper;
+mod https;
 mod identity;
 mod ingest;
 mod lifecycle;
