@@ -424,6 +424,7 @@ impl From<ServeArgs> for Config {
                 header_timeout: Duration::from_secs(args.header_timeout_secs),
                 tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
                 send_timeout: server::DEFAULT_SEND_TIMEOUT,
+                body_timeout: server::DEFAULT_BODY_TIMEOUT,
             },
         }
     }

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use bytes::{Bytes, BytesMut};
+use hyper::body::Body as _;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -19,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 use super::caps::{ConnectionCaps, GlobalSlot, SourceSlot, counted_as};
-use super::io::{Prefixed, SendDeadline, SendStalled};
+use super::io::{BodyDeadline, Prefixed, SendDeadline, SendStalled};
 use super::proxy_protocol::{self, Decoded, Header, ProxyError};
 use super::source::{ClientSource, resolve};
 use super::{MAX_BUFFER_BYTES, Settings};
@@ -203,6 +205,9 @@ impl Shared {
                 let settings = &shared.settings;
                 let source = resolve(hop, request.headers(), &settings.trusted_proxies, settings.forwarded_header);
                 request.extensions_mut().insert(ClientSource(source));
+                let request = request.map(|body| {
+                    if body.is_end_stream() { Body::empty() } else { Body::new(BodyDeadline::new(body, settings.body_timeout)) }
+                });
                 tower_service::Service::call(&mut shared.router.clone(), request)
             })
         };

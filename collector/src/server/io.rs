@@ -1,11 +1,15 @@
-//! Two thin wrappers around a connection's byte stream.
+//! Thin wrappers around a connection's byte stream and a request's body.
 //!
 //! - [`Prefixed`] gives back the bytes read while looking for a PROXY header, so TLS and HTTP see
 //!   the stream as the client sent it.
 //! - [`SendDeadline`] fails a write, flush or shutdown that made no progress for the send timeout:
 //!   a client that stops reading a response (a "slow read") would otherwise hold its connection,
-//!   its buffers and its handler for ever. Reads need no such guard here: hyper bounds the wait
-//!   for a request head, and `payload` bounds the wait for a body.
+//!   its buffers and its handler for ever.
+//! - [`BodyDeadline`] fails a request body that has not ended by its deadline, on every route: a
+//!   client that trickles a small JSON body a byte a minute would otherwise hold a handler (the
+//!   ingest route has its own, shorter bound in `payload`, which answers `408` first).
+//!
+//! A request head needs no wrapper: hyper bounds its wait (the header timeout).
 
 use std::io;
 use std::pin::Pin;
@@ -13,6 +17,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
+use hyper::body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
 
@@ -134,6 +139,51 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendDeadline<S> {
     }
 }
 
+/// The error a body past its deadline ends with.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not end within {0:?}")]
+pub(crate) struct BodyTooSlow(pub(crate) Duration);
+
+/// A request body that fails once its deadline has passed.
+#[derive(Debug)]
+pub(crate) struct BodyDeadline<B> {
+    inner: B,
+    deadline: Pin<Box<Sleep>>,
+    limit: Duration,
+}
+
+impl<B> BodyDeadline<B> {
+    /// `inner`, to end within `limit` from now.
+    pub(crate) fn new(inner: B, limit: Duration) -> Self {
+        BodyDeadline { inner, deadline: Box::pin(tokio::time::sleep(limit)), limit }
+    }
+}
+
+impl<B> Body for BodyDeadline<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        ready!(self.deadline.as_mut().poll(cx));
+        Poll::Ready(Some(Err(Box::new(BodyTooSlow(self.limit)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -181,5 +231,49 @@ mod tests {
         let mut stream = SendDeadline::new(server, Duration::from_secs(30));
         stream.write_all(&[7; 160]).await.expect("progress resets the clock");
         assert_eq!(reader.await.expect("reader"), 160);
+    }
+
+    /// A body whose frames come from a channel the test holds.
+    struct Trickle(tokio::sync::mpsc::Receiver<Bytes>);
+
+    impl Body for Trickle {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0.poll_recv(cx).map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    /// Every frame of `body`, or its error.
+    async fn collect<B: Body<Data = Bytes> + Unpin>(mut body: B) -> Result<Vec<u8>, B::Error> {
+        let mut bytes = Vec::new();
+        while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            bytes.extend_from_slice(frame?.data_ref().map_or(&[][..], |d| d.as_ref()));
+        }
+        Ok(bytes)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_still_trickling_at_its_deadline_fails() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        let body = BodyDeadline::new(Trickle(rx), Duration::from_secs(120));
+        let sender = tokio::spawn(async move {
+            // A byte every 50 s: always "making progress", never done.
+            while tx.send(Bytes::from_static(b"{")).await.is_ok() {
+                tokio::time::sleep(Duration::from_secs(50)).await;
+            }
+        });
+        let started = Instant::now();
+        let err = collect(body).await.expect_err("cut at the deadline");
+        assert!(err.is::<BodyTooSlow>(), "{err}");
+        assert_eq!(started.elapsed(), Duration::from_secs(120));
+        sender.abort();
+
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(Bytes::from_static(b"{}")).await.expect("send");
+        drop(tx);
+        let whole = collect(BodyDeadline::new(Trickle(rx), Duration::from_secs(120))).await.expect("in time");
+        assert_eq!(whole, b"{}");
     }
 }

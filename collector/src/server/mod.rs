@@ -16,8 +16,8 @@
 //!    timeout.
 //! 5. **HTTP/1.1** (hyper): each request head must arrive within the header timeout, which also
 //!    bounds how long a kept-alive connection may sit idle between requests; a response the client
-//!    stops reading fails after the send timeout (`io::SendDeadline`); request bodies are bounded
-//!    by `payload`. Every request carries its [`ClientSource`] ([`source`]), the address handlers
+//!    stops reading fails after the send timeout (`io::SendDeadline`); a request body must end
+//!    within the body timeout on every route (`io::BodyDeadline`; `payload` bounds ingest tighter). Every request carries its [`ClientSource`] ([`source`]), the address handlers
 //!    use.
 //!
 //! Shutdown drains as before: the listener closes, idle connections close, requests in flight
@@ -48,6 +48,9 @@ pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a response may wait for the client to read anything.
 pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a request body may take, on any route: the ingest route's own bound plus a margin,
+/// so that its `408` comes first there.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(crate::payload::BODY_TIMEOUT.as_secs() + 10);
 /// The most a connection buffers while reading a request head: a longer head is refused. The
 /// probe's heads are well under 1 KiB.
 pub const MAX_BUFFER_BYTES: usize = 32 * 1024;
@@ -71,6 +74,8 @@ pub struct Settings {
     pub tls_handshake_timeout: Duration,
     /// The wait for a client to read any of a response.
     pub send_timeout: Duration,
+    /// The longest a request body may take.
+    pub body_timeout: Duration,
 }
 
 impl Default for Settings {
@@ -84,6 +89,7 @@ impl Default for Settings {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             tls_handshake_timeout: DEFAULT_TLS_HANDSHAKE_TIMEOUT,
             send_timeout: DEFAULT_SEND_TIMEOUT,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 }

@@ -69,6 +69,39 @@ async fn a_client_trickling_its_request_head_is_disconnected() {
     assert_eq!(refused(&collector, "header_timeout").await, Some(1.0));
 }
 
+/// The same on the body of a small route (the helper's control, a deletion request): a body
+/// that has not ended by the body timeout fails, however steadily it trickles.
+#[tokio::test]
+async fn a_body_trickled_to_a_small_route_is_cut_at_the_body_deadline() {
+    let collector = Collector::start_with(|config, _| config.connections.body_timeout = Duration::from_secs(1)).await;
+    let head = "POST /api/v1/control HTTP/1.1\r\nHost: collector\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{";
+    let mut stream = raw::connect(collector.addr(), head.as_bytes()).await;
+    let (mut read, mut write) = stream.split();
+    let trickle = async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if write.write_all(b" ").await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    let answered = async {
+        let mut buf = Vec::new();
+        let _ = tokio::io::AsyncReadExt::read_to_end(&mut read, &mut buf).await;
+        buf
+    };
+    let received = tokio::time::timeout(raw::CLOSE_BOUND, async {
+        tokio::select! {
+            () = trickle => unreachable!("the trickle never ends on its own"),
+            received = answered => received,
+        }
+    })
+    .await
+    .expect("the collector ended the trickling request");
+    let text = String::from_utf8_lossy(&received);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+}
+
 /// A kept-alive connection is closed once idle for the header timeout too, but that is no
 /// refusal: it is how every idle client's connection ends.
 #[tokio::test]
