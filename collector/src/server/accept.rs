@@ -77,7 +77,12 @@ impl Server {
         metrics: Arc<Metrics>,
     ) -> Self {
         let mut http = http1::Builder::new();
-        http.timer(TokioTimer::new()).header_read_timeout(settings.header_timeout).max_buf_size(MAX_BUFFER_BYTES);
+        // Both limits: hyper may read past `max_buf_size` into spare capacity before it checks,
+        // so the head's own limit is what makes a 33 KiB head a 431.
+        http.timer(TokioTimer::new())
+            .header_read_timeout(settings.header_timeout)
+            .max_buf_size(MAX_BUFFER_BYTES)
+            .max_header_size(MAX_BUFFER_BYTES);
         let caps = ConnectionCaps::new(settings.max_connections, settings.max_connections_per_source);
         let shared = Shared { router, caps, metrics, tls: tls.map(TlsAcceptor::from), http, settings };
         Server { listener, shared: Arc::new(shared) }
