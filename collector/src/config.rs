@@ -17,8 +17,11 @@ use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
-use crate::server::source::parse_trusted_proxy;
-use crate::server::{self, ForwardedHeader, TrustedProxies};
+use crate::server;
+pub use crate::server::args::{
+    ConnectionArgs, ENV_FORWARDED_HEADER, ENV_HEADER_TIMEOUT_SECS, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE,
+    ENV_PROXY_PROTOCOL, ENV_TLS_CERT, ENV_TLS_HANDSHAKE_TIMEOUT_SECS, ENV_TLS_KEY, ENV_TRUSTED_PROXIES,
+};
 
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
@@ -46,24 +49,6 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
-/// Environment twin of `--tls-cert`.
-pub const ENV_TLS_CERT: &str = "VANTAGE_TLS_CERT";
-/// Environment twin of `--tls-key`.
-pub const ENV_TLS_KEY: &str = "VANTAGE_TLS_KEY";
-/// Environment twin of `--trusted-proxy` (comma-separated).
-pub const ENV_TRUSTED_PROXIES: &str = "VANTAGE_TRUSTED_PROXIES";
-/// Environment twin of `--proxy-protocol`.
-pub const ENV_PROXY_PROTOCOL: &str = "VANTAGE_PROXY_PROTOCOL";
-/// Environment twin of `--forwarded-header`.
-pub const ENV_FORWARDED_HEADER: &str = "VANTAGE_FORWARDED_HEADER";
-/// Environment twin of `--max-connections`.
-pub const ENV_MAX_CONNECTIONS: &str = "VANTAGE_MAX_CONNECTIONS";
-/// Environment twin of `--max-connections-per-source`.
-pub const ENV_MAX_CONNECTIONS_PER_SOURCE: &str = "VANTAGE_MAX_CONNECTIONS_PER_SOURCE";
-/// Environment twin of `--header-timeout-secs`.
-pub const ENV_HEADER_TIMEOUT_SECS: &str = "VANTAGE_HEADER_TIMEOUT_SECS";
-/// Environment twin of `--tls-handshake-timeout-secs`.
-pub const ENV_TLS_HANDSHAKE_TIMEOUT_SECS: &str = "VANTAGE_TLS_HANDSHAKE_TIMEOUT_SECS";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -231,75 +216,9 @@ pub struct ServeArgs {
     )]
     pub fleet_refresh_secs: u64,
 
-    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first, e.g.
-    /// certbot's fullchain.pem). Re-read with --tls-key on SIGHUP; a pair that does not load then
-    /// is logged and the old one kept. Without --tls-cert/--tls-key the collector serves plain
-    /// HTTP, for loopback or behind a TLS-terminating proxy.
-    #[arg(long, value_name = "FILE", env = ENV_TLS_CERT, requires = "tls_key")]
-    pub tls_cert: Option<PathBuf>,
-
-    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
-    #[arg(long, value_name = "FILE", env = ENV_TLS_KEY, requires = "tls_cert")]
-    pub tls_key: Option<PathBuf>,
-
-    /// A load balancer or reverse proxy (CIDR block or address; repeat the flag, or
-    /// comma-separate in the environment) whose X-Forwarded-For (or --forwarded-header) and
-    /// PROXY header are believed. Anyone else's are not: the client address is the TCP peer.
-    #[arg(long = "trusted-proxy", value_name = "CIDR", env = ENV_TRUSTED_PROXIES, value_delimiter = ',', value_parser = parse_trusted_proxy)]
-    pub trusted_proxies: Vec<ipnet::IpNet>,
-
-    /// Expect a PROXY protocol header (v1 or v2) on every connection from a --trusted-proxy
-    /// (HAProxy send-proxy, AWS NLB, ...); such a connection without one is refused, and so is a
-    /// PROXY header from any other peer.
-    #[arg(long, env = ENV_PROXY_PROTOCOL, requires = "trusted_proxies")]
-    pub proxy_protocol: bool,
-
-    /// The header a --trusted-proxy names the client in: x-forwarded-for or forwarded (RFC 7239).
-    /// Only this one is read.
-    #[arg(long, value_name = "HEADER", env = ENV_FORWARDED_HEADER, default_value = "x-forwarded-for", value_parser = ForwardedHeader::from_flag)]
-    pub forwarded_header: ForwardedHeader,
-
-    /// Connections held at once; more are reset on arrival.
-    #[arg(
-        long,
-        value_name = "N",
-        env = ENV_MAX_CONNECTIONS,
-        default_value_t = server::DEFAULT_MAX_CONNECTIONS as u64,
-        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
-    )]
-    pub max_connections: u64,
-
-    /// Connections one source (an IPv4 address, an IPv6 /64; behind a trusted proxy, the client
-    /// it names) may hold at once; more are reset on arrival.
-    #[arg(
-        long,
-        value_name = "N",
-        env = ENV_MAX_CONNECTIONS_PER_SOURCE,
-        default_value_t = server::DEFAULT_MAX_CONNECTIONS_PER_SOURCE as u64,
-        value_parser = clap::value_parser!(u64).range(1..=1_000_000)
-    )]
-    pub max_connections_per_source: u64,
-
-    /// Seconds a client has to send a request head (and a PROXY header), and the longest a
-    /// kept-alive connection may sit idle between requests.
-    #[arg(
-        long,
-        value_name = "S",
-        env = ENV_HEADER_TIMEOUT_SECS,
-        default_value_t = server::DEFAULT_HEADER_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..=300)
-    )]
-    pub header_timeout_secs: u64,
-
-    /// Seconds a client has to finish the TLS handshake.
-    #[arg(
-        long,
-        value_name = "S",
-        env = ENV_TLS_HANDSHAKE_TIMEOUT_SECS,
-        default_value_t = server::DEFAULT_TLS_HANDSHAKE_TIMEOUT.as_secs(),
-        value_parser = clap::value_parser!(u64).range(1..=300)
-    )]
-    pub tls_handshake_timeout_secs: u64,
+    /// HTTPS, trusted proxies, connection caps and timeouts.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 /// Everything the collector is built from.
@@ -413,19 +332,9 @@ impl From<ServeArgs> for Config {
             max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
             window: Duration::from_secs(args.window_secs),
             fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
-            tls_cert: args.tls_cert,
-            tls_key: args.tls_key,
-            connections: server::Settings {
-                trusted_proxies: TrustedProxies::new(args.trusted_proxies),
-                proxy_protocol: args.proxy_protocol,
-                forwarded_header: args.forwarded_header,
-                max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-                max_connections_per_source: usize::try_from(args.max_connections_per_source).unwrap_or(usize::MAX),
-                header_timeout: Duration::from_secs(args.header_timeout_secs),
-                tls_handshake_timeout: Duration::from_secs(args.tls_handshake_timeout_secs),
-                send_timeout: server::DEFAULT_SEND_TIMEOUT,
-                body_timeout: server::DEFAULT_BODY_TIMEOUT,
-            },
+            tls_cert: args.connection.tls_cert.clone(),
+            tls_key: args.connection.tls_key.clone(),
+            connections: args.connection.settings(),
         }
     }
 }
@@ -584,56 +493,14 @@ mod tests {
     }
 
     #[test]
-    fn connection_flags_reach_the_settings_with_their_defaults() {
+    fn connection_flags_reach_the_config() {
         let config = parse(&["vantage-collector", "serve"]).expect("defaults");
-        assert_eq!((config.tls_cert, config.tls_key), (None, None));
-        assert_eq!(config.connections, server::Settings::default());
-        let config = parse(&[
-            "vantage-collector",
-            "serve",
-            "--tls-cert",
-            "fullchain.pem",
-            "--tls-key",
-            "privkey.pem",
-            "--trusted-proxy",
-            "10.0.0.0/8,192.0.2.1",
-            "--trusted-proxy",
-            "2001:db8::/32",
-            "--proxy-protocol",
-            "--forwarded-header",
-            "forwarded",
-            "--max-connections",
-            "100",
-            "--max-connections-per-source",
-            "4",
-            "--header-timeout-secs",
-            "5",
-            "--tls-handshake-timeout-secs",
-            "7",
-        ])
-        .expect("valid flags");
-        assert_eq!(config.tls_cert, Some(PathBuf::from("fullchain.pem")));
-        assert_eq!(config.tls_key, Some(PathBuf::from("privkey.pem")));
-        let settings = config.connection_settings().expect("consistent");
-        let blocks: Vec<String> = settings.trusted_proxies.blocks().iter().map(|b| b.to_string()).collect();
-        assert_eq!(blocks, ["10.0.0.0/8", "192.0.2.1/32", "2001:db8::/32"]);
-        assert!(settings.proxy_protocol);
-        assert_eq!(settings.forwarded_header, ForwardedHeader::Forwarded);
-        assert_eq!((settings.max_connections, settings.max_connections_per_source), (100, 4));
-        assert_eq!(settings.header_timeout, Duration::from_secs(5));
-        assert_eq!(settings.tls_handshake_timeout, Duration::from_secs(7));
-    }
-
-    #[test]
-    fn connection_flags_that_cannot_work_are_refused() {
-        assert!(parse(&["vantage-collector", "serve", "--tls-cert", "c.pem"]).is_err(), "a certificate without its key");
-        assert!(parse(&["vantage-collector", "serve", "--tls-key", "k.pem"]).is_err(), "a key without its certificate");
-        assert!(parse(&["vantage-collector", "serve", "--proxy-protocol"]).is_err(), "PROXY headers from nobody");
-        assert!(parse(&["vantage-collector", "serve", "--trusted-proxy", "10.0.0.1/8"]).is_err(), "host bits");
-        assert!(parse(&["vantage-collector", "serve", "--forwarded-header", "x-real-ip"]).is_err());
-        assert!(parse(&["vantage-collector", "serve", "--max-connections-per-source", "0"]).is_err());
-        assert!(parse(&["vantage-collector", "serve", "--header-timeout-secs", "0"]).is_err());
-        // A config built in code is checked the same way when the app is built.
+        assert_eq!((config.tls_cert, config.tls_key, config.connections), (None, None, server::Settings::default()));
+        let args = ["vantage-collector", "serve", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--max-connections", "9"];
+        let config = parse(&args).expect("valid flags");
+        assert_eq!((config.tls_cert, config.tls_key), (Some(PathBuf::from("c.pem")), Some(PathBuf::from("k.pem"))));
+        assert_eq!(config.connections.max_connections, 9);
+        // A config built in code is checked when the app is built: PROXY headers need a sender.
         let mut config = Config::new(DEFAULT_LISTEN, "d");
         config.connections.proxy_protocol = true;
         assert!(matches!(config.connection_settings(), Err(ConfigError::ProxyProtocolWithoutProxies)));

@@ -25,16 +25,21 @@
 //!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
 //!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
 //!   modules below it: `app → state → {forget → ingest, query, helper, status, ops, published,
-//!   geoip} → fleet → metrics → payload → error → store` (`operator`, the offline commands, sits
-//!   beside `app` and uses `published` for the list rules).
+//!   geoip} → server → fleet → metrics → payload → error → store` (`operator`, the offline
+//!   commands, sits beside `app` and uses `published` for the list rules).
+//! - [`server`] is the connection layer under the router: HTTPS (a certificate re-read on
+//!   SIGHUP), connection caps and timeouts against slow clients, and the client's address
+//!   ([`server::ClientSource`]), taken from a PROXY or forwarded-for header only when a trusted
+//!   proxy sent it.
 //!
 //! - [`published`] serves the operator's signed target list at `GET /api/v1/targets` (made
 //!   offline with the [`operator`] commands) and names the `target` labels; [`geoip`] places
 //!   each batch's submitter in a country and ASN; [`forget`] honours a volunteer's signed
 //!   deletion request.
 //!
-//! The probe's IP address is used only to refuse lines that contain it and to look up its
-//! country and ASN; it is never logged, stored or used as a label.
+//! The probe's IP address is used only to refuse lines that contain it, to look up its country
+//! and ASN, and (in memory, while its connections are open) to count them against the per-source
+//! cap; it is never logged, stored or used as a label.
 
 #![warn(missing_docs)]
 

@@ -24,6 +24,7 @@
 //! finish (the caller cuts the drain short after its timeout).
 
 mod accept;
+pub mod args;
 mod caps;
 mod io;
 pub mod proxy_protocol;
