@@ -7,12 +7,14 @@
 //! anything is served. Each part is made by its own module; the binary's `main` lists the steps
 //! (config, store, metrics, helper trust) and [`App::bind_parts`] is the last: the port.
 //!
-//! Shutdown drains: the listener stops accepting, in-flight requests finish (an ingest that was
-//! answered `200` had committed before the answer), then the store is closed. A drain that takes
+//! Connections are the [`server`](crate::server)'s: HTTPS when the config names a certificate,
+//! caps, timeouts and the client address rules. Shutdown drains: the listener stops accepting,
+//! in-flight requests finish (an ingest that was answered `200` had committed before the answer),
+//! then the store is closed. A drain that takes
 //! longer than [`DRAIN_TIMEOUT`] (a stalled export) is cut short; the store still closes after the
 //! writes in progress, so nothing acknowledged is lost.
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,8 @@ use crate::ingest::BatchSlots;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::published::{ListSlot, PublishedList, PublishedListError};
+use crate::server::tls::{self, LoadedCert};
+use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::{forget, ingest, ops, published, query, status};
@@ -52,6 +56,9 @@ pub enum BuildError {
     /// A GeoIP database can't be used (exit 64).
     #[error(transparent)]
     GeoIp(#[from] GeoIpError),
+    /// The certificate or key can't be served (exit 64).
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The store could not be opened.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -72,13 +79,13 @@ pub enum BuildError {
 impl BuildError {
     /// Is this the operator's configuration (as opposed to the environment)?
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::SignedList(_) | Self::GeoIp(_))
+        matches!(self, Self::Config(_) | Self::SignedList(_) | Self::GeoIp(_) | Self::Tls(_))
     }
 }
 
 /// What the operator publishes and looks up with, read from the files the config names: the
 /// signed list (if any), the names that may be `target` labels (the list's `labelled`, or the
-/// older `--targets` file's names), and the GeoIP databases.
+/// older `--targets` file's names), the GeoIP databases, and the certificate served.
 #[derive(Debug, Default)]
 pub struct Published {
     /// The signed list served at `GET /api/v1/targets`.
@@ -87,6 +94,8 @@ pub struct Published {
     pub labels: std::collections::HashSet<String>,
     /// The GeoIP databases (none: nothing is looked up).
     pub geoip: GeoIp,
+    /// The certificate and key to serve HTTPS with (none: plain HTTP).
+    pub tls: Option<LoadedCert>,
 }
 
 impl Published {
@@ -98,7 +107,10 @@ impl Published {
             labels = list.labelled.clone();
         }
         let geoip = GeoIp::open(config.geoip_country.as_deref(), config.geoip_asn.as_deref())?;
-        Ok(Published { list, labels, geoip })
+        let tls = tls::pair(config.tls_cert.as_deref(), config.tls_key.as_deref())?
+            .map(|(cert, key)| tls::load_pair(cert, key))
+            .transpose()?;
+        Ok(Published { list, labels, geoip, tls })
     }
 }
 
@@ -106,9 +118,6 @@ impl Published {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
-    /// The HTTP server failed.
-    #[error("server error: {0}")]
-    Serve(#[from] std::io::Error),
     /// The store did not close cleanly.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -117,12 +126,12 @@ pub enum ServeError {
 /// A collector bound to its port, ready to serve.
 #[derive(Debug)]
 pub struct App {
-    listener: TcpListener,
+    server: Server,
     local_addr: SocketAddr,
-    router: Router,
     store: Arc<dyn Store>,
     fleet: Arc<Fleet>,
     list: Arc<ListSlot>,
+    cert: Option<Arc<CertSlot>>,
 }
 
 impl App {
@@ -150,6 +159,14 @@ impl App {
         helper: Helper,
         published: Published,
     ) -> Result<App, BuildError> {
+        let settings = config.connection_settings()?;
+        let cert = match (published.tls, config.tls_cert.clone(), config.tls_key.clone()) {
+            (Some(loaded), Some(cert), Some(key)) => Some(Arc::new(CertSlot::new(cert, key, loaded, Arc::clone(&metrics)))),
+            (None, None, None) => None,
+            // `Published::load` reads exactly the files the config names.
+            _ => return Err(TlsError::Half.into()),
+        };
+        let tls = cert.as_ref().map(CertSlot::server_config).transpose()?;
         metrics.set_stored(store.count().await?);
         if let Some(list) = &published.list {
             tracing::info!(version = list.version, signer = %list.signer, labelled = list.labelled.len(), "serving the signed target list");
@@ -168,7 +185,7 @@ impl App {
         let limiter = Arc::new(Limiter::new(&config.limits, Arc::clone(&metrics)));
         let state = AppState {
             store: Arc::clone(&store),
-            metrics,
+            metrics: Arc::clone(&metrics),
             helper: Arc::new(helper),
             batch_slots: BatchSlots::default(),
             fleet: Arc::clone(&fleet),
@@ -181,7 +198,24 @@ impl App {
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| BuildError::Bind { addr: config.listen, source })?;
-        Ok(App { listener, local_addr, router: router(state), store, fleet, list })
+        if tls.is_none() && !config.listen.ip().is_loopback() && settings.trusted_proxies.is_empty() {
+            tracing::warn!(
+                "serving plain HTTP on a non-loopback address: probes refuse a plaintext collector outside a lab; \
+                 give --tls-cert/--tls-key, or terminate TLS in a proxy named by --trusted-proxy"
+            );
+        }
+        let server = Server::new(listener, router(state), settings, tls, metrics);
+        Ok(App { server, local_addr, store, fleet, list, cert })
+    }
+
+    /// `https` when serving TLS, else `http`: the scheme of the collector's URL.
+    pub fn scheme(&self) -> &'static str {
+        if self.cert.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificate being served (with `--tls-cert`), to re-read it (as SIGHUP does).
+    pub fn certificate(&self) -> Option<Arc<CertSlot>> {
+        self.cert.clone()
     }
 
     /// The address actually bound (the port the OS picked for port 0).
@@ -202,32 +236,31 @@ impl App {
     {
         let refresher = tokio::spawn(Arc::clone(&self.fleet).run());
         let rereader = tokio::spawn(Arc::clone(&self.list).reload_on_hangup());
+        let cert_rereader = self.cert.clone().map(|cert| tokio::spawn(cert.reload_on_hangup()));
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing requests in flight");
             let _ = started_tx.send(());
         };
-        let service = self.router.into_make_service_with_connect_info::<SocketAddr>();
-        let server = axum::serve(self.listener, service).with_graceful_shutdown(signal).into_future();
+        let server = self.server.serve(signal);
         let drain_deadline = async move {
             match started_rx.await {
                 Ok(()) => tokio::time::sleep(DRAIN_TIMEOUT).await,
                 Err(_) => std::future::pending().await,
             }
         };
-        let served = tokio::select! {
-            result = server => result.map_err(ServeError::from),
-            () = drain_deadline => {
-                tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway");
-                Ok(())
-            }
-        };
+        tokio::select! {
+            () = server => {}
+            () = drain_deadline => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway"),
+        }
         refresher.abort();
         rereader.abort();
+        if let Some(task) = cert_rereader {
+            task.abort();
+        }
         let closed = self.store.close().await;
         tracing::info!("store closed");
-        served?;
         closed.map_err(ServeError::from)
     }
 }

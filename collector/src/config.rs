@@ -19,6 +19,11 @@ use vantage_engine::runner::verify::TrustAnchors;
 use crate::limits::{self, Limit};
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
+use crate::server;
+pub use crate::server::args::{
+    ConnectionArgs, ENV_FORWARDED_HEADER, ENV_HEADER_TIMEOUT_SECS, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE,
+    ENV_PROXY_PROTOCOL, ENV_TLS_CERT, ENV_TLS_HANDSHAKE_TIMEOUT_SECS, ENV_TLS_KEY, ENV_TRUSTED_PROXIES,
+};
 
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
@@ -100,10 +105,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve the ingest API, researcher API, test helper, /metrics and /healthz.
     ///
-    /// Prints `vantage-collector listening on http://ADDR` on stdout once bound; logs go to
-    /// stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
+    /// Prints `vantage-collector listening on http://ADDR` (`https://` with --tls-cert) on stdout
+    /// once bound; logs go to stderr (filter with VANTAGE_LOG, e.g. `VANTAGE_LOG=debug`). SIGINT or SIGTERM stop accepting, finish in-flight
     /// requests and close the store.
-    Serve(ServeArgs),
+    // Boxed: the serve flags outweigh every other subcommand's.
+    Serve(Box<ServeArgs>),
     /// Make or rotate the operator's list key (ed25519), which signs the target list probes fetch.
     #[command(subcommand)]
     ListKey(ListKeyCommand),
@@ -252,6 +258,9 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(100..=100_000_000)
     )]
     pub rate_limit_entries: u64,
+    /// HTTPS, trusted proxies, connection caps and timeouts.
+    #[command(flatten)]
+    pub connection: ConnectionArgs,
 }
 
 /// Everything the collector is built from.
@@ -287,6 +296,12 @@ pub struct Config {
     pub fleet_refresh: Duration,
     /// The rate limits.
     pub limits: limits::Settings,
+    /// The certificate chain served over HTTPS (with `tls_key`; neither: plain HTTP).
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key.
+    pub tls_key: Option<PathBuf>,
+    /// The connection layer: trusted proxies, caps, timeouts.
+    pub connections: server::Settings,
 }
 
 impl Config {
@@ -309,6 +324,9 @@ impl Config {
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
             limits: limits::Settings::default(),
+            tls_cert: None,
+            tls_key: None,
+            connections: server::Settings::default(),
         }
     }
 }
@@ -331,6 +349,14 @@ impl Config {
             anchors = anchors.with_pem_file(path)?;
         }
         Ok(HelperTrust { anchors: Arc::new(anchors), timeout: self.helper_timeout, dns_resolver: self.helper_resolver })
+    }
+
+    /// The connection layer's settings, checked: PROXY headers need someone allowed to send them.
+    pub fn connection_settings(&self) -> Result<server::Settings, ConfigError> {
+        if self.connections.proxy_protocol && self.connections.trusted_proxies.is_empty() {
+            return Err(ConfigError::ProxyProtocolWithoutProxies);
+        }
+        Ok(self.connections.clone())
     }
 }
 
@@ -358,6 +384,9 @@ impl From<ServeArgs> for Config {
                 register_per_source: args.register_rate_per_source,
                 max_entries: usize::try_from(args.rate_limit_entries).unwrap_or(usize::MAX),
             },
+            tls_cert: args.connection.tls_cert.clone(),
+            tls_key: args.connection.tls_key.clone(),
+            connections: args.connection.settings(),
         }
     }
 }
@@ -397,6 +426,9 @@ pub enum ConfigError {
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
     Trust(#[from] vantage_engine::runner::verify::TrustError),
+    /// `--proxy-protocol` without a `--trusted-proxy`: every balancer's header would be refused.
+    #[error("--proxy-protocol needs --trusted-proxy: PROXY headers are honoured only from trusted proxies' addresses")]
+    ProxyProtocolWithoutProxies,
 }
 
 /// The published target list as far as the collector cares: the names. The file is the probe's
@@ -442,7 +474,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<Config, clap::Error> {
         let cli = Cli::try_parse_from(args)?;
         let Command::Serve(serve) = cli.command else { panic!("not serve") };
-        Ok(serve.into())
+        Ok((*serve).into())
     }
 
     #[test]
@@ -538,6 +570,20 @@ mod tests {
         assert_eq!(config.limits.max_entries, 5000);
         assert!(parse(&["vantage-collector", "serve", "--ingest-rate-per-key", "30"]).is_err(), "a rate needs its unit");
         assert!(parse(&["vantage-collector", "serve", "--rate-limit-entries", "10"]).is_err());
+    }
+
+    #[test]
+    fn connection_flags_reach_the_config() {
+        let config = parse(&["vantage-collector", "serve"]).expect("defaults");
+        assert_eq!((config.tls_cert, config.tls_key, config.connections), (None, None, server::Settings::default()));
+        let args = ["vantage-collector", "serve", "--tls-cert", "c.pem", "--tls-key", "k.pem", "--max-connections", "9"];
+        let config = parse(&args).expect("valid flags");
+        assert_eq!((config.tls_cert, config.tls_key), (Some(PathBuf::from("c.pem")), Some(PathBuf::from("k.pem"))));
+        assert_eq!(config.connections.max_connections, 9);
+        // A config built in code is checked when the app is built: PROXY headers need a sender.
+        let mut config = Config::new(DEFAULT_LISTEN, "d");
+        config.connections.proxy_protocol = true;
+        assert!(matches!(config.connection_settings(), Err(ConfigError::ProxyProtocolWithoutProxies)));
     }
 
     #[test]

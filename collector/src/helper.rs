@@ -12,13 +12,13 @@
 //! slots at once (more get `429`, see [`crate::limits`]), at most [`MAX_IN_FLIGHT`] controls run at once (more get `503`), and
 //! each has an overall deadline on top of the runners' per-step timeouts.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
@@ -27,6 +27,7 @@ use vantage_engine::control::{ControlRequest, HelperTrust, execute};
 use crate::error::{ApiError, ServerFault};
 use crate::limits::{LimitedEndpoint, Limiter, Subject};
 use crate::metrics::{HelperOutcome, Metrics};
+use crate::server::ClientSource;
 
 /// Controls running at once; beyond this the helper answers `503`.
 pub const MAX_IN_FLIGHT: usize = 32;
@@ -130,10 +131,10 @@ pub(crate) async fn post_control(
     State(helper): State<Arc<Helper>>,
     State(metrics): State<Arc<Metrics>>,
     State(limiter): State<Arc<Limiter>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientSource(peer): ClientSource,
     body: Bytes,
 ) -> Response {
-    if let Err(limited) = limiter.check(LimitedEndpoint::Helper, Subject::Source(peer.ip())) {
+    if let Err(limited) = limiter.check(LimitedEndpoint::Helper, Subject::Source(peer)) {
         return limited.into_response();
     }
     let request: ControlRequest = match serde_json::from_slice(&body) {
@@ -157,7 +158,7 @@ pub(crate) async fn post_control(
         return ApiError::client(StatusCode::FORBIDDEN, None, message).into_response();
     }
     // Half the slots at most per source, so controls that hang until the deadline can't hold them all.
-    let _share = match limiter.enter(LimitedEndpoint::Helper, peer.ip()) {
+    let _share = match limiter.enter(LimitedEndpoint::Helper, peer) {
         Ok(permit) => permit,
         Err(limited) => return limited.into_response(),
     };

@@ -16,20 +16,21 @@
 //! read and charged once its signature verified, before anything is inflated ([`crate::limits`]).
 //! Over either limit the batch is answered `429` with `Retry-After`, and the probe keeps it.
 //!
-//! Privacy: the submitter's address is used for two things only: refusing lines that contain it
+//! Privacy: the submitter's address (its [`ClientSource`]: the TCP peer, or the client a trusted
+//! proxy names) is used for two things only: refusing lines that contain it
 //! (a probe bug that would leak the volunteer's IP into public data), and, when the operator
 //! gave GeoIP databases, looking up the country and ASN it belongs to (stored beside each
 //! measurement of the batch, and told to the probe in the report); besides, the rate limiter
 //! counts it under a salted hash kept in memory. Then it is dropped: it is
 //! never logged, stored or turned into a metric label. Neither is the key id.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -47,6 +48,7 @@ use crate::geoip::GeoIp;
 use crate::limits::{LimitedEndpoint, Limiter, RateLimited, Subject};
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
+use crate::server::ClientSource;
 use crate::store::{InsertOutcome, Store};
 
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
@@ -158,12 +160,12 @@ pub(crate) async fn post_measurements(
     State(BatchSlots(slots)): State<BatchSlots>,
     State(geoip): State<Arc<GeoIp>>,
     State(limiter): State<Arc<Limiter>>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientSource(peer): ClientSource,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     // Before anything costs: a flood is refused for the price of a hash.
-    if let Err(limited) = limiter.check(LimitedEndpoint::Ingest, Subject::Source(peer.ip())) {
+    if let Err(limited) = limiter.check(LimitedEndpoint::Ingest, Subject::Source(peer)) {
         return limited.into_response();
     }
     let claimed_key = SignatureHeaders::from_headers(&headers).claimed_key();
@@ -174,17 +176,17 @@ pub(crate) async fn post_measurements(
         return limited.into_response();
     }
     // Half the slots at most per source, so a few huge batches from one can't hold them all.
-    let _share = match limiter.enter(LimitedEndpoint::Ingest, peer.ip()) {
+    let _share = match limiter.enter(LimitedEndpoint::Ingest, peer) {
         Ok(permit) => permit,
         Err(limited) => return limited.into_response(),
     };
     let _in_flight = metrics.ingest_in_flight();
     // Where the address is; after this (and the check of the lines for it), only the country and ASN remain.
-    let observed = geoip.locate(peer.ip());
+    let observed = geoip.locate(peer);
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
-    let checked = match read_and_check(&headers, body, peer.ip(), limiter).await {
+    let checked = match read_and_check(&headers, body, peer, limiter).await {
         Ok(checked) => checked,
         Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
         Err(BatchError::Limited(limited)) => return limited.into_response(),

@@ -27,8 +27,12 @@
 //!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
 //!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
 //!   modules below it: `app → state → {forget → ingest, query, helper, status, ops, published,
-//!   geoip} → limits → fleet → metrics → payload → error → store` (`operator`, the offline commands, sits
-//!   beside `app` and uses `published` for the list rules).
+//!   geoip} → limits → server → fleet → metrics → payload → error → store` (`operator`, the offline
+//!   commands, sits beside `app` and uses `published` for the list rules).
+//! - [`server`] is the connection layer under the router: HTTPS (a certificate re-read on
+//!   SIGHUP), connection caps and timeouts against slow clients, and the client's address
+//!   ([`server::ClientSource`]), taken from a PROXY or forwarded-for header only when a trusted
+//!   proxy sent it.
 //!
 //! - [`published`] serves the operator's signed target list at `GET /api/v1/targets` (made
 //!   offline with the [`operator`] commands) and names the `target` labels; [`geoip`] places
@@ -36,7 +40,8 @@
 //!   deletion request.
 //!
 //! The probe's IP address is used only to refuse lines that contain it, to look up its country
-//! and ASN, and (as a salted hash in memory) to count it against the rate limits; it is never
+//! and ASN, (as a salted hash in memory) to count it against the rate limits and (in memory,
+//! while its connections are open) against the per-source connection cap; it is never
 //! logged, stored or used as a label.
 
 #![warn(missing_docs)]
@@ -56,6 +61,7 @@ mod ops;
 pub mod payload;
 pub mod published;
 pub mod query;
+pub mod server;
 mod state;
 pub mod status;
 pub mod store;

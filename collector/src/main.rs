@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
-        Command::Serve(args) => runtime.block_on(serve(args.into())),
+        Command::Serve(args) => runtime.block_on(serve((*args).into())),
         Command::ListKey(command) => offline(operator::list_key(command)),
         Command::List(command) => offline(operator::list(command)),
         Command::Invite(args) => offline(operator::invite(&args)),
@@ -68,7 +68,7 @@ async fn serve(config: Config) -> ExitCode {
         }
     };
     // Scripts and tests read this line to learn the port; keep its format stable.
-    println!("vantage-collector listening on http://{}", app.local_addr());
+    println!("vantage-collector listening on {}://{}", app.scheme(), app.local_addr());
     match app.serve(shutdown_signal()).await.context("serving") {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -81,8 +81,8 @@ async fn serve(config: Config) -> ExitCode {
 /// The start-up checklist, the details in each module. Every step that can fail does so before
 /// anything is served; a configuration error exits 64.
 async fn start(config: Config) -> Result<App, BuildError> {
-    // Config: the target lists and GeoIP databases first, so a bad one is reported before the
-    // data directory is touched.
+    // Config: the target lists, GeoIP databases and certificate first, so a bad one is reported
+    // before the data directory is touched.
     let published = Published::load(&config)?;
     // Store: open (or create) the measurements file.
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
@@ -96,12 +96,8 @@ async fn start(config: Config) -> Result<App, BuildError> {
 
 /// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).
 fn init_tracing() {
-    let mut filter =
+    // The collector's own accept loop (crate::server) never logs a peer's address, at any level.
+    let filter =
         EnvFilter::builder().with_default_directive(LevelFilter::INFO.into()).with_env_var("VANTAGE_LOG").from_env_lossy();
-    // axum's accept loop traces peer addresses; they must never reach the logs, whatever
-    // RUST_LOG says.
-    if let Ok(directive) = "axum::serve=off".parse() {
-        filter = filter.add_directive(directive);
-    }
     tracing_subscriber::fmt().with_writer(std::io::stderr).with_env_filter(filter).init();
 }

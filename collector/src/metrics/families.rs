@@ -6,18 +6,19 @@
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
 use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
 use super::fleet::FleetGauges;
-use super::outcome::{BatchIdentity, HelperOutcome, LimitedEndpoint, LocationField, StoreOp};
+use super::outcome::{BatchIdentity, ConnectionRefusal, HelperOutcome, LimitedEndpoint, LocationField, StoreOp};
 use super::{
-    BATCHES_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS, FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL,
-    INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL,
-    MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL,
-    REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
+    BATCHES_TOTAL, CONNECTIONS_OPEN, CONNECTIONS_REFUSED_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS,
+    FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL, INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL,
+    LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL, MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL,
+    PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
+    STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
 use crate::payload::BatchRejection;
 
@@ -274,5 +275,37 @@ impl LimitFamilies {
             entries.with_label_values(&[endpoint.as_str(), scope.as_str()]);
         }
         Ok(LimitFamilies { limited, entries })
+    }
+}
+
+/// The connection layer: connections open, refused or cut, and the served certificate's expiry.
+#[derive(Debug)]
+pub(super) struct ConnectionFamilies {
+    pub(super) refused: IntCounterVec,
+    pub(super) open: IntGauge,
+    /// No labels: a vector so that the series appears only once a certificate is loaded.
+    pub(super) cert_expiry: GaugeVec,
+}
+
+impl ConnectionFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let refused = r.counter_vec(
+            CONNECTIONS_REFUSED_TOTAL,
+            "Connections closed by the collector's connection layer without being served, or cut, by reason: \
+             a connection cap, a missing, bad or untrusted PROXY header, a TLS handshake that failed or took \
+             too long, no request head within the header timeout, a client that stopped reading.",
+            &["reason"],
+        )?;
+        let open = r.int_gauge(CONNECTIONS_OPEN, "Client connections open now (TLS handshakes included).")?;
+        let cert_expiry = r.register(GaugeVec::new(
+            Opts::new(
+                TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+                "Unix time the certificate the collector serves (--tls-cert) stops being valid (its not-after); \
+                 absent without --tls-cert.",
+            ),
+            &[],
+        )?)?;
+        zeros(&refused, ConnectionRefusal::ALL.iter().map(|r| r.as_str()));
+        Ok(ConnectionFamilies { refused, open, cert_expiry })
     }
 }

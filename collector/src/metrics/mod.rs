@@ -36,8 +36,11 @@ use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_coun
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
-use families::{FleetFamilies, IngestFamilies, LabelFamilies, LimitFamilies, MeasurementFamilies, OperationFamilies, Registrar};
-pub use outcome::{BatchIdentity, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, StoreOp};
+use families::{
+    ConnectionFamilies, FleetFamilies, IngestFamilies, LabelFamilies, LimitFamilies, MeasurementFamilies, OperationFamilies,
+    Registrar,
+};
+pub use outcome::{BatchIdentity, ConnectionRefusal, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -81,6 +84,12 @@ pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
 pub const RATE_LIMITED_TOTAL: &str = "vantage_collector_rate_limited_total";
 /// Keys and sources the rate limiter tracks, by endpoint and scope.
 pub const RATE_LIMIT_ENTRIES: &str = "vantage_collector_rate_limit_entries";
+/// Connections closed by the connection layer without being served, by reason.
+pub const CONNECTIONS_REFUSED_TOTAL: &str = "vantage_collector_connections_refused_total";
+/// Connections open now.
+pub const CONNECTIONS_OPEN: &str = "vantage_collector_connections_open";
+/// The not-after time of the certificate being served (only with `--tls-cert`).
+pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: &str = "vantage_collector_tls_cert_expiry_timestamp_seconds";
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -92,6 +101,7 @@ pub struct Metrics {
     labels: LabelFamilies,
     fleet: FleetFamilies,
     limits: LimitFamilies,
+    connections: ConnectionFamilies,
     /// The names allowed as `target` labels; replaced when the signed list is re-read.
     published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
@@ -111,6 +121,7 @@ impl Metrics {
         let labels = LabelFamilies::register(&r, max_series)?;
         let fleet = FleetFamilies::register(&r)?;
         let limits = LimitFamilies::register(&r)?;
+        let connections = ConnectionFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
@@ -119,6 +130,7 @@ impl Metrics {
             labels,
             fleet,
             limits,
+            connections,
             published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
@@ -290,7 +302,27 @@ impl Metrics {
     }
 }
 
-/// Decrements `vantage_collector_ingest_in_flight` when dropped.
+impl Metrics {
+    /// Count a connection the connection layer closed without serving it.
+    pub fn record_connection_refused(&self, reason: ConnectionRefusal) {
+        self.connections.refused.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Count a connection as open until the guard is dropped.
+    pub fn connection_open(&self) -> InFlight {
+        self.connections.open.inc();
+        InFlight(self.connections.open.clone())
+    }
+
+    /// Export the served certificate's not-after time (Unix seconds). The series exists only
+    /// once a certificate was loaded, so a plain-HTTP collector has none for the alert to see.
+    pub fn set_tls_cert_expiry(&self, not_after_unix: i64) {
+        self.connections.cert_expiry.with_label_values::<&str>(&[]).set(not_after_unix as f64);
+    }
+}
+
+/// Decrements a gauge of things in progress (`vantage_collector_ingest_in_flight`,
+/// `vantage_collector_connections_open`) when dropped.
 #[derive(Debug)]
 pub struct InFlight(IntGauge);
 
@@ -343,6 +375,20 @@ mod tests {
         assert_eq!(ids(LimitScope::ALL, LimitScope::as_str), ["key", "source"]);
         let pairs: Vec<_> = LimitedEndpoint::pairs().map(|(e, s)| format!("{e}/{s}")).collect();
         assert_eq!(pairs, ["ingest/source", "ingest/key", "helper/source", "register/source"]);
+        assert_eq!(
+            ids(ConnectionRefusal::ALL, ConnectionRefusal::as_str),
+            [
+                "global_limit",
+                "source_limit",
+                "proxy_header_missing",
+                "proxy_header_invalid",
+                "proxy_header_untrusted",
+                "tls_handshake_timeout",
+                "tls_handshake_failed",
+                "header_timeout",
+                "send_stalled"
+            ]
+        );
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
         assert_eq!(

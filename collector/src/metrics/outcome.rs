@@ -97,3 +97,30 @@ impl LimitedEndpoint {
         Self::ALL.iter().flat_map(|e| e.scopes().iter().map(move |s| (*e, *s)))
     }
 }
+
+vantage_measurement::closed_set! {
+    /// Why the connection layer closed a connection without serving it (or cut it), the `reason`
+    /// label of [`CONNECTIONS_REFUSED_TOTAL`](super::CONNECTIONS_REFUSED_TOTAL).
+    pub enum ConnectionRefusal {
+        /// Every connection slot (`--max-connections`) was taken.
+        GlobalLimit => "global_limit",
+        /// The source already held `--max-connections-per-source` connections.
+        SourceLimit => "source_limit",
+        /// A trusted proxy connected without the PROXY header `--proxy-protocol` asks for.
+        ProxyHeaderMissing => "proxy_header_missing",
+        /// A PROXY header that does not parse, or names no TCP address.
+        ProxyHeaderInvalid => "proxy_header_invalid",
+        /// A PROXY header from a peer that is not a `--trusted-proxy`: never honoured.
+        ProxyHeaderUntrusted => "proxy_header_untrusted",
+        /// The TLS handshake did not finish within the handshake timeout.
+        TlsHandshakeTimeout => "tls_handshake_timeout",
+        /// The TLS handshake failed (not TLS, no shared version or cipher, a client alert).
+        TlsHandshakeFailed => "tls_handshake_failed",
+        /// No complete request head within the header timeout, before the connection's first
+        /// request (a slow or silent client; idle keep-alive connections closed later are not
+        /// counted).
+        HeaderTimeout => "header_timeout",
+        /// The client stopped reading a response for the send timeout.
+        SendStalled => "send_stalled",
+    }
+}

@@ -4,10 +4,13 @@
 mod support;
 
 mod binary;
+mod client_source;
+mod connections;
 mod fairness;
 mod fleet;
 mod forget;
 mod helper;
+mod https;
 mod identity;
 mod ingest;
 mod lifecycle;

@@ -41,13 +41,36 @@ impl Collector {
 
     /// Serve an already built app.
     pub fn serve(app: App, dir: TempDir) -> Collector {
-        let base = format!("http://{}", app.local_addr());
+        Self::serve_with_client(app, dir, http_client())
+    }
+
+    /// Serve an already built app, talking to it with `http` (a client that trusts its CA).
+    pub fn serve_with_client(app: App, dir: TempDir, http: reqwest::Client) -> Collector {
+        let base = format!("{}://{}", app.scheme(), app.local_addr());
         let (shutdown, stop) = oneshot::channel::<()>();
         let server = tokio::spawn(app.serve(async move {
             let _ = stop.await;
         }));
-        let http = http_client();
         Collector { base, http, dir, shutdown: Some(shutdown), server: Some(server) }
+    }
+
+    /// Start over HTTPS with a certificate for 127.0.0.1 from `ca` (written to `server.crt` /
+    /// `server.key` in the temporary directory), `edit` applied as in [`start_with`](Self::start_with).
+    pub async fn start_tls_with(ca: &TestCa, edit: impl FnOnce(&mut Config, &Path)) -> Collector {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (cert, key) = ca.write_pair(dir.path(), "server");
+        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
+        config.fleet_refresh = Duration::from_millis(100);
+        config.tls_cert = Some(cert);
+        config.tls_key = Some(key);
+        edit(&mut config, dir.path());
+        let app = App::bind(config).await.expect("collector builds");
+        Self::serve_with_client(app, dir, ca.client())
+    }
+
+    /// The address the collector listens on.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base.rsplit_once("://").and_then(|(_, addr)| addr.parse().ok()).expect("base is scheme://addr")
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -322,4 +345,121 @@ pub async fn post_signed_with(
         .send()
         .await
         .expect("POST signed measurements")
+}
+
+/// A test certificate authority (rcgen) and the server certificates it issues.
+pub struct TestCa {
+    issuer: rcgen::CertifiedIssuer<'static, rcgen::KeyPair>,
+}
+
+impl TestCa {
+    pub fn new() -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.distinguished_name.push(rcgen::DnType::CommonName, "Vantage test CA");
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        TestCa { issuer: rcgen::CertifiedIssuer::self_signed(params, key).expect("CA certificate") }
+    }
+
+    /// A fresh certificate for `localhost` and `127.0.0.1` and its new key, as PEM.
+    pub fn issue(&self) -> (String, String) {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let params = rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).expect("params");
+        let cert = params.signed_by(&key, &self.issuer).expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// [`issue`](Self::issue) into `dir/{stem}.crt` and `dir/{stem}.key`.
+    pub fn write_pair(&self, dir: &Path, stem: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let (cert, key) = self.issue();
+        let (cert_path, key_path) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+        std::fs::write(&cert_path, cert).expect("write certificate");
+        std::fs::write(&key_path, key).expect("write key");
+        (cert_path, key_path)
+    }
+
+    /// A client that trusts this CA alone and reports the server's certificate (`tls_info`).
+    pub fn client(&self) -> reqwest::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let ca = reqwest::Certificate::from_pem(self.issuer.pem().as_bytes()).expect("CA PEM");
+        reqwest::Client::builder().no_proxy().tls_certs_only([ca]).tls_info(true).build().expect("client")
+    }
+}
+
+/// The DER certificate the server presented on `response`'s connection.
+pub fn served_certificate(response: &reqwest::Response) -> Vec<u8> {
+    let info = response.extensions().get::<reqwest::tls::TlsInfo>().expect("tls_info(true) client");
+    info.peer_certificate().expect("a server certificate").to_vec()
+}
+
+/// Raw connections, for what an HTTP client library would never do (trickle, stall, PROXY).
+pub mod raw {
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Far longer than any timeout under test (1 s), shorter than hyper's own 30 s default: a
+    /// connection still open after it was not closed by the setting under test.
+    pub const CLOSE_BOUND: Duration = Duration::from_secs(20);
+
+    pub async fn connect(addr: SocketAddr, first: &[u8]) -> TcpStream {
+        let mut stream = TcpStream::connect(addr).await.expect("connect");
+        stream.write_all(first).await.expect("write");
+        stream
+    }
+
+    /// Read until the collector closes (or resets) the connection; what it sent before. Panics
+    /// if the connection is still open after [`CLOSE_BOUND`].
+    pub async fn until_closed(stream: &mut TcpStream) -> Vec<u8> {
+        let mut received = Vec::new();
+        let read = tokio::time::timeout(CLOSE_BOUND, async {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+        })
+        .await;
+        assert!(read.is_ok(), "the collector did not close the connection within {CLOSE_BOUND:?}");
+        received
+    }
+
+    /// `GET path` on a kept-alive connection; the status and body of the one response.
+    pub async fn get(stream: &mut TcpStream, path: &str) -> (u16, String) {
+        let request = format!("GET {path} HTTP/1.1\r\nHost: collector\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.expect("write request");
+        response(stream).await.expect("a response")
+    }
+
+    /// One response with a Content-Length body; `None` if the connection closed first.
+    pub async fn response(stream: &mut TcpStream) -> Option<(u16, String)> {
+        let mut bytes = Vec::new();
+        let mut buf = [0u8; 4096];
+        let head_end = loop {
+            if let Some(end) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+                break end + 4;
+            }
+            match tokio::time::timeout(CLOSE_BOUND, stream.read(&mut buf)).await.expect("response in time") {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            }
+        };
+        let head = String::from_utf8_lossy(&bytes[..head_end]).to_string();
+        let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).expect("status line");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().to_string()))
+            .and_then(|v| v.parse().ok())
+            .expect("content-length");
+        while bytes.len() < head_end + length {
+            let n = stream.read(&mut buf).await.expect("body");
+            assert!(n > 0, "body cut short");
+            bytes.extend_from_slice(&buf[..n]);
+        }
+        Some((status, String::from_utf8_lossy(&bytes[head_end..head_end + length]).to_string()))
+    }
 }
