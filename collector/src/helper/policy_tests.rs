@@ -185,6 +185,16 @@ fn without_a_list_only_the_standard_ports_of_each_test_are_reachable() {
     }
 }
 
+/// A probe measuring its built-in targets against a collector without a list keeps its helper.
+#[test]
+fn the_probes_built_in_targets_are_all_on_standard_ports() {
+    for target in targets::builtin() {
+        for test in target.tests.iter().filter(|t| **t != TestKind::Dns) {
+            assert!(standard_ports(*test).contains(&target.port), "{} {test} on {}", target.name, target.port);
+        }
+    }
+}
+
 #[test]
 fn every_test_but_dns_has_standard_ports_and_every_refusal_its_own_reason() {
     for test in TestKind::ALL {
