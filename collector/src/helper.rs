@@ -56,7 +56,8 @@ pub struct Helper {
 }
 
 impl Helper {
-    /// A helper verifying with `trust`; `allow_private` lifts the address policy (labs only).
+    /// A helper verifying with `trust`; `allow_private` lifts the public-address rule (labs only;
+    /// the destination policy still applies).
     pub fn new(trust: HelperTrust, allow_private: bool) -> Self {
         // The runners' rustls and quinn need a process-wide provider; another part of the
         // process may have installed one already, which is just as good.
