@@ -2,19 +2,28 @@
 //!
 //! A probe asks "does this step work from your network?" and the helper runs the probe's own
 //! runner ([`vantage_engine::control::execute`]) and returns its observations. Because anyone can
-//! ask, the helper is an open proxy for TCP/TLS/QUIC connection attempts unless it is careful:
-//! by default it refuses every address that is not public unicast (loopback, private, link-local,
-//! documentation, multicast, unspecified, CGNAT, …), so it can't be pointed at the collector's
-//! own network. Labs and tests, whose servers live on exactly those addresses, turn this off
-//! with `--danger-helper-allow-private`.
+//! ask, the helper would be an open proxy for TCP/TLS/QUIC connection attempts unless it is
+//! careful, so a request passes two gates before anything is contacted:
+//!
+//! 1. the address must be public unicast ([`non_public_kind`]): never loopback, private,
+//!    link-local, documentation, multicast, unspecified, CGNAT, …, so the helper can't be pointed
+//!    at the collector's own network. Labs and tests, whose servers live on exactly those
+//!    addresses, turn this off with `--danger-helper-allow-private`;
+//! 2. the destination must be one the published list names, or without a list a standard port of
+//!    the test ([`policy`]); an address only the helper's resolver can vouch for is looked up
+//!    ([`resolved`]).
 //!
 //! Work is bounded: each client address may ask for so many controls a minute and have half the
-//! slots at once (more get `429`, see [`crate::limits`]), at most [`MAX_IN_FLIGHT`] controls run at once (more get `503`), and
-//! each has an overall deadline on top of the runners' per-step timeouts.
+//! slots at once (more get `429`, see [`crate::limits`]), at most [`MAX_IN_FLIGHT`] controls run
+//! at once (more get `503`), and each has an overall deadline on top of the runners' per-step
+//! timeouts. Refusals never log the request's name or address.
+
+pub mod policy;
+pub mod resolved;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -22,11 +31,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tokio::sync::Semaphore;
-use vantage_engine::control::{ControlRequest, HelperTrust, execute};
+use vantage_engine::control::{ControlRequest, ControlResponse, HelperTrust, execute};
+use vantage_engine::step::TargetStep;
+use vantage_measurement::TestKind;
 
+use self::policy::{Decision, Refusal, Refused};
+use self::resolved::ResolvedNames;
 use crate::error::{ApiError, ServerFault};
 use crate::limits::{LimitedEndpoint, Limiter, Subject};
 use crate::metrics::{HelperOutcome, Metrics};
+use crate::published::ListSlot;
 use crate::server::ClientSource;
 
 /// Controls running at once; beyond this the helper answers `503`.
@@ -42,22 +56,85 @@ pub struct Helper {
     trust: HelperTrust,
     allow_private: bool,
     in_flight: Arc<Semaphore>,
+    /// What the helper's resolver answered lately for listed names.
+    resolved: Mutex<ResolvedNames>,
 }
 
 impl Helper {
-    /// A helper verifying with `trust`; `allow_private` lifts the address policy (labs only).
+    /// A helper verifying with `trust`; `allow_private` lifts the public-address rule (labs only;
+    /// the destination policy still applies).
     pub fn new(trust: HelperTrust, allow_private: bool) -> Self {
         // The runners' rustls and quinn need a process-wide provider; another part of the
         // process may have installed one already, which is just as good.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Helper { trust, allow_private, in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+        Helper {
+            trust,
+            allow_private,
+            in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            resolved: Mutex::new(ResolvedNames::default()),
+        }
     }
 
-    /// The longest one control may take: a TLS control is a connect and a handshake, each under
-    /// the step timeout; the margin covers the rest.
+    /// The longest one control may take: a TLS control is a connect and a handshake, a TCP,
+    /// QUIC or VPN control may need a lookup first ([`Decision::IfResolves`]) and a step or two,
+    /// each under the step timeout; the margin covers the rest.
     fn deadline(&self) -> Duration {
         self.trust.timeout * 3 + Duration::from_secs(1)
     }
+
+    fn resolved(&self) -> MutexGuard<'_, ResolvedNames> {
+        self.resolved.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Does the helper's resolver return `address` for the listed `name`? From what it answered
+    /// lately, else from a lookup now (at most one per name per [`resolved::MIN_REFRESH`]).
+    async fn resolves_to(&self, name: &str, address: IpAddr) -> bool {
+        {
+            let resolved = self.resolved();
+            let now = Instant::now();
+            if resolved.contains(name, address, now) {
+                return true;
+            }
+            if resolved.fresh(name, now) {
+                return false;
+            }
+        }
+        let lookup = execute(&TargetStep::Dns { domain: name.to_string() }, &self.trust).await;
+        let mut resolved = self.resolved();
+        resolved.record(name, &resolved::answers(&lookup.observations), Instant::now());
+        resolved.contains(name, address, Instant::now())
+    }
+
+    /// Run a control the policy let through: the lookup it may still need, then the step.
+    async fn run(
+        &self,
+        request: &ControlRequest,
+        step: &TargetStep,
+        decision: Decision,
+        listed: bool,
+    ) -> Result<ControlResponse, Refused> {
+        if let Decision::IfResolves { name, address } = &decision
+            && !self.resolves_to(name, *address).await
+        {
+            return Err(policy::not_resolved(name, *address));
+        }
+        let response = execute(step, &self.trust).await;
+        // A listed name's answers are where later controls of that name may go.
+        if listed && let (TestKind::Dns, Some(domain)) = (request.test, &request.domain) {
+            self.resolved().record(&policy::normal_name(domain), &resolved::answers(&response.observations), Instant::now());
+        }
+        Ok(response)
+    }
+}
+
+/// A refusal: `403` with its reason, counted as `forbidden` (a non-public address) or `not_listed`.
+fn refuse(metrics: &Metrics, test: TestKind, refused: Refused) -> Response {
+    let outcome = match refused.refusal {
+        Refusal::NonPublic => HelperOutcome::Forbidden,
+        _ => HelperOutcome::NotListed,
+    };
+    metrics.record_helper(test, outcome);
+    ApiError::client(StatusCode::FORBIDDEN, Some(refused.refusal.as_str()), refused.message).into_response()
 }
 
 /// Why `ip` is not one the helper contacts by default, or `None` if it is public unicast.
@@ -132,6 +209,7 @@ pub(crate) async fn post_control(
     State(metrics): State<Arc<Metrics>>,
     State(limiter): State<Arc<Limiter>>,
     ClientSource(peer): ClientSource,
+    State(list): State<Arc<ListSlot>>,
     body: Bytes,
 ) -> Response {
     if let Err(limited) = limiter.check(LimitedEndpoint::Helper, Subject::Source(peer)) {
@@ -153,10 +231,15 @@ pub(crate) async fn post_control(
         && !helper.allow_private
         && let Some(kind) = non_public_kind(ip)
     {
-        metrics.record_helper(test, HelperOutcome::Forbidden);
-        let message = format!("the test helper does not contact {kind} addresses ({ip}); it only controls public targets");
-        return ApiError::client(StatusCode::FORBIDDEN, None, message).into_response();
+        return refuse(&metrics, test, Refused::non_public(kind, ip));
     }
+    // The list served now, so a SIGHUP that replaces it changes the very next answer.
+    let published = list.current();
+    let policy = published.as_ref().map_or(&policy::STANDARD, |list| &list.helper_policy);
+    let decision = match policy.decide(&request) {
+        Ok(decision) => decision,
+        Err(refused) => return refuse(&metrics, test, refused),
+    };
     // Half the slots at most per source, so controls that hang until the deadline can't hold them all.
     let _share = match limiter.enter(LimitedEndpoint::Helper, peer) {
         Ok(permit) => permit,
@@ -166,11 +249,12 @@ pub(crate) async fn post_control(
         metrics.record_helper(test, HelperOutcome::Busy);
         return ApiError::server(ServerFault::Busy, "the test helper is busy; retry later").into_response();
     };
-    match tokio::time::timeout(helper.deadline(), execute(&step, &helper.trust)).await {
-        Ok(response) => {
+    match tokio::time::timeout(helper.deadline(), helper.run(&request, &step, decision, policy.is_listed())).await {
+        Ok(Ok(response)) => {
             metrics.record_helper(test, HelperOutcome::Executed);
             (StatusCode::OK, Json(response)).into_response()
         }
+        Ok(Err(refused)) => refuse(&metrics, test, refused),
         Err(_) => {
             metrics.record_helper(test, HelperOutcome::TimedOut);
             ApiError::server(ServerFault::HelperTimeout, "the control step outran the helper's deadline").into_response()

@@ -21,6 +21,7 @@ use vantage_measurement::wire::target_list::{self, ListDocument, ListError, List
 
 use crate::config::MAX_PUBLISHED_TARGETS;
 use crate::error::ApiError;
+use crate::helper::policy::HelperPolicy;
 use crate::metrics::Metrics;
 
 /// Why a list document breaks the rules, before or after signing.
@@ -141,6 +142,8 @@ pub struct PublishedList {
     pub signer: String,
     /// The names that get a `target` label.
     pub labelled: HashSet<String>,
+    /// Where the test helper may go while this list is served: what it names.
+    pub helper_policy: HelperPolicy,
 }
 
 impl PublishedList {
@@ -159,7 +162,7 @@ impl PublishedList {
         let own = ListTrust { pinned: list.signer.clone(), version: None };
         let verified = target_list::verify(&list, &own, now)
             .map_err(|source| PublishedListError::Signature { path: shown.to_string(), source })?;
-        check_document(&verified.document, now)
+        let targets = check_document(&verified.document, now)
             .map_err(|source| PublishedListError::Document { path: shown.to_string(), source })?;
         let digest = Sha256::digest(&bytes);
         let etag = format!("\"{}\"", digest.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>());
@@ -168,6 +171,7 @@ impl PublishedList {
             version: verified.document.version,
             signer: target_list::fingerprint_of(&verified.signer),
             labelled: verified.document.labelled.into_iter().collect(),
+            helper_policy: HelperPolicy::listed(&targets),
             bytes: Bytes::from(bytes),
         })
     }

@@ -1,7 +1,7 @@
 //! The real binaries, started as a user would start them.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -20,6 +20,27 @@ pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Sign `targets_toml` (a targets file) as a published target list for `serve --signed-list`,
+/// version 1, valid a week, with `labelled` as its `target` labels, and write it to `path`. A
+/// collector with a list lets its test helper go only where the list says, as in production.
+pub fn write_signed_list(path: &Path, targets_toml: &str, labelled: &[String]) -> anyhow::Result<()> {
+    use vantage_measurement::wire::target_list::{ListDocument, ListKey};
+    let now = chrono::Utc::now();
+    let document = ListDocument {
+        version: 1,
+        issued_at: now,
+        expires_at: now + chrono::Duration::days(7),
+        interval_secs: 3600,
+        disabled_tests: Vec::new(),
+        disabled_targets: Vec::new(),
+        labelled: labelled.to_vec(),
+        targets_toml: targets_toml.to_string(),
+    };
+    let signed = ListKey::from_seed(&[0x5a; 32]).sign(&document, Vec::new(), Vec::new());
+    std::fs::write(path, serde_json::to_vec_pretty(&signed)?)?;
+    Ok(())
 }
 
 /// A running `vantage-collector serve` on 127.0.0.1 with its own data directory.

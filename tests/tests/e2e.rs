@@ -49,16 +49,22 @@ impl World {
     }
 
     fn collector(&self) -> anyhow::Result<Collector> {
-        let dns = self.dns.addr.to_string();
-        Collector::start(&[
-            "--danger-helper-allow-private",
-            "--ca",
-            &self.path("ca.pem"),
-            "--helper-resolver",
-            &dns,
-            "--fleet-refresh-secs",
-            "1",
-        ])
+        self.collector_with(&[])
+    }
+
+    /// A collector publishing `targets` as its signed list (no `target` labels), so its helper
+    /// controls them on the test servers' ports, which no standard port list holds.
+    fn collector_publishing(&self, targets: &str) -> anyhow::Result<Collector> {
+        let list = self.path("signed-list.json");
+        vantage_tests::procs::write_signed_list(Path::new(&list), targets, &[])?;
+        self.collector_with(&["--signed-list", &list])
+    }
+
+    fn collector_with(&self, extra: &[&str]) -> anyhow::Result<Collector> {
+        let (ca, dns) = (self.path("ca.pem"), self.dns.addr.to_string());
+        let mut args = vec!["--danger-helper-allow-private", "--ca", &ca, "--helper-resolver", &dns, "--fleet-refresh-secs", "1"];
+        args.extend_from_slice(extra);
+        Collector::start(&args)
     }
 
     /// Probe flags that keep every query on loopback.
@@ -137,18 +143,16 @@ async fn metrics_when(collector: &Collector, series: &str, value: f64) -> anyhow
 #[tokio::test(flavor = "multi_thread")]
 async fn probe_measures_local_servers_and_results_reach_the_api_and_metrics() -> anyhow::Result<()> {
     let world = World::new().await?;
-    let collector = world.collector()?;
-    let targets = world.write_targets(
-        "targets.toml",
-        &format!(
-            "[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"dns\", \"tcp\", \"tls\"]\n\
-             [[target]]\nname = \"site-quic\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"quic\"]\n\
-             [[target]]\nname = \"filtered\"\ndomain = \"{FILTERED}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"tls\"]\n",
-            world.tls.addr.port(),
-            world.quic.addr.port(),
-            world.proxy.addr.port(),
-        ),
-    )?;
+    let text = format!(
+        "[[target]]\nname = \"site\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"dns\", \"tcp\", \"tls\"]\n\
+         [[target]]\nname = \"site-quic\"\ndomain = \"{TARGET}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"quic\"]\n\
+         [[target]]\nname = \"filtered\"\ndomain = \"{FILTERED}\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"tls\"]\n",
+        world.tls.addr.port(),
+        world.quic.addr.port(),
+        world.proxy.addr.port(),
+    );
+    let targets = world.write_targets("targets.toml", &text)?;
+    let collector = world.collector_publishing(&text)?;
     let resolver = world.dns.addr.to_string();
 
     // With the helper: on loopback the helper stands behind the same filter, so the honest

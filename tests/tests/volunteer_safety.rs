@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use vantage_measurement::wire::ProbeKey;
 use vantage_tests::pki::TestCa;
-use vantage_tests::procs::{Collector, bin, probe};
+use vantage_tests::procs::{Collector, bin, probe, write_signed_list};
 use vantage_tests::servers::{self, DnsBehaviour};
 
 /// This machine's non-loopback interface addresses, as `ip` reports them.
@@ -52,16 +52,19 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
     let quic = servers::quic_any_sni(ca).await?;
     let dns = servers::dns(HashMap::from([("site.example".to_string(), Ipv4Addr::LOCALHOST)]), DnsBehaviour::Honest).await?;
     let targets = dir.path().join("t.toml");
-    std::fs::write(
-        &targets,
-        format!(
-            "[[target]]\nname = \"site\"\ndomain = \"site.example\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"dns\", \"tcp\", \"tls\"]\n\
-             [[target]]\nname = \"q\"\ndomain = \"site.example\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"quic\"]\n",
-            tls.addr.port(),
-            quic.addr.port()
-        ),
-    )?;
+    let text = format!(
+        "[[target]]\nname = \"site\"\ndomain = \"site.example\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"dns\", \"tcp\", \"tls\"]\n\
+         [[target]]\nname = \"q\"\ndomain = \"site.example\"\naddress = \"127.0.0.1\"\nport = {}\ntests = [\"quic\"]\n",
+        tls.addr.port(),
+        quic.addr.port()
+    );
+    std::fs::write(&targets, &text)?;
+    // Published, so the helper controls the test servers' ports and its answers are in the logs too.
+    let list = dir.path().join("signed-list.json");
+    write_signed_list(&list, &text, &[])?;
     let collector = Collector::start(&[
+        "--signed-list",
+        &list.display().to_string(),
         "--danger-helper-allow-private",
         "--ca",
         &ca_pem.display().to_string(),

@@ -368,7 +368,10 @@ mod tests {
             ids
         }
         assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks"]);
-        assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
+        assert_eq!(
+            ids(HelperOutcome::ALL, HelperOutcome::as_str),
+            ["executed", "forbidden", "invalid", "busy", "timed_out", "not_listed"]
+        );
         assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
         assert_eq!(ids(LocationField::ALL, LocationField::as_str), ["country", "asn"]);
         assert_eq!(ids(LimitedEndpoint::ALL, LimitedEndpoint::as_str), ["ingest", "helper", "register"]);

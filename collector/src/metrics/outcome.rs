@@ -20,7 +20,7 @@ vantage_measurement::closed_set! {
     pub enum HelperOutcome {
         /// The step ran (whatever it observed).
         Executed => "executed",
-        /// The address is one the helper refuses to contact.
+        /// The address is one the helper refuses to contact (not public unicast).
         Forbidden => "forbidden",
         /// The request lacked a field the test needs.
         Invalid => "invalid",
@@ -28,6 +28,9 @@ vantage_measurement::closed_set! {
         Busy => "busy",
         /// The step outran the helper's overall deadline.
         TimedOut => "timed_out",
+        /// The destination is not one the published list names (without a list: not a standard
+        /// port of the test).
+        NotListed => "not_listed",
     }
 }
 

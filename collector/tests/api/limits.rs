@@ -156,15 +156,16 @@ async fn a_source_holds_at_most_half_the_ingest_slots() {
 #[tokio::test]
 async fn a_source_holds_at_most_half_the_helper_slots() {
     use vantage_collector::limits::HELPER_AT_ONCE_PER_SOURCE;
-    let collector = Collector::start_with(|config, _| {
-        config.danger_helper_allow_private = true;
+    // A TLS control to a listener that never answers holds its slot for the step timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    // The helper goes to a non-standard port only for a target the published list names.
+    let targets = format!("[[target]]\nname = \"slow\"\ndomain = \"example.org\"\nport = {port}\ntests = [\"tls\"]\n");
+    let (collector, _slot) = crate::helper::with_list(&targets, None, |config| {
         // Long enough that all the requests below are in flight together even on a busy machine.
         config.helper_timeout = std::time::Duration::from_secs(5);
     })
     .await;
-    // A TLS control to a listener that never answers holds its slot for the step timeout.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let port = silent.local_addr().expect("addr").port();
     let request = json!({"test": "tls", "address": "127.0.0.1", "port": port, "domain": "example.org"});
     let (greedy, other) = (http_client_from(source(2)), http_client_from(source(3)));
     let send = |http: &reqwest::Client| http.post(collector.url("/api/v1/control")).json(&request).send();

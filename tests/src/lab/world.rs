@@ -45,8 +45,8 @@ pub struct World {
 }
 
 impl World {
-    /// Bring `scenario` up. With `keep`, the working directory (CA, targets file, spools, the
-    /// collector's store) survives for inspection.
+    /// Bring `scenario` up. With `keep`, the working directory (CA, targets file and the signed
+    /// list made of it, spools, the collector's store) survives for inspection.
     pub fn up(scenario: &Scenario, keep: bool) -> anyhow::Result<World> {
         let dir = tempfile::Builder::new().prefix(&format!("vantage-lab-{}-", scenario.name)).tempdir()?;
         let (dir, path) = if keep {
@@ -58,6 +58,10 @@ impl World {
         TestCa::new("Vantage lab CA")?.save(&path, "lab-ca")?;
         TestCa::new("Censor interception CA")?.save(&path, "censor-ca")?;
         std::fs::write(path.join("targets.toml"), &scenario.targets_toml)?;
+        // The collector publishes the scenario's targets as a signed list, as a real one does: its
+        // helper then goes only where the list says (a listed name's ports, its addresses).
+        let names: Vec<String> = scenario.targets.iter().map(|t| t.spec.name.clone()).collect();
+        crate::procs::write_signed_list(&path.join("signed-list.json"), &scenario.targets_toml, &names)?;
 
         let topo = Topology::create()?;
         for command in &scenario.internet.ip {
@@ -167,8 +171,8 @@ fn collector_args(dir: &Path) -> Vec<String> {
         &format!("{}:{}", addr::HELPER, addr::COLLECTOR_PORT),
         "--data-dir",
         &p("collector-data"),
-        "--targets",
-        &p("targets.toml"),
+        "--signed-list",
+        &p("signed-list.json"),
         "--danger-helper-allow-private",
         "--ca",
         &p("lab-ca.pem"),
