@@ -1,7 +1,7 @@
 //! A throwaway certificate authority for tests: any SNI gets a certificate signed by it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
@@ -50,14 +50,29 @@ impl TestCa {
         Ok(())
     }
 
-    /// A leaf certificate and key for `name`.
+    /// A leaf certificate and key for `name` (a DNS name, or an IP address for an IP SAN).
     pub fn issue(&self, name: &str) -> anyhow::Result<(CertificateDer<'static>, PrivateKeyDer<'static>)> {
+        let (cert, key) = self.issue_leaf(name)?;
+        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+    }
+
+    /// [`issue`](Self::issue) written as PEM to `dir/<stem>.crt` and `dir/<stem>.key`, for a
+    /// server in another process (the collector's `--tls-cert`/`--tls-key`).
+    pub fn issue_files(&self, name: &str, dir: &Path, stem: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        let (cert, key) = self.issue_leaf(name)?;
+        let (cert_path, key_path) = (dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")));
+        std::fs::write(&cert_path, cert.pem())?;
+        std::fs::write(&key_path, key.serialize_pem())?;
+        Ok((cert_path, key_path))
+    }
+
+    fn issue_leaf(&self, name: &str) -> anyhow::Result<(rcgen::Certificate, KeyPair)> {
         let mut params = CertificateParams::new(vec![name.to_string()])?;
         params.distinguished_name.push(DnType::CommonName, name);
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let cert = params.signed_by(&key, &self.issuer)?;
-        Ok((cert.der().clone(), PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()))))
+        Ok((cert, key))
     }
 }
 

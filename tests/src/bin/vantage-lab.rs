@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand};
 use vantage_tests::lab::check::{run_all, summary};
 use vantage_tests::lab::scenario::Scenario;
 use vantage_tests::lab::topology::{preflight, remove_stale};
-use vantage_tests::lab::world::World;
+use vantage_tests::lab::world::{World, collector_url};
 use vantage_tests::lab::{addr, bin};
 
 /// The censorship lab: emulated censors in network namespaces, measured by the real probe.
@@ -129,10 +129,11 @@ fn print_guide(world: &World) -> anyhow::Result<()> {
         addr::SERVER_2,
         addr::NO_DNS
     );
-    println!("  {:<24} helper    collector http://{}:{}\n", t.helper, addr::HELPER, addr::COLLECTOR_PORT);
+    println!("  {:<24} helper    collector {}\n", t.helper, collector_url(""));
     println!("the censor's rules:  ip netns exec {} nft list ruleset", t.censor);
     println!("measure:\n  ip netns exec {} {} {}\n", t.probe, bin("vantage-probe")?.display(), world.probe_args()?.join(" "));
-    println!("results:  ip netns exec {} curl -s http://{}:{}/api/v1/measurements", t.helper, addr::HELPER, addr::COLLECTOR_PORT);
+    let ca = world.dir().join("lab-ca.pem");
+    println!("results:  ip netns exec {} curl -s --cacert {} {}", t.helper, ca.display(), collector_url("/api/v1/measurements"));
     println!("\nCtrl-C tears everything down.");
     Ok(())
 }

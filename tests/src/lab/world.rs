@@ -55,7 +55,11 @@ impl World {
             let path = dir.path().to_path_buf();
             (Some(dir), path)
         };
-        TestCa::new("Vantage lab CA")?.save(&path, "lab-ca")?;
+        let lab_ca = TestCa::new("Vantage lab CA")?;
+        lab_ca.save(&path, "lab-ca")?;
+        // The collector serves HTTPS, as one on the internet must: the probe refuses plaintext
+        // to anything but loopback.
+        lab_ca.issue_files(&addr::HELPER.to_string(), &path, "collector")?;
         TestCa::new("Censor interception CA")?.save(&path, "censor-ca")?;
         std::fs::write(path.join("targets.toml"), &scenario.targets_toml)?;
         // The collector publishes the scenario's targets as a signed list, as a real one does: its
@@ -135,7 +139,7 @@ impl World {
             "--json".into(),
             "-vv".into(),
             "--collector".into(),
-            format!("http://{}:{}", addr::HELPER, addr::COLLECTOR_PORT),
+            collector_url(""),
             "--resolver".into(),
             format!("{}:53", addr::PROBE_RESOLVER),
             "--doh".into(),
@@ -158,9 +162,14 @@ impl World {
 
     /// `GET path` from the collector, asked from the helper's namespace.
     pub fn fetch(&self, path: &str) -> anyhow::Result<String> {
-        let url = format!("http://{}:{}{path}", addr::HELPER, addr::COLLECTOR_PORT);
-        self.topo.helper.run("curl", &["-sS", "--fail", "--max-time", "15", &url])
+        let ca = self.path.join("lab-ca.pem").display().to_string();
+        self.topo.helper.run("curl", &["-sS", "--fail", "--max-time", "15", "--cacert", &ca, &collector_url(path)])
     }
+}
+
+/// The collector's URL (HTTPS, a lab-CA certificate for its address) with `path`.
+pub fn collector_url(path: &str) -> String {
+    format!("https://{}:{}{path}", addr::HELPER, addr::COLLECTOR_PORT)
 }
 
 fn collector_args(dir: &Path) -> Vec<String> {
@@ -180,6 +189,10 @@ fn collector_args(dir: &Path) -> Vec<String> {
         &format!("{}:53", addr::HELPER_RESOLVER),
         "--helper-timeout-secs",
         &HELPER_TIMEOUT_SECS.to_string(),
+        "--tls-cert",
+        &p("collector.crt"),
+        "--tls-key",
+        &p("collector.key"),
     ]
     .iter()
     .map(|s| s.to_string())
