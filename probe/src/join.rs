@@ -181,7 +181,7 @@ mod tests {
 
     fn invitation(collectors: Vec<String>, key: &ListKey) -> Invitation {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Invitation { collectors, list_key: key.public_base64() }
+        Invitation { collectors, list_key: key.public_base64(), pins: vec![] }
     }
 
     /// Every file under `dir`, relative.

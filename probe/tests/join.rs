@@ -40,7 +40,7 @@ fn join_without_a_terminal_or_accept_risks_refuses_before_any_packet() {
     let collector = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", collector.local_addr().expect("addr"));
     let key = ListKey::from_seed(&[1; 32]);
-    let invitation = Invitation { collectors: vec![url], list_key: key.public_base64() }.to_url();
+    let invitation = Invitation { collectors: vec![url], list_key: key.public_base64(), pins: vec![] }.to_url();
     let config = home.path().join("probe.toml");
 
     let out = probe(&["join", &invitation, "--config", config.to_str().expect("utf-8")], home.path());
@@ -76,7 +76,8 @@ fn a_bad_invitation_and_a_missing_config_say_what_to_do() {
 fn unusable_join_flags_are_bad_usage_before_the_question() {
     let home = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
-    let invitation = Invitation { collectors: vec!["http://127.0.0.1:9".into()], list_key: key.public_base64() }.to_url();
+    let invitation =
+        Invitation { collectors: vec!["http://127.0.0.1:9".into()], list_key: key.public_base64(), pins: vec![] }.to_url();
     for (args, names) in [
         (vec!["join", &invitation, "--ca", "/nonexistent/ca.pem"], "--ca"),
         (vec!["join", &invitation, "--socks5", "localhost"], "--socks5"),
@@ -125,7 +126,7 @@ async fn join_then_forget_on_the_built_binary() {
     let home = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
     let url = collector(&key).await;
-    let invitation = Invitation { collectors: vec![url.clone()], list_key: key.public_base64() }.to_url();
+    let invitation = Invitation { collectors: vec![url.clone()], list_key: key.public_base64(), pins: vec![] }.to_url();
     let config = home.path().join("config/vantage/probe.toml");
     let data = home.path().join("probe-data");
 

@@ -44,7 +44,7 @@ pub fn invite(args: &InviteArgs) -> anyhow::Result<String> {
         (None, Some(path)) => read_key(path)?.public_base64(),
         (None, None) => bail!("give the list key: --list-key-public B64 or --key FILE"),
     };
-    let invitation = Invitation { collectors: args.collectors.clone(), list_key };
+    let invitation = Invitation { collectors: args.collectors.clone(), list_key, pins: vec![] };
     let url = invitation.to_url();
     // What the probe will check, checked here first.
     Invitation::parse(&url).with_context(|| "the invitation would be refused by probes")?;
