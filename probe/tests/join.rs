@@ -90,6 +90,31 @@ fn unusable_join_flags_are_bad_usage_before_the_question() {
     }
 }
 
+#[test]
+fn plaintext_collectors_elsewhere_are_bad_usage_for_join_and_forget() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let elsewhere = "http://192.0.2.1:9";
+    let invitation = Invitation { collectors: vec![elsewhere.into()], list_key: key.public_base64(), pins: vec![] }.to_url();
+    let out = probe(&["join", &invitation], home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("`{elsewhere}` is plaintext HTTP to another machine")), "{stderr}");
+    assert!(!stderr.contains("THE RISK"), "refused before the question: {stderr}");
+
+    let config = home.path().join("probe.toml");
+    let text = format!(
+        "collectors = [\"{elsewhere}\"]\nlist_key = \"{}\"\ndata_dir = \"{}\"\n",
+        key.public_base64(),
+        home.path().display()
+    );
+    std::fs::write(&config, text).expect("config");
+    let out = probe(&["forget", "--config", config.to_str().expect("utf-8")], home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plaintext HTTP to another machine"), "{stderr}");
+}
+
 /// A collector with the two endpoints this probe side needs: the signed list, and a deletion
 /// endpoint that checks the signature as the wire contract says.
 async fn collector(key: &ListKey) -> String {

@@ -219,8 +219,9 @@ fn targets(keys: &Keys) -> String {
 fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
     let probe = vantage_tests::procs::bin("vantage-probe")?.display().to_string();
     let data_dir = lab.path(&format!("probe-{run_name}")).display().to_string();
-    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"]
+    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--danger-plaintext-collector"]
         .into_iter()
+        .chain(["--doh", "none", "--resolver", "none"])
         .chain(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir", &data_dir]);
     let mut run = lab.probe.spawn(&format!("vantage-probe ({run_name})"), &probe, &args.collect::<Vec<_>>(), &[])?;
     let status = run.wait_exit(PROBE_DEADLINE)?;

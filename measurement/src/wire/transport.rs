@@ -35,6 +35,9 @@ pub struct Allowance {
     pub danger_plaintext: bool,
     /// The connection goes through a proxy on another machine.
     pub remote_proxy: bool,
+    /// The probe holds key pins for the collector: they are checked in the TLS handshake, so
+    /// plaintext can't satisfy them, on any machine, danger or not.
+    pub pinned: bool,
 }
 
 /// Why a URL is refused.
@@ -53,6 +56,11 @@ pub enum TransportError {
         /// To another machine, or through a proxy on one.
         where_: Where,
     },
+    /// Plaintext to a collector the probe holds key pins for.
+    #[error(
+        "`{0}` is plaintext HTTP, but collector_pins are set: pins are checked in the TLS handshake, so a pinned collector must be https://"
+    )]
+    PinnedPlaintext(String),
 }
 
 /// Where plaintext would go.
@@ -80,6 +88,7 @@ pub fn check(url: &str, allowance: Allowance) -> Result<Carriage, TransportError
     let host = parsed.host().ok_or_else(not_http)?;
     match parsed.scheme() {
         "https" => Ok(Carriage::Https),
+        "http" if allowance.pinned => Err(TransportError::PinnedPlaintext(url.to_string())),
         "http" if allowance.danger_plaintext => Ok(Carriage::DangerPlaintext),
         "http" if is_loopback(&host) && !allowance.remote_proxy => Ok(Carriage::Loopback),
         "http" => {
@@ -109,9 +118,10 @@ fn is_loopback<S: AsRef<str>>(host: &Host<S>) -> bool {
 mod tests {
     use super::*;
 
-    const NONE: Allowance = Allowance { danger_plaintext: false, remote_proxy: false };
-    const DANGER: Allowance = Allowance { danger_plaintext: true, remote_proxy: false };
-    const PROXY: Allowance = Allowance { danger_plaintext: false, remote_proxy: true };
+    const NONE: Allowance = Allowance { danger_plaintext: false, remote_proxy: false, pinned: false };
+    const DANGER: Allowance = Allowance { danger_plaintext: true, ..NONE };
+    const PROXY: Allowance = Allowance { remote_proxy: true, ..NONE };
+    const PINNED: Allowance = Allowance { pinned: true, ..NONE };
 
     #[test]
     fn https_is_always_fine_and_plaintext_only_on_this_machine() {
@@ -152,10 +162,17 @@ mod tests {
     fn a_remote_proxy_takes_away_the_loopback_exception() {
         let err = check("http://127.0.0.1:8080", PROXY).expect_err("through a proxy elsewhere");
         assert!(err.to_string().contains("through a SOCKS5 proxy on another machine"), "{err}");
-        assert_eq!(
-            check("http://127.0.0.1:8080", Allowance { remote_proxy: true, danger_plaintext: true }),
-            Ok(Carriage::DangerPlaintext)
-        );
+        assert_eq!(check("http://127.0.0.1:8080", Allowance { danger_plaintext: true, ..PROXY }), Ok(Carriage::DangerPlaintext));
+    }
+
+    #[test]
+    fn pins_need_tls_even_on_this_machine_and_even_with_danger() {
+        assert_eq!(check("https://collector.example", PINNED), Ok(Carriage::Https));
+        for allowance in [PINNED, Allowance { danger_plaintext: true, ..PINNED }] {
+            for url in ["http://127.0.0.1:8080", "http://collector.example"] {
+                assert_eq!(check(url, allowance), Err(TransportError::PinnedPlaintext(url.to_string())), "{url}");
+            }
+        }
     }
 
     #[test]

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use vantage_engine::control::HelperClient;
 use vantage_engine::measure::MeasureConfig;
 
 use super::budget::{self, Limits};
 use super::{DEFAULT_INTERVAL_SECS, FlagsPlan, ListPlan, Settings, serve, shutdown_on_signals};
 use crate::cli::{self, RunArgs};
-use crate::config::{self, ProbeConfig};
+use crate::config::{self, CollectorAccess, ProbeConfig};
 use crate::consent;
 use crate::list::{ListFetcher, ListStore};
 use crate::network::OnVpn;
@@ -62,8 +63,15 @@ pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
             daily_bytes: args.daily_bytes.unwrap_or(budget::DEFAULT_DAILY_BYTES),
             max_per_hour: args.max_per_hour.unwrap_or(budget::DEFAULT_MAX_PER_HOUR),
         };
-        let upload_http = config::collector_client(&args.run.ca, args.run.socks5.as_ref(), timeout)?;
+        // The flags first (the transport rule among them, naming --collector), then the client.
         let (cfg, settings) = prepare(&args.run, limits, args.run.on_vpn)?;
+        let access = CollectorAccess {
+            ca: &args.run.ca,
+            socks5: args.run.socks5.as_ref(),
+            danger_plaintext: args.run.danger_plaintext_collector,
+            ..CollectorAccess::default()
+        };
+        let upload_http = config::collector_client(std::slice::from_ref(&collector), &access, timeout)?;
         let source = FlagsPlan { targets: args.run.targets.clone(), interval: Duration::from_secs(interval) };
         return serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await;
     }
@@ -79,6 +87,10 @@ pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
     let mut probe_config =
         ProbeConfig::load(&path).map_err(|e| anyhow::anyhow!("{e} (join a network first: vantage-probe join URL)"))?;
     consent::ensure(&mut probe_config, &path, args.accept_risks, &mut consent::Terminal)?;
+    probe_config.danger_plaintext_collector |= args.run.danger_plaintext_collector;
+    args.run.danger_plaintext_collector = probe_config.danger_plaintext_collector;
+    // Every collector of the file against the transport rule, before anything is measured.
+    let upload_http = probe_config.collector_client(timeout)?;
     // The joined network's collector is the upload target and the default helper.
     let collector =
         probe_config.collectors.first().cloned().ok_or_else(|| anyhow::anyhow!("{}: no collector", path.display()))?;
@@ -90,8 +102,14 @@ pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
         daily_bytes: args.daily_bytes.unwrap_or(daemon.daily_bytes),
         max_per_hour: args.max_per_hour.unwrap_or(daemon.max_measurements_per_hour),
     };
-    let upload_http = config::collector_client(&args.run.ca, probe_config.socks5.as_ref(), timeout)?;
-    let (cfg, settings) = prepare(&args.run, limits, daemon.on_vpn)?;
+    let (mut cfg, settings) = prepare(&args.run, limits, daemon.on_vpn)?;
+    if args.run.helper.is_none() && !args.run.no_helper && !probe_config.collector_pins.is_empty() {
+        // The helper is the pinned collector: its answers decide verdicts, so they are pinned too
+        // (and, as every helper request, never proxied).
+        let access = CollectorAccess { socks5: None, ..probe_config.access() };
+        let helper_http = config::collector_client(std::slice::from_ref(&collector), &access, timeout)?;
+        Arc::make_mut(&mut cfg).helper = Some(HelperClient::new(&collector, helper_http));
+    }
     let source =
         ListPlan { store: ListStore::for_config(&probe_config), fetcher: ListFetcher::for_config(&probe_config, timeout)? };
     serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await

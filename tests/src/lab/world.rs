@@ -132,6 +132,8 @@ impl World {
             "-vv".into(),
             "--collector".into(),
             format!("http://{}:{}", addr::HELPER, addr::COLLECTOR_PORT),
+            // The lab's collector speaks plaintext in its own namespace, across the lab's censor.
+            "--danger-plaintext-collector".into(),
             "--resolver".into(),
             format!("{}:53", addr::PROBE_RESOLVER),
             "--doh".into(),
