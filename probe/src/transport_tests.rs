@@ -81,7 +81,8 @@ impl Collector {
                     let Ok(mut tls) = acceptor.accept(tcp).await else { return };
                     let mut request = Vec::new();
                     let mut buf = [0u8; 1024];
-                    while !request.ends_with(b"\r\n\r\n") && request.len() < 16 * 1024 {
+                    // The headers are enough to answer; a body may follow them in the same read.
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 16 * 1024 {
                         match tls.read(&mut buf).await {
                             Ok(0) | Err(_) => return,
                             Ok(n) => request.extend_from_slice(&buf[..n]),

@@ -103,16 +103,24 @@ pub async fn run(mut args: DaemonArgs) -> anyhow::Result<()> {
         max_per_hour: args.max_per_hour.unwrap_or(daemon.max_measurements_per_hour),
     };
     let (mut cfg, settings) = prepare(&args.run, limits, daemon.on_vpn)?;
-    if args.run.helper.is_none() && !args.run.no_helper && !probe_config.collector_pins.is_empty() {
-        // The helper is the pinned collector: its answers decide verdicts, so they are pinned too
-        // (and, as every helper request, never proxied).
-        let access = CollectorAccess { socks5: None, ..probe_config.access() };
-        let helper_http = config::collector_client(std::slice::from_ref(&collector), &access, timeout)?;
-        Arc::make_mut(&mut cfg).helper = Some(HelperClient::new(&collector, helper_http));
+    if let Some(helper) = pinned_helper(&probe_config, &args.run, timeout)? {
+        Arc::make_mut(&mut cfg).helper = Some(helper);
     }
     let source =
         ListPlan { store: ListStore::for_config(&probe_config), fetcher: ListFetcher::for_config(&probe_config, timeout)? };
     serve(cfg, settings, Uploader::new(&collector, upload_http, timeout * 3), source, shutdown).await
+}
+
+/// The helper when it is the joined network's pinned collector (no `--helper`): its answers decide
+/// verdicts, so it is pinned as the uploads are (and, as every helper request, never proxied).
+fn pinned_helper(config: &ProbeConfig, run: &RunArgs, timeout: Duration) -> anyhow::Result<Option<HelperClient>> {
+    let Some(collector) = config.collectors.first().filter(|_| run.helper.is_none() && !run.no_helper) else { return Ok(None) };
+    if config.collector_pins.is_empty() {
+        return Ok(None);
+    }
+    let access = CollectorAccess { socks5: None, ..config.access() };
+    let http = config::collector_client(std::slice::from_ref(collector), &access, timeout)?;
+    Ok(Some(HelperClient::new(collector, http)))
 }
 
 /// The measurement configuration and the daemon's settings from `run`'s flags.
@@ -129,4 +137,66 @@ fn prepare(run: &RunArgs, limits: Limits, on_vpn: OnVpn) -> anyhow::Result<(Arc<
         on_vpn,
     };
     Ok((cfg, settings))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+    use vantage_engine::control::ControlRequest;
+    use vantage_measurement::TestKind;
+    use vantage_measurement::wire::target_list::ListKey;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use crate::transport::tests::{TestCa, pin_of};
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let argv = ["vantage-probe", "run"].iter().chain(extra).copied();
+        match Cli::try_parse_from(argv).expect("flags").command {
+            Command::Run(args) => *args,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn the_helper_is_pinned_when_it_is_the_pinned_collector() {
+        let ca = TestCa::new();
+        let (live, stranger) = (rcgen::KeyPair::generate().expect("key"), rcgen::KeyPair::generate().expect("key"));
+        let impostor = ca.issue(&stranger, 1).serve_body("{\"observations\": []}").await;
+        let config = ProbeConfig {
+            collectors: vec![impostor],
+            list_key: ListKey::from_seed(&[1; 32]).public_base64(),
+            data_dir: "/nonexistent".into(),
+            socks5: None,
+            accepted_risks: true,
+            ca: vec![ca.pem.clone()],
+            collector_pins: vec![pin_of(&live)],
+            danger_plaintext_collector: false,
+            opt_out: Default::default(),
+            daemon: Default::default(),
+        };
+        let timeout = Duration::from_secs(5);
+        let helper = pinned_helper(&config, &run_args(&[]), timeout).expect("client").expect("a pinned helper");
+        let request = ControlRequest {
+            test: TestKind::Tcp,
+            domain: None,
+            address: Some([192, 0, 2, 1].into()),
+            port: Some(443),
+            vpn: None,
+        };
+        let err = helper.control(&request, timeout).await.expect_err("an impostor's answer").to_string();
+        assert!(err.contains("none of the pinned keys"), "{err}");
+
+        // The same collector with its real key answers.
+        let genuine = ca.issue(&live, 2).serve_body("{\"observations\": []}").await;
+        let config = ProbeConfig { collectors: vec![genuine], ..config };
+        let helper = pinned_helper(&config, &run_args(&[]), timeout).expect("client").expect("a pinned helper");
+        assert_eq!(helper.control(&request, timeout).await.expect("answered").len(), 0);
+
+        // Another helper, none, or no pins: nothing to pin here.
+        assert!(pinned_helper(&config, &run_args(&["--helper", "https://helper.example"]), timeout).expect("ok").is_none());
+        assert!(pinned_helper(&config, &run_args(&["--no-helper"]), timeout).expect("ok").is_none());
+        let unpinned = ProbeConfig { collector_pins: vec![], ..config };
+        assert!(pinned_helper(&unpinned, &run_args(&[]), timeout).expect("ok").is_none());
+    }
 }
