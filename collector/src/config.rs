@@ -16,7 +16,7 @@ use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 
-pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
+pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
 
 /// Environment twin of `--listen`.
 pub const ENV_LISTEN: &str = "VANTAGE_LISTEN";
@@ -100,6 +100,9 @@ pub enum Command {
     List(ListCommand),
     /// Print an invitation URL for volunteers (`vantage-probe join URL`).
     Invite(InviteArgs),
+    /// Print the pin (`sha256/…`) of the TLS key in a certificate or key file, for `invite --pin`
+    /// and the operator's records.
+    Pin(PinArgs),
 }
 
 /// Flags of `vantage-collector serve`.
