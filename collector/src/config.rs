@@ -18,7 +18,7 @@ use vantage_engine::runner::verify::TrustAnchors;
 
 use crate::limits::{self, Limit};
 
-pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
+pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
 use crate::server;
 pub use crate::server::args::{
     ConnectionArgs, ENV_FORWARDED_HEADER, ENV_HEADER_TIMEOUT_SECS, ENV_MAX_CONNECTIONS, ENV_MAX_CONNECTIONS_PER_SOURCE,
@@ -118,6 +118,9 @@ pub enum Command {
     List(ListCommand),
     /// Print an invitation URL for volunteers (`vantage-probe join URL`).
     Invite(InviteArgs),
+    /// Print the pin (`sha256/…`) of the TLS key in a certificate or key file, for `invite --pin`
+    /// and the operator's records.
+    Pin(PinArgs),
 }
 
 /// Flags of `vantage-collector serve`.

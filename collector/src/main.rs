@@ -38,6 +38,7 @@ fn main() -> ExitCode {
         Command::ListKey(command) => offline(operator::list_key(command)),
         Command::List(command) => offline(operator::list(command)),
         Command::Invite(args) => offline(operator::invite(&args)),
+        Command::Pin(args) => offline(operator::pin::pin_of_file(&args.file).map(|pin| pin.to_string())),
     }
 }
 

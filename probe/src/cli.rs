@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use vantage_measurement::wire::transport::{Allowance, TransportError};
 use vantage_measurement::{NetworkType, ProbeInfo, TestKind};
 
 use vantage_engine::classify::bogon::BogonPolicy;
@@ -79,12 +80,17 @@ pub struct RunArgs {
     /// Print each measurement as a JSON line on stdout (NDJSON) instead of the table.
     #[arg(long)]
     pub json: bool,
-    /// Collector base URL to submit to (e.g. http://127.0.0.1:8080). Also the default test helper.
+    /// Collector base URL to submit to (https://…; plaintext http:// only on this machine, e.g.
+    /// http://127.0.0.1:8080). Also the default test helper.
     #[arg(long, env = "VANTAGE_COLLECTOR")]
     pub collector: Option<String>,
-    /// Test-helper base URL, if not the collector's.
+    /// Test-helper base URL, if not the collector's (https://, as the collector's).
     #[arg(long, env = "VANTAGE_HELPER")]
     pub helper: Option<String>,
+    /// Allow a plaintext http:// collector or helper on another machine. What the probe finds and
+    /// the names it tests then cross the network, and its censor, in the clear: for labs only.
+    #[arg(long)]
+    pub danger_plaintext_collector: bool,
     /// Don't ask any test helper (verdicts that need one become inconclusive).
     #[arg(long, conflicts_with = "helper")]
     pub no_helper: bool,
@@ -155,9 +161,12 @@ pub struct RunArgs {
 /// Flags of `vantage-probe flush`.
 #[derive(Debug, Args)]
 pub struct FlushArgs {
-    /// Collector base URL.
+    /// Collector base URL (https://; plaintext http:// only on this machine).
     #[arg(long, env = "VANTAGE_COLLECTOR")]
     pub collector: String,
+    /// Allow a plaintext http:// collector on another machine (labs only; see `run --help`).
+    #[arg(long)]
+    pub danger_plaintext_collector: bool,
     /// Directory of the spool and the probe key.
     #[arg(long, env = "VANTAGE_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -239,6 +248,9 @@ pub enum ConfigError {
         /// Why.
         reason: String,
     },
+    /// A collector URL from the config file is one the transport rule refuses.
+    #[error("{0}")]
+    Transport(TransportError),
 }
 
 /// A [`ConfigError`] for `--flag`.
@@ -284,8 +296,26 @@ impl RunArgs {
         ResidualPolicy { window, retest: if self.retest_residual { Retest::Within(window) } else { Retest::Never } }
     }
 
+    /// What the transport rule weighs for the helper (never proxied; uploads add the proxy).
+    pub fn allowance(&self) -> Allowance {
+        Allowance { danger_plaintext: self.danger_plaintext_collector, ..Allowance::default() }
+    }
+
+    /// Check the collector and helper URLs against the transport rule.
+    pub fn check_transport(&self) -> Result<(), ConfigError> {
+        if let Some(collector) = &self.collector {
+            let remote_proxy = self.socks5.as_ref().is_some_and(|p| !p.is_loopback());
+            crate::transport::check_flag("collector", collector, Allowance { remote_proxy, ..self.allowance() })?;
+        }
+        if let Some(helper) = self.helper.as_ref().filter(|_| !self.no_helper) {
+            crate::transport::check_flag("helper", helper, self.allowance())?;
+        }
+        Ok(())
+    }
+
     /// Build the measurement configuration.
     pub fn measure_config(&self, http: &reqwest::Client) -> Result<MeasureConfig, ConfigError> {
+        self.check_transport()?;
         let helper_url = if self.no_helper { None } else { self.helper.as_ref().or(self.collector.as_ref()) };
         if self.timeout == 0 || self.timeout > 120 {
             return Err(flag("timeout", "must be between 1 and 120 seconds"));
@@ -367,6 +397,28 @@ mod tests {
         assert!(with.measure_config(&http).expect("config").helper.is_some());
         let without = run_args(&["--collector", "http://127.0.0.1:1", "--no-helper"]).expect("parse");
         assert!(without.measure_config(&http).expect("config").helper.is_none());
+    }
+
+    #[test]
+    fn a_plaintext_collector_or_helper_elsewhere_is_refused_unless_the_danger_flag_says_so() {
+        let http = http();
+        for (argv, flag) in [
+            (vec!["--collector", "http://collector.example"], "--collector"),
+            (vec!["--collector", "https://collector.example", "--helper", "http://192.0.2.1:8080"], "--helper"),
+            (vec!["--collector", "http://127.0.0.1:8080", "--socks5", "tor.lan:9050"], "--collector"),
+            (vec!["--collector", "collector.example"], "--collector"),
+        ] {
+            let err = run_args(&argv).expect("parse").measure_config(&http).expect_err(flag).to_string();
+            assert!(err.starts_with(flag), "{err}");
+        }
+        for argv in [
+            vec!["--collector", "https://collector.example", "--helper", "https://helper.example"],
+            vec!["--collector", "http://127.0.0.1:8080", "--socks5", "127.0.0.1:9050"],
+            vec!["--collector", "http://[::1]:8080", "--helper", "http://localhost:8081"],
+            vec!["--collector", "http://collector.example", "--danger-plaintext-collector"],
+        ] {
+            assert!(run_args(&argv).expect("parse").measure_config(&http).is_ok(), "{argv:?}");
+        }
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! socks5 = "127.0.0.1:9050"      # optional: uploads and list fetches go through it
 //! accepted_risks = true          # set by join after the explicit yes / --accept-risks
 //! ca = ["/path/extra-ca.pem"]    # optional extra trust anchors (labs)
+//! collector_pins = ["sha256/…"]  # optional, from the invitation: the collectors' TLS keys
+//! danger_plaintext_collector = false  # labs only: allow http:// collectors on other machines
 //! [opt_out]
 //! tests = ["tor", "openvpn"]     # never run these, whatever the list says
 //! categories = ["vpn"]           # never run targets of these categories
@@ -32,11 +34,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vantage_engine::targets::is_category;
 use vantage_measurement::TestKind;
+use vantage_measurement::wire::pin::{MAX_PINS, SpkiPin};
 use vantage_measurement::wire::target_list::fingerprint_of;
+use vantage_measurement::wire::transport::{self, Allowance};
 
-use crate::cli::{ConfigError, flag};
+use crate::cli::ConfigError;
 pub use crate::network::OnVpn;
 use crate::private_file::write_private;
+pub use crate::transport::{CollectorAccess, collector_client};
 
 /// The environment variable naming the config file.
 pub const CONFIG_ENV: &str = "VANTAGE_CONFIG";
@@ -68,6 +73,14 @@ pub struct ProbeConfig {
     /// Extra trust anchors (PEM files) for the collectors' certificates and TLS targets.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ca: Vec<PathBuf>,
+    /// The collectors' TLS key pins (from the invitation): when any are set, a collector is
+    /// accepted only if its certificate verifies AND carries one of these keys.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub collector_pins: Vec<SpkiPin>,
+    /// Allow plaintext http:// collectors on other machines (labs only; `join
+    /// --danger-plaintext-collector` sets it).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub danger_plaintext_collector: bool,
     /// What the volunteer never runs, whatever the list says.
     #[serde(default)]
     pub opt_out: OptOut,
@@ -117,6 +130,10 @@ fn default_data_dir() -> PathBuf {
     default_data_dir_for(running_as_root())
 }
 
+fn is_false(b: &bool) -> bool {
+    !b
+}
+
 fn default_daily_bytes() -> u64 {
     DEFAULT_DAILY_BYTES
 }
@@ -135,6 +152,11 @@ impl Socks5Proxy {
     /// The proxy URL reqwest takes.
     pub fn url(&self) -> String {
         format!("socks5h://{}", self.0)
+    }
+
+    /// Whether the proxy runs on this machine (a loopback address or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        self.0.rsplit_once(':').is_some_and(|(host, _)| transport::is_loopback_host(host))
     }
 }
 
@@ -237,8 +259,14 @@ impl ProbeConfig {
         if self.collectors.is_empty() || self.collectors.len() > 8 {
             return Err(("collectors", "must name 1-8 collector URLs".into()));
         }
-        if let Some(bad) = self.collectors.iter().find(|c| !(c.starts_with("https://") || c.starts_with("http://"))) {
-            return Err(("collectors", format!("`{bad}` is not an http(s) URL")));
+        // Only the syntax here: whether plaintext may be used is decided where the collectors
+        // are used (`collector_client`), where a --danger-plaintext-collector flag is known too.
+        let syntax = Allowance { danger_plaintext: true, ..Allowance::default() };
+        if let Some(Err(e)) = self.collectors.iter().map(|c| transport::check(c, syntax)).find(Result::is_err) {
+            return Err(("collectors", e.to_string()));
+        }
+        if self.collector_pins.len() > MAX_PINS {
+            return Err(("collector_pins", format!("must hold at most {MAX_PINS} pins")));
         }
         if fingerprint_of(&self.list_key) == "invalid key" {
             return Err(("list_key", "is not a base64 ed25519 public key".into()));
@@ -268,14 +296,21 @@ impl ProbeConfig {
     }
 }
 
-/// The HTTP client for collector traffic (list fetches, uploads, `forget`): the trust anchors,
-/// and the SOCKS5 proxy if one is set. Measurements and their controls never use it.
-pub fn collector_client(ca: &[PathBuf], socks5: Option<&Socks5Proxy>, timeout: Duration) -> Result<reqwest::Client, ConfigError> {
-    let mut builder = crate::cli::http_client_builder(ca, timeout)?;
-    if let Some(proxy) = socks5 {
-        builder = builder.proxy(reqwest::Proxy::all(proxy.url()).map_err(|e| flag("socks5", e))?);
+impl ProbeConfig {
+    /// How collector traffic is built from this file.
+    pub fn access(&self) -> CollectorAccess<'_> {
+        CollectorAccess {
+            ca: &self.ca,
+            socks5: self.socks5.as_ref(),
+            pins: &self.collector_pins,
+            danger_plaintext: self.danger_plaintext_collector,
+        }
     }
-    builder.build().map_err(|e| flag("socks5", e))
+
+    /// The HTTP client for this file's collectors, each checked against the transport rule.
+    pub fn collector_client(&self, timeout: Duration) -> Result<reqwest::Client, ConfigError> {
+        collector_client(&self.collectors, &self.access(), timeout)
+    }
 }
 
 /// Where the config file is: `$VANTAGE_CONFIG`, else [`SYSTEM_CONFIG`] for root, else
@@ -318,6 +353,8 @@ pub fn running_as_root() -> bool {
 mod tests {
     use super::*;
 
+    const PIN: &str = "sha256/VRwbY5IxnpNBYn7rJsEf3EQbZ+pPxFL3zlwlMYIC9AA=";
+
     fn key() -> String {
         vantage_measurement::wire::target_list::ListKey::from_seed(&[1; 32]).public_base64()
     }
@@ -342,6 +379,7 @@ mod tests {
     fn the_documented_example_parses_and_round_trips() {
         let text = format!(
             "{}socks5 = \"127.0.0.1:9050\"\naccepted_risks = true\nca = [\"/etc/lab-ca.pem\"]\n\
+             collector_pins = [\"{PIN}\"]\ndanger_plaintext_collector = true\n\
              [opt_out]\ntests = [\"tor\", \"openvpn\"]\ncategories = [\"vpn\"]\n\
              [daemon]\ndaily_bytes = 50_000_000\nmax_measurements_per_hour = 600\non_vpn = \"tag\"\n",
             minimal()
@@ -351,6 +389,8 @@ mod tests {
         assert_eq!(config.opt_out.tests, vec![TestKind::Tor, TestKind::Openvpn]);
         assert_eq!(config.opt_out.categories, vec!["vpn".to_string()]);
         assert_eq!(config.daemon.on_vpn, OnVpn::Tag);
+        assert_eq!(config.collector_pins, vec![PIN.parse::<SpkiPin>().expect("pin")]);
+        assert!(config.danger_plaintext_collector);
         assert_eq!(ProbeConfig::parse(&config.to_toml().expect("toml"), "again").expect("round trip"), config);
     }
 
@@ -364,6 +404,8 @@ mod tests {
             (format!("{}socks5 = \"localhost\"\n", minimal()), "HOST:PORT"),
             (minimal().replace(&key(), "AAAA"), "field `list_key`"),
             (minimal().replace("https://c1.example", "c1.example"), "field `collectors`"),
+            (format!("{}collector_pins = [\"sha256/AAAA\"]\n", minimal()), "is not a key pin"),
+            (format!("{}collector_pins = [{}]\n", minimal(), vec![format!("\"{PIN}\""); 17].join(",")), "field `collector_pins`"),
             ("list_key = \"x\"\n".to_string(), "missing field `collectors`"),
         ];
         for (text, needle) in cases {
@@ -399,6 +441,29 @@ mod tests {
         let names: Vec<_> =
             fs::read_dir(path.parent().expect("dir")).expect("dir").filter_map(Result::ok).map(|e| e.file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("probe.toml")]);
+    }
+
+    #[test]
+    fn a_minimal_file_has_no_pins_and_no_plaintext_and_writes_neither_key() {
+        let config = ProbeConfig::parse(&minimal(), "probe.toml").expect("valid");
+        assert!(config.collector_pins.is_empty() && !config.danger_plaintext_collector);
+        let text = config.to_toml().expect("toml");
+        assert!(!text.contains("collector_pins") && !text.contains("danger"), "{text}");
+        // A plaintext collector elsewhere parses (the flag may allow it), but gets no client.
+        let plain = ProbeConfig::parse(&minimal().replace("https://c1.example", "http://c1.example"), "t").expect("syntax");
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let err = plain.collector_client(Duration::from_secs(5)).expect_err("plaintext");
+        assert!(err.to_string().contains("danger_plaintext_collector = true"), "{err}");
+        let lab = ProbeConfig { danger_plaintext_collector: true, ..plain };
+        assert!(lab.collector_client(Duration::from_secs(5)).is_ok());
+    }
+
+    #[test]
+    fn socks5_proxies_on_this_machine_are_told_apart() {
+        for (proxy, local) in [("127.0.0.1:9050", true), ("[::1]:9050", true), ("localhost:9050", true), ("tor.lan:9050", false)]
+        {
+            assert_eq!(proxy.parse::<Socks5Proxy>().expect("proxy").is_loopback(), local, "{proxy}");
+        }
     }
 
     #[test]

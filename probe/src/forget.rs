@@ -25,6 +25,9 @@ pub struct ForgetArgs {
     /// as root, else ~/.config/vantage/probe.toml.
     #[arg(long, env = "VANTAGE_CONFIG")]
     pub config: Option<PathBuf>,
+    /// Allow plaintext http:// collectors on other machines (labs only; see `run --help`).
+    #[arg(long)]
+    pub danger_plaintext_collector: bool,
 }
 
 /// The collector's answer.
@@ -109,7 +112,7 @@ pub async fn forget(
                 continue;
             }
             Ok(Err(e)) => {
-                failures.push(format!("{collector}: {}", e.without_url()));
+                failures.push(format!("{collector}: {}", crate::transport::error_chain(&e.without_url())));
                 continue;
             }
             Ok(Ok(answer)) => answer,

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use clap::Args;
+use vantage_measurement::wire::pin;
 use vantage_measurement::wire::target_list::{Invitation, InvitationError};
 
 use crate::cli::{ConfigError, DEFAULT_TIMEOUT_SECS};
@@ -42,6 +43,10 @@ pub struct JoinArgs {
     /// Extra trust anchors (PEM) for the collectors' certificates. Repeatable.
     #[arg(long = "ca", env = "VANTAGE_CA")]
     pub ca: Vec<PathBuf>,
+    /// Allow the invitation's collectors to be plaintext http:// on other machines, and write
+    /// `danger_plaintext_collector = true` into the config: for labs only (see `run --help`).
+    #[arg(long)]
+    pub danger_plaintext_collector: bool,
 }
 
 /// Why the probe did not join. In every case nothing was written.
@@ -104,6 +109,12 @@ impl fmt::Display for Joined {
             let tests: Vec<&str> = opt_out.tests.iter().map(|t| t.as_str()).collect();
             writeln!(f, "Opted out: tests [{}], categories [{}]", tests.join(", "), opt_out.categories.join(", "))?;
         }
+        if !self.config.collector_pins.is_empty() {
+            writeln!(f, "Collector keys pinned: {}", pin::list(&self.config.collector_pins))?;
+        }
+        if self.config.danger_plaintext_collector {
+            writeln!(f, "DANGER: plaintext http:// collectors allowed (--danger-plaintext-collector; labs only)")?;
+        }
         if let Some(proxy) = &self.config.socks5 {
             writeln!(f, "Through SOCKS5 proxy: {proxy} (list fetches and uploads only)")?;
         }
@@ -121,8 +132,9 @@ pub async fn join(args: &JoinArgs, prompt: &mut dyn Prompt) -> Result<Joined, Jo
         Err(ConfigFileError::Missing { .. }) => None,
         Err(e) => return Err(JoinError::ExistingConfig(e)),
     };
-    let config = joined_config(invitation, args, previous);
-    // Flags are checked before the question: nobody should agree to a join that can't start.
+    let config = joined_config(invitation, args, previous)?;
+    // Flags, and the collectors against the transport rule, are checked before the question:
+    // nobody should agree to a join that can't start.
     let fetcher = ListFetcher::for_config(&config, Duration::from_secs(DEFAULT_TIMEOUT_SECS))?;
     consent::obtain(&consent::text(&config.collectors), args.accept_risks, prompt)?;
 
@@ -133,9 +145,10 @@ pub async fn join(args: &JoinArgs, prompt: &mut dyn Prompt) -> Result<Joined, Jo
     Ok(Joined { config_path, config, list: fetched.active })
 }
 
-/// The new config: the invitation's collectors and key, the volunteer's flags, and what the
-/// volunteer chose before.
-fn joined_config(invitation: Invitation, args: &JoinArgs, previous: Option<ProbeConfig>) -> ProbeConfig {
+/// The new config: the invitation's collectors, key and pins, the volunteer's flags, and what the
+/// volunteer chose before. Plaintext is allowed only by this join's flag, never inherited.
+fn joined_config(invitation: Invitation, args: &JoinArgs, previous: Option<ProbeConfig>) -> Result<ProbeConfig, JoinError> {
+    let collector_pins = invitation.spki_pins()?;
     let data_dir = args
         .data_dir
         .clone()
@@ -145,16 +158,18 @@ fn joined_config(invitation: Invitation, args: &JoinArgs, previous: Option<Probe
         Some(p) => (p.socks5, p.ca, p.opt_out, p.daemon),
         None => Default::default(),
     };
-    ProbeConfig {
+    Ok(ProbeConfig {
         collectors: invitation.collectors,
         list_key: invitation.list_key,
         data_dir,
         socks5: args.socks5.clone().or(socks5),
         accepted_risks: true,
         ca: if args.ca.is_empty() { ca } else { args.ca.clone() },
+        collector_pins,
+        danger_plaintext_collector: args.danger_plaintext_collector,
         opt_out,
         daemon,
-    }
+    })
 }
 
 #[cfg(test)]
@@ -176,12 +191,13 @@ mod tests {
             accept_risks: false,
             socks5: None,
             ca: vec![],
+            danger_plaintext_collector: false,
         }
     }
 
     fn invitation(collectors: Vec<String>, key: &ListKey) -> Invitation {
         let _ = rustls::crypto::ring::default_provider().install_default();
-        Invitation { collectors, list_key: key.public_base64() }
+        Invitation { collectors, list_key: key.public_base64(), pins: vec![] }
     }
 
     /// Every file under `dir`, relative.
@@ -281,5 +297,66 @@ mod tests {
         assert_eq!(rejoined.config.data_dir, config.data_dir, "same data directory, same probe key");
         let names: Vec<&str> = rejoined.list.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["wikipedia", "retired"], "the opt-outs apply to the new list");
+    }
+
+    #[tokio::test]
+    async fn a_plaintext_collector_elsewhere_is_refused_before_the_question() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = ListKey::from_seed(&[1; 32]);
+        let collector = TestCollector::serving(signed(&key, &document(3))).await;
+        let elsewhere = invitation(vec![collector.url.clone(), "http://collector.example".into()], &key);
+        let mut person = Scripted::new(true, "yes\n");
+        let err = join(&args(&elsewhere, dir.path()), &mut person).await.expect_err("plaintext");
+        assert!(matches!(&err, JoinError::Flag(ConfigError::Transport(_))), "{err}");
+        assert!(err.to_string().contains("`http://collector.example` is plaintext HTTP"), "{err}");
+        assert!(person.shown.is_empty(), "not even asked");
+        assert_eq!(collector.hits(), 0);
+        assert!(files(dir.path()).is_empty());
+
+        // A lab says so, and the config remembers it for the daemon.
+        let lab = JoinArgs { accept_risks: true, danger_plaintext_collector: true, ..args(&elsewhere, dir.path()) };
+        let joined = join(&lab, &mut Scripted::new(false, "")).await.expect("a lab");
+        assert!(joined.config.danger_plaintext_collector);
+        assert!(joined.to_string().contains("DANGER: plaintext"), "{joined}");
+        // A re-join without the flag does not inherit it.
+        let again = join(&JoinArgs { accept_risks: true, ..args(&elsewhere, dir.path()) }, &mut Scripted::new(false, "")).await;
+        assert!(matches!(again, Err(JoinError::Flag(ConfigError::Transport(_)))), "{again:?}");
+    }
+
+    #[tokio::test]
+    async fn the_invitations_pins_are_checked_on_the_first_fetch_and_written() {
+        use crate::transport::tests::{TestCa, pin_of};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = ListKey::from_seed(&[1; 32]);
+        let ca = TestCa::new();
+        let (live, backup, stranger) = (keypair(), keypair(), keypair());
+        let list = signed(&key, &document(3));
+        let genuine = ca.issue(&live, 1).serve_body(&list).await;
+        // The same name, a certificate from the same CA, another key: a coerced CA's work.
+        let impostor = ca.issue(&stranger, 2).serve_body(&list).await;
+        let pins = vec![pin_of(&live).to_string(), pin_of(&backup).to_string()];
+
+        let to_impostor = Invitation { pins: pins.clone(), ..invitation(vec![impostor], &key) };
+        let flagged = JoinArgs { accept_risks: true, ca: vec![ca.pem.clone()], ..args(&to_impostor, dir.path()) };
+        let err = join(&flagged, &mut Scripted::new(false, "")).await.expect_err("not pinned");
+        let chain = format!("{:#}", anyhow::Error::new(err));
+        assert!(chain.contains("none of the pinned keys"), "{chain}");
+        assert!(files(dir.path()).is_empty(), "nothing written");
+
+        let to_genuine = Invitation { pins, ..invitation(vec![genuine], &key) };
+        let flagged = JoinArgs { accept_risks: true, ca: vec![ca.pem.clone()], ..args(&to_genuine, dir.path()) };
+        let joined = join(&flagged, &mut Scripted::new(false, "")).await.expect("pinned join");
+        let written = ProbeConfig::load(&joined.config_path).expect("config");
+        assert_eq!(written.collector_pins, vec![pin_of(&live), pin_of(&backup)]);
+        assert!(joined.to_string().contains(&format!("Collector keys pinned: {}", pin_of(&live))), "{joined}");
+
+        // Pins can't be checked over plaintext: refused, even on loopback.
+        let plain = Invitation { pins: vec![pin_of(&live).to_string()], ..invitation(vec!["http://127.0.0.1:9".into()], &key) };
+        let err = join(&JoinArgs { accept_risks: true, ..args(&plain, dir.path()) }, &mut Scripted::new(false, "")).await;
+        assert!(matches!(err, Err(JoinError::Flag(ConfigError::Transport(_)))), "{err:?}");
+    }
+
+    fn keypair() -> rcgen::KeyPair {
+        rcgen::KeyPair::generate().expect("key")
     }
 }

@@ -22,4 +22,5 @@ pub mod private_file;
 pub mod report;
 pub mod spool;
 pub mod targets_file;
+pub mod transport;
 pub mod upload;

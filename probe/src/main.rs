@@ -19,7 +19,7 @@ use vantage_engine::schedule;
 use vantage_engine::targets::{self, TargetSpec};
 use vantage_measurement::ProbeInfo;
 use vantage_probe::cli::{self, Cli, Command, ConfigError, FlushArgs, RunArgs};
-use vantage_probe::config::{self, ProbeConfig};
+use vantage_probe::config::{self, CollectorAccess, ProbeConfig};
 use vantage_probe::forget::{self, ForgetArgs};
 use vantage_probe::join::{JoinArgs, JoinError};
 use vantage_probe::network::{self, Readiness, TunnelEvidence};
@@ -84,7 +84,13 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let outbox = match &args.collector {
         Some(url) => {
             // Uploads may go through the proxy; the measurements' own traffic (helper, DoH) never does.
-            let http = config::collector_client(&args.ca, args.socks5.as_ref(), session.timeout)?;
+            let access = CollectorAccess {
+                ca: &args.ca,
+                socks5: args.socks5.as_ref(),
+                danger_plaintext: args.danger_plaintext_collector,
+                ..CollectorAccess::default()
+            };
+            let http = config::collector_client(std::slice::from_ref(url), &access, session.timeout)?;
             Some(Outbox::open(url, args.data_dir.clone(), http, session.timeout)?)
         }
         None => None,
@@ -101,7 +107,14 @@ async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
 /// `flush`: deliver what waits in the spool, without measuring.
 async fn flush(args: FlushArgs) -> anyhow::Result<ExitCode> {
     let timeout = Duration::from_secs(cli::DEFAULT_TIMEOUT_SECS);
-    let http = config::collector_client(&args.ca, args.socks5.as_ref(), timeout)?;
+    let access = CollectorAccess {
+        ca: &args.ca,
+        socks5: args.socks5.as_ref(),
+        danger_plaintext: args.danger_plaintext_collector,
+        ..CollectorAccess::default()
+    };
+    vantage_probe::transport::check_flag("collector", &args.collector, access.allowance())?;
+    let http = config::collector_client(std::slice::from_ref(&args.collector), &access, timeout)?;
     let delivery = Outbox::open(&args.collector, args.data_dir, http, timeout)?.deliver().await;
     print_delivery(&delivery, false);
     match delivery.error {
@@ -123,10 +136,11 @@ async fn join(args: JoinArgs) -> anyhow::Result<ExitCode> {
 
 /// `forget`: the signed deletion request, to the first collector that answers.
 async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
-    let config = ProbeConfig::load(&args.config.unwrap_or_else(config::default_config_path))?;
-    let key = forget::probe_key(&config.data_dir)?;
+    let mut config = ProbeConfig::load(&args.config.unwrap_or_else(config::default_config_path))?;
+    config.danger_plaintext_collector |= args.danger_plaintext_collector;
     let timeout = Duration::from_secs(cli::DEFAULT_TIMEOUT_SECS);
-    let http = config::collector_client(&config.ca, config.socks5.as_ref(), timeout)?;
+    let http = config.collector_client(timeout)?;
+    let key = forget::probe_key(&config.data_dir)?;
     let done = forget::forget(&config.collectors, &key, &http, timeout * 3, chrono::Utc::now()).await?;
     println!("{} deleted {} measurements submitted under this probe's key.", done.collector, done.deleted);
     Ok(ExitCode::SUCCESS)

@@ -40,6 +40,11 @@ fn unusable_flag_values_are_bad_usage() {
         (&["run", "--cc", "DEU"], "--cc"),
         (&["run", "--on-vpn", "ignore"], "--on-vpn"),
         (&["flush", "--collector", "http://127.0.0.1:9", "--ca", "/nonexistent/ca.pem"], "--ca"),
+        // Plaintext to another machine: the findings would cross the censor in the clear.
+        (&["run", "--collector", "http://192.0.2.1:8080"], "--collector"),
+        (&["run", "--collector", "https://collector.example", "--helper", "http://192.0.2.1:8080"], "--helper"),
+        (&["flush", "--collector", "http://192.0.2.1:8080"], "--collector"),
+        (&["daemon", "--collector", "http://192.0.2.1:8080"], "--collector"),
     ] {
         assert_exit(args, 2, names);
     }

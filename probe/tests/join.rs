@@ -40,7 +40,7 @@ fn join_without_a_terminal_or_accept_risks_refuses_before_any_packet() {
     let collector = TcpListener::bind("127.0.0.1:0").expect("bind");
     let url = format!("http://{}", collector.local_addr().expect("addr"));
     let key = ListKey::from_seed(&[1; 32]);
-    let invitation = Invitation { collectors: vec![url], list_key: key.public_base64() }.to_url();
+    let invitation = Invitation { collectors: vec![url], list_key: key.public_base64(), pins: vec![] }.to_url();
     let config = home.path().join("probe.toml");
 
     let out = probe(&["join", &invitation, "--config", config.to_str().expect("utf-8")], home.path());
@@ -76,7 +76,8 @@ fn a_bad_invitation_and_a_missing_config_say_what_to_do() {
 fn unusable_join_flags_are_bad_usage_before_the_question() {
     let home = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
-    let invitation = Invitation { collectors: vec!["http://127.0.0.1:9".into()], list_key: key.public_base64() }.to_url();
+    let invitation =
+        Invitation { collectors: vec!["http://127.0.0.1:9".into()], list_key: key.public_base64(), pins: vec![] }.to_url();
     for (args, names) in [
         (vec!["join", &invitation, "--ca", "/nonexistent/ca.pem"], "--ca"),
         (vec!["join", &invitation, "--socks5", "localhost"], "--socks5"),
@@ -87,6 +88,31 @@ fn unusable_join_flags_are_bad_usage_before_the_question() {
         assert!(stderr.contains(names), "{stderr}");
         assert!(!stderr.contains("THE RISK"), "no consent asked for a join that can't start: {stderr}");
     }
+}
+
+#[test]
+fn plaintext_collectors_elsewhere_are_bad_usage_for_join_and_forget() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let key = ListKey::from_seed(&[1; 32]);
+    let elsewhere = "http://192.0.2.1:9";
+    let invitation = Invitation { collectors: vec![elsewhere.into()], list_key: key.public_base64(), pins: vec![] }.to_url();
+    let out = probe(&["join", &invitation], home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains(&format!("`{elsewhere}` is plaintext HTTP to another machine")), "{stderr}");
+    assert!(!stderr.contains("THE RISK"), "refused before the question: {stderr}");
+
+    let config = home.path().join("probe.toml");
+    let text = format!(
+        "collectors = [\"{elsewhere}\"]\nlist_key = \"{}\"\ndata_dir = \"{}\"\n",
+        key.public_base64(),
+        home.path().display()
+    );
+    std::fs::write(&config, text).expect("config");
+    let out = probe(&["forget", "--config", config.to_str().expect("utf-8")], home.path());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("plaintext HTTP to another machine"), "{stderr}");
 }
 
 /// A collector with the two endpoints this probe side needs: the signed list, and a deletion
@@ -125,7 +151,7 @@ async fn join_then_forget_on_the_built_binary() {
     let home = tempfile::tempdir().expect("tempdir");
     let key = ListKey::from_seed(&[1; 32]);
     let url = collector(&key).await;
-    let invitation = Invitation { collectors: vec![url.clone()], list_key: key.public_base64() }.to_url();
+    let invitation = Invitation { collectors: vec![url.clone()], list_key: key.public_base64(), pins: vec![] }.to_url();
     let config = home.path().join("config/vantage/probe.toml");
     let data = home.path().join("probe-data");
 

@@ -223,7 +223,8 @@ fn the_daemon_pauses_behind_a_tunnel_and_says_why() -> anyhow::Result<()> {
     home.probe.ip("route replace default dev eth7")?;
     let (targets, data_dir) = (home.dir.path().join("targets.toml"), home.data_dir());
     let probe = bin("vantage-probe")?;
-    let mut args = vec!["-v", "daemon", "--collector", "http://192.0.2.1:9", "--interval", "2", "--no-helper", "--doh", "off"];
+    let mut args = vec!["-v", "daemon", "--collector", "https://192.0.2.1:9", "--interval", "2"];
+    args.extend(["--no-helper", "--doh", "off"]);
     args.extend(["--resolver", "off", "--no-system-resolver", "--timeout", "2", "--danger-not-bogon", "192.0.2.0/24"]);
     args.extend(["--targets", path_str(&targets)?, "--data-dir", path_str(&data_dir)?]);
     let mut daemon = home.probe.spawn("vantage-probe daemon", path_str(&probe)?, &args, &[])?;

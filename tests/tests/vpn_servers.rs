@@ -219,8 +219,10 @@ fn targets(keys: &Keys) -> String {
 fn probe(lab: &Lab, collector: &str, targets_file: &str, run_name: &str) -> anyhow::Result<BTreeMap<String, Measurement>> {
     let probe = vantage_tests::procs::bin("vantage-probe")?.display().to_string();
     let data_dir = lab.path(&format!("probe-{run_name}")).display().to_string();
-    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--doh", "none", "--resolver", "none"]
+    let ca = lab.path(COLLECTOR_CA).display().to_string();
+    let args = ["run", "--json", "--targets", targets_file, "--collector", collector, "--ca", &ca]
         .into_iter()
+        .chain(["--doh", "none", "--resolver", "none"])
         .chain(["--no-system-resolver", "--timeout", "2", "--concurrency", "16", "--data-dir", &data_dir]);
     let mut run = lab.probe.spawn(&format!("vantage-probe ({run_name})"), &probe, &args.collect::<Vec<_>>(), &[])?;
     let status = run.wait_exit(PROBE_DEADLINE)?;
@@ -340,12 +342,23 @@ fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
     lab.censor.nft(&script)
 }
 
-/// The collector as test helper, off the censored path; returns its URL.
+/// The CA (in the lab's directory) whose certificate the collector serves.
+const COLLECTOR_CA: &str = "collector-ca.pem";
+
+/// The collector as test helper, off the censored path, over HTTPS (the probe refuses plaintext
+/// off loopback); returns its URL.
 fn start_collector(lab: &mut Lab) -> anyhow::Result<String> {
     let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
     let data = lab.path("collector").display().to_string();
+    let ca = vantage_tests::pki::TestCa::new("VPN lab CA")?;
+    ca.write_pem(&lab.path(COLLECTOR_CA))?;
+    let (cert, key) = ca.issue_files(HELPER, &lab.path(""), "collector")?;
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let listen = format!("{HELPER}:8080");
-    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data];
+    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data]
+        .into_iter()
+        .chain(["--tls-cert", &cert, "--tls-key", &key])
+        .collect::<Vec<_>>();
     lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
     let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
     Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())

@@ -75,4 +75,26 @@ pub struct InviteArgs {
     /// A collector base URL (https://…); repeat for fallbacks, the first preferred.
     #[arg(long = "collector", value_name = "URL", required = true)]
     pub collectors: Vec<String>,
+    /// Pin the TLS key in FILE (PEM: the collector's certificate, its private key, or a public
+    /// key): probes then accept a collector only if its certificate verifies AND carries a pinned
+    /// key. Repeat with the backup key, made offline, so that a key can be replaced without a new
+    /// invitation (see docs/operators.md, "Key pinning and certificate renewal").
+    #[arg(long = "pin-from", value_name = "FILE")]
+    pub pin_from: Vec<PathBuf>,
+    /// Pin a key given as its pin (`sha256/…`, as `vantage-collector pin FILE` prints it), e.g.
+    /// the backup key kept offline. Repeatable.
+    #[arg(long = "pin", visible_alias = "backup-pin", value_name = "sha256/B64")]
+    pub pins: Vec<String>,
+    /// Allow plaintext http:// collectors on other machines in the invitation (labs only: probes
+    /// refuse them unless they join with the same flag).
+    #[arg(long)]
+    pub danger_plaintext_collector: bool,
+}
+
+/// Flags of `pin`.
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// A PEM file: a certificate (the first in the file), a public key, or a PKCS#8 private key.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
 }

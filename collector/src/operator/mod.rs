@@ -1,5 +1,5 @@
 //! The operator's offline commands: make and rotate the list key, sign a target list, print an
-//! invitation. None of them needs the collector to run, and the list key need never be on the
+//! invitation, print a TLS key's pin. None of them needs the collector to run, and the list key need never be on the
 //! serving machine: sign elsewhere, copy the signed list over, send SIGHUP.
 //!
 //! The key file holds the 32-byte ed25519 seed in base64 and is created with mode 0600, never
@@ -7,6 +7,7 @@
 
 pub mod args;
 pub mod listfile;
+pub mod pin;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::Utc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use vantage_measurement::wire::pin::SpkiPin;
 use vantage_measurement::wire::target_list::{self, Endorsement, Invitation, ListKey, ListTrust, Revocation, SignedList};
+use vantage_measurement::wire::transport::{self, Allowance};
 
 use crate::published::PublishedList;
 use args::{InviteArgs, ListCommand, ListKeyCommand, SignArgs};
@@ -44,7 +47,30 @@ pub fn invite(args: &InviteArgs) -> anyhow::Result<String> {
         (None, Some(path)) => read_key(path)?.public_base64(),
         (None, None) => bail!("give the list key: --list-key-public B64 or --key FILE"),
     };
-    let invitation = Invitation { collectors: args.collectors.clone(), list_key };
+    let mut pins: Vec<SpkiPin> = Vec::new();
+    let from_files = args.pin_from.iter().map(|p| pin::pin_of_file(p));
+    let literals = args.pins.iter().map(|p| p.trim().parse::<SpkiPin>().context("--pin"));
+    for pin in from_files.chain(literals) {
+        let pin = pin?;
+        // The certificate and its key given both are one pin.
+        if !pins.contains(&pin) {
+            pins.push(pin);
+        }
+    }
+    if pins.len() == 1 {
+        tracing::warn!(
+            "only one key pinned: if that key is lost or must be replaced, every probe has to join again; \
+             pin a backup key too (--pin-from BACKUP.key, made offline)"
+        );
+    }
+    // The probe's transport rule, applied here first: an invitation probes would refuse is no use.
+    let allowance =
+        Allowance { danger_plaintext: args.danger_plaintext_collector, pinned: !pins.is_empty(), ..Allowance::default() };
+    for collector in &args.collectors {
+        transport::check(collector, allowance).context("the invitation would be refused by probes")?;
+    }
+    let pins = pins.iter().map(ToString::to_string).collect();
+    let invitation = Invitation { collectors: args.collectors.clone(), list_key, pins };
     let url = invitation.to_url();
     // What the probe will check, checked here first.
     Invitation::parse(&url).with_context(|| "the invitation would be refused by probes")?;

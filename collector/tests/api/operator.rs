@@ -165,3 +165,51 @@ async fn serve_re_reads_the_list_on_sighup_and_keeps_it_when_the_new_file_is_bad
     assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill").success());
     assert_eq!(child.wait().expect("wait").code(), Some(0));
 }
+
+#[test]
+fn pins_come_from_certificates_and_keys_and_travel_in_invitations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/api/testdata");
+    let file = |name: &str| data.join(name).display().to_string();
+    // OpenSSL's pins of these files (`openssl x509 -pubkey | openssl pkey -pubin -outform der |
+    // openssl dgst -sha256 -binary | base64`, as docs/operators.md has it).
+    const EC: &str = "sha256/VRwbY5IxnpNBYn7rJsEf3EQbZ+pPxFL3zlwlMYIC9AA=";
+    const RSA: &str = "sha256/Ytge9hYT5NcNqwDQfKj2fClZBxd2zMZhdMzNq4BZ/ss=";
+    for (name, pin) in
+        [("ec-cert.pem", EC), ("ec-key.pem", EC), ("rsa-cert.pem", RSA), ("rsa-key.pem", RSA), ("rsa-public.pem", RSA)]
+    {
+        assert_eq!(ok(&["pin", &file(name)], d).trim(), pin, "{name}");
+    }
+    let sec1 = run(&["pin", &file("ec-key-sec1.pem")], d);
+    assert!(!sec1.status.success());
+    assert!(String::from_utf8_lossy(&sec1.stderr).contains("openssl pkey -in KEY -pubout"), "{sec1:?}");
+
+    ok(&["list-key", "new", "--out", "k.key"], d);
+    let invite = |extra: &[&str]| {
+        let mut args = vec!["invite", "--key", "k.key", "--collector", "https://c1.example"];
+        args.extend(extra);
+        run(&args, d)
+    };
+    // The live key twice (its certificate and its key file are one pin), and the backup's pin.
+    let (cert, key) = (file("ec-cert.pem"), file("ec-key.pem"));
+    let out = invite(&["--pin-from", &cert, "--pin-from", &key, "--backup-pin", RSA]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let invitation = Invitation::parse(String::from_utf8_lossy(&out.stdout).trim()).expect("a valid invitation");
+    assert_eq!(invitation.pins, [EC, RSA]);
+    let one = invite(&["--pin", EC]);
+    assert!(one.status.success());
+    assert!(String::from_utf8_lossy(&one.stderr).contains("pin a backup key too"), "{one:?}");
+
+    for (extra, needle) in [
+        (&["--pin", "sha256/AAAA"][..], "is not a key pin"),
+        (&["--collector", "http://c2.example"], "plaintext HTTP to another machine"),
+        (&["--collector", "http://127.0.0.1:8080", "--pin", EC], "collector_pins are set"),
+    ] {
+        let out = invite(extra);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(needle), "{extra:?}: {stderr}");
+    }
+    assert!(invite(&["--collector", "http://c2.example", "--danger-plaintext-collector"]).status.success());
+    assert!(invite(&["--collector", "http://127.0.0.1:8080"]).status.success(), "loopback is this machine");
+}

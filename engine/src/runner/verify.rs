@@ -65,6 +65,14 @@ impl TrustAnchors {
         Ok(TrustAnchors { roots: Arc::new(roots) })
     }
 
+    /// Plain webpki verification against these anchors, for the probe's own connections (a
+    /// pinned collector checks this first, then its key). Fails when there are no anchors.
+    pub fn webpki_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        WebPkiServerVerifier::builder_with_provider(self.roots.clone(), Arc::new(rustls::crypto::ring::default_provider()))
+            .build()
+            .map_err(|e| TlsError::General(e.to_string()))
+    }
+
     /// A verifier for one handshake, and the slot where it will record what it saw.
     pub fn recording_verifier(&self) -> Result<(Arc<RecordingVerifier>, Arc<Mutex<CertRecord>>), TlsError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -1,12 +1,15 @@
 //! The wire contract between probe and collector, in one place both sides import: the batch
-//! signature headers and their verification, the ingest report, the signed target list and the
-//! volunteer's deletion request. (The rejection codes are [`crate::Rejection`]; the test
-//! helper's request and response are in the engine's `control`.)
+//! signature headers and their verification, the ingest report, the signed target list, the
+//! volunteer's deletion request, and how a probe reaches its collector (the transport rule and
+//! key pins). (The rejection codes are [`crate::Rejection`]; the test helper's request and
+//! response are in the engine's `control`.)
 
 pub mod forget;
 pub mod ingest;
+pub mod pin;
 pub mod signature;
 pub mod target_list;
+pub mod transport;
 
 pub use ingest::{IngestReport, ObservedLocation, RejectedLine};
 pub use signature::{

@@ -30,6 +30,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use crate::TestKind;
+use crate::wire::pin::{MAX_PINS, PinError, SpkiPin};
 
 /// The envelope's `format`.
 pub const LIST_FORMAT: &str = "vantage-target-list/1";
@@ -337,9 +338,13 @@ impl ListKey {
     }
 }
 
-/// What a volunteer is given to join: the collector (and fallbacks, for when one is blocked) and
-/// the list key to pin. Written as a URL, `https://collector.example/join#v1.<base64url JSON>`,
-/// so that it can be pasted, mailed or shown as a QR code; the fragment never reaches a server.
+/// What a volunteer is given to join: the collector (and fallbacks, for when one is blocked), the
+/// list key to pin, and optionally the collectors' TLS key pins. Written as a URL,
+/// `https://collector.example/join#v1.<base64url JSON>`, so that it can be pasted, mailed or shown
+/// as a QR code; the fragment never reaches a server.
+///
+/// `pins` is left out when empty, so an invitation without pins reads the same to probes from
+/// before pins; one with pins is refused by those (unknown field) rather than joined unpinned.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Invitation {
@@ -347,6 +352,9 @@ pub struct Invitation {
     pub collectors: Vec<String>,
     /// The list key to pin (base64).
     pub list_key: String,
+    /// The collectors' TLS keys ([`SpkiPin`]): the live key and a backup. Empty: no pinning.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<String>,
 }
 
 /// Why an invitation can't be used.
@@ -355,6 +363,9 @@ pub enum InvitationError {
     /// Not the documented shape.
     #[error("not a Vantage invitation (expected https://…/join#v1.…): {0}")]
     Malformed(&'static str),
+    /// A key pin is not `sha256/…`.
+    #[error("the invitation's key pins are unusable: {0}")]
+    Pin(PinError),
 }
 
 impl Invitation {
@@ -380,7 +391,16 @@ impl Invitation {
         }
         decode_key("list key", &invitation.list_key)
             .map_err(|_| InvitationError::Malformed("the list key is not an ed25519 key"))?;
+        invitation.spki_pins()?;
         Ok(invitation)
+    }
+
+    /// The pins, checked: each `sha256/<base64 of 32 bytes>`, at most [`MAX_PINS`].
+    pub fn spki_pins(&self) -> Result<Vec<SpkiPin>, InvitationError> {
+        if self.pins.len() > MAX_PINS {
+            return Err(InvitationError::Malformed("it holds too many key pins"));
+        }
+        self.pins.iter().map(|p| p.parse().map_err(InvitationError::Pin)).collect()
     }
 }
 
@@ -480,6 +500,7 @@ mod tests {
         let invitation = Invitation {
             collectors: vec!["https://c1.example:8443".into(), "https://c2.example".into()],
             list_key: key.public_base64(),
+            pins: vec![],
         };
         let url = invitation.to_url();
         assert!(url.starts_with("https://c1.example:8443/join#v1."), "{url}");
@@ -487,7 +508,33 @@ mod tests {
         for bad in ["https://c1.example/join", "https://c1.example/join#v2.abc", "https://c1.example/join#v1.!!!"] {
             assert!(Invitation::parse(bad).is_err(), "{bad}");
         }
-        let no_key = Invitation { collectors: vec!["https://c".into()], list_key: "AAAA".into() };
+        let no_key = Invitation { collectors: vec!["https://c".into()], list_key: "AAAA".into(), pins: vec![] };
         assert!(Invitation::parse(&no_key.to_url()).is_err());
+    }
+
+    #[test]
+    fn pins_travel_in_the_invitation_and_old_invitations_still_parse() {
+        let key = ListKey::from_seed(&[1; 32]);
+        let live = SpkiPin::of_spki(b"live key");
+        let backup = SpkiPin::of_spki(b"backup key");
+        let pinned = Invitation {
+            collectors: vec!["https://c1.example".into()],
+            list_key: key.public_base64(),
+            pins: vec![live.to_string(), backup.to_string()],
+        };
+        let parsed = Invitation::parse(&pinned.to_url()).expect("pinned");
+        assert_eq!(parsed.spki_pins(), Ok(vec![live, backup]));
+
+        // Written before pins existed: no `pins` field at all.
+        let json = format!("{{\"collectors\":[\"https://c1.example\"],\"list_key\":\"{}\"}}", key.public_base64());
+        let old = format!("https://c1.example/join#v1.{}", BASE64URL.encode(json));
+        let parsed = Invitation::parse(&old).expect("an old invitation");
+        assert!(parsed.pins.is_empty());
+        assert_eq!(parsed.to_url(), old, "no pins, no field: the URL is what it was");
+
+        let bad = Invitation { pins: vec!["sha256/short".into()], ..pinned.clone() };
+        assert!(matches!(Invitation::parse(&bad.to_url()), Err(InvitationError::Pin(PinError::Syntax(_)))));
+        let many = Invitation { pins: vec![live.to_string(); MAX_PINS + 1], ..pinned };
+        assert!(Invitation::parse(&many.to_url()).is_err());
     }
 }

@@ -1,13 +1,13 @@
 //! `GET /api/v1/targets` from each collector in turn, with a deadline and a size cap.
 
 use std::fmt;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use vantage_measurement::wire::target_list::{LIST_PATH, ListError};
 
 use crate::cli::ConfigError;
-use crate::config::{ProbeConfig, Socks5Proxy, collector_client};
+use crate::config::{CollectorAccess, ProbeConfig, collector_client};
+use crate::transport::error_chain;
 
 /// The largest list body read (a signed list of 10,000 web targets with a category each is 1.8 MB).
 pub const MAX_LIST_BYTES: usize = 8 << 20;
@@ -63,20 +63,20 @@ impl ListFetcher {
         ListFetcher { collectors, http, timeout }
     }
 
-    /// The fetcher a config file describes (its CA files and SOCKS5 proxy).
+    /// The fetcher a config file describes (its CA files, pins and SOCKS5 proxy); its collectors
+    /// must pass the transport rule.
     pub fn for_config(config: &ProbeConfig, timeout: Duration) -> Result<ListFetcher, ConfigError> {
-        let http = collector_client(&config.ca, config.socks5.as_ref(), timeout)?;
-        Ok(ListFetcher::new(config.collectors.clone(), http, timeout))
+        Ok(ListFetcher::new(config.collectors.clone(), config.collector_client(timeout)?, timeout))
     }
 
-    /// A fetcher for these collectors with a fresh client.
-    pub fn with_proxy(
+    /// A fetcher for these collectors with a fresh client built from `access`.
+    pub fn with_access(
         collectors: Vec<String>,
-        ca: &[PathBuf],
-        socks5: Option<&Socks5Proxy>,
+        access: &CollectorAccess<'_>,
         timeout: Duration,
     ) -> Result<ListFetcher, ConfigError> {
-        Ok(ListFetcher::new(collectors, collector_client(ca, socks5, timeout)?, timeout))
+        let http = collector_client(&collectors, access, timeout)?;
+        Ok(ListFetcher::new(collectors, http, timeout))
     }
 
     /// The collectors in the order they are asked.
@@ -110,17 +110,4 @@ impl ListFetcher {
         }
         Ok(body)
     }
-}
-
-/// An error and its causes on one line (reqwest's top line alone says only "error sending
-/// request").
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -15,6 +15,7 @@ use vantage_measurement::TestKind;
 use vantage_measurement::wire::target_list::{LIST_PATH, ListKey};
 
 use super::*;
+use crate::config::CollectorAccess;
 
 pub(crate) const TARGETS: &str = "\
 [[target]]\nname = \"wikipedia\"\ndomain = \"www.wikipedia.org\"\ncategory = \"reference\"\n\
@@ -98,7 +99,7 @@ pub(crate) async fn refusing() -> String {
 
 pub(crate) fn fetcher(collectors: Vec<String>) -> ListFetcher {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    ListFetcher::with_proxy(collectors, &[], None, Duration::from_secs(5)).expect("client")
+    ListFetcher::with_access(collectors, &CollectorAccess::default(), Duration::from_secs(5)).expect("client")
 }
 
 fn store(dir: &Path, key: &ListKey) -> ListStore {
@@ -249,9 +250,10 @@ async fn uploads_go_through_the_socks5_proxy_too() {
     let (proxy, asked) = socks5_proxy(HashMap::from([("collector.invalid".to_string(), real)])).await;
     let proxy: crate::config::Socks5Proxy = proxy.parse().expect("HOST:PORT");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let http = crate::config::collector_client(&[], Some(&proxy), Duration::from_secs(5)).expect("client");
-    let uploader =
-        crate::upload::Uploader::new(&format!("http://collector.invalid:{}", real.port()), http, Duration::from_secs(5));
+    let url = format!("http://collector.invalid:{}", real.port());
+    let access = CollectorAccess { socks5: Some(&proxy), danger_plaintext: true, ..CollectorAccess::default() };
+    let http = crate::config::collector_client(std::slice::from_ref(&url), &access, Duration::from_secs(5)).expect("client");
+    let uploader = crate::upload::Uploader::new(&url, http, Duration::from_secs(5));
     let stored = uploader.submit(&["{}".to_string()], 0).await.expect("through the proxy");
     assert_eq!(stored.accepted, 1);
     assert_eq!(*asked.lock().expect("lock"), vec![format!("collector.invalid:{}", real.port())]);
@@ -412,7 +414,9 @@ async fn with_socks5_the_list_is_fetched_through_the_proxy() {
     let url = format!("http://collector.invalid:{}", real.port());
     let proxy: crate::config::Socks5Proxy = proxy.parse().expect("HOST:PORT");
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let fetcher = ListFetcher::with_proxy(vec![url.clone()], &[], Some(&proxy), Duration::from_secs(5)).expect("client");
+    // Plaintext to a name that is not loopback: a lab, as far as the transport rule can tell.
+    let access = CollectorAccess { socks5: Some(&proxy), danger_plaintext: true, ..CollectorAccess::default() };
+    let fetcher = ListFetcher::with_access(vec![url.clone()], &access, Duration::from_secs(5)).expect("client");
 
     let active = store(dir.path(), &key).refresh_at(&fetcher, now()).await.expect("through the proxy");
     assert_eq!(active.version, 5);
