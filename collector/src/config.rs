@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
+use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, MAX_DIFFICULTY_BITS};
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand};
 
@@ -44,6 +45,14 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
+/// Environment twin of `--trusted-keys`.
+pub const ENV_TRUSTED_KEYS: &str = "VANTAGE_TRUSTED_KEYS";
+/// Environment twin of `--trust-min-measurements`.
+pub const ENV_TRUST_MIN_MEASUREMENTS: &str = "VANTAGE_TRUST_MIN_MEASUREMENTS";
+/// Environment twin of `--trust-min-days`.
+pub const ENV_TRUST_MIN_DAYS: &str = "VANTAGE_TRUST_MIN_DAYS";
+/// Environment twin of `--registration-difficulty-bits`.
+pub const ENV_REGISTRATION_DIFFICULTY_BITS: &str = "VANTAGE_REGISTRATION_DIFFICULTY_BITS";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -209,6 +218,44 @@ pub struct ServeArgs {
         value_parser = clap::value_parser!(u64).range(1..=3600)
     )]
     pub fleet_refresh_secs: u64,
+
+    /// Probe key ids to trust outright (the operator's own anchor probes): one per line, as
+    /// `vantage-probe key-id` prints it, `#` comments allowed. Their measurements count at once;
+    /// every other key must register and earn trust first.
+    #[arg(long, value_name = "FILE", env = ENV_TRUSTED_KEYS)]
+    pub trusted_keys: Option<PathBuf>,
+
+    /// Measurements a registered probe key must have sent before its measurements count in the
+    /// metrics, fleet gauges, status page and alerts.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_TRUST_MIN_MEASUREMENTS,
+        default_value_t = crate::trust::DEFAULT_MIN_MEASUREMENTS
+    )]
+    pub trust_min_measurements: u64,
+
+    /// Distinct UTC days a registered probe key must have reported on, and days since its first
+    /// report, before its measurements count.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        env = ENV_TRUST_MIN_DAYS,
+        default_value_t = crate::trust::DEFAULT_MIN_DAYS,
+        value_parser = clap::value_parser!(u32).range(0..=365)
+    )]
+    pub trust_min_days: u32,
+
+    /// Leading zero bits of the proof of work a new probe key must find to register (each bit
+    /// doubles the probe's work; probes refuse more than 28).
+    #[arg(
+        long,
+        value_name = "BITS",
+        env = ENV_REGISTRATION_DIFFICULTY_BITS,
+        default_value_t = DEFAULT_DIFFICULTY_BITS,
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_DIFFICULTY_BITS))
+    )]
+    pub registration_difficulty_bits: u8,
 }
 
 /// Everything the collector is built from.
@@ -242,6 +289,14 @@ pub struct Config {
     pub window: Duration,
     /// How often the fleet gauges are recomputed.
     pub fleet_refresh: Duration,
+    /// The operator's trusted key ids (`None`: none).
+    pub trusted_keys: Option<PathBuf>,
+    /// Measurements a registered key needs before it counts.
+    pub trust_min_measurements: u64,
+    /// Distinct days (and days of age) a registered key needs before it counts.
+    pub trust_min_days: u32,
+    /// The registration proof of work, in leading zero bits.
+    pub registration_difficulty_bits: u8,
 }
 
 impl Config {
@@ -263,6 +318,10 @@ impl Config {
             max_series: DEFAULT_MAX_SERIES,
             window: Duration::from_secs(DEFAULT_WINDOW_SECS),
             fleet_refresh: Duration::from_secs(DEFAULT_FLEET_REFRESH_SECS),
+            trusted_keys: None,
+            trust_min_measurements: crate::trust::DEFAULT_MIN_MEASUREMENTS,
+            trust_min_days: crate::trust::DEFAULT_MIN_DAYS,
+            registration_difficulty_bits: DEFAULT_DIFFICULTY_BITS,
         }
     }
 }
@@ -305,6 +364,10 @@ impl From<ServeArgs> for Config {
             max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
             window: Duration::from_secs(args.window_secs),
             fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
+            trusted_keys: args.trusted_keys,
+            trust_min_measurements: args.trust_min_measurements,
+            trust_min_days: args.trust_min_days,
+            registration_difficulty_bits: args.registration_difficulty_bits,
         }
     }
 }
@@ -344,6 +407,16 @@ pub enum ConfigError {
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
     Trust(#[from] vantage_engine::runner::verify::TrustError),
+    /// The trusted-keys file has a line that is not a key id.
+    #[error("{path} line {line}: {message}")]
+    TrustedKeys {
+        /// The file.
+        path: String,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The published target list as far as the collector cares: the names. The file is the probe's
@@ -428,6 +501,14 @@ mod tests {
             "c.mmdb",
             "--geoip-asn",
             "a.mmdb",
+            "--trusted-keys",
+            "anchors.txt",
+            "--trust-min-measurements",
+            "50",
+            "--trust-min-days",
+            "3",
+            "--registration-difficulty-bits",
+            "20",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
@@ -443,6 +524,8 @@ mod tests {
         assert_eq!(config.fleet_refresh, Duration::from_secs(2));
         assert_eq!(config.geoip_country, Some(PathBuf::from("c.mmdb")));
         assert_eq!(config.geoip_asn, Some(PathBuf::from("a.mmdb")));
+        assert_eq!(config.trusted_keys, Some(PathBuf::from("anchors.txt")));
+        assert_eq!((config.trust_min_measurements, config.trust_min_days, config.registration_difficulty_bits), (50, 3, 20));
         let signed = parse(&["vantage-collector", "serve", "--signed-list", "s.json"]).expect("signed list");
         assert_eq!(signed.signed_list, Some(PathBuf::from("s.json")));
         assert!(parse(&["vantage-collector", "serve", "--signed-list", "s.json", "--targets", "t.toml"]).is_err(), "one list");
@@ -457,6 +540,12 @@ mod tests {
         assert!(parse(&["vantage-collector", "serve", "--asn-min-probes", "0"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--max-series", "5"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--window-secs", "1"]).is_err());
+        assert_eq!(config.trust_min_measurements, crate::trust::DEFAULT_MIN_MEASUREMENTS);
+        assert_eq!(config.trust_min_days, crate::trust::DEFAULT_MIN_DAYS);
+        assert_eq!(config.registration_difficulty_bits, DEFAULT_DIFFICULTY_BITS);
+        assert_eq!(config, Config::new(DEFAULT_LISTEN, DEFAULT_DATA_DIR), "one set of defaults");
+        assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "29"]).is_err(), "probes refuse it");
+        assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "0"]).is_err());
     }
 
     #[test]

@@ -5,19 +5,24 @@
 //! sets up front, so `rate()` and absence alerts see zeros from the first scrape, not gaps.
 
 use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
-use prometheus::{Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+};
+use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
 use super::fleet::FleetGauges;
-use super::outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
+use super::outcome::{BatchIdentity, HelperOutcome, LocationField, RegistrationOutcome, StoreOp};
 use super::{
     BATCHES_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS, FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL,
     INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL, LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL,
     MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT,
     SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS,
 };
+use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
 use crate::payload::BatchRejection;
+use crate::trust::Uncounted;
 
 /// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
 /// with a busy schedule may hold tens of thousands.
@@ -239,5 +244,39 @@ impl FleetFamilies {
         )?;
         let gauges = r.register(FleetGauges::new()?)?;
         Ok(FleetFamilies { gauges, refreshed, window })
+    }
+}
+
+/// Trust: what was stored but not counted, key registrations, and the active keys by standing.
+#[derive(Debug)]
+pub(super) struct TrustFamilies {
+    pub(super) uncounted: IntCounterVec,
+    pub(super) registrations: IntCounterVec,
+    pub(super) keys_active: IntGaugeVec,
+}
+
+impl TrustFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let uncounted = r.counter_vec(
+            MEASUREMENTS_UNCOUNTED_TOTAL,
+            "Measurements stored but not counted in the measurement counters, fleet gauges, status page \
+             and alerts, by reason: anonymous (unsigned batch), untrusted_key (unregistered, or still \
+             earning trust), asn_mismatch (the collector-observed ASN is not the claimed one).",
+            &["reason"],
+        )?;
+        let registrations =
+            r.counter_vec(KEY_REGISTRATIONS_TOTAL, "Probe key registrations (POST /api/v1/keys), by outcome.", &["outcome"])?;
+        let keys_active = r.register(IntGaugeVec::new(
+            Opts::new(
+                KEYS_ACTIVE,
+                "Probe keys with a measurement received in the window, by standing: unregistered, untrusted \
+                 (registered, still earning trust) or trusted (counted). Recomputed with the fleet gauges.",
+            ),
+            &["standing"],
+        )?)?;
+        zeros(&uncounted, Uncounted::ALL.iter().map(|u| u.as_str()));
+        zeros(&registrations, RegistrationOutcome::ALL.iter().map(|o| o.as_str()));
+        zeros(&keys_active, KeyStanding::ALL.iter().map(|s| s.as_str()));
+        Ok(TrustFamilies { uncounted, registrations, keys_active })
     }
 }

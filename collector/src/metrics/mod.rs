@@ -10,12 +10,14 @@
 //! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
-//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
+//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]; of the uncounted: [`Uncounted::ALL`] |
+//! | `outcome`, `standing` | [`RegistrationOutcome::ALL`], [`KeyStanding::ALL`]             |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
 //! `vantage_metric_labels_folded_total{label, reason}`. The [`fleet`] gauges count distinct probes,
-//! recomputed from the store. There is never a per-probe or per-address series: per-probe detail
+//! recomputed from the store. Only measurements that count (`crate::trust`) reach the measurement
+//! families and the fleet gauges; the rest are counted by reason only. There is never a per-probe or per-address series: per-probe detail
 //! lives in the store, and a probe's key id never becomes a label.
 
 pub mod budget;
@@ -29,14 +31,15 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
-use vantage_measurement::wire::ObservedLocation;
+use vantage_measurement::wire::{KeyStanding, ObservedLocation};
 use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
+use crate::trust::Uncounted;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
-use families::{FleetFamilies, IngestFamilies, LabelFamilies, MeasurementFamilies, OperationFamilies, Registrar};
-pub use outcome::{BatchIdentity, HelperOutcome, LocationField, StoreOp};
+use families::{FleetFamilies, IngestFamilies, LabelFamilies, MeasurementFamilies, OperationFamilies, Registrar, TrustFamilies};
+pub use outcome::{BatchIdentity, HelperOutcome, LocationField, RegistrationOutcome, StoreOp};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -76,6 +79,12 @@ pub const SERIES_LIMIT: &str = "vantage_metric_series_limit";
 pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refresh_timestamp_seconds";
 /// The window of the fleet gauges.
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
+/// Measurements stored but not counted, by reason (the counting rule of `crate::trust`).
+pub const MEASUREMENTS_UNCOUNTED_TOTAL: &str = "vantage_collector_measurements_uncounted_total";
+/// Key registrations, by outcome.
+pub const KEY_REGISTRATIONS_TOTAL: &str = "vantage_collector_key_registrations_total";
+/// Keys active in the window, by standing.
+pub const KEYS_ACTIVE: &str = "vantage_collector_keys_active";
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -86,6 +95,7 @@ pub struct Metrics {
     operations: OperationFamilies,
     labels: LabelFamilies,
     fleet: FleetFamilies,
+    trust: TrustFamilies,
     /// The names allowed as `target` labels; replaced when the signed list is re-read.
     published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
@@ -104,6 +114,7 @@ impl Metrics {
         let operations = OperationFamilies::register(&r)?;
         let labels = LabelFamilies::register(&r, max_series)?;
         let fleet = FleetFamilies::register(&r)?;
+        let trust = TrustFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
@@ -111,6 +122,7 @@ impl Metrics {
             operations,
             labels,
             fleet,
+            trust,
             published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
@@ -180,6 +192,23 @@ impl Metrics {
         }
         if observed.asn.is_some_and(|asn| m.probe.asn != 0 && m.probe.asn != asn) {
             self.ingest.location_mismatch.with_label_values(&[LocationField::Asn.as_str()]).inc();
+        }
+    }
+
+    /// Count a stored measurement that does not count, by why (see `crate::trust`).
+    pub fn record_uncounted(&self, reason: Uncounted) {
+        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Count one key registration request.
+    pub fn record_registration(&self, outcome: RegistrationOutcome) {
+        self.trust.registrations.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Set the active keys by standing (from a fleet refresh).
+    pub fn publish_keys(&self, by_standing: &[(KeyStanding, u64)]) {
+        for (standing, keys) in by_standing {
+            self.trust.keys_active.with_label_values(&[standing.as_str()]).set(i64::try_from(*keys).unwrap_or(i64::MAX));
         }
     }
 
@@ -318,6 +347,10 @@ mod tests {
         assert_eq!(ids(HelperOutcome::ALL, HelperOutcome::as_str), ["executed", "forbidden", "invalid", "busy", "timed_out"]);
         assert_eq!(ids(BatchIdentity::ALL, BatchIdentity::as_str), ["signed", "anonymous"]);
         assert_eq!(ids(LocationField::ALL, LocationField::as_str), ["country", "asn"]);
+        assert_eq!(
+            ids(RegistrationOutcome::ALL, RegistrationOutcome::as_str),
+            ["registered", "already_registered", "malformed", "insufficient_work", "bad_signature"]
+        );
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
         assert_eq!(

@@ -13,7 +13,7 @@ use crate::mmdb::{self, Writer};
 use crate::support::{Collector, measurement_of, probe_key, sample};
 
 /// Country and ASN databases placing 127.0.0.0/8 in DE / AS64500, and 10.0.0.0/8 in FR / AS3215.
-fn write_databases(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+pub fn write_databases(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
     let mut country = Writer::new("GeoLite2-Country");
     country.insert(Ipv4Addr::new(127, 0, 0, 0), 8, &mmdb::country("DE"));
     country.insert(Ipv4Addr::new(10, 0, 0, 0), 8, &mmdb::country("FR"));
