@@ -57,6 +57,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Forget(args) => forget(args).await,
         Command::Daemon(args) => vantage_probe::daemon::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => vantage_probe::daemon::status::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::KeyId(args) => {
+            let key = identity::load_or_create(&args.data_dir.unwrap_or_else(cli::default_data_dir))?;
+            println!("{}", key.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Targets => {
             print_targets();
             Ok(ExitCode::SUCCESS)
@@ -210,7 +215,8 @@ impl Outbox {
         let data_dir = data_dir.unwrap_or_else(cli::default_data_dir);
         let spool = Spool::open(&data_dir)?;
         let key = identity::load_or_create(&data_dir)?;
-        Ok(Outbox { data_dir, spool, uploader: Uploader::new(collector, http, timeout * 3).with_key(key) })
+        let uploader = Uploader::new(collector, http, timeout * 3).with_key(key).registering(&data_dir);
+        Ok(Outbox { data_dir, spool, uploader })
     }
 
     async fn deliver(&self) -> FlushReport {

@@ -107,7 +107,7 @@ pub async fn serve(
     let spool = Spool::open(&settings.data_dir)?;
     let key = identity::load_or_create(&settings.data_dir)?;
     let seed = key.public_key_base64();
-    let uploader = uploader.with_key(key);
+    let uploader = uploader.with_key(key).registering(&settings.data_dir);
     let state_path = state::path(&settings.data_dir);
     // Today's budget and the last results outlive a restart; the rest is this run's.
     let old = state::read(&state_path).unwrap_or_else(|e| {
