@@ -222,6 +222,8 @@ impl Outbox {
     async fn deliver(&self) -> FlushReport {
         let report = self.uploader.flush(&self.spool).await;
         network::note_collector_view(&self.data_dir, report.observed.as_ref());
+        // Once per key and collector, after the upload: a second or two of work.
+        self.uploader.register_if_asked(report.key).await;
         report
     }
 }

@@ -36,7 +36,7 @@ pub enum Registered {
     Now,
     /// This key registered with this collector before (the record says so): nothing sent.
     Before,
-    /// An attempt failed less than [`RETRY_AFTER_FAILURE`] ago: nothing sent.
+    /// An attempt is under way, or failed less than [`RETRY_AFTER_FAILURE`] ago: nothing sent.
     Deferred,
 }
 
@@ -78,8 +78,9 @@ pub enum RegisterError {
 #[derive(Debug)]
 pub struct Registration {
     data_dir: PathBuf,
-    /// When each collector was last tried and failed, in this process.
-    failed: Mutex<HashMap<String, Instant>>,
+    /// When each collector was last tried (kept while under way and after a failure), in this
+    /// process.
+    tried: Mutex<HashMap<String, Instant>>,
 }
 
 /// Sets the flag when dropped: a registration whose future is dropped (the probe stopping) tells
@@ -95,11 +96,11 @@ impl Drop for StopOnDrop {
 impl Registration {
     /// Registrations remembered in `data_dir` (the probe's, where `probe.key` is).
     pub fn new(data_dir: &Path) -> Self {
-        Registration { data_dir: data_dir.to_path_buf(), failed: Mutex::default() }
+        Registration { data_dir: data_dir.to_path_buf(), tried: Mutex::default() }
     }
 
-    /// Register `key` with the collector at `base` unless it was registered there before or
-    /// failed there within the hour.
+    /// Register `key` with the collector at `base` unless it was registered there before, or an
+    /// attempt is under way or failed within the hour.
     pub async fn ensure(
         &self,
         http: &reqwest::Client,
@@ -112,22 +113,21 @@ impl Registration {
         if recorded(&self.data_dir, &id, base) {
             return Ok(Registered::Before);
         }
-        let recently_failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner).get(base).copied();
-        if recently_failed.is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE) {
-            return Ok(Registered::Deferred);
+        {
+            let mut tried = self.tried.lock().unwrap_or_else(PoisonError::into_inner);
+            if tried.get(base).is_some_and(|at| at.elapsed() < RETRY_AFTER_FAILURE) {
+                return Ok(Registered::Deferred);
+            }
+            tried.insert(base.to_string(), Instant::now());
         }
         let outcome = register(http, base, key, timeout).await;
-        match &outcome {
-            Ok(()) => {
-                self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(base);
-                record(&self.data_dir, &id, base)?;
-            }
-            Err(RegisterError::Stopped) => {}
-            Err(_) => {
-                self.failed.lock().unwrap_or_else(PoisonError::into_inner).insert(base.to_string(), Instant::now());
-            }
+        if matches!(outcome, Ok(()) | Err(RegisterError::Stopped)) {
+            // Done, or not really tried: the next report that asks may start again.
+            self.tried.lock().unwrap_or_else(PoisonError::into_inner).remove(base);
         }
-        outcome.map(|()| Registered::Now)
+        outcome?;
+        record(&self.data_dir, &id, base)?;
+        Ok(Registered::Now)
     }
 }
 

@@ -91,9 +91,11 @@ fn record(dir: &Path) -> String {
     std::fs::read_to_string(dir.join(RECORD_FILE)).unwrap_or_default()
 }
 
+/// What `run` does: flush, then register if the report asks.
 async fn flush(uploader: &Uploader, spool: &Spool, dir: &Path, n: usize) -> crate::upload::FlushReport {
     spool_one(dir, n);
     let report = uploader.flush(spool).await;
+    uploader.register_if_asked(report.key).await;
     assert!(report.error.is_none(), "{:?}", report.error);
     assert_eq!((report.accepted, report.remaining), (1, 0), "the upload itself always goes through");
     report

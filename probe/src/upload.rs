@@ -15,7 +15,8 @@
 //! headers); every batch also says how many measurements still wait behind it, which the
 //! collector turns into a fleet-wide backlog histogram. Each report says where the key stands
 //! with the collector; told `unregistered`, an uploader made [`Uploader::registering`] registers
-//! the key after the flush ([`crate::register`]), never before or instead of an upload.
+//! the key when asked after the flush ([`Uploader::register_if_asked`], [`crate::register`]),
+//! never before or instead of an upload.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -295,21 +296,24 @@ impl Uploader {
                 report.remaining += unsent;
             }
         }
-        if report.key == Some(KeyStanding::Unregistered) {
-            self.register().await;
-        }
         report
     }
 
-    /// Register the key with this collector (after the flush: the batches are answered and the
-    /// spool settled, whatever happens here).
-    async fn register(&self) {
+    /// Register the key with this collector if a flush's report said it is unregistered (and
+    /// this uploader is [`Uploader::registering`]). Call it after the flush: the batches are
+    /// answered and the spool settled, whatever happens here. `run` waits for it; the daemon
+    /// runs it beside its schedule.
+    pub async fn register_if_asked(&self, standing: Option<KeyStanding>) {
+        if standing != Some(KeyStanding::Unregistered) {
+            return;
+        }
         let (Some(registration), Some(key)) = (&self.registration, &self.key) else { return };
         match registration.ensure(&self.http, &self.base, key, self.timeout).await {
             Ok(Registered::Now) => {
                 tracing::info!("probe key registered with the collector; its measurements count once it has reported for a while")
             }
             Ok(Registered::Before | Registered::Deferred) => {}
+            Err(crate::register::RegisterError::Stopped) => tracing::info!("registration stopped with the probe"),
             Err(e) => tracing::warn!("registering the probe key failed (uploads go on; tried again later): {e}"),
         }
     }

@@ -45,6 +45,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest};
+use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{Mechanism, TestKind};
 
 use crate::identity;
@@ -335,6 +336,11 @@ impl Daemon {
             _ = rx.changed() => return,
         };
         network::note_collector_view(&self.settings.data_dir, report.observed.as_ref());
+        if report.key == Some(KeyStanding::Unregistered) {
+            // Beside the schedule, not in its way; dropped (and the work stopped) with the runtime.
+            let uploader = self.uploader.clone();
+            tokio::spawn(async move { uploader.register_if_asked(report.key).await });
+        }
         self.state.upload.accepted += report.accepted as u64;
         self.state.spool_pending = report.remaining;
         match report.error {
