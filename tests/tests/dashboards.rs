@@ -256,6 +256,9 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
         "vantage_helper_requests_total",
         "vantage_probe_spool_pending_bucket",
         "vantage_metric_labels_folded_total",
+        "vantage_collector_measurements_uncounted_total",
+        "vantage_collector_keys_active",
+        "vantage_collector_key_registrations_total",
         "up{job=\"vantage-collector\"}",
     ] {
         assert!(fleet.contains(metric), "fleet dashboard lacks {metric}");
