@@ -12,7 +12,7 @@
 //! same transaction. A batch without the headers is accepted as anonymous (older and simple
 //! clients). Every valid line is stored; whether it *counts* (moves the measurement counters) is
 //! the rule of [`crate::trust`], applied here with the key's standing after the batch: anonymous
-//! batches, keys still earning trust and contradicted ASNs are counted only in
+//! batches, keys still earning trust and contradicted locations are counted only in
 //! `vantage_collector_measurements_uncounted_total{reason}`. The report tells the probe where its
 //! key stands, so an unregistered probe knows to register.
 //!
@@ -222,15 +222,16 @@ async fn standing(store: &dyn Store, policy: &TrustPolicy, signer: Option<&KeyId
 }
 
 /// Count one newly stored measurement by the rule of [`crate::trust`]. A trusted key's location
-/// mismatch is still counted as one (the data-quality figure), whether or not it counts.
+/// mismatch is still counted as one (the data-quality figure), though the measurement does not
+/// count.
 fn count(metrics: &Metrics, m: &Measurement, standing: Option<KeyStanding>, observed: Option<&ObservedLocation>) {
-    let counted = trust::counts(standing, m.probe.asn, observed);
+    let counted = trust::counts(standing, &m.probe, observed);
     match counted {
         Ok(()) => metrics.record_measurement(m),
         Err(reason) => metrics.record_uncounted(reason),
     }
     if let Some(observed) = observed
-        && matches!(counted, Ok(()) | Err(Uncounted::AsnMismatch))
+        && matches!(counted, Ok(()) | Err(Uncounted::AsnMismatch | Uncounted::CountryMismatch))
     {
         metrics.record_location(m, observed);
     }

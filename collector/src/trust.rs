@@ -5,8 +5,8 @@
 //! here, in one place:
 //!
 //! > a measurement counts only if its batch was signed, the key was trusted at that moment, and
-//! > the collector-observed ASN (when the collector has an ASN database) does not contradict the
-//! > one the probe claimed.
+//! > the collector-observed location (when the collector has GeoIP databases) does not
+//! > contradict the one the probe claimed: neither the ASN nor the country.
 //!
 //! A key is trusted when it is on the operator's `--trusted-keys` list (their own anchor probes),
 //! or when it is registered (it proved work once, see
@@ -17,15 +17,20 @@
 //! new probe counts after a week; a key made to swing one afternoon's figures does not count
 //! that afternoon, nor that week.
 //!
+//! Why the country too: a claimed ASN of `0` is the probe's "unknown" (its default) and can't be
+//! contradicted, so a rule on the ASN alone would let a key anywhere claim any country, and the
+//! correlated-blocking alert is per country.
+//!
 //! Ingest applies the rule per batch ([`counts`], with the key's standing after the batch);
 //! the fleet read applies it per row: only keys [`TrustPolicy::counted`] names, no contradicted
-//! row (the SQL twin of [`asn_contradicts`] is in `store::fleet`). What does not count is counted
+//! row (the SQL twin of [`contradiction`] is in `store::fleet`). What does not count is counted
 //! only in `vantage_collector_measurements_uncounted_total{reason}` ([`Uncounted`]).
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use chrono::{DateTime, Utc};
+use vantage_measurement::ProbeInfo;
 use vantage_measurement::wire::{KEY_ID_HEX_LEN, KeyStanding, ObservedLocation};
 
 use crate::config::ConfigError;
@@ -48,23 +53,34 @@ vantage_measurement::closed_set! {
         UntrustedKey => "untrusted_key",
         /// The collector-observed ASN is not the one the probe claimed.
         AsnMismatch => "asn_mismatch",
+        /// The collector-observed country is not the one the probe claimed.
+        CountryMismatch => "country_mismatch",
     }
 }
 
-/// Does the collector-observed ASN contradict the claimed one? A claimed `0` is the probe's
-/// "unknown" (the default of `--asn`), not a claim; no observation contradicts nothing.
-pub fn asn_contradicts(claimed: u32, observed: Option<u32>) -> bool {
-    observed.is_some_and(|seen| claimed != 0 && seen != claimed)
+/// Does where the collector saw the batch come from contradict where the probe says it is? The
+/// ASN first, then the country. A claimed ASN `0` or country `ZZ` is the probe's "unknown" (the
+/// defaults of `--asn` and `--cc`), not a claim; what the databases don't know contradicts
+/// nothing.
+pub fn contradiction(claimed: &ProbeInfo, observed: Option<&ObservedLocation>) -> Option<Uncounted> {
+    let observed = observed?;
+    if observed.asn.is_some_and(|seen| claimed.asn != 0 && seen != claimed.asn) {
+        return Some(Uncounted::AsnMismatch);
+    }
+    if observed.cc.as_deref().is_some_and(|seen| claimed.cc != "ZZ" && seen != claimed.cc) {
+        return Some(Uncounted::CountryMismatch);
+    }
+    None
 }
 
 /// The counting rule for one stored measurement: `standing` of its batch's key (`None`:
-/// anonymous), the ASN it claims, where the collector saw the batch come from.
-pub fn counts(standing: Option<KeyStanding>, claimed_asn: u32, observed: Option<&ObservedLocation>) -> Result<(), Uncounted> {
+/// anonymous), where the measurement says the probe is, where the collector saw the batch come
+/// from.
+pub fn counts(standing: Option<KeyStanding>, claimed: &ProbeInfo, observed: Option<&ObservedLocation>) -> Result<(), Uncounted> {
     match standing {
         None => Err(Uncounted::Anonymous),
         Some(KeyStanding::Unregistered | KeyStanding::Untrusted) => Err(Uncounted::UntrustedKey),
-        Some(KeyStanding::Trusted) if asn_contradicts(claimed_asn, observed.and_then(|o| o.asn)) => Err(Uncounted::AsnMismatch),
-        Some(KeyStanding::Trusted) => Ok(()),
+        Some(KeyStanding::Trusted) => contradiction(claimed, observed).map_or(Ok(()), Err),
     }
 }
 
@@ -188,20 +204,27 @@ mod tests {
         assert_eq!(policy.counted(&[earned(), fresh.clone()], now()), vec![earned().key, fresh.key]);
     }
 
+    fn at(cc: &str, asn: u32) -> ProbeInfo {
+        ProbeInfo { cc: cc.into(), asn, network_type: None, network_epoch: None }
+    }
+
     #[test]
     fn the_counting_rule_names_the_first_reason_that_applies() {
-        let seen = |asn| ObservedLocation { cc: Some("DE".into()), asn: Some(asn) };
-        assert_eq!(counts(None, 3320, Some(&seen(1))), Err(Uncounted::Anonymous));
-        assert_eq!(counts(Some(KeyStanding::Unregistered), 3320, None), Err(Uncounted::UntrustedKey));
-        assert_eq!(counts(Some(KeyStanding::Untrusted), 3320, Some(&seen(1))), Err(Uncounted::UntrustedKey));
-        assert_eq!(counts(Some(KeyStanding::Trusted), 3320, Some(&seen(3209))), Err(Uncounted::AsnMismatch));
-        assert_eq!(counts(Some(KeyStanding::Trusted), 3320, Some(&seen(3320))), Ok(()));
-        assert_eq!(counts(Some(KeyStanding::Trusted), 0, Some(&seen(3209))), Ok(()), "0 claims nothing");
-        assert_eq!(counts(Some(KeyStanding::Trusted), 3320, None), Ok(()), "no database, nothing to contradict");
-        let no_asn = ObservedLocation { cc: Some("DE".into()), asn: None };
-        assert_eq!(counts(Some(KeyStanding::Trusted), 3320, Some(&no_asn)), Ok(()));
+        let seen = |cc: &str, asn| ObservedLocation { cc: Some(cc.into()), asn: Some(asn) };
+        let trusted = Some(KeyStanding::Trusted);
+        assert_eq!(counts(None, &at("DE", 3320), Some(&seen("FR", 1))), Err(Uncounted::Anonymous));
+        assert_eq!(counts(Some(KeyStanding::Unregistered), &at("DE", 3320), None), Err(Uncounted::UntrustedKey));
+        assert_eq!(counts(Some(KeyStanding::Untrusted), &at("DE", 3320), Some(&seen("FR", 1))), Err(Uncounted::UntrustedKey));
+        assert_eq!(counts(trusted, &at("DE", 3320), Some(&seen("FR", 3209))), Err(Uncounted::AsnMismatch), "the ASN first");
+        assert_eq!(counts(trusted, &at("DE", 3320), Some(&seen("FR", 3320))), Err(Uncounted::CountryMismatch));
+        assert_eq!(counts(trusted, &at("DE", 0), Some(&seen("FR", 3209))), Err(Uncounted::CountryMismatch), "0 claims no ASN");
+        assert_eq!(counts(trusted, &at("DE", 3320), Some(&seen("DE", 3320))), Ok(()));
+        assert_eq!(counts(trusted, &at("ZZ", 0), Some(&seen("FR", 3209))), Ok(()), "ZZ and 0 claim nothing");
+        assert_eq!(counts(trusted, &at("DE", 3320), None), Ok(()), "no database, nothing to contradict");
+        let unknown = ObservedLocation { cc: None, asn: None };
+        assert_eq!(counts(trusted, &at("DE", 3320), Some(&unknown)), Ok(()), "an address the databases don't know");
         let ids: Vec<_> = Uncounted::ALL.iter().map(|u| u.as_str()).collect();
-        assert_eq!(ids, ["anonymous", "untrusted_key", "asn_mismatch"]);
+        assert_eq!(ids, ["anonymous", "untrusted_key", "asn_mismatch", "country_mismatch"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use vantage_measurement::wire::ProbeKey;
-use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, RegistrationChallenge, solve};
+use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, RegistrationChallenge, request, solve, verify};
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -16,13 +16,24 @@ fn main() {
     let challenge = RegistrationChallenge { salt: RegistrationChallenge::random_salt(), difficulty_bits: bits };
     let mut hashes: u64 = 0;
     let mut times = Vec::new();
+    let mut requests = Vec::new();
     for _ in 0..keys {
         let key = ProbeKey::generate();
         let started = Instant::now();
         let nonce = solve(&key, &challenge).expect("solvable");
         times.push(started.elapsed().as_secs_f64());
         hashes += nonce + 1;
+        requests.push(request(&key, &challenge, nonce).expect("request"));
     }
+    // What a registration costs the collector: one hash and one signature check.
+    let rounds = 2000 / requests.len().max(1) + 1;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        for r in &requests {
+            verify(r, &challenge).expect("valid");
+        }
+    }
+    let verify_us = started.elapsed().as_secs_f64() * 1e6 / (rounds * requests.len()) as f64;
     let total: f64 = times.iter().sum();
     times.sort_by(f64::total_cmp);
     println!(
@@ -32,4 +43,5 @@ fn main() {
         times[times.len() / 2],
         times[times.len() - 1],
     );
+    println!("verifying one registration: {verify_us:.0} µs");
 }

@@ -261,7 +261,8 @@ impl TrustFamilies {
             MEASUREMENTS_UNCOUNTED_TOTAL,
             "Measurements stored but not counted in the measurement counters, fleet gauges, status page \
              and alerts, by reason: anonymous (unsigned batch), untrusted_key (unregistered, or still \
-             earning trust), asn_mismatch (the collector-observed ASN is not the claimed one).",
+             earning trust), asn_mismatch / country_mismatch (the collector-observed ASN or country is not \
+             the claimed one).",
             &["reason"],
         )?;
         let registrations =

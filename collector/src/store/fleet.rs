@@ -14,17 +14,19 @@ use super::{FleetRows, LatestVerdict, StoreError, StreakKey};
 /// tests fit; beyond it the gauges are a lower bound and the refresh logs a warning.
 pub const MAX_LATEST_ROWS: usize = 1_000_000;
 
-/// A row whose collector-observed ASN contradicts the claimed one (a claimed 0 is "unknown", no
-/// claim): the SQL twin of `crate::trust::asn_contradicts`, held together by a test below.
+/// A row whose collector-observed ASN or country contradicts the claimed one (a claimed ASN 0 or
+/// country ZZ is "unknown", no claim): the SQL twin of `crate::trust::contradiction`, held
+/// together by a test below.
 macro_rules! contradicted {
     () => {
-        "(observed_asn IS NOT NULL AND asn != 0 AND observed_asn != asn)"
+        "((observed_asn IS NOT NULL AND asn != 0 AND observed_asn != asn)
+          OR (observed_cc IS NOT NULL AND cc != 'ZZ' AND observed_cc != cc))"
     };
 }
 
 /// The rows that count, as SQL: a key on the counted list (`?1`, a JSON array of key ids, decided
-/// by the trust policy), and no contradiction between the collector-observed ASN and the claimed
-/// one.
+/// by the trust policy), and no contradiction between the collector-observed location and the
+/// claimed one.
 const COUNTED: &str = concat!("probe_key IN (SELECT value FROM json_each(?1)) AND NOT ", contradicted!());
 /// A row whose observed ASN contradicts the claimed one.
 const CONTRADICTED: &str = contradicted!();
@@ -104,7 +106,7 @@ pub(crate) fn read(conn: &Connection, counted: &str, received_since: i64, starte
 
 /// For each key: the first `blocked` measurement after the probe's last `ok` one of that
 /// (target, test). `down` and `inconclusive` don't end a streak: they say nothing about blocking.
-/// Rows whose observed ASN contradicts the claimed one are left out, as from the fleet read.
+/// Rows whose observed location contradicts the claimed one are left out, as from the fleet read.
 pub(crate) fn blocked_since(conn: &Connection, keys: &[StreakKey]) -> Result<Vec<Option<i64>>, StoreError> {
     let mut statement = conn.prepare_cached(&format!(
         "SELECT MIN(started_at) FROM measurements
@@ -136,8 +138,10 @@ fn corrupt(column: &str, value: &str) -> StoreError {
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Utc};
+    use std::collections::BTreeSet;
+
     use vantage_measurement::wire::{KeyId, ObservedLocation, ProbeKey};
-    use vantage_measurement::{Measurement, example};
+    use vantage_measurement::{Measurement, ProbeInfo, example};
 
     use super::*;
     use crate::store::{SqliteStore, Store};
@@ -224,35 +228,39 @@ mod tests {
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let now = Utc::now().timestamp();
         let (trusted, untrusted) = (key(1), key(2));
-        let seen = |asn| ObservedLocation { cc: Some("DE".into()), asn: Some(asn) };
-        // (claimed ASN, observed ASN, target): every case of the contradiction rule.
+        let seen = |cc: &str, asn| ObservedLocation { cc: Some(cc.into()), asn: Some(asn) };
+        // Every case of the contradiction rule: (claimed cc, claimed ASN, observed, target).
         let cases = [
-            (3320, Some(3320), "same"),
-            (3320, Some(3209), "contradicted"),
-            (0, Some(3209), "unclaimed"),
-            (3320, None, "unseen"),
+            ("DE", 3320, Some(seen("DE", 3320)), "same"),
+            ("DE", 3320, Some(seen("DE", 3209)), "other-asn"),
+            ("DE", 3320, Some(seen("FR", 3320)), "other-country"),
+            ("DE", 0, Some(seen("DE", 3209)), "unclaimed-asn"),
+            ("DE", 0, Some(seen("FR", 3209)), "unclaimed-asn-other-country"),
+            ("ZZ", 0, Some(seen("FR", 3209)), "unclaimed"),
+            ("DE", 3320, Some(ObservedLocation { cc: None, asn: None }), "unknown-address"),
+            ("DE", 3320, None, "unseen"),
         ];
-        for (claimed, observed, target) in cases {
-            let observed = observed.map(seen);
-            let batch = [m(now - 10, "DE", claimed, target, Status::Blocked)];
-            store.insert_batch(&batch, Some(&trusted), observed.as_ref(), Utc::now()).await.expect("trusted");
-            let batch = [m(now - 10, "DE", claimed, target, Status::Blocked)];
-            store.insert_batch(&batch, Some(&untrusted), observed.as_ref(), Utc::now()).await.expect("untrusted");
+        for (cc, asn, observed, target) in &cases {
+            for signer in [&trusted, &untrusted] {
+                let batch = [m(now - 10, cc, *asn, target, Status::Blocked)];
+                store.insert_batch(&batch, Some(signer), observed.as_ref(), Utc::now()).await.expect("insert");
+            }
         }
         let since = DateTime::from_timestamp(now - 3600, 0).expect("since");
         let rows = store.fleet(since, &ids(&[&trusted])).await.expect("fleet");
-        let read: Vec<(&str, &str)> = rows.latest.iter().map(|l| (l.probe.as_str(), l.target.as_str())).collect();
-        let expected: Vec<(&str, &str)> = cases
+        let read: BTreeSet<&str> = rows.latest.iter().map(|l| l.target.as_str()).collect();
+        let expected: BTreeSet<&str> = cases
             .iter()
-            .filter(|(claimed, observed, _)| !crate::trust::asn_contradicts(*claimed, *observed))
-            .map(|(_, _, target)| (trusted.as_str(), *target))
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
+            .filter(|(cc, asn, observed, _)| {
+                let claimed = ProbeInfo { cc: cc.to_string(), asn: *asn, network_type: None, network_epoch: None };
+                crate::trust::contradiction(&claimed, observed.as_ref()).is_none()
+            })
+            .map(|(_, _, _, target)| *target)
             .collect();
-        assert_eq!(read, expected, "the SQL and crate::trust::asn_contradicts agree");
-        assert_eq!(expected.len(), 3, "only the contradicted row is left out");
+        assert_eq!(read, expected, "the SQL and crate::trust::contradiction agree");
+        assert_eq!(expected.len(), 5, "three contradicted rows are left out");
+        assert!(rows.latest.iter().all(|l| l.probe == trusted.as_str()), "only the counted key");
         assert_eq!(rows.probes_total, 1);
-        assert_eq!(rows.asn_probes, vec![("DE".to_string(), 0, 1), ("DE".to_string(), 3320, 1)]);
         assert_eq!(store.fleet(since, &[]).await.expect("fleet").probes_total, 0, "nobody counts");
 
         // A streak ignores contradicted rows too: the contradicted `ok` does not end it.
@@ -262,7 +270,7 @@ mod tests {
             .await
             .expect("b");
         let lie = [m(now - 20, "DE", 3320, "wiki", Status::Ok)];
-        store.insert_batch(&lie, Some(&trusted), Some(&seen(64512)), Utc::now()).await.expect("ok from elsewhere");
+        store.insert_batch(&lie, Some(&trusted), Some(&seen("DE", 64512)), Utc::now()).await.expect("ok from elsewhere");
         assert_eq!(store.blocked_since(vec![streak]).await.expect("streak"), vec![Some(now - 30)]);
     }
 }

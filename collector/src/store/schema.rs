@@ -9,7 +9,7 @@
 //! | 1 | `measurements` with the indexed columns and the canonical body |
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
-//! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers `observed_asn` |
+//! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //!
 //! Steps only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN` does
 //! not rewrite the table, so migrating a large store takes as long as building the new indexes
@@ -69,7 +69,8 @@ ALTER TABLE measurements ADD COLUMN observed_asn INTEGER;
 /// Activity is tracked for unregistered keys too, and filled in here from the stored history, so
 /// a probe that registers after its collector was upgraded keeps the record it has earned.
 /// `installation` holds this collector's registration salt (made on first use). The fleet index
-/// gains `observed_asn`, so the fleet read can leave out contradicted rows from the index alone.
+/// gains the observed location, so the fleet read can leave out contradicted rows from the index
+/// alone.
 const STEP_V4: &str = "
 CREATE TABLE probe_keys (
     key_id         TEXT PRIMARY KEY NOT NULL,
@@ -90,7 +91,7 @@ CREATE TABLE installation (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 DROP INDEX measurements_fleet_received;
-CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, probe_key, observed_asn)
+CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, probe_key, observed_asn, observed_cc)
     WHERE probe_key IS NOT NULL;
 ";
 
@@ -242,7 +243,7 @@ mod tests {
         let index: String = conn
             .query_row("SELECT sql FROM sqlite_master WHERE name = 'measurements_fleet_received'", [], |r| r.get(0))
             .expect("fleet index");
-        assert!(index.contains("observed_asn"), "{index}");
+        assert!(index.contains("observed_asn") && index.contains("observed_cc"), "{index}");
         let stored_salt: String = conn.query_row("SELECT value FROM installation", [], |r| r.get(0)).expect("salt row");
         assert_eq!(stored_salt, salt);
     }

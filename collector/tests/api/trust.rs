@@ -1,7 +1,8 @@
 //! Keys that cost something and earn trust, through the real HTTP API with the default
 //! thresholds: a key proves work to register, then counts only after reporting for days, which
-//! the tests pass by moving the collector's clock, never by lowering a threshold. Anonymous and
-//! ASN-contradicted measurements are stored and counted only as uncounted.
+//! the tests pass by moving the collector's clock, never by lowering a threshold. Anonymous
+//! measurements and those from elsewhere than they claim are stored and counted only as
+//! uncounted.
 
 use std::sync::Arc;
 
@@ -188,7 +189,7 @@ async fn an_anonymous_batch_moves_nothing_but_the_uncounted_counter() {
 }
 
 #[tokio::test]
-async fn a_batch_from_another_network_than_it_claims_is_stored_but_not_counted() {
+async fn a_batch_from_elsewhere_than_it_claims_is_stored_but_not_counted() {
     let scratch = tempfile::tempdir().expect("tempdir");
     // The databases place this loopback client in DE / AS64500.
     let (country, asn) = write_databases(scratch.path());
@@ -198,22 +199,27 @@ async fn a_batch_from_another_network_than_it_claims_is_stored_but_not_counted()
     })
     .await;
     let anchor = probe_key(1);
-    let claims = |asn| vec![measurement_of("DE", asn, "wikipedia", true), measurement_of("DE", asn, "signal", true)];
-    let report = collector.ingest_signed(&anchor, &claims(3320)).await;
+    let claims = |cc: &str, asn| vec![measurement_of(cc, asn, "wikipedia", true), measurement_of(cc, asn, "signal", true)];
+    let report = collector.ingest_signed(&anchor, &claims("DE", 3320)).await;
     assert_eq!((report["accepted"].as_u64(), report["key"].as_str()), (Some(2), Some("trusted")));
+    // Another country, claiming no ASN (0, "unknown"): the country alone contradicts it.
+    collector.ingest_signed(&anchor, &claims("FR", 0)).await;
     assert_eq!(figures(&collector).await, NOTHING, "even a trusted key's contradicted claim does not count");
     let text = collector.metrics().await;
     assert_eq!(uncounted(&text, "asn_mismatch"), Some(2.0));
+    assert_eq!(uncounted(&text, "country_mismatch"), Some(2.0));
+    assert!(series(&text, "vantage_probes_active").is_empty(), "not in FR either\n{text}");
     assert_eq!(sample(&text, "vantage_probe_location_mismatch_total", &[("kind", "asn")]), Some(2.0), "and is a mismatch");
     let stored = collector.http.get(collector.url("/api/v1/measurements")).send().await.expect("GET").text().await.expect("rows");
-    assert_eq!(stored.lines().count(), 2, "stored for researchers");
+    assert_eq!(stored.lines().count(), 4, "stored for researchers");
 
-    // Claiming the network it is in, it counts; claiming none (0) contradicts nothing.
-    collector.ingest_signed(&anchor, &claims(64500)).await;
-    collector.ingest_signed(&anchor, &claims(0)).await;
+    // Claiming where it is, it counts; claiming no ASN (0) in the right country contradicts nothing.
+    collector.ingest_signed(&anchor, &claims("DE", 64500)).await;
+    collector.ingest_signed(&anchor, &claims("DE", 0)).await;
     let counted = figures(&collector).await;
     assert_eq!((counted.measurements, counted.probes_active, counted.fleet_size), (4.0, Some(1.0), 1));
-    assert_eq!(uncounted(&collector.metrics().await, "asn_mismatch"), Some(2.0));
+    let text = collector.metrics().await;
+    assert_eq!((uncounted(&text, "asn_mismatch"), uncounted(&text, "country_mismatch")), (Some(2.0), Some(2.0)));
 }
 
 #[tokio::test]
