@@ -134,6 +134,10 @@ async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let http = config::collector_client(&config.ca, config.socks5.as_ref(), timeout)?;
     let done = forget::forget(&config.collectors, &key, &http, timeout * 3, chrono::Utc::now()).await?;
     println!("{} deleted {} measurements submitted under this probe's key.", done.collector, done.deleted);
+    // The collectors dropped the key's registration with its data: register again if it stays.
+    if let Err(e) = vantage_probe::register::forget_registrations(&config.data_dir) {
+        eprintln!("warning: could not clear the registration record in {}: {e}", config.data_dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

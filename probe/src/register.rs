@@ -186,6 +186,15 @@ fn record(data_dir: &Path, key_id: &str, base: &str) -> Result<(), RegisterError
     write_private(&path, body.as_bytes()).map_err(|source| RegisterError::Record { path: path.display().to_string(), source })
 }
 
+/// Forget every registration on record: after a deletion request the collectors deleted the key's
+/// record too, so the key must register again to count.
+pub fn forget_registrations(data_dir: &Path) -> io::Result<()> {
+    match std::fs::remove_file(data_dir.join(RECORD_FILE)) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 #[path = "register_tests.rs"]
 mod tests;

@@ -133,6 +133,11 @@ async fn a_remembered_registration_is_not_repeated_even_when_asked() {
     flush(&uploader(&url, &new_key, dir.path()), &spool, dir.path(), 2).await;
     assert_eq!(double.attempts.load(Ordering::SeqCst), 2);
     assert_eq!(record(dir.path()), format!("{} {url}\n", new_key.key_id()));
+
+    // After a deletion request the collector forgot the key: so does the record.
+    forget_registrations(dir.path()).expect("forget");
+    assert_eq!(record(dir.path()), "");
+    forget_registrations(dir.path()).expect("nothing to forget is fine");
 }
 
 #[tokio::test]
