@@ -24,8 +24,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+use vantage_measurement::wire::registration::{self as key_registration, RegistrationChallenge};
 use vantage_measurement::wire::target_list;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
 use crate::geoip::{GeoIp, GeoIpError};
@@ -34,10 +36,12 @@ use crate::ingest::BatchSlots;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::published::{ListSlot, PublishedList, PublishedListError};
+use crate::registration::{self, Challenge};
 use crate::server::tls::{self, LoadedCert};
 use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
 use crate::store::{SqliteStore, Store, StoreError};
+use crate::trust::{TrustPolicy, load_trusted_keys};
 use crate::{forget, ingest, ops, published, query, status};
 
 /// How long shutdown waits for in-flight requests.
@@ -85,7 +89,8 @@ impl BuildError {
 
 /// What the operator publishes and looks up with, read from the files the config names: the
 /// signed list (if any), the names that may be `target` labels (the list's `labelled`, or the
-/// older `--targets` file's names), the GeoIP databases, and the certificate served.
+/// older `--targets` file's names), the GeoIP databases, the certificate served and the trusted
+/// key ids.
 #[derive(Debug, Default)]
 pub struct Published {
     /// The signed list served at `GET /api/v1/targets`.
@@ -96,6 +101,8 @@ pub struct Published {
     pub geoip: GeoIp,
     /// The certificate and key to serve HTTPS with (none: plain HTTP).
     pub tls: Option<LoadedCert>,
+    /// The key ids of `--trusted-keys` (none: every key earns trust).
+    pub trusted_keys: std::collections::HashSet<String>,
 }
 
 impl Published {
@@ -110,7 +117,8 @@ impl Published {
         let tls = tls::pair(config.tls_cert.as_deref(), config.tls_key.as_deref())?
             .map(|(cert, key)| tls::load_pair(cert, key))
             .transpose()?;
-        Ok(Published { list, labels, geoip, tls })
+        let trusted_keys = config.trusted_keys.as_deref().map(load_trusted_keys).transpose()?.unwrap_or_default();
+        Ok(Published { list, labels, geoip, tls, trusted_keys })
     }
 }
 
@@ -137,27 +145,39 @@ pub struct App {
 impl App {
     /// Build the collector with the SQLite store in `config.data_dir` and bind `config.listen`.
     pub async fn bind(config: Config) -> Result<App, BuildError> {
+        Self::bind_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`App::bind`] with another clock: tests move a
+    /// [`ManualClock`](crate::clock::ManualClock) to let keys earn trust in seconds.
+    pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, BuildError> {
         let store = SqliteStore::open(&config.data_dir).await?;
-        Self::bind_with_store(config, Arc::new(store)).await
+        Self::build(config, Arc::new(store), clock).await
     }
 
     /// Build the collector on a store opened by the caller (another database, a test double):
     /// the binary's start-up steps after the store.
     pub async fn bind_with_store(config: Config, store: Arc<dyn Store>) -> Result<App, BuildError> {
+        Self::build(config, store, Arc::new(SystemClock)).await
+    }
+
+    async fn build(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Result<App, BuildError> {
         let published = Published::load(&config)?;
         let metrics = Arc::new(Metrics::new(published.labels.clone(), config.max_series)?);
         let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
-        Self::bind_parts(config, store, metrics, helper, published).await
+        Self::bind_parts(config, store, metrics, helper, published, clock).await
     }
 
     /// The last step of start-up: seed the metrics from the store, wire the parts into the
-    /// router and bind `config.listen`.
+    /// router and bind `config.listen`. `clock` is "now" for ingest, trust, the fleet and the
+    /// status page (the binary's is the [`SystemClock`]).
     pub async fn bind_parts(
         config: Config,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         helper: Helper,
         published: Published,
+        clock: Arc<dyn Clock>,
     ) -> Result<App, BuildError> {
         let settings = config.connection_settings()?;
         let cert = match (published.tls, config.tls_cert.clone(), config.tls_key.clone()) {
@@ -168,6 +188,22 @@ impl App {
         };
         let tls = cert.as_ref().map(CertSlot::server_config).transpose()?;
         metrics.set_stored(store.count().await?);
+        let challenge = RegistrationChallenge {
+            salt: store.registration_salt().await?,
+            difficulty_bits: config.registration_difficulty_bits,
+        };
+        let trust = Arc::new(TrustPolicy {
+            min_measurements: config.trust_min_measurements,
+            min_days: config.trust_min_days,
+            anchors: published.trusted_keys,
+        });
+        tracing::info!(
+            min_measurements = trust.min_measurements,
+            min_days = trust.min_days,
+            anchors = trust.anchors.len(),
+            difficulty_bits = challenge.difficulty_bits,
+            "probe keys count once registered and trusted"
+        );
         if let Some(list) = &published.list {
             tracing::info!(version = list.version, signer = %list.signer, labelled = list.labelled.len(), "serving the signed target list");
         }
@@ -178,6 +214,8 @@ impl App {
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
             Arc::clone(&metrics),
+            Arc::clone(&trust),
+            Arc::clone(&clock),
             config.window,
             config.asn_min_probes,
             config.fleet_refresh,
@@ -194,6 +232,9 @@ impl App {
             geoip: Arc::new(published.geoip),
             honoured: Arc::default(),
             limiter,
+            clock,
+            trust,
+            challenge: Arc::new(Challenge(challenge)),
         };
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;
@@ -296,6 +337,11 @@ fn router(state: AppState) -> Router {
         .route(target_list::LIST_PATH, get(published::get_targets))
         .route(forget::FORGET_PATH, post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))
+        .route(key_registration::CHALLENGE_PATH, get(registration::get_challenge))
+        .route(
+            key_registration::REGISTER_PATH,
+            post(registration::post_key).layer(DefaultBodyLimit::max(registration::MAX_REQUEST_BYTES)),
+        )
         .route("/metrics", get(ops::get_metrics))
         .route("/healthz", get(ops::healthz))
         .with_state(state)

@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
+use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, MAX_DIFFICULTY_BITS};
 
 use crate::limits::{self, Limit};
 
@@ -61,6 +62,14 @@ pub const ENV_HELPER_RATE_PER_SOURCE: &str = "VANTAGE_HELPER_RATE_PER_SOURCE";
 pub const ENV_REGISTER_RATE_PER_SOURCE: &str = "VANTAGE_REGISTER_RATE_PER_SOURCE";
 /// Environment twin of `--rate-limit-entries`.
 pub const ENV_RATE_LIMIT_ENTRIES: &str = "VANTAGE_RATE_LIMIT_ENTRIES";
+/// Environment twin of `--trusted-keys`.
+pub const ENV_TRUSTED_KEYS: &str = "VANTAGE_TRUSTED_KEYS";
+/// Environment twin of `--trust-min-measurements`.
+pub const ENV_TRUST_MIN_MEASUREMENTS: &str = "VANTAGE_TRUST_MIN_MEASUREMENTS";
+/// Environment twin of `--trust-min-days`.
+pub const ENV_TRUST_MIN_DAYS: &str = "VANTAGE_TRUST_MIN_DAYS";
+/// Environment twin of `--registration-difficulty-bits`.
+pub const ENV_REGISTRATION_DIFFICULTY_BITS: &str = "VANTAGE_REGISTRATION_DIFFICULTY_BITS";
 
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
@@ -264,6 +273,44 @@ pub struct ServeArgs {
     /// HTTPS, trusted proxies, connection caps and timeouts.
     #[command(flatten)]
     pub connection: ConnectionArgs,
+
+    /// Probe key ids to trust outright (the operator's own anchor probes): one per line, as
+    /// `vantage-probe key-id` prints it, `#` comments allowed. Their measurements count at once;
+    /// every other key must register and earn trust first.
+    #[arg(long, value_name = "FILE", env = ENV_TRUSTED_KEYS)]
+    pub trusted_keys: Option<PathBuf>,
+
+    /// Measurements a registered probe key must have sent before its measurements count in the
+    /// metrics, fleet gauges, status page and alerts.
+    #[arg(
+        long,
+        value_name = "N",
+        env = ENV_TRUST_MIN_MEASUREMENTS,
+        default_value_t = crate::trust::DEFAULT_MIN_MEASUREMENTS
+    )]
+    pub trust_min_measurements: u64,
+
+    /// Distinct UTC days a registered probe key must have reported on, and days since its first
+    /// report, before its measurements count.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        env = ENV_TRUST_MIN_DAYS,
+        default_value_t = crate::trust::DEFAULT_MIN_DAYS,
+        value_parser = clap::value_parser!(u32).range(0..=365)
+    )]
+    pub trust_min_days: u32,
+
+    /// Leading zero bits of the proof of work a new probe key must find to register (each bit
+    /// doubles the probe's work; probes refuse more than 28).
+    #[arg(
+        long,
+        value_name = "BITS",
+        env = ENV_REGISTRATION_DIFFICULTY_BITS,
+        default_value_t = DEFAULT_DIFFICULTY_BITS,
+        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_DIFFICULTY_BITS))
+    )]
+    pub registration_difficulty_bits: u8,
 }
 
 /// Everything the collector is built from.
@@ -305,6 +352,14 @@ pub struct Config {
     pub tls_key: Option<PathBuf>,
     /// The connection layer: trusted proxies, caps, timeouts.
     pub connections: server::Settings,
+    /// The operator's trusted key ids (`None`: none).
+    pub trusted_keys: Option<PathBuf>,
+    /// Measurements a registered key needs before it counts.
+    pub trust_min_measurements: u64,
+    /// Distinct days (and days of age) a registered key needs before it counts.
+    pub trust_min_days: u32,
+    /// The registration proof of work, in leading zero bits.
+    pub registration_difficulty_bits: u8,
 }
 
 impl Config {
@@ -330,6 +385,10 @@ impl Config {
             tls_cert: None,
             tls_key: None,
             connections: server::Settings::default(),
+            trusted_keys: None,
+            trust_min_measurements: crate::trust::DEFAULT_MIN_MEASUREMENTS,
+            trust_min_days: crate::trust::DEFAULT_MIN_DAYS,
+            registration_difficulty_bits: DEFAULT_DIFFICULTY_BITS,
         }
     }
 }
@@ -390,6 +449,10 @@ impl From<ServeArgs> for Config {
             tls_cert: args.connection.tls_cert.clone(),
             tls_key: args.connection.tls_key.clone(),
             connections: args.connection.settings(),
+            trusted_keys: args.trusted_keys,
+            trust_min_measurements: args.trust_min_measurements,
+            trust_min_days: args.trust_min_days,
+            registration_difficulty_bits: args.registration_difficulty_bits,
         }
     }
 }
@@ -432,6 +495,16 @@ pub enum ConfigError {
     /// `--proxy-protocol` without a `--trusted-proxy`: every balancer's header would be refused.
     #[error("--proxy-protocol needs --trusted-proxy: PROXY headers are honoured only from trusted proxies' addresses")]
     ProxyProtocolWithoutProxies,
+    /// The trusted-keys file has a line that is not a key id.
+    #[error("{path} line {line}: {message}")]
+    TrustedKeys {
+        /// The file.
+        path: String,
+        /// The 1-based line.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The published target list as far as the collector cares: the names. The file is the probe's
@@ -516,6 +589,14 @@ mod tests {
             "c.mmdb",
             "--geoip-asn",
             "a.mmdb",
+            "--trusted-keys",
+            "anchors.txt",
+            "--trust-min-measurements",
+            "50",
+            "--trust-min-days",
+            "3",
+            "--registration-difficulty-bits",
+            "20",
         ])
         .expect("valid flags");
         assert_eq!(config.listen, "127.0.0.1:0".parse().expect("addr"));
@@ -531,6 +612,8 @@ mod tests {
         assert_eq!(config.fleet_refresh, Duration::from_secs(2));
         assert_eq!(config.geoip_country, Some(PathBuf::from("c.mmdb")));
         assert_eq!(config.geoip_asn, Some(PathBuf::from("a.mmdb")));
+        assert_eq!(config.trusted_keys, Some(PathBuf::from("anchors.txt")));
+        assert_eq!((config.trust_min_measurements, config.trust_min_days, config.registration_difficulty_bits), (50, 3, 20));
         let signed = parse(&["vantage-collector", "serve", "--signed-list", "s.json"]).expect("signed list");
         assert_eq!(signed.signed_list, Some(PathBuf::from("s.json")));
         assert!(parse(&["vantage-collector", "serve", "--signed-list", "s.json", "--targets", "t.toml"]).is_err(), "one list");
@@ -545,6 +628,12 @@ mod tests {
         assert!(parse(&["vantage-collector", "serve", "--asn-min-probes", "0"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--max-series", "5"]).is_err());
         assert!(parse(&["vantage-collector", "serve", "--window-secs", "1"]).is_err());
+        assert_eq!(config.trust_min_measurements, crate::trust::DEFAULT_MIN_MEASUREMENTS);
+        assert_eq!(config.trust_min_days, crate::trust::DEFAULT_MIN_DAYS);
+        assert_eq!(config.registration_difficulty_bits, DEFAULT_DIFFICULTY_BITS);
+        assert_eq!(config, Config::new(DEFAULT_LISTEN, DEFAULT_DATA_DIR), "one set of defaults");
+        assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "29"]).is_err(), "probes refuse it");
+        assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "0"]).is_err());
     }
 
     #[test]

@@ -6,14 +6,21 @@
 //! of each fleet gauge says it is recomputed, and `vantage_collector_fleet_refresh_timestamp_seconds`
 //! says when, so staleness is visible and alertable. The read runs on its own read-only
 //! connection: ingest never waits for it.
+//!
+//! Only keys the trust policy counts *now* (by the injected clock) are read: the keys active in
+//! the window are read first, judged by [`TrustPolicy`], and the fleet read is told which count.
+//! The same judgement gives `vantage_collector_keys_active{standing}`.
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use vantage_measurement::wire::KeyStanding;
 
+use crate::clock::Clock;
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{FleetRows, Store, StoreError};
+use crate::store::{FleetRows, KeyActivity, Store, StoreError};
+use crate::trust::TrustPolicy;
 
 /// Why one refresh failed. The previous gauges and snapshot stay in place; the next tick retries.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +49,8 @@ pub struct Snapshot {
 pub struct Fleet {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
+    policy: Arc<TrustPolicy>,
+    clock: Arc<dyn Clock>,
     /// The window of the gauges and the status page.
     pub window: Duration,
     asn_min_probes: u32,
@@ -50,9 +59,18 @@ pub struct Fleet {
 }
 
 impl Fleet {
-    /// A refresher of `metrics` from `store`.
-    pub fn new(store: Arc<dyn Store>, metrics: Arc<Metrics>, window: Duration, asn_min_probes: u32, interval: Duration) -> Self {
-        Fleet { store, metrics, window, asn_min_probes, interval, snapshot: RwLock::new(Arc::new(Snapshot::default())) }
+    /// A refresher of `metrics` from `store`, counting the keys `policy` trusts at `clock`'s now.
+    pub fn new(
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+        policy: Arc<TrustPolicy>,
+        clock: Arc<dyn Clock>,
+        window: Duration,
+        asn_min_probes: u32,
+        interval: Duration,
+    ) -> Self {
+        let snapshot = RwLock::new(Arc::new(Snapshot::default()));
+        Fleet { store, metrics, policy, clock, window, asn_min_probes, interval, snapshot }
     }
 
     /// The latest snapshot.
@@ -62,11 +80,14 @@ impl Fleet {
 
     /// Read the store once and publish.
     pub async fn refresh(&self) -> Result<(), RefreshError> {
-        let now = Utc::now();
+        let now = self.clock.now();
         let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::hours(1));
         let timer = self.metrics.store_timer(StoreOp::Fleet);
-        let rows = self.store.fleet(now - window).await?;
+        let active = self.store.active_keys(now - window).await?;
+        let counted = self.policy.counted(&active, now);
+        let rows = self.store.fleet(now - window, &counted).await?;
         timer.observe_duration();
+        self.metrics.publish_keys(&by_standing(&self.policy, &active, now));
         if rows.truncated {
             tracing::warn!(
                 rows = rows.latest.len(),
@@ -80,6 +101,11 @@ impl Fleet {
         Ok(())
     }
 
+    /// The clock the fleet is read by.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Refresh now and then every interval, for ever (the caller aborts the task).
     pub async fn run(self: Arc<Self>) {
         let mut ticks = tokio::time::interval(self.interval);
@@ -91,4 +117,15 @@ impl Fleet {
             }
         }
     }
+}
+
+/// How many of the active keys stand where, every standing listed.
+fn by_standing(policy: &TrustPolicy, active: &[KeyActivity], now: DateTime<Utc>) -> Vec<(KeyStanding, u64)> {
+    KeyStanding::ALL
+        .iter()
+        .map(|standing| {
+            let keys = active.iter().filter(|r| policy.standing(&r.key, Some(r), now) == *standing).count();
+            (*standing, keys as u64)
+        })
+        .collect()
 }

@@ -8,9 +8,13 @@
 //! Identity: a batch signed with a probe key (`X-Vantage-Key`, `X-Vantage-Signature`, see
 //! [`vantage_measurement::wire::signature`]) is verified over its exact bytes before anything is inflated or
 //! parsed; a bad signature refuses the whole batch with `401`. Its key id is stored beside each
-//! measurement so the fleet gauges can count distinct probes. A batch without the headers is
-//! accepted as anonymous (older and simple clients): stored, counted in the measurement counters,
-//! never counted as a probe.
+//! measurement so the fleet gauges can count distinct probes, and the key's activity moves in the
+//! same transaction. A batch without the headers is accepted as anonymous (older and simple
+//! clients). Every valid line is stored; whether it *counts* (moves the measurement counters) is
+//! the rule of [`crate::trust`], applied here with the key's standing after the batch: anonymous
+//! batches, keys still earning trust and contradicted locations are counted only in
+//! `vantage_collector_measurements_uncounted_total{reason}`. The report tells the probe where its
+//! key stands, so an unregistered probe knows to register.
 //!
 //! Limits: the source is charged before anything else, the key is looked at before the body is
 //! read and charged once its signature verified, before anything is inflated ([`crate::limits`]).
@@ -39,10 +43,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 use vantage_measurement::wire::{
-    IngestReport, KEY_HEADER, KeyId, RejectedLine, SIGNATURE_HEADER, SPOOL_PENDING_HEADER, SignatureError, verify_batch,
+    IngestReport, KEY_HEADER, KeyId, KeyStanding, ObservedLocation, RejectedLine, SIGNATURE_HEADER, SPOOL_PENDING_HEADER,
+    SignatureError, verify_batch,
 };
 use vantage_measurement::{Measurement, Rejection, RejectionCode, parse_line};
 
+use crate::clock::Clock;
 use crate::error::{ApiError, ServerFault};
 use crate::geoip::GeoIp;
 use crate::limits::{LimitedEndpoint, Limiter, RateLimited, Subject};
@@ -50,6 +56,7 @@ use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::server::ClientSource;
 use crate::store::{InsertOutcome, Store};
+use crate::trust::{self, TrustPolicy, Uncounted};
 
 /// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
 /// memory, so this bounds the collector's ingest memory.
@@ -160,6 +167,8 @@ pub(crate) async fn post_measurements(
     State(BatchSlots(slots)): State<BatchSlots>,
     State(geoip): State<Arc<GeoIp>>,
     State(limiter): State<Arc<Limiter>>,
+    State(clock): State<Arc<dyn Clock>>,
+    State(policy): State<Arc<TrustPolicy>>,
     ClientSource(peer): ClientSource,
     headers: HeaderMap,
     body: Body,
@@ -186,7 +195,8 @@ pub(crate) async fn post_measurements(
     let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
         return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
     };
-    let checked = match read_and_check(&headers, body, peer, limiter).await {
+    let now = clock.now();
+    let checked = match read_and_check(&headers, body, peer, limiter, now).await {
         Ok(checked) => checked,
         Err(BatchError::Refused(e)) => return refuse(&metrics, &e),
         Err(BatchError::Limited(limited)) => return limited.into_response(),
@@ -200,7 +210,7 @@ pub(crate) async fn post_measurements(
     let mut report = IngestReport { rejected: checked.rejected, observed, ..IngestReport::default() };
     if !checked.valid.is_empty() {
         let timer = metrics.store_timer(StoreOp::Insert);
-        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref(), report.observed.as_ref()).await {
+        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref(), report.observed.as_ref(), now).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");
@@ -208,19 +218,19 @@ pub(crate) async fn post_measurements(
             }
         };
         timer.observe_duration();
+        report.key = standing(store.as_ref(), &policy, signer.as_ref(), now).await;
         for (m, outcome) in checked.valid.iter().zip(&outcomes) {
             match outcome {
                 InsertOutcome::Inserted => {
                     report.accepted += 1;
-                    metrics.record_measurement(m);
-                    if let Some(observed) = &report.observed {
-                        metrics.record_location(m, observed);
-                    }
+                    count(&metrics, m, report.key, report.observed.as_ref());
                 }
                 InsertOutcome::Duplicate => report.duplicates += 1,
             }
         }
         metrics.record_batch(report.accepted as u64, report.duplicates as u64);
+    } else {
+        report.key = standing(store.as_ref(), &policy, signer.as_ref(), now).await;
     }
     // Counted under the collector's own static code: a label comes from the closed set only.
     for code in report.rejected.iter().filter_map(|r| RejectionCode::parse(&r.reason)) {
@@ -229,12 +239,42 @@ pub(crate) async fn post_measurements(
     metrics.record_batch_source(BatchIdentity::of(signer.is_some()), spool_pending(&headers));
     tracing::info!(
         signed = signer.is_some(),
+        key = report.key.map(KeyStanding::as_str),
         accepted = report.accepted,
         duplicates = report.duplicates,
         rejected = report.rejected.len(),
         "batch ingested"
     );
     (StatusCode::OK, Json(report)).into_response()
+}
+
+/// Where the batch's key stands after the batch (`None`: anonymous). The batch is already stored:
+/// if the key's record can't be read, the key is taken as untrusted and the batch still answered.
+async fn standing(store: &dyn Store, policy: &TrustPolicy, signer: Option<&KeyId>, now: DateTime<Utc>) -> Option<KeyStanding> {
+    let key = signer?;
+    match store.key_activity(key).await {
+        Ok(record) => Some(policy.standing(key.as_str(), record.as_ref(), now)),
+        Err(e) => {
+            tracing::warn!("a key's record could not be read; its batch does not count: {e}");
+            Some(KeyStanding::Untrusted)
+        }
+    }
+}
+
+/// Count one newly stored measurement by the rule of [`crate::trust`]. A trusted key's location
+/// mismatch is still counted as one (the data-quality figure), though the measurement does not
+/// count.
+fn count(metrics: &Metrics, m: &Measurement, standing: Option<KeyStanding>, observed: Option<&ObservedLocation>) {
+    let counted = trust::counts(standing, &m.probe, observed);
+    match counted {
+        Ok(()) => metrics.record_measurement(m),
+        Err(reason) => metrics.record_uncounted(reason),
+    }
+    if let Some(observed) = observed
+        && matches!(counted, Ok(()) | Err(Uncounted::AsnMismatch | Uncounted::CountryMismatch))
+    {
+        metrics.record_location(m, observed);
+    }
 }
 
 /// Count, log and answer a batch refused as sent.
@@ -254,6 +294,7 @@ async fn read_and_check(
     body: Body,
     peer: IpAddr,
     limiter: Arc<Limiter>,
+    now: DateTime<Utc>,
 ) -> Result<CheckedBatch, BatchError> {
     let encoding = payload::encoding(headers)?;
     let signature = SignatureHeaders::from_headers(headers);
@@ -271,7 +312,7 @@ async fn read_and_check(
         }
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok::<_, BatchError>(CheckedBatch { signer, ..check_lines(&lines, submitter, Utc::now()) })
+        Ok::<_, BatchError>(CheckedBatch { signer, ..check_lines(&lines, submitter, now) })
     })
     .await??;
     Ok(checked)

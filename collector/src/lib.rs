@@ -27,13 +27,18 @@
 //!   the state in `state`, and answers errors through `error`, which sorts them by whose fault
 //!   they are (4xx: the request's, 5xx: the collector's). So every module imports only
 //!   modules below it: `app → state → {forget → ingest, query, helper, status, ops, published,
-//!   geoip} → limits → server → fleet → metrics → payload → error → store` (`operator`, the offline
-//!   commands, sits beside `app` and uses `published` for the list rules).
+//!   geoip, registration} → limits → server → fleet → metrics → trust → payload → error → store →
+//!   clock` (`operator`, the offline commands, sits beside `app` and uses `published` for the list
+//!   rules).
 //! - [`server`] is the connection layer under the router: HTTPS (a certificate re-read on
 //!   SIGHUP), connection caps and timeouts against slow clients, and the client's address
 //!   ([`server::ClientSource`]), taken from a PROXY or forwarded-for header only when a trusted
 //!   proxy sent it.
 //!
+//! - [`trust`] decides what counts: only measurements of registered keys that have earned trust
+//!   (or the operator's anchors), signed, whose observed ASN does not contradict the claimed one,
+//!   move the measurement counters, fleet gauges, status page and alerts; [`registration`] takes
+//!   a new key's proof of work; [`clock`] is "now" for all of it, injectable for tests.
 //! - [`published`] serves the operator's signed target list at `GET /api/v1/targets` (made
 //!   offline with the [`operator`] commands) and names the `target` labels; [`geoip`] places
 //!   each batch's submitter in a country and ASN; [`forget`] honours a volunteer's signed
@@ -47,6 +52,7 @@
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod clock;
 pub mod config;
 mod error;
 pub mod fleet;
@@ -61,10 +67,12 @@ mod ops;
 pub mod payload;
 pub mod published;
 pub mod query;
+pub mod registration;
 pub mod server;
 mod state;
 pub mod status;
 pub mod store;
+pub mod trust;
 
 pub use app::{App, BuildError, ServeError, shutdown_signal};
 pub use config::{Cli, Command, Config, ConfigError, ServeArgs};

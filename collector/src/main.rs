@@ -9,6 +9,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 use vantage_collector::app::Published;
+use vantage_collector::clock::SystemClock;
 use vantage_collector::helper::Helper;
 use vantage_collector::metrics::Metrics;
 use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, operator, shutdown_signal};
@@ -92,7 +93,8 @@ async fn start(config: Config) -> Result<App, BuildError> {
     // Helper trust: the built-in roots plus the operator's CA.
     let helper = Helper::new(config.helper_trust()?, config.danger_helper_allow_private);
     // Server: seeded from the store, routed, bound; `serve` starts answering.
-    App::bind_parts(config, store, metrics, helper, published).await
+    // Clock: the system's (tests inject one they move).
+    App::bind_parts(config, store, metrics, helper, published, Arc::new(SystemClock)).await
 }
 
 /// Logs go to stderr, filtered by VANTAGE_LOG (as the probe's; default `info`).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::clock::Clock;
 use crate::fleet::Fleet;
 use crate::forget::Honoured;
 use crate::geoip::GeoIp;
@@ -17,8 +18,10 @@ use crate::ingest::BatchSlots;
 use crate::limits::Limiter;
 use crate::metrics::Metrics;
 use crate::published::ListSlot;
+use crate::registration::Challenge;
 use crate::status::PageCache;
 use crate::store::Store;
+use crate::trust::TrustPolicy;
 
 /// Every piece a handler may ask for.
 #[derive(Clone, Debug)]
@@ -33,6 +36,9 @@ pub(crate) struct AppState {
     pub(crate) geoip: Arc<GeoIp>,
     pub(crate) honoured: Arc<Honoured>,
     pub(crate) limiter: Arc<Limiter>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) trust: Arc<TrustPolicy>,
+    pub(crate) challenge: Arc<Challenge>,
 }
 
 /// Each piece a handler can ask for, and the field it is cloned from (an `Arc` or a handle).
@@ -57,4 +63,7 @@ pieces! {
     Arc<GeoIp> => geoip,
     Arc<Honoured> => honoured,
     Arc<Limiter> => limiter,
+    Arc<dyn Clock> => clock,
+    Arc<TrustPolicy> => trust,
+    Arc<Challenge> => challenge,
 }

@@ -62,6 +62,9 @@ pub enum Command {
     Daemon(Box<crate::daemon::DaemonArgs>),
     /// Show what the daemon did: last results, pending spool, budget used, next runs.
     Status(crate::daemon::status::StatusArgs),
+    /// Print this probe's key id (making the key if there is none yet): what an operator puts in
+    /// the collector's --trusted-keys file for a probe of their own. Volunteers need not.
+    KeyId(KeyIdArgs),
     /// Print the built-in target list in targets-file format.
     Targets,
     /// Print the JSON Schema of a measurement (schema v1).
@@ -176,6 +179,14 @@ pub struct FlushArgs {
     /// Upload through this SOCKS5 proxy (HOST:PORT).
     #[arg(long, value_name = "HOST:PORT", env = "VANTAGE_SOCKS5")]
     pub socks5: Option<crate::config::Socks5Proxy>,
+}
+
+/// Flags of `vantage-probe key-id`.
+#[derive(Debug, Args)]
+pub struct KeyIdArgs {
+    /// Directory of the probe key (a joined daemon's is in its config, e.g. /var/lib/vantage-probe).
+    #[arg(long, env = "VANTAGE_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 /// A flag whose value can also switch its step off (`--doh off`), so that no magic string

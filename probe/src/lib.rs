@@ -1,7 +1,7 @@
 //! # vantage-probe
 //!
 //! The volunteer's binary around [`vantage_engine`]: the command line, the probe's key file, the
-//! crash-safe spool, the uploader, where each measurement goes during a run, and the report; and
+//! crash-safe spool, the uploader and the key's registration, where each measurement goes during a run, and the report; and
 //! for a probe that joined a network, its config file, the signed target list, the consent it
 //! asks for, and the deletion request.
 
@@ -19,6 +19,7 @@ pub mod netcheck;
 pub mod network;
 pub mod outputs;
 pub mod private_file;
+pub mod register;
 pub mod report;
 pub mod spool;
 pub mod targets_file;

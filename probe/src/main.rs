@@ -57,6 +57,11 @@ async fn dispatch(command: Command) -> anyhow::Result<ExitCode> {
         Command::Forget(args) => forget(args).await,
         Command::Daemon(args) => vantage_probe::daemon::run(*args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => vantage_probe::daemon::status::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::KeyId(args) => {
+            let key = identity::load_or_create(&args.data_dir.unwrap_or_else(cli::default_data_dir))?;
+            println!("{}", key.key_id());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Targets => {
             print_targets();
             Ok(ExitCode::SUCCESS)
@@ -143,6 +148,10 @@ async fn forget(args: ForgetArgs) -> anyhow::Result<ExitCode> {
     let key = forget::probe_key(&config.data_dir)?;
     let done = forget::forget(&config.collectors, &key, &http, timeout * 3, chrono::Utc::now()).await?;
     println!("{} deleted {} measurements submitted under this probe's key.", done.collector, done.deleted);
+    // The collectors dropped the key's registration with its data: register again if it stays.
+    if let Err(e) = vantage_probe::register::forget_registrations(&config.data_dir) {
+        eprintln!("warning: could not clear the registration record in {}: {e}", config.data_dir.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,12 +233,15 @@ impl Outbox {
         let data_dir = data_dir.unwrap_or_else(cli::default_data_dir);
         let spool = Spool::open(&data_dir)?;
         let key = identity::load_or_create(&data_dir)?;
-        Ok(Outbox { data_dir, spool, uploader: Uploader::new(collector, http, timeout * 3).with_key(key) })
+        let uploader = Uploader::new(collector, http, timeout * 3).with_key(key).registering(&data_dir);
+        Ok(Outbox { data_dir, spool, uploader })
     }
 
     async fn deliver(&self) -> FlushReport {
         let report = self.uploader.flush(&self.spool).await;
         network::note_collector_view(&self.data_dir, report.observed.as_ref());
+        // Once per key and collector, after the upload: a second or two of work.
+        self.uploader.register_if_asked(report.key).await;
         report
     }
 }

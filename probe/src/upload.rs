@@ -13,7 +13,10 @@
 //!
 //! With a [`ProbeKey`] every batch is signed (see [`vantage_measurement::wire::signature`] for the
 //! headers); every batch also says how many measurements still wait behind it, which the
-//! collector turns into a fleet-wide backlog histogram.
+//! collector turns into a fleet-wide backlog histogram. Each report says where the key stands
+//! with the collector; told `unregistered`, an uploader made [`Uploader::registering`] registers
+//! the key when asked after the flush ([`Uploader::register_if_asked`], [`crate::register`]),
+//! never before or instead of an upload.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -24,8 +27,11 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use reqwest::StatusCode;
 use reqwest::header::{HeaderMap, RETRY_AFTER};
-use vantage_measurement::wire::{IngestReport, KEY_HEADER, ObservedLocation, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
+use vantage_measurement::wire::{
+    IngestReport, KEY_HEADER, KeyStanding, ObservedLocation, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER,
+};
 
+use crate::register::{Registered, Registration};
 use crate::spool::{self, Spool, SpoolError};
 
 /// Lines per POST; well under the collector's per-batch limit.
@@ -168,10 +174,14 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 /// Posts NDJSON batches to a collector.
 #[derive(Clone, Debug)]
 pub struct Uploader {
+    /// The collector's base URL.
+    base: String,
+    /// Its ingest endpoint.
     url: String,
     http: reqwest::Client,
     timeout: Duration,
     key: Option<Arc<ProbeKey>>,
+    registration: Option<Arc<Registration>>,
 }
 
 /// What one flush of the spool achieved.
@@ -190,6 +200,8 @@ pub struct FlushReport {
     /// Where the collector saw the uploads come from (its GeoIP view), if it says: a new ASN
     /// there means a new network (a new epoch).
     pub observed: Option<ObservedLocation>,
+    /// Where the probe key stands with the collector, as its last report said.
+    pub key: Option<KeyStanding>,
 }
 
 /// What one flush carries from batch to batch.
@@ -203,7 +215,7 @@ struct Flushing {
 impl Uploader {
     /// An uploader to the collector at `base_url` that sends unsigned (anonymous) batches.
     pub fn new(base_url: &str, http: reqwest::Client, timeout: Duration) -> Self {
-        let mut uploader = Uploader { url: String::new(), http, timeout, key: None };
+        let mut uploader = Uploader { base: String::new(), url: String::new(), http, timeout, key: None, registration: None };
         uploader.send_to(base_url);
         uploader
     }
@@ -211,12 +223,20 @@ impl Uploader {
     /// Send to the collector at `base_url` from now on (a fallback that answered when the first
     /// was blocked).
     pub fn send_to(&mut self, base_url: &str) {
-        self.url = format!("{}/api/v1/measurements", base_url.trim_end_matches('/'));
+        self.base = base_url.trim_end_matches('/').to_string();
+        self.url = format!("{}/api/v1/measurements", self.base);
     }
 
     /// Sign every batch with `key`.
     pub fn with_key(mut self, key: ProbeKey) -> Self {
         self.key = Some(Arc::new(key));
+        self
+    }
+
+    /// Register the key (set with [`Uploader::with_key`]) with a collector that reports it
+    /// unregistered, remembering success in `data_dir` (the probe's, beside `probe.key`).
+    pub fn registering(mut self, data_dir: &Path) -> Self {
+        self.registration = Some(Arc::new(Registration::new(data_dir)));
         self
     }
 
@@ -279,6 +299,25 @@ impl Uploader {
         report
     }
 
+    /// Register the key with this collector if a flush's report said it is unregistered (and
+    /// this uploader is [`Uploader::registering`]). Call it after the flush: the batches are
+    /// answered and the spool settled, whatever happens here. `run` waits for it; the daemon
+    /// runs it beside its schedule.
+    pub async fn register_if_asked(&self, standing: Option<KeyStanding>) {
+        if standing != Some(KeyStanding::Unregistered) {
+            return;
+        }
+        let (Some(registration), Some(key)) = (&self.registration, &self.key) else { return };
+        match registration.ensure(&self.http, &self.base, key, self.timeout).await {
+            Ok(Registered::Now) => {
+                tracing::info!("probe key registered with the collector; its measurements count once it has reported for a while")
+            }
+            Ok(Registered::Before | Registered::Deferred) => {}
+            Err(crate::register::RegisterError::Stopped) => tracing::info!("registration stopped with the probe"),
+            Err(e) => tracing::warn!("registering the probe key failed (uploads go on; tried again later): {e}"),
+        }
+    }
+
     async fn flush_file(
         &self,
         spool: &Spool,
@@ -298,6 +337,7 @@ impl Uploader {
                     report.accepted += r.accepted;
                     report.duplicates += r.duplicates;
                     report.observed = r.observed.or(report.observed.take());
+                    report.key = r.key.or(report.key);
                     for rej in r.rejected {
                         if let Some(line) = batch.get(rej.line.wrapping_sub(1)) {
                             refused.push((line.clone(), format!("{}: {}", rej.reason, rej.detail)));

@@ -70,3 +70,18 @@ fn commands_that_complete_exit_zero() {
         assert!(!out.stdout.is_empty());
     }
 }
+
+#[test]
+fn key_id_prints_the_id_the_collector_computes_and_keeps_the_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let data_flag = data.display().to_string();
+    let first = probe(&["key-id", "--data-dir", &data_flag]);
+    assert_eq!(first.status.code(), Some(0), "{}", String::from_utf8_lossy(&first.stderr));
+    let printed = String::from_utf8(first.stdout).expect("UTF-8");
+    let seed: [u8; 32] = std::fs::read(data.join("probe.key")).expect("key made").as_slice().try_into().expect("32 bytes");
+    let key = vantage_measurement::wire::ProbeKey::from_seed(&seed);
+    assert_eq!(printed, format!("{}\n", key.key_id()));
+    let again = probe(&["key-id", "--data-dir", &data_flag]);
+    assert_eq!(String::from_utf8(again.stdout).expect("UTF-8"), printed, "the same key, not a new one");
+}

@@ -258,6 +258,9 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
         "vantage_metric_labels_folded_total",
         "vantage_collector_rate_limited_total",
         "vantage_collector_rate_limit_entries",
+        "vantage_collector_measurements_uncounted_total",
+        "vantage_collector_keys_active",
+        "vantage_collector_key_registrations_total",
         "up{job=\"vantage-collector\"}",
     ] {
         assert!(fleet.contains(metric), "fleet dashboard lacks {metric}");

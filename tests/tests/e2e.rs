@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use vantage_tests::pki::TestCa;
-use vantage_tests::procs::{Collector, probe};
+use vantage_tests::procs::{Collector, probe, trust_probe};
 use vantage_tests::servers::{self, DnsBehaviour};
 
 const TARGET: &str = "target.example";
@@ -48,22 +48,33 @@ impl World {
         Ok(path)
     }
 
+    /// A collector whose operator trusts this world's probe (`--trusted-keys`): its
+    /// measurements count at once.
     fn collector(&self) -> anyhow::Result<Collector> {
-        self.collector_with(&[])
+        self.collector_with(&self.trusting_the_probe()?)
     }
 
     /// A collector publishing `targets` as its signed list (no `target` labels), so its helper
-    /// controls them on the test servers' ports, which no standard port list holds.
+    /// controls them on the test servers' ports, which no standard port list holds; it trusts
+    /// this world's probe too.
     fn collector_publishing(&self, targets: &str) -> anyhow::Result<Collector> {
         let list = self.path("signed-list.json");
         vantage_tests::procs::write_signed_list(Path::new(&list), targets, &[])?;
-        self.collector_with(&["--signed-list", &list])
+        let mut extra = self.trusting_the_probe()?;
+        extra.extend(["--signed-list".to_string(), list]);
+        self.collector_with(&extra)
     }
 
-    fn collector_with(&self, extra: &[&str]) -> anyhow::Result<Collector> {
+    /// The flags that make a collector's operator trust this world's probe (`--trusted-keys`).
+    fn trusting_the_probe(&self) -> anyhow::Result<Vec<String>> {
+        trust_probe(&self.dir.path().join("probe-data"), &self.dir.path().join("trusted-keys.txt"))?;
+        Ok(vec!["--trusted-keys".to_string(), self.path("trusted-keys.txt")])
+    }
+
+    fn collector_with(&self, extra: &[impl AsRef<str>]) -> anyhow::Result<Collector> {
         let (ca, dns) = (self.path("ca.pem"), self.dns.addr.to_string());
         let mut args = vec!["--danger-helper-allow-private", "--ca", &ca, "--helper-resolver", &dns, "--fleet-refresh-secs", "1"];
-        args.extend_from_slice(extra);
+        args.extend(extra.iter().map(AsRef::as_ref));
         Collector::start(&args)
     }
 
@@ -247,10 +258,16 @@ async fn measurements_wait_in_the_spool_while_the_collector_is_away() -> anyhow:
     assert!(stderr.contains("2 waiting in the spool"), "{stderr}");
     assert_eq!(spooled_lines(&world.dir.path().join("probe-data/spool"))?, 2);
 
-    // The collector comes back; the next run delivers the old measurements and its own.
-    let collector = world.collector()?;
+    // The collector comes back; the next run delivers the old measurements and its own. Its
+    // operator does not know this probe: told its key is unregistered, the probe registers it
+    // (the default proof of work) after the upload.
+    let collector = world.collector_with(&[] as &[&str])?;
     let (_, stderr) = run_probe(&world.probe_args(&targets, &resolver, &["--collector", &collector.url, "--no-helper"]))?;
     assert!(stderr.contains("collector: 4 stored"), "{stderr}");
+    let registered = "vantage_collector_key_registrations_total{outcome=\"registered\"}";
+    assert_eq!(sample(&get(&format!("{}/metrics", collector.url)).await?, registered), Some(1.0), "{stderr}");
+    let record = std::fs::read_to_string(world.dir.path().join("probe-data/registered"))?;
+    assert!(record.trim_end().ends_with(&collector.url), "{record}");
     assert_eq!(spooled_lines(&world.dir.path().join("probe-data/spool"))?, 0);
     let stored = get(&format!("{}/api/v1/measurements", collector.url)).await?;
     let ids: Vec<Value> = stored.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
@@ -267,6 +284,10 @@ async fn measurements_wait_in_the_spool_while_the_collector_is_away() -> anyhow:
     // behind it, the last that nothing was (the flush above found nothing to send).
     let metrics = get(&format!("{}/metrics", collector.url)).await?;
     assert_eq!(sample(&metrics, "vantage_collector_batches_total{identity=\"signed\"}"), Some(2.0), "{metrics}");
+    // Stored, but a key still earning trust counts nowhere; it registered once, not per run.
+    let uncounted = "vantage_collector_measurements_uncounted_total{reason=\"untrusted_key\"}";
+    assert_eq!(sample(&metrics, uncounted), Some(4.0), "{metrics}");
+    assert_eq!(sample(&metrics, registered), Some(1.0), "{metrics}");
     assert_eq!(sample(&metrics, "vantage_probe_spool_pending_count"), Some(2.0), "{metrics}");
     assert_eq!(sample(&metrics, "vantage_probe_spool_pending_sum"), Some(2.0), "{metrics}");
     assert_eq!(sample(&metrics, "vantage_probe_spool_pending_bucket{le=\"0\"}"), Some(1.0), "{metrics}");

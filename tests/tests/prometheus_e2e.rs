@@ -171,24 +171,6 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     let started = Instant::now();
     let scratch = tempfile::tempdir().expect("tempdir");
     let targets = targets_file(scratch.path());
-    let collector = Collector::start(&[
-        "--danger-helper-allow-private",
-        "--targets",
-        &targets,
-        // Recompute the fleet gauges every second instead of every minute.
-        "--fleet-refresh-secs",
-        "1",
-        // AS64500 has two probes in XA: enough for its own `asn` label here.
-        "--asn-min-probes",
-        "2",
-    ])
-    .expect("start collector");
-    let prometheus = start_prometheus(&collector).await;
-    poll("first scrape of the collector", || async {
-        query(&prometheus, "up{job=\"vantage-collector\"} == 1").await.is_ok_and(|r| r.len() == 1)
-    })
-    .await;
-
     let probes: Vec<Probe> = [
         (BLOCKING, 64500),
         (BLOCKING, 64500),
@@ -203,6 +185,30 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     .into_iter()
     .map(|(cc, asn)| Probe { key: ProbeKey::generate(), cc, asn })
     .collect();
+    let trusted = scratch.path().join("trusted-keys.txt");
+    let ids: String = probes.iter().map(|p| format!("{}\n", p.key.key_id())).collect();
+    std::fs::write(&trusted, ids).expect("write trusted keys");
+    let trusted = trusted.display().to_string();
+    let collector = Collector::start(&[
+        "--danger-helper-allow-private",
+        "--targets",
+        &targets,
+        // Recompute the fleet gauges every second instead of every minute.
+        "--fleet-refresh-secs",
+        "1",
+        // AS64500 has two probes in XA: enough for its own `asn` label here.
+        "--asn-min-probes",
+        "2",
+        // The operator vouches for the nine probes: they count from their first batch.
+        "--trusted-keys",
+        &trusted,
+    ])
+    .expect("start collector");
+    let prometheus = start_prometheus(&collector).await;
+    poll("first scrape of the collector", || async {
+        query(&prometheus, "up{job=\"vantage-collector\"} == 1").await.is_ok_and(|r| r.len() == 1)
+    })
+    .await;
 
     // Two rounds with a scrape between them: every counter series then rises inside the
     // window, so rates are real numbers, not the 0 of a series seen only once.

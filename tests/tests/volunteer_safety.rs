@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use vantage_measurement::wire::ProbeKey;
 use vantage_tests::pki::TestCa;
-use vantage_tests::procs::{Collector, bin, probe, write_signed_list};
+use vantage_tests::procs::{Collector, bin, probe, trust_probe, write_signed_list};
 use vantage_tests::servers::{self, DnsBehaviour};
 
 /// This machine's non-loopback interface addresses, as `ip` reports them.
@@ -62,6 +62,9 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
     // Published, so the helper controls the test servers' ports and its answers are in the logs too.
     let list = dir.path().join("signed-list.json");
     write_signed_list(&list, &text, &[])?;
+    // The operator vouches for this probe, so it is counted (and shown nowhere) from the start.
+    let trusted = dir.path().join("trusted-keys.txt");
+    trust_probe(&dir.path().join("data"), &trusted)?;
     let collector = Collector::start(&[
         "--signed-list",
         &list.display().to_string(),
@@ -72,6 +75,8 @@ async fn no_probe_address_or_hostname_in_output_logs_api_or_metrics() -> anyhow:
         &dns.addr.to_string(),
         "--fleet-refresh-secs",
         "1",
+        "--trusted-keys",
+        &trusted.display().to_string(),
     ])?;
     let out = probe(&[
         "run",

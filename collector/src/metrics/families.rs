@@ -8,11 +8,14 @@ use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
 };
+use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
 use super::fleet::FleetGauges;
-use super::outcome::{BatchIdentity, ConnectionRefusal, HelperOutcome, LimitedEndpoint, LocationField, StoreOp};
+use super::outcome::{
+    BatchIdentity, ConnectionRefusal, HelperOutcome, LimitedEndpoint, LocationField, RegistrationOutcome, StoreOp,
+};
 use super::{
     BATCHES_TOTAL, CONNECTIONS_OPEN, CONNECTIONS_REFUSED_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS,
     FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL, INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL,
@@ -20,7 +23,9 @@ use super::{
     PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
     STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
+use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
 use crate::payload::BatchRejection;
+use crate::trust::Uncounted;
 
 /// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
 /// with a busy schedule may hold tens of thousands.
@@ -307,5 +312,40 @@ impl ConnectionFamilies {
         )?)?;
         zeros(&refused, ConnectionRefusal::ALL.iter().map(|r| r.as_str()));
         Ok(ConnectionFamilies { refused, open, cert_expiry })
+    }
+}
+
+/// Trust: what was stored but not counted, key registrations, and the active keys by standing.
+#[derive(Debug)]
+pub(super) struct TrustFamilies {
+    pub(super) uncounted: IntCounterVec,
+    pub(super) registrations: IntCounterVec,
+    pub(super) keys_active: IntGaugeVec,
+}
+
+impl TrustFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let uncounted = r.counter_vec(
+            MEASUREMENTS_UNCOUNTED_TOTAL,
+            "Measurements stored but not counted in the measurement counters, fleet gauges, status page \
+             and alerts, by reason: anonymous (unsigned batch), untrusted_key (unregistered, or still \
+             earning trust), asn_mismatch / country_mismatch (the collector-observed ASN or country is not \
+             the claimed one).",
+            &["reason"],
+        )?;
+        let registrations =
+            r.counter_vec(KEY_REGISTRATIONS_TOTAL, "Probe key registrations (POST /api/v1/keys), by outcome.", &["outcome"])?;
+        let keys_active = r.register(IntGaugeVec::new(
+            Opts::new(
+                KEYS_ACTIVE,
+                "Probe keys with a measurement received in the window, by standing: unregistered, untrusted \
+                 (registered, still earning trust) or trusted (counted). Recomputed with the fleet gauges.",
+            ),
+            &["standing"],
+        )?)?;
+        zeros(&uncounted, Uncounted::ALL.iter().map(|u| u.as_str()));
+        zeros(&registrations, RegistrationOutcome::ALL.iter().map(|o| o.as_str()));
+        zeros(&keys_active, KeyStanding::ALL.iter().map(|s| s.as_str()));
+        Ok(TrustFamilies { uncounted, registrations, keys_active })
     }
 }

@@ -10,13 +10,15 @@
 //! | `asn`       | ASNs at least k distinct probe keys reported in that country within the window (`--asn-min-probes`), else `other` |
 //! | `target`    | names on the published list (`--targets`), else `other`                |
 //! | `test`, `verdict`, `mechanism`, `phase` | the schema's closed enums (`none`: no mechanism) |
-//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]                       |
+//! | `reason`    | [`RejectionCode::ALL`] and [`BatchRejection::ALL`]; of the uncounted: [`Uncounted::ALL`] |
 //! | `endpoint`, `scope` | [`LimitedEndpoint::ALL`] and [`LimitScope::ALL`] (the rate limits) |
+//! | `outcome`, `standing` | [`RegistrationOutcome::ALL`], [`KeyStanding::ALL`]             |
 //!
 //! On top of the per-label rules, the [`budget`] caps the label combinations of the label-bearing
 //! families (`--max-series`); what any rule folds is counted in
 //! `vantage_metric_labels_folded_total{label, reason}`. The [`fleet`] gauges count distinct probes,
-//! recomputed from the store. There is never a per-probe or per-address series: per-probe detail
+//! recomputed from the store. Only measurements that count (`crate::trust`) reach the measurement
+//! families and the fleet gauges; the rest are counted by reason only. There is never a per-probe or per-address series: per-probe detail
 //! lives in the store, and a probe's key id never becomes a label.
 
 pub mod budget;
@@ -30,17 +32,20 @@ use std::time::Duration;
 
 use chrono::Utc;
 use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
-use vantage_measurement::wire::ObservedLocation;
+use vantage_measurement::wire::{KeyStanding, ObservedLocation};
 use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
+use crate::trust::Uncounted;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
 use families::{
     ConnectionFamilies, FleetFamilies, IngestFamilies, LabelFamilies, LimitFamilies, MeasurementFamilies, OperationFamilies,
-    Registrar,
+    Registrar, TrustFamilies,
 };
-pub use outcome::{BatchIdentity, ConnectionRefusal, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, StoreOp};
+pub use outcome::{
+    BatchIdentity, ConnectionRefusal, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, RegistrationOutcome, StoreOp,
+};
 
 /// Measurements stored, by where, what and what was concluded.
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
@@ -90,6 +95,12 @@ pub const CONNECTIONS_REFUSED_TOTAL: &str = "vantage_collector_connections_refus
 pub const CONNECTIONS_OPEN: &str = "vantage_collector_connections_open";
 /// The not-after time of the certificate being served (only with `--tls-cert`).
 pub const TLS_CERT_EXPIRY_TIMESTAMP_SECONDS: &str = "vantage_collector_tls_cert_expiry_timestamp_seconds";
+/// Measurements stored but not counted, by reason (the counting rule of `crate::trust`).
+pub const MEASUREMENTS_UNCOUNTED_TOTAL: &str = "vantage_collector_measurements_uncounted_total";
+/// Key registrations, by outcome.
+pub const KEY_REGISTRATIONS_TOTAL: &str = "vantage_collector_key_registrations_total";
+/// Keys active in the window, by standing.
+pub const KEYS_ACTIVE: &str = "vantage_collector_keys_active";
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -102,6 +113,7 @@ pub struct Metrics {
     fleet: FleetFamilies,
     limits: LimitFamilies,
     connections: ConnectionFamilies,
+    trust: TrustFamilies,
     /// The names allowed as `target` labels; replaced when the signed list is re-read.
     published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
@@ -122,6 +134,7 @@ impl Metrics {
         let fleet = FleetFamilies::register(&r)?;
         let limits = LimitFamilies::register(&r)?;
         let connections = ConnectionFamilies::register(&r)?;
+        let trust = TrustFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
@@ -131,6 +144,7 @@ impl Metrics {
             fleet,
             limits,
             connections,
+            trust,
             published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
@@ -200,6 +214,23 @@ impl Metrics {
         }
         if observed.asn.is_some_and(|asn| m.probe.asn != 0 && m.probe.asn != asn) {
             self.ingest.location_mismatch.with_label_values(&[LocationField::Asn.as_str()]).inc();
+        }
+    }
+
+    /// Count a stored measurement that does not count, by why (see `crate::trust`).
+    pub fn record_uncounted(&self, reason: Uncounted) {
+        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc();
+    }
+
+    /// Count one key registration request.
+    pub fn record_registration(&self, outcome: RegistrationOutcome) {
+        self.trust.registrations.with_label_values(&[outcome.as_str()]).inc();
+    }
+
+    /// Set the active keys by standing (from a fleet refresh).
+    pub fn publish_keys(&self, by_standing: &[(KeyStanding, u64)]) {
+        for (standing, keys) in by_standing {
+            self.trust.keys_active.with_label_values(&[standing.as_str()]).set(i64::try_from(*keys).unwrap_or(i64::MAX));
         }
     }
 
@@ -391,6 +422,10 @@ mod tests {
                 "header_timeout",
                 "send_stalled"
             ]
+        );
+        assert_eq!(
+            ids(RegistrationOutcome::ALL, RegistrationOutcome::as_str),
+            ["registered", "already_registered", "malformed", "insufficient_work", "bad_signature"]
         );
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);

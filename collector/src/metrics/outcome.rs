@@ -127,3 +127,19 @@ vantage_measurement::closed_set! {
         SendStalled => "send_stalled",
     }
 }
+
+vantage_measurement::closed_set! {
+    /// How a key registration ended, the `outcome` label of [`KEY_REGISTRATIONS_TOTAL`](super::KEY_REGISTRATIONS_TOTAL).
+    pub enum RegistrationOutcome {
+        /// A new key proved its work and was registered.
+        Registered => "registered",
+        /// The key was registered before; nothing changed.
+        AlreadyRegistered => "already_registered",
+        /// The request was not a registration (not JSON, bad base64, wrong lengths).
+        Malformed => "malformed",
+        /// The proof of work fell short (wrong nonce, or work for another salt or difficulty).
+        InsufficientWork => "insufficient_work",
+        /// The signature did not verify: the sender does not hold the key.
+        BadSignature => "bad_signature",
+    }
+}

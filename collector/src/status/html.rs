@@ -77,8 +77,10 @@ pub fn render(page: &Page, now: DateTime<Utc>) -> String {
         "<p>Each probe counts once per target and test, with its latest measurement of the last {}. \
          <b>Blocked</b> means the probe's controls reached the target while the target itself failed in a way \
          that points at interference; <i>since</i> is the earliest first <code>blocked</code> measurement after a \
-         probe's last <code>ok</code>, among the probes blocked now. Anonymous (unsigned) submissions are stored \
-         but not counted here.</p>\n<p>Raw data: <a href=\"/api/v1/measurements\">/api/v1/measurements</a> · \
+         probe's last <code>ok</code>, among the probes blocked now. Only probes that have earned trust count here \
+         (a registered key reporting for days, or one the operator vouches for), and none whose network or country, \
+         as this collector sees it, is not the one it claims; anonymous (unsigned) and other submissions are stored but \
+         not counted.</p>\n<p>Raw data: <a href=\"/api/v1/measurements\">/api/v1/measurements</a> · \
          Metrics: <a href=\"/metrics\">/metrics</a></p>\n",
         escape(&duration(page.window_secs))
     );

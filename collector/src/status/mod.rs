@@ -4,7 +4,8 @@
 //! Built from the fleet snapshot the gauges use ([`crate::fleet`]), so it never scans the store
 //! itself; only the "since when" needs the store, one indexed lookup per blocked probe shown.
 //! The page is rendered once per snapshot and then served from memory: reloading it, or a crowd
-//! reloading it, costs nothing.
+//! reloading it, costs nothing. Like the gauges, it shows only what counts (`crate::trust`):
+//! trusted probes' measurements whose observed ASN does not contradict the claimed one.
 
 pub mod html;
 pub mod view;
@@ -15,7 +16,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 
 use crate::error::ApiError;
 use crate::fleet::Fleet;
@@ -47,7 +48,7 @@ pub(crate) async fn get_status(
                 tracing::warn!("status page: blocking streaks unavailable: {e}");
                 return ApiError::from(&e).plain();
             }
-            let html = Arc::new(html::render(&page, Utc::now()));
+            let html = Arc::new(html::render(&page, fleet.now()));
             *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
             html
         }

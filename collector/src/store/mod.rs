@@ -22,8 +22,16 @@
 //!   submitting address (country, ASN; never the address) is stored in columns of its own and
 //!   added to each row [`Store::query`] returns as [`OBSERVED_FIELD`], so the probe's own claim
 //!   (`probe.cc`, `probe.asn`) and the collector's view are both visible.
+//! - **Key records in step with ingest.** Each signing key's activity ([`KeyActivity`]: first and
+//!   last arrival, distinct UTC days, measurements) is updated in the same transaction as the
+//!   batch that moved it, so the trust policy never sees measurements without their activity or
+//!   the other way round. Registration ([`Store::register_key`]) is recorded beside it.
+//! - **Counted rows only in the fleet.** [`Store::fleet`] reads only rows of the keys it is told
+//!   count (the trust policy's verdict, made in `crate::trust`) and leaves out rows whose
+//!   collector-observed ASN contradicts the claimed one.
 
 mod fleet;
+mod keys;
 pub mod schema;
 pub mod sqlite;
 
@@ -93,8 +101,8 @@ pub struct LatestVerdict {
     pub started_at: i64,
 }
 
-/// What the fleet gauges and the status page are computed from. Only signed measurements count:
-/// an anonymous batch has no probe to count.
+/// What the fleet gauges and the status page are computed from. Only measurements of counted keys
+/// (signed, and trusted) whose observed ASN does not contradict the claimed one are read.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FleetRows {
     /// Distinct probe keys with a measurement received in the window, all countries.
@@ -107,8 +115,26 @@ pub struct FleetRows {
     pub latest: Vec<LatestVerdict>,
     /// `latest` stopped at the row cap; the counts built from it are a lower bound.
     pub truncated: bool,
-    /// When the last measurement (signed or not) was received, Unix seconds.
+    /// When the last measurement (signed or not) was received, Unix seconds: the collector's own
+    /// activity, not a fleet figure.
     pub last_received: Option<i64>,
+}
+
+/// One signing key's record: registration and activity. Times are Unix seconds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyActivity {
+    /// The key id (a pseudonym; never exported).
+    pub key: String,
+    /// When it was registered (`None`: never).
+    pub registered_at: Option<i64>,
+    /// When its first measurement arrived (`None`: none yet).
+    pub first_received: Option<i64>,
+    /// When its latest measurement arrived.
+    pub last_received: Option<i64>,
+    /// On how many distinct UTC days its measurements arrived.
+    pub days: u32,
+    /// How many of its measurements were newly stored.
+    pub measurements: u64,
 }
 
 /// One probe's history of one (target, test), for [`Store::blocked_since`].
@@ -181,20 +207,36 @@ pub enum StoreError {
 /// A measurement database. Object-safe: the collector holds an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Store `batch` in one transaction; one outcome per measurement, in order. `probe` is the
-    /// key id that signed the batch (`None`: anonymous); `observed` is where the collector's GeoIP
-    /// databases place the submitting address (`None`: no databases). A duplicate keeps what
-    /// its first copy was stored with.
+    /// Store `batch` in one transaction, received at `received_at`; one outcome per measurement,
+    /// in order. `probe` is the key id that signed the batch (`None`: anonymous); its
+    /// [`KeyActivity`] moves in the same transaction when anything was newly stored. `observed` is
+    /// where the collector's GeoIP databases place the submitting address (`None`: no
+    /// databases). A duplicate keeps what its first copy was stored with.
     async fn insert_batch(
         &self,
         batch: &[Measurement],
         probe: Option<&KeyId>,
         observed: Option<&ObservedLocation>,
+        received_at: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, StoreError>;
 
-    /// Delete every measurement signed by `probe` (the volunteer's deletion request); returns how
-    /// many were deleted.
+    /// Delete every measurement signed by `probe` and the key's record (the volunteer's deletion
+    /// request); returns how many measurements were deleted.
     async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError>;
+
+    /// Record that `probe` proved its work at `at`. Returns `true` if it was not registered
+    /// before; registering again changes nothing. Its activity, if any, is kept.
+    async fn register_key(&self, probe: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError>;
+
+    /// The record of `probe` (`None`: never registered, never stored a measurement).
+    async fn key_activity(&self, probe: &KeyId) -> Result<Option<KeyActivity>, StoreError>;
+
+    /// The records of every key whose latest measurement arrived at or after `since`.
+    async fn active_keys(&self, since: DateTime<Utc>) -> Result<Vec<KeyActivity>, StoreError>;
+
+    /// This collector installation's registration salt (base64), made on first use and the same
+    /// ever after (for every replica sharing the database).
+    async fn registration_salt(&self) -> Result<String, StoreError>;
 
     /// Stream at most `limit` matching measurements as NDJSON lines, ordered by `started_at`
     /// then `id`. Errors before the first row come back as `Err`; later ones end the stream.
@@ -204,8 +246,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn count(&self) -> Result<u64, StoreError>;
 
     /// The fleet as seen since `since`: probes by their received measurements, verdicts by the
-    /// measurements started since then.
-    async fn fleet(&self, since: DateTime<Utc>) -> Result<FleetRows, StoreError>;
+    /// measurements started since then; only rows of the `counted` key ids, and none whose
+    /// observed ASN contradicts the claimed one.
+    async fn fleet(&self, since: DateTime<Utc>, counted: &[String]) -> Result<FleetRows, StoreError>;
 
     /// For each key, when its current blocking streak began: the first `blocked` measurement after
     /// the probe's last `ok` one of that (target, test), Unix seconds; `None` if it has none.

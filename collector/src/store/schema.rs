@@ -9,17 +9,18 @@
 //! | 1 | `measurements` with the indexed columns and the canonical body |
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
+//! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //!
-//! Steps only add: `ALTER TABLE … ADD COLUMN` does not rewrite the table, so migrating a large
-//! store takes as long as building the new indexes, and collectors of the previous version keep
-//! reading what they knew.
+//! Steps only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN` does
+//! not rewrite the table, so migrating a large store takes as long as building the new indexes
+//! and summaries, and collectors of the previous version keep reading what they knew.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -62,6 +63,38 @@ ALTER TABLE measurements ADD COLUMN observed_cc TEXT;
 ALTER TABLE measurements ADD COLUMN observed_asn INTEGER;
 ";
 
+/// Version 4: keys earn trust. `probe_keys` holds, per signing key, when it was registered
+/// (`NULL`: never) and its activity (first and last arrival, the UTC day of the last one, on how
+/// many distinct UTC days and how many measurements arrived), kept in step with each ingest.
+/// Activity is tracked for unregistered keys too, and filled in here from the stored history, so
+/// a probe that registers after its collector was upgraded keeps the record it has earned.
+/// `installation` holds this collector's registration salt (made on first use). The fleet index
+/// gains the observed location, so the fleet read can leave out contradicted rows from the index
+/// alone.
+const STEP_V4: &str = "
+CREATE TABLE probe_keys (
+    key_id         TEXT PRIMARY KEY NOT NULL,
+    registered_at  INTEGER,
+    first_received INTEGER,
+    last_received  INTEGER,
+    last_day       INTEGER,
+    days           INTEGER NOT NULL DEFAULT 0,
+    measurements   INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE INDEX probe_keys_by_last_received ON probe_keys (last_received);
+INSERT INTO probe_keys (key_id, first_received, last_received, last_day, days, measurements)
+    SELECT probe_key, MIN(received_at), MAX(received_at), MAX(received_at) / 86400,
+           COUNT(DISTINCT received_at / 86400), COUNT(*)
+    FROM measurements WHERE probe_key IS NOT NULL GROUP BY probe_key;
+CREATE TABLE installation (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+DROP INDEX measurements_fleet_received;
+CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, probe_key, observed_asn, observed_cc)
+    WHERE probe_key IS NOT NULL;
+";
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -82,6 +115,9 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 3 {
         tx.execute_batch(STEP_V3)?;
+    }
+    if version < 4 {
+        tx.execute_batch(STEP_V4)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
@@ -129,7 +165,10 @@ mod tests {
         // Old rows are anonymous; new ones can carry a key.
         let key = vantage_measurement::wire::ProbeKey::from_seed(&[3; 32]).key_id();
         let new = example::tls_reset(chrono::Utc::now());
-        store.insert_batch(std::slice::from_ref(&new), Some(&key), None).await.expect("insert after migration");
+        store
+            .insert_batch(std::slice::from_ref(&new), Some(&key), None, chrono::Utc::now())
+            .await
+            .expect("insert after migration");
         store.close().await.expect("close");
 
         let conn = Connection::open(dir.path().join(FILE_NAME)).expect("inspect");
@@ -153,6 +192,62 @@ mod tests {
         assert_eq!(again.count().await.expect("count"), 2);
     }
 
+    #[tokio::test]
+    async fn a_version_3_store_gets_key_records_from_its_history() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = vantage_measurement::wire::ProbeKey::from_seed(&[3; 32]).key_id();
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)).expect("wal");
+            conn.execute_batch(&[LAYOUT_V1, STEP_V2, STEP_V3].concat()).expect("v3 layout");
+            conn.pragma_update(None, "user_version", 3).expect("version");
+            let day = 1_700_006_400; // 00:00 UTC
+            // Signed rows on days 0, 0, 2 and 5; one anonymous row.
+            for (received_at, signer) in [
+                (day + 5, Some(key.as_str())),
+                (day + 900, Some(key.as_str())),
+                (day + 2 * 86_400, Some(key.as_str())),
+                (day + 5 * 86_400 + 7, Some(key.as_str())),
+                (day, None),
+            ] {
+                let m = example::tls_reset(chrono::Utc::now());
+                conn.execute(
+                    "INSERT INTO measurements (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key)
+                     VALUES (?1, ?2, ?3, 'ZZ', 0, 'tls', 'example', 'blocked', 'tls.reset_after_clienthello', ?4, ?5)",
+                    rusqlite::params![m.id.hyphenated().to_string(), received_at, m.started_at.timestamp(), m.to_json_line().expect("line"), signer],
+                )
+                .expect("v3 row");
+            }
+        }
+        let store = SqliteStore::open(dir.path()).await.expect("open migrates");
+        let record = store.key_activity(&key).await.expect("read").expect("backfilled");
+        assert_eq!(
+            record,
+            crate::store::KeyActivity {
+                key: key.as_str().to_string(),
+                registered_at: None,
+                first_received: Some(1_700_006_405),
+                last_received: Some(1_700_006_400 + 5 * 86_400 + 7),
+                days: 3,
+                measurements: 4,
+            },
+            "unregistered, with the history it earned"
+        );
+        assert_eq!(store.count().await.expect("count"), 5);
+        let salt = store.registration_salt().await.expect("salt");
+        store.close().await.expect("close");
+
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("inspect");
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).expect("version");
+        assert_eq!(version, SCHEMA_VERSION);
+        let index: String = conn
+            .query_row("SELECT sql FROM sqlite_master WHERE name = 'measurements_fleet_received'", [], |r| r.get(0))
+            .expect("fleet index");
+        assert!(index.contains("observed_asn") && index.contains("observed_cc"), "{index}");
+        let stored_salt: String = conn.query_row("SELECT value FROM installation", [], |r| r.get(0)).expect("salt row");
+        assert_eq!(stored_salt, salt);
+    }
+
     #[test]
     fn a_fresh_file_gets_the_current_layout_in_one_step() {
         let mut conn = Connection::open_in_memory().expect("memory");
@@ -167,7 +262,7 @@ mod tests {
         let mut conn = Connection::open_in_memory().expect("memory");
         conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).expect("version");
         let err = migrate(&mut conn, "future.sqlite3").expect_err("newer");
-        assert!(err.to_string().contains("future.sqlite3 has table layout 4"), "{err}");
+        assert!(err.to_string().contains(&format!("future.sqlite3 has table layout {}", SCHEMA_VERSION + 1)), "{err}");
         assert!(columns(&conn).is_empty(), "nothing was created");
     }
 

@@ -22,7 +22,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
-use super::{Filter, FleetRows, InsertOutcome, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, schema};
+use super::{
+    Filter, FleetRows, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, keys, schema,
+};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "vantage.sqlite3";
@@ -89,8 +91,9 @@ impl Store for SqliteStore {
         batch: &[Measurement],
         probe: Option<&KeyId>,
         observed: Option<&ObservedLocation>,
+        received_at: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, StoreError> {
-        let received_at = Utc::now().timestamp();
+        let received_at = received_at.timestamp();
         let rows = batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?;
         let probe_key = probe.map(|k| k.as_str().to_string());
         let observed_cc = observed.and_then(|o| o.cc.clone());
@@ -126,6 +129,12 @@ impl Store for SqliteStore {
                     outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
                 }
             }
+            let inserted = outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count();
+            if let Some(probe_key) = &probe_key
+                && inserted > 0
+            {
+                keys::record_activity(&tx, probe_key, received_at, inserted)?;
+            }
             tx.commit()?;
             Ok(outcomes)
         })
@@ -135,10 +144,34 @@ impl Store for SqliteStore {
     async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError> {
         let probe_key = probe.as_str().to_string();
         self.with_writer(move |conn| {
-            let deleted = conn.execute("DELETE FROM measurements WHERE probe_key = ?1", params![probe_key])?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let deleted = tx.execute("DELETE FROM measurements WHERE probe_key = ?1", params![probe_key])?;
+            tx.execute("DELETE FROM probe_keys WHERE key_id = ?1", params![probe_key])?;
+            tx.commit()?;
             Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
         })
         .await
+    }
+
+    async fn register_key(&self, probe: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let probe_key = probe.as_str().to_string();
+        self.with_writer(move |conn| keys::register(conn, &probe_key, at.timestamp())).await
+    }
+
+    async fn key_activity(&self, probe: &KeyId) -> Result<Option<KeyActivity>, StoreError> {
+        let probe_key = probe.as_str().to_string();
+        // On the writer: a primary-key lookup, and it sees the batch just committed.
+        self.with_writer(move |conn| keys::activity(conn, &probe_key)).await
+    }
+
+    async fn active_keys(&self, since: DateTime<Utc>) -> Result<Vec<KeyActivity>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || keys::active(&open_reader(&path)?, since.timestamp())).await
+    }
+
+    async fn registration_salt(&self) -> Result<String, StoreError> {
+        self.with_writer(|conn| keys::salt(conn)).await
     }
 
     async fn query(&self, filter: &Filter, limit: usize) -> Result<RowReceiver, StoreError> {
@@ -171,12 +204,13 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn fleet(&self, since: DateTime<Utc>) -> Result<FleetRows, StoreError> {
+    async fn fleet(&self, since: DateTime<Utc>, counted: &[String]) -> Result<FleetRows, StoreError> {
         self.ensure_open()?;
         let path = self.path.clone();
         let since = since.timestamp();
+        let counted = serde_json::to_string(counted).map_err(|e| StoreError::Encode(e.to_string()))?;
         // A reader of its own: under WAL the fleet read never holds up ingest.
-        blocking(move || fleet::read(&open_reader(&path)?, since, since)).await
+        blocking(move || fleet::read(&open_reader(&path)?, &counted, since, since)).await
     }
 
     async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError> {
@@ -419,9 +453,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None, None).await.expect("insert");
+        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None, None, chrono::Utc::now()).await.expect("insert");
         assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
-        let outcomes = store.insert_batch(std::slice::from_ref(&m), None, None).await.expect("insert again");
+        let outcomes = store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await.expect("insert again");
         assert_eq!(outcomes, vec![InsertOutcome::Duplicate]);
         assert_eq!(store.count().await.expect("count"), 1);
         assert_eq!(collect(&store, &Filter::default(), 10).await, vec![m]);
@@ -439,7 +473,7 @@ mod tests {
         late.verdict.status = Status::Down;
         late.verdict.mechanism = Some(Mechanism::ControlFailed);
         let early = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(&[late.clone(), early.clone()], None, None).await.expect("insert");
+        store.insert_batch(&[late.clone(), early.clone()], None, None, chrono::Utc::now()).await.expect("insert");
 
         let all = collect(&store, &Filter::default(), 10).await;
         assert_eq!(all, vec![early.clone(), late.clone()], "ordered by started_at");
@@ -466,10 +500,13 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = SqliteStore::open(dir.path()).await.expect("open");
         let m = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(std::slice::from_ref(&m), None, None).await.expect("insert");
+        store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await.expect("insert");
         store.close().await.expect("close");
         assert!(matches!(store.ping().await, Err(StoreError::Closed)));
-        assert!(matches!(store.insert_batch(std::slice::from_ref(&m), None, None).await, Err(StoreError::Closed)));
+        assert!(matches!(
+            store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await,
+            Err(StoreError::Closed)
+        ));
 
         let reopened = SqliteStore::open(dir.path()).await.expect("reopen");
         assert_eq!(collect(&reopened, &Filter::default(), 10).await, vec![m]);
@@ -484,8 +521,8 @@ mod tests {
         let seen = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
         let first = example::tls_reset(at(1_700_000_000));
         let second = example::tls_reset(at(1_700_000_001));
-        store.insert_batch(std::slice::from_ref(&first), Some(&a), Some(&seen)).await.expect("a");
-        store.insert_batch(std::slice::from_ref(&second), Some(&b), None).await.expect("b");
+        store.insert_batch(std::slice::from_ref(&first), Some(&a), Some(&seen), chrono::Utc::now()).await.expect("a");
+        store.insert_batch(std::slice::from_ref(&second), Some(&b), None, chrono::Utc::now()).await.expect("b");
 
         let mut rows = store.query(&Filter::default(), 10).await.expect("query");
         let mut lines = Vec::new();

@@ -9,9 +9,10 @@ use crate::support::{Collector, gzip, measurement, ndjson, probe_key, sample};
 #[tokio::test]
 async fn a_signed_batch_is_stored_and_its_probe_counted() {
     let collector = Collector::start().await;
-    let key = probe_key(1);
+    let key = probe_key(1); // an anchor: counted at once (newcomers earn it: see `trust`)
     let report = collector.ingest_signed(&key, &[measurement(), measurement()]).await;
     assert_eq!(report["accepted"], 2);
+    assert_eq!(report["key"], "trusted");
 
     let text = collector
         .metrics_when("one active probe", |t| sample(t, "vantage_probes_active", &[("country", "ZZ")]) == Some(1.0))
@@ -73,7 +74,7 @@ async fn a_batch_with_a_bad_signature_is_401_and_stores_nothing() {
 }
 
 #[tokio::test]
-async fn an_unsigned_batch_is_accepted_as_anonymous_and_counts_no_probe() {
+async fn an_unsigned_batch_is_accepted_as_anonymous_and_counts_nothing() {
     let collector = Collector::start().await;
     let report = collector.ingest(&[measurement()]).await;
     assert_eq!(report["accepted"], 1);
@@ -81,6 +82,8 @@ async fn an_unsigned_batch_is_accepted_as_anonymous_and_counts_no_probe() {
     assert_eq!(sample(&text, "vantage_collector_batches_total", &[("identity", "anonymous")]), Some(1.0));
     assert_eq!(sample(&text, "vantage_collector_ingested_total", &[]), Some(1.0));
     assert_eq!(sample(&text, "vantage_probes_active", &[("country", "ZZ")]), None, "no probe to count");
+    let uncounted = [("reason", "anonymous")];
+    assert_eq!(sample(&text, "vantage_collector_measurements_uncounted_total", &uncounted), Some(1.0), "nor a measurement");
 }
 
 #[tokio::test]

@@ -22,3 +22,4 @@ mod operator;
 mod query;
 mod status_page;
 mod targets;
+mod trust;

@@ -18,7 +18,8 @@ async fn ingested_measurements_are_counted_with_bounded_labels() {
     published.verdict.status = Status::Ok;
     published.verdict.mechanism = None;
     let unpublished = measurement();
-    collector.ingest(&[published.clone(), published, unpublished]).await;
+    // Signed by an anchor: counted at once.
+    collector.ingest_signed(&probe_key(1), &[published.clone(), published, unpublished]).await;
 
     let text = collector.metrics().await;
     let measurements = |labels: &[(&str, &str)]| sample(&text, "vantage_measurements_total", labels);
@@ -38,7 +39,7 @@ async fn ingested_measurements_are_counted_with_bounded_labels() {
         Some(1.0),
         "{text}"
     );
-    // An anonymous batch is no probe: its ASN has fewer than k probes and is counted as `other`.
+    // One probe is fewer than k: its ASN is counted as `other`.
     let by_asn = [("country", "DE"), ("asn", "other"), ("test", "tcp"), ("verdict", "ok")];
     assert_eq!(sample(&text, "vantage_measurements_by_asn_total", &by_asn), Some(1.0));
     assert_eq!(label_values(&text, "asn"), ["other".to_string()].into(), "{text}");
@@ -54,7 +55,8 @@ async fn ingested_measurements_are_counted_with_bounded_labels() {
 #[tokio::test]
 async fn a_flood_of_unpublished_target_names_adds_no_series() {
     let collector = with_wikipedia_published().await;
-    collector.ingest(&[measurement()]).await;
+    let anchor = probe_key(1);
+    collector.ingest_signed(&anchor, &[measurement()]).await;
     let before = series(&collector.metrics().await, "vantage_measurements_total").len();
 
     let flood: Vec<_> = (0..500)
@@ -64,7 +66,7 @@ async fn a_flood_of_unpublished_target_names_adds_no_series() {
             m
         })
         .collect();
-    let report = collector.ingest(&flood).await;
+    let report = collector.ingest_signed(&anchor, &flood).await;
     assert_eq!(report["accepted"], 500);
 
     let text = collector.metrics().await;

@@ -1,7 +1,12 @@
 //! A real collector on 127.0.0.1:0 with its store in a temporary directory, and a tiny client.
+//!
+//! Keys: [`probe_key`] `1..=ANCHORS` are on the test collector's `--trusted-keys` list, the
+//! operator's anchor probes, so their measurements count at once (what most tests are about);
+//! [`newcomer_key`] is on no list and must register and earn trust ([`crate::trust`]).
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -10,6 +15,7 @@ use flate2::write::GzEncoder;
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use vantage_collector::clock::ManualClock;
 use vantage_collector::{App, Config, ServeError};
 use vantage_measurement::wire::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use vantage_measurement::{Measurement, example};
@@ -28,14 +34,18 @@ impl Collector {
         Self::start_with(|_, _| {}).await
     }
 
-    /// Start with `edit` applied to a default test config (loopback, port 0, temp store).
+    /// Start with `edit` applied to a default test config (loopback, port 0, temp store, the
+    /// anchor keys trusted).
     pub async fn start_with(edit: impl FnOnce(&mut Config, &Path)) -> Collector {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
-        // Fleet gauges follow ingest within a blink, so tests wait milliseconds, not 15 s.
-        config.fleet_refresh = Duration::from_millis(100);
-        edit(&mut config, dir.path());
+        let (config, dir) = test_config(edit);
         let app = App::bind(config).await.expect("collector builds");
+        Self::serve(app, dir)
+    }
+
+    /// Start with `clock` as the collector's "now", and `edit` applied as in [`Self::start_with`].
+    pub async fn start_at(clock: Arc<ManualClock>, edit: impl FnOnce(&mut Config, &Path)) -> Collector {
+        let (config, dir) = test_config(edit);
+        let app = App::bind_with_clock(config, clock).await.expect("collector builds");
         Self::serve(app, dir)
     }
 
@@ -204,6 +214,25 @@ impl Drop for Collector {
     }
 }
 
+/// The default test config, with `edit` applied, and its directory.
+fn test_config(edit: impl FnOnce(&mut Config, &Path)) -> (Config, TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
+    // Fleet gauges follow ingest within a blink, so tests wait milliseconds, not 15 s.
+    config.fleet_refresh = Duration::from_millis(100);
+    trust_anchors(&mut config, dir.path());
+    edit(&mut config, dir.path());
+    (config, dir)
+}
+
+/// Write the anchors' `--trusted-keys` file into `dir` and name it in `config`.
+pub fn trust_anchors(config: &mut Config, dir: &Path) {
+    let anchors = dir.join("trusted-keys.txt");
+    let ids: String = (1..=ANCHORS).map(|n| format!("{}\n", probe_key(n).key_id())).collect();
+    std::fs::write(&anchors, format!("# the tests' anchor probes\n{ids}")).expect("write trusted keys");
+    config.trusted_keys = Some(anchors);
+}
+
 /// An HTTP client that ignores proxy settings. reqwest is built without a default crypto
 /// provider, so install ring first, as the collector does.
 pub fn http_client() -> reqwest::Client {
@@ -216,9 +245,20 @@ pub fn measurement() -> Measurement {
     measurement_at(Utc::now().timestamp())
 }
 
-/// A probe key that is the same in every run for `n`.
+/// How many [`probe_key`]s the test collector trusts outright.
+pub const ANCHORS: u8 = 20;
+
+/// A probe key that is the same in every run for `n`; `1..=ANCHORS` are the test collector's
+/// anchors (`--trusted-keys`), so they count at once.
 pub fn probe_key(n: u8) -> ProbeKey {
     ProbeKey::from_seed(&[n; 32])
+}
+
+/// A probe key on no trusted list (`n` below 100): it counts only once it registered and earned
+/// trust.
+pub fn newcomer_key(n: u8) -> ProbeKey {
+    assert!(n < 100, "newcomers are 0..100");
+    ProbeKey::from_seed(&[100 + n; 32])
 }
 
 /// A measurement of `target` from `cc`/`asn` with `verdict` (blocked: TLS reset; else a plain ok).

@@ -8,7 +8,7 @@ use vantage_collector::{App, Config};
 use vantage_measurement::TestKind;
 use vantage_measurement::wire::target_list::{self, LIST_PATH, ListDocument, ListKey, ListTrust, SignedList};
 
-use crate::support::{Collector, label_values, measurement_of, probe_key};
+use crate::support::{Collector, label_values, measurement_of, probe_key, trust_anchors};
 
 const TARGETS: &str = "[[target]]\nname = \"wikipedia\"\ndomain = \"www.wikipedia.org\"\n\n[[target]]\nname = \"signal\"\ndomain = \"signal.org\"\n";
 
@@ -51,6 +51,7 @@ async fn the_signed_list_is_served_verbatim_cached_by_etag_and_names_the_labels(
     let first = write_signed(&path, &key, &document(3, &["wikipedia"]));
     let mut config = Config::new("127.0.0.1:0".parse().expect("addr"), dir.path().join("data"));
     config.signed_list = Some(path.clone());
+    trust_anchors(&mut config, dir.path());
     let app = App::bind(config).await.expect("builds");
     let slot = app.signed_list();
     let collector = Collector::serve(app, dir);

@@ -131,6 +131,11 @@ impl ProbeKey {
         BASE64.encode(self.signing.sign(body).to_bytes())
     }
 
+    /// The public half.
+    pub(crate) fn verifying_key(&self) -> VerifyingKey {
+        self.signing.verifying_key()
+    }
+
     /// This probe's pseudonym, as the collector computes it.
     pub fn key_id(&self) -> KeyId {
         KeyId::of(&self.signing.verifying_key())

@@ -45,6 +45,7 @@ use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest};
+use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{Mechanism, TestKind};
 
 use crate::identity;
@@ -107,7 +108,7 @@ pub async fn serve(
     let spool = Spool::open(&settings.data_dir)?;
     let key = identity::load_or_create(&settings.data_dir)?;
     let seed = key.public_key_base64();
-    let uploader = uploader.with_key(key);
+    let uploader = uploader.with_key(key).registering(&settings.data_dir);
     let state_path = state::path(&settings.data_dir);
     // Today's budget and the last results outlive a restart; the rest is this run's.
     let old = state::read(&state_path).unwrap_or_else(|e| {
@@ -335,6 +336,11 @@ impl Daemon {
             _ = rx.changed() => return,
         };
         network::note_collector_view(&self.settings.data_dir, report.observed.as_ref());
+        if report.key == Some(KeyStanding::Unregistered) {
+            // Beside the schedule, not in its way; dropped (and the work stopped) with the runtime.
+            let uploader = self.uploader.clone();
+            tokio::spawn(async move { uploader.register_if_asked(report.key).await });
+        }
         self.state.upload.accepted += report.accepted as u64;
         self.state.spool_pending = report.remaining;
         match report.error {

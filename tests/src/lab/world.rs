@@ -16,6 +16,7 @@ use super::topology::Topology;
 use super::{addr, bin};
 use crate::netns::{Daemon, Netns};
 use crate::pki::TestCa;
+use crate::procs::trust_probe;
 
 /// How long a program may take to say it is ready.
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -79,6 +80,8 @@ impl World {
             (dnsmasq(scenario, &topo.internet, addr::PROBE_RESOLVER, true)?, "started, version"),
             (lab_server(scenario, &topo.internet, &path)?, "ready"),
         ];
+        // The lab's probe is the operator's own: its measurements count from the first one.
+        trust_probe(&path.join("probe-data"), &path.join("trusted-keys.txt")).context("trusting the lab's probe")?;
         let mut collector = topo.helper.spawn(
             "vantage-collector",
             &bin("vantage-collector")?.display().to_string(),
@@ -193,6 +196,8 @@ fn collector_args(dir: &Path) -> Vec<String> {
         &p("collector.crt"),
         "--tls-key",
         &p("collector.key"),
+        "--trusted-keys",
+        &p("trusted-keys.txt"),
     ]
     .iter()
     .map(|s| s.to_string())
