@@ -29,6 +29,7 @@ use operators::{Query, dashboard_queries, rules, variable_queries};
 use serde_json::Value;
 use vantage_measurement::wire::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
 use vantage_measurement::{Measurement, Mechanism, Operation, Status, TestKind, Verdict, example};
+use vantage_tests::pki::TestCa;
 use vantage_tests::procs::Collector;
 
 /// Expressions that legitimately return nothing in this scenario, by where they come from.
@@ -41,6 +42,10 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
     ("VantageFleetGaugesStale", "the gauges refresh every second here; proven by promtool"),
     ("VantageFleetShrinking", "needs yesterday's fleet; proven by promtool"),
     ("VantageCountryProbesVanishing", "needs yesterday's fleet; proven by promtool"),
+    (
+        "VantageCollectorCertificateExpiring",
+        "the test certificate has a year to run; its input series is checked below, firing by promtool",
+    ),
 ];
 
 /// Whole-test deadline for any one wait; every wait polls.
@@ -112,10 +117,17 @@ fn measurement(cc: &str, asn: u32, target: &str, test: TestKind, status: Status)
     m
 }
 
+/// The HTTP client that trusts the collector's test CA (set once at the start of the test).
+static HTTP: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+
+fn http() -> &'static reqwest::Client {
+    HTTP.get().expect("the client is made before the collector starts")
+}
+
 /// POST one batch, signed by `key` when given; returns the collector's report.
 async fn submit(collector: &Collector, key: Option<&ProbeKey>, lines: &[String], spool_pending: u64) -> Value {
     let body = lines.join("\n") + "\n";
-    let mut req = reqwest::Client::new()
+    let mut req = http()
         .post(format!("{}/api/v1/measurements", collector.url))
         .header("content-type", "application/x-ndjson")
         .header(SPOOL_PENDING_HEADER, spool_pending.to_string());
@@ -189,7 +201,21 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
     let ids: String = probes.iter().map(|p| format!("{}\n", p.key.key_id())).collect();
     std::fs::write(&trusted, ids).expect("write trusted keys");
     let trusted = trusted.display().to_string();
+    // HTTPS, as a collector on the internet serves it: Prometheus scrapes it with the CA, and the
+    // certificate's expiry series (and its alert's expression) has data.
+    let ca = TestCa::new("Prometheus e2e CA").expect("CA");
+    let ca_pem = scratch.path().join("ca.pem");
+    ca.write_pem(&ca_pem).expect("CA PEM");
+    let (cert, key) = ca.issue_files("127.0.0.1", scratch.path(), "collector").expect("certificate");
+    let pem = std::fs::read(&ca_pem).expect("CA PEM");
+    let client = reqwest::Client::builder().add_root_certificate(reqwest::Certificate::from_pem(&pem).expect("PEM")).build();
+    HTTP.set(client.expect("client")).expect("one client");
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
     let collector = Collector::start(&[
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
         "--danger-helper-allow-private",
         "--targets",
         &targets,
@@ -204,7 +230,7 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
         &trusted,
     ])
     .expect("start collector");
-    let prometheus = start_prometheus(&collector).await;
+    let prometheus = start_prometheus(&collector, &ca_pem).await;
     poll("first scrape of the collector", || async {
         query(&prometheus, "up{job=\"vantage-collector\"} == 1").await.is_ok_and(|r| r.len() == 1)
     })
@@ -221,8 +247,17 @@ async fn dashboards_and_rules_work_against_a_real_prometheus() {
         })
         .await;
     }
+    // The alert on the certificate has its input: the served certificate's expiry, in the future.
+    let expiry = query(&prometheus, "vantage_collector_tls_cert_expiry_timestamp_seconds - time() > 86400").await.expect("query");
+    assert_eq!(expiry.len(), 1, "one certificate expiry series, more than a day away: {expiry:?}");
     // A researcher query, so the store's query latency has an observation as well.
-    reqwest::get(format!("{}/api/v1/measurements?limit=1", collector.url)).await.expect("query").error_for_status().expect("200");
+    http()
+        .get(format!("{}/api/v1/measurements?limit=1", collector.url))
+        .send()
+        .await
+        .expect("query")
+        .error_for_status()
+        .expect("200");
     // The fleet gauges have caught up, and the rules have evaluated on the second round.
     poll("fleet gauges", || async {
         query(&prometheus, "max(vantage_target_probes{country=\"XA\",target=\"news\",test=\"tls\",verdict=\"blocked\"}) == 3")
@@ -341,7 +376,7 @@ async fn check_links(prometheus: &Prometheus, collector: &Collector) {
                         .replace(&format!("${{__data.fields.{label}}}"), value);
                 }
                 assert!(!url.contains("${"), "{} / {}: unfilled variable in {url}", p.display(), panel["title"]);
-                let resp = reqwest::get(&url).await.expect("GET link");
+                let resp = http().get(&url).send().await.expect("GET link");
                 assert!(resp.status().is_success(), "{} / {}: {url} answered {}", p.display(), panel["title"], resp.status());
                 let body = resp.text().await.expect("body");
                 assert!(!body.trim().is_empty(), "{} / {}: {url} found no measurements", p.display(), panel["title"]);
@@ -415,7 +450,7 @@ async fn check_correlated_blocking_alert(prometheus: &Prometheus, collector: &Co
     // The link leads to the evidence: the six blocked measurements (three probes, two rounds).
     let link = notes["raw_measurements"].as_str().expect("raw_measurements");
     assert_eq!(link, format!("{}/api/v1/measurements?country=XA&target=news&test=tls&verdict=blocked", collector.url));
-    let body = reqwest::get(link).await.expect("GET").error_for_status().expect("200").text().await.expect("body");
+    let body = http().get(link).send().await.expect("GET").error_for_status().expect("200").text().await.expect("body");
     let lines: Vec<Value> = body.lines().map(|l| serde_json::from_str(l).expect("NDJSON")).collect();
     assert_eq!(lines.len(), 6, "{body}");
     assert!(

@@ -2,6 +2,7 @@
 //! project's config and rules (1 s intervals, `for:` shortened), queried over its HTTP API.
 
 use std::net::TcpListener;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -34,10 +35,10 @@ pub fn free_port() -> u16 {
 /// 1 s scrape and evaluation intervals, the collector's address and URL, and every `for:`
 /// shortened to 2 s (their durations are unit-tested by promtool; here we test the expressions
 /// against what the collector really exports).
-pub async fn start_prometheus(collector: &Collector) -> Prometheus {
+pub async fn start_prometheus(collector: &Collector, ca: &Path) -> Prometheus {
     let binary = require_tool("prometheus");
     let dir = tempfile::tempdir().expect("tempdir");
-    let collector_addr = collector.url.trim_start_matches("http://").to_string();
+    let collector_addr = collector.url.trim_start_matches("https://").to_string();
 
     let mut config = yaml(&path("deploy/prometheus/prometheus.yml"));
     config["global"]["scrape_interval"] = "1s".into();
@@ -46,6 +47,9 @@ pub async fn start_prometheus(collector: &Collector) -> Prometheus {
     assert_eq!(job["job_name"].as_str(), Some("vantage-collector"));
     job["static_configs"][0]["targets"][0] = collector_addr.into();
     job["static_configs"][0]["labels"]["collector_url"] = collector.url.clone().into();
+    // The collector serves HTTPS with a test CA's certificate.
+    job["scheme"] = "https".into();
+    job["tls_config"]["ca_file"] = ca.display().to_string().into();
     std::fs::write(dir.path().join("prometheus.yml"), serde_norway::to_string(&config).expect("yaml")).expect("write config");
 
     std::fs::create_dir(dir.path().join("rules")).expect("mkdir");
