@@ -112,7 +112,7 @@ pub async fn forget(
                 continue;
             }
             Ok(Err(e)) => {
-                failures.push(format!("{collector}: {}", crate::transport::error_chain(&e.without_url())));
+                failures.push(format!("{collector}: {}", vantage_engine::control::error_chain(&e.without_url())));
                 continue;
             }
             Ok(Ok(answer)) => answer,

@@ -182,19 +182,6 @@ impl ServerCertVerifier for PinnedVerifier {
     }
 }
 
-/// An error and its causes on one line (reqwest's top line alone says only "error sending
-/// request").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 #[path = "transport_tests.rs"]
 pub(crate) mod tests;

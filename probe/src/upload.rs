@@ -258,13 +258,13 @@ impl Uploader {
         let resp = tokio::time::timeout(self.timeout, send)
             .await
             .map_err(|_| UploadError::Unreachable(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| UploadError::Unreachable(crate::transport::error_chain(&e.without_url())))?;
+            .map_err(|e| UploadError::Unreachable(vantage_engine::control::error_chain(&e.without_url())))?;
         let status = resp.status();
         let wait = retry_after(resp.headers());
         let text = tokio::time::timeout(self.timeout, resp.text())
             .await
             .map_err(|_| UploadError::Unreachable("response body timed out".into()))?
-            .map_err(|e| UploadError::Unreachable(crate::transport::error_chain(&e.without_url())))?;
+            .map_err(|e| UploadError::Unreachable(vantage_engine::control::error_chain(&e.without_url())))?;
         if !status.is_success() {
             return Err(UploadError::from_status(status, &text, wait));
         }

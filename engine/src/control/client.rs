@@ -50,7 +50,7 @@ impl HelperClient {
                 .json(req)
                 .send()
                 .await
-                .map_err(|e| HelperError::Unreachable(causes(&e.without_url())))?;
+                .map_err(|e| HelperError::Unreachable(error_chain(&e.without_url())))?;
             let status = resp.status();
             let body = read_limited(resp).await?;
             if !status.is_success() {
@@ -76,7 +76,7 @@ impl HelperClient {
 
 async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, HelperError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| HelperError::Unreachable(causes(&e.without_url())))? {
+    while let Some(chunk) = resp.chunk().await.map_err(|e| HelperError::Unreachable(error_chain(&e.without_url())))? {
         if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
             return Err(HelperError::BadResponse(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
         }
@@ -87,7 +87,7 @@ async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, HelperErro
 
 /// An error and its causes on one line: reqwest's top line alone says only "error sending
 /// request", and the cause (a refused certificate, a pin mismatch) is what the log needs.
-fn causes(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(cause) = source {

@@ -7,7 +7,7 @@ use vantage_measurement::wire::target_list::{LIST_PATH, ListError};
 
 use crate::cli::ConfigError;
 use crate::config::{CollectorAccess, ProbeConfig, collector_client};
-use crate::transport::error_chain;
+use vantage_engine::control::error_chain;
 
 /// The largest list body read (a signed list of 10,000 web targets with a category each is 1.8 MB).
 pub const MAX_LIST_BYTES: usize = 8 << 20;
