@@ -17,7 +17,11 @@ use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
 use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, MAX_DIFFICULTY_BITS};
 
-use crate::limits::{self, Limit};
+use crate::limits;
+pub use crate::limits::args::{
+    ENV_HELPER_RATE_PER_SOURCE, ENV_INGEST_RATE_PER_KEY, ENV_INGEST_RATE_PER_SOURCE, ENV_RATE_LIMIT_ENTRIES,
+    ENV_REGISTER_RATE_PER_SOURCE, LimitArgs,
+};
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
 use crate::server;
@@ -52,16 +56,6 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
-/// Environment twin of `--ingest-rate-per-source`.
-pub const ENV_INGEST_RATE_PER_SOURCE: &str = "VANTAGE_INGEST_RATE_PER_SOURCE";
-/// Environment twin of `--ingest-rate-per-key`.
-pub const ENV_INGEST_RATE_PER_KEY: &str = "VANTAGE_INGEST_RATE_PER_KEY";
-/// Environment twin of `--helper-rate-per-source`.
-pub const ENV_HELPER_RATE_PER_SOURCE: &str = "VANTAGE_HELPER_RATE_PER_SOURCE";
-/// Environment twin of `--register-rate-per-source`.
-pub const ENV_REGISTER_RATE_PER_SOURCE: &str = "VANTAGE_REGISTER_RATE_PER_SOURCE";
-/// Environment twin of `--rate-limit-entries`.
-pub const ENV_RATE_LIMIT_ENTRIES: &str = "VANTAGE_RATE_LIMIT_ENTRIES";
 /// Environment twin of `--trusted-keys`.
 pub const ENV_TRUSTED_KEYS: &str = "VANTAGE_TRUSTED_KEYS";
 /// Environment twin of `--trust-min-measurements`.
@@ -240,36 +234,10 @@ pub struct ServeArgs {
     )]
     pub fleet_refresh_secs: u64,
 
-    /// Ingest batches one client address (an IPv6 client: its /64) may post: N/s, N/min, N/h or
-    /// N/d, up to N at once or `,burst=B`; `off` (or 0) for no limit. Over it: 429 with
-    /// Retry-After. Behind a reverse proxy every client has the proxy's address.
-    #[arg(long, value_name = "RATE", env = ENV_INGEST_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_INGEST_PER_SOURCE)]
-    pub ingest_rate_per_source: Limit,
+    /// Rate limits per client address and per probe key.
+    #[command(flatten)]
+    pub limits: LimitArgs,
 
-    /// Ingest batches one probe key may post (counted only once its signature verified), as
-    /// --ingest-rate-per-source.
-    #[arg(long, value_name = "RATE", env = ENV_INGEST_RATE_PER_KEY, default_value_t = limits::DEFAULT_INGEST_PER_KEY)]
-    pub ingest_rate_per_key: Limit,
-
-    /// Test-helper controls one client address may ask for, as --ingest-rate-per-source.
-    #[arg(long, value_name = "RATE", env = ENV_HELPER_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_HELPER_PER_SOURCE)]
-    pub helper_rate_per_source: Limit,
-
-    /// Probe key registrations one client address may make, as --ingest-rate-per-source.
-    #[arg(long, value_name = "RATE", env = ENV_REGISTER_RATE_PER_SOURCE, default_value_t = limits::DEFAULT_REGISTER_PER_SOURCE)]
-    pub register_rate_per_source: Limit,
-
-    /// Addresses (or keys) each rate limit tracks at most (100,000: about 2.2 MB). When a limit's
-    /// table is full of clients that still owe it time, new addresses are refused (429) until one
-    /// drains; new keys are let through.
-    #[arg(
-        long,
-        value_name = "N",
-        env = ENV_RATE_LIMIT_ENTRIES,
-        default_value_t = limits::DEFAULT_MAX_ENTRIES as u64,
-        value_parser = clap::value_parser!(u64).range(100..=100_000_000)
-    )]
-    pub rate_limit_entries: u64,
     /// HTTPS, trusted proxies, connection caps and timeouts.
     #[command(flatten)]
     pub connection: ConnectionArgs,
@@ -439,13 +407,7 @@ impl From<ServeArgs> for Config {
             max_series: usize::try_from(args.max_series).unwrap_or(usize::MAX),
             window: Duration::from_secs(args.window_secs),
             fleet_refresh: Duration::from_secs(args.fleet_refresh_secs),
-            limits: limits::Settings {
-                ingest_per_source: args.ingest_rate_per_source,
-                ingest_per_key: args.ingest_rate_per_key,
-                helper_per_source: args.helper_rate_per_source,
-                register_per_source: args.register_rate_per_source,
-                max_entries: usize::try_from(args.rate_limit_entries).unwrap_or(usize::MAX),
-            },
+            limits: args.limits.settings(),
             tls_cert: args.connection.tls_cert.clone(),
             tls_key: args.connection.tls_key.clone(),
             connections: args.connection.settings(),
@@ -634,34 +596,6 @@ mod tests {
         assert_eq!(config, Config::new(DEFAULT_LISTEN, DEFAULT_DATA_DIR), "one set of defaults");
         assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "29"]).is_err(), "probes refuse it");
         assert!(parse(&["vantage-collector", "serve", "--registration-difficulty-bits", "0"]).is_err());
-    }
-
-    #[test]
-    fn rate_limits_have_defaults_and_read_rates() {
-        let config = parse(&["vantage-collector", "serve"]).expect("defaults");
-        assert_eq!(config.limits, limits::Settings::default());
-        let config = parse(&[
-            "vantage-collector",
-            "serve",
-            "--ingest-rate-per-source",
-            "600/min",
-            "--ingest-rate-per-key",
-            "10/min,burst=100",
-            "--helper-rate-per-source",
-            "off",
-            "--register-rate-per-source",
-            "0",
-            "--rate-limit-entries",
-            "5000",
-        ])
-        .expect("valid rates");
-        let rate = |s: &str| s.parse::<Limit>().expect("rate");
-        assert_eq!(config.limits.ingest_per_source, rate("600/min"));
-        assert_eq!(config.limits.ingest_per_key, rate("10/min,burst=100"));
-        assert_eq!((config.limits.helper_per_source, config.limits.register_per_source), (Limit::Off, Limit::Off));
-        assert_eq!(config.limits.max_entries, 5000);
-        assert!(parse(&["vantage-collector", "serve", "--ingest-rate-per-key", "30"]).is_err(), "a rate needs its unit");
-        assert!(parse(&["vantage-collector", "serve", "--rate-limit-entries", "10"]).is_err());
     }
 
     #[test]

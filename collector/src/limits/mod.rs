@@ -46,6 +46,7 @@
 //! client over R replicas, the client gets up to R times each limit. Balance by source (sticky
 //! sessions) or divide the limits by R.
 
+pub mod args;
 mod at_once;
 mod gcra;
 mod ledger;
