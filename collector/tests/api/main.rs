@@ -14,6 +14,7 @@ mod location;
 mod metrics;
 mod mmdb;
 mod operator;
+mod properties;
 mod query;
 mod status_page;
 mod targets;
