@@ -16,5 +16,6 @@ mod mmdb;
 mod operator;
 mod properties;
 mod query;
+mod recovery;
 mod status_page;
 mod targets;
