@@ -240,7 +240,10 @@ pub fn lines(text: &str) -> Result<Vec<(usize, &str)>, PayloadError> {
     Ok(out)
 }
 
-fn inflate_capped(compressed: &[u8], cap: usize) -> Result<Vec<u8>, PayloadError> {
+/// Inflate every gzip member of `compressed`, refusing more than `cap` bytes of output (without
+/// allocating past it). [`decode`] calls it with [`MAX_DECOMPRESSED_BYTES`]; it is public so the
+/// `ingest_payload` fuzz target can check the cap with a small one.
+pub fn inflate_capped(compressed: &[u8], cap: usize) -> Result<Vec<u8>, PayloadError> {
     let mut decoder = MultiGzDecoder::new(compressed);
     let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(cap));
     let mut chunk = vec![0u8; INFLATE_CHUNK];
