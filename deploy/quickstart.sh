@@ -13,7 +13,12 @@ url="http://$listen"
 
 cargo build --release --locked --bins
 
-./target/release/vantage-collector serve --listen "$listen" --data-dir "$data" &
+# The probe below is this operator's own: trust its key so its measurements count at once. Every
+# other probe registers and earns trust first (docs/security.md).
+mkdir -p "$data"
+./target/release/vantage-probe key-id --data-dir "$data/probe" > "$data/trusted-keys.txt"
+
+./target/release/vantage-collector serve --listen "$listen" --data-dir "$data" --trusted-keys "$data/trusted-keys.txt" &
 collector=$!
 trap 'kill "$collector" 2>/dev/null; wait "$collector" 2>/dev/null || true' EXIT INT TERM
 
