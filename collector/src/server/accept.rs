@@ -208,7 +208,13 @@ impl Shared {
             hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
                 requested.store(true, Ordering::Relaxed);
                 let settings = &shared.settings;
-                let source = resolve(hop, request.headers(), &settings.trusted_proxies, settings.forwarded_header);
+                // Behind a PROXY-protocol balancer TLS ends here, so every HTTP header is the
+                // client's own: the PROXY header alone names the client (a `LOCAL` one, the proxy).
+                let source = if settings.proxy_protocol {
+                    hop.to_canonical()
+                } else {
+                    resolve(hop, request.headers(), &settings.trusted_proxies, settings.forwarded_header)
+                };
                 request.extensions_mut().insert(ClientSource(source));
                 let request = request.map(|body| {
                     if body.is_end_stream() { Body::empty() } else { Body::new(BodyDeadline::new(body, settings.body_timeout)) }

@@ -86,3 +86,22 @@ async fn a_trusted_proxys_proxy_v2_header_names_the_client() {
     // The forwarded-for header of a client that is not itself a trusted proxy is not read.
     assert_eq!(report.observed.and_then(|o| o.asn), Some(3215));
 }
+
+#[tokio::test]
+async fn with_proxy_protocol_forwarded_headers_are_never_read() {
+    // A balancer's `LOCAL` header (its own health check, or a pass-through that names no client)
+    // leaves the proxy as the source; the client's own X-Forwarded-For must not replace it.
+    let collector = collector(&["127.0.0.1"], true).await;
+    let body = ndjson(&[measurement_of("DE", 64500, "wikipedia", true)]);
+    let mut stream = raw::connect(collector.addr(), &encode_v2(None, &[])).await;
+    let request = format!(
+        "POST /api/v1/measurements HTTP/1.1\r\nHost: collector\r\nContent-Type: application/x-ndjson\r\n\
+         X-Forwarded-For: 10.1.2.3\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("write");
+    let (status, text) = raw::response(&mut stream).await.expect("a response");
+    assert_eq!(status, 200, "{text}");
+    let report: IngestReport = serde_json::from_str(&text).expect("report");
+    assert_eq!(report.observed.and_then(|o| o.cc).as_deref(), Some("DE"), "located as the proxy, not as 10.1.2.3 (FR)");
+}
