@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+use vantage_engine::control::{error_chain, read_capped};
 use vantage_measurement::wire::ProbeKey;
 use vantage_measurement::wire::registration::{self, CHALLENGE_PATH, REGISTER_PATH, RegistrationChallenge, RegistrationError};
 
@@ -28,6 +29,8 @@ use crate::private_file::write_private;
 pub const RECORD_FILE: &str = "registered";
 /// How long after a failed attempt a collector is asked again (by this process).
 pub const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(3600);
+/// The largest challenge or registration answer read: both are a few hundred bytes.
+const MAX_ANSWER_BYTES: usize = 16 * 1024;
 
 /// What became of a registration the collector asked for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,16 +155,16 @@ async fn register(http: &reqwest::Client, base: &str, key: &Arc<ProbeKey>, timeo
 /// Send `request` and read the answer's text, each step within `timeout`; an error status is
 /// [`RegisterError::Refused`].
 async fn fetch(request: reqwest::RequestBuilder, timeout: Duration) -> Result<String, RegisterError> {
-    let unreachable = |e: reqwest::Error| RegisterError::Unreachable(e.without_url().to_string());
     let response = tokio::time::timeout(timeout, request.send())
         .await
         .map_err(|_| RegisterError::Unreachable(format!("no answer within {timeout:?}")))?
-        .map_err(unreachable)?;
+        .map_err(|e| RegisterError::Unreachable(error_chain(&e.without_url())))?;
     let status = response.status();
-    let text = tokio::time::timeout(timeout, response.text())
+    let body = tokio::time::timeout(timeout, read_capped(response, MAX_ANSWER_BYTES))
         .await
         .map_err(|_| RegisterError::Unreachable("response body timed out".into()))?
-        .map_err(unreachable)?;
+        .map_err(|e| RegisterError::Unreachable(e.to_string()))?;
+    let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
         return Err(RegisterError::Refused { status: status.as_u16(), message: text.chars().take(300).collect() });
     }

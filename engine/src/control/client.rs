@@ -74,11 +74,30 @@ impl HelperClient {
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response) -> Result<Vec<u8>, HelperError> {
+async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, HelperError> {
+    read_capped(resp, MAX_RESPONSE_BYTES).await.map_err(|e| match e {
+        CappedReadError::Transport(e) => HelperError::Unreachable(e),
+        too_large @ CappedReadError::TooLarge(_) => HelperError::BadResponse(too_large.to_string()),
+    })
+}
+
+/// Why a capped read of a response body failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CappedReadError {
+    /// The connection failed mid-body (the error and its causes).
+    #[error("{0}")]
+    Transport(String),
+    /// The body outgrew the cap.
+    #[error("response larger than {0} bytes")]
+    TooLarge(usize),
+}
+
+/// A response body, at most `cap` bytes: a hostile server can't make the caller buffer more.
+pub async fn read_capped(mut resp: reqwest::Response, cap: usize) -> Result<Vec<u8>, CappedReadError> {
     let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| HelperError::Unreachable(error_chain(&e.without_url())))? {
-        if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
-            return Err(HelperError::BadResponse(format!("response larger than {MAX_RESPONSE_BYTES} bytes")));
+    while let Some(chunk) = resp.chunk().await.map_err(|e| CappedReadError::Transport(error_chain(&e.without_url())))? {
+        if body.len() + chunk.len() > cap {
+            return Err(CappedReadError::TooLarge(cap));
         }
         body.extend_from_slice(&chunk);
     }

@@ -9,6 +9,6 @@ pub mod client;
 pub mod doh;
 pub mod protocol;
 
-pub use client::{HelperClient, error_chain};
+pub use client::{CappedReadError, HelperClient, error_chain, read_capped};
 pub use doh::DohClient;
 pub use protocol::{ControlRequest, ControlResponse, HelperTrust, execute};
