@@ -60,10 +60,19 @@ impl Spool {
         let lock_path = dir.join(".lock");
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
         match lock.try_lock() {
-            Ok(()) => Ok(Spool { dir, _lock: lock }),
-            Err(fs::TryLockError::WouldBlock) => Err(SpoolError::Busy(dir.display().to_string())),
-            Err(fs::TryLockError::Error(e)) => Err(io_err(&lock_path)(e)),
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => return Err(SpoolError::Busy(dir.display().to_string())),
+            Err(fs::TryLockError::Error(e)) => return Err(io_err(&lock_path)(e)),
         }
+        // A crash inside `keep_unanswered` leaves its scratch copy; the file it was copying is
+        // still there, so the copy is only clutter. Nobody else writes here while we hold the lock.
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))?.filter_map(Result::ok) {
+            let path = entry.path();
+            if path.to_str().is_some_and(|p| p.ends_with(".ndjson.tmp")) {
+                remove(&path)?;
+            }
+        }
+        Ok(Spool { dir, _lock: lock })
     }
 
     /// Start a new run file.
@@ -306,6 +315,20 @@ mod tests {
         assert_eq!(rest.file_name().and_then(|n| n.to_str()), Some("0190a000-0000-7000-8000-000000000001+1003.ndjson"));
         assert_eq!(read_lines(&rest).expect("read"), lines[1003..]);
         assert_eq!(spool.pending().expect("pending"), [rest, later]);
+    }
+
+    #[test]
+    fn a_scratch_copy_left_by_a_crash_is_cleared_and_its_run_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let spool_dir = dir.path().join("spool");
+        fs::create_dir_all(&spool_dir).expect("mkdir");
+        let run = spool_dir.join("0190a000-0000-7000-8000-000000000001.ndjson");
+        fs::write(&run, "{}\n{}\n").expect("write");
+        let scratch = spool_dir.join("0190a000-0000-7000-8000-000000000001+1.ndjson.tmp");
+        fs::write(&scratch, "{}\n").expect("write");
+        let spool = Spool::open(dir.path()).expect("open");
+        assert!(!scratch.exists(), "the scratch copy is gone");
+        assert_eq!(spool.pending().expect("pending"), [run], "the run it was copying is still queued, whole");
     }
 
     #[test]
