@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use sha2::{Digest, Sha256};
 
 use crate::metrics::LimitScope;
+use crate::server::SourceKey;
 
 /// The salt of the hashes: random, in memory only, replaced daily.
 pub(super) type Salt = [u8; 16];
@@ -40,14 +41,14 @@ impl Subject<'_> {
         let mut hasher = Sha256::new();
         hasher.update(salt);
         match self {
-            Subject::Source(ip) => match ip.to_canonical() {
-                IpAddr::V4(v4) => {
+            Subject::Source(ip) => match SourceKey::of(ip) {
+                SourceKey::V4(address) => {
                     hasher.update([4]);
-                    hasher.update(v4.octets());
+                    hasher.update(address.to_be_bytes());
                 }
-                IpAddr::V6(v6) => {
+                SourceKey::V6(prefix) => {
                     hasher.update([6]);
-                    hasher.update(&v6.octets()[..8]);
+                    hasher.update(prefix.to_be_bytes());
                 }
             },
             Subject::Key(key) => {

@@ -38,6 +38,7 @@ pub(crate) enum SourceKey {
 }
 
 impl SourceKey {
+    /// The source `ip` belongs to.
     pub(crate) fn of(ip: IpAddr) -> Self {
         match ip.to_canonical() {
             IpAddr::V4(v4) => SourceKey::V4(u32::from(v4)),

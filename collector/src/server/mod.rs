@@ -34,6 +34,8 @@ pub mod tls;
 use std::time::Duration;
 
 pub(crate) use accept::Server;
+/// The unit a per-source rule counts (IPv4 address, IPv6 /64): the connection caps and the rate limits share it.
+pub(crate) use caps::SourceKey;
 pub use source::{ClientSource, ForwardedHeader, TrustedProxies};
 pub use tls::{CertSlot, TlsError};
 
