@@ -9,13 +9,16 @@
 //! touches several probes behind one address flushing at the same moment (they retry a second
 //! later).
 //!
-//! Counted under the same salted hash as the rates; an entry exists only while a request of
-//! that source is in flight, so the map is as large as the requests being served.
+//! Counted by the source itself ([`SourceKey`], as the connection caps), not by the rates'
+//! salted hash: that changes when the salt rotates, and a source would briefly get a second
+//! share. An entry exists only while a request of that source is in flight, in memory, so the
+//! map is as large as the requests being served.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::metrics::LimitedEndpoint;
+use crate::server::SourceKey;
 
 /// Ingest batches one source may have in flight: half of the collector's 4 ingest slots.
 pub const INGEST_AT_ONCE_PER_SOURCE: u32 = 2;
@@ -32,16 +35,16 @@ pub(super) fn cap(endpoint: LimitedEndpoint) -> Option<u32> {
     }
 }
 
-type Counts = Mutex<HashMap<(LimitedEndpoint, u64), u32>>;
+type Counts = Mutex<HashMap<(LimitedEndpoint, SourceKey), u32>>;
 
-/// The requests in flight, by endpoint and source hash.
+/// The requests in flight, by endpoint and source.
 #[derive(Default)]
 pub(super) struct InFlight(Arc<Counts>);
 
 /// One request in flight; the count goes down when it is dropped.
 #[must_use = "the request counts as in flight only while the permit is held"]
 pub struct Permit {
-    counts: Option<(Arc<Counts>, (LimitedEndpoint, u64))>,
+    counts: Option<(Arc<Counts>, (LimitedEndpoint, SourceKey))>,
 }
 
 impl std::fmt::Debug for Permit {
@@ -52,7 +55,7 @@ impl std::fmt::Debug for Permit {
 
 impl InFlight {
     /// Count one more request of `source` at `endpoint`, unless it already has `cap` in flight.
-    pub(super) fn enter(&self, endpoint: LimitedEndpoint, source: u64) -> Option<Permit> {
+    pub(super) fn enter(&self, endpoint: LimitedEndpoint, source: SourceKey) -> Option<Permit> {
         let Some(cap) = cap(endpoint) else { return Some(Permit { counts: None }) };
         let mut counts = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let count = counts.entry((endpoint, source)).or_insert(0);
@@ -87,16 +90,20 @@ impl Drop for Permit {
 mod tests {
     use super::*;
 
+    fn source(n: u8) -> SourceKey {
+        SourceKey::of(std::net::Ipv4Addr::new(198, 51, 100, n).into())
+    }
+
     #[test]
     fn a_source_holds_at_most_its_share_and_gets_it_back_when_done() {
         let in_flight = InFlight::default();
-        let first = in_flight.enter(LimitedEndpoint::Ingest, 1).expect("first");
-        let second = in_flight.enter(LimitedEndpoint::Ingest, 1).expect("second");
-        assert!(in_flight.enter(LimitedEndpoint::Ingest, 1).is_none(), "a third at once is refused");
-        let other = in_flight.enter(LimitedEndpoint::Ingest, 2).expect("another source");
-        let helper = in_flight.enter(LimitedEndpoint::Helper, 1).expect("another endpoint");
+        let first = in_flight.enter(LimitedEndpoint::Ingest, source(1)).expect("first");
+        let second = in_flight.enter(LimitedEndpoint::Ingest, source(1)).expect("second");
+        assert!(in_flight.enter(LimitedEndpoint::Ingest, source(1)).is_none(), "a third at once is refused");
+        let other = in_flight.enter(LimitedEndpoint::Ingest, source(2)).expect("another source");
+        let helper = in_flight.enter(LimitedEndpoint::Helper, source(1)).expect("another endpoint");
         drop(first);
-        let third = in_flight.enter(LimitedEndpoint::Ingest, 1).expect("a slot came back");
+        let third = in_flight.enter(LimitedEndpoint::Ingest, source(1)).expect("a slot came back");
         drop((second, third, other, helper));
         assert_eq!(in_flight.len(), 0, "nothing is kept once nothing is in flight");
     }
@@ -104,7 +111,8 @@ mod tests {
     #[test]
     fn an_uncapped_endpoint_counts_nothing() {
         let in_flight = InFlight::default();
-        let permits: Vec<_> = (0..100).map(|_| in_flight.enter(LimitedEndpoint::Register, 1).expect("uncapped")).collect();
+        let permits: Vec<_> =
+            (0..100).map(|_| in_flight.enter(LimitedEndpoint::Register, source(1)).expect("uncapped")).collect();
         assert_eq!((permits.len(), in_flight.len()), (100, 0));
         assert_eq!(cap(LimitedEndpoint::Ingest), Some(2));
     }

@@ -50,12 +50,6 @@ impl Ledger {
         self.table(endpoint, subject.scope()).map_or(Ok(()), |table| table.peek(key, now))
     }
 
-    /// The table key of `subject` under today's salt.
-    pub(super) fn hash(&mut self, subject: Subject<'_>, now: u64) -> u64 {
-        self.rotate_if_due(now);
-        subject.hash(&self.salt)
-    }
-
     /// The keys each table tracks.
     pub(super) fn sizes(&self) -> impl Iterator<Item = (LimitedEndpoint, LimitScope, usize)> + '_ {
         self.tables.iter().map(|(endpoint, scope, table)| (*endpoint, *scope, table.len()))

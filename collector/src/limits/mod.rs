@@ -64,6 +64,7 @@ use tokio::time::Instant;
 use crate::error::{ApiError, whole_seconds};
 use crate::metrics::Metrics;
 pub use crate::metrics::{LimitScope, LimitedEndpoint};
+use crate::server::SourceKey;
 use at_once::InFlight;
 pub use at_once::{HELPER_AT_ONCE_PER_SOURCE, INGEST_AT_ONCE_PER_SOURCE, Permit};
 use gcra::Refusal;
@@ -237,8 +238,7 @@ impl Limiter {
     /// Count a request of `source` to `endpoint` as in flight until the permit is dropped, or
     /// refuse it (`Retry-After: 1`) if the source already has its share of the slots.
     pub fn enter(&self, endpoint: LimitedEndpoint, source: IpAddr) -> Result<Permit, RateLimited> {
-        let hash = self.lock().ledger.hash(Subject::Source(source), self.now());
-        self.in_flight.enter(endpoint, hash).ok_or_else(|| {
+        self.in_flight.enter(endpoint, SourceKey::of(source)).ok_or_else(|| {
             self.metrics.record_rate_limited(endpoint, LimitScope::Source);
             tracing::debug!(%endpoint, "too many requests at once");
             RateLimited { endpoint, scope: LimitScope::Source, retry_after: Duration::from_secs(1), cause: Cause::TooManyAtOnce }
