@@ -32,13 +32,15 @@ impl Ledger {
     /// Allow and count a request, or refuse it. A key that finds its table full is let through
     /// (fail open: keys cost nothing to make, so a flood of them must not lock out honest ones,
     /// and the source limit still holds); a source that finds its table full is refused (fail
-    /// closed: the source limit is the one that must hold).
+    /// closed: the source limit is the one that must hold), except at registration, whose real
+    /// gate is the proof of work: there a full table (one IPv6 /48 holds 65,536 sources) must
+    /// not lock new volunteers out.
     pub(super) fn charge(&mut self, endpoint: LimitedEndpoint, subject: Subject<'_>, now: u64) -> Result<(), Refusal> {
         self.rotate_if_due(now);
         let key = subject.hash(&self.salt);
         let Some(table) = self.table(endpoint, subject.scope()) else { return Ok(()) };
         match table.charge(key, now) {
-            Err(Refusal::Full(_)) if subject.scope() == LimitScope::Key => Ok(()),
+            Err(Refusal::Full(_)) if fails_open(endpoint, subject.scope()) => Ok(()),
             decided => decided,
         }
     }
@@ -72,6 +74,11 @@ impl Ledger {
             table.clear();
         }
     }
+}
+
+/// Does a full table let a new `scope` subject through at `endpoint`? See [`Ledger::charge`].
+fn fails_open(endpoint: LimitedEndpoint, scope: LimitScope) -> bool {
+    scope == LimitScope::Key || endpoint == LimitedEndpoint::Register
 }
 
 #[cfg(test)]

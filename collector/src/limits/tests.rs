@@ -43,10 +43,20 @@ fn a_refusal_names_the_limit_and_a_wait_in_whole_seconds() {
 #[test]
 fn a_full_table_refuses_new_sources_with_its_own_message() {
     let limiter = Limiter::new(&tight(), metrics());
-    limiter.check(LimitedEndpoint::Register, source(1)).expect("the only slot");
-    let limited = limiter.check(LimitedEndpoint::Register, source(2)).expect_err("the table is full");
+    limiter.check(LimitedEndpoint::Ingest, source(1)).expect("the only slot");
+    let limited = limiter.check(LimitedEndpoint::Ingest, source(2)).expect_err("the table is full");
     assert_eq!(limited.cause, Cause::TableFull);
     assert!(limited.to_string().starts_with("the collector is limiting too many clients at once"), "{limited}");
+}
+
+#[test]
+fn a_full_registration_table_still_lets_new_sources_register() {
+    // The proof of work gates registration; a full table must not lock new volunteers out.
+    let limiter = Limiter::new(&tight(), metrics());
+    limiter.check(LimitedEndpoint::Register, source(1)).expect("the only slot");
+    assert_eq!(limiter.check(LimitedEndpoint::Register, source(2)), Ok(()), "a new source, table full");
+    let limited = limiter.check(LimitedEndpoint::Register, source(1)).expect_err("a tracked source keeps its rate");
+    assert_eq!(limited.cause, Cause::OverRate);
 }
 
 #[test]
