@@ -15,12 +15,15 @@ use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
 use vantage_engine::control::HelperTrust;
 use vantage_engine::runner::verify::TrustAnchors;
-use vantage_measurement::wire::registration::{DEFAULT_DIFFICULTY_BITS, MAX_DIFFICULTY_BITS};
+use vantage_measurement::wire::registration::DEFAULT_DIFFICULTY_BITS;
 
 use crate::limits;
 pub use crate::limits::args::{
     ENV_HELPER_RATE_PER_SOURCE, ENV_INGEST_RATE_PER_KEY, ENV_INGEST_RATE_PER_SOURCE, ENV_RATE_LIMIT_ENTRIES,
     ENV_REGISTER_RATE_PER_SOURCE, LimitArgs,
+};
+pub use crate::trust::args::{
+    ENV_REGISTRATION_DIFFICULTY_BITS, ENV_TRUST_MIN_DAYS, ENV_TRUST_MIN_MEASUREMENTS, ENV_TRUSTED_KEYS, TrustArgs,
 };
 
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
@@ -56,15 +59,6 @@ pub const ENV_MAX_SERIES: &str = "VANTAGE_MAX_SERIES";
 pub const ENV_WINDOW_SECS: &str = "VANTAGE_WINDOW_SECS";
 /// Environment twin of `--fleet-refresh-secs`.
 pub const ENV_FLEET_REFRESH_SECS: &str = "VANTAGE_FLEET_REFRESH_SECS";
-/// Environment twin of `--trusted-keys`.
-pub const ENV_TRUSTED_KEYS: &str = "VANTAGE_TRUSTED_KEYS";
-/// Environment twin of `--trust-min-measurements`.
-pub const ENV_TRUST_MIN_MEASUREMENTS: &str = "VANTAGE_TRUST_MIN_MEASUREMENTS";
-/// Environment twin of `--trust-min-days`.
-pub const ENV_TRUST_MIN_DAYS: &str = "VANTAGE_TRUST_MIN_DAYS";
-/// Environment twin of `--registration-difficulty-bits`.
-pub const ENV_REGISTRATION_DIFFICULTY_BITS: &str = "VANTAGE_REGISTRATION_DIFFICULTY_BITS";
-
 /// Where the collector listens unless told otherwise: loopback, so a fresh install exposes
 /// nothing until the operator decides (or puts a TLS-terminating proxy in front).
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
@@ -242,43 +236,9 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub connection: ConnectionArgs,
 
-    /// Probe key ids to trust outright (the operator's own anchor probes): one per line, as
-    /// `vantage-probe key-id` prints it, `#` comments allowed. Their measurements count at once;
-    /// every other key must register and earn trust first.
-    #[arg(long, value_name = "FILE", env = ENV_TRUSTED_KEYS)]
-    pub trusted_keys: Option<PathBuf>,
-
-    /// Measurements a registered probe key must have sent before its measurements count in the
-    /// metrics, fleet gauges, status page and alerts.
-    #[arg(
-        long,
-        value_name = "N",
-        env = ENV_TRUST_MIN_MEASUREMENTS,
-        default_value_t = crate::trust::DEFAULT_MIN_MEASUREMENTS
-    )]
-    pub trust_min_measurements: u64,
-
-    /// Distinct UTC days a registered probe key must have reported on, and days since its first
-    /// report, before its measurements count.
-    #[arg(
-        long,
-        value_name = "DAYS",
-        env = ENV_TRUST_MIN_DAYS,
-        default_value_t = crate::trust::DEFAULT_MIN_DAYS,
-        value_parser = clap::value_parser!(u32).range(0..=365)
-    )]
-    pub trust_min_days: u32,
-
-    /// Leading zero bits of the proof of work a new probe key must find to register (each bit
-    /// doubles the probe's work; probes refuse more than 28).
-    #[arg(
-        long,
-        value_name = "BITS",
-        env = ENV_REGISTRATION_DIFFICULTY_BITS,
-        default_value_t = DEFAULT_DIFFICULTY_BITS,
-        value_parser = clap::value_parser!(u8).range(1..=i64::from(MAX_DIFFICULTY_BITS))
-    )]
-    pub registration_difficulty_bits: u8,
+    /// Which probe keys count: anchors, trust thresholds, the registration proof of work.
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 /// Everything the collector is built from.
@@ -411,10 +371,10 @@ impl From<ServeArgs> for Config {
             tls_cert: args.connection.tls_cert.clone(),
             tls_key: args.connection.tls_key.clone(),
             connections: args.connection.settings(),
-            trusted_keys: args.trusted_keys,
-            trust_min_measurements: args.trust_min_measurements,
-            trust_min_days: args.trust_min_days,
-            registration_difficulty_bits: args.registration_difficulty_bits,
+            trusted_keys: args.trust.trusted_keys,
+            trust_min_measurements: args.trust.trust_min_measurements,
+            trust_min_days: args.trust.trust_min_days,
+            registration_difficulty_bits: args.trust.registration_difficulty_bits,
         }
     }
 }

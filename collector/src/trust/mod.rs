@@ -26,6 +26,8 @@
 //! row (the SQL twin of [`contradiction`] is in `store::fleet`). What does not count is counted
 //! only in `vantage_collector_measurements_uncounted_total{reason}` ([`Uncounted`]).
 
+pub mod args;
+
 use std::collections::HashSet;
 use std::path::Path;
 
