@@ -214,7 +214,7 @@ mod tests {
         };
         assert_eq!(fault(StoreError::Busy), ServerFault::Busy);
         assert_eq!(fault(StoreError::Closed), ServerFault::StoreUnavailable);
-        assert_eq!(fault(StoreError::Database(rusqlite::Error::InvalidQuery)), ServerFault::StoreUnavailable);
+        assert_eq!(fault(StoreError::Database("database is locked".into())), ServerFault::StoreUnavailable);
         assert_eq!(fault(StoreError::Task("panicked".into())), ServerFault::Internal);
         assert_eq!(fault(StoreError::Encode("bug".into())), ServerFault::Internal);
         assert_eq!(fault(StoreError::Corrupt("bad row".into())), ServerFault::Internal);

@@ -163,14 +163,13 @@ pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The database file could not be opened or prepared.
-    #[error("cannot open the store at {path}: {source}")]
+    /// The database could not be opened or reached (a file, or a server and its credentials).
+    #[error("cannot open the store at {what}: {reason}")]
     Open {
-        /// The file.
-        path: String,
+        /// The file, or the server (never its password).
+        what: String,
         /// What the database said.
-        #[source]
-        source: rusqlite::Error,
+        reason: String,
     },
     /// The data directory could not be created.
     #[error("cannot create the data directory {path}: {source}")]
@@ -181,9 +180,10 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
-    /// A statement failed.
+    /// A statement failed, or the connection to the database broke (the database's own message).
+    /// Transient as far as the client can tell: locked, out of space, I/O, a server restarting.
     #[error("store error: {0}")]
-    Database(#[from] rusqlite::Error),
+    Database(String),
     /// The store was closed (the collector is shutting down).
     #[error("the store is closed")]
     Closed,

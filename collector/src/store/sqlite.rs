@@ -234,11 +234,18 @@ impl Store for SqliteStore {
             // Waits for an insert in progress: its commit finishes before the file is released.
             let taken = writer.lock().unwrap_or_else(PoisonError::into_inner).take();
             match taken {
-                Some(conn) => conn.close().map_err(|(_, e)| StoreError::Database(e)),
+                Some(conn) => conn.close().map_err(|(_, e)| StoreError::from(e)),
                 None => Ok(()),
             }
         })
         .await
+    }
+}
+
+/// SQLite's errors stay in this backend: the rest of the collector sees only [`StoreError`].
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Database(e.to_string())
     }
 }
 
@@ -282,7 +289,7 @@ where
 fn open_writer(data_dir: &Path) -> Result<(PathBuf, Connection), StoreError> {
     std::fs::create_dir_all(data_dir).map_err(|source| StoreError::DataDir { path: data_dir.display().to_string(), source })?;
     let path = data_dir.join(FILE_NAME);
-    let open_error = |source| StoreError::Open { path: path.display().to_string(), source };
+    let open_error = |e: rusqlite::Error| StoreError::Open { what: path.display().to_string(), reason: e.to_string() };
     let conn = Connection::open(&path).map_err(open_error)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(open_error)?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(open_error)?;
@@ -302,7 +309,7 @@ fn open_writer(data_dir: &Path) -> Result<(PathBuf, Connection), StoreError> {
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
-        .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        .map_err(|e| StoreError::Open { what: path.display().to_string(), reason: e.to_string() })?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     Ok(conn)
 }
@@ -398,7 +405,7 @@ fn stream_rows(
         let item = match rows.next() {
             Ok(Some(row)) => read_row(row),
             Ok(None) => return,
-            Err(e) => Err(StoreError::Database(e)),
+            Err(e) => Err(StoreError::from(e)),
         };
         let failed = item.is_err();
         if rows_tx.blocking_send(item).is_err() || failed {
