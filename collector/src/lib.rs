@@ -76,4 +76,4 @@ pub mod trust;
 
 pub use app::{App, BuildError, ServeError, shutdown_signal};
 pub use config::{Cli, Command, Config, ConfigError, ServeArgs};
-pub use store::{Filter, InsertOutcome, SqliteStore, Store, StoreError};
+pub use store::{Duty, Filter, InsertOutcome, SqliteStore, Store, StoreError};

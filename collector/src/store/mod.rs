@@ -154,6 +154,17 @@ pub struct StreakKey {
 /// collector had no GeoIP database at ingest or the address was in none.
 pub const OBSERVED_FIELD: &str = "collector_observed";
 
+vantage_measurement::closed_set! {
+    /// Periodic work that one replica does for all (several collectors share one database): the
+    /// database decides who, so nothing is done twice or left undone when a replica dies.
+    pub enum Duty {
+        /// Read the fleet and publish what every replica reports (`crate::fleet`).
+        FleetRefresh => "fleet_refresh",
+        /// Drop measurements older than `--retain-days`.
+        Retention => "retention",
+    }
+}
+
 /// One NDJSON line (no newline) or the error that ended the stream early.
 pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
 
@@ -253,6 +264,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// For each key, when its current blocking streak began: the first `blocked` measurement after
     /// the probe's last `ok` one of that (target, test), Unix seconds; `None` if it has none.
     async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError>;
+
+    /// Does this collector hold `duty` now? Takes it if no live replica holds it. A replica keeps a
+    /// duty until its database session ends (it stopped, died or lost the connection), so asking
+    /// again each period is cheap and a dead holder's duty passes to the next replica that asks.
+    /// A store only one process can use (SQLite) always holds every duty.
+    async fn hold_duty(&self, duty: Duty) -> Result<bool, StoreError>;
 
     /// Does the database answer?
     async fn ping(&self) -> Result<(), StoreError>;

@@ -23,7 +23,8 @@ use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::{
-    Filter, FleetRows, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, keys, schema,
+    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, keys,
+    schema,
 };
 
 /// The database file inside the data directory.
@@ -101,40 +102,7 @@ impl Store for SqliteStore {
         self.with_writer(move |conn| {
             // IMMEDIATE takes the write lock up front instead of failing on upgrade mid-batch.
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let mut outcomes = Vec::with_capacity(rows.len());
-            {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO measurements
-                        (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key,
-                         observed_cc, observed_asn)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-                     ON CONFLICT (id) DO NOTHING",
-                )?;
-                for row in &rows {
-                    let changed = insert.execute(params![
-                        row.id,
-                        received_at,
-                        row.started_at,
-                        row.cc,
-                        row.asn,
-                        row.test,
-                        row.target,
-                        row.status,
-                        row.mechanism,
-                        row.body,
-                        probe_key,
-                        observed_cc,
-                        observed_asn,
-                    ])?;
-                    outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
-                }
-            }
-            let inserted = outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count();
-            if let Some(probe_key) = &probe_key
-                && inserted > 0
-            {
-                keys::record_activity(&tx, probe_key, received_at, inserted)?;
-            }
+            let outcomes = write_batch(&tx, &rows, probe_key.as_deref(), observed_cc.as_deref(), observed_asn, received_at)?;
             tx.commit()?;
             Ok(outcomes)
         })
@@ -219,6 +187,12 @@ impl Store for SqliteStore {
         blocking(move || fleet::blocked_since(&open_reader(&path)?, &keys)).await
     }
 
+    async fn hold_duty(&self, _duty: Duty) -> Result<bool, StoreError> {
+        // One file, one collector process: it does all the periodic work.
+        self.ensure_open()?;
+        Ok(true)
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_writer(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
@@ -240,6 +214,53 @@ impl Store for SqliteStore {
         })
         .await
     }
+}
+
+/// Write one batch's rows inside `tx` (the caller commits): one outcome per row, and the signing
+/// key's activity moved when anything was newly stored.
+fn write_batch(
+    tx: &rusqlite::Transaction<'_>,
+    rows: &[Row],
+    probe_key: Option<&str>,
+    observed_cc: Option<&str>,
+    observed_asn: Option<u32>,
+    received_at: i64,
+) -> Result<Vec<InsertOutcome>, StoreError> {
+    let mut outcomes = Vec::with_capacity(rows.len());
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO measurements
+                (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key,
+                 observed_cc, observed_asn)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+             ON CONFLICT (id) DO NOTHING",
+        )?;
+        for row in rows {
+            let changed = insert.execute(params![
+                row.id,
+                received_at,
+                row.started_at,
+                row.cc,
+                row.asn,
+                row.test,
+                row.target,
+                row.status,
+                row.mechanism,
+                row.body,
+                probe_key,
+                observed_cc,
+                observed_asn,
+            ])?;
+            outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
+        }
+    }
+    let inserted = outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count();
+    if let Some(probe_key) = probe_key
+        && inserted > 0
+    {
+        keys::record_activity(tx, probe_key, received_at, inserted)?;
+    }
+    Ok(outcomes)
 }
 
 /// SQLite's errors stay in this backend: the rest of the collector sees only [`StoreError`].
