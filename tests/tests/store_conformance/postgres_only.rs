@@ -16,6 +16,11 @@ async fn raw(url: &str) -> tokio_postgres::Client {
     client
 }
 
+async fn versions(client: &tokio_postgres::Client) -> Vec<i32> {
+    let rows = client.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.expect("versions");
+    rows.iter().map(|r| r.get(0)).collect()
+}
+
 fn fresh_url() -> String {
     TempPostgres::shared().expect("PostgreSQL").create_database("pg_only").expect("database")
 }
@@ -32,14 +37,7 @@ async fn a_layout_1_database_is_migrated_and_keeps_its_data() {
         v1.close().await.expect("close");
     }
     let client = raw(&url).await;
-    let versions: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
-        .await
-        .expect("versions")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions(&client).await, vec![1]);
 
     let store = PostgresStore::open(&url).await.expect("open migrates");
     assert_eq!(collect(&store, &Filter::default(), 10).await, vec![old.clone()]);
@@ -47,14 +45,7 @@ async fn a_layout_1_database_is_migrated_and_keeps_its_data() {
     let new = example::tls_reset(Utc::now());
     store.insert_batch(std::slice::from_ref(&new), Some(&key), None, Utc::now()).await.expect("after migration");
     assert_eq!(store.count().await.expect("count"), 2);
-    let versions: Vec<i32> = client
-        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
-        .await
-        .expect("versions")
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    assert_eq!(versions(&client).await, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
     let fleet_index: i64 = client
         .query_one("SELECT COUNT(*) FROM pg_indexes WHERE indexname = 'measurements_fleet_received'", &[])
         .await
