@@ -63,14 +63,15 @@ impl Collector {
 
     /// Start on an existing data directory (to test that data survives a restart).
     pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> anyhow::Result<Collector> {
-        let mut child = Command::new(bin("vantage-collector")?)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path())
-            .args(extra)
-            .env("VANTAGE_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
+        let mut cmd = Command::new(bin("vantage-collector")?);
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"]).arg(data_dir.path()).args(extra);
+        Self::start_command(cmd, data_dir)
+    }
+
+    /// Start `cmd`, a `vantage-collector serve` command line built by the caller (e.g. from a
+    /// deploy file) that listens on a loopback port 0 and keeps its files in `data_dir`.
+    pub fn start_command(mut cmd: Command, data_dir: tempfile::TempDir) -> anyhow::Result<Collector> {
+        let mut child = cmd.env("VANTAGE_LOG", "info").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
         let (tx, rx) = mpsc::channel();
         for reader in [
             child.stdout.take().map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),

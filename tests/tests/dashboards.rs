@@ -9,7 +9,7 @@ mod operators;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use operators::{dashboard_queries, dashboards, panels, path, yaml};
+use operators::{dashboard_queries, dashboards, panels, path, replica_aggregation_faults, yaml};
 use serde_json::Value;
 
 const DATASOURCE: &str = "${datasource}";
@@ -155,6 +155,17 @@ fn every_range_is_the_rate_interval_and_counters_are_always_rated() {
 }
 
 #[test]
+fn queries_take_fleet_gauges_once_and_sum_counters_across_replicas() {
+    // Every replica of a deployment is scraped: a panel that summed the store-derived gauges
+    // would show three times the probes with three replicas, and a rate left per instance
+    // would draw one line per replica where one figure is meant.
+    for q in dashboard_queries() {
+        let faults = replica_aggregation_faults(&q.expr);
+        assert!(faults.is_empty(), "{}: {faults:?}\n{}", q.origin, q.expr);
+    }
+}
+
+#[test]
 fn panels_about_countries_link_to_the_raw_measurements() {
     let mut linked = 0;
     for (p, d) in dashboards() {
@@ -262,6 +273,12 @@ fn each_dashboard_shows_what_the_issue_asks_of_it() {
         "vantage_collector_keys_active",
         "vantage_collector_key_registrations_total",
         "up{job=\"vantage-collector\"}",
+        // Database and replica health, one line per replica.
+        "max by (instance) (up{job=\"vantage-collector\"})",
+        "max by (instance) (vantage_collector_store_up)",
+        "sum by (instance, op, le) (rate(vantage_collector_store_duration_seconds_bucket",
+        "max by (instance, duty) (vantage_collector_duty_held)",
+        "sum by (instance) (rate(vantage_collector_ingested_total",
     ] {
         assert!(fleet.contains(metric), "fleet dashboard lacks {metric}");
     }

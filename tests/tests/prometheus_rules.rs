@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 use std::time::Duration;
 
-use operators::{files, path, require_tool, rules, run_ok, yaml};
+use operators::{files, path, replica_aggregation_faults, require_tool, rules, run_ok, yaml};
 
 const PROMTOOL_LIMIT: Duration = Duration::from_secs(60);
 
@@ -55,7 +55,7 @@ fn rule_files_pass_promtool_check_rules() {
 fn rule_unit_tests_pass_promtool_test_rules() {
     let promtool = require_tool("promtool");
     let fixtures = files("deploy/prometheus/tests", &[".test.yml"]);
-    assert!(fixtures.len() >= 3, "recording, censorship and infrastructure fixtures: {fixtures:?}");
+    assert!(fixtures.len() >= 4, "recording, censorship, infrastructure and replica fixtures: {fixtures:?}");
     let out = run_ok(Command::new(&promtool).args(["test", "rules"]).args(&fixtures), Duration::from_secs(120));
     assert_eq!(out.matches("SUCCESS").count(), fixtures.len(), "{out}");
     assert!(!out.contains("FAILED"), "{out}");
@@ -139,7 +139,55 @@ fn rules_follow_naming_and_annotation_conventions() {
         "VantageCollectorAbsent",
         "VantageIngestionStalled",
         "VantageFleetShrinking",
+        "VantageFleetGaugesStale",
+        "VantageCollectorReplicaDown",
+        "VantageCollectorStoreDown",
+        "VantageCollectorDutyUnheld",
+        "VantageCollectorDutyHeldTwice",
     ] {
         assert!(all.iter().any(|r| r.alert && r.name == wanted), "missing alert {wanted}");
+    }
+}
+
+#[test]
+fn rules_take_fleet_gauges_once_and_sum_counters_across_replicas() {
+    // Several replicas are scraped (several `instance`s): each counts what it ingested, and
+    // each reports the same store-derived gauges. The promtool fixtures prove the numbers on
+    // three instances; this keeps every rule, present and future, in the same shape.
+    for rule in rules() {
+        let faults = replica_aggregation_faults(&rule.expr);
+        assert!(faults.is_empty(), "{} / {}: {faults:?}\n{}", rule.file, rule.name, rule.expr);
+    }
+    // The fixtures feed three instances to every family they test.
+    for fixture in files("deploy/prometheus/tests", &[".test.yml"]) {
+        let text = std::fs::read_to_string(&fixture).expect("read");
+        for replica in ["c1:8080", "c2:8080", "c3:8080"] {
+            assert!(text.contains(replica), "{}: no series from {replica}", fixture.display());
+        }
+    }
+}
+
+#[test]
+fn the_replica_check_catches_naive_aggregation() {
+    let naive = [
+        "sum(vantage_probes_active)",
+        "sum by (country) (vantage_target_probes{verdict=\"blocked\"}) >= 3",
+        "vantage_target_probes{verdict=\"blocked\"} >= 3",
+        "time() - vantage_collector_fleet_refresh_timestamp_seconds > 600",
+        "max(rate(vantage_collector_ingested_total[5m]))",
+        "rate(vantage_measurements_total[1h])",
+    ];
+    for expr in naive {
+        assert!(!replica_aggregation_faults(expr).is_empty(), "not caught: {expr}");
+    }
+    let right = [
+        "max by (collector_url, country) (vantage_probes_active)",
+        "sum by (collector_url) (country:vantage_probes_active:max)",
+        "count(count by (country) (max by (country, target, test) (vantage_target_probes{verdict=\"blocked\"}) >= 3))",
+        "histogram_quantile(0.99, sum by (op, le) (rate(vantage_collector_store_duration_seconds_bucket[5m])))",
+        "sum without (instance, pod) (rate(vantage_collector_ingested_total[5m]))",
+    ];
+    for expr in right {
+        assert_eq!(replica_aggregation_faults(expr), Vec::<String>::new(), "{expr}");
     }
 }

@@ -210,3 +210,61 @@ pub fn rules() -> Vec<Rule> {
     }
     out
 }
+
+/// Gauges computed from the store, which every replica of a deployment reports identically
+/// (docs/metrics.md): take them once (`max`, `min`, `avg`), never `sum` them.
+pub const FLEET_GAUGES: &[&str] = &[
+    "vantage_probes_active",
+    "vantage_target_probes",
+    "vantage_target_asns",
+    "vantage_target_asns_measured",
+    "vantage_fleet_window_seconds",
+    "vantage_collector_stored_measurements",
+    "vantage_collector_keys_active",
+    "vantage_collector_fleet_refresh_timestamp_seconds",
+];
+
+/// The aggregation operator applied directly to what starts at `at` in `expr` (`sum` for
+/// `sum by (a) (x…`, `max` for `max(x…`), or `None` when `x` is not an aggregation's argument.
+fn aggregator_around(expr: &str, at: usize) -> Option<&str> {
+    let before = expr[..at].trim_end().strip_suffix('(')?.trim_end();
+    let before = match before.strip_suffix(')') {
+        // `by (…)` / `without (…)`: step over the label list and the keyword.
+        Some(inner) => {
+            let open = inner.rfind('(')?;
+            let rest = inner[..open].trim_end();
+            rest.strip_suffix("by").or_else(|| rest.strip_suffix("without"))?.trim_end()
+        }
+        None => before,
+    };
+    let start = before.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(0, |i| i + 1);
+    Some(&before[start..])
+}
+
+/// What would go wrong in `expr` with several replicas scraped: a fleet gauge that is not
+/// taken once (summed, or left per instance), or a counter's rate not summed across replicas.
+pub fn replica_aggregation_faults(expr: &str) -> Vec<String> {
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    let mut faults = Vec::new();
+    for gauge in FLEET_GAUGES {
+        for (i, _) in expr.match_indices(gauge) {
+            let bare = !expr[..i].ends_with(word) && !expr[i + gauge.len()..].starts_with(word);
+            if !bare {
+                continue;
+            }
+            match aggregator_around(expr, i) {
+                Some("max" | "min" | "avg") => {}
+                other => faults.push(format!("{gauge} is taken by {other:?}, not once with max/min/avg")),
+            }
+        }
+    }
+    for (i, _) in expr.match_indices("rate(vantage_") {
+        if expr[..i].ends_with(word) {
+            continue; // irate( and the like are not used; this skips nothing else
+        }
+        if aggregator_around(expr, i) != Some("sum") {
+            faults.push(format!("a rate at byte {i} is not summed across replicas"));
+        }
+    }
+    faults
+}
