@@ -30,6 +30,7 @@
 //!   count (the trust policy's verdict, made in `crate::trust`) and leaves out rows whose
 //!   collector-observed ASN contradicts the claimed one.
 
+pub mod blobs;
 mod fleet;
 mod keys;
 pub mod schema;

@@ -1,0 +1,344 @@
+//! Large repeated values stored once: a measurement line split into a skeleton and
+//! content-addressed blobs, and joined back byte for byte.
+//!
+//! Why: a TLS measurement carries the server's certificate chain (base64 DER, 2–6 KB) in each of
+//! its handshakes, and thousands of probes measure the same hundred targets, so almost every stored
+//! byte would be a copy of a chain already stored. [`split`] takes the canonical line
+//! ([`Measurement::to_json_line`](vantage_measurement::Measurement::to_json_line)) and cuts out
+//! every value long enough to be worth a reference:
+//!
+//! - a JSON string of at least [`MIN_BLOB_LEN`] bytes (quotes and escapes included), or
+//! - a JSON array made only of strings, at least [`MIN_BLOB_LEN`] bytes long (a whole
+//!   `peer_certificates` chain becomes one blob, not one per certificate).
+//!
+//! Each cut value's exact text is a [`Blob`] named by its SHA-256; the skeleton keeps the rest of
+//! the text with a reference in its place. [`join`] splices the blobs back, so the line a reader
+//! gets is the very text that was split: nothing is parsed or re-serialised, and the rule above
+//! decides only what is *shared*, never what comes back. The backends store the skeleton in the
+//! row and each blob once (SQLite: `store/sqlite.rs`; see `docs/collector.md` § Store).
+//!
+//! Skeleton format (bytes, opaque to the backends): one format byte ([`FORMAT_PLAIN`]), then the
+//! line's text in which each cut value is replaced by [`MARKER`] (a NUL byte, which never occurs in
+//! JSON text: control characters inside strings are always escaped) followed by the blob's 32-byte
+//! hash. A new format gets a new first byte; old skeletons stay readable.
+//!
+//! Pure: no database, no I/O. The store hands [`join`] a [`BlobSource`] that looks hashes up.
+
+use std::collections::HashMap;
+
+use sha2::{Digest, Sha256};
+
+use super::StoreError;
+
+/// The shortest value (in bytes of JSON text) cut out into a blob. A reference costs 33 bytes in
+/// the skeleton and a lookup on read, so only values well above that are worth sharing: whole
+/// certificates and chains (> 1 KB), never ids, names or reasons.
+pub const MIN_BLOB_LEN: usize = 256;
+/// The first byte of a skeleton in the plain format.
+pub const FORMAT_PLAIN: u8 = 0;
+/// Starts a reference inside a skeleton: the marker, then the 32-byte SHA-256 of the blob.
+pub const MARKER: u8 = 0;
+/// Bytes of one reference in a skeleton.
+const REFERENCE_LEN: usize = 1 + 32;
+
+/// A SHA-256 hash naming a blob.
+pub type Hash = [u8; 32];
+
+/// One value cut out of a line: its exact JSON text, named by its SHA-256.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blob {
+    /// SHA-256 of `bytes`.
+    pub hash: Hash,
+    /// The value's JSON text, quotes and brackets included.
+    pub bytes: Vec<u8>,
+}
+
+/// A line as stored: the skeleton for the row, and the blobs it references (each hash once, in
+/// order of first reference).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// The line with each cut value replaced by a reference (see the module doc).
+    pub skeleton: Vec<u8>,
+    /// The cut values, distinct by hash.
+    pub blobs: Vec<Blob>,
+}
+
+/// Where [`join`] finds a blob by its hash: a map, or a database lookup with a cache.
+pub trait BlobSource {
+    /// The blob named `hash`, or `None` if there is none.
+    fn blob(&mut self, hash: &Hash) -> Result<Option<&[u8]>, StoreError>;
+}
+
+impl BlobSource for HashMap<Hash, Vec<u8>> {
+    fn blob(&mut self, hash: &Hash) -> Result<Option<&[u8]>, StoreError> {
+        Ok(self.get(hash).map(Vec::as_slice))
+    }
+}
+
+/// Split a canonical measurement line into its skeleton and blobs. Any text without a NUL byte
+/// splits (JSON or not: what is not recognised stays in the skeleton); [`join`] gives it back.
+pub fn split(line: &str) -> Result<Split, StoreError> {
+    let text = line.as_bytes();
+    if text.contains(&MARKER) {
+        return Err(StoreError::Encode("a measurement line holds a NUL byte".into()));
+    }
+    let mut skeleton = Vec::with_capacity(text.len().min(1024) + 1);
+    skeleton.push(FORMAT_PLAIN);
+    let mut blobs: Vec<Blob> = Vec::new();
+    let mut copied = 0;
+    let mut at = 0;
+    while at < text.len() {
+        let value_end = match text[at] {
+            b'"' => string_end(text, at),
+            b'[' => string_array_end(text, at),
+            _ => None,
+        };
+        match value_end {
+            Some(end) if end - at >= MIN_BLOB_LEN => {
+                let bytes = &text[at..end];
+                let hash: Hash = Sha256::digest(bytes).into();
+                skeleton.extend_from_slice(&text[copied..at]);
+                skeleton.push(MARKER);
+                skeleton.extend_from_slice(&hash);
+                if !blobs.iter().any(|b| b.hash == hash) {
+                    blobs.push(Blob { hash, bytes: bytes.to_vec() });
+                }
+                copied = end;
+                at = end;
+            }
+            // A short string is skipped whole (a `[` inside it is text, not an array).
+            Some(end) if text[at] == b'"' => at = end,
+            // An unterminated string runs to the end: nothing after it can be a value.
+            None if text[at] == b'"' => at = text.len(),
+            _ => at += 1,
+        }
+    }
+    skeleton.extend_from_slice(&text[copied..]);
+    Ok(Split { skeleton, blobs })
+}
+
+/// The line `skeleton` was split from, with each reference replaced by its blob from `source`.
+/// A missing blob, a truncated reference, an unknown format or text that is not UTF-8 is
+/// [`StoreError::Corrupt`].
+pub fn join(skeleton: &[u8], source: &mut impl BlobSource) -> Result<String, StoreError> {
+    let mut line = Vec::with_capacity(skeleton.len() + 4096);
+    for part in parts(skeleton)? {
+        match part? {
+            Part::Text(text) => line.extend_from_slice(text),
+            Part::Reference(hash) => {
+                let bytes = source
+                    .blob(&hash)?
+                    .ok_or_else(|| StoreError::Corrupt(format!("a row references blob {} which is not stored", hex(&hash))))?;
+                line.extend_from_slice(bytes);
+            }
+        }
+    }
+    String::from_utf8(line).map_err(|_| StoreError::Corrupt("a joined row is not UTF-8".into()))
+}
+
+/// The distinct hashes `skeleton` references, in order of first reference (what a deleted row
+/// releases).
+pub fn references(skeleton: &[u8]) -> Result<Vec<Hash>, StoreError> {
+    let mut hashes: Vec<Hash> = Vec::new();
+    for part in parts(skeleton)? {
+        if let Part::Reference(hash) = part?
+            && !hashes.contains(&hash)
+        {
+            hashes.push(hash);
+        }
+    }
+    Ok(hashes)
+}
+
+/// A skeleton's pieces, in order.
+enum Part<'a> {
+    Text(&'a [u8]),
+    Reference(Hash),
+}
+
+/// The pieces of a skeleton after checking its format byte.
+fn parts(skeleton: &[u8]) -> Result<impl Iterator<Item = Result<Part<'_>, StoreError>>, StoreError> {
+    match skeleton.split_first() {
+        Some((&FORMAT_PLAIN, body)) => Ok(Parts { rest: body }),
+        Some((format, _)) => Err(StoreError::Corrupt(format!("a stored skeleton has unknown format {format}"))),
+        None => Err(StoreError::Corrupt("a stored skeleton is empty".into())),
+    }
+}
+
+struct Parts<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Parts<'a> {
+    type Item = Result<Part<'a>, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.rest.is_empty() {
+            return None;
+        }
+        match self.rest.iter().position(|&b| b == MARKER) {
+            Some(0) => {
+                let Some(hash) = self.rest.get(1..REFERENCE_LEN).and_then(|h| Hash::try_from(h).ok()) else {
+                    self.rest = &[];
+                    return Some(Err(StoreError::Corrupt("a stored skeleton ends inside a blob reference".into())));
+                };
+                self.rest = &self.rest[REFERENCE_LEN..];
+                Some(Ok(Part::Reference(hash)))
+            }
+            Some(n) => {
+                let (text, rest) = self.rest.split_at(n);
+                self.rest = rest;
+                Some(Ok(Part::Text(text)))
+            }
+            None => Some(Ok(Part::Text(std::mem::take(&mut self.rest)))),
+        }
+    }
+}
+
+/// The index just past the string literal starting at `start` (a `"`), or `None` if it never
+/// ends.
+fn string_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut at = start + 1;
+    while at < text.len() {
+        match text[at] {
+            b'\\' => at += 2,
+            b'"' => return Some(at + 1),
+            _ => at += 1,
+        }
+    }
+    None
+}
+
+/// The index just past the array starting at `start` (a `[`) if it holds one or more strings and
+/// nothing else (compact JSON: no whitespace).
+fn string_array_end(text: &[u8], start: usize) -> Option<usize> {
+    let mut at = start + 1;
+    loop {
+        if text.get(at) != Some(&b'"') {
+            return None;
+        }
+        at = string_end(text, at)?;
+        match text.get(at) {
+            Some(b',') => at += 1,
+            Some(b']') => return Some(at + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// A hash as lower-case hex, for messages.
+pub fn hex(hash: &Hash) -> String {
+    hash.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use vantage_measurement::{Detail, Measurement, example};
+
+    /// Base64-looking text of `len` bytes, different per `seed`.
+    fn certificate(seed: u8, len: usize) -> String {
+        (0..len).map(|i| char::from(b'A' + ((i * 7 + usize::from(seed) * 13) % 26) as u8)).collect()
+    }
+
+    /// The example with a two-certificate chain on each handshake (the same chain twice).
+    fn with_chains() -> Measurement {
+        let mut m = example::tls_reset(chrono::Utc::now());
+        for observation in &mut m.observations {
+            if let Some(Detail::Tls(tls)) = &mut observation.detail {
+                tls.peer_certificates = vec![certificate(1, 1800), certificate(2, 1400)];
+            }
+        }
+        m
+    }
+
+    fn roundtrip(line: &str) -> Split {
+        let split = split(line).expect("split");
+        let mut source: HashMap<Hash, Vec<u8>> = split.blobs.iter().map(|b| (b.hash, b.bytes.clone())).collect();
+        assert_eq!(join(&split.skeleton, &mut source).expect("join"), line);
+        split
+    }
+
+    #[test]
+    fn the_example_has_nothing_worth_sharing_and_comes_back_whole() {
+        let line = example::tls_reset(chrono::Utc::now()).to_json_line().expect("line");
+        let split = roundtrip(&line);
+        assert!(split.blobs.is_empty());
+        assert_eq!(&split.skeleton[1..], line.as_bytes());
+    }
+
+    #[test]
+    fn a_chain_is_one_blob_stored_once_per_line() {
+        let line = with_chains().to_json_line().expect("line");
+        let split = roundtrip(&line);
+        assert_eq!(split.blobs.len(), 1, "both handshakes share one chain");
+        let chain = &split.blobs[0];
+        assert_eq!(chain.hash, <Hash>::from(Sha256::digest(&chain.bytes)));
+        assert!(chain.bytes.starts_with(b"[\"") && chain.bytes.ends_with(b"\"]"));
+        assert_eq!(references(&split.skeleton).expect("refs"), vec![chain.hash]);
+        assert_eq!(split.skeleton.len(), 1 + line.len() - 2 * chain.bytes.len() + 2 * REFERENCE_LEN);
+    }
+
+    #[test]
+    fn a_long_string_outside_an_array_is_a_blob_and_short_ones_stay() {
+        let long = "x".repeat(MIN_BLOB_LEN);
+        let line = serde_json::json!({"a": long, "b": ["short", 1, long], "c": "[\"not an array\"]"}).to_string();
+        let split = roundtrip(&line);
+        assert_eq!(split.blobs.len(), 1, "{:?}", String::from_utf8_lossy(&split.skeleton));
+        assert_eq!(references(&split.skeleton).expect("refs").len(), 1);
+        let cut = MIN_BLOB_LEN + 2;
+        assert_eq!(split.skeleton.len(), 1 + line.len() - 2 * cut + 2 * REFERENCE_LEN, "two references");
+    }
+
+    #[test]
+    fn a_missing_blob_is_corrupt_and_names_it() {
+        let split = split(&with_chains().to_json_line().expect("line")).expect("split");
+        let err = join(&split.skeleton, &mut HashMap::new()).expect_err("missing");
+        assert!(matches!(&err, StoreError::Corrupt(m) if m.contains(&hex(&split.blobs[0].hash))), "{err}");
+    }
+
+    #[test]
+    fn a_damaged_skeleton_is_corrupt() {
+        let split = split(&with_chains().to_json_line().expect("line")).expect("split");
+        let mut source: HashMap<Hash, Vec<u8>> = split.blobs.iter().map(|b| (b.hash, b.bytes.clone())).collect();
+        let at = split.skeleton.iter().skip(1).position(|&b| b == MARKER).expect("a reference") + 1;
+        for damaged in [&split.skeleton[..at + 5], &[7, b'{', b'}'][..], &[][..]] {
+            assert!(matches!(join(damaged, &mut source), Err(StoreError::Corrupt(_))), "{damaged:?}");
+            assert!(matches!(references(damaged), Err(StoreError::Corrupt(_))));
+        }
+    }
+
+    #[test]
+    fn a_line_with_a_nul_byte_is_refused() {
+        assert!(matches!(split("{\"a\":\"\0\"}"), Err(StoreError::Encode(_))));
+    }
+
+    proptest! {
+        /// Any JSON built from strings (escapes, non-ASCII, quotes, brackets) and arrays of them,
+        /// long and short, comes back byte for byte.
+        #[test]
+        fn json_of_any_strings_round_trips(values in prop::collection::vec(
+            prop_oneof![
+                any::<String>().prop_map(serde_json::Value::from),
+                "[\\[\\]\"\\\\a-z]{0,400}".prop_map(serde_json::Value::from),
+                prop::collection::vec("[a-zA-Z0-9+/=\"\\\\]{0,300}", 0..5).prop_map(serde_json::Value::from),
+            ],
+            0..8,
+        )) {
+            let line = serde_json::Value::from(values).to_string();
+            prop_assume!(!line.contains('\0'));
+            let split = split(&line).expect("split");
+            let mut source: HashMap<Hash, Vec<u8>> = split.blobs.iter().map(|b| (b.hash, b.bytes.clone())).collect();
+            prop_assert_eq!(join(&split.skeleton, &mut source).expect("join"), line);
+        }
+
+        /// Any text without a NUL byte, JSON or not, comes back.
+        #[test]
+        fn any_text_round_trips(line in "[^\u{0}]{0,600}") {
+            let split = split(&line).expect("split");
+            let mut source: HashMap<Hash, Vec<u8>> = split.blobs.iter().map(|b| (b.hash, b.bytes.clone())).collect();
+            prop_assert_eq!(join(&split.skeleton, &mut source).expect("join"), line);
+        }
+    }
+}
