@@ -35,6 +35,7 @@ mod fleet;
 mod keys;
 pub mod schema;
 pub mod sqlite;
+mod sqlite_blobs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -23,8 +23,8 @@ use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::{
-    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, fleet, keys,
-    schema,
+    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, Store, StoreError, StreakKey, blobs, fleet,
+    keys, schema, sqlite_blobs,
 };
 
 /// The database file inside the data directory.
@@ -113,10 +113,10 @@ impl Store for SqliteStore {
         let probe_key = probe.as_str().to_string();
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = tx.execute("DELETE FROM measurements WHERE probe_key = ?1", params![probe_key])?;
+            let deleted = sqlite_blobs::delete_measurements(&tx, "probe_key = ?1", params![probe_key])?;
             tx.execute("DELETE FROM probe_keys WHERE key_id = ?1", params![probe_key])?;
             tx.commit()?;
-            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            Ok(deleted)
         })
         .await
     }
@@ -216,8 +216,9 @@ impl Store for SqliteStore {
     }
 }
 
-/// Write one batch's rows inside `tx` (the caller commits): one outcome per row, and the signing
-/// key's activity moved when anything was newly stored.
+/// Write one batch's rows inside `tx` (the caller commits): one outcome per row, each new row's
+/// blobs stored (once) and referenced, and the signing key's activity moved when anything was
+/// newly stored.
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
     rows: &[Row],
@@ -227,10 +228,11 @@ fn write_batch(
     received_at: i64,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(rows.len());
+    let mut taken = sqlite_blobs::Taken::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO measurements
-                (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key,
+                (id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton, probe_key,
                  observed_cc, observed_asn)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (id) DO NOTHING",
@@ -246,14 +248,20 @@ fn write_batch(
                 row.target,
                 row.status,
                 row.mechanism,
-                row.body,
+                row.split.skeleton,
                 probe_key,
                 observed_cc,
                 observed_asn,
             ])?;
-            outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
+            outcomes.push(if changed == 1 {
+                taken.add(&row.split.blobs);
+                InsertOutcome::Inserted
+            } else {
+                InsertOutcome::Duplicate
+            });
         }
     }
+    taken.write(tx)?;
     let inserted = outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count();
     if let Some(probe_key) = probe_key
         && inserted > 0
@@ -270,7 +278,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The indexed columns of one measurement, plus its canonical line.
+/// The indexed columns of one measurement, plus its canonical line split into skeleton and blobs.
 struct Row {
     id: String,
     started_at: i64,
@@ -280,7 +288,7 @@ struct Row {
     target: String,
     status: &'static str,
     mechanism: Option<&'static str>,
-    body: String,
+    split: blobs::Split,
 }
 
 impl Row {
@@ -294,7 +302,7 @@ impl Row {
             target: m.target.name.clone(),
             status: m.verdict.status.as_str(),
             mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            body: m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?,
+            split: blobs::split(&m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?)?,
         })
     }
 }
@@ -379,7 +387,7 @@ fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
         clauses.push("observed_asn = ?");
         values.push(Value::Integer(i64::from(asn)));
     }
-    let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
+    let mut sql = String::from("SELECT skeleton, observed_cc, observed_asn FROM measurements");
     if !clauses.is_empty() {
         sql.push_str(" WHERE ");
         sql.push_str(&clauses.join(" AND "));
@@ -405,10 +413,11 @@ fn stream_rows(
             return;
         }
     };
-    let mut statement = match conn.prepare(sql) {
-        Ok(s) => s,
+    let prepared = conn.prepare(sql).map_err(StoreError::from).and_then(|s| Ok((s, sqlite_blobs::BlobLookup::new(&conn)?)));
+    let (mut statement, mut lookup) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
-            let _ = started.send(Err(e.into()));
+            let _ = started.send(Err(e));
             return;
         }
     };
@@ -424,7 +433,7 @@ fn stream_rows(
     }
     loop {
         let item = match rows.next() {
-            Ok(Some(row)) => read_row(row),
+            Ok(Some(row)) => read_row(row, &mut lookup),
             Ok(None) => return,
             Err(e) => Err(StoreError::from(e)),
         };
@@ -435,11 +444,12 @@ fn stream_rows(
     }
 }
 
-/// One stored row as its NDJSON line: the canonical body, with the observed location added when
-/// there is one.
-fn read_row(row: &rusqlite::Row<'_>) -> Result<String, StoreError> {
+/// One stored row as its NDJSON line: the canonical body (the skeleton joined with its blobs),
+/// with the observed location added when there is one.
+fn read_row(row: &rusqlite::Row<'_>, blobs: &mut sqlite_blobs::BlobLookup<'_>) -> Result<String, StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt(e.to_string());
-    let body: String = row.get(0).map_err(corrupt)?;
+    let skeleton: Vec<u8> = row.get(0).map_err(corrupt)?;
+    let body = blobs::join(&skeleton, blobs)?;
     let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
     annotate(body, &observed)
 }
