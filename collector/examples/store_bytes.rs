@@ -10,7 +10,7 @@
 use std::time::Instant;
 
 use chrono::{Duration, TimeZone, Utc};
-use vantage_collector::store::{SqliteStore, Store};
+use vantage_collector::store::{SqliteStore, Store, blobs};
 use vantage_measurement::example;
 use vantage_measurement::wire::{ObservedLocation, ProbeKey};
 
@@ -26,13 +26,17 @@ async fn main() -> anyhow::Result<()> {
         .collect();
     let observed = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
     let start = Utc.timestamp_opt(1_750_000_000, 0).single().ok_or_else(|| anyhow::anyhow!("time"))?;
-    let (mut line_bytes, mut inserting) = (0u64, std::time::Duration::ZERO);
+    let (mut line_bytes, mut inserting, mut splitting) = (0u64, std::time::Duration::ZERO, std::time::Duration::ZERO);
     for b in 0..total.div_ceil(batch) {
         let measurements: Vec<_> = (b * batch..((b + 1) * batch).min(total))
             .map(|n| example::tls_fleet(n, start + Duration::seconds(i64::try_from(n).unwrap_or(0))))
             .collect();
         for m in &measurements {
-            line_bytes += m.to_json_line()?.len() as u64;
+            let line = m.to_json_line()?;
+            line_bytes += line.len() as u64;
+            let began = Instant::now();
+            std::hint::black_box(blobs::split(&line)?);
+            splitting += began.elapsed();
         }
         let key = &keys[(b % example::FLEET_PROBES) as usize];
         let began = Instant::now();
@@ -52,6 +56,7 @@ async fn main() -> anyhow::Result<()> {
         inserting.as_secs_f64(),
         rows as f64 / inserting.as_secs_f64()
     );
+    println!("blobs::split {:.2} µs per measurement (one core)", splitting.as_secs_f64() * 1e6 / rows.max(1) as f64);
     if let Ok(mut statement) = conn.prepare("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC") {
         let sizes = statement.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
         for size in sizes {
