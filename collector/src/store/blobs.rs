@@ -44,6 +44,8 @@ use super::StoreError;
 /// the skeleton and a lookup on read, so only values well above that are worth sharing: whole
 /// certificates and chains (> 1 KB), never ids, names or reasons.
 pub const MIN_BLOB_LEN: usize = 256;
+// `hash_of` keys its memory by the last 16 bytes.
+const _: () = assert!(MIN_BLOB_LEN >= 16);
 /// The first byte of a skeleton in the plain format.
 pub const FORMAT_PLAIN: u8 = 0;
 /// The first byte of a skeleton compressed with zstd against [`DICTIONARY`].
@@ -151,7 +153,9 @@ pub fn split(line: &str) -> Result<Split, StoreError> {
     let mut blobs: Vec<Blob> = Vec::new();
     let mut copied = 0;
     let mut at = 0;
-    while at < text.len() {
+    // Only a string or an array can be cut: jump from one opening to the next.
+    while let Some(found) = memchr::memchr2(b'"', b'[', &text[at..]) {
+        at += found;
         let value_end = match text[at] {
             b'"' => string_end(text, at),
             b'[' => string_array_end(text, at),
@@ -160,7 +164,7 @@ pub fn split(line: &str) -> Result<Split, StoreError> {
         match value_end {
             Some(end) if end - at >= MIN_BLOB_LEN => {
                 let bytes = &text[at..end];
-                let hash: Hash = Sha256::digest(bytes).into();
+                let hash = hash_of(bytes);
                 skeleton.extend_from_slice(&text[copied..at]);
                 skeleton.push(MARKER);
                 skeleton.extend_from_slice(&hash);
@@ -179,6 +183,37 @@ pub fn split(line: &str) -> Result<Split, StoreError> {
     }
     skeleton.extend_from_slice(&text[copied..]);
     Ok(Split { skeleton: compress(&skeleton[1..])?, blobs })
+}
+
+/// Hashes remembered per thread: a fleet sends the same few hundred chains all day, and
+/// comparing bytes is a hundred times cheaper than SHA-256 over them.
+const REMEMBERED_HASHES: usize = 512;
+
+/// Recent blobs by (length, last 16 bytes), with their hash; a hit is checked byte for byte.
+type Remembered = HashMap<(usize, [u8; 16]), (Vec<u8>, Hash)>;
+
+thread_local! {
+    static HASHES: std::cell::RefCell<Remembered> = std::cell::RefCell::new(HashMap::new());
+}
+
+/// The SHA-256 of `bytes` (at least 16 long), remembered for the next time the same bytes come.
+fn hash_of(bytes: &[u8]) -> Hash {
+    let mut tail = [0u8; 16];
+    tail.copy_from_slice(&bytes[bytes.len() - 16..]);
+    HASHES.with(|cell| {
+        let mut remembered = cell.borrow_mut();
+        if let Some((seen, hash)) = remembered.get(&(bytes.len(), tail))
+            && seen.as_slice() == bytes
+        {
+            return *hash;
+        }
+        let hash: Hash = Sha256::digest(bytes).into();
+        if remembered.len() >= REMEMBERED_HASHES {
+            remembered.clear();
+        }
+        remembered.insert((bytes.len(), tail), (bytes.to_vec(), hash));
+        hash
+    })
 }
 
 /// A plain skeleton's text as a [`FORMAT_ZSTD`] skeleton.
@@ -309,10 +344,10 @@ impl<'a> Iterator for Parts<'a> {
 fn string_end(text: &[u8], start: usize) -> Option<usize> {
     let mut at = start + 1;
     while at < text.len() {
+        at += memchr::memchr2(b'\\', b'"', &text[at..])?;
         match text[at] {
-            b'\\' => at += 2,
             b'"' => return Some(at + 1),
-            _ => at += 1,
+            _ => at += 2,
         }
     }
     None

@@ -344,7 +344,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The SELECT for `filter`, with its bound values (never user text inside the SQL).
-fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
+pub(crate) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
     let mut clauses: Vec<&str> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     if let Some(since) = filter.since {
