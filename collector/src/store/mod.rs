@@ -31,12 +31,14 @@
 //!   collector-observed ASN contradicts the claimed one.
 
 pub mod args;
+pub mod blobs;
 mod filter;
 mod fleet;
 mod keys;
 pub mod postgres;
 pub mod schema;
 pub mod sqlite;
+mod sqlite_blobs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

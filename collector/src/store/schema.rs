@@ -10,17 +10,20 @@
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
+//! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite_blobs.rs`); the mechanism index leaves out rows without one |
 //!
-//! Steps only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN` does
-//! not rewrite the table, so migrating a large store takes as long as building the new indexes
-//! and summaries, and collectors of the previous version keep reading what they knew.
+//! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
+//! does not rewrite the table, so migrating a large store takes as long as building the new
+//! indexes and summaries, and collectors of the previous version keep reading what they knew.
+//! Step 5 rewrites every row (its body becomes a skeleton), a chunk at a time within the one
+//! migration transaction: it takes about as long as reading and writing the file once.
 
 use rusqlite::Connection;
 
 use super::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -95,6 +98,23 @@ CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, 
     WHERE probe_key IS NOT NULL;
 ";
 
+/// Version 5: large repeated values stored once (`store/sqlite_blobs.rs` explains the reference
+/// counts). The rows themselves are converted by `sqlite_blobs::convert_bodies` after this SQL.
+const STEP_V5: &str = "
+ALTER TABLE measurements RENAME COLUMN body TO skeleton;
+CREATE TABLE blobs (
+    hash  BLOB PRIMARY KEY NOT NULL,
+    bytes BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE blob_refs (
+    hash BLOB PRIMARY KEY NOT NULL,
+    refs INTEGER NOT NULL
+) WITHOUT ROWID;
+-- `ok` rows have no mechanism: a query by mechanism (which implies NOT NULL) needs no entry for them
+DROP INDEX measurements_by_mechanism;
+CREATE INDEX measurements_by_mechanism ON measurements (mechanism, started_at) WHERE mechanism IS NOT NULL;
+";
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -118,6 +138,10 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 4 {
         tx.execute_batch(STEP_V4)?;
+    }
+    if version < 5 {
+        tx.execute_batch(STEP_V5)?;
+        super::sqlite_blobs::convert_bodies(&tx)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
@@ -246,6 +270,98 @@ mod tests {
         assert!(index.contains("observed_asn") && index.contains("observed_cc"), "{index}");
         let stored_salt: String = conn.query_row("SELECT value FROM installation", [], |r| r.get(0)).expect("salt row");
         assert_eq!(stored_salt, salt);
+    }
+
+    #[tokio::test]
+    async fn a_version_4_store_is_converted_to_skeletons_and_returns_identical_rows() {
+        use crate::store::sqlite_blobs::{CONVERT_CHUNK, tests::fleet, tests::layout_4_line};
+        use vantage_measurement::wire::ObservedLocation;
+        let dir = tempfile::tempdir().expect("tempdir");
+        // More rows than one conversion chunk; every other one with an observed location.
+        let rows = fleet(0..u64::try_from(CONVERT_CHUNK).expect("positive") + 7);
+        let observed = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
+        let observed_of = |i: usize| i.is_multiple_of(2).then_some(&observed);
+        {
+            let conn = Connection::open(dir.path().join(FILE_NAME)).expect("open");
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0)).expect("wal");
+            conn.execute_batch(&[LAYOUT_V1, STEP_V2, STEP_V3, STEP_V4].concat()).expect("v4 layout");
+            conn.pragma_update(None, "user_version", 4).expect("version");
+            for (i, m) in rows.iter().enumerate() {
+                let seen = observed_of(i);
+                conn.execute(
+                    "INSERT INTO measurements (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, observed_cc, observed_asn)
+                     VALUES (?1, 1750000000, ?2, ?3, ?4, 'tls', ?5, ?6, ?7, ?8, ?9, ?10)",
+                    rusqlite::params![
+                        m.id.hyphenated().to_string(),
+                        m.started_at.timestamp(),
+                        m.probe.cc,
+                        m.probe.asn,
+                        m.target.name,
+                        m.verdict.status.as_str(),
+                        m.verdict.mechanism.map(|x| x.as_str()),
+                        m.to_json_line().expect("line"),
+                        seen.and_then(|o| o.cc.clone()),
+                        seen.and_then(|o| o.asn),
+                    ],
+                )
+                .expect("v4 row");
+            }
+        }
+        let store = SqliteStore::open(dir.path()).await.expect("open migrates");
+        let mut got = Vec::new();
+        let mut rx = store.query(&Filter::default(), rows.len() + 1).await.expect("query");
+        while let Some(line) = rx.recv().await {
+            got.push(line.expect("row"));
+        }
+        let expected: Vec<String> = rows.iter().enumerate().map(|(i, m)| layout_4_line(m, observed_of(i))).collect();
+        assert!(got == expected, "rows differ after the conversion");
+        store.close().await.expect("close");
+
+        let conn = Connection::open(dir.path().join(FILE_NAME)).expect("inspect");
+        let (version, texts, blobs): (i64, i64, i64) = conn
+            .query_row(
+                "SELECT (SELECT user_version FROM pragma_user_version),
+                        (SELECT COUNT(*) FROM measurements WHERE typeof(skeleton) != 'blob'),
+                        (SELECT COUNT(*) FROM blobs)",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("inspect");
+        assert_eq!((version, texts), (SCHEMA_VERSION, 0), "every row converted");
+        assert!(blobs > 0 && blobs < 400, "chains stored once: {blobs}");
+    }
+
+    #[test]
+    fn every_filter_the_api_offers_is_answered_from_an_index() {
+        use crate::store::sqlite::select_statement;
+        use vantage_measurement::{Mechanism, Status, TestKind};
+        let mut conn = Connection::open_in_memory().expect("memory");
+        migrate(&mut conn, "memory").expect("migrate");
+        let t = chrono::DateTime::from_timestamp(1_750_000_000, 0);
+        let filters = [
+            Filter::default(),
+            Filter { since: t, ..Filter::default() },
+            Filter { until: t, ..Filter::default() },
+            Filter { country: Some("DE".into()), ..Filter::default() },
+            Filter { asn: Some(3320), ..Filter::default() },
+            Filter { target: Some("wikipedia".into()), ..Filter::default() },
+            Filter { verdict: Some(Status::Blocked), ..Filter::default() },
+            Filter { mechanism: Some(Mechanism::TlsResetAfterClientHello), ..Filter::default() },
+            Filter { test: Some(TestKind::Tls), country: Some("DE".into()), ..Filter::default() },
+        ];
+        for filter in &filters {
+            let (sql, values) = select_statement(filter, 10);
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .expect("explain")
+                .query_map(rusqlite::params_from_iter(values), |r| r.get::<_, String>(3))
+                .expect("plan")
+                .map(|p| p.expect("step"))
+                .collect();
+            assert!(plan.iter().any(|step| step.contains("USING INDEX")), "{filter:?}: {plan:?}");
+            // Ties within one second may be sorted ("FOR LAST TERM OF ORDER BY"), never the whole result.
+            assert!(!plan.iter().any(|step| step == "USE TEMP B-TREE FOR ORDER BY"), "{filter:?} sorts: {plan:?}");
+        }
     }
 
     #[test]

@@ -23,7 +23,8 @@ use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::{
-    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, RowReceiver, Store, StoreError, StreakKey, annotate, fleet, keys, schema,
+    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, RowReceiver, Store, StoreError, StreakKey, annotate, blobs, fleet, keys,
+    schema, sqlite_blobs,
 };
 
 /// The database file inside the data directory.
@@ -114,10 +115,10 @@ impl Store for SqliteStore {
         let probe_key = probe.as_str().to_string();
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = tx.execute("DELETE FROM measurements WHERE probe_key = ?1", params![probe_key])?;
+            let deleted = sqlite_blobs::delete_measurements(&tx, "probe_key = ?1", params![probe_key])?;
             tx.execute("DELETE FROM probe_keys WHERE key_id = ?1", params![probe_key])?;
             tx.commit()?;
-            Ok(u64::try_from(deleted).unwrap_or(u64::MAX))
+            Ok(deleted)
         })
         .await
     }
@@ -203,11 +204,15 @@ impl Store for SqliteStore {
             let boundary = first_kept.clone();
             let n = self
                 .with_writer(move |conn| {
-                    let n = conn.execute(
-                        "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements WHERE id < ?1 LIMIT ?2)",
+                    // Through sqlite_blobs, so the chunk's blobs are released with its rows.
+                    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                    let n = sqlite_blobs::delete_measurements(
+                        &tx,
+                        "id IN (SELECT id FROM measurements WHERE id < ?1 LIMIT ?2)",
                         params![boundary, RETAIN_CHUNK_ROWS],
                     )?;
-                    Ok(u64::try_from(n).unwrap_or(0))
+                    tx.commit()?;
+                    Ok(n)
                 })
                 .await?;
             deleted += n;
@@ -240,8 +245,9 @@ impl Store for SqliteStore {
     }
 }
 
-/// Write one batch's rows inside `tx` (the caller commits): one outcome per row, and the signing
-/// key's activity moved when anything was newly stored.
+/// Write one batch's rows inside `tx` (the caller commits): one outcome per row, each new row's
+/// blobs stored (once) and referenced, and the signing key's activity moved when anything was
+/// newly stored.
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
     rows: &[Row],
@@ -251,10 +257,11 @@ fn write_batch(
     received_at: i64,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(rows.len());
+    let mut taken = sqlite_blobs::Taken::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO measurements
-                (id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key,
+                (id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton, probe_key,
                  observed_cc, observed_asn)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
              ON CONFLICT (id) DO NOTHING",
@@ -270,14 +277,20 @@ fn write_batch(
                 row.target,
                 row.status,
                 row.mechanism,
-                row.body,
+                row.split.skeleton,
                 probe_key,
                 observed_cc,
                 observed_asn,
             ])?;
-            outcomes.push(if changed == 1 { InsertOutcome::Inserted } else { InsertOutcome::Duplicate });
+            outcomes.push(if changed == 1 {
+                taken.add(&row.split.blobs);
+                InsertOutcome::Inserted
+            } else {
+                InsertOutcome::Duplicate
+            });
         }
     }
+    taken.write(tx)?;
     let inserted = outcomes.iter().filter(|o| **o == InsertOutcome::Inserted).count();
     if let Some(probe_key) = probe_key
         && inserted > 0
@@ -294,7 +307,7 @@ impl From<rusqlite::Error> for StoreError {
     }
 }
 
-/// The indexed columns of one measurement, plus its canonical line.
+/// The indexed columns of one measurement, plus its canonical line split into skeleton and blobs.
 struct Row {
     id: String,
     started_at: i64,
@@ -304,7 +317,7 @@ struct Row {
     target: String,
     status: &'static str,
     mechanism: Option<&'static str>,
-    body: String,
+    split: blobs::Split,
 }
 
 impl Row {
@@ -318,7 +331,7 @@ impl Row {
             target: m.target.name.clone(),
             status: m.verdict.status.as_str(),
             mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            body: m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?,
+            split: blobs::split(&m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?)?,
         })
     }
 }
@@ -360,9 +373,9 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 }
 
 /// The SELECT for `filter`, with its bound values (never user text inside the SQL).
-fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
+pub(crate) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
     let conditions = super::filter::conditions(filter);
-    let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
+    let mut sql = String::from("SELECT skeleton, observed_cc, observed_asn FROM measurements");
     sql.push_str(&super::filter::where_clause(&conditions, |_| "?".into()));
     sql.push_str(" ORDER BY started_at, id LIMIT ?");
     let mut values: Vec<Value> = conditions
@@ -392,10 +405,11 @@ fn stream_rows(
             return;
         }
     };
-    let mut statement = match conn.prepare(sql) {
-        Ok(s) => s,
+    let prepared = conn.prepare(sql).map_err(StoreError::from).and_then(|s| Ok((s, sqlite_blobs::BlobLookup::new(&conn)?)));
+    let (mut statement, mut lookup) = match prepared {
+        Ok(prepared) => prepared,
         Err(e) => {
-            let _ = started.send(Err(e.into()));
+            let _ = started.send(Err(e));
             return;
         }
     };
@@ -411,7 +425,7 @@ fn stream_rows(
     }
     loop {
         let item = match rows.next() {
-            Ok(Some(row)) => read_row(row),
+            Ok(Some(row)) => read_row(row, &mut lookup),
             Ok(None) => return,
             Err(e) => Err(StoreError::from(e)),
         };
@@ -422,11 +436,12 @@ fn stream_rows(
     }
 }
 
-/// One stored row as its NDJSON line: the canonical body, with the observed location added when
-/// there is one.
-fn read_row(row: &rusqlite::Row<'_>) -> Result<String, StoreError> {
+/// One stored row as its NDJSON line: the canonical body (the skeleton joined with its blobs),
+/// with the observed location added when there is one.
+fn read_row(row: &rusqlite::Row<'_>, blobs: &mut sqlite_blobs::BlobLookup<'_>) -> Result<String, StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt(e.to_string());
-    let body: String = row.get(0).map_err(corrupt)?;
+    let skeleton: Vec<u8> = row.get(0).map_err(corrupt)?;
+    let body = blobs::join(&skeleton, blobs)?;
     let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
     annotate(body, &observed)
 }
