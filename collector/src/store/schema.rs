@@ -10,6 +10,7 @@
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
+//! | 5 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
 //!
 //! Steps only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN` does
 //! not rewrite the table, so migrating a large store takes as long as building the new indexes
@@ -20,7 +21,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -95,6 +96,10 @@ CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, 
     WHERE probe_key IS NOT NULL;
 ";
 
+/// Version 5 (replicas): the latest published fleet snapshot and the series budget's admitted
+/// combinations, the tables of `super::shared`.
+const STEP_REPLICAS_SHARED: &str = super::shared::LAYOUT;
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -118,6 +123,9 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 4 {
         tx.execute_batch(STEP_V4)?;
+    }
+    if version < 5 {
+        tx.execute_batch(STEP_REPLICAS_SHARED)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
