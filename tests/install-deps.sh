@@ -40,6 +40,11 @@ packages=(
   file strace xz-utils ca-certificates
   # The .deb's maintainer scripts make and remove its system user (useradd, userdel).
   passwd
+  # The PostgreSQL store's tests (tests/src/postgres.rs): initdb, pg_ctl, postgres and createdb
+  # of a throwaway server. `postgresql` pulls the current major version (postgresql-15 and
+  # postgresql-client-15 on Debian 12); the harness finds /usr/lib/postgresql/<version>/bin.
+  # setpriv (util-linux, above) runs it as nobody when the suite runs as root.
+  postgresql
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -84,6 +89,8 @@ need "nftables in a namespace" "nftables and the kernel's nf_tables" \
   unshare --net nft add table inet vantage_preflight
 need "iptables' string match in a namespace" "iptables and the kernel's xt_string" \
   unshare --net iptables -A OUTPUT -m string --algo bm --string vantage -j DROP
+need "PostgreSQL server binaries (initdb, pg_ctl)" postgresql \
+  sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl'
 if [ "$missing" -ne 0 ]; then
   echo "tests/install-deps.sh: the suite cannot run here; see the lines above" >&2
   exit 1

@@ -40,7 +40,7 @@ use crate::registration::{self, Challenge};
 use crate::server::tls::{self, LoadedCert};
 use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{self, Store, StoreError};
 use crate::trust::{TrustPolicy, load_trusted_keys};
 use crate::{forget, ingest, ops, published, query, status};
 
@@ -140,10 +140,13 @@ pub struct App {
     fleet: Arc<Fleet>,
     list: Arc<ListSlot>,
     cert: Option<Arc<CertSlot>>,
+    /// `--retain-days`, and the clock retention measures from.
+    retention: Option<(u32, Arc<dyn Clock>)>,
 }
 
 impl App {
-    /// Build the collector with the SQLite store in `config.data_dir` and bind `config.listen`.
+    /// Build the collector with the store `config` names (PostgreSQL with `database`, else SQLite
+    /// in `data_dir`) and bind `config.listen`.
     pub async fn bind(config: Config) -> Result<App, BuildError> {
         Self::bind_with_clock(config, Arc::new(SystemClock)).await
     }
@@ -151,8 +154,8 @@ impl App {
     /// [`App::bind`] with another clock: tests move a
     /// [`ManualClock`](crate::clock::ManualClock) to let keys earn trust in seconds.
     pub async fn bind_with_clock(config: Config, clock: Arc<dyn Clock>) -> Result<App, BuildError> {
-        let store = SqliteStore::open(&config.data_dir).await?;
-        Self::build(config, Arc::new(store), clock).await
+        let store = store::open(&config.store_location()?).await?;
+        Self::build(config, store, clock).await
     }
 
     /// Build the collector on a store opened by the caller (another database, a test double):
@@ -210,6 +213,7 @@ impl App {
         if published.geoip.is_enabled() {
             tracing::info!(geoip = ?published.geoip, "GeoIP databases loaded: batches get a collector-observed location");
         }
+        let retention = config.retain_days.map(|days| (days, Arc::clone(&clock)));
         let list = Arc::new(ListSlot::new(config.signed_list.clone(), published.list, Arc::clone(&metrics)));
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
@@ -246,7 +250,7 @@ impl App {
             );
         }
         let server = Server::new(listener, router(state), settings, tls, metrics);
-        Ok(App { server, local_addr, store, fleet, list, cert })
+        Ok(App { server, local_addr, store, fleet, list, cert, retention })
     }
 
     /// `https` when serving TLS, else `http`: the scheme of the collector's URL.
@@ -278,6 +282,9 @@ impl App {
         let refresher = tokio::spawn(Arc::clone(&self.fleet).run());
         let rereader = tokio::spawn(Arc::clone(&self.list).reload_on_hangup());
         let cert_rereader = self.cert.clone().map(|cert| tokio::spawn(cert.reload_on_hangup()));
+        let retention = self.retention.clone().map(|(days, clock)| {
+            tokio::spawn(crate::retention::run(Arc::clone(&self.store), clock, days, crate::retention::RETENTION_PERIOD))
+        });
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -298,6 +305,9 @@ impl App {
         refresher.abort();
         rereader.abort();
         if let Some(task) = cert_rereader {
+            task.abort();
+        }
+        if let Some(task) = retention {
             task.abort();
         }
         let closed = self.store.close().await;

@@ -26,6 +26,9 @@ pub use crate::trust::args::{
     ENV_REGISTRATION_DIFFICULTY_BITS, ENV_TRUST_MIN_DAYS, ENV_TRUST_MIN_MEASUREMENTS, ENV_TRUSTED_KEYS, TrustArgs,
 };
 
+use crate::store::StoreLocation;
+pub use crate::store::args::{DatabaseUrl, ENV_DATABASE_URL, ENV_RETAIN_DAYS, StoreArgs};
+
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
 use crate::server;
 pub use crate::server::args::{
@@ -128,8 +131,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", env = ENV_LISTEN, default_value_t = DEFAULT_LISTEN)]
     pub listen: SocketAddr,
 
-    /// Directory for the measurement store (the SQLite file `vantage.sqlite3`). Created if
-    /// missing.
+    /// Directory for the measurement store (the SQLite file `vantage.sqlite3`), unless
+    /// --database names a PostgreSQL database. Created if missing.
     #[arg(long, value_name = "DIR", env = ENV_DATA_DIR, default_value = DEFAULT_DATA_DIR)]
     pub data_dir: PathBuf,
 
@@ -239,6 +242,10 @@ pub struct ServeArgs {
     /// Which probe keys count: anchors, trust thresholds, the registration proof of work.
     #[command(flatten)]
     pub trust: TrustArgs,
+
+    /// The database (PostgreSQL instead of SQLite) and retention.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Everything the collector is built from.
@@ -288,6 +295,10 @@ pub struct Config {
     pub trust_min_days: u32,
     /// The registration proof of work, in leading zero bits.
     pub registration_difficulty_bits: u8,
+    /// The PostgreSQL database (`None`: SQLite in `data_dir`).
+    pub database: Option<DatabaseUrl>,
+    /// Days of measurements kept (`None`: all).
+    pub retain_days: Option<u32>,
 }
 
 impl Config {
@@ -317,6 +328,8 @@ impl Config {
             trust_min_measurements: crate::trust::DEFAULT_MIN_MEASUREMENTS,
             trust_min_days: crate::trust::DEFAULT_MIN_DAYS,
             registration_difficulty_bits: DEFAULT_DIFFICULTY_BITS,
+            database: None,
+            retain_days: None,
         }
     }
 }
@@ -339,6 +352,18 @@ impl Config {
             anchors = anchors.with_pem_file(path)?;
         }
         Ok(HelperTrust { anchors: Arc::new(anchors), timeout: self.helper_timeout, dns_resolver: self.helper_resolver })
+    }
+
+    /// Where the store is: the `--database` (its URL checked; an error never repeats it) or the
+    /// SQLite file in `data_dir`.
+    pub fn store_location(&self) -> Result<StoreLocation, ConfigError> {
+        match &self.database {
+            Some(url) => {
+                crate::store::postgres::check_url(&url.0).map_err(ConfigError::DatabaseUrl)?;
+                Ok(StoreLocation::Postgres { url: url.0.clone() })
+            }
+            None => Ok(StoreLocation::Sqlite { data_dir: self.data_dir.clone() }),
+        }
     }
 
     /// The connection layer's settings, checked: PROXY headers need someone allowed to send them.
@@ -375,6 +400,8 @@ impl From<ServeArgs> for Config {
             trust_min_measurements: args.trust.trust_min_measurements,
             trust_min_days: args.trust.trust_min_days,
             registration_difficulty_bits: args.trust.registration_difficulty_bits,
+            database: args.store.database,
+            retain_days: args.store.retain_days,
         }
     }
 }
@@ -414,6 +441,9 @@ pub enum ConfigError {
     /// The extra trust anchors could not be loaded.
     #[error(transparent)]
     Trust(#[from] vantage_engine::runner::verify::TrustError),
+    /// `--database` is not a PostgreSQL URL (the message names the part, never the password).
+    #[error("--database: {0}")]
+    DatabaseUrl(String),
     /// `--proxy-protocol` without a `--trusted-proxy`: every balancer's header would be refused.
     #[error("--proxy-protocol needs --trusted-proxy: PROXY headers are honoured only from trusted proxies' addresses")]
     ProxyProtocolWithoutProxies,

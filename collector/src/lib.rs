@@ -68,6 +68,7 @@ pub mod payload;
 pub mod published;
 pub mod query;
 pub mod registration;
+pub mod retention;
 pub mod server;
 mod state;
 pub mod status;
@@ -76,4 +77,4 @@ pub mod trust;
 
 pub use app::{App, BuildError, ServeError, shutdown_signal};
 pub use config::{Cli, Command, Config, ConfigError, ServeArgs};
-pub use store::{Duty, Filter, InsertOutcome, SqliteStore, Store, StoreError};
+pub use store::{Duty, Filter, InsertOutcome, PostgresStore, SqliteStore, Store, StoreError, StoreLocation};

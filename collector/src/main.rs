@@ -12,7 +12,7 @@ use vantage_collector::app::Published;
 use vantage_collector::clock::SystemClock;
 use vantage_collector::helper::Helper;
 use vantage_collector::metrics::Metrics;
-use vantage_collector::{App, BuildError, Cli, Command, Config, SqliteStore, Store, operator, shutdown_signal};
+use vantage_collector::{App, BuildError, Cli, Command, Config, Store, operator, shutdown_signal, store};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.
 const EXIT_USAGE: u8 = 64;
@@ -86,8 +86,11 @@ async fn start(config: Config) -> Result<App, BuildError> {
     // Config: the target lists, GeoIP databases and certificate first, so a bad one is reported
     // before the data directory is touched.
     let published = Published::load(&config)?;
-    // Store: open (or create) the measurements file.
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir).await?);
+    // Store: open (or create, or migrate) the SQLite file or the PostgreSQL database; a bad
+    // --database URL is a configuration error.
+    let location = config.store_location()?;
+    tracing::info!(store = %location, "opening the store");
+    let store: Arc<dyn Store> = store::open(&location).await?;
     // Metrics: every family registered; only published targets may become labels.
     let metrics = Arc::new(Metrics::new(published.labels.clone(), config.max_series)?);
     // Helper trust: the built-in roots plus the operator's CA.

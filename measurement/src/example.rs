@@ -8,7 +8,8 @@ use crate::failure::{CodeSpace, Failure, RawCode};
 use crate::observation::{Detail, Observation, Operation, Role, TlsDetail, Vantage};
 use crate::verdict::{Mechanism, Status, Verdict};
 
-/// A TLS measurement blocked by RST injection, started at `started_at`.
+/// A TLS measurement blocked by RST injection, started at `started_at`; its UUIDv7 id carries
+/// that time too (as a probe's does), with random bits after it.
 pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
     let peer = "203.0.113.10:443".parse().ok();
     let step = |role, sni: &str, failure: Option<Failure>| Observation {
@@ -28,7 +29,7 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
         trial: None,
     };
     Measurement {
-        id: Uuid::now_v7(),
+        id: id_at(started_at),
         schema_version: SCHEMA_VERSION,
         software: Software { name: "vantage-probe".into(), version: "0.1.0".into(), platform: "linux-x86_64".into() },
         probe: ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
@@ -54,4 +55,14 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
             vec!["target sni: connection_reset in tls_handshake; control sni completed".into()],
         ),
     }
+}
+
+/// A fresh UUIDv7 whose time is `at` (random bits after it), as a probe makes at that moment.
+pub fn id_at(at: DateTime<Utc>) -> Uuid {
+    let millis = u64::try_from(at.timestamp_millis()).unwrap_or(0);
+    Uuid::new_v7(uuid::Timestamp::from_unix(
+        uuid::NoContext,
+        millis / 1000,
+        u32::try_from(millis % 1000).unwrap_or(0) * 1_000_000,
+    ))
 }

@@ -59,6 +59,14 @@ pub enum Rejection {
         /// What was sent.
         found: DateTime<Utc>,
     },
+    /// The time in the UUIDv7 id is outside the window `started_at` must be in. The id's day is
+    /// where a store files the measurement (PostgreSQL partitions by it), so it must be
+    /// plausible: a probe makes the id when it starts the measurement.
+    #[error("the id's time {found} is outside the accepted window (now -{}d .. now +{}h)", MAX_AGE.num_days(), MAX_CLOCK_SKEW.num_hours())]
+    IdOutOfRange {
+        /// The time in the id (millisecond precision).
+        found: DateTime<Utc>,
+    },
     /// Too many observations.
     #[error("{found} observations, the limit is {MAX_OBSERVATIONS}")]
     TooManyObservations {
@@ -98,6 +106,8 @@ crate::closed_set! {
         InvalidCountry => "invalid_country",
         /// [`Rejection::StartedAtOutOfRange`].
         StartedAtOutOfRange => "started_at_out_of_range",
+        /// [`Rejection::IdOutOfRange`].
+        IdOutOfRange => "id_out_of_range",
         /// [`Rejection::TooManyObservations`].
         TooManyObservations => "too_many_observations",
         /// [`Rejection::InvalidName`].
@@ -119,6 +129,7 @@ impl Rejection {
             Self::InvalidId { .. } => RejectionCode::InvalidId,
             Self::InvalidCountry { .. } => RejectionCode::InvalidCountry,
             Self::StartedAtOutOfRange { .. } => RejectionCode::StartedAtOutOfRange,
+            Self::IdOutOfRange { .. } => RejectionCode::IdOutOfRange,
             Self::TooManyObservations { .. } => RejectionCode::TooManyObservations,
             Self::InvalidName { .. } => RejectionCode::InvalidName,
             Self::VerdictWithoutMechanism { .. } => RejectionCode::VerdictWithoutMechanism,
@@ -159,8 +170,12 @@ pub fn validate(m: &Measurement, now: DateTime<Utc>) -> Result<(), Rejection> {
     if !is_country_code(cc) {
         return Err(Rejection::InvalidCountry { found: cc.chars().take(8).collect() });
     }
-    if m.started_at > now + MAX_CLOCK_SKEW || m.started_at < now - MAX_AGE {
+    if !in_window(m.started_at, now) {
         return Err(Rejection::StartedAtOutOfRange { found: m.started_at });
+    }
+    let id_time = DateTime::from_timestamp_millis(id_unix_millis(&m.id)).unwrap_or_default();
+    if !in_window(id_time, now) {
+        return Err(Rejection::IdOutOfRange { found: id_time });
     }
     if m.observations.len() > MAX_OBSERVATIONS {
         return Err(Rejection::TooManyObservations { found: m.observations.len() });
@@ -175,6 +190,18 @@ pub fn validate(m: &Measurement, now: DateTime<Utc>) -> Result<(), Rejection> {
         return Err(Rejection::VerdictWithoutMechanism { status: m.verdict.status.as_str() });
     }
     Ok(())
+}
+
+/// The one window a measurement's times must be in: `now − MAX_AGE ..= now + MAX_CLOCK_SKEW`.
+fn in_window(t: DateTime<Utc>, now: DateTime<Utc>) -> bool {
+    t >= now - MAX_AGE && t <= now + MAX_CLOCK_SKEW
+}
+
+/// The Unix time in milliseconds a UUIDv7 carries in its first 48 bits (for another version,
+/// whatever those bits say). A store derives the measurement's day from it.
+pub fn id_unix_millis(id: &uuid::Uuid) -> i64 {
+    let b = id.as_bytes();
+    i64::from_be_bytes([0, 0, b[0], b[1], b[2], b[3], b[4], b[5]])
 }
 
 fn check_name(field: &'static str, value: Option<&str>) -> Result<(), Rejection> {

@@ -28,6 +28,8 @@ fn each_rule_names_its_reason() {
         (line_with(|v| v["id"] = "6fa459ea-ee8a-3ca4-894e-db77e160355e".into()), "invalid_id"),
         (line_with(|v| v["probe"]["cc"] = "de".into()), "invalid_country"),
         (line_with(|v| v["started_at"] = "2027-06-01T00:00:00Z".into()), "started_at_out_of_range"),
+        (line_with(|v| v["id"] = example::id_at(now() - Duration::days(91)).to_string().into()), "id_out_of_range"),
+        (line_with(|v| v["id"] = example::id_at(now() + Duration::hours(25)).to_string().into()), "id_out_of_range"),
         (line_with(|v| v["target"]["name"] = "has space".into()), "invalid_name"),
         (line_with(|v| v["verdict"] = serde_json::json!({"status": "blocked"})), "verdict_without_mechanism"),
         (line_with(|v| v["extra"] = 1.into()), "malformed"),

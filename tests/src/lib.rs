@@ -3,6 +3,7 @@
 //! - [`pki`]: a throwaway CA that issues a certificate for whatever SNI a client sends;
 //! - [`servers`]: TLS and QUIC servers that accept any SNI, a DNS responder that can also play an
 //!   on-path injector, and an SNI-filtering proxy that resets connections like a censor;
+//! - [`postgres`]: a throwaway PostgreSQL server (initdb + pg_ctl in a temp dir) for the store tests;
 //! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would;
 //! - [`netns`]: network namespaces, veth links and the programs run inside them, for the tests
 //!   that need a real network (the censorship [`lab`], the censor tools', the VPN servers').
@@ -14,5 +15,6 @@ pub mod censor;
 pub mod lab;
 pub mod netns;
 pub mod pki;
+pub mod postgres;
 pub mod procs;
 pub mod servers;

@@ -107,6 +107,7 @@ fn the_parser_reads_labels_with_escapes() -> anyhow::Result<()> {
 }
 
 fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(60)).build().expect("client")
 }
 
@@ -298,7 +299,12 @@ async fn three_replicas_store_once_report_alike_and_hand_duties_on() -> anyhow::
         .flatten()
         .collect();
     assert!(admitted.iter().all(|a| *a >= union.len() as f64), "admitted {admitted:?}, exported {}", union.len());
-    let folded: f64 = all.iter().filter_map(|e| value(e, "vantage_metric_labels_folded_total", Some(("reason", "budget")))).sum();
+    let folded: f64 = all
+        .iter()
+        .filter_map(|e| e.get("vantage_metric_labels_folded_total"))
+        .flat_map(|samples| samples.iter().filter(|(labels, _)| labels.get("reason").is_some_and(|r| r == "budget")))
+        .map(|(_, v)| v)
+        .sum();
     assert!(folded > 0.0, "the budget was spent, so something folded");
 
     // Kill the holder of the fleet refresh: another replica takes the duty and refreshes.

@@ -34,8 +34,11 @@
 //!   count (the trust policy's verdict, made in `crate::trust`) and leaves out rows whose
 //!   collector-observed ASN contradicts the claimed one.
 
+pub mod args;
+mod filter;
 mod fleet;
 mod keys;
+pub mod postgres;
 pub mod schema;
 mod shared;
 pub mod sqlite;
@@ -46,7 +49,48 @@ use tokio::sync::mpsc;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
+
+/// Where the measurements are: which backend, and where it keeps them.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// One SQLite file in `data_dir` (one collector process).
+    Sqlite {
+        /// The data directory.
+        data_dir: std::path::PathBuf,
+    },
+    /// A PostgreSQL database, shared by any number of collector replicas.
+    Postgres {
+        /// `postgres://user[:password]@host[:port]/database[?options]` (or the key=value form).
+        /// Never shown with its password: see [`StoreLocation`]'s `Debug` and `Display`.
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for StoreLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::fmt::Display for StoreLocation {
+    /// The location as logs may show it: the password is never written.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { data_dir } => write!(f, "sqlite:{}", data_dir.join(sqlite::FILE_NAME).display()),
+            Self::Postgres { url } => f.write_str(&postgres::redact(url)),
+        }
+    }
+}
+
+/// Open (creating or migrating as needed) the store at `location`.
+pub async fn open(location: &StoreLocation) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    Ok(match location {
+        StoreLocation::Sqlite { data_dir } => std::sync::Arc::new(SqliteStore::open(data_dir).await?),
+        StoreLocation::Postgres { url } => std::sync::Arc::new(PostgresStore::open(url).await?),
+    })
+}
 
 /// What became of one measurement of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -206,6 +250,47 @@ pub struct SeriesClaim {
     pub cost: u32,
 }
 
+/// Add [`OBSERVED_FIELD`] to a stored body (a JSON object: we wrote it) unless nothing was
+/// observed.
+pub(crate) fn annotate(body: String, observed: &ObservedLocation) -> Result<String, StoreError> {
+    if observed.cc.is_none() && observed.asn.is_none() {
+        return Ok(body);
+    }
+    let Some(open) = body.strip_suffix('}') else {
+        return Err(StoreError::Corrupt("a stored body is not a JSON object".into()));
+    };
+    let value = serde_json::to_string(observed).map_err(|e| StoreError::Encode(e.to_string()))?;
+    Ok(format!("{open},\"{OBSERVED_FIELD}\":{value}}}"))
+}
+
+/// Milliseconds in a UTC day (Unix time has no leap seconds).
+const DAY_MILLIS: i64 = 86_400_000;
+
+/// The UTC day (days since 1970-01-01) a measurement is filed under: the day of the time in its
+/// UUIDv7 id, which validation keeps within the window `started_at` must be in
+/// (`id_out_of_range`). Retention drops by this day on every backend.
+pub(crate) fn id_day(id: &uuid::Uuid) -> i32 {
+    day_of_millis(vantage_measurement::validate::id_unix_millis(id))
+}
+
+/// The UTC day of `t`.
+pub(crate) fn day_of(t: DateTime<Utc>) -> i32 {
+    day_of_millis(t.timestamp_millis())
+}
+
+fn day_of_millis(millis: i64) -> i32 {
+    i32::try_from(millis.div_euclid(DAY_MILLIS)).unwrap_or(if millis < 0 { i32::MIN } else { i32::MAX })
+}
+
+/// The smallest id of `day`: every id of an earlier day sorts before it, as bytes (PostgreSQL's
+/// `uuid`) and as lower-case hyphenated text (SQLite's `id`).
+pub(crate) fn first_id_of_day(day: i32) -> uuid::Uuid {
+    let millis = u64::try_from(i64::from(day).max(0) * DAY_MILLIS).unwrap_or(0).min((1 << 48) - 1);
+    let mut bytes = [0u8; 16];
+    bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
+    uuid::Uuid::from_bytes(bytes)
+}
+
 /// One NDJSON line (no newline) or the error that ended the stream early.
 pub type RowReceiver = mpsc::Receiver<Result<String, StoreError>>;
 
@@ -327,6 +412,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// admitted, by the rule of [`SeriesClaim`]. Concurrent callers (several replicas) are
     /// serialised, so a combination is admitted once and the cap holds across replicas.
     async fn admit_series(&self, claims: Vec<SeriesClaim>, max: u64) -> Result<Vec<usize>, StoreError>;
+
+    /// Drop every measurement whose day (the UTC day of the time in its UUIDv7 id) is before
+    /// `before`'s day; returns how many were dropped. Key records are kept (they are the keys'
+    /// history, not measurements). PostgreSQL drops whole daily partitions; SQLite deletes in
+    /// bounded chunks so ingest is never held up for long.
+    async fn retain(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 
     /// Does the database answer?
     async fn ping(&self) -> Result<(), StoreError>;

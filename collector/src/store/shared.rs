@@ -1,6 +1,7 @@
 //! What replicas share besides measurements, in SQL: the latest fleet snapshot and the series
 //! budget's admitted label combinations. Plain functions on a connection, run in a blocking thread
-//! by the [`SqliteStore`](super::SqliteStore); the PostgreSQL backend keeps the same two tables.
+//! by the [`SqliteStore`](super::SqliteStore); the PostgreSQL backend keeps the same two tables
+//! (`postgres::shared`). Both are tested alike by the conformance suite (`tests/tests/store_conformance/shared.rs`).
 //!
 //! Both are small by construction: the snapshot is one row holding what is published (bounded
 //! by the series budget and the status page's row caps), never the fleet read behind it; the
@@ -102,56 +103,10 @@ pub(crate) fn decode_labels(labels: &str) -> Result<Vec<String>, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
-
     use super::*;
-    use crate::store::{SqliteStore, Store};
 
     fn labels(values: &[&str]) -> Vec<String> {
         values.iter().map(|v| v.to_string()).collect()
-    }
-
-    fn claim(family: &str, candidates: &[&[&str]]) -> SeriesClaim {
-        SeriesClaim { family: family.into(), candidates: candidates.iter().map(|c| labels(c)).collect(), cost: 1 }
-    }
-
-    #[tokio::test]
-    async fn the_latest_snapshot_wins_and_an_older_one_never_overwrites_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        assert_eq!(store.fleet_snapshot().await.expect("read"), None);
-        let at = |ms| DateTime::from_timestamp_millis(ms).expect("time");
-        let newer = FleetSnapshot { format: 1, made_at: at(1_700_000_001_500), body: "{\"b\":2}".into() };
-        let older = FleetSnapshot { format: 1, made_at: at(1_700_000_000_000), body: "{\"a\":1}".into() };
-        store.put_fleet_snapshot(&newer).await.expect("put");
-        store.put_fleet_snapshot(&older).await.expect("put older");
-        assert_eq!(store.fleet_snapshot().await.expect("read"), Some(newer.clone()), "a late writer is ignored");
-        let newest = FleetSnapshot { made_at: Utc::now(), ..older };
-        store.put_fleet_snapshot(&newest).await.expect("put newest");
-        let read = store.fleet_snapshot().await.expect("read").expect("some");
-        assert_eq!((read.body, read.made_at.timestamp_millis()), (newest.body, newest.made_at.timestamp_millis()));
-    }
-
-    #[tokio::test]
-    async fn admission_holds_the_cap_remembers_and_survives_a_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let a = claim("measurements", &[&["DE", "a"], &["DE", "other"], &["ZZ", "other"]]);
-        let b = claim("measurements", &[&["DE", "b"], &["DE", "other"], &["ZZ", "other"]]);
-        let c = claim("measurements", &[&["FR", "c"], &["FR", "other"], &["ZZ", "other"]]);
-        // Room for two: a as is; b as is; c folds all the way (the last always fits).
-        let chosen = store.admit_series(vec![a.clone(), b.clone(), c.clone()], 2).await.expect("admit");
-        assert_eq!(chosen, vec![0, 0, 2]);
-        // Asked again (another replica): the same answers, nothing added.
-        assert_eq!(store.admit_series(vec![c, a, b], 2).await.expect("again"), vec![2, 0, 0]);
-        let d = claim("measurements", &[&["DE", "d"], &["ZZ", "other"], &["ZZ", "other"]]);
-        assert_eq!(store.admit_series(vec![d], 2).await.expect("d"), vec![1], "folds to the known remainder");
-        store.close().await.expect("close");
-
-        let store = SqliteStore::open(dir.path()).await.expect("reopen");
-        let mut admitted: Vec<Vec<String>> = store.admitted_series().await.expect("read").into_iter().map(|s| s.labels).collect();
-        admitted.sort();
-        assert_eq!(admitted, vec![labels(&["DE", "a"]), labels(&["DE", "b"]), labels(&["ZZ", "other"])]);
     }
 
     #[test]

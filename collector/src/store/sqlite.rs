@@ -23,8 +23,8 @@ use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::{
-    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, OBSERVED_FIELD, RowReceiver, SeriesClaim,
-    Store, StoreError, StreakKey, fleet, keys, schema, shared,
+    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
+    StoreError, StreakKey, annotate, fleet, keys, schema, shared,
 };
 
 /// The database file inside the data directory.
@@ -33,6 +33,8 @@ pub const FILE_NAME: &str = "vantage.sqlite3";
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 /// Rows buffered between the database thread and the HTTP response.
 const QUERY_CHANNEL_ROWS: usize = 64;
+/// Rows [`Store::retain`] deletes per transaction.
+const RETAIN_CHUNK_ROWS: u64 = 10_000;
 /// How long a statement waits for a lock held by another connection before failing.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The SQLite [`Store`].
@@ -214,6 +216,29 @@ impl Store for SqliteStore {
         self.with_writer(move |conn| shared::admit(conn, &claims, max)).await
     }
 
+    async fn retain(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.ensure_open()?;
+        let first_kept = super::first_id_of_day(super::day_of(before)).hyphenated().to_string();
+        let mut deleted = 0u64;
+        loop {
+            // One chunk per transaction: ingest waits for at most one chunk, never the whole sweep.
+            let boundary = first_kept.clone();
+            let n = self
+                .with_writer(move |conn| {
+                    let n = conn.execute(
+                        "DELETE FROM measurements WHERE id IN (SELECT id FROM measurements WHERE id < ?1 LIMIT ?2)",
+                        params![boundary, RETAIN_CHUNK_ROWS],
+                    )?;
+                    Ok(u64::try_from(n).unwrap_or(0))
+                })
+                .await?;
+            deleted += n;
+            if n < RETAIN_CHUNK_ROWS {
+                return Ok(deleted);
+            }
+        }
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         self.with_writer(|conn| {
             conn.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?;
@@ -358,54 +383,17 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 /// The SELECT for `filter`, with its bound values (never user text inside the SQL).
 fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
-    let mut clauses: Vec<&str> = Vec::new();
-    let mut values: Vec<Value> = Vec::new();
-    if let Some(since) = filter.since {
-        clauses.push("started_at >= ?");
-        values.push(Value::Integer(since.timestamp()));
-    }
-    if let Some(until) = filter.until {
-        clauses.push("started_at < ?");
-        values.push(Value::Integer(until.timestamp()));
-    }
-    if let Some(cc) = &filter.country {
-        clauses.push("cc = ?");
-        values.push(Value::Text(cc.clone()));
-    }
-    if let Some(asn) = filter.asn {
-        clauses.push("asn = ?");
-        values.push(Value::Integer(i64::from(asn)));
-    }
-    if let Some(test) = filter.test {
-        clauses.push("test = ?");
-        values.push(Value::Text(test.as_str().into()));
-    }
-    if let Some(target) = &filter.target {
-        clauses.push("target = ?");
-        values.push(Value::Text(target.clone()));
-    }
-    if let Some(status) = filter.verdict {
-        clauses.push("status = ?");
-        values.push(Value::Text(status.as_str().into()));
-    }
-    if let Some(mechanism) = filter.mechanism {
-        clauses.push("mechanism = ?");
-        values.push(Value::Text(mechanism.as_str().into()));
-    }
-    if let Some(cc) = &filter.observed_country {
-        clauses.push("observed_cc = ?");
-        values.push(Value::Text(cc.clone()));
-    }
-    if let Some(asn) = filter.observed_asn {
-        clauses.push("observed_asn = ?");
-        values.push(Value::Integer(i64::from(asn)));
-    }
+    let conditions = super::filter::conditions(filter);
     let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
-    if !clauses.is_empty() {
-        sql.push_str(" WHERE ");
-        sql.push_str(&clauses.join(" AND "));
-    }
+    sql.push_str(&super::filter::where_clause(&conditions, |_| "?".into()));
     sql.push_str(" ORDER BY started_at, id LIMIT ?");
+    let mut values: Vec<Value> = conditions
+        .into_iter()
+        .map(|(_, bound)| match bound {
+            super::filter::Bound::Int(n) => Value::Integer(n),
+            super::filter::Bound::Text(t) => Value::Text(t),
+        })
+        .collect();
     values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
     (sql, values)
 }
@@ -463,142 +451,4 @@ fn read_row(row: &rusqlite::Row<'_>) -> Result<String, StoreError> {
     let body: String = row.get(0).map_err(corrupt)?;
     let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
     annotate(body, &observed)
-}
-
-/// Add [`OBSERVED_FIELD`] to a stored body (a JSON object: we wrote it) unless nothing was
-/// observed.
-fn annotate(body: String, observed: &ObservedLocation) -> Result<String, StoreError> {
-    if observed.cc.is_none() && observed.asn.is_none() {
-        return Ok(body);
-    }
-    let Some(open) = body.strip_suffix('}') else {
-        return Err(StoreError::Corrupt("a stored body is not a JSON object".into()));
-    };
-    let value = serde_json::to_string(observed).map_err(|e| StoreError::Encode(e.to_string()))?;
-    Ok(format!("{open},\"{OBSERVED_FIELD}\":{value}}}"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::{DateTime, TimeZone};
-    use vantage_measurement::{Mechanism, Status, TestKind, example};
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        Utc.timestamp_opt(secs, 0).single().expect("valid time")
-    }
-
-    async fn collect(store: &SqliteStore, filter: &Filter, limit: usize) -> Vec<Measurement> {
-        let mut rx = store.query(filter, limit).await.expect("query");
-        let mut out = Vec::new();
-        while let Some(line) = rx.recv().await {
-            out.push(serde_json::from_str(&line.expect("row")).expect("stored line parses"));
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn duplicates_within_and_across_batches_are_stored_once() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let m = example::tls_reset(at(1_700_000_000));
-        let outcomes = store.insert_batch(&[m.clone(), m.clone()], None, None, chrono::Utc::now()).await.expect("insert");
-        assert_eq!(outcomes, vec![InsertOutcome::Inserted, InsertOutcome::Duplicate]);
-        let outcomes = store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await.expect("insert again");
-        assert_eq!(outcomes, vec![InsertOutcome::Duplicate]);
-        assert_eq!(store.count().await.expect("count"), 1);
-        assert_eq!(collect(&store, &Filter::default(), 10).await, vec![m]);
-    }
-
-    #[tokio::test]
-    async fn filters_select_by_every_indexed_column_in_time_order() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let mut late = example::tls_reset(at(1_700_000_100));
-        late.probe.cc = "DE".into();
-        late.probe.asn = 3320;
-        late.test = TestKind::Tcp;
-        late.target.name = "wikipedia".into();
-        late.verdict.status = Status::Down;
-        late.verdict.mechanism = Some(Mechanism::ControlFailed);
-        let early = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(&[late.clone(), early.clone()], None, None, chrono::Utc::now()).await.expect("insert");
-
-        let all = collect(&store, &Filter::default(), 10).await;
-        assert_eq!(all, vec![early.clone(), late.clone()], "ordered by started_at");
-        assert_eq!(collect(&store, &Filter::default(), 1).await, vec![early.clone()], "limit");
-
-        let only_late = [
-            Filter { since: Some(at(1_700_000_050)), ..Filter::default() },
-            Filter { country: Some("DE".into()), ..Filter::default() },
-            Filter { asn: Some(3320), ..Filter::default() },
-            Filter { test: Some(TestKind::Tcp), ..Filter::default() },
-            Filter { target: Some("wikipedia".into()), ..Filter::default() },
-            Filter { verdict: Some(Status::Down), ..Filter::default() },
-            Filter { mechanism: Some(Mechanism::ControlFailed), ..Filter::default() },
-        ];
-        for filter in &only_late {
-            assert_eq!(collect(&store, filter, 10).await, vec![late.clone()], "{filter:?}");
-        }
-        let until = Filter { until: Some(at(1_700_000_100)), ..Filter::default() };
-        assert_eq!(collect(&store, &until, 10).await, vec![early], "until is exclusive");
-    }
-
-    #[tokio::test]
-    async fn a_closed_store_refuses_work_and_reopens_with_its_data() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let m = example::tls_reset(at(1_700_000_000));
-        store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await.expect("insert");
-        store.close().await.expect("close");
-        assert!(matches!(store.ping().await, Err(StoreError::Closed)));
-        assert!(matches!(
-            store.insert_batch(std::slice::from_ref(&m), None, None, chrono::Utc::now()).await,
-            Err(StoreError::Closed)
-        ));
-
-        let reopened = SqliteStore::open(dir.path()).await.expect("reopen");
-        assert_eq!(collect(&reopened, &Filter::default(), 10).await, vec![m]);
-    }
-
-    #[tokio::test]
-    async fn the_observed_location_is_added_to_rows_and_a_probes_rows_can_be_deleted() {
-        use vantage_measurement::wire::ProbeKey;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = SqliteStore::open(dir.path()).await.expect("open");
-        let (a, b) = (ProbeKey::from_seed(&[1; 32]).key_id(), ProbeKey::from_seed(&[2; 32]).key_id());
-        let seen = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
-        let first = example::tls_reset(at(1_700_000_000));
-        let second = example::tls_reset(at(1_700_000_001));
-        store.insert_batch(std::slice::from_ref(&first), Some(&a), Some(&seen), chrono::Utc::now()).await.expect("a");
-        store.insert_batch(std::slice::from_ref(&second), Some(&b), None, chrono::Utc::now()).await.expect("b");
-
-        let mut rows = store.query(&Filter::default(), 10).await.expect("query");
-        let mut lines = Vec::new();
-        while let Some(line) = rows.recv().await {
-            lines.push(serde_json::from_str::<serde_json::Value>(&line.expect("row")).expect("JSON"));
-        }
-        assert_eq!(lines[0][OBSERVED_FIELD], serde_json::json!({"cc": "DE", "asn": 3320}));
-        assert!(lines[1].get(OBSERVED_FIELD).is_none(), "nothing observed, nothing added");
-        // Without the annotation, each line is still the measurement as stored.
-        let mut plain = lines[0].clone();
-        plain.as_object_mut().expect("object").remove(OBSERVED_FIELD);
-        assert_eq!(serde_json::from_value::<Measurement>(plain).expect("measurement"), first);
-
-        let by_observed = [
-            Filter { observed_country: Some("DE".into()), ..Filter::default() },
-            Filter { observed_asn: Some(3320), ..Filter::default() },
-        ];
-        for filter in &by_observed {
-            let mut rows = store.query(filter, 10).await.expect("query");
-            let mut ids = Vec::new();
-            while let Some(line) = rows.recv().await {
-                ids.push(serde_json::from_str::<serde_json::Value>(&line.expect("row")).expect("JSON")["id"].clone());
-            }
-            assert_eq!(ids, vec![serde_json::json!(first.id)], "{filter:?}");
-        }
-        assert_eq!(store.delete_probe(&a).await.expect("delete"), 1);
-        assert_eq!(store.delete_probe(&a).await.expect("again"), 0);
-        assert_eq!(collect(&store, &Filter::default(), 10).await, vec![second], "the other key's row stays");
-    }
 }

@@ -1,0 +1,61 @@
+//! A [`Filter`] as SQL conditions, shared by every backend: one list of which column compares
+//! how, each backend adding only its placeholder syntax. Values are always bound, never spliced.
+
+use super::Filter;
+
+/// A value to bind.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Bound {
+    /// An integer column (`started_at`, `asn`, `observed_asn`).
+    Int(i64),
+    /// A text column.
+    Text(String),
+}
+
+/// The conditions of `filter`, as (column and operator, value) pairs: `"started_at >="` and the
+/// bound value. A backend writes `{condition} {placeholder}` and ANDs them.
+pub(crate) fn conditions(filter: &Filter) -> Vec<(&'static str, Bound)> {
+    let mut out = Vec::new();
+    if let Some(since) = filter.since {
+        out.push(("started_at >=", Bound::Int(since.timestamp())));
+    }
+    if let Some(until) = filter.until {
+        out.push(("started_at <", Bound::Int(until.timestamp())));
+    }
+    if let Some(cc) = &filter.country {
+        out.push(("cc =", Bound::Text(cc.clone())));
+    }
+    if let Some(asn) = filter.asn {
+        out.push(("asn =", Bound::Int(i64::from(asn))));
+    }
+    if let Some(test) = filter.test {
+        out.push(("test =", Bound::Text(test.as_str().into())));
+    }
+    if let Some(target) = &filter.target {
+        out.push(("target =", Bound::Text(target.clone())));
+    }
+    if let Some(status) = filter.verdict {
+        out.push(("status =", Bound::Text(status.as_str().into())));
+    }
+    if let Some(mechanism) = filter.mechanism {
+        out.push(("mechanism =", Bound::Text(mechanism.as_str().into())));
+    }
+    if let Some(cc) = &filter.observed_country {
+        out.push(("observed_cc =", Bound::Text(cc.clone())));
+    }
+    if let Some(asn) = filter.observed_asn {
+        out.push(("observed_asn =", Bound::Int(i64::from(asn))));
+    }
+    out
+}
+
+/// The WHERE clause (with a leading space, empty for no conditions), numbering placeholders with
+/// `placeholder(n)` from 1.
+pub(crate) fn where_clause(conditions: &[(&'static str, Bound)], placeholder: impl Fn(usize) -> String) -> String {
+    if conditions.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> =
+        conditions.iter().enumerate().map(|(i, (condition, _))| format!("{condition} {}", placeholder(i + 1))).collect();
+    format!(" WHERE {}", parts.join(" AND "))
+}

@@ -1,0 +1,425 @@
+//! The shared store: one PostgreSQL database for any number of collector replicas.
+//!
+//! - **Driver.** tokio-postgres (async, binary `COPY`, pipelining) behind a deadpool-postgres
+//!   pool. Plain TCP or a unix socket to the database, no TLS: the DSN names a database on the
+//!   collectors' private network or the same host (see `docs/collector.md`).
+//! - **Layout.** `measurements` is partitioned by UTC day of the UUIDv7 id (`partitions`), with
+//!   `(day, id)` as its primary key; versioned migrations run at open under an advisory lock
+//!   (`schema`).
+//! - **Ingest.** Binary `COPY` into a staging table, then one idempotent `INSERT … SELECT`
+//!   (`ingest`); the key's activity moves in the same transaction; durable at commit.
+//! - **Reads.** The same SQL as SQLite's, over pooled connections (`reads`). A query streams its
+//!   rows over a bounded channel from a connection of its own; at most
+//!   [`MAX_CONCURRENT_QUERIES`] run at once, beyond that [`StoreError::Busy`].
+//! - **Duties.** [`Store::hold_duty`] takes a session-level advisory lock per [`Duty`] on one
+//!   connection this store keeps for nothing else: the lock lives exactly as long as that
+//!   session, so a replica that dies (or loses the database) lets the duty pass on.
+//!
+//! Per replica: the pool, the duty session, the cache of partitions seen. Everything else (rows,
+//! key records, the salt, which replica holds which duty) is in the database.
+
+mod ingest;
+mod partitions;
+mod reads;
+pub mod schema;
+mod shared;
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures::StreamExt;
+use tokio::sync::{Mutex, RwLock, Semaphore, mpsc};
+use tokio_postgres::config::Host;
+use tokio_postgres::{Client, Config, NoTls};
+use vantage_measurement::Measurement;
+use vantage_measurement::wire::{KeyId, ObservedLocation};
+
+use super::{
+    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
+    StoreError, StreakKey,
+};
+
+/// Queries streaming at once; beyond this a query is refused with [`StoreError::Busy`].
+pub const MAX_CONCURRENT_QUERIES: usize = 8;
+/// Pooled connections: the queries, plus room for ingest, the fleet read and key lookups.
+const POOL_SIZE: usize = MAX_CONCURRENT_QUERIES + 16;
+/// Rows buffered between the database and the HTTP response.
+const QUERY_CHANNEL_ROWS: usize = 64;
+/// How long to wait for the server to accept a connection.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a pooled connection before failing (the probe retries).
+const POOL_WAIT: Duration = Duration::from_secs(10);
+/// The first key of every advisory lock this code takes (`"VANT"`), so they can't collide with
+/// another application's on a shared server. The second key names the lock: 0 and 1 are
+/// migrations and partition changes, 100 + n the duties.
+pub(crate) const LOCK_CLASS: i32 = 0x5641_4e54;
+
+/// The PostgreSQL [`Store`].
+pub struct PostgresStore {
+    pool: Pool,
+    /// Where, for errors and logs (no password).
+    shown: String,
+    /// How to open the duty session.
+    config: Config,
+    /// Operations hold it shared; [`Store::close`] takes it exclusively, so it waits for writes
+    /// in progress.
+    running: RwLock<()>,
+    closed: AtomicBool,
+    queries: Arc<Semaphore>,
+    partitions: partitions::KnownDays,
+    duty: Mutex<DutySession>,
+}
+
+impl std::fmt::Debug for PostgresStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresStore").field("database", &self.shown).finish_non_exhaustive()
+    }
+}
+
+/// The connection holding this replica's duties, and which ones it holds.
+#[derive(Default)]
+struct DutySession {
+    client: Option<Client>,
+    held: HashSet<Duty>,
+}
+
+impl PostgresStore {
+    /// Connect to the database at `url`, migrating it to the current layout.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::open_at_layout(url, schema::SCHEMA_VERSION).await
+    }
+
+    /// [`PostgresStore::open`], migrating only up to layout `version`: for tests that build a
+    /// database as an older collector left it. Don't write through a store opened at an older
+    /// layout; open it again with [`PostgresStore::open`].
+    #[doc(hidden)]
+    pub async fn open_at_layout(url: &str, version: i32) -> Result<Self, StoreError> {
+        let shown = redact(url);
+        let open_error = |reason: String| StoreError::Open { what: shown.clone(), reason };
+        let config = session_config(url).map_err(open_error)?;
+        let manager = Manager::from_config(config.clone(), NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_SIZE)
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(POOL_WAIT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .build()
+            .map_err(|e| open_error(e.to_string()))?;
+        let mut client = pool.get().await.map_err(|e| open_error(StoreError::from(e).to_string()))?;
+        schema::migrate(&mut client, &shown, version).await?;
+        drop(client);
+        tracing::info!(database = %shown, layout = version, "PostgreSQL store open");
+        Ok(PostgresStore {
+            pool,
+            shown,
+            config,
+            running: RwLock::new(()),
+            closed: AtomicBool::new(false),
+            queries: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+            partitions: partitions::KnownDays::default(),
+            duty: Mutex::new(DutySession::default()),
+        })
+    }
+
+    /// A pooled connection, unless the store is closed.
+    async fn client(&self) -> Result<deadpool_postgres::Object, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        Ok(self.pool.get().await?)
+    }
+
+    /// One batch in one transaction; `Err` with "no partition" when a partition this store
+    /// thought was there has been dropped.
+    async fn try_insert(&self, rows: &[ingest::Row], sender: &ingest::Sender<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
+        let mut client = self.client().await?;
+        partitions::ensure(&mut client, &self.partitions, &ingest::days(rows)).await?;
+        let tx = client.transaction().await?;
+        let outcomes = ingest::write_batch(&tx, rows, sender).await?;
+        tx.commit().await?;
+        Ok(outcomes)
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn insert_batch(
+        &self,
+        batch: &[Measurement],
+        probe: Option<&KeyId>,
+        observed: Option<&ObservedLocation>,
+        received_at: DateTime<Utc>,
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        let _running = self.running.read().await;
+        let rows = batch.iter().map(ingest::Row::from_measurement).collect::<Result<Vec<_>, StoreError>>()?;
+        let sender = ingest::Sender {
+            probe_key: probe.map(KeyId::as_str),
+            observed_cc: observed.and_then(|o| o.cc.as_deref()),
+            observed_asn: observed.and_then(|o| o.asn).map(i64::from),
+            received_at: received_at.timestamp(),
+        };
+        match self.try_insert(&rows, &sender).await {
+            Err(StoreError::Database(message)) if message.contains("no partition of relation") => {
+                // Another replica's retention dropped a partition this store remembered.
+                self.partitions.forget();
+                self.try_insert(&rows, &sender).await
+            }
+            result => result,
+        }
+    }
+
+    async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError> {
+        let _running = self.running.read().await;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let deleted = tx.execute("DELETE FROM measurements WHERE probe_key = $1", &[&probe.as_str()]).await?;
+        tx.execute("DELETE FROM probe_keys WHERE key_id = $1", &[&probe.as_str()]).await?;
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    async fn register_key(&self, probe: &KeyId, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let _running = self.running.read().await;
+        reads::register(&**self.client().await?, probe.as_str(), at.timestamp()).await
+    }
+
+    async fn key_activity(&self, probe: &KeyId) -> Result<Option<KeyActivity>, StoreError> {
+        reads::activity(&**self.client().await?, probe.as_str()).await
+    }
+
+    async fn active_keys(&self, since: DateTime<Utc>) -> Result<Vec<KeyActivity>, StoreError> {
+        reads::active(&**self.client().await?, since.timestamp()).await
+    }
+
+    async fn registration_salt(&self) -> Result<String, StoreError> {
+        let _running = self.running.read().await;
+        reads::salt(&**self.client().await?).await
+    }
+
+    async fn query(&self, filter: &Filter, limit: usize) -> Result<RowReceiver, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
+        let client = self.client().await?;
+        let (sql, values) = reads::select_statement(filter, limit);
+        let statement = client.prepare_cached(&sql).await?;
+        let params = values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync));
+        let rows = client.query_raw(&statement, params).await?;
+        let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
+        tokio::spawn(async move {
+            // The connection and the permit are held until the last row is sent or the reader
+            // goes away (the HTTP client disconnected): dropping the stream ends the query.
+            let (_permit, _client) = (permit, client);
+            futures::pin_mut!(rows);
+            while let Some(row) = rows.next().await {
+                let item = row.map_err(StoreError::from).and_then(|row| reads::read_row(&row));
+                let failed = item.is_err();
+                if rows_tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(rows_rx)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = self.client().await?.query_one("SELECT COUNT(*) FROM measurements", &[]).await?.try_get(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn fleet(&self, since: DateTime<Utc>, counted: &[String]) -> Result<FleetRows, StoreError> {
+        let since = since.timestamp();
+        reads::fleet(&**self.client().await?, counted, since, since).await
+    }
+
+    async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError> {
+        reads::blocked_since(&**self.client().await?, &keys).await
+    }
+
+    async fn put_fleet_snapshot(&self, snapshot: &FleetSnapshot) -> Result<(), StoreError> {
+        let _running = self.running.read().await;
+        shared::put_snapshot(&**self.client().await?, snapshot).await
+    }
+
+    async fn fleet_snapshot(&self) -> Result<Option<FleetSnapshot>, StoreError> {
+        shared::snapshot(&**self.client().await?).await
+    }
+
+    async fn admitted_series(&self) -> Result<Vec<AdmittedSeries>, StoreError> {
+        shared::admitted(&**self.client().await?).await
+    }
+
+    async fn admit_series(&self, claims: Vec<SeriesClaim>, max: u64) -> Result<Vec<usize>, StoreError> {
+        let _running = self.running.read().await;
+        shared::admit(&mut self.client().await?, &claims, max).await
+    }
+
+    async fn hold_duty(&self, duty: Duty) -> Result<bool, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let mut session = self.duty.lock().await;
+        let mut last_error = None;
+        // Twice at most: a broken session is replaced once (its locks died with it).
+        for _ in 0..2 {
+            if session.client.as_ref().is_none_or(Client::is_closed) {
+                session.held.clear();
+                session.client = Some(connect(&self.config).await?);
+            }
+            let Some(client) = session.client.as_ref() else { continue };
+            let result = if session.held.contains(&duty) {
+                // Held already (session locks stack, so don't take it twice): is the session alive?
+                client.simple_query("SELECT 1").await.map(|_| true)
+            } else {
+                client
+                    .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_CLASS, &duty_lock(duty)])
+                    .await
+                    .and_then(|row| row.try_get::<_, bool>(0))
+            };
+            match result {
+                Ok(held) => {
+                    if held {
+                        session.held.insert(duty);
+                    }
+                    return Ok(held);
+                }
+                Err(e) => {
+                    tracing::warn!(database = %self.shown, "the duty session broke; reconnecting: {e}");
+                    session.client = None;
+                    session.held.clear();
+                    last_error = Some(e);
+                }
+            }
+        }
+        Err(last_error.map_or(StoreError::Closed, StoreError::from))
+    }
+
+    async fn retain(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
+        let _running = self.running.read().await;
+        let mut client = self.client().await?;
+        partitions::drop_before(&mut client, &self.partitions, super::day_of(before)).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client().await?.simple_query("SELECT 1").await?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.closed.store(true, Ordering::Release);
+        // Waits for writes in progress: their commits finish before the pool goes.
+        let _closing = self.running.write().await;
+        let mut session = self.duty.lock().await;
+        if let Some(client) = session.client.take() {
+            // Hand the duties on now rather than when the server notices the socket closed.
+            let _ = client.simple_query("SELECT pg_advisory_unlock_all()").await;
+        }
+        session.held.clear();
+        self.pool.close();
+        Ok(())
+    }
+}
+
+/// The second advisory-lock key of `duty`.
+fn duty_lock(duty: Duty) -> i32 {
+    match duty {
+        Duty::FleetRefresh => 100,
+        Duty::Retention => 101,
+    }
+}
+
+/// A connection of its own (the duty session), its driver task spawned.
+async fn connect(config: &Config) -> Result<Client, StoreError> {
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!("database connection ended: {e}");
+        }
+    });
+    Ok(client)
+}
+
+/// The URL parsed, with what every session needs: a connect timeout unless the URL sets one,
+/// durable commits whatever the server's default, and the application name in `pg_stat_activity`.
+fn session_config(url: &str) -> Result<Config, String> {
+    let mut config: Config = url.parse().map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("vantage-collector");
+    }
+    let options = format!("{} -c synchronous_commit=on", config.get_options().unwrap_or_default());
+    config.options(options.trim());
+    Ok(config)
+}
+
+/// Check that `url` is a PostgreSQL URL this store can use (without connecting): the error never
+/// repeats the URL.
+pub fn check_url(url: &str) -> Result<(), String> {
+    session_config(url).map(|_| ())
+}
+
+/// `url` as logs and errors may show it: user, hosts, ports and database; never the password.
+pub fn redact(url: &str) -> String {
+    let Ok(config) = url.parse::<Config>() else {
+        return "<unreadable PostgreSQL URL>".into();
+    };
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(host, port)| match host {
+            Host::Tcp(name) => format!("{name}:{port}"),
+            Host::Unix(dir) => format!("{}:{port}", dir.display()),
+        })
+        .collect();
+    format!("postgres://{}@{}/{}", config.get_user().unwrap_or(""), hosts.join(","), config.get_dbname().unwrap_or(""))
+}
+
+/// PostgreSQL's errors stay in this backend: the rest of the collector sees only [`StoreError`].
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        match e.as_db_error() {
+            Some(db) => StoreError::Database(format!("{}: {}", db.code().code(), db.message())),
+            None => StoreError::Database(e.to_string()),
+        }
+    }
+}
+
+impl From<PoolError> for StoreError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::Backend(e) => e.into(),
+            PoolError::Closed => StoreError::Closed,
+            other => StoreError::Database(format!("no database connection: {other}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_is_shown_without_its_password() {
+        let shown = redact("postgres://vantage:s3cret@db.internal:6543/measurements?sslmode=disable");
+        assert_eq!(shown, "postgres://vantage@db.internal:6543/measurements");
+        assert!(!redact("host=db user=v password=s3cret dbname=m").contains("s3cret"));
+        assert_eq!(redact("postgres://v:s3cret@[bad"), "<unreadable PostgreSQL URL>");
+        let err = check_url("postgres://v:s3cret@db/m?port=notaport").expect_err("bad port");
+        assert!(!err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn every_duty_has_its_own_lock() {
+        let locks: HashSet<i32> = Duty::ALL.iter().map(|d| duty_lock(*d)).collect();
+        assert_eq!(locks.len(), Duty::ALL.len());
+    }
+}
