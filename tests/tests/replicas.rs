@@ -116,6 +116,15 @@ async fn exposition(http: &reqwest::Client, replica: &str) -> anyhow::Result<Exp
     parse(&text)
 }
 
+/// Every replica's exposition, in order.
+async fn expositions(http: &reqwest::Client, replicas: &[String]) -> anyhow::Result<Vec<Exposition>> {
+    let mut all = Vec::new();
+    for replica in replicas {
+        all.push(exposition(http, replica).await?);
+    }
+    Ok(all)
+}
+
 /// The value of an unlabelled (or single) sample of `name`, or of `name{label=value}`.
 fn value(e: &Exposition, name: &str, label: Option<(&str, &str)>) -> Option<f64> {
     e.get(name)?.iter().find(|(labels, _)| label.is_none_or(|(k, v)| labels.get(k).is_some_and(|l| l == v))).map(|(_, v)| *v)
@@ -263,11 +272,7 @@ async fn three_replicas_store_once_report_alike_and_hand_duties_on() -> anyhow::
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     let (http_ref, urls_ref) = (&http, &urls);
     let consistent = move || async move {
-        let (http, urls) = (http_ref, urls_ref);
-        let mut all = Vec::new();
-        for url in urls {
-            all.push(exposition(http, url).await?);
-        }
+        let all = expositions(http_ref, urls_ref).await?;
         let fleets: Vec<Exposition> = all.iter().map(fleet).collect();
         let made = value(&all[0], "vantage_collector_fleet_refresh_timestamp_seconds", None).unwrap_or(0.0);
         let probes_seen: f64 = fleets[0].get("vantage_probes_active").map(|s| s.values().sum()).unwrap_or(0.0);
@@ -288,10 +293,7 @@ async fn three_replicas_store_once_report_alike_and_hand_duties_on() -> anyhow::
 
     // The budget folded alike: all replicas' budgeted series together are no more than the one
     // set the database admitted (each folding on its own would export up to three budgets).
-    let mut all = Vec::new();
-    for replica in &replicas {
-        all.push(exposition(&http, &replica.url).await?);
-    }
+    let all = expositions(&http, &urls).await?;
     let admitted: Vec<f64> = all.iter().filter_map(|e| value(e, "vantage_metric_series_admitted", None)).collect();
     let union: BTreeSet<(&str, &Labels)> = all
         .iter()
@@ -317,11 +319,7 @@ async fn three_replicas_store_once_report_alike_and_hand_duties_on() -> anyhow::
     let urls: Vec<String> = replicas.iter().map(|r| r.url.clone()).collect();
     let (http_ref, urls_ref) = (&http, &urls);
     let taken_over = move || async move {
-        let (http, urls) = (http_ref, urls_ref);
-        let mut all = Vec::new();
-        for url in urls {
-            all.push(exposition(http, url).await?);
-        }
+        let all = expositions(http_ref, urls_ref).await?;
         let made: Vec<f64> =
             all.iter().filter_map(|e| value(e, "vantage_collector_fleet_refresh_timestamp_seconds", None)).collect();
         Ok(["fleet_refresh", "retention"].iter().all(|duty| holders(&all, duty) == 1)
