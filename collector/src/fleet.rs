@@ -1,15 +1,31 @@
-//! The fleet refresh: every `--fleet-refresh-secs`, read the fleet from the store, recompute the
-//! fleet gauges and the ASN label rule, and keep the read for the status page.
+//! The fleet refresh: every `--fleet-refresh-secs`, one replica reads the fleet from the store and
+//! computes what is published (the fleet gauges, the ASN label rule, the status page); it keeps
+//! that as the shared [snapshot](snapshot) in the database, and every replica publishes the
+//! latest snapshot. So several collectors on one database serve identical figures, and the read
+//! costs the database once per period whatever the number of replicas.
+//!
+//! Each tick, on every replica ([`Fleet::refresh`]):
+//!
+//! 1. ping the store (`vantage_collector_store_up`);
+//! 2. ask for each [`Duty`] (`vantage_collector_duty_held{duty}`): a replica keeps a duty for as
+//!    long as its database session lives, so a dead holder's duty passes to the next replica
+//!    that asks;
+//! 3. load the series budget's admitted combinations (other replicas' admissions);
+//! 4. if this replica holds [`Duty::FleetRefresh`]: read the fleet, judge the keys by the
+//!    [`TrustPolicy`], compute what is published and store it as the snapshot;
+//! 5. load the latest snapshot and publish it, if it is newer than the one published.
 //!
 //! Why a timer and not on scrape: the read costs a scan of the window, and several Prometheus
 //! servers (or a dashboard refresh storm) scraping at once should not multiply it. The HELP text
 //! of each fleet gauge says it is recomputed, and `vantage_collector_fleet_refresh_timestamp_seconds`
-//! says when, so staleness is visible and alertable. The read runs on its own read-only
-//! connection: ingest never waits for it.
+//! is when the snapshot was made (by whichever replica), so staleness is visible and alertable.
+//! SQLite holds every duty: one process makes and reads its own snapshot.
 //!
 //! Only keys the trust policy counts *now* (by the injected clock) are read: the keys active in
 //! the window are read first, judged by [`TrustPolicy`], and the fleet read is told which count.
 //! The same judgement gives `vantage_collector_keys_active{standing}`.
+
+pub mod snapshot;
 
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
@@ -19,29 +35,37 @@ use vantage_measurement::wire::KeyStanding;
 
 use crate::clock::Clock;
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{FleetRows, KeyActivity, Store, StoreError};
+use crate::status::view::{self, Page};
+use crate::store::{Duty, KeyActivity, Store, StoreError};
 use crate::trust::TrustPolicy;
+use snapshot::{Shared, SnapshotError};
 
 /// Why one refresh failed. The previous gauges and snapshot stay in place; the next tick retries.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
-    /// The store could not be read.
+    /// The store could not be read or written.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// The gauges could not be built (a bug in this crate).
     #[error("fleet gauges: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// The shared snapshot could not be encoded or decoded.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
 }
 
-/// One read of the fleet, as the status page uses it.
+/// The published snapshot, as the status page uses it.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    /// What the store said.
-    pub rows: FleetRows,
-    /// When it was read (`None`: not yet).
-    pub read_at: Option<DateTime<Utc>>,
-    /// Counts refreshes, so pages rendered from one snapshot can be reused.
+    /// The status page (its streak starts filled in).
+    pub page: Page,
+    /// When it was made (`None`: not yet).
+    pub made_at: Option<DateTime<Utc>>,
+    /// Counts the snapshots published here, so pages rendered from one can be reused.
     pub generation: u64,
+    /// The stored form it was decoded from (a clock that stands still, as in tests, makes a new
+    /// snapshot at the same time as the last).
+    stored: String,
 }
 
 /// The refresher and the latest snapshot.
@@ -73,13 +97,38 @@ impl Fleet {
         Fleet { store, metrics, policy, clock, window, asn_min_probes, interval, snapshot }
     }
 
-    /// The latest snapshot.
+    /// The latest snapshot published here.
     pub fn snapshot(&self) -> Arc<Snapshot> {
         Arc::clone(&self.snapshot.read().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// Read the store once and publish.
+    /// One tick: the store's health, the duties, the shared budget; the snapshot made if this
+    /// replica holds the duty; the latest snapshot published.
     pub async fn refresh(&self) -> Result<(), RefreshError> {
+        let ping = self.store.ping().await;
+        self.metrics.set_store_up(ping.is_ok());
+        ping?;
+        let mut makes = false;
+        for duty in Duty::ALL {
+            let held = match self.store.hold_duty(*duty).await {
+                Ok(held) => held,
+                Err(e) => {
+                    tracing::warn!(duty = duty.as_str(), "asking for a duty failed (taken as not held): {e}");
+                    false
+                }
+            };
+            self.metrics.set_duty_held(*duty, held);
+            makes |= *duty == Duty::FleetRefresh && held;
+        }
+        self.metrics.load_series(&self.store.admitted_series().await?);
+        if makes {
+            self.make().await?;
+        }
+        self.publish_latest().await
+    }
+
+    /// Read the store, compute what is published and store it as the shared snapshot.
+    async fn make(&self) -> Result<(), RefreshError> {
         let now = self.clock.now();
         let window = chrono::Duration::from_std(self.window).unwrap_or(chrono::Duration::hours(1));
         let timer = self.metrics.store_timer(StoreOp::Fleet);
@@ -87,17 +136,41 @@ impl Fleet {
         let counted = self.policy.counted(&active, now);
         let rows = self.store.fleet(now - window, &counted).await?;
         timer.observe_duration();
-        self.metrics.publish_keys(&by_standing(&self.policy, &active, now));
         if rows.truncated {
             tracing::warn!(
                 rows = rows.latest.len(),
                 "the fleet read hit its row cap; fleet gauges are a lower bound (shorten --window-secs)"
             );
         }
-        self.metrics.publish_fleet(&rows, self.asn_min_probes, self.window)?;
+        self.metrics.settle_fleet(self.store.as_ref(), &rows).await?;
+        let keys = by_standing(&self.policy, &active, now);
+        let metrics = self.metrics.fleet_publication(&rows, self.asn_min_probes, self.window, keys);
+        let mut page = view::build(&rows, Some(now), self.window.as_secs(), |target| self.metrics.is_published(target));
+        if let Err(e) = crate::status::fill_since(self.store.as_ref(), &self.metrics, &mut page).await {
+            tracing::warn!("status page: blocking streaks unavailable this refresh: {e}");
+        }
+        // Made at the wall clock's time, as the staleness alert reads it (`now` is the injected
+        // clock's, which judges trust and the window).
+        let shared = snapshot::encode(&Shared { metrics, page }, Utc::now())?;
+        self.store.put_fleet_snapshot(&shared).await?;
+        Ok(())
+    }
+
+    /// Publish the latest stored snapshot if it is newer than the one published here.
+    async fn publish_latest(&self) -> Result<(), RefreshError> {
+        let Some(stored) = self.store.fleet_snapshot().await? else {
+            return Ok(());
+        };
+        let published = self.snapshot();
+        let same = published.made_at == Some(stored.made_at) && published.stored == stored.body;
+        if same || published.made_at.is_some_and(|at| at > stored.made_at) {
+            return Ok(());
+        }
+        let shared = snapshot::decode(&stored)?;
+        self.metrics.publish_fleet(&shared.metrics, stored.made_at)?;
         let mut slot = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
         let generation = slot.generation + 1;
-        *slot = Arc::new(Snapshot { rows, read_at: Some(now), generation });
+        *slot = Arc::new(Snapshot { page: shared.page, made_at: Some(stored.made_at), generation, stored: stored.body });
         Ok(())
     }
 

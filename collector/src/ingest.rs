@@ -224,6 +224,12 @@ pub(crate) async fn post_measurements(
         };
         timer.observe_duration();
         report.key = standing(store.as_ref(), &policy, signer.as_ref(), now).await;
+        // The series budget is shared: label combinations this replica has not seen are asked of
+        // the store before counting, so every replica folds alike.
+        let counted = checked.valid.iter().zip(&outcomes).filter(|(m, outcome)| {
+            **outcome == InsertOutcome::Inserted && trust::counts(report.key, &m.probe, report.observed.as_ref()).is_ok()
+        });
+        metrics.settle_measurements(store.as_ref(), counted.map(|(m, _)| m)).await;
         for (m, outcome) in checked.valid.iter().zip(&outcomes) {
             match outcome {
                 InsertOutcome::Inserted => {

@@ -1,7 +1,8 @@
 //! One conformance suite for every store backend: each case is an async function taking a fresh
 //! store location, run once against SQLite and once against PostgreSQL (a throwaway server
 //! shared by this binary, a fresh database per case). Cases that only one backend can have
-//! (PostgreSQL's migrations, duties shared between replicas) are in `postgres_only`.
+//! (PostgreSQL's migrations, duties shared between replicas) are in `postgres_only`; what replicas
+//! share (the fleet snapshot, the series budget) is in `shared`.
 
 #[path = "store_conformance/cases.rs"]
 mod cases;
@@ -9,6 +10,8 @@ mod cases;
 mod fleet;
 #[path = "store_conformance/postgres_only.rs"]
 mod postgres_only;
+#[path = "store_conformance/shared.rs"]
+mod shared;
 
 use std::sync::Arc;
 
@@ -107,6 +110,8 @@ conformance!(
     fleet::a_streak_starts_at_the_first_block_after_the_last_ok,
     fleet::only_counted_keys_and_uncontradicted_rows_are_read,
     fleet::duties_are_held_by_one_store_at_a_time,
+    shared::the_latest_fleet_snapshot_wins_and_an_older_one_never_overwrites_it,
+    shared::series_admission_holds_the_cap_across_stores_and_answers_alike,
 );
 
 /// The same input gives the same rows, byte for byte, from both backends.

@@ -23,8 +23,10 @@ use super::{
     PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
     STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
+use super::{DUTY_HELD, STORE_UP};
 use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
 use crate::payload::BatchRejection;
+use crate::store::Duty;
 use crate::trust::Uncounted;
 
 /// Spool backlog per batch: an up-to-date probe sends 0; one that was offline for a month
@@ -243,14 +245,41 @@ pub(super) struct FleetFamilies {
 
 impl FleetFamilies {
     pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
-        let refreshed =
-            r.gauge(FLEET_REFRESH_TIMESTAMP_SECONDS, "Unix time the fleet gauges were last recomputed from the store.")?;
+        let refreshed = r.gauge(
+            FLEET_REFRESH_TIMESTAMP_SECONDS,
+            "Unix time the fleet snapshot these gauges show was made from the store (by whichever replica holds \
+                 the fleet_refresh duty).",
+        )?;
         let window = r.int_gauge(
             FLEET_WINDOW_SECONDS,
             "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
         )?;
         let gauges = r.register(FleetGauges::new()?)?;
         Ok(FleetFamilies { gauges, refreshed, window })
+    }
+}
+
+/// This replica among several: the duties it holds and whether it reaches the store.
+#[derive(Debug)]
+pub(super) struct ReplicaFamilies {
+    pub(super) duty_held: IntGaugeVec,
+    pub(super) store_up: IntGauge,
+}
+
+impl ReplicaFamilies {
+    pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
+        let duty_held = r.int_gauge_vec(
+            DUTY_HELD,
+            "1 if this replica holds the duty (periodic work one replica does for all, chosen through the \
+             database), else 0; asked every fleet refresh. Summed over replicas it should be exactly 1.",
+            &["duty"],
+        )?;
+        let store_up =
+            r.int_gauge(STORE_UP, "1 if this replica's last ping of the store (every fleet refresh) succeeded, else 0.")?;
+        for duty in Duty::ALL {
+            duty_held.with_label_values(&[duty.as_str()]);
+        }
+        Ok(ReplicaFamilies { duty_held, store_up })
     }
 }
 

@@ -9,12 +9,14 @@
 //! The counting is the pure [`count_latest`]. Publishing swaps a complete snapshot in one step
 //! (a custom [`Collector`]), so a scrape never sees half of one refresh and half of the next.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{IntGaugeVec, Opts};
+use serde::{Deserialize, Serialize};
+use vantage_measurement::wire::KeyStanding;
 
 use super::budget::{Family, SeriesBudget};
 use super::country_label;
@@ -33,7 +35,7 @@ pub const TARGET_ASNS_MEASURED: &str = "vantage_target_asns_measured";
 pub const VERDICT_LABELS: &[&str] = &["country", "target", "test", "verdict"];
 
 /// How many distinct probes and distinct ASNs stand behind one label combination.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Distinct {
     /// Distinct probe keys.
     pub probes: u64,
@@ -64,14 +66,86 @@ pub fn eligible_asns(asn_probes: &[(String, u32, u64)], k: u32) -> HashSet<(Stri
 pub const MEASURED_LABELS: &[&str] = &["country", "target", "test"];
 
 /// What one refresh publishes, every map keyed by label values already folded and admitted.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FleetValues {
     /// `[country]` → distinct active probes.
+    #[serde(with = "pairs")]
     pub active: BTreeMap<Vec<String>, u64>,
     /// [`VERDICT_LABELS`] values → distinct probes and ASNs.
+    #[serde(with = "pairs")]
     pub verdicts: BTreeMap<Vec<String>, Distinct>,
     /// [`MEASURED_LABELS`] values → distinct ASNs with any verdict.
+    #[serde(with = "pairs")]
     pub measured: BTreeMap<Vec<String>, Distinct>,
+}
+
+/// Everything the metrics take from one fleet refresh: made by the replica holding the duty,
+/// kept in the shared snapshot, published by every replica alike.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FleetPublication {
+    /// The gauges' values.
+    pub values: FleetValues,
+    /// The (country, ASN) pairs allowed as `asn` labels (the k-anonymity rule), sorted.
+    pub eligible_asns: BTreeSet<(String, u32)>,
+    /// Active keys by standing.
+    pub keys: Vec<(KeyStanding, u64)>,
+    /// The window, seconds.
+    pub window_secs: u64,
+    /// The store's latest arrival, Unix seconds.
+    pub last_received: Option<i64>,
+}
+
+/// A map with non-string keys as a JSON list of pairs.
+mod pairs {
+    use std::collections::BTreeMap;
+
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    pub(super) fn serialize<S: Serializer, K: Serialize, V: Serialize>(map: &BTreeMap<K, V>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(map.iter())
+    }
+
+    pub(super) fn deserialize<'de, D, K, V>(d: D) -> Result<BTreeMap<K, V>, D::Error>
+    where
+        D: Deserializer<'de>,
+        K: Deserialize<'de> + Ord,
+        V: Deserialize<'de>,
+    {
+        Vec::<(K, V)>::deserialize(d).map(|pairs| pairs.into_iter().collect())
+    }
+}
+
+/// The combinations a fleet read wants before any budget folding, for the families admitted
+/// first (the measured family's labels are the verdicts' once admitted, see [`values`]).
+pub fn wanted(rows: &FleetRows, is_published: impl Fn(&str) -> bool) -> BTreeSet<(Family, Vec<String>)> {
+    let active = rows.active_probes.iter().map(|(cc, _)| (Family::ProbesActive, vec![country_label(cc).to_string()]));
+    let verdicts = rows.latest.iter().map(|row| (Family::TargetVerdicts, verdict_labels(row, &is_published)));
+    active.chain(verdicts).collect()
+}
+
+/// The measured family's wanted combinations: each row's verdict labels as `budget` admits
+/// them (ask the store for [`wanted`] first), without the verdict.
+pub fn wanted_measured(
+    rows: &FleetRows,
+    budget: &mut SeriesBudget,
+    is_published: impl Fn(&str) -> bool,
+) -> BTreeSet<(Family, Vec<String>)> {
+    let verdicts: BTreeSet<Vec<String>> = rows.latest.iter().map(|row| verdict_labels(row, &is_published)).collect();
+    verdicts
+        .into_iter()
+        .map(|labels| {
+            let mut labels = budget.admit(Family::TargetVerdicts, labels).0;
+            labels.truncate(MEASURED_LABELS.len());
+            (Family::TargetMeasured, labels)
+        })
+        .collect()
+}
+
+/// A row's [`VERDICT_LABELS`] values before the budget: country by the schema's rule, target
+/// only if published.
+fn verdict_labels(row: &LatestVerdict, is_published: impl Fn(&str) -> bool) -> Vec<String> {
+    let target = if is_published(&row.target) { row.target.as_str() } else { "other" };
+    [country_label(&row.cc), target, row.test.as_str(), row.status.as_str()].iter().map(|l| l.to_string()).collect()
 }
 
 /// Fold a fleet read into gauge values, every label combination admitted by `budget`.
@@ -93,9 +167,7 @@ pub fn values(rows: &FleetRows, budget: &mut SeriesBudget, is_published: impl Fn
         *values.active.entry(labels).or_default() += probes;
     }
     let verdict_labels = |budget: &mut SeriesBudget, row: &LatestVerdict| {
-        let target = if is_published(&row.target) { row.target.as_str() } else { "other" };
-        let labels = [country_label(&row.cc), target, row.test.as_str(), row.status.as_str()];
-        budget.admit(Family::TargetVerdicts, labels.iter().map(|l| l.to_string()).collect()).0
+        budget.admit(Family::TargetVerdicts, verdict_labels(row, &is_published)).0
     };
     values.verdicts.extend(count_latest(&rows.latest, |row| verdict_labels(budget, row)));
     // The same labels without the verdict (folded alike), for the n of "m of n ASNs".

@@ -30,19 +30,20 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
 use vantage_measurement::wire::{KeyStanding, ObservedLocation};
 use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
-use crate::store::FleetRows;
+use crate::store::{AdmittedSeries, Duty, FleetRows, Store, StoreError};
 use crate::trust::Uncounted;
 use budget::{Family, FoldLabel, FoldReason, SeriesBudget};
 use families::{
     ConnectionFamilies, FleetFamilies, IngestFamilies, LabelFamilies, LimitFamilies, MeasurementFamilies, OperationFamilies,
-    Registrar, TrustFamilies,
+    Registrar, ReplicaFamilies, TrustFamilies,
 };
+use fleet::FleetPublication;
 pub use outcome::{
     BatchIdentity, ConnectionRefusal, HelperOutcome, LimitScope, LimitedEndpoint, LocationField, RegistrationOutcome, StoreOp,
 };
@@ -101,6 +102,10 @@ pub const MEASUREMENTS_UNCOUNTED_TOTAL: &str = "vantage_collector_measurements_u
 pub const KEY_REGISTRATIONS_TOTAL: &str = "vantage_collector_key_registrations_total";
 /// Keys active in the window, by standing.
 pub const KEYS_ACTIVE: &str = "vantage_collector_keys_active";
+/// Whether this replica holds a duty, by duty.
+pub const DUTY_HELD: &str = "vantage_collector_duty_held";
+/// Whether the last ping of the store succeeded.
+pub const STORE_UP: &str = "vantage_collector_store_up";
 
 /// The collector's registry and every family in it.
 #[derive(Debug)]
@@ -114,6 +119,7 @@ pub struct Metrics {
     limits: LimitFamilies,
     connections: ConnectionFamilies,
     trust: TrustFamilies,
+    replica: ReplicaFamilies,
     /// The names allowed as `target` labels; replaced when the signed list is re-read.
     published_targets: RwLock<Arc<HashSet<String>>>,
     budget: Mutex<SeriesBudget>,
@@ -135,6 +141,7 @@ impl Metrics {
         let limits = LimitFamilies::register(&r)?;
         let connections = ConnectionFamilies::register(&r)?;
         let trust = TrustFamilies::register(&r)?;
+        let replica = ReplicaFamilies::register(&r)?;
         Ok(Metrics {
             registry,
             measurements,
@@ -145,33 +152,22 @@ impl Metrics {
             limits,
             connections,
             trust,
+            replica,
             published_targets: RwLock::new(Arc::new(published_targets)),
             budget: Mutex::new(SeriesBudget::new(max_series)),
             eligible_asns: RwLock::new(Arc::new(HashSet::new())),
         })
     }
 
-    /// Count one newly stored measurement (never a duplicate).
+    /// Count one newly stored measurement (never a duplicate). Its label combinations are
+    /// taken from the budget as [settled](Self::settle_measurements) with the store.
     pub fn record_measurement(&self, m: &Measurement) {
-        let country = country_label(&m.probe.cc);
         let test = m.test.as_str();
-        let verdict = m.verdict.status.as_str();
-        let mechanism = m.verdict.mechanism.map_or("none", |mech| mech.as_str());
-        let mut folds = BTreeSet::new();
-        let target = self.target_label(&m.target.name);
-        if target != m.target.name {
-            folds.insert((FoldLabel::Target, FoldReason::Unpublished));
-        }
-        let asn = if self.asn_has_enough_probes(country, m.probe.asn) {
-            m.probe.asn.to_string()
-        } else {
-            folds.insert((FoldLabel::Asn, FoldReason::FewProbes));
-            "other".to_string()
-        };
+        let (by_target, by_asn, mut folds) = self.measurement_labels(m);
         let (by_target, by_asn) = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
-            let by_target = budget.admit(Family::Measurements, owned(&[country, test, target, verdict, mechanism]));
-            let by_asn = budget.admit(Family::MeasurementsByAsn, owned(&[country, &asn, test, verdict]));
+            let by_target = budget.admit(Family::Measurements, by_target);
+            let by_asn = budget.admit(Family::MeasurementsByAsn, by_asn);
             self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
             (by_target, by_asn)
         };
@@ -187,6 +183,66 @@ impl Metrics {
                 self.measurements.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
             }
         }
+    }
+
+    /// The combinations `m` wants in [`MEASUREMENTS_TOTAL`] and [`MEASUREMENTS_BY_ASN_TOTAL`]
+    /// before the budget, and what the per-label rules folded.
+    fn measurement_labels(&self, m: &Measurement) -> (Vec<String>, Vec<String>, BTreeSet<(FoldLabel, FoldReason)>) {
+        let country = country_label(&m.probe.cc);
+        let test = m.test.as_str();
+        let verdict = m.verdict.status.as_str();
+        let mechanism = m.verdict.mechanism.map_or("none", |mech| mech.as_str());
+        let mut folds = BTreeSet::new();
+        let target = self.target_label(&m.target.name);
+        if target != m.target.name {
+            folds.insert((FoldLabel::Target, FoldReason::Unpublished));
+        }
+        let asn = if self.asn_has_enough_probes(country, m.probe.asn) {
+            m.probe.asn.to_string()
+        } else {
+            folds.insert((FoldLabel::Asn, FoldReason::FewProbes));
+            "other".to_string()
+        };
+        (owned(&[country, test, target, verdict, mechanism]), owned(&[country, &asn, test, verdict]), folds)
+    }
+
+    /// Ask the store about the label combinations of `counted` (measurements about to be
+    /// recorded) that this process has not seen, so every replica folds them alike. On a store
+    /// error this process decides alone until the next answer (logged).
+    pub async fn settle_measurements<'a>(&self, store: &dyn Store, counted: impl IntoIterator<Item = &'a Measurement>) {
+        let wanted = counted.into_iter().flat_map(|m| {
+            let (by_target, by_asn, _) = self.measurement_labels(m);
+            [(Family::Measurements, by_target), (Family::MeasurementsByAsn, by_asn)]
+        });
+        if let Err(e) = self.settle(store, wanted.collect()).await {
+            tracing::warn!("series budget: the store could not be asked; this replica folds alone for now: {e}");
+        }
+    }
+
+    /// Ask the store about every combination of `wanted` the budget does not know, in one call.
+    async fn settle(&self, store: &dyn Store, wanted: BTreeSet<(Family, Vec<String>)>) -> Result<(), StoreError> {
+        let (claims, max) = {
+            let budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            let claims: Vec<_> = wanted.into_iter().filter_map(|(family, labels)| budget.claim(family, labels)).collect();
+            (claims, budget.max())
+        };
+        if claims.is_empty() {
+            return Ok(());
+        }
+        let chosen = store.admit_series(claims.clone(), max as u64).await?;
+        let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        for (claim, index) in claims.iter().zip(chosen) {
+            budget.learn(claim, index);
+        }
+        self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
+        Ok(())
+    }
+
+    /// Take every combination the store holds (other replicas' admissions).
+    pub fn load_series(&self, admitted: &[AdmittedSeries]) {
+        let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+        budget.load(admitted);
+        self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
     }
 
     /// Count a committed batch: `inserted` new measurements, `duplicates` already stored.
@@ -228,7 +284,7 @@ impl Metrics {
     }
 
     /// Set the active keys by standing (from a fleet refresh).
-    pub fn publish_keys(&self, by_standing: &[(KeyStanding, u64)]) {
+    fn publish_keys(&self, by_standing: &[(KeyStanding, u64)]) {
         for (standing, keys) in by_standing {
             self.trust.keys_active.with_label_values(&[standing.as_str()]).set(i64::try_from(*keys).unwrap_or(i64::MAX));
         }
@@ -278,28 +334,66 @@ impl Metrics {
         self.ingest.stored.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    /// Recompute the fleet gauges and the ASN label rule from a fresh read of the store.
-    /// `asn_min_probes` is k of the ASN rule; `window` only labels the export.
-    pub fn publish_fleet(&self, rows: &FleetRows, asn_min_probes: u32, window: Duration) -> Result<(), prometheus::Error> {
-        let eligible = fleet::eligible_asns(&rows.asn_probes, asn_min_probes);
-        *self.eligible_asns.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(eligible);
+    /// Ask the store about the fleet gauges' label combinations in `rows` (the replica making
+    /// the snapshot, before [`fleet_publication`](Self::fleet_publication)).
+    pub async fn settle_fleet(&self, store: &dyn Store, rows: &FleetRows) -> Result<(), StoreError> {
+        self.settle(store, fleet::wanted(rows, |name| self.is_published(name))).await?;
+        let measured = {
+            let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
+            fleet::wanted_measured(rows, &mut budget, |name| self.is_published(name))
+        };
+        self.settle(store, measured).await
+    }
 
+    /// What a fleet read publishes: the gauges (folded by the budget), the ASN label rule's set
+    /// (`asn_min_probes` is its k), the keys by standing; `window` only labels the export.
+    pub fn fleet_publication(
+        &self,
+        rows: &FleetRows,
+        asn_min_probes: u32,
+        window: Duration,
+        keys: Vec<(KeyStanding, u64)>,
+    ) -> FleetPublication {
         let values = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             let values = fleet::values(rows, &mut budget, |name| self.is_published(name));
             self.labels.series_admitted.set(i64::try_from(budget.series()).unwrap_or(i64::MAX));
             values
         };
-        self.fleet.gauges.publish(&values)?;
+        FleetPublication {
+            values,
+            eligible_asns: fleet::eligible_asns(&rows.asn_probes, asn_min_probes).into_iter().collect(),
+            keys,
+            window_secs: window.as_secs(),
+            last_received: rows.last_received,
+        }
+    }
 
-        if let Some(last) = rows.last_received
+    /// Publish a fleet snapshot made at `made_at` (by whichever replica): the fleet gauges, the
+    /// ASN label rule, the keys by standing, and `made_at` as the refresh time.
+    pub fn publish_fleet(&self, published: &FleetPublication, made_at: DateTime<Utc>) -> Result<(), prometheus::Error> {
+        let eligible = published.eligible_asns.iter().cloned().collect();
+        *self.eligible_asns.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(eligible);
+        self.fleet.gauges.publish(&published.values)?;
+        self.publish_keys(&published.keys);
+        if let Some(last) = published.last_received
             && (last as f64) > self.ingest.last_ingest.get()
         {
             self.ingest.last_ingest.set(last as f64);
         }
-        self.fleet.window.set(i64::try_from(window.as_secs()).unwrap_or(i64::MAX));
-        self.fleet.refreshed.set(Utc::now().timestamp_millis() as f64 / 1000.0);
+        self.fleet.window.set(i64::try_from(published.window_secs).unwrap_or(i64::MAX));
+        self.fleet.refreshed.set(made_at.timestamp_millis() as f64 / 1000.0);
         Ok(())
+    }
+
+    /// Record the outcome of this tick's store ping.
+    pub fn set_store_up(&self, up: bool) {
+        self.replica.store_up.set(i64::from(up));
+    }
+
+    /// Record whether this replica holds `duty`.
+    pub fn set_duty_held(&self, duty: Duty, held: bool) {
+        self.replica.duty_held.with_label_values(&[duty.as_str()]).set(i64::from(held));
     }
 
     /// The text exposition format, and its content type.
@@ -429,6 +523,12 @@ mod tests {
         );
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
+        assert_eq!(ids(Duty::ALL, Duty::as_str), ["fleet_refresh", "retention"]);
+        assert_eq!(
+            ids(Family::ALL, Family::as_str),
+            ["measurements", "measurements_by_asn", "probes_active", "target_verdicts", "target_measured"],
+            "stored in the database: a changed id forgets its admissions"
+        );
         assert_eq!(
             ids(BatchRejection::ALL, BatchRejection::as_str),
             ["body_too_large", "too_many_lines", "unsupported_encoding", "bad_encoding", "body_unreadable", "bad_signature"]
@@ -444,15 +544,20 @@ mod tests {
         FleetRows { asn_probes: vec![(cc.to_string(), asn, probes)], ..FleetRows::default() }
     }
 
+    fn publish(metrics: &Metrics, rows: &FleetRows, k: u32) {
+        let published = metrics.fleet_publication(rows, k, Duration::from_secs(3600), Vec::new());
+        metrics.publish_fleet(&published, Utc::now()).expect("publish");
+    }
+
     #[test]
     fn an_asn_becomes_a_label_only_with_k_probes() {
         let metrics = Metrics::new(HashSet::new(), 1000).expect("metrics");
         let mut m = example::tls_reset(Utc::now());
         m.probe.cc = "DE".into();
         m.probe.asn = 3320;
-        metrics.publish_fleet(&fleet_with_asn("DE", 3320, 2), 3, Duration::from_secs(3600)).expect("publish");
+        publish(&metrics, &fleet_with_asn("DE", 3320, 2), 3);
         metrics.record_measurement(&m);
-        metrics.publish_fleet(&fleet_with_asn("DE", 3320, 3), 3, Duration::from_secs(3600)).expect("publish");
+        publish(&metrics, &fleet_with_asn("DE", 3320, 3), 3);
         metrics.record_measurement(&m);
         let (text, _) = metrics.render().expect("render");
         let line = |asn: &str| {

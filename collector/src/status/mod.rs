@@ -1,9 +1,10 @@
 //! `GET /`: a status page for someone who has not set up Grafana yet — where what is blocked,
 //! how, since when, by how many probes and networks, with links to the raw measurements.
 //!
-//! Built from the fleet snapshot the gauges use ([`crate::fleet`]), so it never scans the store
-//! itself; only the "since when" needs the store, one indexed lookup per blocked probe shown.
-//! The page is rendered once per snapshot and then served from memory: reloading it, or a crowd
+//! Built from the fleet snapshot the gauges use ([`crate::fleet`]), so it never touches the store
+//! itself: the replica that makes the snapshot builds the page and looks up the "since when"
+//! ([`fill_since`], one indexed lookup per blocked probe shown), and every replica serves the same
+//! page. It is rendered once per snapshot and then served from memory: reloading it, or a crowd
 //! reloading it, costs nothing. Like the gauges, it shows only what counts (`crate::trust`):
 //! trusted probes' measurements whose observed ASN does not contradict the claimed one.
 
@@ -18,7 +19,6 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::DateTime;
 
-use crate::error::ApiError;
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, StoreOp};
 use crate::store::{Store, StoreError};
@@ -31,22 +31,16 @@ pub(crate) struct PageCache(Mutex<Option<(u64, Arc<String>)>>);
 const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'";
 
 /// `GET /`.
-pub(crate) async fn get_status(
-    State(fleet): State<Arc<Fleet>>,
-    State(metrics): State<Arc<Metrics>>,
-    State(store): State<Arc<dyn Store>>,
-    State(cache): State<Arc<PageCache>>,
-) -> Response {
+pub(crate) async fn get_status(State(fleet): State<Arc<Fleet>>, State(cache): State<Arc<PageCache>>) -> Response {
     let snapshot = fleet.snapshot();
     let cached = cache.0.lock().unwrap_or_else(PoisonError::into_inner).clone();
     let html = match cached {
         Some((generation, html)) if generation == snapshot.generation => html,
         _ => {
-            let mut page =
-                view::build(&snapshot.rows, snapshot.read_at, fleet.window.as_secs(), |target| metrics.is_published(target));
-            if let Err(e) = fill_since(store.as_ref(), &metrics, &mut page).await {
-                tracing::warn!("status page: blocking streaks unavailable: {e}");
-                return ApiError::from(&e).plain();
+            let mut page = snapshot.page.clone();
+            if snapshot.made_at.is_none() {
+                // Before the first snapshot: an empty page that still says the window.
+                page.window_secs = fleet.window.as_secs();
             }
             let html = Arc::new(html::render(&page, fleet.now()));
             *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
@@ -63,7 +57,7 @@ pub(crate) async fn get_status(
 }
 
 /// Look up when each shown row's blocking began: the earliest streak start among its probes.
-async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut view::Page) -> Result<(), StoreError> {
+pub(crate) async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut view::Page) -> Result<(), StoreError> {
     let keys: Vec<_> = page.countries.iter().flat_map(|c| &c.blocked).flat_map(|row| row.streak_keys.iter().cloned()).collect();
     if keys.is_empty() {
         return Ok(());

@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use vantage_measurement::{Mechanism, Status, TestKind};
 
 use crate::store::{FleetRows, LatestVerdict, StreakKey};
@@ -17,8 +18,8 @@ pub const MAX_ROWS_PER_COUNTRY: usize = 50;
 /// Probes per row whose streak start is looked up ("since" is the earliest among them).
 pub const MAX_STREAK_PROBES_PER_ROW: usize = 25;
 
-/// The whole page.
-#[derive(Debug, Default, PartialEq)]
+/// The whole page (shared between replicas in the fleet snapshot).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Page {
     /// When the fleet was read (`None`: not yet).
     pub read_at: Option<DateTime<Utc>>,
@@ -33,7 +34,7 @@ pub struct Page {
 }
 
 /// One country.
-#[derive(Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Country {
     /// Two upper-case letters (`ZZ`: unknown).
     pub cc: String,
@@ -46,7 +47,7 @@ pub struct Country {
 }
 
 /// One blocked (target, test) in one country.
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockedRow {
     /// The target's name as measured.
     pub target: String,
@@ -66,7 +67,8 @@ pub struct BlockedRow {
     pub asns_total: u64,
     /// When the earliest current blocking streak began (filled from the store).
     pub since: Option<DateTime<Utc>>,
-    /// The blocked probes whose streaks are looked up (never rendered).
+    /// The blocked probes whose streaks are looked up (never rendered, never shared).
+    #[serde(skip)]
     pub streak_keys: Vec<StreakKey>,
 }
 

@@ -26,6 +26,10 @@
 //!   last arrival, distinct UTC days, measurements) is updated in the same transaction as the
 //!   batch that moved it, so the trust policy never sees measurements without their activity or
 //!   the other way round. Registration ([`Store::register_key`]) is recorded beside it.
+//! - **One published view for all replicas.** What the fleet gauges, the status page and the ASN
+//!   label rule show is computed by one replica and kept in the database ([`FleetSnapshot`]);
+//!   the label combinations the series budget admitted are kept there too ([`Store::admit_series`]),
+//!   so every replica folds the same ones. Both are small and bounded (see `shared`).
 //! - **Counted rows only in the fleet.** [`Store::fleet`] reads only rows of the keys it is told
 //!   count (the trust policy's verdict, made in `crate::trust`) and leaves out rows whose
 //!   collector-observed ASN contradicts the claimed one.
@@ -37,6 +41,7 @@ mod fleet;
 mod keys;
 pub mod postgres;
 pub mod schema;
+mod shared;
 pub mod sqlite;
 mod sqlite_blobs;
 
@@ -211,6 +216,42 @@ vantage_measurement::closed_set! {
     }
 }
 
+/// What one replica published for all (the fleet figures, the ASN label rule's set, the status
+/// page), as `crate::fleet` serialises it: opaque to the store, which keeps only the latest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FleetSnapshot {
+    /// The serialisation's version: a replica that does not know it keeps what it published.
+    pub format: u32,
+    /// When it was made (by whichever replica), millisecond precision.
+    pub made_at: DateTime<Utc>,
+    /// The serialised figures.
+    pub body: String,
+}
+
+/// One label combination the series budget admitted (`crate::metrics::budget`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdmittedSeries {
+    /// The family's stable id.
+    pub family: String,
+    /// The label values, in the family's label order.
+    pub labels: Vec<String>,
+    /// Series the combination adds to the exposition.
+    pub cost: u32,
+}
+
+/// A request to admit one label combination: its candidates from unfolded to folded all the way.
+/// The store admits the first candidate that is admitted already, or fits under the cap counting
+/// every admitted combination, or is the last (`crate::metrics::budget::first_admissible`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SeriesClaim {
+    /// The family's stable id.
+    pub family: String,
+    /// The candidates, in folding order; never empty.
+    pub candidates: Vec<Vec<String>>,
+    /// Series one combination adds.
+    pub cost: u32,
+}
+
 /// Add [`OBSERVED_FIELD`] to a stored body (a JSON object: we wrote it) unless nothing was
 /// observed.
 pub(crate) fn annotate(body: String, observed: &ObservedLocation) -> Result<String, StoreError> {
@@ -357,6 +398,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// again each period is cheap and a dead holder's duty passes to the next replica that asks.
     /// A store only one process can use (SQLite) always holds every duty.
     async fn hold_duty(&self, duty: Duty) -> Result<bool, StoreError>;
+
+    /// Keep `snapshot` as the latest fleet snapshot, unless a newer one is stored already (a
+    /// replica that lost its duty mid-refresh never overwrites its successor's).
+    async fn put_fleet_snapshot(&self, snapshot: &FleetSnapshot) -> Result<(), StoreError>;
+
+    /// The latest fleet snapshot (`None`: none made yet).
+    async fn fleet_snapshot(&self) -> Result<Option<FleetSnapshot>, StoreError>;
+
+    /// Every label combination the series budget admitted, for every family.
+    async fn admitted_series(&self) -> Result<Vec<AdmittedSeries>, StoreError>;
+
+    /// Decide `claims` in one transaction, in order, against the cap `max` (series, summed over
+    /// every admitted combination of every family): for each, the index of the candidate
+    /// admitted, by the rule of [`SeriesClaim`]. Concurrent callers (several replicas) are
+    /// serialised, so a combination is admitted once and the cap holds across replicas.
+    async fn admit_series(&self, claims: Vec<SeriesClaim>, max: u64) -> Result<Vec<usize>, StoreError>;
 
     /// Drop every measurement whose day (the UTC day of the time in its UUIDv7 id) is before
     /// `before`'s day; returns how many were dropped. Key records are kept (they are the keys'

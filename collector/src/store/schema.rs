@@ -11,6 +11,7 @@
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite_blobs.rs`); the mechanism index leaves out rows without one |
+//! | 6 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
 //!
 //! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
 //! does not rewrite the table, so migrating a large store takes as long as building the new
@@ -23,7 +24,7 @@ use rusqlite::Connection;
 use super::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -115,6 +116,10 @@ DROP INDEX measurements_by_mechanism;
 CREATE INDEX measurements_by_mechanism ON measurements (mechanism, started_at) WHERE mechanism IS NOT NULL;
 ";
 
+/// Version 6: the latest published fleet snapshot and the series budget's admitted combinations,
+/// the tables replicas share (`super::shared`).
+const STEP_V6: &str = super::shared::LAYOUT;
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -142,6 +147,9 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     if version < 5 {
         tx.execute_batch(STEP_V5)?;
         super::sqlite_blobs::convert_bodies(&tx)?;
+    }
+    if version < 6 {
+        tx.execute_batch(STEP_V6)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;

@@ -23,8 +23,8 @@ use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::{
-    Duty, Filter, FleetRows, InsertOutcome, KeyActivity, RowReceiver, Store, StoreError, StreakKey, annotate, blobs, fleet, keys,
-    schema, sqlite_blobs,
+    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
+    StoreError, StreakKey, annotate, blobs, fleet, keys, schema, shared, sqlite_blobs,
 };
 
 /// The database file inside the data directory.
@@ -193,6 +193,27 @@ impl Store for SqliteStore {
         // One file, one collector process: it does all the periodic work.
         self.ensure_open()?;
         Ok(true)
+    }
+
+    async fn put_fleet_snapshot(&self, snapshot: &FleetSnapshot) -> Result<(), StoreError> {
+        let snapshot = snapshot.clone();
+        self.with_writer(move |conn| shared::put_snapshot(conn, &snapshot)).await
+    }
+
+    async fn fleet_snapshot(&self) -> Result<Option<FleetSnapshot>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || shared::snapshot(&open_reader(&path)?)).await
+    }
+
+    async fn admitted_series(&self) -> Result<Vec<AdmittedSeries>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || shared::admitted(&open_reader(&path)?)).await
+    }
+
+    async fn admit_series(&self, claims: Vec<SeriesClaim>, max: u64) -> Result<Vec<usize>, StoreError> {
+        self.with_writer(move |conn| shared::admit(conn, &claims, max)).await
     }
 
     async fn retain(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

@@ -22,6 +22,7 @@ mod ingest;
 mod partitions;
 mod reads;
 pub mod schema;
+mod shared;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -38,7 +39,10 @@ use tokio_postgres::{Client, Config, NoTls};
 use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
-use super::{Duty, Filter, FleetRows, InsertOutcome, KeyActivity, RowReceiver, Store, StoreError, StreakKey};
+use super::{
+    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
+    StoreError, StreakKey,
+};
 
 /// Queries streaming at once; beyond this a query is refused with [`StoreError::Busy`].
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
@@ -236,6 +240,24 @@ impl Store for PostgresStore {
 
     async fn blocked_since(&self, keys: Vec<StreakKey>) -> Result<Vec<Option<i64>>, StoreError> {
         reads::blocked_since(&**self.client().await?, &keys).await
+    }
+
+    async fn put_fleet_snapshot(&self, snapshot: &FleetSnapshot) -> Result<(), StoreError> {
+        let _running = self.running.read().await;
+        shared::put_snapshot(&**self.client().await?, snapshot).await
+    }
+
+    async fn fleet_snapshot(&self) -> Result<Option<FleetSnapshot>, StoreError> {
+        shared::snapshot(&**self.client().await?).await
+    }
+
+    async fn admitted_series(&self) -> Result<Vec<AdmittedSeries>, StoreError> {
+        shared::admitted(&**self.client().await?).await
+    }
+
+    async fn admit_series(&self, claims: Vec<SeriesClaim>, max: u64) -> Result<Vec<usize>, StoreError> {
+        let _running = self.running.read().await;
+        shared::admit(&mut self.client().await?, &claims, max).await
     }
 
     async fn hold_duty(&self, duty: Duty) -> Result<bool, StoreError> {

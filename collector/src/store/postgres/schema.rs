@@ -10,13 +10,14 @@
 //! |---|---|
 //! | 1 | `measurements` partitioned by the UUIDv7 day (`day`, part of the primary key), the query indexes, `probe_keys`, `installation` |
 //! | 2 | the fleet indexes (partial: only signed rows) and the arrival-time index |
+//! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
 
 use tokio_postgres::Client;
 
 use super::{LOCK_CLASS, StoreError};
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The advisory lock (within [`LOCK_CLASS`]) migrations run under.
 const MIGRATION_LOCK: i32 = 0;
@@ -75,8 +76,11 @@ CREATE INDEX measurements_by_probe ON measurements (probe_key, target, test, sta
 CREATE INDEX measurements_by_received ON measurements (received_at);
 ";
 
+/// Version 3 (replicas): the shared fleet snapshot and the series budget's admissions.
+const STEP_REPLICAS_SHARED: &str = super::shared::LAYOUT;
+
 /// Every step, in order: `(version it brings the database to, SQL)`.
-const STEPS: [(i32, &str); 2] = [(1, LAYOUT_V1), (2, STEP_V2)];
+const STEPS: [(i32, &str); 3] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED)];
 
 /// Bring the database to `target` (normally [`SCHEMA_VERSION`]; tests build older layouts).
 /// `shown` names it (without password) in errors.
