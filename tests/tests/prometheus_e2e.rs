@@ -46,12 +46,6 @@ const MAY_BE_EMPTY: &[(&str, &str)] = &[
     ("VantageCollectorStoreDown", "the store is up; proven by promtool"),
     ("VantageCollectorDutyUnheld", "the one replica holds every duty; proven by promtool"),
     ("VantageCollectorDutyHeldTwice", "one replica; proven by promtool"),
-    // Panels on the replica metrics of issue 11 (vantage_collector_store_up, _duty_held), which
-    // land with the replicas work: remove these three once the collector exports them (the
-    // check below then fails, saying so).
-    ("Store up per replica / A", "vantage_collector_store_up lands with the replica metrics"),
-    ("Duties per replica / A", "vantage_collector_duty_held lands with the replica metrics"),
-    ("Duties per replica / B", "vantage_collector_duty_held lands with the replica metrics"),
     (
         "VantageCollectorCertificateExpiring",
         "the test certificate has a year to run; its input series is checked below, firing by promtool",
