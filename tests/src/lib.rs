@@ -4,6 +4,7 @@
 //! - [`servers`]: TLS and QUIC servers that accept any SNI, a DNS responder that can also play an
 //!   on-path injector, and an SNI-filtering proxy that resets connections like a censor;
 //! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would;
+//! - [`load`]: the ingest benchmark's measurements and signed batches (`tests/bench/ingest.sh`);
 //! - [`netns`]: network namespaces, veth links and the programs run inside them, for the tests
 //!   that need a real network (the censorship [`lab`], the censor tools', the VPN servers').
 //!
@@ -12,6 +13,7 @@
 
 pub mod censor;
 pub mod lab;
+pub mod load;
 pub mod netns;
 pub mod pki;
 pub mod procs;
