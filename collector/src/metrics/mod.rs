@@ -22,18 +22,19 @@
 //! lives in the store, and a probe's key id never becomes a label.
 
 pub mod budget;
+mod counters;
 mod families;
 pub mod fleet;
 mod outcome;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::Utc;
-use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramTimer, IntGauge, Registry, TextEncoder};
 use vantage_measurement::wire::{KeyStanding, ObservedLocation};
-use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
+use vantage_measurement::{Measurement, Operation, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::FleetRows;
@@ -153,17 +154,53 @@ impl Metrics {
 
     /// Count one newly stored measurement (never a duplicate).
     pub fn record_measurement(&self, m: &Measurement) {
-        let country = country_label(&m.probe.cc);
-        let test = m.test.as_str();
-        let verdict = m.verdict.status.as_str();
-        let mechanism = m.verdict.mechanism.map_or("none", |mech| mech.as_str());
+        self.record_measurements(&[m]);
+    }
+
+    /// Count newly stored measurements (never duplicates): those of one batch, with one label
+    /// lookup per combination of labels and per phase histogram the batch has, not per
+    /// measurement.
+    pub fn record_measurements(&self, batch: &[&Measurement]) {
+        let mut combinations: HashMap<Combination<'_>, u64> = HashMap::new();
+        for m in batch {
+            let combination = Combination {
+                country: country_label(&m.probe.cc),
+                asn: m.probe.asn,
+                test: m.test,
+                target: &m.target.name,
+                verdict: m.verdict.status.as_str(),
+                mechanism: m.verdict.mechanism.map_or("none", |mech| mech.as_str()),
+            };
+            *combinations.entry(combination).or_default() += 1;
+        }
+        for (combination, count) in combinations {
+            self.record_combination(&combination, count);
+        }
+        let mut phases: HashMap<(TestKind, Operation), Histogram> = HashMap::new();
+        for m in batch {
+            for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
+                // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
+                if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
+                    let histogram = phases.entry((m.test, step.op)).or_insert_with(|| {
+                        self.measurements.phase_duration.with_label_values(&[m.test.as_str(), step.op.as_str()])
+                    });
+                    histogram.observe(step.duration_ms / 1000.0);
+                }
+            }
+        }
+    }
+
+    /// Count `count` measurements of one label combination.
+    fn record_combination(&self, c: &Combination<'_>, count: u64) {
+        let Combination { country, test, verdict, mechanism, .. } = *c;
+        let test = test.as_str();
         let mut folds = BTreeSet::new();
-        let target = self.target_label(&m.target.name);
-        if target != m.target.name {
+        let target = self.target_label(c.target);
+        if target != c.target {
             folds.insert((FoldLabel::Target, FoldReason::Unpublished));
         }
-        let asn = if self.asn_has_enough_probes(country, m.probe.asn) {
-            m.probe.asn.to_string()
+        let asn = if self.asn_has_enough_probes(country, c.asn) {
+            c.asn.to_string()
         } else {
             folds.insert((FoldLabel::Asn, FoldReason::FewProbes));
             "other".to_string()
@@ -176,16 +213,10 @@ impl Metrics {
             (by_target, by_asn)
         };
         folds.extend(by_target.1.iter().chain(&by_asn.1).map(|label| (*label, FoldReason::Budget)));
-        self.measurements.total.with_label_values(&strs(&by_target.0)).inc();
-        self.measurements.by_asn.with_label_values(&strs(&by_asn.0)).inc();
+        self.measurements.total.inc_by(&strs(&by_target.0), count);
+        self.measurements.by_asn.inc_by(&strs(&by_asn.0), count);
         for (label, reason) in folds {
-            self.labels.folded.with_label_values(&[label.as_str(), reason.as_str()]).inc();
-        }
-        for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
-            // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
-            if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
-                self.measurements.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
-            }
+            self.labels.folded.with_label_values(&[label.as_str(), reason.as_str()]).inc_by(count);
         }
     }
 
@@ -217,9 +248,9 @@ impl Metrics {
         }
     }
 
-    /// Count a stored measurement that does not count, by why (see `crate::trust`).
-    pub fn record_uncounted(&self, reason: Uncounted) {
-        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc();
+    /// Count `count` stored measurements that do not count, by why (see `crate::trust`).
+    pub fn record_uncounted(&self, reason: Uncounted, count: u64) {
+        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc_by(count);
     }
 
     /// Count one key registration request.
@@ -308,7 +339,10 @@ impl Metrics {
         let mut buffer = Vec::new();
         encoder.encode(&self.registry.gather(), &mut buffer)?;
         // The text encoder writes UTF-8; a failure here would be a bug in the encoder.
-        let text = String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        let mut text = String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        // The two largest families, kept pre-rendered outside the registry.
+        self.measurements.total.encode(&mut text);
+        self.measurements.by_asn.encode(&mut text);
         Ok((text, format!("{}; charset=utf-8", encoder.format_type())))
     }
 
@@ -350,6 +384,17 @@ impl Metrics {
     pub fn set_tls_cert_expiry(&self, not_after_unix: i64) {
         self.connections.cert_expiry.with_label_values::<&str>(&[]).set(not_after_unix as f64);
     }
+}
+
+/// The labels one measurement is counted under, before the label rules and the budget fold them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Combination<'a> {
+    country: &'a str,
+    asn: u32,
+    test: TestKind,
+    target: &'a str,
+    verdict: &'static str,
+    mechanism: &'static str,
 }
 
 /// Decrements a gauge of things in progress (`vantage_collector_ingest_in_flight`,
