@@ -6,9 +6,9 @@
 #   - stored bytes per TLS measurement (the SQLite file after the collector closed it);
 #   - batch latency p50/p99 with 1000 concurrent probes (distinct keys) posting batches of 10;
 #   - /metrics render time with 100k series.
-# SQLite always; PostgreSQL too with --database postgres://… (an empty database), or with
-# --postgres (a throwaway server started for the run, tests/src/postgres.rs). Flags after the
-# script's name go to ingest-load (`--help` lists them). Results and the machine they were
+# SQLite always; PostgreSQL too with --database postgres://… (an empty database the benchmark
+# may fill; `serve --database` comes with the PostgreSQL store). Flags after the script's name go
+# to ingest-load (`--help` lists them). Results and the machine they were
 # measured on: docs/performance.md. Loopback only; not part of tests/run.
 #   tests/bench/ingest.sh
 #   tests/bench/ingest.sh --database postgres://vantage@127.0.0.1:5432/bench
