@@ -58,12 +58,19 @@ use crate::server::ClientSource;
 use crate::store::{InsertOutcome, Store};
 use crate::trust::{self, TrustPolicy, Uncounted};
 
-/// Batches decoded at once. Each may hold up to the decompressed cap plus its parsed form in
-/// memory, so this bounds the collector's ingest memory.
+/// Batches read, inflated and parsed at once (the CPU-heavy part, on blocking threads). Each may
+/// hold up to the decompressed cap plus its parsed form in memory.
 pub const MAX_CONCURRENT_BATCHES: usize = 4;
 // One source may hold only part of the slots (crate::limits), never all of them.
 const _: () = assert!((crate::limits::INGEST_AT_ONCE_PER_SOURCE as usize) < MAX_CONCURRENT_BATCHES);
-/// How long a batch waits for a slot before the probe is told to come back later.
+/// Decompressed bytes of the parsed batches waiting for their commit, all together: as much as
+/// the decoding slots hold at most. A batch leaves its decoding slot once it has its room here,
+/// so many small batches wait for the store at once and go into one commit (the store's group
+/// commit) instead of four at a time, each with its own fsync. Together with the slots, this
+/// bounds the collector's ingest memory.
+pub const MAX_PENDING_BYTES: usize = MAX_CONCURRENT_BATCHES * payload::MAX_DECOMPRESSED_BYTES;
+/// How long a batch waits for a slot (or for room to wait for the store) before the probe is
+/// told to come back later.
 const SLOT_WAIT: Duration = Duration::from_secs(10);
 /// A spool backlog above this is not a probe's, but a made-up number: not recorded.
 const MAX_PLAUSIBLE_SPOOL_PENDING: u64 = 100_000_000;
@@ -73,6 +80,8 @@ const MAX_PLAUSIBLE_SPOOL_PENDING: u64 = 100_000_000;
 struct CheckedBatch {
     /// Who signed the batch (`None`: anonymous).
     signer: Option<KeyId>,
+    /// Bytes of the batch once decompressed.
+    decoded_bytes: usize,
     valid: Vec<Measurement>,
     rejected: Vec<RejectedLine>,
 }
@@ -154,14 +163,29 @@ impl From<&BatchError> for ApiError {
     }
 }
 
-/// The ingest semaphore, shared by all requests: [`MAX_CONCURRENT_BATCHES`] slots.
+/// The ingest semaphores, shared by all requests: [`MAX_CONCURRENT_BATCHES`] slots to decode in,
+/// then room, weighed in KiB, for [`MAX_PENDING_BYTES`] of parsed batches waiting for the store.
 #[derive(Clone, Debug)]
-pub(crate) struct BatchSlots(Arc<Semaphore>);
+pub(crate) struct BatchSlots {
+    decoding: Arc<Semaphore>,
+    pending: Arc<Semaphore>,
+}
 
 impl Default for BatchSlots {
     fn default() -> Self {
-        BatchSlots(Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES)))
+        BatchSlots {
+            decoding: Arc::new(Semaphore::new(MAX_CONCURRENT_BATCHES)),
+            pending: Arc::new(Semaphore::new(PENDING_KIB as usize)),
+        }
     }
+}
+
+const PENDING_KIB: u32 = (MAX_PENDING_BYTES / 1024) as u32;
+
+/// The room a batch of `decoded_bytes` takes while it waits for the store, in KiB: at least one,
+/// at most all.
+fn pending_weight(decoded_bytes: usize) -> u32 {
+    u32::try_from(decoded_bytes.div_ceil(1024)).unwrap_or(u32::MAX).clamp(1, PENDING_KIB)
 }
 
 /// `POST /api/v1/measurements`.
@@ -169,7 +193,7 @@ impl Default for BatchSlots {
 pub(crate) async fn post_measurements(
     State(store): State<Arc<dyn Store>>,
     State(metrics): State<Arc<Metrics>>,
-    State(BatchSlots(slots)): State<BatchSlots>,
+    State(slots): State<BatchSlots>,
     State(geoip): State<Arc<GeoIp>>,
     State(limiter): State<Arc<Limiter>>,
     State(clock): State<Arc<dyn Clock>>,
@@ -197,8 +221,9 @@ pub(crate) async fn post_measurements(
     let _in_flight = metrics.ingest_in_flight();
     // Where the address is; after this (and the check of the lines for it), only the country and ASN remain.
     let observed = geoip.locate(peer);
-    let Ok(Ok(_slot)) = tokio::time::timeout(SLOT_WAIT, slots.acquire_owned()).await else {
-        return ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
+    let busy = || ApiError::server(ServerFault::Busy, "the collector is busy; retry later").into_response();
+    let Ok(Ok(slot)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&slots.decoding).acquire_owned()).await else {
+        return busy();
     };
     let now = clock.now();
     let checked = match read_and_check(&headers, body, peer, limiter, now).await {
@@ -211,6 +236,12 @@ pub(crate) async fn post_measurements(
         }
     };
     let signer = checked.signer;
+    // Room to wait for the store in, then the slot is the next batch's.
+    let weight = pending_weight(checked.decoded_bytes);
+    let Ok(Ok(_room)) = tokio::time::timeout(SLOT_WAIT, Arc::clone(&slots.pending).acquire_many_owned(weight)).await else {
+        return busy();
+    };
+    drop(slot);
 
     let mut report = IngestReport { rejected: checked.rejected, observed, ..IngestReport::default() };
     if !checked.valid.is_empty() {
@@ -224,21 +255,15 @@ pub(crate) async fn post_measurements(
         };
         timer.observe_duration();
         report.key = standing(store.as_ref(), &policy, signer.as_ref(), now).await;
+        let inserted: Vec<&Measurement> =
+            checked.valid.iter().zip(&outcomes).filter(|(_, o)| **o == InsertOutcome::Inserted).map(|(m, _)| m).collect();
+        report.accepted = inserted.len();
+        report.duplicates = outcomes.len() - inserted.len();
         // The series budget is shared: label combinations this replica has not seen are asked of
         // the store before counting, so every replica folds alike.
-        let counted = checked.valid.iter().zip(&outcomes).filter(|(m, outcome)| {
-            **outcome == InsertOutcome::Inserted && trust::counts(report.key, &m.probe, report.observed.as_ref()).is_ok()
-        });
-        metrics.settle_measurements(store.as_ref(), counted.map(|(m, _)| m)).await;
-        for (m, outcome) in checked.valid.iter().zip(&outcomes) {
-            match outcome {
-                InsertOutcome::Inserted => {
-                    report.accepted += 1;
-                    count(&metrics, m, report.key, report.observed.as_ref());
-                }
-                InsertOutcome::Duplicate => report.duplicates += 1,
-            }
-        }
+        let counted = inserted.iter().filter(|m| trust::counts(report.key, &m.probe, report.observed.as_ref()).is_ok());
+        metrics.settle_measurements(store.as_ref(), counted.copied()).await;
+        count(&metrics, &inserted, report.key, report.observed.as_ref());
         metrics.record_batch(report.accepted as u64, report.duplicates as u64);
     } else {
         report.key = standing(store.as_ref(), &policy, signer.as_ref(), now).await;
@@ -272,19 +297,28 @@ async fn standing(store: &dyn Store, policy: &TrustPolicy, signer: Option<&KeyId
     }
 }
 
-/// Count one newly stored measurement by the rule of [`crate::trust`]. A trusted key's location
+/// Count a batch's newly stored measurements by the rule of [`crate::trust`], all of one batch
+/// at once (one label lookup per combination, not per measurement). A trusted key's location
 /// mismatch is still counted as one (the data-quality figure), though the measurement does not
 /// count.
-fn count(metrics: &Metrics, m: &Measurement, standing: Option<KeyStanding>, observed: Option<&ObservedLocation>) {
-    let counted = trust::counts(standing, &m.probe, observed);
-    match counted {
-        Ok(()) => metrics.record_measurement(m),
-        Err(reason) => metrics.record_uncounted(reason),
+fn count(metrics: &Metrics, inserted: &[&Measurement], standing: Option<KeyStanding>, observed: Option<&ObservedLocation>) {
+    let mut counted = Vec::with_capacity(inserted.len());
+    let mut uncounted = [0u64; Uncounted::ALL.len()];
+    for m in inserted {
+        let verdict = trust::counts(standing, &m.probe, observed);
+        match verdict {
+            Ok(()) => counted.push(*m),
+            Err(reason) => uncounted.iter_mut().zip(Uncounted::ALL).filter(|(_, r)| **r == reason).for_each(|(n, _)| *n += 1),
+        }
+        if let Some(observed) = observed
+            && matches!(verdict, Ok(()) | Err(Uncounted::AsnMismatch | Uncounted::CountryMismatch))
+        {
+            metrics.record_location(m, observed);
+        }
     }
-    if let Some(observed) = observed
-        && matches!(counted, Ok(()) | Err(Uncounted::AsnMismatch | Uncounted::CountryMismatch))
-    {
-        metrics.record_location(m, observed);
+    metrics.record_measurements(&counted);
+    for (reason, n) in Uncounted::ALL.iter().zip(uncounted).filter(|(_, n)| *n > 0) {
+        metrics.record_uncounted(*reason, n);
     }
 }
 
@@ -323,7 +357,7 @@ async fn read_and_check(
         }
         let text = payload::decode(raw, encoding)?;
         let lines = payload::lines(&text)?;
-        Ok::<_, BatchError>(CheckedBatch { signer, ..check_lines(&lines, submitter, now) })
+        Ok::<_, BatchError>(CheckedBatch { signer, decoded_bytes: text.len(), ..check_lines(&lines, submitter, now) })
     })
     .await??;
     Ok(checked)

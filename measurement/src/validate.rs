@@ -143,17 +143,21 @@ pub fn parse_line(line: &str, now: DateTime<Utc>) -> Result<Measurement, Rejecti
     if line.len() > MAX_LINE_BYTES {
         return Err(Rejection::LineTooLong { len: line.len() });
     }
-    // Read the version first so an old or future probe gets the precise reason, not a field error.
-    #[derive(serde::Deserialize)]
-    struct VersionOnly {
-        schema_version: Option<u32>,
-    }
-    if let Ok(VersionOnly { schema_version: Some(v) }) = serde_json::from_str(line)
-        && v != SCHEMA_VERSION
-    {
-        return Err(Rejection::UnsupportedSchemaVersion { found: v });
-    }
-    let m: Measurement = serde_json::from_str(line).map_err(|e| Rejection::Malformed { detail: e.to_string() })?;
+    let m: Measurement = serde_json::from_str(line).map_err(|e| {
+        // An old or future probe gets the precise reason, not a field error. Read only when the
+        // line does not parse: a line that does is one JSON pass, not two.
+        #[derive(serde::Deserialize)]
+        struct VersionOnly {
+            schema_version: Option<u32>,
+        }
+        match serde_json::from_str(line) {
+            Ok(VersionOnly { schema_version: Some(found) }) if found != SCHEMA_VERSION => {
+                Rejection::UnsupportedSchemaVersion { found }
+            }
+            _ => Rejection::Malformed { detail: e.to_string() },
+        }
+    })?;
+    // `validate` names a parsed line's other version as precisely.
     validate(&m, now)?;
     Ok(m)
 }

@@ -5,6 +5,7 @@
 //!   on-path injector, and an SNI-filtering proxy that resets connections like a censor;
 //! - [`postgres`]: a throwaway PostgreSQL server (initdb + pg_ctl in a temp dir) for the store tests;
 //! - [`procs`]: start `vantage-collector` and run `vantage-probe` as a user would;
+//! - [`load`]: the ingest benchmark's measurements and signed batches (`tests/bench/ingest.sh`);
 //! - [`netns`]: network namespaces, veth links and the programs run inside them, for the tests
 //!   that need a real network (the censorship [`lab`], the censor tools', the VPN servers').
 //!
@@ -13,6 +14,7 @@
 
 pub mod censor;
 pub mod lab;
+pub mod load;
 pub mod netns;
 pub mod pki;
 pub mod postgres;

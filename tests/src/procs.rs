@@ -8,10 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 
-/// Path of a workspace binary next to the test executable (`target/<profile>/<name>`).
+/// Path of a workspace binary beside the running executable: `target/<profile>/<name>`, from a
+/// test (in `target/<profile>/deps`) or from a binary of this crate (in `target/<profile>`).
 pub fn bin(name: &str) -> anyhow::Result<PathBuf> {
     let exe = std::env::current_exe()?;
-    let profile_dir = exe.parent().and_then(|deps| deps.parent()).context("test binary has no target dir")?;
+    let own_dir = exe.parent().context("the executable has no directory")?;
+    let profile_dir =
+        if own_dir.ends_with("deps") { own_dir.parent().context("test binary has no target dir")? } else { own_dir };
     let path = profile_dir.join(name);
     if !path.exists() {
         bail!(

@@ -12,6 +12,7 @@ use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{RejectionCode, TestKind};
 
 use super::budget::{FoldLabel, FoldReason};
+use super::counters::CounterFamily;
 use super::fleet::FleetGauges;
 use super::outcome::{
     BatchIdentity, ConnectionRefusal, HelperOutcome, LimitedEndpoint, LocationField, RegistrationOutcome, StoreOp,
@@ -94,27 +95,28 @@ fn pair_zeros<'a>(family: &IntCounterVec, first: impl Iterator<Item = &'a str>, 
 }
 
 /// What was measured: stored measurements by where, what and verdict, by network, and how long
-/// each probe step took.
+/// each probe step took. The two counter families grow to the series budget, so they are kept
+/// pre-rendered ([`CounterFamily`]), outside the registry.
 #[derive(Debug)]
 pub(super) struct MeasurementFamilies {
-    pub(super) total: IntCounterVec,
-    pub(super) by_asn: IntCounterVec,
+    pub(super) total: CounterFamily,
+    pub(super) by_asn: CounterFamily,
     pub(super) phase_duration: HistogramVec,
 }
 
 impl MeasurementFamilies {
     pub(super) fn register(r: &Registrar<'_>) -> Result<Self> {
-        let total = r.counter_vec(
+        let total = CounterFamily::new(
             MEASUREMENTS_TOTAL,
             "Measurements stored, by probe country, test, published target, verdict and mechanism.",
             &["country", "test", "target", "verdict", "mechanism"],
-        )?;
-        let by_asn = r.counter_vec(
+        );
+        let by_asn = CounterFamily::new(
             MEASUREMENTS_BY_ASN_TOTAL,
             "Measurements stored, by probe country, autonomous system (only ASNs with at least \
              --asn-min-probes distinct probes in the window, else other), test and verdict.",
             &["country", "asn", "test", "verdict"],
-        )?;
+        );
         let phase_duration = r.histogram_vec(
             PHASE_DURATION_SECONDS,
             "Duration of each measurement step as timed on the probe, by test and phase.",

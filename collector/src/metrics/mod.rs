@@ -22,18 +22,19 @@
 //! lives in the store, and a probe's key id never becomes a label.
 
 pub mod budget;
+mod counters;
 mod families;
 pub mod fleet;
 mod outcome;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use prometheus::{Encoder, HistogramTimer, IntGauge, Registry, TextEncoder};
+use prometheus::{Encoder, Histogram, HistogramTimer, IntGauge, Registry, TextEncoder};
 use vantage_measurement::wire::{KeyStanding, ObservedLocation};
-use vantage_measurement::{Measurement, RejectionCode, TestKind, Vantage, is_country_code};
+use vantage_measurement::{Measurement, Operation, RejectionCode, TestKind, Vantage, is_country_code};
 
 use crate::payload::BatchRejection;
 use crate::store::{AdmittedSeries, Duty, FleetRows, Store, StoreError};
@@ -162,8 +163,38 @@ impl Metrics {
     /// Count one newly stored measurement (never a duplicate). Its label combinations are
     /// taken from the budget as [settled](Self::settle_measurements) with the store.
     pub fn record_measurement(&self, m: &Measurement) {
-        let test = m.test.as_str();
-        let (by_target, by_asn, mut folds) = self.measurement_labels(m);
+        self.record_measurements(&[m]);
+    }
+
+    /// Count newly stored measurements (never duplicates): those of one batch, with one label
+    /// lookup per combination of labels and per phase histogram the batch has, not per
+    /// measurement. Label combinations are taken from the budget as
+    /// [settled](Self::settle_measurements) with the store.
+    pub fn record_measurements(&self, batch: &[&Measurement]) {
+        let mut combinations: HashMap<Combination<'_>, u64> = HashMap::new();
+        for m in batch {
+            *combinations.entry(Combination::of(m)).or_default() += 1;
+        }
+        for (combination, count) in combinations {
+            self.record_combination(&combination, count);
+        }
+        let mut phases: HashMap<(TestKind, Operation), Histogram> = HashMap::new();
+        for m in batch {
+            for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
+                // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
+                if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
+                    let histogram = phases.entry((m.test, step.op)).or_insert_with(|| {
+                        self.measurements.phase_duration.with_label_values(&[m.test.as_str(), step.op.as_str()])
+                    });
+                    histogram.observe(step.duration_ms / 1000.0);
+                }
+            }
+        }
+    }
+
+    /// Count `count` measurements of one label combination.
+    fn record_combination(&self, c: &Combination<'_>, count: u64) {
+        let (by_target, by_asn, mut folds) = self.combination_labels(c);
         let (by_target, by_asn) = {
             let mut budget = self.budget.lock().unwrap_or_else(PoisonError::into_inner);
             let by_target = budget.admit(Family::Measurements, by_target);
@@ -172,33 +203,25 @@ impl Metrics {
             (by_target, by_asn)
         };
         folds.extend(by_target.1.iter().chain(&by_asn.1).map(|label| (*label, FoldReason::Budget)));
-        self.measurements.total.with_label_values(&strs(&by_target.0)).inc();
-        self.measurements.by_asn.with_label_values(&strs(&by_asn.0)).inc();
+        self.measurements.total.inc_by(&strs(&by_target.0), count);
+        self.measurements.by_asn.inc_by(&strs(&by_asn.0), count);
         for (label, reason) in folds {
-            self.labels.folded.with_label_values(&[label.as_str(), reason.as_str()]).inc();
-        }
-        for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
-            // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
-            if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
-                self.measurements.phase_duration.with_label_values(&[test, step.op.as_str()]).observe(step.duration_ms / 1000.0);
-            }
+            self.labels.folded.with_label_values(&[label.as_str(), reason.as_str()]).inc_by(count);
         }
     }
 
-    /// The combinations `m` wants in [`MEASUREMENTS_TOTAL`] and [`MEASUREMENTS_BY_ASN_TOTAL`]
+    /// The label values `c` wants in [`MEASUREMENTS_TOTAL`] and [`MEASUREMENTS_BY_ASN_TOTAL`]
     /// before the budget, and what the per-label rules folded.
-    fn measurement_labels(&self, m: &Measurement) -> (Vec<String>, Vec<String>, BTreeSet<(FoldLabel, FoldReason)>) {
-        let country = country_label(&m.probe.cc);
-        let test = m.test.as_str();
-        let verdict = m.verdict.status.as_str();
-        let mechanism = m.verdict.mechanism.map_or("none", |mech| mech.as_str());
+    fn combination_labels(&self, c: &Combination<'_>) -> (Vec<String>, Vec<String>, BTreeSet<(FoldLabel, FoldReason)>) {
+        let Combination { country, test, verdict, mechanism, .. } = *c;
+        let test = test.as_str();
         let mut folds = BTreeSet::new();
-        let target = self.target_label(&m.target.name);
-        if target != m.target.name {
+        let target = self.target_label(c.target);
+        if target != c.target {
             folds.insert((FoldLabel::Target, FoldReason::Unpublished));
         }
-        let asn = if self.asn_has_enough_probes(country, m.probe.asn) {
-            m.probe.asn.to_string()
+        let asn = if self.asn_has_enough_probes(country, c.asn) {
+            c.asn.to_string()
         } else {
             folds.insert((FoldLabel::Asn, FoldReason::FewProbes));
             "other".to_string()
@@ -211,7 +234,7 @@ impl Metrics {
     /// error this process decides alone until the next answer (logged).
     pub async fn settle_measurements<'a>(&self, store: &dyn Store, counted: impl IntoIterator<Item = &'a Measurement>) {
         let wanted = counted.into_iter().flat_map(|m| {
-            let (by_target, by_asn, _) = self.measurement_labels(m);
+            let (by_target, by_asn, _) = self.combination_labels(&Combination::of(m));
             [(Family::Measurements, by_target), (Family::MeasurementsByAsn, by_asn)]
         });
         if let Err(e) = self.settle(store, wanted.collect()).await {
@@ -273,9 +296,9 @@ impl Metrics {
         }
     }
 
-    /// Count a stored measurement that does not count, by why (see `crate::trust`).
-    pub fn record_uncounted(&self, reason: Uncounted) {
-        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc();
+    /// Count `count` stored measurements that do not count, by why (see `crate::trust`).
+    pub fn record_uncounted(&self, reason: Uncounted, count: u64) {
+        self.trust.uncounted.with_label_values(&[reason.as_str()]).inc_by(count);
     }
 
     /// Count one key registration request.
@@ -402,7 +425,10 @@ impl Metrics {
         let mut buffer = Vec::new();
         encoder.encode(&self.registry.gather(), &mut buffer)?;
         // The text encoder writes UTF-8; a failure here would be a bug in the encoder.
-        let text = String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        let mut text = String::from_utf8(buffer).map_err(|e| prometheus::Error::Msg(e.to_string()))?;
+        // The two largest families, kept pre-rendered outside the registry.
+        self.measurements.total.encode(&mut text);
+        self.measurements.by_asn.encode(&mut text);
         Ok((text, format!("{}; charset=utf-8", encoder.format_type())))
     }
 
@@ -443,6 +469,30 @@ impl Metrics {
     /// once a certificate was loaded, so a plain-HTTP collector has none for the alert to see.
     pub fn set_tls_cert_expiry(&self, not_after_unix: i64) {
         self.connections.cert_expiry.with_label_values::<&str>(&[]).set(not_after_unix as f64);
+    }
+}
+
+/// The labels one measurement is counted under, before the label rules and the budget fold them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Combination<'a> {
+    country: &'a str,
+    asn: u32,
+    test: TestKind,
+    target: &'a str,
+    verdict: &'static str,
+    mechanism: &'static str,
+}
+
+impl<'a> Combination<'a> {
+    fn of(m: &'a Measurement) -> Self {
+        Combination {
+            country: country_label(&m.probe.cc),
+            asn: m.probe.asn,
+            test: m.test,
+            target: &m.target.name,
+            verdict: m.verdict.status.as_str(),
+            mechanism: m.verdict.mechanism.map_or("none", |mech| mech.as_str()),
+        }
     }
 }
 

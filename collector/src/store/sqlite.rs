@@ -4,10 +4,13 @@
 //! just a crash of this process. That costs an fsync per batch, which is why probes send batches.
 //!
 //! Concurrency: rusqlite is blocking, so every statement runs in `spawn_blocking`. One writer
-//! connection sits behind a mutex (SQLite has one writer anyway). Each query opens its own
+//! connection sits behind a mutex (SQLite has one writer anyway). Ingest batches waiting for it
+//! are committed together, many in one transaction and one fsync (group commit, `group.rs`). Each query opens its own
 //! read-only connection: under WAL readers never wait for the writer, so a long export does not
 //! stall ingest. A semaphore bounds the queries running at once, because each one holds a
 //! blocking thread for as long as its client takes to read.
+
+mod group;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,6 +29,8 @@ use super::{
     AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
     StoreError, StreakKey, annotate, blobs, fleet, keys, schema, shared, sqlite_blobs,
 };
+use group::{Batch, GroupCommit};
+pub use group::{CommitCounts, MAX_GROUP_BYTES, MAX_GROUP_ROWS};
 
 /// The database file inside the data directory.
 pub const FILE_NAME: &str = "vantage.sqlite3";
@@ -43,6 +48,8 @@ pub struct SqliteStore {
     path: PathBuf,
     /// `None` once closed.
     writer: Arc<Mutex<Option<Connection>>>,
+    /// Ingest batches waiting for the writer, committed in groups.
+    group: Arc<GroupCommit>,
     closed: Arc<AtomicBool>,
     queries: Arc<Semaphore>,
 }
@@ -55,6 +62,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             path,
             writer: Arc::new(Mutex::new(Some(writer))),
+            group: Arc::default(),
             closed: Arc::new(AtomicBool::new(false)),
             queries: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
         })
@@ -63,6 +71,12 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Ingest transactions committed, and the batches they held, since the store opened: with
+    /// many small batches at once, far fewer transactions than batches.
+    pub fn commit_counts(&self) -> CommitCounts {
+        self.group.counts()
     }
 
     /// Run `f` on the writer connection in a blocking thread.
@@ -96,19 +110,15 @@ impl Store for SqliteStore {
         observed: Option<&ObservedLocation>,
         received_at: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, StoreError> {
-        let received_at = received_at.timestamp();
-        let rows = batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?;
-        let probe_key = probe.map(|k| k.as_str().to_string());
-        let observed_cc = observed.and_then(|o| o.cc.clone());
-        let observed_asn = observed.and_then(|o| o.asn);
-        self.with_writer(move |conn| {
-            // IMMEDIATE takes the write lock up front instead of failing on upgrade mid-batch.
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let outcomes = write_batch(&tx, &rows, probe_key.as_deref(), observed_cc.as_deref(), observed_asn, received_at)?;
-            tx.commit()?;
-            Ok(outcomes)
-        })
-        .await
+        self.ensure_open()?;
+        let batch = Batch {
+            rows: batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?,
+            probe_key: probe.map(|k| k.as_str().to_string()),
+            observed_cc: observed.and_then(|o| o.cc.clone()),
+            observed_asn: observed.and_then(|o| o.asn),
+            received_at: received_at.timestamp(),
+        };
+        group::insert(&self.group, &self.writer, batch).await
     }
 
     async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError> {
