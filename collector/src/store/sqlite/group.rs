@@ -264,18 +264,17 @@ mod tests {
         (release, holder)
     }
 
-    /// Start inserting each of `batches` at once; wait until every one is queued.
+    /// Start inserting each of `batches`, one after the other: each is queued before the next
+    /// starts, so the queue holds them in the order given.
     async fn queue_all(store: &Arc<SqliteStore>, batches: Vec<Vec<Measurement>>) -> Vec<tokio::task::JoinHandle<Outcome>> {
-        let count = batches.len();
-        let tasks = batches
-            .into_iter()
-            .map(|batch| {
-                let store = Arc::clone(store);
-                tokio::spawn(async move { store.insert_batch(&batch, None, None, Utc::now()).await })
-            })
-            .collect();
-        while store.group.waiting() < count {
-            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        let mut tasks = Vec::with_capacity(batches.len());
+        for batch in batches {
+            let queued = store.group.waiting();
+            let inserting = Arc::clone(store);
+            tasks.push(tokio::spawn(async move { inserting.insert_batch(&batch, None, None, Utc::now()).await }));
+            while store.group.waiting() == queued {
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
         }
         tasks
     }
