@@ -121,17 +121,20 @@ async fn both_backends_return_the_same_bytes() {
     let key = ProbeKey::from_seed(&[9; 32]).key_id();
     let seen = ObservedLocation { cc: Some("DE".into()), asn: Some(3320) };
     let now = Utc::now();
-    let batch: Vec<Measurement> =
-        (0..20).map(|i| vantage_measurement::example::tls_reset(now - chrono::Duration::minutes(i))).collect();
+    // Resets without chains, and a fleet's handshakes whose chains are stored once as blobs.
+    let batch: Vec<Measurement> = (0..20)
+        .map(|i| vantage_measurement::example::tls_reset(now - chrono::Duration::minutes(i)))
+        .chain((0..20).map(|n| vantage_measurement::example::tls_fleet(n, now - chrono::Duration::seconds(n as i64))))
+        .collect();
     let mut outputs = Vec::new();
     for backend in [Backend::Sqlite, Backend::Postgres] {
         let fresh = Fresh::new(backend);
         let store = fresh.open().await;
-        store.insert_batch(&batch[..10], Some(&key), Some(&seen), now).await.expect("signed, observed");
-        store.insert_batch(&batch[10..], None, None, now).await.expect("anonymous");
+        store.insert_batch(&batch[..25], Some(&key), Some(&seen), now).await.expect("signed, observed");
+        store.insert_batch(&batch[25..], None, None, now).await.expect("anonymous");
         outputs.push(lines(store.as_ref(), &Filter::default(), 100).await);
         store.close().await.expect("close");
     }
-    assert_eq!(outputs[0].len(), 20);
+    assert_eq!(outputs[0].len(), 40);
     assert_eq!(outputs[0], outputs[1], "SQLite and PostgreSQL rows differ");
 }

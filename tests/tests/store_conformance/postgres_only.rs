@@ -1,5 +1,6 @@
 //! What only the PostgreSQL store has: migrations from an older layout, replicas opening a fresh
-//! database at once, a refused newer layout, a URL whose password never shows.
+//! database at once, a refused newer layout, a URL whose password never shows, blobs kept by the
+//! last day that uses them.
 
 use chrono::Utc;
 use vantage_collector::store::postgres::schema::SCHEMA_VERSION;
@@ -30,13 +31,38 @@ async fn a_layout_1_database_is_migrated_and_keeps_its_data() {
     let url = fresh_url();
     let key = ProbeKey::from_seed(&[5; 32]).key_id();
     let old = example::tls_reset(Utc::now());
-    {
-        // A database as a layout-1 collector left it: only the first step, and its rows.
-        let v1 = PostgresStore::open_at_layout(&url, 1).await.expect("layout 1");
-        v1.insert_batch(std::slice::from_ref(&old), Some(&key), None, Utc::now()).await.expect("v1 row");
-        v1.close().await.expect("close");
-    }
     let client = raw(&url).await;
+    {
+        // A database as a layout-1 collector left it: only the first step, and a row written the
+        // way that layout wrote them (the whole line in `body`), in its day's partition.
+        let v1 = PostgresStore::open_at_layout(&url, 1).await.expect("layout 1");
+        v1.close().await.expect("close");
+        let day = old.started_at.timestamp().div_euclid(86_400) as i32;
+        let partition = format!("measurements_p{}", old.started_at.format("%Y%m%d"));
+        client
+            .batch_execute(&format!(
+                "CREATE TABLE {partition} PARTITION OF measurements FOR VALUES FROM ({day}) TO ({})",
+                day + 1
+            ))
+            .await
+            .expect("partition");
+        let received = Utc::now().timestamp();
+        client
+            .execute(
+                "INSERT INTO measurements (day, id, received_at, started_at, cc, asn, test, target, status, mechanism, body, probe_key)
+                 VALUES ($1, $2, $3, $4, 'ZZ', 0, 'tls', $5, 'blocked', 'tls.reset_after_clienthello', $6, $7)",
+                &[&day, &old.id, &received, &old.started_at.timestamp(), &old.target.name, &old.to_json_line().expect("line"), &key.as_str()],
+            )
+            .await
+            .expect("v1 row");
+        client
+            .execute(
+                "INSERT INTO probe_keys (key_id, first_received, last_received, last_day, days, measurements) VALUES ($1, $2, $2, $3, 1, 1)",
+                &[&key.as_str(), &received, &received.div_euclid(86_400)],
+            )
+            .await
+            .expect("v1 key record");
+    }
     assert_eq!(versions(&client).await, vec![1]);
 
     let store = PostgresStore::open(&url).await.expect("open migrates");
@@ -99,4 +125,36 @@ async fn a_unix_socket_url_works() {
     let url = format!("postgres://postgres@/postgres?host={}&port={}", server.socket_dir().display(), server.port());
     let store = PostgresStore::open(&url).await.expect("over the unix socket");
     store.ping().await.expect("ping");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chains_are_stored_once_and_leave_with_the_last_day_that_uses_them() {
+    let url = fresh_url();
+    let store = PostgresStore::open(&url).await.expect("open");
+    let client = raw(&url).await;
+    let blobs = || async { client.query_one("SELECT COUNT(*) FROM blobs", &[]).await.expect("count").get::<_, i64>(0) };
+    let day = 86_400;
+    let today = Utc::now().timestamp() / day * day;
+    let at = |secs: i64| chrono::DateTime::from_timestamp(secs, 0).expect("time");
+    // 200 handshakes of one fleet three days ago and 200 more today: the same servers' chains.
+    let old: Vec<_> = (0..200).map(|n| example::tls_fleet(n, at(today - 3 * day + n as i64))).collect();
+    let new: Vec<_> = (200..400).map(|n| example::tls_fleet(n, at(today + n as i64 % 3600))).collect();
+    store.insert_batch(&old, None, None, Utc::now()).await.expect("old");
+    let after_old = blobs().await;
+    assert!(after_old > 0 && after_old < 200, "chains repeat across rows, so fewer blobs than rows: {after_old}");
+    store.insert_batch(&new, None, None, Utc::now()).await.expect("new");
+    let after_new = blobs().await;
+    assert_eq!(collect(&store, &Filter::default(), 1000).await.len(), 400, "every row reads back");
+
+    // Dropping the old days drops only the blobs no kept row uses.
+    assert_eq!(store.retain(at(today - day)).await.expect("retain"), 200);
+    let kept = blobs().await;
+    let only_new = {
+        let url = fresh_url();
+        let alone = PostgresStore::open(&url).await.expect("open");
+        alone.insert_batch(&new, None, None, Utc::now()).await.expect("new alone");
+        raw(&url).await.query_one("SELECT COUNT(*) FROM blobs", &[]).await.expect("count").get::<_, i64>(0)
+    };
+    assert_eq!(kept, only_new, "what is left is what today's rows need (before: {after_new})");
+    assert_eq!(collect(&store, &Filter::default(), 1000).await, new, "today's rows read back whole");
 }

@@ -19,15 +19,16 @@ use uuid::Uuid;
 use vantage_measurement::Measurement;
 
 use super::{InsertOutcome, StoreError};
+use crate::store::blobs;
 
 /// The staging table: temporary (this session only, never WAL-logged), emptied at each commit.
 const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS vantage_staging (
     ord integer NOT NULL, day integer NOT NULL, id uuid NOT NULL, started_at bigint NOT NULL,
     cc text NOT NULL, asn bigint NOT NULL, test text NOT NULL, target text NOT NULL,
-    status text NOT NULL, mechanism text, body text NOT NULL
+    status text NOT NULL, mechanism text, skeleton bytea NOT NULL
 ) ON COMMIT DELETE ROWS";
 
-const COPY: &str = "COPY vantage_staging (ord, day, id, started_at, cc, asn, test, target, status, mechanism, body)
+const COPY: &str = "COPY vantage_staging (ord, day, id, started_at, cc, asn, test, target, status, mechanism, skeleton)
     FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY`], in order.
@@ -42,13 +43,13 @@ const COPY_TYPES: [Type; 11] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
-    Type::TEXT,
+    Type::BYTEA,
 ];
 
 const INSERT: &str = "INSERT INTO measurements
-        (day, id, received_at, started_at, cc, asn, test, target, status, mechanism, body,
+        (day, id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton,
          probe_key, observed_cc, observed_asn)
-    SELECT DISTINCT ON (id) day, id, $1, started_at, cc, asn, test, target, status, mechanism, body, $2, $3, $4
+    SELECT DISTINCT ON (id) day, id, $1, started_at, cc, asn, test, target, status, mechanism, skeleton, $2, $3, $4
     FROM vantage_staging ORDER BY id, ord
     ON CONFLICT (day, id) DO NOTHING
     RETURNING id";
@@ -68,7 +69,8 @@ const ACTIVITY: &str = "INSERT INTO probe_keys (key_id, first_received, last_rec
 /// Seconds in a UTC day.
 const DAY_SECS: i64 = 86_400;
 
-/// The columns of one measurement, plus its canonical line and the day it is filed under.
+/// The columns of one measurement, its canonical line split into skeleton and blobs
+/// (`store::blobs`), and the day it is filed under.
 pub(super) struct Row {
     pub(super) day: i32,
     id: Uuid,
@@ -79,7 +81,7 @@ pub(super) struct Row {
     target: String,
     status: &'static str,
     mechanism: Option<&'static str>,
-    body: String,
+    split: blobs::Split,
 }
 
 impl Row {
@@ -94,7 +96,7 @@ impl Row {
             target: m.target.name.clone(),
             status: m.verdict.status.as_str(),
             mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            body: m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?,
+            split: blobs::split(&m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?)?,
         })
     }
 }
@@ -132,11 +134,13 @@ pub(super) async fn write_batch(
                 &row.target,
                 &row.status,
                 &row.mechanism,
-                &row.body,
+                &row.split.skeleton,
             ])
             .await?;
     }
     writer.finish().await?;
+    // Blobs first: a row is never visible without what it references.
+    super::blobs::put(tx, rows.iter().map(|row| (row.day, &row.split))).await?;
     let stored = tx.query(INSERT, &[&sender.received_at, &sender.probe_key, &sender.observed_cc, &sender.observed_asn]).await?;
     let mut new: HashSet<Uuid> = stored.iter().map(|r| r.get::<_, Uuid>(0)).collect();
     // The first copy of a new id is the inserted one; later copies in the batch are duplicates.

@@ -18,6 +18,7 @@
 //! Per replica: the pool, the duty session, the cache of partitions seen. Everything else (rows,
 //! key records, the salt, which replica holds which duty) is in the database.
 
+mod blobs;
 mod ingest;
 mod partitions;
 mod reads;
@@ -212,13 +213,17 @@ impl Store for PostgresStore {
         let params = values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync));
         let rows = client.query_raw(&statement, params).await?;
         let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
+        let mut lookup = blobs::Lookup::new(self.pool.clone());
         tokio::spawn(async move {
             // The connection and the permit are held until the last row is sent or the reader
             // goes away (the HTTP client disconnected): dropping the stream ends the query.
             let (_permit, _client) = (permit, client);
             futures::pin_mut!(rows);
             while let Some(row) = rows.next().await {
-                let item = row.map_err(StoreError::from).and_then(|row| reads::read_row(&row));
+                let item = match row {
+                    Ok(row) => reads::read_row(&row, &mut lookup).await,
+                    Err(e) => Err(StoreError::from(e)),
+                };
                 let failed = item.is_err();
                 if rows_tx.send(item).await.is_err() || failed {
                     return;

@@ -102,6 +102,7 @@ pub(super) async fn drop_before(client: &mut Client, known: &KnownDays, first_ke
         tx.batch_execute(&format!("DROP TABLE {partition}")).await?;
         dropped += u64::try_from(rows).unwrap_or(0);
     }
+    super::blobs::drop_before(&tx, first_kept).await?;
     tx.commit().await?;
     known.forget();
     Ok(dropped)

@@ -9,6 +9,7 @@ use vantage_measurement::wire::ObservedLocation;
 use vantage_measurement::wire::registration::RegistrationChallenge;
 use vantage_measurement::{Mechanism, Status, TestKind};
 
+use super::blobs::Lookup;
 use crate::store::filter::{self, Bound};
 use crate::store::fleet::{CONTRADICTED, MAX_LATEST_ROWS};
 use crate::store::{Filter, FleetRows, KeyActivity, LatestVerdict, StoreError, StreakKey, annotate};
@@ -19,7 +20,7 @@ pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 /// The SELECT for `filter`, with its bound values.
 pub(super) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Param>) {
     let conditions = filter::conditions(filter);
-    let mut sql = String::from("SELECT body, observed_cc, observed_asn FROM measurements");
+    let mut sql = String::from("SELECT body, skeleton, observed_cc, observed_asn FROM measurements");
     sql.push_str(&filter::where_clause(&conditions, |n| format!("${n}")));
     sql.push_str(&format!(" ORDER BY started_at, id LIMIT ${}", conditions.len() + 1));
     let mut values: Vec<Param> = conditions
@@ -35,13 +36,20 @@ pub(super) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Pa
     (sql, values)
 }
 
-/// One stored row as its NDJSON line, annotated as SQLite's are.
-pub(super) fn read_row(row: &Row) -> Result<String, StoreError> {
+/// One stored row as its NDJSON line, annotated as SQLite's are: a row of the lean layout is its
+/// skeleton joined with its blobs, an older row its body as written.
+pub(super) async fn read_row(row: &Row, lookup: &mut Lookup) -> Result<String, StoreError> {
     let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
-    let body: String = row.try_get(0).map_err(corrupt)?;
-    let asn: Option<i64> = row.try_get(2).map_err(corrupt)?;
-    let observed = ObservedLocation { cc: row.try_get(1).map_err(corrupt)?, asn: asn.map(to_u32).transpose()? };
-    annotate(body, &observed)
+    let body: Option<String> = row.try_get(0).map_err(corrupt)?;
+    let skeleton: Option<Vec<u8>> = row.try_get(1).map_err(corrupt)?;
+    let line = match (body, skeleton) {
+        (Some(body), _) => body,
+        (None, Some(skeleton)) => lookup.join(&skeleton).await?,
+        (None, None) => return Err(StoreError::Corrupt("a stored row has neither body nor skeleton".into())),
+    };
+    let asn: Option<i64> = row.try_get(3).map_err(corrupt)?;
+    let observed = ObservedLocation { cc: row.try_get(2).map_err(corrupt)?, asn: asn.map(to_u32).transpose()? };
+    annotate(line, &observed)
 }
 
 /// The rows that count: a key on the counted list (`$1`), no contradiction.

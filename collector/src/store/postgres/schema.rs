@@ -10,6 +10,8 @@
 //! |---|---|
 //! | 1 | `measurements` partitioned by the UUIDv7 day (`day`, part of the primary key), the query indexes, `probe_keys`, `installation` |
 //! | 2 | the fleet indexes (partial: only signed rows) and the arrival-time index |
+//! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share |
+//! | 4 | `skeleton` beside `body`: new rows keep their large values (certificate chains) once in `blobs` by SHA-256 (`store/blobs.rs`); rows written before keep their body |
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
 
 use tokio_postgres::Client;
@@ -17,7 +19,7 @@ use tokio_postgres::Client;
 use super::{LOCK_CLASS, StoreError};
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The advisory lock (within [`LOCK_CLASS`]) migrations run under.
 const MIGRATION_LOCK: i32 = 0;
@@ -79,8 +81,23 @@ CREATE INDEX measurements_by_received ON measurements (received_at);
 /// Version 3 (replicas): the shared fleet snapshot and the series budget's admissions.
 const STEP_REPLICAS_SHARED: &str = super::shared::LAYOUT;
 
+/// Version 4: the lean layout. A new row holds its skeleton (`body` NULL); each blob is stored once,
+/// with the latest day of a row that references it, so retention can drop the blobs of dropped
+/// partitions without counting references (`super::blobs`). Rows written before keep `body`
+/// and read as before: no rewrite of existing partitions.
+const STEP_V4: &str = "
+ALTER TABLE measurements ALTER COLUMN body DROP NOT NULL;
+ALTER TABLE measurements ADD COLUMN skeleton bytea;
+CREATE TABLE blobs (
+    hash     bytea   PRIMARY KEY,
+    bytes    bytea   NOT NULL,
+    last_day integer NOT NULL
+);
+CREATE INDEX blobs_by_last_day ON blobs (last_day);
+";
+
 /// Every step, in order: `(version it brings the database to, SQL)`.
-const STEPS: [(i32, &str); 3] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED)];
+const STEPS: [(i32, &str); 4] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED), (4, STEP_V4)];
 
 /// Bring the database to `target` (normally [`SCHEMA_VERSION`]; tests build older layouts).
 /// `shown` names it (without password) in errors.
