@@ -6,11 +6,12 @@
 #   - stored bytes per TLS measurement (the SQLite file after the collector closed it);
 #   - batch latency p50/p99 with 1000 concurrent probes (distinct keys) posting batches of 10;
 #   - /metrics render time with 100k series.
-# SQLite always; PostgreSQL too with --database postgres://… (an empty database the benchmark
-# may fill; `serve --database` comes with the PostgreSQL store). Flags after the script's name go
+# SQLite always; PostgreSQL too with --temp-postgres (Debian's server in a temp directory, as the
+# tests start it) or --database postgres://… (an empty database the benchmark may fill). Flags after the script's name go
 # to ingest-load (`--help` lists them). Results and the machine they were
 # measured on: docs/performance.md. Loopback only; not part of tests/run.
 #   tests/bench/ingest.sh
+#   tests/bench/ingest.sh --temp-postgres
 #   tests/bench/ingest.sh --database postgres://vantage@127.0.0.1:5432/bench
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)

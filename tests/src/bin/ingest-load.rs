@@ -35,6 +35,10 @@ struct Args {
     /// benchmark may fill).
     #[arg(long, value_name = "URL")]
     database: Option<String>,
+    /// Also run every figure against a PostgreSQL of its own: Debian's server, started in a temp
+    /// directory for the run (as the tests do), instead of `--database`.
+    #[arg(long, conflicts_with = "database")]
+    temp_postgres: bool,
     /// Throughput: batches per round.
     #[arg(long, default_value_t = 100)]
     batches: usize,
@@ -375,6 +379,11 @@ async fn main() -> anyhow::Result<()> {
     let setup = Setup::new()?;
     let mut backends = vec![Backend::Sqlite];
     backends.extend(args.database.clone().map(Backend::Postgres));
+    // Kept for the whole run: dropping it stops the server.
+    let temp_postgres = args.temp_postgres.then(vantage_tests::postgres::TempPostgres::start).transpose()?;
+    if let Some(server) = &temp_postgres {
+        backends.push(Backend::Postgres(server.create_database("bench")?));
+    }
     let mut results = Vec::new();
     for backend in &backends {
         let mut figures = Figures::default();
