@@ -40,6 +40,7 @@ mod filter;
 mod fleet;
 mod keys;
 pub mod postgres;
+mod row;
 pub mod schema;
 mod shared;
 pub mod sqlite;

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
+use super::row::StoredRow;
 use super::{
     AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
     StoreError, StreakKey, annotate, blobs, fleet, keys, schema, shared, sqlite_blobs,
@@ -112,7 +113,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         self.ensure_open()?;
         let batch = Batch {
-            rows: batch.iter().map(Row::from_measurement).collect::<Result<Vec<Row>, StoreError>>()?,
+            rows: batch.iter().map(StoredRow::from_measurement).collect::<Result<Vec<_>, StoreError>>()?,
             probe_key: probe.map(|k| k.as_str().to_string()),
             observed_cc: observed.and_then(|o| o.cc.clone()),
             observed_asn: observed.and_then(|o| o.asn),
@@ -281,7 +282,7 @@ impl Store for SqliteStore {
 /// newly stored.
 fn write_batch(
     tx: &rusqlite::Transaction<'_>,
-    rows: &[Row],
+    rows: &[StoredRow],
     probe_key: Option<&str>,
     observed_cc: Option<&str>,
     observed_asn: Option<u32>,
@@ -299,7 +300,7 @@ fn write_batch(
         )?;
         for row in rows {
             let changed = insert.execute(params![
-                row.id,
+                row.id.hyphenated().to_string(),
                 received_at,
                 row.started_at,
                 row.cc,
@@ -335,35 +336,6 @@ fn write_batch(
 impl From<rusqlite::Error> for StoreError {
     fn from(e: rusqlite::Error) -> Self {
         StoreError::Database(e.to_string())
-    }
-}
-
-/// The indexed columns of one measurement, plus its canonical line split into skeleton and blobs.
-struct Row {
-    id: String,
-    started_at: i64,
-    cc: String,
-    asn: u32,
-    test: &'static str,
-    target: String,
-    status: &'static str,
-    mechanism: Option<&'static str>,
-    split: blobs::Split,
-}
-
-impl Row {
-    fn from_measurement(m: &Measurement) -> Result<Row, StoreError> {
-        Ok(Row {
-            id: m.id.hyphenated().to_string(),
-            started_at: m.started_at.timestamp(),
-            cc: m.probe.cc.clone(),
-            asn: m.probe.asn,
-            test: m.test.as_str(),
-            target: m.target.name.clone(),
-            status: m.verdict.status.as_str(),
-            mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            split: blobs::split(&m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?)?,
-        })
     }
 }
 

@@ -16,10 +16,9 @@ use tokio_postgres::Transaction;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
-use vantage_measurement::Measurement;
 
 use super::{InsertOutcome, StoreError};
-use crate::store::blobs;
+use crate::store::row::StoredRow;
 
 /// The staging table: temporary (this session only, never WAL-logged), emptied at each commit.
 const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS vantage_staging (
@@ -69,38 +68,6 @@ const ACTIVITY: &str = "INSERT INTO probe_keys (key_id, first_received, last_rec
 /// Seconds in a UTC day.
 const DAY_SECS: i64 = 86_400;
 
-/// The columns of one measurement, its canonical line split into skeleton and blobs
-/// (`store::blobs`), and the day it is filed under.
-pub(super) struct Row {
-    pub(super) day: i32,
-    id: Uuid,
-    started_at: i64,
-    cc: String,
-    asn: i64,
-    test: &'static str,
-    target: String,
-    status: &'static str,
-    mechanism: Option<&'static str>,
-    split: blobs::Split,
-}
-
-impl Row {
-    pub(super) fn from_measurement(m: &Measurement) -> Result<Row, StoreError> {
-        Ok(Row {
-            day: crate::store::id_day(&m.id),
-            id: m.id,
-            started_at: m.started_at.timestamp(),
-            cc: m.probe.cc.clone(),
-            asn: i64::from(m.probe.asn),
-            test: m.test.as_str(),
-            target: m.target.name.clone(),
-            status: m.verdict.status.as_str(),
-            mechanism: m.verdict.mechanism.map(|mech| mech.as_str()),
-            split: blobs::split(&m.to_json_line().map_err(|e| StoreError::Encode(e.to_string()))?)?,
-        })
-    }
-}
-
 /// Who sent a batch and when, stored beside each of its rows.
 pub(super) struct Sender<'a> {
     pub(super) probe_key: Option<&'a str>,
@@ -112,7 +79,7 @@ pub(super) struct Sender<'a> {
 /// Write one batch inside `tx` (the caller commits): one outcome per row, in order.
 pub(super) async fn write_batch(
     tx: &Transaction<'_>,
-    rows: &[Row],
+    rows: &[StoredRow],
     sender: &Sender<'_>,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     tx.batch_execute(STAGING).await?;
@@ -121,6 +88,7 @@ pub(super) async fn write_batch(
     futures::pin_mut!(writer);
     for (ord, row) in rows.iter().enumerate() {
         let ord = i32::try_from(ord).unwrap_or(i32::MAX);
+        let asn = i64::from(row.asn);
         writer
             .as_mut()
             .write(&[
@@ -129,7 +97,7 @@ pub(super) async fn write_batch(
                 &row.id,
                 &row.started_at,
                 &row.cc,
-                &row.asn,
+                &asn,
                 &row.test,
                 &row.target,
                 &row.status,
@@ -157,6 +125,6 @@ pub(super) async fn write_batch(
 }
 
 /// The days a batch touches.
-pub(super) fn days(rows: &[Row]) -> HashSet<i32> {
+pub(super) fn days(rows: &[StoredRow]) -> HashSet<i32> {
     rows.iter().map(|r| r.day).collect()
 }

@@ -40,6 +40,7 @@ use tokio_postgres::{Client, Config, NoTls};
 use vantage_measurement::Measurement;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 
+use super::row::StoredRow;
 use super::{
     AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
     StoreError, StreakKey,
@@ -137,7 +138,7 @@ impl PostgresStore {
 
     /// One batch in one transaction; `Err` with "no partition" when a partition this store
     /// thought was there has been dropped.
-    async fn try_insert(&self, rows: &[ingest::Row], sender: &ingest::Sender<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn try_insert(&self, rows: &[StoredRow], sender: &ingest::Sender<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
         let mut client = self.client().await?;
         partitions::ensure(&mut client, &self.partitions, &ingest::days(rows)).await?;
         let tx = client.transaction().await?;
@@ -157,7 +158,7 @@ impl Store for PostgresStore {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         let _running = self.running.read().await;
-        let rows = batch.iter().map(ingest::Row::from_measurement).collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = batch.iter().map(StoredRow::from_measurement).collect::<Result<Vec<_>, StoreError>>()?;
         let sender = ingest::Sender {
             probe_key: probe.map(KeyId::as_str),
             observed_cc: observed.and_then(|o| o.cc.as_deref()),

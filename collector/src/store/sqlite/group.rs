@@ -28,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, TransactionBehavior};
 use tokio::sync::oneshot;
 
-use super::{Row, write_batch};
+use super::{StoredRow, write_batch};
 use crate::store::{InsertOutcome, StoreError};
 
 /// The most rows one group commits (a larger single batch still commits alone).
@@ -38,7 +38,7 @@ pub const MAX_GROUP_BYTES: usize = 32 * 1024 * 1024;
 
 /// One request's batch: its rows and what is stored beside them.
 pub(super) struct Batch {
-    pub(super) rows: Vec<Row>,
+    pub(super) rows: Vec<StoredRow>,
     pub(super) probe_key: Option<String>,
     pub(super) observed_cc: Option<String>,
     pub(super) observed_asn: Option<u32>,
