@@ -15,7 +15,7 @@
 //! the text with a reference in its place. [`join`] splices the blobs back, so the line a reader
 //! gets is the very text that was split: nothing is parsed or re-serialised, and the rule above
 //! decides only what is *shared*, never what comes back. The backends store the skeleton in the
-//! row and each blob once (SQLite: `store/sqlite.rs`; see `docs/collector.md` § Store).
+//! row and each blob once (SQLite: `store/sqlite/`; see `docs/collector.md` § Store).
 //!
 //! Skeleton formats (bytes, opaque to the backends), told apart by the first byte:
 //!

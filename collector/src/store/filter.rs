@@ -1,7 +1,23 @@
-//! A [`Filter`] as SQL conditions, shared by every backend: one list of which column compares
-//! how, each backend adding only its placeholder syntax. Values are always bound, never spliced.
+//! Which rows a read selects, as SQL every backend shares: a [`Filter`] as conditions (one list
+//! of which column compares how, each backend adding only its placeholder syntax; values are
+//! always bound, never spliced), and the rule that leaves contradicted rows out of the fleet.
 
 use super::Filter;
+
+/// A row whose collector-observed ASN or country contradicts the claimed one (a claimed ASN 0 or
+/// country ZZ is "unknown", no claim): the SQL twin of `crate::trust::contradiction`, held
+/// together by a test of the store conformance suite (`tests/tests/store_conformance/fleet.rs`).
+/// A macro, so SQLite's statements can `concat!` it at compile time.
+macro_rules! contradicted {
+    () => {
+        "((observed_asn IS NOT NULL AND asn != 0 AND observed_asn != asn)
+          OR (observed_cc IS NOT NULL AND cc != 'ZZ' AND observed_cc != cc))"
+    };
+}
+pub(crate) use contradicted;
+
+/// [`contradicted!`] as a constant: plain SQL both dialects read alike.
+pub(crate) const CONTRADICTED: &str = contradicted!();
 
 /// A value to bind.
 #[derive(Clone, Debug, PartialEq)]

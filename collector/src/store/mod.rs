@@ -37,14 +37,9 @@
 pub mod args;
 pub mod blobs;
 mod filter;
-mod fleet;
-mod keys;
 pub mod postgres;
 mod row;
-pub mod schema;
-mod shared;
 pub mod sqlite;
-mod sqlite_blobs;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -131,6 +126,11 @@ pub struct Filter {
     /// The collector-observed ASN (GeoIP).
     pub observed_asn: Option<u32>,
 }
+
+/// The most (probe, target, test) rows one fleet read returns ([`FleetRows::latest`]). 2 000
+/// probes × 100 targets × 4 tests fit; beyond it the gauges are a lower bound and the refresh logs
+/// a warning.
+pub const MAX_LATEST_ROWS: usize = 1_000_000;
 
 /// One probe's latest measurement of one (target, test): the unit the fleet gauges count.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -292,6 +292,17 @@ pub(crate) fn first_id_of_day(day: i32) -> uuid::Uuid {
     let mut bytes = [0u8; 16];
     bytes[..6].copy_from_slice(&millis.to_be_bytes()[2..]);
     uuid::Uuid::from_bytes(bytes)
+}
+
+/// Admitted label values as both backends store them: a JSON array, unambiguous whatever a value
+/// holds.
+pub(crate) fn encode_labels(labels: &[String]) -> Result<String, StoreError> {
+    serde_json::to_string(labels).map_err(|e| StoreError::Encode(e.to_string()))
+}
+
+/// The stored form of admitted label values back.
+pub(crate) fn decode_labels(labels: &str) -> Result<Vec<String>, StoreError> {
+    serde_json::from_str(labels).map_err(|e| StoreError::Corrupt(format!("admitted labels {labels:?}: {e}")))
 }
 
 /// One NDJSON line (no newline) or the error that ended the stream early.

@@ -23,7 +23,7 @@
 //!
 //! Ingest applies the rule per batch ([`counts`], with the key's standing after the batch);
 //! the fleet read applies it per row: only keys [`TrustPolicy::counted`] names, no contradicted
-//! row (the SQL twin of [`contradiction`] is in `store::fleet`). What does not count is counted
+//! row (the SQL twin of [`contradiction`] is in `store::filter`). What does not count is counted
 //! only in `vantage_collector_measurements_uncounted_total{reason}` ([`Uncounted`]).
 
 pub mod args;

@@ -60,6 +60,10 @@ struct Args {
     /// Latency: measurements per batch.
     #[arg(long, default_value_t = 10)]
     probe_lines: usize,
+    /// Latency: the probes' batches spread evenly at this many per second in all (a fleet's
+    /// steady state); 0 sends them all at once (the burst after an outage).
+    #[arg(long, default_value_t = 0.0)]
+    pace: f64,
     /// `/metrics`: label combinations to create before timing the exposition.
     #[arg(long, default_value_t = 100_000)]
     series: usize,
@@ -293,14 +297,22 @@ async fn latency(setup: &Setup, backend: &Backend, args: &Args, figures: &mut Fi
         probes.push((client(n)?, batches));
     }
     let start = Arc::new(tokio::sync::Barrier::new(args.probes));
+    let (pace, fleet) = (args.pace, args.probes);
     let tasks: Vec<_> = probes
         .into_iter()
-        .map(|(http, batches)| {
+        .enumerate()
+        .map(|(n, (http, batches))| {
             let (url, start) = (url.clone(), Arc::clone(&start));
             tokio::spawn(async move {
                 start.wait().await;
+                let began = tokio::time::Instant::now();
                 let mut seen = Vec::with_capacity(batches.len());
-                for batch in &batches {
+                for (b, batch) in batches.iter().enumerate() {
+                    if pace > 0.0 {
+                        // Batch b of probe n is the (n + b * probes)th of an even stream.
+                        let due = Duration::from_secs_f64((n + b * fleet) as f64 / pace);
+                        tokio::time::sleep_until(began + due).await;
+                    }
                     let started = Instant::now();
                     let ok = post(&http, &url, batch).await.is_ok();
                     seen.push((ok, started.elapsed()));
@@ -399,8 +411,9 @@ async fn main() -> anyhow::Result<()> {
             throughput(&setup, backend, &args, &mut figures).await?;
         }
         if args.runs(Phase::Latency) {
+            let pace = if args.pace > 0.0 { format!("{} batches/s in all", args.pace) } else { "all at once".into() };
             eprintln!(
-                "{}: latency ({} probes x {} batches of {})",
+                "{}: latency ({} probes x {} batches of {}, {pace})",
                 backend.name(),
                 args.probes,
                 args.probe_batches,

@@ -50,6 +50,11 @@ use super::{
 pub const MAX_CONCURRENT_QUERIES: usize = 8;
 /// Pooled connections: the queries, plus room for ingest, the fleet read and key lookups.
 const POOL_SIZE: usize = MAX_CONCURRENT_QUERIES + 16;
+/// Batches written at once. Beyond this a batch waits its turn in the process rather than for a
+/// pooled connection, whose wait is bounded ([`POOL_WAIT`]): a burst of many small batches
+/// queues instead of failing with `503`, and the rest of the pool stays free for reads, key
+/// lookups and duties.
+const MAX_WRITERS: usize = 12;
 /// Rows buffered between the database and the HTTP response.
 const QUERY_CHANNEL_ROWS: usize = 64;
 /// How long to wait for the server to accept a connection.
@@ -73,6 +78,7 @@ pub struct PostgresStore {
     running: RwLock<()>,
     closed: AtomicBool,
     queries: Arc<Semaphore>,
+    writers: Semaphore,
     partitions: partitions::KnownDays,
     duty: Mutex<DutySession>,
 }
@@ -123,6 +129,7 @@ impl PostgresStore {
             running: RwLock::new(()),
             closed: AtomicBool::new(false),
             queries: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
+            writers: Semaphore::new(MAX_WRITERS),
             partitions: partitions::KnownDays::default(),
             duty: Mutex::new(DutySession::default()),
         })
@@ -139,6 +146,7 @@ impl PostgresStore {
     /// One batch in one transaction; `Err` with "no partition" when a partition this store
     /// thought was there has been dropped.
     async fn try_insert(&self, rows: &[StoredRow], sender: &ingest::Sender<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
+        let _turn = self.writers.acquire().await.map_err(|_| StoreError::Closed)?;
         let mut client = self.client().await?;
         partitions::ensure(&mut client, &self.partitions, &ingest::days(rows)).await?;
         let tx = client.transaction().await?;

@@ -1,6 +1,6 @@
 //! The reads (and the key-record writes) in PostgreSQL's SQL: the researcher query, the fleet,
 //! blocking streaks, key records and the installation salt. The same statements as SQLite's
-//! (`store/fleet.rs`, `store/keys.rs`), with `$n` placeholders and the counted keys bound as a
+//! (`store/sqlite/fleet.rs`, `store/sqlite/keys.rs`), with `$n` placeholders and the counted keys bound as a
 //! `text[]`; the contradiction rule is the one `CONTRADICTED` text both backends use.
 
 use tokio_postgres::types::ToSql;
@@ -10,9 +10,9 @@ use vantage_measurement::wire::registration::RegistrationChallenge;
 use vantage_measurement::{Mechanism, Status, TestKind};
 
 use super::blobs::Lookup;
+use crate::store::filter::CONTRADICTED;
 use crate::store::filter::{self, Bound};
-use crate::store::fleet::{CONTRADICTED, MAX_LATEST_ROWS};
-use crate::store::{Filter, FleetRows, KeyActivity, LatestVerdict, StoreError, StreakKey, annotate};
+use crate::store::{Filter, FleetRows, KeyActivity, LatestVerdict, MAX_LATEST_ROWS, StoreError, StreakKey, annotate};
 
 /// A bound value of a dynamically built statement.
 pub(super) type Param = Box<dyn ToSql + Sync + Send>;
@@ -57,7 +57,7 @@ fn counted() -> String {
     format!("probe_key = ANY($1) AND NOT {CONTRADICTED}")
 }
 
-/// Read the fleet, as `store::fleet::read` does.
+/// Read the fleet, as SQLite's `sqlite::fleet::read` does.
 pub(super) async fn fleet(
     client: &impl GenericClient,
     counted_keys: &[String],
@@ -140,7 +140,7 @@ fn latest_verdict(row: &Row) -> Result<LatestVerdict, StoreError> {
     })
 }
 
-/// For each key, the start of its blocking streak, as `store::fleet::blocked_since`.
+/// For each key, the start of its blocking streak, as SQLite's `sqlite::fleet::blocked_since`.
 pub(super) async fn blocked_since(client: &impl GenericClient, keys: &[StreakKey]) -> Result<Vec<Option<i64>>, StoreError> {
     let statement = client
         .prepare(&format!(

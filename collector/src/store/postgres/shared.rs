@@ -6,8 +6,8 @@ use chrono::DateTime;
 use tokio_postgres::GenericClient;
 
 use crate::metrics::budget::first_admissible;
-use crate::store::shared::{decode_labels, encode_labels};
 use crate::store::{AdmittedSeries, FleetSnapshot, SeriesClaim, StoreError};
+use crate::store::{decode_labels, encode_labels};
 
 /// Layout step 3 (`schema`).
 pub(super) const LAYOUT: &str = "

@@ -10,7 +10,12 @@
 //! stall ingest. A semaphore bounds the queries running at once, because each one holds a
 //! blocking thread for as long as its client takes to read.
 
+mod blobs;
+mod fleet;
 mod group;
+mod keys;
+pub mod schema;
+mod shared;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,7 +33,7 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 use super::row::StoredRow;
 use super::{
     AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
-    StoreError, StreakKey, annotate, blobs, fleet, keys, schema, shared, sqlite_blobs,
+    StoreError, StreakKey, annotate,
 };
 use group::{Batch, GroupCommit};
 pub use group::{CommitCounts, MAX_GROUP_BYTES, MAX_GROUP_ROWS};
@@ -126,7 +131,7 @@ impl Store for SqliteStore {
         let probe_key = probe.as_str().to_string();
         self.with_writer(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let deleted = sqlite_blobs::delete_measurements(&tx, "probe_key = ?1", params![probe_key])?;
+            let deleted = blobs::delete_measurements(&tx, "probe_key = ?1", params![probe_key])?;
             tx.execute("DELETE FROM probe_keys WHERE key_id = ?1", params![probe_key])?;
             tx.commit()?;
             Ok(deleted)
@@ -236,9 +241,9 @@ impl Store for SqliteStore {
             let boundary = first_kept.clone();
             let n = self
                 .with_writer(move |conn| {
-                    // Through sqlite_blobs, so the chunk's blobs are released with its rows.
+                    // Through blobs::delete_measurements, so the chunk's blobs are released with its rows.
                     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-                    let n = sqlite_blobs::delete_measurements(
+                    let n = blobs::delete_measurements(
                         &tx,
                         "id IN (SELECT id FROM measurements WHERE id < ?1 LIMIT ?2)",
                         params![boundary, RETAIN_CHUNK_ROWS],
@@ -289,7 +294,7 @@ fn write_batch(
     received_at: i64,
 ) -> Result<Vec<InsertOutcome>, StoreError> {
     let mut outcomes = Vec::with_capacity(rows.len());
-    let mut taken = sqlite_blobs::Taken::default();
+    let mut taken = blobs::Taken::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO measurements
@@ -377,15 +382,15 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 /// The SELECT for `filter`, with its bound values (never user text inside the SQL).
 pub(crate) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
-    let conditions = super::filter::conditions(filter);
+    let conditions = crate::store::filter::conditions(filter);
     let mut sql = String::from("SELECT skeleton, observed_cc, observed_asn FROM measurements");
-    sql.push_str(&super::filter::where_clause(&conditions, |_| "?".into()));
+    sql.push_str(&crate::store::filter::where_clause(&conditions, |_| "?".into()));
     sql.push_str(" ORDER BY started_at, id LIMIT ?");
     let mut values: Vec<Value> = conditions
         .into_iter()
         .map(|(_, bound)| match bound {
-            super::filter::Bound::Int(n) => Value::Integer(n),
-            super::filter::Bound::Text(t) => Value::Text(t),
+            crate::store::filter::Bound::Int(n) => Value::Integer(n),
+            crate::store::filter::Bound::Text(t) => Value::Text(t),
         })
         .collect();
     values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
@@ -408,7 +413,7 @@ fn stream_rows(
             return;
         }
     };
-    let prepared = conn.prepare(sql).map_err(StoreError::from).and_then(|s| Ok((s, sqlite_blobs::BlobLookup::new(&conn)?)));
+    let prepared = conn.prepare(sql).map_err(StoreError::from).and_then(|s| Ok((s, blobs::BlobLookup::new(&conn)?)));
     let (mut statement, mut lookup) = match prepared {
         Ok(prepared) => prepared,
         Err(e) => {
@@ -441,10 +446,10 @@ fn stream_rows(
 
 /// One stored row as its NDJSON line: the canonical body (the skeleton joined with its blobs),
 /// with the observed location added when there is one.
-fn read_row(row: &rusqlite::Row<'_>, blobs: &mut sqlite_blobs::BlobLookup<'_>) -> Result<String, StoreError> {
+fn read_row(row: &rusqlite::Row<'_>, blobs: &mut blobs::BlobLookup<'_>) -> Result<String, StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt(e.to_string());
     let skeleton: Vec<u8> = row.get(0).map_err(corrupt)?;
-    let body = blobs::join(&skeleton, blobs)?;
+    let body = super::blobs::join(&skeleton, blobs)?;
     let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
     annotate(body, &observed)
 }

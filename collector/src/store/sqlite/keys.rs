@@ -5,7 +5,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use vantage_measurement::wire::registration::RegistrationChallenge;
 
-use super::{KeyActivity, StoreError};
+use crate::store::{KeyActivity, StoreError};
 
 /// Seconds in a UTC day: `received_at / DAY` is the day number (Unix time has no leap seconds).
 const DAY: i64 = 86_400;

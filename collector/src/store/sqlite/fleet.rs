@@ -8,29 +8,13 @@
 use rusqlite::{Connection, OptionalExtension, params};
 use vantage_measurement::{Mechanism, Status, TestKind};
 
-use super::{FleetRows, LatestVerdict, StoreError, StreakKey};
-
-/// The most (probe, target, test) rows one fleet read returns. 2 000 probes × 100 targets × 4
-/// tests fit; beyond it the gauges are a lower bound and the refresh logs a warning.
-pub const MAX_LATEST_ROWS: usize = 1_000_000;
-
-/// A row whose collector-observed ASN or country contradicts the claimed one (a claimed ASN 0 or
-/// country ZZ is "unknown", no claim): the SQL twin of `crate::trust::contradiction`, held
-/// together by a test of the store conformance suite (`tests/tests/store_conformance/fleet.rs`).
-macro_rules! contradicted {
-    () => {
-        "((observed_asn IS NOT NULL AND asn != 0 AND observed_asn != asn)
-          OR (observed_cc IS NOT NULL AND cc != 'ZZ' AND observed_cc != cc))"
-    };
-}
+use crate::store::filter::{CONTRADICTED, contradicted};
+use crate::store::{FleetRows, LatestVerdict, MAX_LATEST_ROWS, StoreError, StreakKey};
 
 /// The rows that count, as SQL: a key on the counted list (`?1`, a JSON array of key ids, decided
 /// by the trust policy), and no contradiction between the collector-observed location and the
 /// claimed one.
 const COUNTED: &str = concat!("probe_key IN (SELECT value FROM json_each(?1)) AND NOT ", contradicted!());
-/// A row whose observed ASN contradicts the claimed one (PostgreSQL's reads use it too: the rule
-/// is plain SQL that both dialects read alike).
-pub(crate) const CONTRADICTED: &str = contradicted!();
 
 /// Read the fleet: probes by arrival since `received_since`, latest verdicts among measurements
 /// started since `started_since` (Unix seconds), only rows that count (`counted`: a JSON array of

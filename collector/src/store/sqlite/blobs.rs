@@ -1,4 +1,4 @@
-//! The SQLite side of [`blobs`](super::blobs): each blob stored once, counted references, a cached
+//! The SQLite side of [`blobs`](crate::store::blobs): each blob stored once, counted references, a cached
 //! lookup for reads, and the conversion of layout-4 rows.
 //!
 //! Tables (layout 5, `schema.rs`): `blobs (hash, bytes)` holds each blob once and is written once;
@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, Params, Statement, params};
 
-use super::StoreError;
-use super::blobs::{self, Blob, BlobSource, Hash};
+use crate::store::StoreError;
+use crate::store::blobs::{self, Blob, BlobSource, Hash};
 
 /// Blobs kept in memory by one reader: a query's rows share a few hundred chains.
 const CACHED_BLOBS: usize = 512;

@@ -10,7 +10,7 @@
 //! | 2 | `probe_key` (the signer's key id, `NULL` for anonymous batches) and the fleet indexes |
 //! | 3 | `observed_cc`, `observed_asn`: where the collector's GeoIP databases placed the submitter |
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
-//! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite_blobs.rs`); the mechanism index leaves out rows without one |
+//! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite/blobs.rs`); the mechanism index leaves out rows without one |
 //! | 6 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
 //!
 //! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
@@ -21,7 +21,7 @@
 
 use rusqlite::Connection;
 
-use super::StoreError;
+use crate::store::StoreError;
 
 /// The table layout this code writes.
 pub const SCHEMA_VERSION: i64 = 6;
@@ -99,8 +99,8 @@ CREATE INDEX measurements_fleet_received ON measurements (received_at, cc, asn, 
     WHERE probe_key IS NOT NULL;
 ";
 
-/// Version 5: large repeated values stored once (`store/sqlite_blobs.rs` explains the reference
-/// counts). The rows themselves are converted by `sqlite_blobs::convert_bodies` after this SQL.
+/// Version 5: large repeated values stored once (`store/sqlite/blobs.rs` explains the reference
+/// counts). The rows themselves are converted by `blobs::convert_bodies` after this SQL.
 const STEP_V5: &str = "
 ALTER TABLE measurements RENAME COLUMN body TO skeleton;
 CREATE TABLE blobs (
@@ -146,7 +146,7 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 5 {
         tx.execute_batch(STEP_V5)?;
-        super::sqlite_blobs::convert_bodies(&tx)?;
+        super::blobs::convert_bodies(&tx)?;
     }
     if version < 6 {
         tx.execute_batch(STEP_V6)?;
@@ -282,7 +282,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_version_4_store_is_converted_to_skeletons_and_returns_identical_rows() {
-        use crate::store::sqlite_blobs::{CONVERT_CHUNK, tests::fleet, tests::layout_4_line};
+        use crate::store::sqlite::blobs::{CONVERT_CHUNK, tests::fleet, tests::layout_4_line};
         use vantage_measurement::wire::ObservedLocation;
         let dir = tempfile::tempdir().expect("tempdir");
         // More rows than one conversion chunk; every other one with an observed location.

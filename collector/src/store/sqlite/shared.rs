@@ -10,8 +10,8 @@
 use chrono::DateTime;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::{AdmittedSeries, FleetSnapshot, SeriesClaim, StoreError};
 use crate::metrics::budget::first_admissible;
+use crate::store::{AdmittedSeries, FleetSnapshot, SeriesClaim, StoreError, decode_labels, encode_labels};
 
 /// The two tables (a layout step of `schema`; `IF NOT EXISTS` so the step can be renumbered).
 pub(crate) const LAYOUT: &str = "
@@ -89,16 +89,6 @@ pub(crate) fn admit(conn: &mut Connection, claims: &[SeriesClaim], max: u64) -> 
     }
     tx.commit()?;
     Ok(chosen)
-}
-
-/// Label values as stored: a JSON array, unambiguous whatever a value holds.
-pub(crate) fn encode_labels(labels: &[String]) -> Result<String, StoreError> {
-    serde_json::to_string(labels).map_err(|e| StoreError::Encode(e.to_string()))
-}
-
-/// The stored form back.
-pub(crate) fn decode_labels(labels: &str) -> Result<Vec<String>, StoreError> {
-    serde_json::from_str(labels).map_err(|e| StoreError::Corrupt(format!("admitted labels {labels:?}: {e}")))
 }
 
 #[cfg(test)]
