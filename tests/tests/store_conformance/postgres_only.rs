@@ -158,3 +158,81 @@ async fn chains_are_stored_once_and_leave_with_the_last_day_that_uses_them() {
     assert_eq!(kept, only_new, "what is left is what today's rows need (before: {after_new})");
     assert_eq!(collect(&store, &Filter::default(), 1000).await, new, "today's rows read back whole");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_waiting_together_commit_in_one_transaction_and_a_bad_one_fails_alone() {
+    let url = fresh_url();
+    let store = std::sync::Arc::new(PostgresStore::open(&url).await.expect("open"));
+    // A row the database refuses: the batch holding it must fail, and only that batch.
+    raw(&url)
+        .await
+        .batch_execute(
+            "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN IF NEW.target = 'poison' THEN RAISE EXCEPTION 'poisoned row'; END IF; RETURN NEW; END $$;
+             CREATE TRIGGER poison BEFORE INSERT ON measurements FOR EACH ROW EXECUTE FUNCTION poison();",
+        )
+        .await
+        .expect("trigger");
+    let now = Utc::now();
+    let batches: Vec<Vec<_>> = (0..40u64)
+        .map(|b| {
+            (0..10u64)
+                .map(|i| {
+                    let mut m = example::tls_fleet(b * 10 + i, now - chrono::Duration::seconds((b * 10 + i) as i64));
+                    if b == 17 && i == 3 {
+                        m.target.name = "poison".into();
+                    }
+                    m
+                })
+                .collect()
+        })
+        .collect();
+    let (before, _) = store.commit_counts();
+    let held = store.hold_writers().expect("all writers idle");
+    let tasks: Vec<_> = batches
+        .iter()
+        .cloned()
+        .map(|batch| {
+            let store = std::sync::Arc::clone(&store);
+            tokio::spawn(async move { store.insert_batch(&batch, None, None, Utc::now()).await })
+        })
+        .collect();
+    while store.queued_batches() < batches.len() {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(held);
+    let mut results = Vec::new();
+    for task in tasks {
+        results.push(task.await.expect("task"));
+    }
+    for (b, result) in results.iter().enumerate() {
+        if b == 17 {
+            assert!(matches!(result, Err(StoreError::Database(m)) if m.contains("poisoned row")), "{result:?}");
+        } else {
+            assert_eq!(result.as_ref().expect("stored").len(), 10, "batch {b}");
+        }
+    }
+    // One group of forty failed as a whole; then each batch alone: 39 commits, one refusal.
+    assert_eq!(store.commit_counts().0 - before, 39);
+    assert_eq!(store.count().await.expect("count"), 390);
+
+    // Without a bad batch, forty queued batches are one transaction.
+    let held = store.hold_writers().expect("all writers idle");
+    let (before, _) = store.commit_counts();
+    let tasks: Vec<_> = (0..40u64)
+        .map(|b| {
+            let store = std::sync::Arc::clone(&store);
+            let batch: Vec<_> = (0..10u64).map(|i| example::tls_fleet(1000 + b * 10 + i, now)).collect();
+            tokio::spawn(async move { store.insert_batch(&batch, None, None, Utc::now()).await })
+        })
+        .collect();
+    while store.queued_batches() < 40 {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    drop(held);
+    for task in tasks {
+        assert_eq!(task.await.expect("task").expect("stored"), vec![vantage_collector::InsertOutcome::Inserted; 10]);
+    }
+    assert_eq!(store.commit_counts().0 - before, 1, "one group, one commit");
+    assert_eq!(store.count().await.expect("count"), 790);
+}

@@ -76,7 +76,8 @@ pub(super) struct Sender<'a> {
     pub(super) received_at: i64,
 }
 
-/// Write one batch inside `tx` (the caller commits): one outcome per row, in order.
+/// Write one batch inside `tx` (the caller commits, and has stored the rows' blobs first): one
+/// outcome per row, in order.
 pub(super) async fn write_batch(
     tx: &Transaction<'_>,
     rows: &[StoredRow],
@@ -107,9 +108,9 @@ pub(super) async fn write_batch(
             .await?;
     }
     writer.finish().await?;
-    // Blobs first: a row is never visible without what it references.
-    super::blobs::put(tx, rows.iter().map(|row| (row.day, &row.split))).await?;
     let stored = tx.query(INSERT, &[&sender.received_at, &sender.probe_key, &sender.observed_cc, &sender.observed_asn]).await?;
+    // Several batches share a transaction (group commit): the next one starts from an empty stage.
+    tx.batch_execute("TRUNCATE vantage_staging").await?;
     let mut new: HashSet<Uuid> = stored.iter().map(|r| r.get::<_, Uuid>(0)).collect();
     // The first copy of a new id is the inserted one; later copies in the batch are duplicates.
     let outcomes: Vec<InsertOutcome> =

@@ -27,14 +27,14 @@ mod shared;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
 use futures::StreamExt;
-use tokio::sync::{Mutex, RwLock, Semaphore, mpsc};
+use tokio::sync::{Mutex, RwLock, Semaphore, mpsc, oneshot};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 use vantage_measurement::Measurement;
@@ -55,6 +55,8 @@ const POOL_SIZE: usize = MAX_CONCURRENT_QUERIES + 16;
 /// queues instead of failing with `503`, and the rest of the pool stays free for reads, key
 /// lookups and duties.
 const MAX_WRITERS: usize = 12;
+/// The most rows one group commit writes; a writer takes every batch waiting up to this.
+const MAX_GROUP_ROWS: usize = 20_000;
 /// Rows buffered between the database and the HTTP response.
 const QUERY_CHANNEL_ROWS: usize = 64;
 /// How long to wait for the server to accept a connection.
@@ -79,6 +81,10 @@ pub struct PostgresStore {
     closed: AtomicBool,
     queries: Arc<Semaphore>,
     writers: Semaphore,
+    /// Batches waiting for a writer; each writer takes all of them it can (group commit).
+    waiting: std::sync::Mutex<Vec<Pending>>,
+    /// Write transactions committed, and the batches they held (tests read it).
+    commits: (AtomicU64, AtomicU64),
     partitions: partitions::KnownDays,
     duty: Mutex<DutySession>,
 }
@@ -130,6 +136,8 @@ impl PostgresStore {
             closed: AtomicBool::new(false),
             queries: Arc::new(Semaphore::new(MAX_CONCURRENT_QUERIES)),
             writers: Semaphore::new(MAX_WRITERS),
+            waiting: std::sync::Mutex::new(Vec::new()),
+            commits: (AtomicU64::new(0), AtomicU64::new(0)),
             partitions: partitions::KnownDays::default(),
             duty: Mutex::new(DutySession::default()),
         })
@@ -143,16 +151,119 @@ impl PostgresStore {
         Ok(self.pool.get().await?)
     }
 
-    /// One batch in one transaction; `Err` with "no partition" when a partition this store
-    /// thought was there has been dropped.
-    async fn try_insert(&self, rows: &[StoredRow], sender: &ingest::Sender<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
-        let _turn = self.writers.acquire().await.map_err(|_| StoreError::Closed)?;
+    /// The batches waiting now, oldest first, up to [`MAX_GROUP_ROWS`] rows (at least one batch).
+    fn take_group(&self) -> Vec<Pending> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut rows = 0;
+        let count = waiting
+            .iter()
+            .take_while(|p| {
+                rows += p.rows.len();
+                rows <= MAX_GROUP_ROWS
+            })
+            .count()
+            .max(1)
+            .min(waiting.len());
+        waiting.drain(..count).collect()
+    }
+
+    /// Write `group` in one transaction and answer each batch; if the group fails, each batch
+    /// again in a transaction of its own, so one bad batch fails alone.
+    async fn write_group(&self, mut group: Vec<Pending>) {
+        // One order of key records across concurrent groups, so two groups never deadlock on them.
+        group.sort_by(|a, b| a.probe_key.cmp(&b.probe_key));
+        if group.len() > 1 {
+            let batches: Vec<_> = group.iter().map(|p| (p.rows.as_slice(), p.sender())).collect();
+            match self.try_write(&batches).await {
+                Ok(outcomes) => {
+                    for (pending, outcome) in group.into_iter().zip(outcomes) {
+                        let _ = pending.reply.send(Ok(outcome));
+                    }
+                    return;
+                }
+                Err(e) => tracing::debug!(batches = group.len(), "a group commit failed; writing its batches one by one: {e}"),
+            }
+        }
+        for pending in group {
+            let result = self.write_alone(&pending).await;
+            let _ = pending.reply.send(result);
+        }
+    }
+
+    /// One batch in its own transaction, once more if a partition this store remembered was
+    /// dropped meanwhile by another replica's retention.
+    async fn write_alone(&self, pending: &Pending) -> Result<Vec<InsertOutcome>, StoreError> {
+        let batch = [(pending.rows.as_slice(), pending.sender())];
+        let result = match self.try_write(&batch).await {
+            Err(StoreError::Database(message)) if message.contains("no partition of relation") => {
+                self.partitions.forget();
+                self.try_write(&batch).await
+            }
+            result => result,
+        };
+        result.map(|mut outcomes| outcomes.pop().unwrap_or_default())
+    }
+
+    /// `batches` in one transaction: their partitions first, then every blob they use (one sorted
+    /// write, so a row is never visible without what it references and groups lock blobs in one
+    /// order), then each batch's rows; one outcome list per batch.
+    async fn try_write(&self, batches: &[(&[StoredRow], ingest::Sender<'_>)]) -> Result<Vec<Vec<InsertOutcome>>, StoreError> {
         let mut client = self.client().await?;
-        partitions::ensure(&mut client, &self.partitions, &ingest::days(rows)).await?;
+        let days = batches.iter().flat_map(|(rows, _)| ingest::days(rows)).collect();
+        partitions::ensure(&mut client, &self.partitions, &days).await?;
         let tx = client.transaction().await?;
-        let outcomes = ingest::write_batch(&tx, rows, sender).await?;
+        let used: Vec<(i32, &crate::store::blobs::Split)> =
+            batches.iter().flat_map(|(rows, _)| rows.iter()).map(|row| (row.day, &row.split)).collect();
+        blobs::put(&*tx, used).await?;
+        let mut outcomes = Vec::with_capacity(batches.len());
+        for (rows, sender) in batches {
+            outcomes.push(ingest::write_batch(&tx, rows, sender).await?);
+        }
         tx.commit().await?;
+        self.commits.0.fetch_add(1, Ordering::Relaxed);
+        self.commits.1.fetch_add(batches.len() as u64, Ordering::Relaxed);
         Ok(outcomes)
+    }
+
+    /// (write transactions committed, batches they held): group commit at work when the first
+    /// is the smaller.
+    #[doc(hidden)]
+    pub fn commit_counts(&self) -> (u64, u64) {
+        (self.commits.0.load(Ordering::Relaxed), self.commits.1.load(Ordering::Relaxed))
+    }
+
+    /// Batches waiting for a writer now.
+    #[doc(hidden)]
+    pub fn queued_batches(&self) -> usize {
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len()
+    }
+
+    /// Keep every writer busy until the guard drops, as a burst of long writes would: batches
+    /// arriving meanwhile queue (tests of group commit).
+    #[doc(hidden)]
+    pub fn hold_writers(&self) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        self.writers.try_acquire_many(MAX_WRITERS as u32).ok()
+    }
+}
+
+/// A batch waiting for a writer, with who sent it and where its answer goes.
+struct Pending {
+    rows: Vec<StoredRow>,
+    probe_key: Option<String>,
+    observed_cc: Option<String>,
+    observed_asn: Option<i64>,
+    received_at: i64,
+    reply: oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
+}
+
+impl Pending {
+    fn sender(&self) -> ingest::Sender<'_> {
+        ingest::Sender {
+            probe_key: self.probe_key.as_deref(),
+            observed_cc: self.observed_cc.as_deref(),
+            observed_asn: self.observed_asn,
+            received_at: self.received_at,
+        }
     }
 }
 
@@ -167,20 +278,25 @@ impl Store for PostgresStore {
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         let _running = self.running.read().await;
         let rows = batch.iter().map(StoredRow::from_measurement).collect::<Result<Vec<_>, StoreError>>()?;
-        let sender = ingest::Sender {
-            probe_key: probe.map(KeyId::as_str),
-            observed_cc: observed.and_then(|o| o.cc.as_deref()),
+        let (reply, answer) = oneshot::channel();
+        self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
+            rows,
+            probe_key: probe.map(|k| k.as_str().to_string()),
+            observed_cc: observed.and_then(|o| o.cc.clone()),
             observed_asn: observed.and_then(|o| o.asn).map(i64::from),
             received_at: received_at.timestamp(),
-        };
-        match self.try_insert(&rows, &sender).await {
-            Err(StoreError::Database(message)) if message.contains("no partition of relation") => {
-                // Another replica's retention dropped a partition this store remembered.
-                self.partitions.forget();
-                self.try_insert(&rows, &sender).await
+            reply,
+        });
+        {
+            // Whoever gets a turn writes everything waiting, this batch or not: batches that
+            // arrive while writers are busy are committed together (one WAL flush for many).
+            let _turn = self.writers.acquire().await.map_err(|_| StoreError::Closed)?;
+            let group = self.take_group();
+            if !group.is_empty() {
+                self.write_group(group).await;
             }
-            result => result,
         }
+        answer.await.map_err(|_| StoreError::Task("the batch was dropped before it was written".into()))?
     }
 
     async fn delete_probe(&self, probe: &KeyId) -> Result<u64, StoreError> {
