@@ -216,23 +216,41 @@ async fn batches_waiting_together_commit_in_one_transaction_and_a_bad_one_fails_
     assert_eq!(store.commit_counts().0 - before, 39);
     assert_eq!(store.count().await.expect("count"), 390);
 
-    // Without a bad batch, forty queued batches are one transaction.
+    // Without a bad batch, forty queued batches of one key are one transaction; each batch
+    // repeats the last measurement of the one before, which the group stores once.
+    use vantage_collector::InsertOutcome::{Duplicate, Inserted};
+    let key = ProbeKey::from_seed(&[8; 32]).key_id();
+    let mut batches: Vec<Vec<vantage_measurement::Measurement>> = Vec::new();
+    for b in 0..40u64 {
+        let mut batch: Vec<_> = (0..10u64).map(|i| example::tls_fleet(1000 + b * 10 + i, now)).collect();
+        if let Some(previous) = batches.last() {
+            batch[0] = previous[9].clone();
+        }
+        batches.push(batch);
+    }
     let held = store.hold_writers().expect("all writers idle");
     let (before, _) = store.commit_counts();
-    let tasks: Vec<_> = (0..40u64)
-        .map(|b| {
-            let store = std::sync::Arc::clone(&store);
-            let batch: Vec<_> = (0..10u64).map(|i| example::tls_fleet(1000 + b * 10 + i, now)).collect();
-            tokio::spawn(async move { store.insert_batch(&batch, None, None, Utc::now()).await })
-        })
-        .collect();
-    while store.queued_batches() < 40 {
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    let mut tasks = Vec::new();
+    for batch in batches {
+        // One at a time into the queue, so the group holds them in this order.
+        let queued = store.queued_batches();
+        let (inserting, key) = (std::sync::Arc::clone(&store), key.clone());
+        tasks.push(tokio::spawn(async move { inserting.insert_batch(&batch, Some(&key), None, Utc::now()).await }));
+        while store.queued_batches() == queued {
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
     }
     drop(held);
+    let mut outcomes = Vec::new();
     for task in tasks {
-        assert_eq!(task.await.expect("task").expect("stored"), vec![vantage_collector::InsertOutcome::Inserted; 10]);
+        outcomes.push(task.await.expect("task").expect("stored"));
+    }
+    assert_eq!(outcomes[0], vec![Inserted; 10]);
+    for later in &outcomes[1..] {
+        assert_eq!(later[..2], [Duplicate, Inserted], "the repeated line is a duplicate, the rest new");
     }
     assert_eq!(store.commit_counts().0 - before, 1, "one group, one commit");
-    assert_eq!(store.count().await.expect("count"), 790);
+    assert_eq!(store.count().await.expect("count"), 390 + 10 + 39 * 9);
+    let activity = store.key_activity(&key).await.expect("read").expect("recorded");
+    assert_eq!(activity.measurements, 10 + 39 * 9, "the key's activity counts what the group stored");
 }

@@ -55,8 +55,10 @@ const POOL_SIZE: usize = MAX_CONCURRENT_QUERIES + 16;
 /// queues instead of failing with `503`, and the rest of the pool stays free for reads, key
 /// lookups and duties.
 const MAX_WRITERS: usize = 12;
-/// The most rows one group commit writes; a writer takes every batch waiting up to this.
-const MAX_GROUP_ROWS: usize = 20_000;
+/// The most rows one group commit writes; a writer takes every batch waiting up to this. Small
+/// batches (a fleet's steady state) share one transaction by the hundred; large ones still spread
+/// over several writers, so the database works on them in parallel.
+const MAX_GROUP_ROWS: usize = 5_000;
 /// Rows buffered between the database and the HTTP response.
 const QUERY_CHANNEL_ROWS: usize = 64;
 /// How long to wait for the server to accept a connection.
@@ -215,10 +217,7 @@ impl PostgresStore {
         let used: Vec<(i32, &crate::store::blobs::Split)> =
             batches.iter().flat_map(|(rows, _)| rows.iter()).map(|row| (row.day, &row.split)).collect();
         blobs::put(&*tx, used).await?;
-        let mut outcomes = Vec::with_capacity(batches.len());
-        for (rows, sender) in batches {
-            outcomes.push(ingest::write_batch(&tx, rows, sender).await?);
-        }
+        let outcomes = ingest::write_batches(&tx, batches).await?;
         tx.commit().await?;
         self.commits.0.fetch_add(1, Ordering::Relaxed);
         self.commits.1.fetch_add(batches.len() as u64, Ordering::Relaxed);
