@@ -23,7 +23,12 @@ pub(crate) struct StoredRow {
 }
 
 impl StoredRow {
-    pub(crate) fn from_measurement(m: &Measurement) -> Result<StoredRow, StoreError> {
+    /// Every measurement of a batch, or the first that can't be encoded.
+    pub(crate) fn all(batch: &[Measurement]) -> Result<Vec<StoredRow>, StoreError> {
+        batch.iter().map(StoredRow::from_measurement).collect()
+    }
+
+    fn from_measurement(m: &Measurement) -> Result<StoredRow, StoreError> {
         Ok(StoredRow {
             id: m.id,
             day: id_day(&m.id),

@@ -276,7 +276,7 @@ impl Store for PostgresStore {
         received_at: DateTime<Utc>,
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         let _running = self.running.read().await;
-        let rows = batch.iter().map(StoredRow::from_measurement).collect::<Result<Vec<_>, StoreError>>()?;
+        let rows = StoredRow::all(batch)?;
         let (reply, answer) = oneshot::channel();
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
             rows,

@@ -118,7 +118,7 @@ impl Store for SqliteStore {
     ) -> Result<Vec<InsertOutcome>, StoreError> {
         self.ensure_open()?;
         let batch = Batch {
-            rows: batch.iter().map(StoredRow::from_measurement).collect::<Result<Vec<_>, StoreError>>()?,
+            rows: StoredRow::all(batch)?,
             probe_key: probe.map(|k| k.as_str().to_string()),
             observed_cc: observed.and_then(|o| o.cc.clone()),
             observed_asn: observed.and_then(|o| o.asn),
