@@ -171,9 +171,7 @@ impl PostgresStore {
 
     /// Write `group` in one transaction and answer each batch; if the group fails, each batch
     /// again in a transaction of its own, so one bad batch fails alone.
-    async fn write_group(&self, mut group: Vec<Pending>) {
-        // One order of key records across concurrent groups, so two groups never deadlock on them.
-        group.sort_by(|a, b| a.probe_key.cmp(&b.probe_key));
+    async fn write_group(&self, group: Vec<Pending>) {
         if group.len() > 1 {
             let batches: Vec<_> = group.iter().map(|p| (p.rows.as_slice(), p.sender())).collect();
             match self.try_write(&batches).await {
