@@ -158,6 +158,8 @@ pub async fn measure(
             port: (test != TestKind::Dns).then_some(target.port),
             transport: transport(test, target),
             control_sni: sni_test.then(|| target.control_sni.clone()),
+            // The probe stamps the version of the signed list it measured from.
+            list_version: None,
         },
         controls,
         observations,

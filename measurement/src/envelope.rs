@@ -140,6 +140,11 @@ pub struct Target {
     /// The control SNI paired with the target's (TLS, QUIC).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control_sni: Option<String>,
+    /// The version of the signed target list the probe measured this target from (the list
+    /// document's `version`), so a researcher can tell which list a row answered. Absent when the
+    /// probe measured from a local targets file or its built-in list (a one-off `run`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub list_version: Option<u64>,
 }
 
 crate::closed_set! {

@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use crate::envelope::{ControlKind, Measurement, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 use crate::failure::{CodeSpace, Failure, RawCode};
-use crate::observation::{Detail, Observation, Operation, Role, TlsDetail, Vantage};
+use crate::observation::{Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage};
 use crate::verdict::{Mechanism, Status, Verdict};
 
 /// A TLS measurement blocked by RST injection, started at `started_at`; its UUIDv7 id carries
@@ -43,6 +43,7 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
             port: Some(443),
             transport: Some(Transport::Tcp),
             control_sni: Some("control.example".into()),
+            list_version: None,
         },
         controls: vec![ControlKind::ControlSni],
         observations: vec![
@@ -53,6 +54,74 @@ pub fn tls_reset(started_at: DateTime<Utc>) -> Measurement {
             Status::Blocked,
             Mechanism::TlsResetAfterClientHello,
             vec!["target sni: connection_reset in tls_handshake; control sni completed".into()],
+        ),
+    }
+}
+
+/// A DNS measurement in which an on-path injector raced the resolver, started at `started_at`:
+/// the UDP query to a public resolver got a forged private address first and the real one 9 ms
+/// later; the DoH control resolved the name to the real address.
+pub fn dns_injected(started_at: DateTime<Utc>) -> Measurement {
+    let real: std::net::IpAddr = [203, 0, 113, 20].into();
+    let forged: std::net::IpAddr = [10, 10, 34, 35].into();
+    let reply = |after_ms: f64, ip, ttl| DnsReply {
+        after_ms,
+        rcode: "NOERROR".into(),
+        answers: vec![DnsAnswer { ip, ttl }],
+        has_soa: false,
+        ip_ttl: None,
+    };
+    let lookup = |role, vantage, engine, resolver: Option<&str>, replies| Observation {
+        op: Operation::Resolve,
+        role,
+        vantage,
+        t_start_ms: 0.5,
+        duration_ms: 41.0,
+        peer: resolver.and_then(|r| r.parse().ok()),
+        sni: None,
+        failure: None,
+        raw: None,
+        detail: Some(Detail::Dns(DnsDetail {
+            engine,
+            resolver: resolver.map(str::to_string),
+            query_name: "blocked.example".into(),
+            query_type: "A".into(),
+            replies,
+        })),
+        trial: None,
+    };
+    Measurement {
+        id: id_at(started_at),
+        schema_version: SCHEMA_VERSION,
+        software: Software { name: "vantage-probe".into(), version: "0.1.0".into(), platform: "linux-x86_64".into() },
+        probe: ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
+        started_at,
+        runtime_ms: 60,
+        test: TestKind::Dns,
+        target: Target {
+            name: "example".into(),
+            domain: Some("blocked.example".into()),
+            address: None,
+            port: None,
+            transport: None,
+            control_sni: None,
+            list_version: None,
+        },
+        controls: vec![ControlKind::Doh],
+        observations: vec![
+            lookup(
+                Role::Target,
+                Vantage::Probe,
+                DnsEngine::Udp,
+                Some("192.0.2.53:53"),
+                vec![reply(3.0, forged, 60), reply(12.0, real, 300)],
+            ),
+            lookup(Role::Control, Vantage::Doh, DnsEngine::Doh, None, vec![reply(30.0, real, 300)]),
+        ],
+        verdict: Verdict::new(
+            Status::Blocked,
+            Mechanism::DnsInjected,
+            vec!["two replies to one query disagree: 10.10.34.35 then 203.0.113.20".into()],
         ),
     }
 }
@@ -163,6 +232,7 @@ pub fn tls_fleet(n: u64, started_at: DateTime<Utc>) -> Measurement {
             port: Some(443),
             transport: Some(Transport::Tcp),
             control_sni: Some(control_sni.clone()),
+            list_version: None,
         },
         controls: vec![ControlKind::ControlSni, ControlKind::Helper],
         observations,

@@ -12,7 +12,7 @@
 //! ├── started_at         UTC, whole seconds
 //! ├── runtime_ms
 //! ├── test               dns | tcp | tls | quic | openvpn | wireguard | ikev2 | tor
-//! ├── target             {name, domain, address, port, transport, control_sni}
+//! ├── target             {name, domain, address, port, transport, control_sni, list_version}
 //! ├── controls           [helper | doh | control_sni | system_resolver | random_bytes]
 //! ├── observations[]     {op, role, vantage, t_start_ms, duration_ms, peer, sni,
 //! │                       failure, raw, detail}
@@ -34,6 +34,7 @@ pub mod envelope;
 pub mod example;
 pub mod failure;
 pub mod observation;
+pub mod ooni;
 pub mod validate;
 pub mod verdict;
 pub mod wire;

@@ -82,6 +82,7 @@ impl Workload {
             port: Some(peer.port()),
             transport: Some(Transport::Tcp),
             control_sni: Some("control.bench.test".into()),
+            list_version: None,
         };
         m.controls = vec![ControlKind::ControlSni];
         m.observations = [(Role::Control, "control.bench.test", &self.control, 0.0), (Role::Target, domain.as_str(), chain, 4.5)]
