@@ -166,7 +166,7 @@ pub async fn serve(
         }
         let jobs = jobs_for(&plan, &due, daemon.settings.only_tests.as_deref());
         if !jobs.is_empty() {
-            daemon.batch(jobs).await?;
+            daemon.batch(&plan, jobs).await?;
         }
         if daemon.upload_due() {
             daemon.upload().await;
@@ -236,8 +236,8 @@ impl Daemon {
         self.state.list_signer = plan.list_signer.clone();
     }
 
-    /// Gate, budget, measure and spool one batch.
-    async fn batch(&mut self, jobs: Vec<Job>) -> anyhow::Result<()> {
+    /// Gate, budget, measure and spool one batch of `plan`'s jobs.
+    async fn batch(&mut self, plan: &Plan, jobs: Vec<Job>) -> anyhow::Result<()> {
         let now = Utc::now();
         let targets: Vec<_> = jobs.iter().map(|j| j.target.clone()).collect();
         let cfg = match gate::before_batch(&targets, self.settings.on_vpn, &self.settings.data_dir, &self.cfg.probe) {
@@ -276,7 +276,8 @@ impl Daemon {
         let (state, json) = (&mut self.state, self.settings.json);
         let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
         let concurrency = self.settings.concurrency;
-        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |m| {
+        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |mut m| {
+            plan.stamp(&mut m);
             match writer.append(&m) {
                 Ok(()) => spooled += 1,
                 Err(e) => {

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use vantage_engine::targets::{self, TargetSpec};
+use vantage_measurement::Measurement;
 
 use crate::list::{ActiveList, Current, ListFetcher, ListStore};
 
@@ -26,6 +27,14 @@ pub struct Plan {
     /// The collector that just served the list: uploads follow it, so that when the first
     /// collector of an invitation is blocked, the fallback that answered gets the results too.
     pub collector: Option<String>,
+}
+
+impl Plan {
+    /// Mark a measurement made under this plan with the version of the signed list it came from
+    /// (none for a targets file or the built-in list), so each row says which list it answered.
+    pub fn stamp(&self, m: &mut Measurement) {
+        m.target.list_version = self.list_version;
+    }
 }
 
 /// Where plans come from. Asked once at start and then once an interval, at least hourly; an
@@ -91,5 +100,47 @@ impl From<ActiveList> for Plan {
             list_signer: Some(list.signer),
             collector: list.served_by,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vantage_measurement::wire::target_list::ListKey;
+    use vantage_measurement::{example, validate};
+
+    use super::*;
+    use crate::config::OptOut;
+    use crate::list::tests::{TestCollector, document, fetcher, now, signed};
+
+    #[tokio::test]
+    async fn measurements_carry_the_version_of_the_list_they_were_made_from() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = ListKey::generate();
+        let collector = TestCollector::serving(signed(&key, &document(9))).await;
+        let mut source = ListPlan {
+            store: ListStore::open(dir.path(), &key.public_base64(), OptOut::default()),
+            fetcher: fetcher(vec![collector.url.clone()]),
+        };
+        let mut m = example::tls_reset(now());
+        source.plan().await.expect("a good list").stamp(&mut m);
+        assert_eq!(m.target.list_version, Some(9));
+        let line = m.to_json_line().expect("encode");
+        assert!(line.contains(r#""list_version":9"#), "{line}");
+        assert!(validate(&m, now()).is_ok(), "a stamped measurement is still valid");
+
+        // The operator signs a new list: the next plan's measurements say so.
+        collector.serve(signed(&key, &document(10)));
+        source.plan().await.expect("the newer list").stamp(&mut m);
+        assert_eq!(m.target.list_version, Some(10));
+    }
+
+    #[tokio::test]
+    async fn measurements_from_a_targets_file_carry_no_list_version() {
+        let mut source = FlagsPlan { targets: None, interval: Duration::from_secs(60) };
+        let mut m = example::tls_reset(now());
+        m.target.list_version = Some(3);
+        source.plan().await.expect("the built-in list").stamp(&mut m);
+        assert_eq!(m.target.list_version, None);
+        assert!(!m.to_json_line().expect("encode").contains("list_version"));
     }
 }
