@@ -159,8 +159,7 @@ impl Lists {
         for (operation, num_bytes, failure, t) in
             [("write", data.bytes_sent, None, step.t0), ("read", data.bytes_received, step.failure.clone(), read_at)]
         {
-            self.network_events.push(json!({
-                "address": address,
+            let mut event = json!({
                 "failure": failure,
                 "num_bytes": num_bytes,
                 "operation": operation,
@@ -169,7 +168,12 @@ impl Lists {
                 "t": t,
                 "transaction_id": step.tid,
                 "tags": step.tags,
-            }));
+            });
+            // `address` is optional in df-008: absent, not null, when the step had no peer.
+            if let (Some(address), Value::Object(map)) = (&address, &mut event) {
+                map.insert("address".into(), address.clone().into());
+            }
+            self.network_events.push(event);
         }
     }
 }

@@ -9,7 +9,8 @@ use super::*;
 use crate::envelope::NetworkType;
 use crate::example;
 use crate::failure::Failure;
-use crate::observation::{DataDetail, Detail, Observation, Operation, Role, Vantage};
+use crate::failure::{CodeSpace, RawCode};
+use crate::observation::{DataDetail, Detail, Observation, Operation, Role, Vantage, VpnDetail, VpnProtocol, VpnStage};
 
 fn at() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 1, 5, 4, 3).single().expect("valid time")
@@ -72,7 +73,8 @@ const BASE: &[(&str, Type)] = &[
     ("test_version", Type::String),
 ];
 
-/// df-002 Query.
+/// df-002 Query. Not written: `getaddrinfo_error` (no getaddrinfo), `raw_response` (the reply's
+/// bytes are not kept), `dial_id` (optional, deprecated by `transaction_id`).
 const QUERY: &[(&str, Type)] = &[
     ("answers", Type::Array),
     ("engine", Type::String),
@@ -80,16 +82,31 @@ const QUERY: &[(&str, Type)] = &[
     ("hostname", Type::String),
     ("query_type", Type::String),
     ("resolver_address", Type::String),
+    ("resolver_hostname", Type::NullableString),
+    ("resolver_port", Type::NullableString),
     ("t0", Type::Float),
     ("t", Type::Float),
     ("transaction_id", Type::Int),
+    ("tags", Type::Array),
 ];
 
-/// df-005 TCPConnect (and its Status).
-const TCP_CONNECT: &[(&str, Type)] = &[("ip", Type::String), ("port", Type::Int), ("status", Type::Object), ("t", Type::Float)];
+/// df-002 Answer of an address (`asn`/`as_org_name` are left out: the probe does not know them).
+const ANSWER: &[(&str, Type)] = &[("answer_type", Type::String), ("ttl", Type::Int)];
+
+/// df-005 TCPConnect (and its Status; the deprecated `blocked` is not written).
+const TCP_CONNECT: &[(&str, Type)] = &[
+    ("ip", Type::String),
+    ("port", Type::Int),
+    ("status", Type::Object),
+    ("t0", Type::Float),
+    ("t", Type::Float),
+    ("transaction_id", Type::Int),
+    ("tags", Type::Array),
+];
 const TCP_STATUS: &[(&str, Type)] = &[("failure", Type::NullableString), ("success", Type::Bool)];
 
-/// df-006 TLSHandshake.
+/// df-006 TLSHandshake. Not written: `outer_server_name`/`echconfig` (no ECH), `so_error`, `conn_id`
+/// (optional, superseded by `transaction_id`).
 const TLS_HANDSHAKE: &[(&str, Type)] = &[
     ("address", Type::String),
     ("cipher_suite", Type::String),
@@ -103,10 +120,21 @@ const TLS_HANDSHAKE: &[(&str, Type)] = &[
     ("transaction_id", Type::Int),
     ("server_name", Type::String),
     ("network", Type::String),
+    ("t0", Type::Float),
 ];
 
-/// df-008 Event.
-const EVENT: &[(&str, Type)] = &[("failure", Type::NullableString), ("operation", Type::String), ("t", Type::Float)];
+/// df-008 Event, as the reference lists it for OONI's current engine (`transaction_id` in place of
+/// the older `conn_id`).
+const EVENT: &[(&str, Type)] = &[
+    ("address", Type::String),
+    ("failure", Type::NullableString),
+    ("operation", Type::String),
+    ("proto", Type::String),
+    ("t0", Type::Float),
+    ("t", Type::Float),
+    ("transaction_id", Type::Int),
+    ("tags", Type::Array),
+];
 
 /// Every failure string anywhere in the record's OONI lists is df-007's.
 fn assert_failures_are_df_007(record: &Value) {
@@ -229,12 +257,21 @@ fn a_data_phase_is_a_write_and_a_read_event() {
     let r = ooni(&m);
     let events = r["test_keys"]["network_events"].as_array().expect("array");
     let (write, read) = (&events[0], &events[1]);
+    assert_fields(write, EVENT, "network_events[] write");
+    assert_fields(read, EVENT, "network_events[] read");
     assert_eq!((write["operation"].as_str(), write["num_bytes"].as_u64()), (Some("write"), Some(517)));
     assert_eq!(write["failure"], Value::Null);
     assert_eq!((read["operation"].as_str(), read["num_bytes"].as_u64()), (Some("read"), Some(1400)));
     assert_eq!(read["failure"], "generic_timeout_error");
     assert_eq!(read["t"].as_f64(), Some(0.05));
     assert_eq!(read["tags"], serde_json::json!(["role=target", "trial=2"]));
+
+    // Without a peer or a target address there is no address to say: absent, not null.
+    m.target.address = None;
+    m.observations.retain(|o| o.op == Operation::Data);
+    m.observations[0].peer = None;
+    let r = ooni(&m);
+    assert!(r["test_keys"]["network_events"][0].get("address").is_none());
 }
 
 #[test]
@@ -250,6 +287,9 @@ fn dns_answers_are_df_002_queries_and_later_replies_duplicate_responses() {
         assert_eq!(q["hostname"], "blocked.example");
         assert_eq!(q["query_type"], "A");
         assert_eq!(q["rcode"], 0);
+    }
+    for answer in queries.iter().flat_map(|q| q["answers"].as_array().into_iter().flatten()) {
+        assert_fields(answer, ANSWER, "queries[].answers[]");
     }
     let target = &queries[0];
     assert_eq!(target["engine"], "udp");
@@ -410,4 +450,39 @@ fn another_schema_version_is_refused() {
     m.schema_version = 2;
     let err = record(&m).expect_err("v2 is unknown");
     assert!(matches!(err, OoniError::SchemaVersion(2)), "{err}");
+}
+
+#[test]
+fn a_vpn_step_has_no_ooni_entry_and_is_kept_whole_in_test_keys_vantage() {
+    let mut m = example::tls_reset(at());
+    m.test = TestKind::Openvpn;
+    m.observations = vec![Observation {
+        op: Operation::VpnHandshake,
+        role: Role::Target,
+        vantage: Vantage::Probe,
+        t_start_ms: 0.0,
+        duration_ms: 30.0,
+        peer: "203.0.113.10:1194".parse().ok(),
+        sni: None,
+        failure: Some(Failure::ProtocolMismatch),
+        raw: Some(RawCode::named(CodeSpace::Protocol, None, "bad_hmac")),
+        detail: Some(Detail::Vpn(VpnDetail {
+            protocol: VpnProtocol::Openvpn,
+            stage_reached: VpnStage::Reply,
+            packets_sent: 1,
+            packets_received: 1,
+            ..VpnDetail::default()
+        })),
+        trial: None,
+    }];
+    let r = ooni(&m);
+    let keys = &r["test_keys"];
+    for list in ["queries", "tcp_connect", "tls_handshakes", "network_events"] {
+        assert_eq!(keys[list], serde_json::json!([]), "{list}");
+    }
+    let kept = &keys["vantage"]["observations"][0];
+    assert_eq!(kept["failure"], "protocol_mismatch");
+    assert_eq!(kept["raw"]["name"], "bad_hmac");
+    assert_eq!(kept["detail"]["stage_reached"], "reply");
+    assert_eq!(kept["transaction_id"], 1);
 }
