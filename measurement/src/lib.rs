@@ -24,8 +24,9 @@
 //! rule id (see [`Mechanism`]). The JSON Schema generated from these types is committed at
 //! `measurement/schema/measurement-v1.schema.json`; a test fails when it is stale.
 //!
-//! This crate has no I/O: types, (de)serialisation and validation only, and the wire contract
-//! both sides speak ([`wire`]: batch signatures, the ingest report).
+//! This crate has no I/O: types, (de)serialisation and validation only, the mapping of a
+//! measurement to OONI's data format ([`ooni`]), and the wire contract both sides speak ([`wire`]:
+//! batch signatures, the ingest report).
 
 #![warn(missing_docs)]
 

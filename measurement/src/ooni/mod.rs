@@ -28,7 +28,7 @@
 //!   `architecture`, `engine_name`, `engine_version`, and `vantage_network_epoch`,
 //!   `vantage_target_list_version`), and everything structured in `test_keys.vantage` (the
 //!   measurement id, target, controls, verdict and every observation verbatim, see
-//!   [`keys`]). Nothing is added that the measurement does not already publish.
+//!   `keys.rs`). Nothing is added that the measurement does not already publish.
 
 pub mod failure;
 mod keys;
