@@ -61,3 +61,22 @@ fn ok_needs_no_mechanism() {
     let line = line_with(|v| v["verdict"] = serde_json::json!({"status": "ok"}));
     assert_eq!(parse_line(&line, now()).expect("valid").verdict.status, Status::Ok);
 }
+
+#[test]
+fn a_target_list_version_round_trips_and_stays_optional() {
+    let mut m = example::tls_reset(now());
+    m.target.list_version = Some(42);
+    let line = m.to_json_line().expect("serialise");
+    assert!(line.contains(r#""list_version":42"#), "{line}");
+    assert_eq!(parse_line(&line, now()).expect("valid"), m);
+    // A line from a probe that measured from a targets file has no such key, and still parses.
+    let without = line_with(|v| {
+        if let Some(target) = v["target"].as_object_mut() {
+            target.remove("list_version");
+        }
+    });
+    assert_eq!(parse_line(&without, now()).expect("valid").target.list_version, None);
+    // Not a number: refused like any other malformed field.
+    let bad = line_with(|v| v["target"]["list_version"] = "seven".into());
+    assert_eq!(parse_line(&bad, now()).expect_err("a string").code().as_str(), "malformed");
+}

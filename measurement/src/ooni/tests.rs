@@ -486,3 +486,24 @@ fn a_vpn_step_has_no_ooni_entry_and_is_kept_whole_in_test_keys_vantage() {
     assert_eq!(kept["detail"]["stage_reached"], "reply");
     assert_eq!(kept["transaction_id"], 1);
 }
+
+#[test]
+fn every_fleet_measurement_maps_to_a_complete_record() {
+    for n in 0..300 {
+        let m = example::tls_fleet(n, at());
+        let r = ooni(&m);
+        assert_fields(&r, BASE, "base record");
+        let keys = &r["test_keys"];
+        for h in keys["tls_handshakes"].as_array().expect("array") {
+            assert_fields(h, TLS_HANDSHAKE, "tls_handshakes[]");
+        }
+        for c in keys["tcp_connect"].as_array().expect("array") {
+            assert_fields(c, TCP_CONNECT, "tcp_connect[]");
+        }
+        for e in keys["network_events"].as_array().expect("array") {
+            assert_fields(e, EVENT, "network_events[]");
+        }
+        assert_eq!(keys["vantage"]["observations"].as_array().map(Vec::len), Some(m.observations.len()));
+        assert_failures_are_df_007(&r);
+    }
+}
