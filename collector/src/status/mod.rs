@@ -7,8 +7,13 @@
 //! page. It is rendered once per snapshot and then served from memory: reloading it, or a crowd
 //! reloading it, costs nothing. Like the gauges, it shows only what counts (`crate::trust`):
 //! trusted probes' measurements whose observed ASN does not contradict the claimed one.
+//!
+//! Under each country's heading, a [timeline](timeline) draws the blocked share per target hour
+//! by hour ([`fill_timelines`], one aggregate query per refresh), as an inline [SVG](svg).
 
 pub mod html;
+pub mod svg;
+pub mod timeline;
 pub mod view;
 
 use std::collections::HashMap;
@@ -17,11 +22,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{Store, StoreError};
+use crate::store::{Aggregation, Axis, Filter, Store, StoreError};
 
 /// The last rendered page and the snapshot generation it was rendered from.
 #[derive(Debug, Default)]
@@ -74,5 +79,28 @@ pub(crate) async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut 
             .min()
             .and_then(|t| DateTime::from_timestamp(t, 0));
     }
+    Ok(())
+}
+
+/// Fill the page's timelines: the counted measurements (rows of the `counted` keys, none
+/// contradicted) of the span, by hour (or day), country and target, from one aggregate query.
+pub(crate) async fn fill_timelines(
+    store: &dyn Store,
+    metrics: &Metrics,
+    page: &mut view::Page,
+    now: DateTime<Utc>,
+    counted: &[String],
+) -> Result<(), StoreError> {
+    let span = timeline::Span::for_window(page.window_secs, now);
+    let aggregation = Aggregation {
+        filter: Filter { since: Some(span.start), ..Filter::default() },
+        group_by: vec![Axis::Time, Axis::Country, Axis::Target],
+        grain: span.grain,
+        counted: Some(counted.to_vec()),
+    };
+    let timer = metrics.store_timer(StoreOp::Timelines);
+    let rows = store.aggregate(&aggregation).await?;
+    timer.observe_duration();
+    page.timelines = timeline::build(&rows, &span);
     Ok(())
 }
