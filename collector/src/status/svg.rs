@@ -52,8 +52,10 @@ pub fn render(country: &CountryTimeline, timelines: &Timelines) -> String {
     let _ = write!(
         out,
         "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"timeline\" id=\"timeline-{cc}\" role=\"img\" \
-         aria-label=\"{label}\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" \
-         font-family=\"{FONT}\" font-size=\"12\"><title>{label}</title>",
+         aria-label=\"{label}\" aria-describedby=\"timeline-{cc}-desc\" width=\"{width}\" height=\"{height}\" \
+         viewBox=\"0 0 {width} {height}\" font-family=\"{FONT}\" font-size=\"12\"><title>{label}</title>\
+         <desc id=\"timeline-{cc}-desc\">{}</desc>",
+        escape(&summary(country, timelines)),
     );
     for (i, series) in country.targets.iter().enumerate() {
         let top = ROW_H * i as f64;
@@ -152,6 +154,26 @@ fn axis(out: &mut String, timelines: &Timelines, step: f64, top: f64) {
     tick(LABEL_W + PLOT_W, "end", if daily { "today" } else { "now" });
 }
 
+/// The chart in words, for screen readers: per target, in how many buckets it was blocked and
+/// its latest share.
+fn summary(country: &CountryTimeline, timelines: &Timelines) -> String {
+    let unit = if timelines.bucket_secs == 86_400 { "days" } else { "hours" };
+    let mut parts: Vec<String> = country
+        .targets
+        .iter()
+        .map(|series| {
+            let measured = series.buckets.iter().flatten().count();
+            let blocked = series.buckets.iter().flatten().filter(|b| b.blocked > 0).count();
+            let latest = series.buckets.iter().rev().flatten().next().map(percent).unwrap_or_default();
+            format!("{}: blocked in {blocked} of {measured} {unit} measured, latest {latest}", series.target)
+        })
+        .collect();
+    if country.more > 0 {
+        parts.push(format!("{} more targets not drawn", country.more));
+    }
+    parts.join("; ") + "."
+}
+
 fn span_text(timelines: &Timelines) -> String {
     let secs = timelines.bucket_secs.saturating_mul(timelines.buckets as u64);
     if timelines.bucket_secs == 86_400 { format!("{} days", secs / 86_400) } else { format!("{} hours", secs / 3600) }
@@ -234,6 +256,9 @@ mod tests {
         let label = root.get("aria-label").expect("aria-label");
         assert_eq!(label, "Blocked share per target in DE, hourly over the last 24 hours (UTC)");
         assert_eq!(all[1].name, "title");
+        let desc = all.iter().find(|e| e.name == "desc").expect("desc");
+        assert_eq!(root.get("aria-describedby"), desc.get("id"));
+        assert!(svg.contains(">wikipedia: blocked in 1 of 1 hours measured, latest 75 %.</desc>"), "{svg}");
         assert!(svg.contains("2026-12-02 05:00–06:00 UTC: 3 of 4 blocked (75 %)</title>"), "{svg}");
         let ticks: Vec<&Element> = all.iter().filter(|e| e.has_class("tick")).collect();
         let anchors: Vec<Option<&str>> = ticks.iter().map(|e| e.get("text-anchor")).collect();

@@ -102,6 +102,10 @@ async fn each_bar_is_the_blocked_share_of_its_hour() {
     let chart = &all[de_chart];
     assert_eq!(chart.get("role"), Some("img"));
     assert_eq!(chart.get("aria-label"), Some("Blocked share per target in DE, hourly over the last 24 hours (UTC)"));
+    let described = chart.get("aria-describedby").expect("a description");
+    let desc = all.iter().position(|e| e.name == "desc" && e.get("id") == Some(described)).expect("the described element");
+    assert!(de_chart < desc && desc < ir, "DE's description is in DE's chart");
+    assert!(dom.contains(">wikipedia: blocked in 5 of 6 hours measured, latest 100 %.</desc>"), "in words too: {dom}");
     let ir_text = &dom[dom.find("id=\"country-IR\"").expect("IR")..];
     assert!(ir_text.find("No blocking reported.") < ir_text.find("<svg"), "IR is quiet now, blocked before: {dom}");
 
