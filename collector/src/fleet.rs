@@ -149,6 +149,9 @@ impl Fleet {
         if let Err(e) = crate::status::fill_since(self.store.as_ref(), &self.metrics, &mut page).await {
             tracing::warn!("status page: blocking streaks unavailable this refresh: {e}");
         }
+        if let Err(e) = crate::status::fill_timelines(self.store.as_ref(), &self.metrics, &mut page, now, &counted).await {
+            tracing::warn!("status page: timelines unavailable this refresh: {e}");
+        }
         // Made at the wall clock's time, as the staleness alert reads it (`now` is the injected
         // clock's, which judges trust and the window).
         let shared = snapshot::encode(&Shared { metrics, page }, Utc::now())?;

@@ -5,7 +5,8 @@
 //! budget), the (country, ASN) pairs the `asn` label may name, the keys by standing, and the
 //! status page (bounded by its caps per country; the probes behind each row are left out). A
 //! fleet of 2 000 probes and 100 targets comes to tens of kilobytes, where the read behind it is
-//! up to a million rows.
+//! up to a million rows. The page's timelines add up to 50 targets × 48 buckets per country with
+//! anything blocked, about 30 bytes a bucket: some 70 KB for each such country at worst.
 //!
 //! The format number lets replicas of two versions share a database during a rolling upgrade: a
 //! replica that does not know a snapshot's format keeps publishing the one it had (its gauges go
@@ -22,7 +23,7 @@ use crate::status::view::Page;
 use crate::store::FleetSnapshot;
 
 /// The serialisation this build writes and reads.
-pub const FORMAT: u32 = 1;
+pub const FORMAT: u32 = 2;
 
 /// What one replica publishes for all.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -69,6 +70,7 @@ mod tests {
 
     use super::*;
     use crate::metrics::fleet::{Distinct, FleetValues};
+    use crate::status::timeline::{Bucket, CountryTimeline, TargetSeries, Timelines};
     use crate::status::view::{BlockedRow, Country};
     use crate::store::StreakKey;
 
@@ -109,6 +111,19 @@ mod tests {
                     }],
                     more: 0,
                 }],
+                timelines: Timelines {
+                    start: at,
+                    bucket_secs: 3600,
+                    buckets: 2,
+                    countries: vec![CountryTimeline {
+                        cc: "DE".into(),
+                        targets: vec![TargetSeries {
+                            target: "wiki \"<x>\"".into(),
+                            buckets: vec![None, Some(Bucket { blocked: 3, measured: 4 })],
+                        }],
+                        more: 0,
+                    }],
+                },
             },
         }
     }

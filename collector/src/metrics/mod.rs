@@ -393,7 +393,7 @@ mod tests {
             assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "{ids:?} repeats an id");
             ids
         }
-        assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks"]);
+        assert_eq!(ids(StoreOp::ALL, StoreOp::as_str), ["insert", "query", "fleet", "streaks", "timelines"]);
         assert_eq!(
             ids(HelperOutcome::ALL, HelperOutcome::as_str),
             ["executed", "forbidden", "invalid", "busy", "timed_out", "not_listed"]

@@ -12,6 +12,8 @@ vantage_measurement::closed_set! {
         Fleet => "fleet",
         /// The blocking-streak lookups of one status page.
         Streaks => "streaks",
+        /// The aggregate behind the status page's timelines, once per fleet refresh.
+        Timelines => "timelines",
     }
 }
 

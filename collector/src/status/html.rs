@@ -8,6 +8,8 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 
+use super::svg;
+use super::timeline::Timelines;
 use super::view::{BlockedRow, Country, Page};
 
 const STYLE: &str = "
@@ -46,6 +48,12 @@ a:hover{text-decoration:underline}
 .quiet p{margin:0;padding:12px 16px;color:var(--ok)}
 .more{padding:8px 16px;color:var(--muted);font-size:13px}
 .empty{padding:24px 16px;color:var(--muted)}
+figure.chart{margin:0;padding:12px 16px 10px}
+.chart figcaption{font-size:13px;color:var(--muted);margin:0 0 8px;display:flex;flex-wrap:wrap;gap:4px 16px}
+.chart svg{display:block;max-width:100%;height:auto}
+.chart+table,.quiet p+.chart{border-top:1px solid var(--line)}
+.key i{display:inline-block;width:10px;height:10px;border-radius:2px;margin:0 5px 0 0;vertical-align:-1px}
+.key .k-red{background:var(--red)}.key .k-track{background:var(--line)}
 footer{padding:0 32px 28px;color:var(--muted);font-size:13px;max-width:1200px}
 ";
 
@@ -69,8 +77,9 @@ pub fn render(page: &Page, now: DateTime<Utc>) -> String {
         );
     }
     for country in &page.countries {
-        country_section(&mut out, country, now);
+        country_section(&mut out, country, &page.timelines, now);
     }
+    earlier_only(&mut out, page);
     out.push_str("</main>\n<footer>\n");
     let _ = write!(
         out,
@@ -111,16 +120,18 @@ fn header(out: &mut String, page: &Page, now: DateTime<Utc>) {
     out.push_str("</p>\n</header>\n");
 }
 
-fn country_section(out: &mut String, country: &Country, now: DateTime<Utc>) {
+fn country_section(out: &mut String, country: &Country, timelines: &Timelines, now: DateTime<Utc>) {
     let cc = escape(&country.cc);
     if country.blocked.is_empty() {
-        let _ = writeln!(
+        let _ = write!(
             out,
             "<section class=\"country quiet\" id=\"country-{cc}\"><h2><span class=\"cc\">{cc}</span>\
-             <span class=\"summary\">{} active {}</span></h2><p>No blocking reported.</p></section>",
+             <span class=\"summary\">{} active {}</span></h2><p>No blocking reported.</p>",
             country.probes_active,
             plural(country.probes_active, "probe", "probes"),
         );
+        timeline(out, timelines, &country.cc);
+        out.push_str("</section>\n");
         return;
     }
     let pairs = country.blocked.len() + country.more;
@@ -132,6 +143,7 @@ fn country_section(out: &mut String, country: &Country, now: DateTime<Utc>) {
         country.probes_active,
         plural(country.probes_active, "probe", "probes"),
     );
+    timeline(out, timelines, &country.cc);
     out.push_str(
         "<table>\n<colgroup><col class=\"c-target\"><col class=\"c-test\"><col class=\"c-how\"><col class=\"c-n\">\
          <col class=\"c-n\"><col class=\"c-since\"><col class=\"c-link\"></colgroup>\n<thead><tr><th>Target</th><th>Test</th><th>How</th><th>Probes</th><th>Networks</th>\
@@ -184,6 +196,41 @@ fn blocked_row(out: &mut String, cc: &str, row: &BlockedRow, now: DateTime<Utc>)
         since(row.since, now),
         escape(&link),
     );
+}
+
+/// The timeline of `cc` as a figure with its key, if it had anything blocked in the span.
+fn timeline(out: &mut String, timelines: &Timelines, cc: &str) {
+    let Some(country) = timelines.country(cc) else {
+        return;
+    };
+    let _ = write!(
+        out,
+        "<figure class=\"chart\"><figcaption><span>Share of measurements blocked, per target, {} (UTC)</span>\
+         <span class=\"key\"><i class=\"k-red\"></i>blocked <i class=\"k-track\"></i>measured · no bar: nothing \
+         conclusive measured</span></figcaption>{}",
+        if timelines.bucket_secs == 86_400 { "day by day" } else { "hour by hour" },
+        svg::render(country, timelines),
+    );
+    if country.more > 0 {
+        let _ =
+            write!(out, "<p class=\"more\">{} more blocked targets not drawn (fewest blocked measurements).</p>", country.more);
+    }
+    out.push_str("</figure>\n");
+}
+
+/// Countries blocked earlier in the timelines' span but with no probe active in the window.
+fn earlier_only(out: &mut String, page: &Page) {
+    for country in page.timelines.countries.iter().filter(|t| !page.countries.iter().any(|c| c.cc == t.cc)) {
+        let cc = escape(&country.cc);
+        let _ = write!(
+            out,
+            "<section class=\"country quiet\" id=\"country-{cc}\"><h2><span class=\"cc\">{cc}</span>\
+             <span class=\"summary\">no probe active in the last {}</span></h2>",
+            escape(&duration(page.window_secs)),
+        );
+        timeline(out, &page.timelines, &country.cc);
+        out.push_str("</section>\n");
+    }
 }
 
 /// Escape text for HTML element content and quoted attribute values.
@@ -258,6 +305,7 @@ mod tests {
     use vantage_measurement::{Mechanism, TestKind};
 
     use super::*;
+    use crate::status::timeline::{Bucket, CountryTimeline, TargetSeries};
 
     fn page_with_target(target: &str) -> Page {
         Page {
@@ -311,6 +359,28 @@ mod tests {
         ] {
             assert!(html.contains(expected), "missing {expected:?} in {html}");
         }
+    }
+
+    #[test]
+    fn timelines_sit_under_their_country_heading_even_without_probes_active_now() {
+        let mut page = page_with_target("wikipedia");
+        let series =
+            |target: &str| TargetSeries { target: target.into(), buckets: vec![Some(Bucket { blocked: 1, measured: 2 })] };
+        page.timelines = Timelines {
+            start: DateTime::from_timestamp(1_700_000_000, 0),
+            bucket_secs: 3600,
+            buckets: 1,
+            countries: vec![
+                CountryTimeline { cc: "DE".into(), targets: vec![series("wikipedia")], more: 2 },
+                CountryTimeline { cc: "IR".into(), targets: vec![series("signal")], more: 0 },
+            ],
+        };
+        let html = render(&page, Utc::now());
+        let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("no {needle:?} in {html}"));
+        assert!(at("id=\"country-DE\"") < at("id=\"timeline-DE\"") && at("id=\"timeline-DE\"") < at("<table>"));
+        assert!(html.contains("2 more blocked targets not drawn"), "{html}");
+        assert!(at("<table>") < at("id=\"country-IR\"") && at("id=\"country-IR\"") < at("id=\"timeline-IR\""));
+        assert!(html.contains("<span class=\"summary\">no probe active in the last 1 hour</span>"), "{html}");
     }
 
     #[test]

@@ -7,8 +7,14 @@
 //! page. It is rendered once per snapshot and then served from memory: reloading it, or a crowd
 //! reloading it, costs nothing. Like the gauges, it shows only what counts (`crate::trust`):
 //! trusted probes' measurements whose observed ASN does not contradict the claimed one.
+//!
+//! Under each country's heading, a [timeline](timeline) draws the blocked share per target hour
+//! by hour ([`fill_timelines`], aggregate queries: one, then one per country with blocking),
+//! as an inline [SVG](svg).
 
 pub mod html;
+pub mod svg;
+pub mod timeline;
 pub mod view;
 
 use std::collections::HashMap;
@@ -17,11 +23,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
+use vantage_measurement::Status;
 
 use crate::fleet::Fleet;
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{Store, StoreError};
+use crate::store::{AggregateRow, Aggregation, Axis, Filter, Store, StoreError};
 
 /// The last rendered page and the snapshot generation it was rendered from.
 #[derive(Debug, Default)]
@@ -74,5 +81,46 @@ pub(crate) async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut 
             .min()
             .and_then(|t| DateTime::from_timestamp(t, 0));
     }
+    Ok(())
+}
+
+/// Fill the page's timelines from the counted measurements (rows of the `counted` keys, none
+/// contradicted) of the span: first which countries had anything `blocked` (one row per country),
+/// then each such country's series by hour (or day) and target. Per country, so no one query
+/// nears the store's group cap ([`MAX_AGGREGATE_ROWS`]) however many countries the fleet spans;
+/// a country that still would (thousands of targets) is left without a chart and logged.
+///
+/// [`MAX_AGGREGATE_ROWS`]: crate::store::MAX_AGGREGATE_ROWS
+pub(crate) async fn fill_timelines(
+    store: &dyn Store,
+    metrics: &Metrics,
+    page: &mut view::Page,
+    now: DateTime<Utc>,
+    counted: &[String],
+) -> Result<(), StoreError> {
+    let span = timeline::Span::for_window(page.window_secs, now);
+    let in_span = Filter { since: Some(span.start), ..Filter::default() };
+    let aggregation = |filter: Filter, group_by: Vec<Axis>| Aggregation {
+        filter,
+        group_by,
+        grain: span.grain,
+        counted: Some(counted.to_vec()),
+    };
+    let timer = metrics.store_timer(StoreOp::Timelines);
+    let blocked = Filter { verdict: Some(Status::Blocked), ..in_span.clone() };
+    let countries = store.aggregate(&aggregation(blocked, vec![Axis::Country])).await?;
+    let mut rows = Vec::new();
+    for cc in countries.into_iter().filter_map(|row| row.cc) {
+        let filter = Filter { country: Some(cc.clone()), ..in_span.clone() };
+        match store.aggregate(&aggregation(filter, vec![Axis::Time, Axis::Target])).await {
+            Ok(series) => rows.extend(series.into_iter().map(|row| AggregateRow { cc: Some(cc.clone()), ..row })),
+            Err(e @ StoreError::TooLarge { .. }) => {
+                tracing::warn!(cc = cc.as_str(), "status page: no timeline for this country: {e}")
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    timer.observe_duration();
+    page.timelines = timeline::build(&rows, &span);
     Ok(())
 }

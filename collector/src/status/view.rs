@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vantage_measurement::{Mechanism, Status, TestKind};
 
+use super::timeline::Timelines;
 use crate::store::{FleetRows, LatestVerdict, StreakKey};
 
 /// Rows shown per country; the rest are counted.
@@ -31,6 +32,9 @@ pub struct Page {
     pub last_ingest: Option<DateTime<Utc>>,
     /// Countries with blocking first, then the rest, alphabetically within each group.
     pub countries: Vec<Country>,
+    /// Per country, the blocked share of each target over time (filled from the store).
+    #[serde(default)]
+    pub timelines: Timelines,
 }
 
 /// One country.
@@ -105,6 +109,7 @@ pub fn build(rows: &FleetRows, read_at: Option<DateTime<Utc>>, window_secs: u64,
         probes_total: rows.probes_total,
         last_ingest: rows.last_received.and_then(|t| DateTime::from_timestamp(t, 0)),
         countries,
+        timelines: Timelines::default(),
     }
 }
 

@@ -10,7 +10,7 @@ use vantage_measurement::{Measurement, Mechanism, TestKind};
 use crate::support::{Collector, measurement_of, probe_key};
 
 /// `target/test-artifacts`, next to the build's own directories.
-fn artifacts_dir() -> PathBuf {
+pub(crate) fn artifacts_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test binary>
     let target = exe.ancestors().nth(3).expect("the test binary lives under target/<profile>/deps");
@@ -30,7 +30,7 @@ fn chromium() -> PathBuf {
 
 /// Run headless Chromium on `url` with `extra` flags (the brief's locked-down set: no network
 /// beyond the page, no sandbox because CI runs as root). Returns stdout.
-async fn headless(url: &str, extra: &[String]) -> String {
+pub(crate) async fn headless(url: &str, extra: &[String]) -> String {
     let profile = tempfile::tempdir().expect("profile dir");
     let mut command = Command::new(chromium());
     command
