@@ -157,6 +157,9 @@ impl IntoResponse for ApiError {
 impl From<&StoreError> for ApiError {
     fn from(e: &StoreError) -> Self {
         let (fault, message) = match e {
+            StoreError::TooLarge { .. } => {
+                return ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string());
+            }
             StoreError::Busy => (ServerFault::Busy, "too many queries are running; retry shortly"),
             // Closed for shutdown, locked, out of space or I/O: all pass, and a retry finds them gone.
             StoreError::Closed | StoreError::Database(_) => {

@@ -4,6 +4,8 @@
 //! (PostgreSQL's migrations, duties shared between replicas) are in `postgres_only`; what replicas
 //! share (the fleet snapshot, the series budget) is in `shared`.
 
+#[path = "store_conformance/aggregate.rs"]
+mod aggregate;
 #[path = "store_conformance/cases.rs"]
 mod cases;
 #[path = "store_conformance/fleet.rs"]
@@ -97,6 +99,8 @@ macro_rules! conformance {
 }
 
 conformance!(
+    aggregate::aggregates_count_every_group_like_a_row_by_row_model,
+    aggregate::counted_aggregates_read_only_the_listed_keys_and_no_contradicted_row,
     cases::duplicates_within_and_across_batches_are_stored_once,
     cases::concurrent_inserts_of_one_id_store_it_once,
     cases::filters_select_by_every_indexed_column_in_time_order,

@@ -18,6 +18,7 @@
 //! Per replica: the pool, the duty session, the cache of partitions seen. Everything else (rows,
 //! key records, the salt, which replica holds which duty) is in the database.
 
+mod aggregate;
 mod blobs;
 mod ingest;
 mod partitions;
@@ -42,8 +43,8 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::row::StoredRow;
 use super::{
-    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
-    StoreError, StreakKey,
+    AdmittedSeries, AggregateRow, Aggregation, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver,
+    SeriesClaim, Store, StoreError, StreakKey,
 };
 
 /// Queries streaming at once; beyond this a query is refused with [`StoreError::Busy`].
@@ -353,6 +354,14 @@ impl Store for PostgresStore {
             }
         });
         Ok(rows_rx)
+    }
+
+    async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
+        let mut client = self.client().await?;
+        let rows = aggregate::run(&mut client, aggregation).await;
+        drop(permit);
+        rows
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -10,6 +10,7 @@
 //! stall ingest. A semaphore bounds the queries running at once, because each one holds a
 //! blocking thread for as long as its client takes to read.
 
+mod aggregate;
 mod blobs;
 mod fleet;
 mod group;
@@ -32,8 +33,8 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::row::StoredRow;
 use super::{
-    AdmittedSeries, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver, SeriesClaim, Store,
-    StoreError, StreakKey, annotate,
+    AdmittedSeries, AggregateRow, Aggregation, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver,
+    SeriesClaim, Store, StoreError, StreakKey, annotate,
 };
 use group::{Batch, GroupCommit};
 pub use group::{CommitCounts, MAX_GROUP_BYTES, MAX_GROUP_ROWS};
@@ -176,6 +177,18 @@ impl Store for SqliteStore {
             Ok(Err(e)) => Err(e),
             Err(_) => Err(StoreError::Task("the query thread ended before it ran".into())),
         }
+    }
+
+    async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
+        self.ensure_open()?;
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
+        let path = self.path.clone();
+        let aggregation = aggregation.clone();
+        blocking(move || {
+            let _permit = permit;
+            aggregate::run(&open_reader(&path)?, &aggregation)
+        })
+        .await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
