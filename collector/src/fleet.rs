@@ -13,6 +13,7 @@
 //! 3. load the series budget's admitted combinations (other replicas' admissions);
 //! 4. if this replica holds [`Duty::FleetRefresh`]: read the fleet, judge the keys by the
 //!    [`TrustPolicy`], compute what is published and store it as the snapshot;
+//!    That includes the [events](crate::events) of the look-back, from the keys counted now.
 //! 5. load the latest snapshot and publish it, if it is newer than the one published.
 //!
 //! Why a timer and not on scrape: the read costs a scan of the window, and several Prometheus
@@ -34,6 +35,7 @@ use chrono::{DateTime, Utc};
 use vantage_measurement::wire::KeyStanding;
 
 use crate::clock::Clock;
+use crate::events::{self, Event};
 use crate::metrics::{Metrics, StoreOp};
 use crate::status::view::{self, Page};
 use crate::store::{Duty, KeyActivity, Store, StoreError};
@@ -59,6 +61,8 @@ pub enum RefreshError {
 pub struct Snapshot {
     /// The status page (its streak starts filled in).
     pub page: Page,
+    /// The detected events, ongoing first.
+    pub events: Vec<Event>,
     /// When it was made (`None`: not yet).
     pub made_at: Option<DateTime<Utc>>,
     /// Counts the snapshots published here, so pages rendered from one can be reused.
@@ -149,11 +153,31 @@ impl Fleet {
         if let Err(e) = crate::status::fill_since(self.store.as_ref(), &self.metrics, &mut page).await {
             tracing::warn!("status page: blocking streaks unavailable this refresh: {e}");
         }
+        let events = self.events(now, &metrics.eligible_asns).await;
         // Made at the wall clock's time, as the staleness alert reads it (`now` is the injected
         // clock's, which judges trust and the window).
-        let shared = snapshot::encode(&Shared { metrics, page }, Utc::now())?;
+        let shared = snapshot::encode(&Shared { metrics, page, events }, Utc::now())?;
         self.store.put_fleet_snapshot(&shared).await?;
         Ok(())
+    }
+
+    /// The events of the look-back, from the keys the policy counts now (an error keeps the
+    /// published list, so an ongoing event's alert does not resolve on a failed read, and is
+    /// logged: the gauges and the page still go out).
+    async fn events(&self, now: DateTime<Utc>, eligible_asns: &std::collections::BTreeSet<(String, u32)>) -> Vec<Event> {
+        let since = now - chrono::Duration::hours(events::LOOKBACK_HOURS);
+        let read = async {
+            let active = self.store.active_keys(since).await?;
+            let counted = self.policy.counted(&active, now);
+            events::read::read(self.store.as_ref(), &counted, now, eligible_asns).await
+        };
+        match read.await {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::warn!("events unavailable this refresh (the previous list stays): {e}");
+                self.snapshot().events.clone()
+            }
+        }
     }
 
     /// Publish the latest stored snapshot if it is newer than the one published here.
@@ -170,7 +194,14 @@ impl Fleet {
         self.metrics.publish_fleet(&shared.metrics, stored.made_at)?;
         let mut slot = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
         let generation = slot.generation + 1;
-        *slot = Arc::new(Snapshot { page: shared.page, made_at: Some(stored.made_at), generation, stored: stored.body });
+        self.metrics.publish_events(&shared.events)?;
+        *slot = Arc::new(Snapshot {
+            page: shared.page,
+            events: shared.events,
+            made_at: Some(stored.made_at),
+            generation,
+            stored: stored.body,
+        });
         Ok(())
     }
 

@@ -4,7 +4,7 @@
 //! The replica holding the fleet-refresh duty reads hourly buckets of the look-back
 //! ([`LOOKBACK_HOURS`]) through `Store::aggregate` with the fleet's counted keys (so untrusted,
 //! anonymous and contradicted rows never move an event), runs the detector on each series
-//! ([`from_buckets`], pure), gathers each event's evidence (probes, ASNs) and puts the
+//! ([`from_buckets`], pure), gathers each event's evidence (probes, ASNs; [`read`]) and puts the
 //! list in the shared fleet snapshot. `GET /api/v1/events`, the status page and the
 //! `vantage_events_ongoing` gauge all read that one list.
 //!
@@ -14,7 +14,9 @@
 //! verdict) from the onset to the end or now; ASNs are named only where as many probes report as
 //! the `asn` metric label requires (`--asn-min-probes`).
 
+pub mod api;
 pub mod detector;
+pub mod read;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
