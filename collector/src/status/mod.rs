@@ -8,6 +8,7 @@
 //! reloading it, costs nothing. Like the gauges, it shows only what counts (`crate::trust`):
 //! trusted probes' measurements whose observed ASN does not contradict the claimed one.
 
+pub mod events;
 pub mod html;
 pub mod view;
 
@@ -42,7 +43,7 @@ pub(crate) async fn get_status(State(fleet): State<Arc<Fleet>>, State(cache): St
                 // Before the first snapshot: an empty page that still says the window.
                 page.window_secs = fleet.window.as_secs();
             }
-            let html = Arc::new(html::render(&page, fleet.now()));
+            let html = Arc::new(events::with_events(html::render(&page, fleet.now()), &snapshot.events));
             *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
             html
         }

@@ -79,6 +79,11 @@ async fn a_block_after_quiet_hours_is_an_ongoing_event_with_its_evidence() {
     let gauge = [("country", "DE"), ("target", "wikipedia"), ("test", "tls"), ("mechanism", "tls.reset_after_clienthello")];
     assert_eq!(sample(&text, "vantage_events_ongoing", &gauge), Some(1.0), "{text}");
 
+    // The status page lists it.
+    let page = collector.http.get(collector.url("/")).send().await.expect("GET /").text().await.expect("page");
+    let section = &page[page.find("id=\"events\"").expect("an events section")..];
+    assert!(section.contains("data-country=\"DE\"") && section.contains("<b>5</b> of 6"), "{section}");
+
     // The filters.
     assert_eq!(events(&collector, "?country=FR").await["events"].as_array().map(Vec::len), Some(0));
     assert_eq!(events(&collector, "?country=DE&target=wikipedia&test=tls").await["events"].as_array().map(Vec::len), Some(1));
