@@ -27,11 +27,11 @@ pub fn with_events(mut html: String, events: &[Event]) -> String {
 /// The section: one table row per event, grouped by country.
 pub fn section(events: &[Event]) -> String {
     let mut out = String::new();
-    let _ = write!(
+    let _ = writeln!(
         out,
         "<section class=\"events\" id=\"events\"><h2>Events <span class=\"summary\">blocking that began or ended in the last \
          {} days, found by a changepoint detector over trusted probes' hourly blocked share \
-         (<a href=\"/api/v1/events\">JSON</a>)</span></h2>\n",
+         (<a href=\"/api/v1/events\">JSON</a>)</span></h2>",
         LOOKBACK_HOURS / 24
     );
     let mut countries: Vec<&str> = events.iter().map(|e| e.country.as_str()).collect();
@@ -39,10 +39,10 @@ pub fn section(events: &[Event]) -> String {
     countries.dedup();
     for cc in countries {
         let mine: Vec<&Event> = events.iter().filter(|e| e.country == cc).collect();
-        let _ = write!(
+        let _ = writeln!(
             out,
             "<table class=\"events-of\" data-country=\"{cc}\"><thead><tr><th><span class=\"cc\">{cc}</span></th><th>Test</th>\
-             <th>Mechanism</th><th>Probes</th><th>Started</th><th>Ended</th></tr></thead><tbody>\n",
+             <th>Mechanism</th><th>Probes</th><th>Started</th><th>Ended</th></tr></thead><tbody>",
             cc = escape(cc)
         );
         for event in mine.iter().take(MAX_PER_COUNTRY) {
