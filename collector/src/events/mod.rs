@@ -47,7 +47,8 @@ pub struct Event {
     pub test: TestKind,
     /// The start of the hour in which blocking started (the detector's change-point estimate).
     pub started_at: DateTime<Utc>,
-    /// When the data showed it (the end of the bucket that raised the alarm).
+    /// When the data showed it: the end of the bucket that raised the alarm, or the read's time
+    /// if that bucket is the hour still filling.
     pub detected_at: DateTime<Utc>,
     /// The start of the hour in which it ended; `None`: ongoing.
     pub ended_at: Option<DateTime<Utc>>,

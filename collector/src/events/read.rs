@@ -60,6 +60,8 @@ pub async fn read(
         tracing::warn!(dropped, kept = MAX_EVENTS, "events: more events than the cap; the oldest ended ones are dropped");
     }
     for event in &mut events {
+        // Raised by the hour still filling: seen now, not at its end.
+        event.detected_at = event.detected_at.min(now);
         evidence(store, counted, event, eligible_asns).await?;
     }
     Ok(events)
