@@ -42,6 +42,9 @@ use crate::store::{Duty, KeyActivity, Store, StoreError};
 use crate::trust::TrustPolicy;
 use snapshot::{Shared, SnapshotError};
 
+/// The events are read every this many refresh periods (a minute at the default 15 s).
+pub const EVENTS_EVERY_TICKS: u32 = 4;
+
 /// Why one refresh failed. The previous gauges and snapshot stay in place; the next tick retries.
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {
@@ -63,6 +66,9 @@ pub struct Snapshot {
     pub page: Page,
     /// The detected events, ongoing first.
     pub events: Vec<Event>,
+    /// When the events were read (they are read less often than the rest, see
+    /// [`EVENTS_EVERY_TICKS`]).
+    pub events_read_at: Option<DateTime<Utc>>,
     /// When it was made (`None`: not yet).
     pub made_at: Option<DateTime<Utc>>,
     /// Counts the snapshots published here, so pages rendered from one can be reused.
@@ -153,10 +159,10 @@ impl Fleet {
         if let Err(e) = crate::status::fill_since(self.store.as_ref(), &self.metrics, &mut page).await {
             tracing::warn!("status page: blocking streaks unavailable this refresh: {e}");
         }
-        let events = self.events(now, &metrics.eligible_asns).await;
+        let (events, events_read_at) = self.events(now, &metrics.eligible_asns).await;
         // Made at the wall clock's time, as the staleness alert reads it (`now` is the injected
         // clock's, which judges trust and the window).
-        let shared = snapshot::encode(&Shared { metrics, page, events }, Utc::now())?;
+        let shared = snapshot::encode(&Shared { metrics, page, events, events_read_at }, Utc::now())?;
         self.store.put_fleet_snapshot(&shared).await?;
         Ok(())
     }
@@ -164,7 +170,22 @@ impl Fleet {
     /// The events of the look-back, from the keys the policy counts now (an error keeps the
     /// published list, so an ongoing event's alert does not resolve on a failed read, and is
     /// logged: the gauges and the page still go out).
-    async fn events(&self, now: DateTime<Utc>, eligible_asns: &std::collections::BTreeSet<(String, u32)>) -> Vec<Event> {
+    ///
+    /// They are read again only every [`EVENTS_EVERY_TICKS`] refresh periods: the read covers a
+    /// week, and an hourly detector gains nothing from a read every 15 seconds.
+    async fn events(
+        &self,
+        now: DateTime<Utc>,
+        eligible_asns: &std::collections::BTreeSet<(String, u32)>,
+    ) -> (Vec<Event>, Option<DateTime<Utc>>) {
+        let published = self.snapshot();
+        let every = chrono::Duration::from_std(self.interval * EVENTS_EVERY_TICKS).unwrap_or(chrono::Duration::minutes(1));
+        if let Some(read_at) = published.events_read_at
+            && now >= read_at
+            && now - read_at < every
+        {
+            return (published.events.clone(), Some(read_at));
+        }
         let since = now - chrono::Duration::hours(events::LOOKBACK_HOURS);
         let read = async {
             let active = self.store.active_keys(since).await?;
@@ -172,10 +193,10 @@ impl Fleet {
             events::read::read(self.store.as_ref(), &counted, now, eligible_asns).await
         };
         match read.await {
-            Ok(events) => events,
+            Ok(events) => (events, Some(now)),
             Err(e) => {
                 tracing::warn!("events unavailable this refresh (the previous list stays): {e}");
-                self.snapshot().events.clone()
+                (published.events.clone(), published.events_read_at)
             }
         }
     }
@@ -198,6 +219,7 @@ impl Fleet {
         *slot = Arc::new(Snapshot {
             page: shared.page,
             events: shared.events,
+            events_read_at: shared.events_read_at,
             made_at: Some(stored.made_at),
             generation,
             stored: stored.body,

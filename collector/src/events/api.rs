@@ -5,7 +5,7 @@
 //! `target`, `test`; a bad one is a `400` naming it. The answer:
 //!
 //! ```json
-//! {"made_at": "2026-12-01T14:05:00Z", "lookback_hours": 168,
+//! {"made_at": "2026-12-01T14:05:00Z", "read_at": "2026-12-01T14:04:15Z", "lookback_hours": 168,
 //!  "events": [{"country": "DE", "target": "wikipedia", "test": "tls",
 //!              "started_at": "2026-12-01T13:00:00Z", "detected_at": "2026-12-01T14:00:00Z",
 //!              "ended_at": null, "ongoing": true, "started_before_lookback": false,
@@ -13,7 +13,9 @@
 //!              "blocked_share": 0.83, "probes_blocked": 5, "probes_measuring": 6, "asns": [3320]}]}
 //! ```
 //!
-//! Ongoing events first, then the latest started. `asns` lists only networks with as many
+//! `made_at` is when the fleet snapshot was made, `read_at` when its events were read from the
+//! store (every few refreshes, `crate::fleet::EVENTS_EVERY_TICKS`). Ongoing events first, then
+//! the latest started. `asns` lists only networks with as many
 //! trusted probes as the `asn` metric label needs (`--asn-min-probes`), so an event never points
 //! at a lone volunteer's network.
 
@@ -113,6 +115,7 @@ struct Answered<'a> {
 #[derive(Serialize)]
 struct Answer<'a> {
     made_at: Option<DateTime<Utc>>,
+    read_at: Option<DateTime<Utc>>,
     lookback_hours: i64,
     events: Vec<Answered<'a>>,
 }
@@ -126,7 +129,8 @@ pub(crate) async fn get_events(State(fleet): State<Arc<Fleet>>, params: Result<Q
     let snapshot = fleet.snapshot();
     let events =
         snapshot.events.iter().filter(|e| filter.matches(e)).map(|event| Answered { event, ongoing: event.ongoing() }).collect();
-    Json(Answer { made_at: snapshot.made_at, lookback_hours: LOOKBACK_HOURS, events }).into_response()
+    Json(Answer { made_at: snapshot.made_at, read_at: snapshot.events_read_at, lookback_hours: LOOKBACK_HOURS, events })
+        .into_response()
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Events: where and when blocking started and ended, found by a changepoint [detector] over the
 //! share of `blocked` per (country, target, test) in trusted, signed measurements.
 //!
-//! The replica holding the fleet-refresh duty reads hourly buckets of the look-back
+//! The replica holding the fleet-refresh duty reads (every few refreshes) hourly buckets of the look-back
 //! ([`LOOKBACK_HOURS`]) through `Store::aggregate` with the fleet's counted keys (so untrusted,
 //! anonymous and contradicted rows never move an event), runs the detector on each series
 //! ([`from_buckets`], pure), gathers each event's evidence (probes, ASNs; [`read`]) and puts the
@@ -27,7 +27,7 @@ use detector::{Bucket, Params};
 /// How far back the detector reads: a week of hourly buckets (a weekly pattern is in it, and the
 /// read stays bounded).
 pub const LOOKBACK_HOURS: i64 = 7 * 24;
-/// The most (country, target, test) series run per refresh, most measured first; the rest are
+/// The most (country, target, test) series run per read, most measured first; the rest are
 /// skipped and counted in the log.
 pub const MAX_SERIES: usize = 5_000;
 /// The most events kept (ongoing first, then the most recent); the rest are dropped and counted

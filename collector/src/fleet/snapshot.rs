@@ -35,6 +35,8 @@ pub struct Shared {
     pub page: Page,
     /// The detected events of the look-back (bounded by `events::MAX_EVENTS`).
     pub events: Vec<Event>,
+    /// When they were read (by the refreshing replica's clock).
+    pub events_read_at: Option<DateTime<Utc>>,
 }
 
 /// Why a snapshot could not be made or read.
@@ -129,6 +131,7 @@ mod tests {
                 probes_measuring: 6,
                 asns: vec![3320],
             }],
+            events_read_at: at,
         }
     }
 

@@ -263,7 +263,7 @@ impl FleetFamilies {
             "Detected blocking events still going on (a changepoint in the share of blocked among trusted \
              measurements, hourly over the last week; GET /api/v1/events has them with evidence), by country, \
              target, test and the events' main mechanism; 0 for an event that ended within the week. \
-             Recomputed every fleet refresh.",
+             Recomputed every fourth fleet refresh.",
             &["country", "target", "test", "mechanism"],
         )?;
         Ok(FleetFamilies { gauges, refreshed, window, events_ongoing })

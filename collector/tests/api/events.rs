@@ -48,6 +48,22 @@ async fn send(collector: &Collector, keys: &[ProbeKey], batches: &[Vec<Measureme
     }
 }
 
+/// The events once a read of them began after everything sent so far (they are read every few
+/// fleet refreshes); panics after 10 s.
+async fn settled(collector: &Collector) -> serde_json::Value {
+    let sent = Utc::now();
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let answer = events(collector, "").await;
+        let read_at = answer["read_at"].as_str().and_then(|t| DateTime::parse_from_rfc3339(t).ok());
+        if read_at.is_some_and(|t| t > sent) {
+            return answer;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no events read after {sent}: {answer:#}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 async fn events(collector: &Collector, query: &str) -> serde_json::Value {
     let response = collector.http.get(collector.url(&format!("/api/v1/events{query}"))).send().await.expect("GET events");
     assert_eq!(response.status(), 200);
@@ -59,9 +75,9 @@ async fn a_block_after_quiet_hours_is_an_ongoing_event_with_its_evidence() {
     let collector = with_wikipedia_published().await;
     let keys: Vec<ProbeKey> = (1..=6).map(probe_key).collect();
     send(&collector, &keys, &story(block_from_hour_24)).await;
-    let text = collector.next_fleet_refresh().await;
+    let answer = settled(&collector).await;
+    let text = collector.metrics().await;
 
-    let answer = events(&collector, "").await;
     let list = answer["events"].as_array().expect("a list");
     assert_eq!(list.len(), 1, "{answer:#}");
     let event = &list[0];
@@ -99,9 +115,9 @@ async fn flaky_networks_blocking_five_percent_make_no_event() {
     // One measurement in twenty blocked, spread over probes and hours: 18 of 360.
     let flaky = |probe: usize, hour: usize, i: usize| (probe * 60 + hour * 2 + i) % 20 == 7;
     send(&collector, &keys, &story(flaky)).await;
-    let text = collector.next_fleet_refresh().await;
+    let answer = settled(&collector).await;
+    let text = collector.metrics().await;
 
-    let answer = events(&collector, "").await;
     assert_eq!(answer["events"].as_array().map(Vec::len), Some(0), "{answer:#}");
     assert!(!text.contains("vantage_events_ongoing{"), "no event series: {text}");
 }
@@ -115,8 +131,7 @@ async fn untrusted_and_anonymous_submissions_make_no_event() {
     for batch in &story(block_from_hour_24) {
         assert_eq!(collector.ingest(batch).await["accepted"], batch.len());
     }
-    collector.next_fleet_refresh().await;
+    let answer = settled(&collector).await;
 
-    let answer = events(&collector, "").await;
     assert_eq!(answer["events"].as_array().map(Vec::len), Some(0), "{answer:#}");
 }
