@@ -180,9 +180,12 @@ impl Fleet {
     ) -> (Vec<Event>, Option<DateTime<Utc>>) {
         let published = self.snapshot();
         let every = chrono::Duration::from_std(self.interval * EVENTS_EVERY_TICKS).unwrap_or(chrono::Duration::minutes(1));
+        // By the wall clock, as `made_at`: an injected clock that stands still (tests) must not
+        // stop the reads.
+        let started = Utc::now();
         if let Some(read_at) = published.events_read_at
-            && now >= read_at
-            && now - read_at < every
+            && started >= read_at
+            && started - read_at < every
         {
             return (published.events.clone(), Some(read_at));
         }
@@ -193,7 +196,7 @@ impl Fleet {
             events::read::read(self.store.as_ref(), &counted, now, eligible_asns).await
         };
         match read.await {
-            Ok(events) => (events, Some(now)),
+            Ok(events) => (events, Some(started)),
             Err(e) => {
                 tracing::warn!("events unavailable this refresh (the previous list stays): {e}");
                 (published.events.clone(), published.events_read_at)

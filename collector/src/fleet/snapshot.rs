@@ -35,7 +35,7 @@ pub struct Shared {
     pub page: Page,
     /// The detected events of the look-back (bounded by `events::MAX_EVENTS`).
     pub events: Vec<Event>,
-    /// When they were read (by the refreshing replica's clock).
+    /// When their read began (the refreshing replica's wall clock).
     pub events_read_at: Option<DateTime<Utc>>,
 }
 
