@@ -42,7 +42,7 @@ use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
 use crate::trust::{TrustPolicy, load_trusted_keys};
-use crate::{forget, ingest, ops, published, query, status};
+use crate::{events, forget, ingest, ops, published, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -344,6 +344,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
+        .route("/api/v1/events", get(events::api::get_events))
         .route(target_list::LIST_PATH, get(published::get_targets))
         .route(forget::FORGET_PATH, post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))

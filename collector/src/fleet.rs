@@ -13,6 +13,7 @@
 //! 3. load the series budget's admitted combinations (other replicas' admissions);
 //! 4. if this replica holds [`Duty::FleetRefresh`]: read the fleet, judge the keys by the
 //!    [`TrustPolicy`], compute what is published and store it as the snapshot;
+//!    That includes the [events](crate::events) of the look-back, from the keys counted now.
 //! 5. load the latest snapshot and publish it, if it is newer than the one published.
 //!
 //! Why a timer and not on scrape: the read costs a scan of the window, and several Prometheus
@@ -34,11 +35,15 @@ use chrono::{DateTime, Utc};
 use vantage_measurement::wire::KeyStanding;
 
 use crate::clock::Clock;
+use crate::events::{self, Event};
 use crate::metrics::{Metrics, StoreOp};
 use crate::status::view::{self, Page};
 use crate::store::{Duty, KeyActivity, Store, StoreError};
 use crate::trust::TrustPolicy;
 use snapshot::{Shared, SnapshotError};
+
+/// The events are read every this many refresh periods (a minute at the default 15 s).
+pub const EVENTS_EVERY_TICKS: u32 = 4;
 
 /// Why one refresh failed. The previous gauges and snapshot stay in place; the next tick retries.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +64,11 @@ pub enum RefreshError {
 pub struct Snapshot {
     /// The status page (its streak starts filled in).
     pub page: Page,
+    /// The detected events, ongoing first.
+    pub events: Vec<Event>,
+    /// When the events were read (they are read less often than the rest, see
+    /// [`EVENTS_EVERY_TICKS`]).
+    pub events_read_at: Option<DateTime<Utc>>,
     /// When it was made (`None`: not yet).
     pub made_at: Option<DateTime<Utc>>,
     /// Counts the snapshots published here, so pages rendered from one can be reused.
@@ -152,11 +162,49 @@ impl Fleet {
         if let Err(e) = crate::status::fill_timelines(self.store.as_ref(), &self.metrics, &mut page, now, &counted).await {
             tracing::warn!("status page: timelines unavailable this refresh: {e}");
         }
+        let (events, events_read_at) = self.events(now, &metrics.eligible_asns).await;
         // Made at the wall clock's time, as the staleness alert reads it (`now` is the injected
         // clock's, which judges trust and the window).
-        let shared = snapshot::encode(&Shared { metrics, page }, Utc::now())?;
+        let shared = snapshot::encode(&Shared { metrics, page, events, events_read_at }, Utc::now())?;
         self.store.put_fleet_snapshot(&shared).await?;
         Ok(())
+    }
+
+    /// The events of the look-back, from the keys the policy counts now (an error keeps the
+    /// published list, so an ongoing event's alert does not resolve on a failed read, and is
+    /// logged: the gauges and the page still go out).
+    ///
+    /// They are read again only every [`EVENTS_EVERY_TICKS`] refresh periods: the read covers a
+    /// week, and an hourly detector gains nothing from a read every 15 seconds.
+    async fn events(
+        &self,
+        now: DateTime<Utc>,
+        eligible_asns: &std::collections::BTreeSet<(String, u32)>,
+    ) -> (Vec<Event>, Option<DateTime<Utc>>) {
+        let published = self.snapshot();
+        let every = chrono::Duration::from_std(self.interval * EVENTS_EVERY_TICKS).unwrap_or(chrono::Duration::minutes(1));
+        // By the wall clock, as `made_at`: an injected clock that stands still (tests) must not
+        // stop the reads.
+        let started = Utc::now();
+        if let Some(read_at) = published.events_read_at
+            && started >= read_at
+            && started - read_at < every
+        {
+            return (published.events.clone(), Some(read_at));
+        }
+        let since = now - chrono::Duration::hours(events::LOOKBACK_HOURS);
+        let read = async {
+            let active = self.store.active_keys(since).await?;
+            let counted = self.policy.counted(&active, now);
+            events::read::read(self.store.as_ref(), &counted, now, eligible_asns).await
+        };
+        match read.await {
+            Ok(events) => (events, Some(started)),
+            Err(e) => {
+                tracing::warn!("events unavailable this refresh (the previous list stays): {e}");
+                (published.events.clone(), published.events_read_at)
+            }
+        }
     }
 
     /// Publish the latest stored snapshot if it is newer than the one published here.
@@ -173,7 +221,15 @@ impl Fleet {
         self.metrics.publish_fleet(&shared.metrics, stored.made_at)?;
         let mut slot = self.snapshot.write().unwrap_or_else(PoisonError::into_inner);
         let generation = slot.generation + 1;
-        *slot = Arc::new(Snapshot { page: shared.page, made_at: Some(stored.made_at), generation, stored: stored.body });
+        self.metrics.publish_events(&shared.events)?;
+        *slot = Arc::new(Snapshot {
+            page: shared.page,
+            events: shared.events,
+            events_read_at: shared.events_read_at,
+            made_at: Some(stored.made_at),
+            generation,
+            stored: stored.body,
+        });
         Ok(())
     }
 

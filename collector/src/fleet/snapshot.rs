@@ -3,7 +3,8 @@
 //!
 //! It holds the results, not the read behind them: the gauges' values (bounded by the series
 //! budget), the (country, ASN) pairs the `asn` label may name, the keys by standing, and the
-//! status page (bounded by its caps per country; the probes behind each row are left out). A
+//! status page (bounded by its caps per country; the probes behind each row are left out), and the
+//! detected events (bounded by `events::MAX_EVENTS`, probes as counts only). A
 //! fleet of 2 000 probes and 100 targets comes to tens of kilobytes, where the read behind it is
 //! up to a million rows. The page's timelines add up to 50 targets × 48 buckets per country with
 //! anything blocked, about 30 bytes a bucket: some 70 KB for each such country at worst.
@@ -18,12 +19,13 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::events::Event;
 use crate::metrics::fleet::FleetPublication;
 use crate::status::view::Page;
 use crate::store::FleetSnapshot;
 
 /// The serialisation this build writes and reads.
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 /// What one replica publishes for all.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,10 @@ pub struct Shared {
     pub metrics: FleetPublication,
     /// The status page, streak starts filled in.
     pub page: Page,
+    /// The detected events of the look-back (bounded by `events::MAX_EVENTS`).
+    pub events: Vec<Event>,
+    /// When their read began (the refreshing replica's wall clock).
+    pub events_read_at: Option<DateTime<Utc>>,
 }
 
 /// Why a snapshot could not be made or read.
@@ -125,6 +131,22 @@ mod tests {
                     }],
                 },
             },
+            events: vec![Event {
+                country: "DE".into(),
+                target: "wiki".into(),
+                test: TestKind::Tls,
+                started_at: at.unwrap_or_default(),
+                detected_at: at.unwrap_or_default(),
+                ended_at: None,
+                started_before_lookback: false,
+                mechanism: Some(Mechanism::TlsResetAfterClientHello),
+                baseline_share: 0.05,
+                blocked_share: 0.8,
+                probes_blocked: 5,
+                probes_measuring: 6,
+                asns: vec![3320],
+            }],
+            events_read_at: at,
         }
     }
 

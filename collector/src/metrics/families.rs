@@ -24,7 +24,7 @@ use super::{
     PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
     STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
-use super::{DUTY_HELD, STORE_UP};
+use super::{DUTY_HELD, EVENTS_ONGOING, STORE_UP};
 use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
 use crate::payload::BatchRejection;
 use crate::store::Duty;
@@ -243,6 +243,7 @@ pub(super) struct FleetFamilies {
     pub(super) gauges: FleetGauges,
     pub(super) refreshed: Gauge,
     pub(super) window: IntGauge,
+    pub(super) events_ongoing: IntGaugeVec,
 }
 
 impl FleetFamilies {
@@ -257,7 +258,15 @@ impl FleetFamilies {
             "The window (--window-secs) of vantage_probes_active, vantage_target_probes and vantage_target_asns.",
         )?;
         let gauges = r.register(FleetGauges::new()?)?;
-        Ok(FleetFamilies { gauges, refreshed, window })
+        let events_ongoing = r.int_gauge_vec(
+            EVENTS_ONGOING,
+            "Detected blocking events still going on (a changepoint in the share of blocked among trusted \
+             measurements, hourly over the last week; GET /api/v1/events has them with evidence), by country, \
+             target, test and the events' main mechanism; 0 for an event that ended within the week. \
+             Recomputed every fourth fleet refresh.",
+            &["country", "target", "test", "mechanism"],
+        )?;
+        Ok(FleetFamilies { gauges, refreshed, window, events_ongoing })
     }
 }
 

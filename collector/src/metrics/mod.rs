@@ -88,6 +88,8 @@ pub const SERIES_LIMIT: &str = "vantage_metric_series_limit";
 pub const FLEET_REFRESH_TIMESTAMP_SECONDS: &str = "vantage_collector_fleet_refresh_timestamp_seconds";
 /// The window of the fleet gauges.
 pub const FLEET_WINDOW_SECONDS: &str = "vantage_fleet_window_seconds";
+/// Ongoing detected events (`crate::events`), by country, target, test and mechanism.
+pub const EVENTS_ONGOING: &str = "vantage_events_ongoing";
 /// Requests the rate limiter refused, by endpoint and scope.
 pub const RATE_LIMITED_TOTAL: &str = "vantage_collector_rate_limited_total";
 /// Keys and sources the rate limiter tracks, by endpoint and scope.
@@ -288,6 +290,23 @@ impl Metrics {
         }
         self.fleet.window.set(i64::try_from(published.window_secs).unwrap_or(i64::MAX));
         self.fleet.refreshed.set(made_at.timestamp_millis() as f64 / 1000.0);
+        Ok(())
+    }
+
+    /// Replace `vantage_events_ongoing` with `events`' (from the published snapshot): one series
+    /// per event's labels, 1 per ongoing event, 0 for an ended one (so a series that fired stays
+    /// while its event is in the look-back, and resolves instead of vanishing). At most
+    /// `events::MAX_EVENTS` series; the target folds into `other` unless published, the country
+    /// by the schema's rule.
+    pub fn publish_events(&self, events: &[crate::events::Event]) -> Result<(), prometheus::Error> {
+        let family = &self.fleet.events_ongoing;
+        family.reset();
+        for event in events {
+            let target = if self.is_published(&event.target) { event.target.as_str() } else { "other" };
+            let mechanism = event.mechanism.map_or("none", |m| m.as_str());
+            let labels = [country_label(&event.country), target, event.test.as_str(), mechanism];
+            family.get_metric_with_label_values(&labels)?.add(i64::from(event.ongoing()));
+        }
         Ok(())
     }
 

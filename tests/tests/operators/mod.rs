@@ -219,6 +219,7 @@ pub const FLEET_GAUGES: &[&str] = &[
     "vantage_target_asns",
     "vantage_target_asns_measured",
     "vantage_fleet_window_seconds",
+    "vantage_events_ongoing",
     "vantage_collector_stored_measurements",
     "vantage_collector_keys_active",
     "vantage_collector_fleet_refresh_timestamp_seconds",
