@@ -55,6 +55,7 @@ pub mod app;
 pub mod clock;
 pub mod config;
 mod error;
+pub mod export;
 pub mod fleet;
 pub mod forget;
 pub mod geoip;

@@ -34,6 +34,7 @@ pub mod envelope;
 pub mod example;
 pub mod failure;
 pub mod observation;
+pub mod ooni;
 pub mod validate;
 pub mod verdict;
 pub mod wire;
