@@ -6,6 +6,7 @@ mod support;
 mod binary;
 mod client_source;
 mod connections;
+mod exports;
 mod fairness;
 mod fleet;
 mod forget;
