@@ -39,18 +39,19 @@ pub struct PublicationKey(pub VerifyingKey);
 /// Chunks handed to the response at once.
 const CHUNK_BYTES: usize = 64 * 1024;
 
-fn not_found(message: String) -> Response {
-    ApiError::client(StatusCode::NOT_FOUND, None, message).into_response()
+fn not_found(message: String) -> ApiError {
+    ApiError::client(StatusCode::NOT_FOUND, None, message)
 }
 
-fn parse_day(text: &str) -> Result<NaiveDate, Response> {
-    NaiveDate::parse_from_str(text, "%Y%m%d").ok().filter(|d| d.format("%Y%m%d").to_string() == text).ok_or_else(|| {
-        ApiError::client(StatusCode::BAD_REQUEST, None, format!("{text:?} is not a day (YYYYMMDD)")).into_response()
-    })
+fn parse_day(text: &str) -> Result<NaiveDate, ApiError> {
+    NaiveDate::parse_from_str(text, "%Y%m%d")
+        .ok()
+        .filter(|d| d.format("%Y%m%d").to_string() == text)
+        .ok_or_else(|| ApiError::client(StatusCode::BAD_REQUEST, None, format!("{text:?} is not a day (YYYYMMDD)")))
 }
 
 /// The published manifest of `day`, or the 404 saying why there is none.
-async fn published(store: &dyn Store, clock: &dyn Clock, day: NaiveDate) -> Result<String, Response> {
+async fn published(store: &dyn Store, clock: &dyn Clock, day: NaiveDate) -> Result<String, ApiError> {
     if !is_closed(day, clock.now()) {
         return Err(not_found(format!(
             "{day} is not closed: a day closes at {} (10 minutes after it ends, UTC) and is published within minutes",
@@ -60,7 +61,7 @@ async fn published(store: &dyn Store, clock: &dyn Clock, day: NaiveDate) -> Resu
     match store.publication(day).await {
         Ok(Some(publication)) => Ok(publication.manifest),
         Ok(None) => Err(not_found(format!("{day} is not published: no measurements before it, or publication is pending"))),
-        Err(e) => Err(ApiError::from(&e).into_response()),
+        Err(e) => Err(ApiError::from(&e)),
     }
 }
 
@@ -86,7 +87,7 @@ pub(crate) async fn get_exports(State(store): State<Arc<dyn Store>>) -> Response
 pub(crate) async fn get_latest(State(store): State<Arc<dyn Store>>) -> Response {
     match store.latest_publication().await {
         Ok(Some(publication)) => manifest_response(publication.manifest),
-        Ok(None) => not_found("nothing is published yet".into()),
+        Ok(None) => not_found("nothing is published yet".into()).into_response(),
         Err(e) => ApiError::from(&e).into_response(),
     }
 }
@@ -98,15 +99,15 @@ pub(crate) async fn get_manifest(
     Path((day, name)): Path<(String, String)>,
 ) -> Response {
     if name != "manifest.json" {
-        return not_found(format!("no {name:?}: a day has manifest.json and CC/TEST/FILE.gz"));
+        return not_found(format!("no {name:?}: a day has manifest.json and CC/TEST/FILE.gz")).into_response();
     }
     let day = match parse_day(&day) {
         Ok(day) => day,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     match published(store.as_ref(), clock.as_ref(), day).await {
         Ok(manifest) => manifest_response(manifest),
-        Err(response) => response,
+        Err(e) => e.into_response(),
     }
 }
 
@@ -128,17 +129,17 @@ pub(crate) async fn get_file(
 ) -> Response {
     let day = match parse_day(&day) {
         Ok(day) => day,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let (Some(format), Some(test_kind)) = (Format::of_file_name(&name), TestKind::parse(&test)) else {
-        return not_found(format!("no {cc}/{test}/{name} on {day}"));
+        return not_found(format!("no {cc}/{test}/{name} on {day}")).into_response();
     };
     if !is_country_code(&cc) {
-        return not_found(format!("no {cc}/{test}/{name} on {day}"));
+        return not_found(format!("no {cc}/{test}/{name} on {day}")).into_response();
     }
     let manifest = match published(store.as_ref(), clock.as_ref(), day).await {
         Ok(text) => text,
-        Err(response) => return response,
+        Err(e) => return e.into_response(),
     };
     let path = format!("{cc}/{test}/{name}");
     let entry = match serde_json::from_str::<Manifest>(&manifest) {
@@ -149,7 +150,8 @@ pub(crate) async fn get_file(
         }
     };
     let Some(entry) = entry else {
-        return not_found(format!("no {path} on {day}: see /api/v1/exports/{}/manifest.json", day.format("%Y%m%d")));
+        return not_found(format!("no {path} on {day}: see /api/v1/exports/{}/manifest.json", day.format("%Y%m%d")))
+            .into_response();
     };
     let rows = match store.day_rows(&DayRows { day, group: Some((cc, test_kind)) }).await {
         Ok(rows) => rows,

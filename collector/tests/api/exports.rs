@@ -105,8 +105,9 @@ async fn a_day_exported_in_every_format_verifies_and_tampering_is_caught() {
     let count = |format: &str, parse: fn(&str) -> usize| -> usize {
         gz_files(&dir.path().join(format).join(&ymd)).iter().map(|f| parse(&gunzip(f))).sum()
     };
-    let ndjson_rows =
-        count("ndjson", |t| t.lines().map(|l| serde_json::from_str::<Measurement>(l).expect("a measurement")).count());
+    let ndjson_rows = count("ndjson", |t| {
+        t.lines().inspect(|l| assert!(serde_json::from_str::<Measurement>(l).is_ok(), "a measurement: {l}")).count()
+    });
     let csv_rows = count("csv", |t| {
         let mut lines = t.lines();
         assert!(lines.next().expect("header").starts_with("id,started_at,received_day,cc,asn"));
