@@ -60,6 +60,21 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
+/// One row of `format` made from `line`, or `None` for a row the OONI mapping refuses: it is left
+/// out of the OONI file only (logged by id), so one unmappable measurement never stops a day's
+/// publication; the manifest counts the rows each file holds.
+pub fn row_or_skip(format: Format, line: &str, day: &str) -> Result<Option<Vec<u8>>, FormatError> {
+    match format.row(line, day) {
+        Ok(row) => Ok(Some(row)),
+        Err(FormatError::Ooni(reason)) => {
+            let id = serde_json::from_str::<serde_json::Value>(line).ok().and_then(|v| v["id"].as_str().map(String::from));
+            tracing::warn!(id = id.as_deref().unwrap_or("?"), "left out of the OONI file: {reason}");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Why a day could not be exported.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -143,7 +158,7 @@ impl<O: FnMut(&str) -> io::Result<Output>> DayExport<O> {
         group.tree.push_line(line.as_bytes());
         self.tree.push_line(line.as_bytes());
         for file in &mut group.files {
-            let row = file.format.row(line, &self.day_text)?;
+            let Some(row) = row_or_skip(file.format, line, &self.day_text)? else { continue };
             file.out.write_all(&row).map_err(|source| ExportError::Io { path: file.path.clone(), source })?;
             file.rows += 1;
         }

@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use vantage_measurement::{TestKind, is_country_code};
 
-use super::day::{Hashing, gzip};
+use super::day::{Hashing, gzip, row_or_skip};
 use super::format::Format;
 use super::manifest::Manifest;
 use super::publish::{closes_at, is_closed};
@@ -183,7 +183,9 @@ fn write_file(mut rows: crate::store::RowReceiver, format: Format, day: &str, ou
     gz.write_all(&format.header())?;
     while let Some(line) = rows.blocking_recv() {
         let line = line.map_err(io::Error::other)?;
-        gz.write_all(&format.row(&line, day).map_err(io::Error::other)?)?;
+        if let Some(row) = row_or_skip(format, &line, day).map_err(io::Error::other)? {
+            gz.write_all(&row)?;
+        }
     }
     let (sha256, mut out) = gz.finish()?.finish();
     out.flush()?;
