@@ -42,7 +42,7 @@ use crate::server::{CertSlot, Server, TlsError};
 use crate::state::AppState;
 use crate::store::{self, Store, StoreError};
 use crate::trust::{TrustPolicy, load_trusted_keys};
-use crate::{events, forget, ingest, ops, published, query, status};
+use crate::{events, export, forget, ingest, ops, published, query, status};
 
 /// How long shutdown waits for in-flight requests.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,6 +75,9 @@ pub enum BuildError {
         #[source]
         source: std::io::Error,
     },
+    /// The publication key can't be read or made (exit 64).
+    #[error("publication key: {0}")]
+    PublicationKey(String),
     /// The metric registry refused a family (a bug in this crate).
     #[error("metrics registry: {0}")]
     Metrics(#[from] prometheus::Error),
@@ -83,7 +86,7 @@ pub enum BuildError {
 impl BuildError {
     /// Is this the operator's configuration (as opposed to the environment)?
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::Config(_) | Self::SignedList(_) | Self::GeoIp(_) | Self::Tls(_))
+        matches!(self, Self::Config(_) | Self::SignedList(_) | Self::GeoIp(_) | Self::Tls(_) | Self::PublicationKey(_))
     }
 }
 
@@ -142,6 +145,8 @@ pub struct App {
     cert: Option<Arc<CertSlot>>,
     /// `--retain-days`, and the clock retention measures from.
     retention: Option<(u32, Arc<dyn Clock>)>,
+    /// The key closed days' manifests are signed with, and the clock that closes days.
+    publication: (Arc<ed25519_dalek::SigningKey>, Arc<dyn Clock>),
 }
 
 impl App {
@@ -214,6 +219,10 @@ impl App {
             tracing::info!(geoip = ?published.geoip, "GeoIP databases loaded: batches get a collector-observed location");
         }
         let retention = config.retain_days.map(|days| (days, Arc::clone(&clock)));
+        let key_path = export::key::path(config.publication_key.as_deref(), &config.data_dir);
+        let publication_key =
+            Arc::new(export::key::load_or_create(&key_path).map_err(|e| BuildError::PublicationKey(format!("{e:#}")))?);
+        let publication = (Arc::clone(&publication_key), Arc::clone(&clock));
         let list = Arc::new(ListSlot::new(config.signed_list.clone(), published.list, Arc::clone(&metrics)));
         let fleet = Arc::new(Fleet::new(
             Arc::clone(&store),
@@ -239,6 +248,7 @@ impl App {
             clock,
             trust,
             challenge: Arc::new(Challenge(challenge)),
+            publication_key: Arc::new(export::http::PublicationKey(publication_key.verifying_key())),
         };
         let listener =
             TcpListener::bind(config.listen).await.map_err(|source| BuildError::Bind { addr: config.listen, source })?;
@@ -250,7 +260,7 @@ impl App {
             );
         }
         let server = Server::new(listener, router(state), settings, tls, metrics);
-        Ok(App { server, local_addr, store, fleet, list, cert, retention })
+        Ok(App { server, local_addr, store, fleet, list, cert, retention, publication })
     }
 
     /// `https` when serving TLS, else `http`: the scheme of the collector's URL.
@@ -285,6 +295,8 @@ impl App {
         let retention = self.retention.clone().map(|(days, clock)| {
             tokio::spawn(crate::retention::run(Arc::clone(&self.store), clock, days, crate::retention::RETENTION_PERIOD))
         });
+        let (key, clock) = self.publication.clone();
+        let publisher = tokio::spawn(export::publish::run(Arc::clone(&self.store), key, clock, export::publish::PUBLISH_PERIOD));
         let (started_tx, started_rx) = oneshot::channel::<()>();
         let signal = async move {
             shutdown.await;
@@ -303,6 +315,7 @@ impl App {
             () = drain_deadline => tracing::warn!("requests still running after {DRAIN_TIMEOUT:?}; closing anyway"),
         }
         refresher.abort();
+        publisher.abort();
         rereader.abort();
         if let Some(task) = cert_rereader {
             task.abort();
@@ -353,6 +366,11 @@ fn router(state: AppState) -> Router {
             key_registration::REGISTER_PATH,
             post(registration::post_key).layer(DefaultBodyLimit::max(registration::MAX_REQUEST_BYTES)),
         )
+        .route("/api/v1/exports", get(export::http::get_exports))
+        .route("/api/v1/exports/latest", get(export::http::get_latest))
+        .route("/api/v1/exports/{day}/{file}", get(export::http::get_manifest))
+        .route("/api/v1/exports/{day}/{cc}/{test}/{file}", get(export::http::get_file))
+        .route("/api/v1/publication-key", get(export::http::get_publication_key))
         .route("/metrics", get(ops::get_metrics))
         .route("/healthz", get(ops::healthz))
         .with_state(state)

@@ -29,6 +29,7 @@ pub use crate::trust::args::{
 use crate::store::StoreLocation;
 pub use crate::store::args::{DatabaseUrl, ENV_DATABASE_URL, ENV_RETAIN_DAYS, StoreArgs};
 
+pub use crate::export::args::{ExportArgs, PublicationArgs, VerifyArgs};
 pub use crate::operator::args::{InviteArgs, ListCommand, ListKeyCommand, PinArgs};
 use crate::server;
 pub use crate::server::args::{
@@ -121,6 +122,11 @@ pub enum Command {
     /// Print the pin (`sha256/…`) of the TLS key in a certificate or key file, for `invite --pin`
     /// and the operator's records.
     Pin(PinArgs),
+    /// Write closed days' bulk export (gzip files per country and test, and each day's signed
+    /// manifest) from the store, publishing first any closed day not yet published.
+    Export(ExportArgs),
+    /// Check export files offline against a day's signed manifest and the collector's public key.
+    Verify(VerifyArgs),
 }
 
 /// Flags of `vantage-collector serve`.
@@ -246,6 +252,10 @@ pub struct ServeArgs {
     /// The database (PostgreSQL instead of SQLite) and retention.
     #[command(flatten)]
     pub store: StoreArgs,
+
+    /// The key that signs the export manifests.
+    #[command(flatten)]
+    pub publication: PublicationArgs,
 }
 
 /// Everything the collector is built from.
@@ -299,6 +309,8 @@ pub struct Config {
     pub database: Option<DatabaseUrl>,
     /// Days of measurements kept (`None`: all).
     pub retain_days: Option<u32>,
+    /// The publication key file (`None`: `publication.key` in `data_dir`).
+    pub publication_key: Option<PathBuf>,
 }
 
 impl Config {
@@ -330,6 +342,7 @@ impl Config {
             registration_difficulty_bits: DEFAULT_DIFFICULTY_BITS,
             database: None,
             retain_days: None,
+            publication_key: None,
         }
     }
 }
@@ -402,6 +415,7 @@ impl From<ServeArgs> for Config {
             registration_difficulty_bits: args.trust.registration_difficulty_bits,
             database: args.store.database,
             retain_days: args.store.retain_days,
+            publication_key: args.publication.publication_key,
         }
     }
 }

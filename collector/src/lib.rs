@@ -56,6 +56,7 @@ pub mod clock;
 pub mod config;
 mod error;
 pub mod events;
+pub mod export;
 pub mod fleet;
 pub mod forget;
 pub mod geoip;

@@ -12,7 +12,7 @@ use vantage_collector::app::Published;
 use vantage_collector::clock::SystemClock;
 use vantage_collector::helper::Helper;
 use vantage_collector::metrics::Metrics;
-use vantage_collector::{App, BuildError, Cli, Command, Config, Store, operator, shutdown_signal, store};
+use vantage_collector::{App, BuildError, Cli, Command, Config, Store, export, operator, shutdown_signal, store};
 
 /// EX_USAGE from sysexits.h: the command line or configuration is wrong.
 const EXIT_USAGE: u8 = 64;
@@ -40,6 +40,8 @@ fn main() -> ExitCode {
         Command::List(command) => offline(operator::list(command)),
         Command::Invite(args) => offline(operator::invite(&args)),
         Command::Pin(args) => offline(operator::pin::pin_of_file(&args.file).map(|pin| pin.to_string())),
+        Command::Export(args) => offline(runtime.block_on(export::cli::export(args))),
+        Command::Verify(args) => offline(export::cli::verify(&args)),
     }
 }
 

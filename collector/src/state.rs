@@ -10,6 +10,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::clock::Clock;
+use crate::export::http::PublicationKey;
 use crate::fleet::Fleet;
 use crate::forget::Honoured;
 use crate::geoip::GeoIp;
@@ -39,6 +40,7 @@ pub(crate) struct AppState {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) trust: Arc<TrustPolicy>,
     pub(crate) challenge: Arc<Challenge>,
+    pub(crate) publication_key: Arc<PublicationKey>,
 }
 
 /// Each piece a handler can ask for, and the field it is cloned from (an `Arc` or a handle).
@@ -66,4 +68,5 @@ pieces! {
     Arc<dyn Clock> => clock,
     Arc<TrustPolicy> => trust,
     Arc<Challenge> => challenge,
+    Arc<PublicationKey> => publication_key,
 }

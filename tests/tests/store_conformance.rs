@@ -12,6 +12,8 @@ mod cases;
 mod fleet;
 #[path = "store_conformance/postgres_only.rs"]
 mod postgres_only;
+#[path = "store_conformance/publications.rs"]
+mod publications;
 #[path = "store_conformance/shared.rs"]
 mod shared;
 
@@ -116,6 +118,8 @@ conformance!(
     fleet::duties_are_held_by_one_store_at_a_time,
     shared::the_latest_fleet_snapshot_wins_and_an_older_one_never_overwrites_it,
     shared::series_admission_holds_the_cap_across_stores_and_answers_alike,
+    publications::a_days_rows_come_by_arrival_grouped_by_country_and_test_in_id_order,
+    publications::a_published_manifest_is_never_overwritten,
 );
 
 /// The same input gives the same rows, byte for byte, from both backends.

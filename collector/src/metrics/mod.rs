@@ -443,7 +443,7 @@ mod tests {
         );
         assert_eq!(ids(FoldLabel::ALL, FoldLabel::as_str), ["target", "asn", "country"]);
         assert_eq!(ids(FoldReason::ALL, FoldReason::as_str), ["unpublished", "few_probes", "budget"]);
-        assert_eq!(ids(Duty::ALL, Duty::as_str), ["fleet_refresh", "retention"]);
+        assert_eq!(ids(Duty::ALL, Duty::as_str), ["fleet_refresh", "retention", "publish"]);
         assert_eq!(
             ids(Family::ALL, Family::as_str),
             ["measurements", "measurements_by_asn", "probes_active", "target_verdicts", "target_measured"],

@@ -92,7 +92,7 @@ fn new_key(out: &Path) -> anyhow::Result<String> {
         }
     }
     let key = ListKey::generate();
-    write_private(out, format!("{}\n", BASE64.encode(key.seed())).as_bytes())?;
+    write_seed(out, key.seed())?;
     write_private(&revocation_file, &json_bytes(&key.revoke())?)?;
     Ok(format!(
         "list key written to {} (secret: keep it off the collector and backed up)\n\
@@ -183,10 +183,20 @@ fn previous_version(out: &Path) -> anyhow::Result<Option<u64>> {
 
 /// Read a list key file.
 pub fn read_key(path: &Path) -> anyhow::Result<ListKey> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the list key {}", path.display()))?;
+    Ok(ListKey::from_seed(&read_seed(path, "list key", "list-key new")?))
+}
+
+/// Read an ed25519 key file: the 32-byte seed in base64 (`what` names the key, `made_by` the
+/// command that makes it, in errors). The list key and the publication key share this format.
+pub(crate) fn read_seed(path: &Path, what: &str, made_by: &str) -> anyhow::Result<[u8; 32]> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the {what} {}", path.display()))?;
     let seed = BASE64.decode(text.trim()).ok().and_then(|bytes| <[u8; 32]>::try_from(bytes.as_slice()).ok());
-    let seed = seed.with_context(|| format!("{} is not a list key (made by `list-key new`)", path.display()))?;
-    Ok(ListKey::from_seed(&seed))
+    seed.with_context(|| format!("{} is not a {what} (made by {made_by})", path.display()))
+}
+
+/// Write a new key file holding `seed` (mode 0600; fails if the file exists).
+pub(crate) fn write_seed(path: &Path, seed: &[u8; 32]) -> anyhow::Result<()> {
+    write_private(path, format!("{}\n", BASE64.encode(seed)).as_bytes())
 }
 
 fn read_json<T: DeserializeOwned>(path: &Path) -> anyhow::Result<T> {

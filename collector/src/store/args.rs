@@ -39,7 +39,7 @@ pub struct DatabaseUrl(pub String);
 
 impl DatabaseUrl {
     /// Take the URL as typed: it is checked when the config is (so no error repeats it).
-    fn parse(url: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
+    pub(crate) fn parse(url: &str) -> Result<DatabaseUrl, std::convert::Infallible> {
         Ok(DatabaseUrl(url.to_string()))
     }
 }

@@ -43,7 +43,7 @@ mod row;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::mpsc;
 use vantage_measurement::wire::{KeyId, ObservedLocation};
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
@@ -293,6 +293,8 @@ vantage_measurement::closed_set! {
         FleetRefresh => "fleet_refresh",
         /// Drop measurements older than `--retain-days`.
         Retention => "retention",
+        /// Publish each closed day's signed export manifest (`crate::export::publish`).
+        Publish => "publish",
     }
 }
 
@@ -382,6 +384,43 @@ pub(crate) fn encode_labels(labels: &[String]) -> Result<String, StoreError> {
 /// The stored form of admitted label values back.
 pub(crate) fn decode_labels(labels: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(labels).map_err(|e| StoreError::Corrupt(format!("admitted labels {labels:?}: {e}")))
+}
+
+/// The rows [`Store::day_rows`] reads: one UTC day of arrival, optionally one (country, test)
+/// group of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DayRows {
+    /// The UTC day: `received_at` in `[day 00:00, next day 00:00)`.
+    pub day: NaiveDate,
+    /// Only rows of this `probe.cc` and test (`None`: the whole day).
+    pub group: Option<(String, TestKind)>,
+}
+
+/// The publication log's entry for one day: the signed manifest, exactly as published.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Publication {
+    /// The UTC day of arrival it covers.
+    pub day: NaiveDate,
+    /// The manifest file's bytes (UTF-8 JSON).
+    pub manifest: String,
+}
+
+/// Days since 1970-01-01 of a calendar day, as the stores key days.
+pub(crate) fn day_number(day: NaiveDate) -> i32 {
+    day_of(day.and_time(chrono::NaiveTime::MIN).and_utc())
+}
+
+/// The calendar day of a day number.
+pub(crate) fn day_of_number(day: i64) -> Result<NaiveDate, StoreError> {
+    DateTime::from_timestamp(day.saturating_mul(86_400), 0)
+        .map(|t| t.date_naive())
+        .ok_or_else(|| StoreError::Corrupt(format!("day {day} is out of range")))
+}
+
+/// `[start, end)` of a day in Unix seconds.
+pub(crate) fn day_seconds(day: NaiveDate) -> (i64, i64) {
+    let start = i64::from(day_number(day)) * 86_400;
+    (start, start + 86_400)
 }
 
 /// One NDJSON line (no newline) or the error that ended the stream early.
@@ -482,6 +521,28 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `group_by` order; a missing mechanism first). At most [`MAX_AGGREGATE_ROWS`] groups, else
     /// [`StoreError::TooLarge`]. Without axes, one row (all zero when nothing matched).
     async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError>;
+
+    /// Stream the rows received on `rows.day` (UTC; `received_at` in `[day, day + 1)`) as NDJSON
+    /// lines, the same lines [`Store::query`] returns, ordered by `probe.cc`, test, then id
+    /// (byte order): the export's file order, so an export keeps one group's files open at a time.
+    /// Errors before the first row come back as `Err`; later ones end the stream.
+    async fn day_rows(&self, rows: &DayRows) -> Result<RowReceiver, StoreError>;
+
+    /// When the earliest stored measurement arrived (`None`: none stored).
+    async fn earliest_received(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Add `publication` to the publication log unless its day is there already: a published
+    /// manifest is never overwritten. `true` if it was added.
+    async fn publish(&self, publication: &Publication) -> Result<bool, StoreError>;
+
+    /// The published manifest of `day` (`None`: not published).
+    async fn publication(&self, day: NaiveDate) -> Result<Option<Publication>, StoreError>;
+
+    /// The latest published day's manifest (`None`: nothing published yet).
+    async fn latest_publication(&self) -> Result<Option<Publication>, StoreError>;
+
+    /// Every published day, oldest first.
+    async fn published_days(&self) -> Result<Vec<NaiveDate>, StoreError>;
 
     /// How many measurements are stored.
     async fn count(&self) -> Result<u64, StoreError>;

@@ -7,6 +7,7 @@ mod binary;
 mod client_source;
 mod connections;
 mod events;
+mod exports;
 mod fairness;
 mod fleet;
 mod forget;

@@ -22,6 +22,7 @@ mod aggregate;
 mod blobs;
 mod ingest;
 mod partitions;
+mod publications;
 mod reads;
 pub mod schema;
 mod shared;
@@ -43,7 +44,8 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::row::StoredRow;
 use super::{
-    AdmittedSeries, AggregateRow, Aggregation, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver,
+    AdmittedSeries, AggregateRow, Aggregation, DayRows, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity,
+    Publication, RowReceiver,
     SeriesClaim, Store, StoreError, StreakKey,
 };
 
@@ -223,6 +225,38 @@ impl PostgresStore {
         Ok(outcomes)
     }
 
+    /// Stream the rows of `sql` (the query's columns) from a pooled connection of their own, a
+    /// query permit held meanwhile.
+    async fn stream(&self, sql: &str, values: Vec<reads::Param>) -> Result<RowReceiver, StoreError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
+        let client = self.client().await?;
+        let statement = client.prepare_cached(sql).await?;
+        let params = values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync));
+        let rows = client.query_raw(&statement, params).await?;
+        let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
+        let mut lookup = blobs::Lookup::new(self.pool.clone());
+        tokio::spawn(async move {
+            // The connection and the permit are held until the last row is sent or the reader
+            // goes away (the HTTP client disconnected): dropping the stream ends the query.
+            let (_permit, _client) = (permit, client);
+            futures::pin_mut!(rows);
+            while let Some(row) = rows.next().await {
+                let item = match row {
+                    Ok(row) => reads::read_row(&row, &mut lookup).await,
+                    Err(e) => Err(StoreError::from(e)),
+                };
+                let failed = item.is_err();
+                if rows_tx.send(item).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        Ok(rows_rx)
+    }
+
     /// (write transactions committed, batches they held): group commit at work when the first
     /// is the smaller.
     #[doc(hidden)]
@@ -326,34 +360,35 @@ impl Store for PostgresStore {
     }
 
     async fn query(&self, filter: &Filter, limit: usize) -> Result<RowReceiver, StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
-        }
-        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
-        let client = self.client().await?;
         let (sql, values) = reads::select_statement(filter, limit);
-        let statement = client.prepare_cached(&sql).await?;
-        let params = values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync));
-        let rows = client.query_raw(&statement, params).await?;
-        let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
-        let mut lookup = blobs::Lookup::new(self.pool.clone());
-        tokio::spawn(async move {
-            // The connection and the permit are held until the last row is sent or the reader
-            // goes away (the HTTP client disconnected): dropping the stream ends the query.
-            let (_permit, _client) = (permit, client);
-            futures::pin_mut!(rows);
-            while let Some(row) = rows.next().await {
-                let item = match row {
-                    Ok(row) => reads::read_row(&row, &mut lookup).await,
-                    Err(e) => Err(StoreError::from(e)),
-                };
-                let failed = item.is_err();
-                if rows_tx.send(item).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        Ok(rows_rx)
+        self.stream(&sql, values).await
+    }
+
+    async fn day_rows(&self, rows: &DayRows) -> Result<RowReceiver, StoreError> {
+        let (sql, values) = publications::day_statement(rows);
+        self.stream(&sql, values).await
+    }
+
+    async fn earliest_received(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let earliest = publications::earliest_received(&**self.client().await?).await?;
+        Ok(earliest.and_then(|t| DateTime::from_timestamp(t, 0)))
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<bool, StoreError> {
+        let _running = self.running.read().await;
+        publications::publish(&**self.client().await?, publication, Utc::now().timestamp()).await
+    }
+
+    async fn publication(&self, day: chrono::NaiveDate) -> Result<Option<Publication>, StoreError> {
+        publications::read(&**self.client().await?, Some(day)).await
+    }
+
+    async fn latest_publication(&self) -> Result<Option<Publication>, StoreError> {
+        publications::read(&**self.client().await?, None).await
+    }
+
+    async fn published_days(&self) -> Result<Vec<chrono::NaiveDate>, StoreError> {
+        publications::days(&**self.client().await?).await
     }
 
     async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
@@ -467,6 +502,7 @@ fn duty_lock(duty: Duty) -> i32 {
     match duty {
         Duty::FleetRefresh => 100,
         Duty::Retention => 101,
+        Duty::Publish => 102,
     }
 }
 

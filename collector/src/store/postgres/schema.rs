@@ -13,13 +13,15 @@
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share |
 //! | 4 | `skeleton` beside `body`: new rows keep their large values (certificate chains) once in `blobs` by SHA-256 (`store/blobs.rs`); rows written before keep their body |
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
+//! | 5 | reserved for wt-agg (merged by the coordinator) |
+//! | 6 | `publications`: the export's publication log, one signed manifest per closed day (`publications`) |
 
 use tokio_postgres::Client;
 
 use super::{LOCK_CLASS, StoreError};
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The advisory lock (within [`LOCK_CLASS`]) migrations run under.
 const MIGRATION_LOCK: i32 = 0;
@@ -96,8 +98,15 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_by_last_day ON blobs (last_day);
 ";
 
+/// Version 5: reserved for wt-agg (the coordinator merges the real step).
+const STEP_V5: &str = "-- reserved for wt-agg\nSELECT 1;";
+
+/// Version 6: the publication log (`super::publications`).
+const STEP_V6: &str = super::publications::LAYOUT;
+
 /// Every step, in order: `(version it brings the database to, SQL)`.
-const STEPS: [(i32, &str); 4] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED), (4, STEP_V4)];
+const STEPS: [(i32, &str); 6] =
+    [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED), (4, STEP_V4), (5, STEP_V5), (6, STEP_V6)];
 
 /// Bring the database to `target` (normally [`SCHEMA_VERSION`]; tests build older layouts).
 /// `shown` names it (without password) in errors.

@@ -15,6 +15,7 @@ mod blobs;
 mod fleet;
 mod group;
 mod keys;
+mod publications;
 pub mod schema;
 mod shared;
 
@@ -33,7 +34,8 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 
 use super::row::StoredRow;
 use super::{
-    AdmittedSeries, AggregateRow, Aggregation, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity, RowReceiver,
+    AdmittedSeries, AggregateRow, Aggregation, DayRows, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity,
+    Publication, RowReceiver,
     SeriesClaim, Store, StoreError, StreakKey, annotate,
 };
 use group::{Batch, GroupCommit};
@@ -103,6 +105,24 @@ impl SqliteStore {
         .await
     }
 
+    /// Stream the rows of `sql` from a reader of their own (a query permit held meanwhile).
+    async fn stream(&self, sql: String, values: Vec<Value>) -> Result<RowReceiver, StoreError> {
+        self.ensure_open()?;
+        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
+        let path = self.path.clone();
+        let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
+        let (started_tx, started_rx) = oneshot::channel();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            stream_rows(&path, &sql, values, started_tx, &rows_tx);
+        });
+        match started_rx.await {
+            Ok(Ok(())) => Ok(rows_rx),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(StoreError::Task("the query thread ended before it ran".into())),
+        }
+    }
+
     fn ensure_open(&self) -> Result<(), StoreError> {
         if self.closed.load(Ordering::Acquire) { Err(StoreError::Closed) } else { Ok(()) }
     }
@@ -162,21 +182,44 @@ impl Store for SqliteStore {
     }
 
     async fn query(&self, filter: &Filter, limit: usize) -> Result<RowReceiver, StoreError> {
-        self.ensure_open()?;
-        let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
         let (sql, values) = select_statement(filter, limit);
+        self.stream(sql, values).await
+    }
+
+    async fn day_rows(&self, rows: &DayRows) -> Result<RowReceiver, StoreError> {
+        let (sql, values) = publications::day_statement(rows);
+        self.stream(sql, values).await
+    }
+
+    async fn earliest_received(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.ensure_open()?;
         let path = self.path.clone();
-        let (rows_tx, rows_rx) = mpsc::channel(QUERY_CHANNEL_ROWS);
-        let (started_tx, started_rx) = oneshot::channel();
-        tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            stream_rows(&path, &sql, values, started_tx, &rows_tx);
-        });
-        match started_rx.await {
-            Ok(Ok(())) => Ok(rows_rx),
-            Ok(Err(e)) => Err(e),
-            Err(_) => Err(StoreError::Task("the query thread ended before it ran".into())),
-        }
+        let earliest = blocking(move || publications::earliest_received(&open_reader(&path)?)).await?;
+        Ok(earliest.and_then(|t| DateTime::from_timestamp(t, 0)))
+    }
+
+    async fn publish(&self, publication: &Publication) -> Result<bool, StoreError> {
+        let publication = publication.clone();
+        let now = Utc::now().timestamp();
+        self.with_writer(move |conn| publications::publish(conn, &publication, now)).await
+    }
+
+    async fn publication(&self, day: chrono::NaiveDate) -> Result<Option<Publication>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || publications::read(&open_reader(&path)?, Some(day))).await
+    }
+
+    async fn latest_publication(&self) -> Result<Option<Publication>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || publications::read(&open_reader(&path)?, None)).await
+    }
+
+    async fn published_days(&self) -> Result<Vec<chrono::NaiveDate>, StoreError> {
+        self.ensure_open()?;
+        let path = self.path.clone();
+        blocking(move || publications::days(&open_reader(&path)?)).await
     }
 
     async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {

@@ -12,6 +12,8 @@
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite/blobs.rs`); the mechanism index leaves out rows without one |
 //! | 6 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
+//! | 7 | reserved for wt-agg (merged by the coordinator) |
+//! | 8 | `publications`: the export's publication log, one signed manifest per closed day, and the arrival-time index a day's export reads by (`publications`) |
 //!
 //! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
 //! does not rewrite the table, so migrating a large store takes as long as building the new
@@ -24,7 +26,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -120,6 +122,12 @@ CREATE INDEX measurements_by_mechanism ON measurements (mechanism, started_at) W
 /// the tables replicas share (`super::shared`).
 const STEP_V6: &str = super::shared::LAYOUT;
 
+/// Version 7: reserved for wt-agg (the coordinator merges the real step).
+const STEP_V7: &str = "-- reserved for wt-agg";
+
+/// Version 8: the publication log (`super::publications`).
+const STEP_V8: &str = super::publications::LAYOUT;
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -150,6 +158,12 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 6 {
         tx.execute_batch(STEP_V6)?;
+    }
+    if version < 7 {
+        tx.execute_batch(STEP_V7)?;
+    }
+    if version < 8 {
+        tx.execute_batch(STEP_V8)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
