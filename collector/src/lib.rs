@@ -54,6 +54,7 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod cursor;
 mod error;
 pub mod fleet;
 pub mod forget;

@@ -12,14 +12,14 @@
 //! | 2 | the fleet indexes (partial: only signed rows) and the arrival-time index |
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share |
 //! | 4 | `skeleton` beside `body`: new rows keep their large values (certificate chains) once in `blobs` by SHA-256 (`store/blobs.rs`); rows written before keep their body |
-//! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
+//! | 5 | `collector_key`: where the signing key stood at ingest (`NULL` for rows stored before); the research index (aggregations from the index alone) |
 
 use tokio_postgres::Client;
 
 use super::{LOCK_CLASS, StoreError};
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The advisory lock (within [`LOCK_CLASS`]) migrations run under.
 const MIGRATION_LOCK: i32 = 0;
@@ -96,8 +96,17 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_by_last_day ON blobs (last_day);
 ";
 
+/// Version 5 (researchers): the signer's standing before its batch (`NULL` for rows stored
+/// earlier: not known; adding a nullable column rewrites nothing), and an index holding every
+/// column an aggregation groups, filters or counts by, for index-only scans.
+const STEP_V5: &str = "
+ALTER TABLE measurements ADD COLUMN collector_key text;
+CREATE INDEX measurements_research ON measurements
+    (started_at, cc, asn, target, test, status, mechanism, probe_key, collector_key, observed_cc, observed_asn);
+";
+
 /// Every step, in order: `(version it brings the database to, SQL)`.
-const STEPS: [(i32, &str); 4] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED), (4, STEP_V4)];
+const STEPS: [(i32, &str); 5] = [(1, LAYOUT_V1), (2, STEP_V2), (3, STEP_REPLICAS_SHARED), (4, STEP_V4), (5, STEP_V5)];
 
 /// Bring the database to `target` (normally [`SCHEMA_VERSION`]; tests build older layouts).
 /// `shown` names it (without password) in errors.

@@ -12,6 +12,7 @@
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite/blobs.rs`); the mechanism index leaves out rows without one |
 //! | 6 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
+//! | 7 | `collector_key`: where the signing key stood at ingest (`NULL` for rows stored before); the research index that answers aggregations from the index alone |
 //!
 //! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
 //! does not rewrite the table, so migrating a large store takes as long as building the new
@@ -24,7 +25,7 @@ use rusqlite::Connection;
 use crate::store::StoreError;
 
 /// The table layout this code writes.
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = 7;
 
 /// Version 1, as first shipped. Kept verbatim: it is the first migration step.
 pub(crate) const LAYOUT_V1: &str = "
@@ -120,6 +121,16 @@ CREATE INDEX measurements_by_mechanism ON measurements (mechanism, started_at) W
 /// the tables replicas share (`super::shared`).
 const STEP_V6: &str = super::shared::LAYOUT;
 
+/// Version 7 (researchers): the signer's standing before its batch (`crate::store::CollectorKey`;
+/// `NULL` for rows stored earlier: not known), and an index holding every column an aggregation
+/// groups, filters or counts by, so `GROUP BY` over a million rows reads the index alone and
+/// never the rows' skeletons.
+const STEP_V7: &str = "
+ALTER TABLE measurements ADD COLUMN collector_key TEXT;
+CREATE INDEX measurements_research ON measurements
+    (started_at, cc, asn, target, test, status, mechanism, probe_key, collector_key, observed_cc, observed_asn);
+";
+
 /// Bring the file to [`SCHEMA_VERSION`], creating it if empty. `shown` names it in errors.
 pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreError> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -150,6 +161,9 @@ pub(crate) fn migrate(conn: &mut Connection, shown: &str) -> Result<(), StoreErr
     }
     if version < 6 {
         tx.execute_batch(STEP_V6)?;
+    }
+    if version < 7 {
+        tx.execute_batch(STEP_V7)?;
     }
     tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     tx.commit()?;
