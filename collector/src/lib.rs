@@ -51,6 +51,7 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregation;
 pub mod app;
 pub mod clock;
 pub mod config;

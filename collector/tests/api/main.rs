@@ -22,6 +22,7 @@ mod operator;
 mod properties;
 mod query;
 mod recovery;
+mod research;
 mod status_page;
 mod targets;
 mod trust;

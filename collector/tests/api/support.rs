@@ -145,7 +145,7 @@ impl Collector {
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
         assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
         let text = response.text().await.expect("body");
-        text.lines().map(measurement_of).collect()
+        text.lines().map(row_measurement).collect()
     }
 
     /// POST `batch` gzip-compressed and signed by `key`, as the probe does, with the spool
@@ -506,7 +506,7 @@ pub mod raw {
 
 /// A row of the measurements API as the measurement it holds: the collector's annotations
 /// (`collector_observed`, `collector_key`) removed.
-pub fn measurement_of(line: &str) -> Measurement {
+pub fn row_measurement(line: &str) -> Measurement {
     let mut row: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
     for field in vantage_collector::store::ANNOTATIONS {
         row.as_object_mut().expect("an object").remove(field);
