@@ -1,7 +1,6 @@
 //! [`Store::aggregate`](crate::store::Store::aggregate) on PostgreSQL: the shared statements
-//! (`store/aggregate.rs`) at once on two connections (each about half the work), in read-only
-//! `REPEATABLE READ` transactions sharing one snapshot (`pg_export_snapshot`), so both count the
-//! same rows.
+//! (`store/aggregate.rs`) in one read-only `REPEATABLE READ` transaction, so both see one
+//! snapshot.
 
 use tokio_postgres::IsolationLevel;
 use tokio_postgres::Row;
@@ -11,11 +10,7 @@ use crate::store::aggregate::{self, Dialect, Folder, Part};
 use crate::store::{AggregateRow, Aggregation, Axis, StoreError};
 
 /// Run `aggregation` on `client`.
-pub(super) async fn run(
-    first: &mut tokio_postgres::Client,
-    second: &mut tokio_postgres::Client,
-    aggregation: &Aggregation,
-) -> Result<Vec<AggregateRow>, StoreError> {
+pub(super) async fn run(client: &mut tokio_postgres::Client, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
     let statements = aggregate::statements(aggregation, Dialect::Postgres);
     let mut values: Vec<Param> = statements.values.iter().map(super::reads::param).collect();
     if let Some(keys) = &statements.counted {
@@ -26,25 +21,16 @@ pub(super) async fn run(
     let axes = &statements.axes;
     let n = axes.len();
     let mut folder = Folder::new(&statements);
-    let counts_tx = first.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
-    let snapshot: String = counts_tx.query_one("SELECT pg_export_snapshot()", &[]).await?.try_get(0)?;
-    if !snapshot.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
-        return Err(StoreError::Database(format!("unexpected snapshot id {snapshot:?}")));
-    }
-    let probes_tx = second.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
-    probes_tx.batch_execute(&format!("SET TRANSACTION SNAPSHOT '{snapshot}'")).await?;
-    let (counted, probes) =
-        tokio::join!(counts_tx.query(&statements.counts, &params), probes_tx.query(&statements.probes, &params));
-    for row in counted? {
+    let tx = client.build_transaction().isolation_level(IsolationLevel::RepeatableRead).read_only(true).start().await?;
+    for row in tx.query(&statements.counts, &params).await? {
         let status: String = row.try_get(n)?;
         let mechanism: Option<String> = row.try_get(n + 1)?;
         folder.count(key(&row, axes)?, &status, mechanism.as_deref(), row.try_get(n + 2)?)?;
     }
-    for row in probes? {
+    for row in tx.query(&statements.probes, &params).await? {
         folder.probes(key(&row, axes)?, row.try_get(n)?)?;
     }
-    probes_tx.commit().await?;
-    counts_tx.commit().await?;
+    tx.commit().await?;
     folder.finish()
 }
 

@@ -356,8 +356,8 @@ impl Store for PostgresStore {
 
     async fn aggregate(&self, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
         let permit = Arc::clone(&self.queries).try_acquire_owned().map_err(|_| StoreError::Busy)?;
-        let (mut first, mut second) = (self.client().await?, self.client().await?);
-        let rows = aggregate::run(&mut first, &mut second, aggregation).await;
+        let mut client = self.client().await?;
+        let rows = aggregate::run(&mut client, aggregation).await;
         drop(permit);
         rows
     }

@@ -1,9 +1,6 @@
 //! [`Store::aggregate`](crate::store::Store::aggregate) on SQLite: the shared statements
-//! (`store/aggregate.rs`) run at once, each on a reader connection of its own in a thread of its
-//! own (each about half the work; on a million rows this halves the wait), so a long aggregation
-//! never holds up ingest. The two readers take their snapshots independently: a batch committed
-//! between them can be in the distinct-probe count and not in the row counts (its group is then
-//! left out, or its key counted a moment early), never the other way round for a whole group.
+//! (`store/aggregate.rs`) run in one read transaction (one snapshot for both) on a reader
+//! connection of their own, so a long aggregation never holds up ingest.
 
 use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
@@ -11,51 +8,36 @@ use rusqlite::{Connection, params_from_iter};
 use crate::store::aggregate::{self, Dialect, Folder, Part};
 use crate::store::{AggregateRow, Aggregation, Axis, StoreError};
 
-/// Run `aggregation` on readers of the file at `path`.
-pub(super) fn run(path: &std::path::Path, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
+/// Run `aggregation` on `conn` (a reader).
+pub(super) fn run(conn: &Connection, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
     let statements = aggregate::statements(aggregation, Dialect::Sqlite);
     let mut values: Vec<Value> = statements.values.iter().map(super::value).collect();
     if let Some(keys) = &statements.counted {
         values.push(Value::Text(serde_json::to_string(keys).map_err(|e| StoreError::Encode(e.to_string()))?));
     }
     let axes = &statements.axes;
-    let mut folder = Folder::new(&statements);
-    let (counted, probes) = std::thread::scope(|scope| {
-        let probes = scope.spawn(|| probe_rows(&super::open_reader(path)?, &statements.probes, &values, axes));
-        let counted = count_rows(&super::open_reader(path)?, &statements.counts, &values, axes);
-        let probes = probes.join().map_err(|_| StoreError::Task("the probe count panicked".into()))?;
-        Ok::<_, StoreError>((counted, probes))
-    })?;
-    for (key, status, mechanism, count) in counted? {
-        folder.count(key, &status, mechanism.as_deref(), count)?;
-    }
-    for (key, count) in probes? {
-        folder.probes(key, count)?;
-    }
-    folder.finish()
-}
-
-type Counted = (Vec<Part>, String, Option<String>, i64);
-
-fn count_rows(conn: &Connection, sql: &str, values: &[Value], axes: &[Axis]) -> Result<Vec<Counted>, StoreError> {
     let n = axes.len();
-    let mut statement = conn.prepare(sql)?;
-    let mut rows = statement.query(params_from_iter(values.iter()))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push((key(row, axes)?, row.get(n)?, row.get(n + 1)?, row.get(n + 2)?));
+    let mut folder = Folder::new(&statements);
+    // One snapshot for both statements (WAL: a reader's transaction sees one commit).
+    let tx = conn.unchecked_transaction()?;
+    {
+        let mut counts = tx.prepare(&statements.counts)?;
+        let mut rows = counts.query(params_from_iter(values.iter()))?;
+        while let Some(row) = rows.next()? {
+            let status: String = row.get(n)?;
+            let mechanism: Option<String> = row.get(n + 1)?;
+            folder.count(key(row, axes)?, &status, mechanism.as_deref(), row.get(n + 2)?)?;
+        }
     }
-    Ok(out)
-}
-
-fn probe_rows(conn: &Connection, sql: &str, values: &[Value], axes: &[Axis]) -> Result<Vec<(Vec<Part>, i64)>, StoreError> {
-    let mut statement = conn.prepare(sql)?;
-    let mut rows = statement.query(params_from_iter(values.iter()))?;
-    let mut out = Vec::new();
-    while let Some(row) = rows.next()? {
-        out.push((key(row, axes)?, row.get(axes.len())?));
+    {
+        let mut probes = tx.prepare(&statements.probes)?;
+        let mut rows = probes.query(params_from_iter(values.iter()))?;
+        while let Some(row) = rows.next()? {
+            folder.probes(key(row, axes)?, row.get(n)?)?;
+        }
     }
-    Ok(out)
+    tx.finish()?;
+    folder.finish()
 }
 
 /// The leading grouping columns of `row`.

@@ -181,7 +181,7 @@ impl Store for SqliteStore {
         let aggregation = aggregation.clone();
         blocking(move || {
             let _permit = permit;
-            aggregate::run(&path, &aggregation)
+            aggregate::run(&open_reader(&path)?, &aggregation)
         })
         .await
     }
@@ -382,7 +382,7 @@ fn open_writer(data_dir: &Path) -> Result<(PathBuf, Connection), StoreError> {
     Ok((path, conn))
 }
 
-pub(super) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| StoreError::Open { what: path.display().to_string(), reason: e.to_string() })?;
