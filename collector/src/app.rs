@@ -27,6 +27,7 @@ use tokio::sync::oneshot;
 use vantage_measurement::wire::registration::{self as key_registration, RegistrationChallenge};
 use vantage_measurement::wire::target_list;
 
+use crate::aggregation;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, ConfigError};
 use crate::fleet::Fleet;
@@ -358,6 +359,7 @@ fn router(state: AppState) -> Router {
         .route("/", get(status::get_status))
         .route("/api/v1/measurements", post(ingest::post_measurements).get(query::get_measurements))
         .route("/api/v1/events", get(events::api::get_events))
+        .route("/api/v1/aggregation", get(aggregation::get_aggregation))
         .route(target_list::LIST_PATH, get(published::get_targets))
         .route(forget::FORGET_PATH, post(forget::post_forget).layer(DefaultBodyLimit::max(forget::MAX_REQUEST_BYTES)))
         .route("/api/v1/control", post(helper::post_control).layer(DefaultBodyLimit::max(helper::MAX_REQUEST_BYTES)))

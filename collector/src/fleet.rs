@@ -233,6 +233,12 @@ impl Fleet {
         Ok(())
     }
 
+    /// The k of the ASN rule: the fewest distinct trusted probes an ASN needs to be named
+    /// (`--asn-min-probes`), for the metrics and the aggregation API alike.
+    pub fn asn_min_probes(&self) -> u32 {
+        self.asn_min_probes
+    }
+
     /// The clock the fleet is read by.
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()

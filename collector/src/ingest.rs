@@ -14,7 +14,9 @@
 //! the rule of [`crate::trust`], applied here with the key's standing after the batch: anonymous
 //! batches, keys still earning trust and contradicted locations are counted only in
 //! `vantage_collector_measurements_uncounted_total{reason}`. The report tells the probe where its
-//! key stands, so an unregistered probe knows to register.
+//! key stands, so an unregistered probe knows to register. Its standing *before* the batch (or
+//! `anonymous`) is stored beside each row ([`crate::store::KEY_FIELD`]): what the key was when
+//! the data arrived, which a later change of trust does not rewrite.
 //!
 //! Limits: the source is charged before anything else, the key is looked at before the body is
 //! read and charged once its signature verified, before anything is inflated ([`crate::limits`]).
@@ -55,7 +57,7 @@ use crate::limits::{LimitedEndpoint, Limiter, RateLimited, Subject};
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::server::ClientSource;
-use crate::store::{InsertOutcome, Store};
+use crate::store::{CollectorKey, InsertOutcome, Store, Submission};
 use crate::trust::{self, TrustPolicy, Uncounted};
 
 /// Batches read, inflated and parsed at once (the CPU-heavy part, on blocking threads). Each may
@@ -246,7 +248,14 @@ pub(crate) async fn post_measurements(
     let mut report = IngestReport { rejected: checked.rejected, observed, ..IngestReport::default() };
     if !checked.valid.is_empty() {
         let timer = metrics.store_timer(StoreOp::Insert);
-        let outcomes = match store.insert_batch(&checked.valid, signer.as_ref(), report.observed.as_ref(), now).await {
+        // What the key was when the batch arrived, stored beside each row for researchers.
+        let before = match signer.as_ref() {
+            Some(_) => standing(store.as_ref(), &policy, signer.as_ref(), now).await.map(CollectorKey::from),
+            None => Some(CollectorKey::Anonymous),
+        };
+        let submission =
+            Submission { probe: signer.as_ref(), observed: report.observed.as_ref(), standing: before, received_at: now };
+        let outcomes = match store.insert(&checked.valid, &submission).await {
             Ok(outcomes) => outcomes,
             Err(e) => {
                 tracing::error!("storing a batch failed: {e}");

@@ -51,9 +51,11 @@
 
 #![warn(missing_docs)]
 
+pub mod aggregation;
 pub mod app;
 pub mod clock;
 pub mod config;
+pub mod cursor;
 mod error;
 pub mod events;
 pub mod export;

@@ -1,14 +1,25 @@
-//! `GET /api/v1/measurements`: the researcher API, streamed NDJSON.
+//! `GET /api/v1/measurements`: the researcher API, streamed NDJSON, paged by keyset cursors.
 //!
 //! Every parameter is parsed into a typed [`Filter`] before the store sees it, and a bad one is a
-//! `400` that names it, so a typo never silently returns "no data". Rows stream from the store
+//! `400` that names it, so a typo never silently returns "no data". The parsers of the shared
+//! filters (`since` … `collector_key`) are used by `GET /api/v1/aggregation` too.
+//!
+//! Paging: when rows remain after a page, the response carries `Link: </api/v1/measurements?…&cursor=TOKEN>;
+//! rel="next"` (RFC 8288; a relative reference, so it works behind a proxy), absent on the last
+//! page. The page's end is found first ([`Store::positions`]: the `limit`-th row and whether one
+//! follows), then the rows up to it stream. A cursor ([`crate::cursor`]) is bound to its filters.
+//! What a walker sees under concurrent ingest: every row stored before the walk began, exactly
+//! once, in `(started_at, id)` order; a row arriving during the walk is seen if it sorts after
+//! the page being read and not if it sorts before (a late-arriving measurement that started
+//! earlier: walk again with `since`, or filter by arrival in the daily exports). A page can hold a
+//! few more than `limit` rows when rows arrive inside its range while it is read. Rows stream from the store
 //! as they are read: the body starts before the last row is found, and the collector never holds
 //! a whole export in memory. A store error mid-stream aborts the response instead of ending it
 //! cleanly, so a client can't mistake a truncated export for a complete one.
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Query, State, rejection::QueryRejection};
-use axum::http::{StatusCode, header};
+use axum::extract::{Query, RawQuery, State, rejection::QueryRejection};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -17,9 +28,10 @@ use vantage_measurement::{Mechanism, Status, TestKind, is_country_code, is_plaus
 
 use std::sync::Arc;
 
+use crate::cursor::Cursor;
 use crate::error::ApiError;
 use crate::metrics::{Metrics, StoreOp};
-use crate::store::{Filter, Store, StoreError};
+use crate::store::{CollectorKey, Filter, Store, StoreError};
 
 /// Rows returned when `limit` is absent.
 pub const DEFAULT_LIMIT: usize = 1000;
@@ -40,7 +52,9 @@ pub struct QueryParams {
     mechanism: Option<String>,
     observed_country: Option<String>,
     observed_asn: Option<String>,
+    collector_key: Option<String>,
     limit: Option<String>,
+    cursor: Option<String>,
 }
 
 /// A parameter that could not be used.
@@ -53,61 +67,33 @@ pub struct FilterError {
     pub expected: String,
 }
 
-fn invalid(parameter: &'static str, expected: impl Into<String>) -> FilterError {
+pub(crate) fn invalid(parameter: &'static str, expected: impl Into<String>) -> FilterError {
     FilterError { parameter, expected: expected.into() }
 }
 
 impl QueryParams {
-    /// The typed filter and row limit.
+    /// The typed filter (with the cursor's position, if one was given) and row limit.
     pub fn to_filter(&self) -> Result<(Filter, usize), FilterError> {
-        let time = |parameter, value: &Option<String>| {
-            value
-                .as_deref()
-                .map(|v| {
-                    DateTime::parse_from_rfc3339(v)
-                        .map(|t| t.with_timezone(&Utc))
-                        .map_err(|_| invalid(parameter, "an RFC 3339 time such as 2025-01-31T00:00:00Z"))
-                })
-                .transpose()
-        };
-        let filter = Filter {
-            since: time("since", &self.since)?,
-            until: time("until", &self.until)?,
+        let mut filter = Filter {
+            since: time("since", self.since.as_deref())?,
+            until: time("until", self.until.as_deref())?,
             country: self.country.as_deref().map(|cc| country("country", cc)).transpose()?,
             asn: self.asn.as_deref().map(|asn| as_number("asn", asn)).transpose()?,
             observed_country: self.observed_country.as_deref().map(|cc| country("observed_country", cc)).transpose()?,
             observed_asn: self.observed_asn.as_deref().map(|asn| as_number("observed_asn", asn)).transpose()?,
-            test: self
-                .test
-                .as_deref()
-                .map(|t| TestKind::parse(t).ok_or_else(|| invalid("test", one_of(TestKind::ALL.iter().map(|t| t.as_str())))))
-                .transpose()?,
-            target: self
-                .target
-                .as_deref()
-                .map(|name| {
-                    let expected = format!("a target name (printable ASCII, at most {MAX_NAME_LEN} characters)");
-                    is_plausible_name(name).then(|| name.to_string()).ok_or_else(|| invalid("target", expected))
-                })
-                .transpose()?,
+            test: self.test.as_deref().map(test).transpose()?,
+            target: self.target.as_deref().map(target).transpose()?,
             verdict: self
                 .verdict
                 .as_deref()
                 .map(|v| Status::parse(v).ok_or_else(|| invalid("verdict", one_of(Status::ALL.iter().map(|s| s.as_str())))))
                 .transpose()?,
-            mechanism: self
-                .mechanism
-                .as_deref()
-                .map(|m| {
-                    Mechanism::parse(m).ok_or_else(|| invalid("mechanism", one_of(Mechanism::ALL.iter().map(|m| m.as_str()))))
-                })
-                .transpose()?,
+            mechanism: self.mechanism.as_deref().map(mechanism).transpose()?,
+            collector_key: self.collector_key.as_deref().map(collector_key).transpose()?,
+            after: None,
+            through: None,
         };
-        if let (Some(since), Some(until)) = (filter.since, filter.until)
-            && since > until
-        {
-            return Err(invalid("until", "a time after `since`"));
-        }
+        check_range(&filter)?;
         let limit = match self.limit.as_deref() {
             None => DEFAULT_LIMIT,
             Some(v) => match v.parse::<usize>() {
@@ -115,21 +101,64 @@ impl QueryParams {
                 _ => return Err(invalid("limit", format!("a number from 1 to {MAX_LIMIT}"))),
             },
         };
+        if let Some(token) = &self.cursor {
+            filter.after = Some(Cursor::decode(token, &filter).map_err(|expected| invalid("cursor", expected))?.after);
+        }
         Ok((filter, limit))
     }
 }
 
-fn country(parameter: &'static str, cc: &str) -> Result<String, FilterError> {
+/// `since`, `until`: RFC 3339.
+pub(crate) fn time(parameter: &'static str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, FilterError> {
+    value
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| invalid(parameter, "an RFC 3339 time such as 2025-01-31T00:00:00Z"))
+        })
+        .transpose()
+}
+
+/// `until` after `since`.
+pub(crate) fn check_range(filter: &Filter) -> Result<(), FilterError> {
+    match (filter.since, filter.until) {
+        (Some(since), Some(until)) if since > until => Err(invalid("until", "a time after `since`")),
+        _ => Ok(()),
+    }
+}
+
+/// `test`.
+pub(crate) fn test(t: &str) -> Result<TestKind, FilterError> {
+    TestKind::parse(t).ok_or_else(|| invalid("test", one_of(TestKind::ALL.iter().map(|t| t.as_str()))))
+}
+
+/// `target`: a name the schema allows.
+pub(crate) fn target(name: &str) -> Result<String, FilterError> {
+    let expected = format!("a target name (printable ASCII, at most {MAX_NAME_LEN} characters)");
+    is_plausible_name(name).then(|| name.to_string()).ok_or_else(|| invalid("target", expected))
+}
+
+/// `mechanism`.
+pub(crate) fn mechanism(m: &str) -> Result<Mechanism, FilterError> {
+    Mechanism::parse(m).ok_or_else(|| invalid("mechanism", one_of(Mechanism::ALL.iter().map(|m| m.as_str()))))
+}
+
+/// `collector_key`: where the signer stood at ingest.
+pub(crate) fn collector_key(k: &str) -> Result<CollectorKey, FilterError> {
+    CollectorKey::parse(k).ok_or_else(|| invalid("collector_key", one_of(CollectorKey::ALL.iter().map(|k| k.as_str()))))
+}
+
+pub(crate) fn country(parameter: &'static str, cc: &str) -> Result<String, FilterError> {
     let expected = "two upper-case letters such as DE (ZZ: unknown)";
     is_country_code(cc).then(|| cc.to_string()).ok_or_else(|| invalid(parameter, expected))
 }
 
-fn as_number(parameter: &'static str, asn: &str) -> Result<u32, FilterError> {
+pub(crate) fn as_number(parameter: &'static str, asn: &str) -> Result<u32, FilterError> {
     let digits = asn.strip_prefix("AS").unwrap_or(asn);
     digits.parse::<u32>().map_err(|_| invalid(parameter, "an AS number such as 3320"))
 }
 
-fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
+pub(crate) fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
     format!("one of {}", values.collect::<Vec<_>>().join(", "))
 }
 
@@ -137,26 +166,42 @@ fn one_of<'a>(values: impl Iterator<Item = &'a str>) -> String {
 pub(crate) async fn get_measurements(
     State(store): State<Arc<dyn Store>>,
     State(metrics): State<Arc<Metrics>>,
+    RawQuery(raw): RawQuery,
     params: Result<Query<QueryParams>, QueryRejection>,
 ) -> Response {
     let params = match params {
         Ok(Query(params)) => params,
         Err(rejection) => return ApiError::client(StatusCode::BAD_REQUEST, None, rejection.body_text()).into_response(),
     };
-    let (filter, limit) = match params.to_filter() {
+    let (mut filter, limit) = match params.to_filter() {
         Ok(parsed) => parsed,
         Err(e) => return ApiError::client(StatusCode::BAD_REQUEST, None, e.to_string()).into_response(),
     };
     let timer = metrics.store_timer(StoreOp::Query);
-    let rows = match store.query(&filter, limit).await {
-        Ok(rows) => rows,
-        Err(e) => {
-            // Busy is the query slots doing their job, not news for the log.
-            if !matches!(e, StoreError::Busy) {
-                tracing::error!("query failed: {e}");
-            }
-            return ApiError::from(&e).into_response();
+    let failed = |e: StoreError| {
+        // Busy is the query slots doing their job, not news for the log.
+        if !matches!(e, StoreError::Busy) {
+            tracing::error!("query failed: {e}");
         }
+        ApiError::from(&e).into_response()
+    };
+    // Where this page ends: its last row, and whether another follows it.
+    let next = match store.positions(&filter, limit - 1, 2).await {
+        Ok(ends) if ends.len() == 2 => Some(ends[0]),
+        Ok(_) => None,
+        Err(e) => return failed(e),
+    };
+    let mut link = None;
+    let mut rows_limit = limit;
+    if let Some(last) = next {
+        link = Some(next_link(raw.as_deref(), &Cursor::new(last, &filter)));
+        // Every row up to the page's end, even if some arrived since it was found.
+        filter.through = Some(last);
+        rows_limit = usize::MAX;
+    }
+    let rows = match store.query(&filter, rows_limit).await {
+        Ok(rows) => rows,
+        Err(e) => return failed(e),
     };
     // The timer rides along with the stream and records when the last row has gone out.
     let body = futures::stream::unfold((rows, timer), |(mut rows, timer)| async move {
@@ -171,7 +216,21 @@ pub(crate) async fn get_measurements(
             }
         }
     });
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+    let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response();
+    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+        response.headers_mut().insert(header::LINK, link);
+    }
+    response
+}
+
+/// The `Link` to the next page: this request's query string (as sent, already URL-encoded)
+/// without its `cursor`, plus the next one.
+fn next_link(raw: Option<&str>, cursor: &Cursor) -> String {
+    let mut pairs: Vec<&str> =
+        raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty() && !pair.starts_with("cursor=")).collect();
+    let cursor = format!("cursor={}", cursor.encode());
+    pairs.push(&cursor);
+    format!("</api/v1/measurements?{}>; rel=\"next\"", pairs.join("&"))
 }
 
 #[cfg(test)]
@@ -224,6 +283,8 @@ mod tests {
             ("limit", "100001"),
             ("observed_country", "fr"),
             ("observed_asn", "x"),
+            ("collector_key", "maybe"),
+            ("cursor", "garbage"),
         ] {
             let err = params(&[(parameter, value)]).to_filter().expect_err(value);
             assert_eq!(err.parameter, parameter, "{value}");

@@ -14,6 +14,8 @@ mod fleet;
 mod postgres_only;
 #[path = "store_conformance/publications.rs"]
 mod publications;
+#[path = "store_conformance/research.rs"]
+mod research;
 #[path = "store_conformance/shared.rs"]
 mod shared;
 
@@ -103,6 +105,8 @@ macro_rules! conformance {
 conformance!(
     aggregate::aggregates_count_every_group_like_a_row_by_row_model,
     aggregate::counted_aggregates_read_only_the_listed_keys_and_no_contradicted_row,
+    research::the_standing_at_ingest_is_stored_beside_each_row_and_filters,
+    research::positions_and_keyset_bounds_walk_every_row_once,
     cases::duplicates_within_and_across_batches_are_stored_once,
     cases::concurrent_inserts_of_one_id_store_it_once,
     cases::filters_select_by_every_indexed_column_in_time_order,

@@ -4,13 +4,11 @@
 //!
 //! - `ndjson`: the line itself. Its rows are the Merkle tree's leaves.
 //! - `csv`: one row per measurement with the flat columns researchers filter and group by
-//!   ([`CSV_COLUMNS`], a header first); nested facts (observations, evidence) stay in the NDJSON.
+//!   ([`csv_columns`], a header first); nested facts (observations, evidence) stay in the NDJSON.
 //! - `ooni`: one OONI record per line ([`vantage_measurement::ooni::record`]).
 
 use serde_json::Value;
 use vantage_measurement::Measurement;
-
-use crate::store::OBSERVED_FIELD;
 
 vantage_measurement::closed_set! {
     /// An export format.
@@ -24,33 +22,44 @@ vantage_measurement::closed_set! {
     }
 }
 
-/// The top-level annotations the collector adds to a row beside the schema-v1 measurement
-/// (`store::OBSERVED_FIELD`, and the key's standing at ingest): removed before a row is read as a
-/// [`Measurement`].
-const ANNOTATIONS: [&str; 2] = [OBSERVED_FIELD, "collector_key"];
+/// Where a CSV column's value comes from.
+#[derive(Clone, Copy)]
+enum Cell {
+    /// A JSON pointer into the row (empty when absent or `null`).
+    At(&'static str),
+    /// The UTC day the row was received: the export's day.
+    ReceivedDay,
+}
 
-/// The CSV header, in order. Stable: columns are only ever added at the end.
-pub const CSV_COLUMNS: [&str; 19] = [
-    "id",
-    "started_at",
-    "received_day",
-    "cc",
-    "asn",
-    "observed_cc",
-    "observed_asn",
-    "collector_key",
-    "network_type",
-    "network_epoch",
-    "test",
-    "target",
-    "domain",
-    "status",
-    "mechanism",
-    "trials_blocked",
-    "trials_total",
-    "runtime_ms",
-    "software_version",
+/// The CSV columns in order, each with where its value comes from: one table, so a header and
+/// its cells can't drift apart. Stable: columns are only ever added at the end.
+const CSV: [(&str, Cell); 20] = [
+    ("id", Cell::At("/id")),
+    ("started_at", Cell::At("/started_at")),
+    ("received_day", Cell::ReceivedDay),
+    ("cc", Cell::At("/probe/cc")),
+    ("asn", Cell::At("/probe/asn")),
+    ("observed_cc", Cell::At("/collector_observed/cc")),
+    ("observed_asn", Cell::At("/collector_observed/asn")),
+    ("collector_key", Cell::At("/collector_key")),
+    ("network_type", Cell::At("/probe/network_type")),
+    ("network_epoch", Cell::At("/probe/network_epoch")),
+    ("test", Cell::At("/test")),
+    ("target", Cell::At("/target/name")),
+    ("domain", Cell::At("/target/domain")),
+    ("status", Cell::At("/verdict/status")),
+    ("mechanism", Cell::At("/verdict/mechanism")),
+    ("trials_blocked", Cell::At("/verdict/trials/blocked")),
+    ("trials_total", Cell::At("/verdict/trials/total")),
+    ("runtime_ms", Cell::At("/runtime_ms")),
+    ("software_version", Cell::At("/software/version")),
+    ("target_list_version", Cell::At("/target/list_version")),
 ];
+
+/// The CSV header's column names, in order.
+pub fn csv_columns() -> impl Iterator<Item = &'static str> {
+    CSV.iter().map(|(name, _)| *name)
+}
 
 impl Format {
     /// The file name of a group's file in this format.
@@ -70,7 +79,7 @@ impl Format {
     /// What a file starts with before its rows.
     pub fn header(self) -> Vec<u8> {
         match self {
-            Format::Csv => format!("{}\n", CSV_COLUMNS.join(",")).into_bytes(),
+            Format::Csv => format!("{}\n", csv_columns().collect::<Vec<_>>().join(",")).into_bytes(),
             Format::Ndjson | Format::Ooni => Vec::new(),
         }
     }
@@ -124,7 +133,7 @@ fn parse(line: &str) -> Result<Value, FormatError> {
 
 fn measurement(mut row: Value) -> Result<Measurement, FormatError> {
     if let Some(object) = row.as_object_mut() {
-        for field in ANNOTATIONS {
+        for field in crate::store::ANNOTATIONS {
             object.remove(field);
         }
     }
@@ -132,41 +141,21 @@ fn measurement(mut row: Value) -> Result<Measurement, FormatError> {
 }
 
 fn csv_row(row: &Value, day: &str) -> Result<Vec<u8>, FormatError> {
-    let at = |pointer: &str| row.pointer(pointer).filter(|v| !v.is_null());
-    if at("/id").is_none() {
+    if row.pointer("/id").is_none() {
         return Err(FormatError::Row("no id".into()));
     }
-    let cells: [Option<&Value>; 19] = [
-        at("/id"),
-        at("/started_at"),
-        None,
-        at("/probe/cc"),
-        at("/probe/asn"),
-        at(&format!("/{OBSERVED_FIELD}/cc")),
-        at(&format!("/{OBSERVED_FIELD}/asn")),
-        at("/collector_key"),
-        at("/probe/network_type"),
-        at("/probe/network_epoch"),
-        at("/test"),
-        at("/target/name"),
-        at("/target/domain"),
-        at("/verdict/status"),
-        at("/verdict/mechanism"),
-        at("/verdict/trials/blocked"),
-        at("/verdict/trials/total"),
-        at("/runtime_ms"),
-        at("/software/version"),
-    ];
     let mut out = String::new();
-    for (i, cell) in cells.iter().enumerate() {
+    for (i, (_, cell)) in CSV.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        match (i, cell) {
-            (2, _) => out.push_str(day),
-            (_, Some(Value::String(s))) => push_csv_field(&mut out, s),
-            (_, Some(other)) => push_csv_field(&mut out, &other.to_string()),
-            (_, None) => {}
+        match cell {
+            Cell::ReceivedDay => out.push_str(day),
+            Cell::At(pointer) => match row.pointer(pointer) {
+                Some(Value::String(s)) => push_csv_field(&mut out, s),
+                None | Some(Value::Null) => {}
+                Some(other) => push_csv_field(&mut out, &other.to_string()),
+            },
         }
     }
     out.push('\n');
@@ -187,6 +176,16 @@ fn push_csv_field(out: &mut String, field: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::{KEY_FIELD, OBSERVED_FIELD};
+
+    #[test]
+    fn the_csv_reads_the_annotations_the_store_writes() {
+        let pointers: Vec<&str> =
+            CSV.iter().filter_map(|(_, cell)| if let Cell::At(p) = cell { Some(*p) } else { None }).collect();
+        for annotation in [format!("/{OBSERVED_FIELD}/cc"), format!("/{OBSERVED_FIELD}/asn"), format!("/{KEY_FIELD}")] {
+            assert!(pointers.contains(&annotation.as_str()), "{annotation}");
+        }
+    }
 
     fn line() -> String {
         let m = vantage_measurement::example::tls_reset(chrono::DateTime::from_timestamp(1_764_547_200, 0).expect("time"));
@@ -200,7 +199,7 @@ mod tests {
         assert_eq!(Format::Ndjson.row(&line, "2025-12-01").expect("ndjson"), format!("{line}\n").into_bytes());
         let csv = String::from_utf8(Format::Csv.row(&line, "2025-12-01").expect("csv")).expect("utf-8");
         let cells: Vec<&str> = csv.trim_end().split(',').collect();
-        assert_eq!(cells.len(), CSV_COLUMNS.len(), "{csv}");
+        assert_eq!(cells.len(), CSV.len(), "{csv}");
         assert_eq!(
             (cells[1], cells[2], cells[5], cells[6], cells[10]),
             ("2025-12-01T00:00:00Z", "2025-12-01", "DE", "3320", "tls")

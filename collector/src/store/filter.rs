@@ -26,12 +26,29 @@ pub(crate) enum Bound {
     Int(i64),
     /// A text column.
     Text(String),
+    /// The id (SQLite: lower-case hyphenated text, which sorts as the bytes; PostgreSQL: `uuid`).
+    Id(uuid::Uuid),
 }
 
+/// The row-value comparisons of keyset paging: `(started_at, id)` against a position. Both
+/// backends compare row values lexicographically and answer them from the `(started_at, id)`
+/// index.
+const AFTER: &str = "(started_at, id) > (";
+const THROUGH: &str = "(started_at, id) <= (";
+
 /// The conditions of `filter`, as (column and operator, value) pairs: `"started_at >="` and the
-/// bound value. A backend writes `{condition} {placeholder}` and ANDs them.
+/// bound value. A backend writes `{condition} {placeholder}` and ANDs them; a condition opening
+/// a row value (`… (`) takes two values and is closed after them.
 pub(crate) fn conditions(filter: &Filter) -> Vec<(&'static str, Bound)> {
     let mut out = Vec::new();
+    if let Some(after) = filter.after {
+        out.push((AFTER, Bound::Int(after.started_at)));
+        out.push(("", Bound::Id(after.id)));
+    }
+    if let Some(through) = filter.through {
+        out.push((THROUGH, Bound::Int(through.started_at)));
+        out.push(("", Bound::Id(through.id)));
+    }
     if let Some(since) = filter.since {
         out.push(("started_at >=", Bound::Int(since.timestamp())));
     }
@@ -62,6 +79,9 @@ pub(crate) fn conditions(filter: &Filter) -> Vec<(&'static str, Bound)> {
     if let Some(asn) = filter.observed_asn {
         out.push(("observed_asn =", Bound::Int(i64::from(asn))));
     }
+    if let Some(key) = filter.collector_key {
+        out.push(("collector_key =", Bound::Text(key.as_str().into())));
+    }
     out
 }
 
@@ -71,7 +91,14 @@ pub(crate) fn where_clause(conditions: &[(&'static str, Bound)], placeholder: im
     if conditions.is_empty() {
         return String::new();
     }
-    let parts: Vec<String> =
-        conditions.iter().enumerate().map(|(i, (condition, _))| format!("{condition} {}", placeholder(i + 1))).collect();
+    let mut parts: Vec<String> = Vec::new();
+    for (i, (condition, _)) in conditions.iter().enumerate() {
+        let value = placeholder(i + 1);
+        match parts.last_mut() {
+            // The second value of a row value: `(started_at, id) > (?1` becomes `… (?1, ?2)`.
+            Some(open) if condition.is_empty() => open.push_str(&format!(", {value})")),
+            _ => parts.push(format!("{condition}{}{value}", if condition.ends_with('(') { "" } else { " " })),
+        }
+    }
     format!(" WHERE {}", parts.join(" AND "))
 }

@@ -4,10 +4,10 @@
 //! stateless collectors behind a load balancer) can slot in beside SQLite (one embedded file) and
 //! run the very same tests. The contract every implementation keeps:
 //!
-//! - **Exactly once.** [`Store::insert_batch`] commits a whole batch in one transaction and is
+//! - **Exactly once.** [`Store::insert`] commits a whole batch in one transaction and is
 //!   idempotent by measurement `id`: an id already stored, or seen earlier in the same batch, is
 //!   reported [`InsertOutcome::Duplicate`] and stored once.
-//! - **Durable before acknowledged.** `insert_batch` returns only after the commit is durable, so
+//! - **Durable before acknowledged.** `insert` returns only after the commit is durable, so
 //!   a `200` the collector sends afterwards is a promise that survives a crash.
 //! - **Streaming reads.** [`Store::query`] hands rows over a bounded channel as it reads them, so
 //!   an export of 100 000 rows never sits in memory at once and a slow reader slows the database
@@ -22,6 +22,10 @@
 //!   submitting address (country, ASN; never the address) is stored in columns of its own and
 //!   added to each row [`Store::query`] returns as [`OBSERVED_FIELD`], so the probe's own claim
 //!   (`probe.cc`, `probe.asn`) and the collector's view are both visible.
+//! - **The signer's standing at ingest, too.** Where the signing key stood before its batch
+//!   ([`CollectorKey`]: trusted, untrusted, unregistered, or anonymous for an unsigned batch) is
+//!   stored per row and added to it as [`KEY_FIELD`]: a researcher can keep only rows of keys
+//!   that had earned trust, as the metrics do.
 //! - **Key records in step with ingest.** Each signing key's activity ([`KeyActivity`]: first and
 //!   last arrival, distinct UTC days, measurements) is updated in the same transaction as the
 //!   batch that moved it, so the trust policy never sees measurements without their activity or
@@ -45,7 +49,7 @@ pub mod sqlite;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio::sync::mpsc;
-use vantage_measurement::wire::{KeyId, ObservedLocation};
+use vantage_measurement::wire::{KeyId, KeyStanding, ObservedLocation};
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 
 pub use postgres::PostgresStore;
@@ -126,6 +130,61 @@ pub struct Filter {
     pub observed_country: Option<String>,
     /// The collector-observed ASN (GeoIP).
     pub observed_asn: Option<u32>,
+    /// Where the signing key stood at ingest ([`KEY_FIELD`]); rows stored without it never match.
+    pub collector_key: Option<CollectorKey>,
+    /// Only rows after this position (keyset paging), exclusive.
+    pub after: Option<Position>,
+    /// Only rows up to this position, inclusive.
+    pub through: Option<Position>,
+}
+
+/// A row's place in the query order: `started_at` (whole seconds), then `id`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Position {
+    /// `started_at`, Unix seconds.
+    pub started_at: i64,
+    /// The measurement id.
+    pub id: uuid::Uuid,
+}
+
+vantage_measurement::closed_set! {
+    /// Where a row's signer stood with the collector when the row arrived: the key's
+    /// [`KeyStanding`] before its batch, or `anonymous` for an unsigned batch. Stored beside the
+    /// row and added to it as [`KEY_FIELD`], so researchers can choose which rows to trust.
+    pub enum CollectorKey {
+        /// Signed by a trusted key.
+        Trusted => "trusted",
+        /// Signed by a registered key still earning trust.
+        Untrusted => "untrusted",
+        /// Signed by a key that never registered.
+        Unregistered => "unregistered",
+        /// Not signed.
+        Anonymous => "anonymous",
+    }
+}
+
+impl From<KeyStanding> for CollectorKey {
+    fn from(standing: KeyStanding) -> Self {
+        match standing {
+            KeyStanding::Trusted => Self::Trusted,
+            KeyStanding::Untrusted => Self::Untrusted,
+            KeyStanding::Unregistered => Self::Unregistered,
+        }
+    }
+}
+
+/// Who sent a batch, and when: what [`Store::insert`] stores beside each of its rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Submission<'a> {
+    /// The key id that signed the batch (`None`: anonymous).
+    pub probe: Option<&'a KeyId>,
+    /// Where the collector's GeoIP databases place the submitting address (`None`: no databases).
+    pub observed: Option<&'a ObservedLocation>,
+    /// Where the signer stood before this batch (`Anonymous` for an unsigned one); `None`: not
+    /// known, nothing is recorded.
+    pub standing: Option<CollectorKey>,
+    /// When the batch arrived.
+    pub received_at: DateTime<Utc>,
 }
 
 vantage_measurement::closed_set! {
@@ -285,6 +344,15 @@ pub struct StreakKey {
 /// collector had no GeoIP database at ingest or the address was in none.
 pub const OBSERVED_FIELD: &str = "collector_observed";
 
+/// The top-level field [`Store::query`] adds to a row stored with its signer's standing:
+/// `"collector_key": "trusted"` (a [`CollectorKey`]). Absent for rows stored before it was
+/// recorded (SQLite layout 7, PostgreSQL layout 5) or through [`Store::insert_batch`].
+pub const KEY_FIELD: &str = "collector_key";
+
+/// Every top-level field the collector adds to a stored measurement: strip these to get the
+/// schema-v1 measurement back.
+pub const ANNOTATIONS: [&str; 2] = [OBSERVED_FIELD, KEY_FIELD];
+
 vantage_measurement::closed_set! {
     /// Periodic work that one replica does for all (several collectors share one database): the
     /// database decides who, so nothing is done twice or left undone when a replica dies.
@@ -334,17 +402,27 @@ pub struct SeriesClaim {
     pub cost: u32,
 }
 
-/// Add [`OBSERVED_FIELD`] to a stored body (a JSON object: we wrote it) unless nothing was
-/// observed.
-pub(crate) fn annotate(body: String, observed: &ObservedLocation) -> Result<String, StoreError> {
-    if observed.cc.is_none() && observed.asn.is_none() {
+/// Add [`OBSERVED_FIELD`] (unless nothing was observed) and [`KEY_FIELD`] (when recorded: the
+/// stored text, written by us from [`CollectorKey`]) to a stored body (a JSON object: we wrote it).
+pub(crate) fn annotate(body: String, observed: &ObservedLocation, key: Option<&str>) -> Result<String, StoreError> {
+    let seen = observed.cc.is_some() || observed.asn.is_some();
+    if !seen && key.is_none() {
         return Ok(body);
     }
     let Some(open) = body.strip_suffix('}') else {
         return Err(StoreError::Corrupt("a stored body is not a JSON object".into()));
     };
-    let value = serde_json::to_string(observed).map_err(|e| StoreError::Encode(e.to_string()))?;
-    Ok(format!("{open},\"{OBSERVED_FIELD}\":{value}}}"))
+    let mut out = String::from(open);
+    if seen {
+        let value = serde_json::to_string(observed).map_err(|e| StoreError::Encode(e.to_string()))?;
+        out.push_str(&format!(",\"{OBSERVED_FIELD}\":{value}"));
+    }
+    if let Some(key) = key {
+        let key = CollectorKey::parse(key).ok_or_else(|| StoreError::Corrupt(format!("unknown {KEY_FIELD} {key:?}")))?;
+        out.push_str(&format!(",\"{KEY_FIELD}\":\"{}\"", key.as_str()));
+    }
+    out.push('}');
+    Ok(out)
 }
 
 /// Milliseconds in a UTC day (Unix time has no leap seconds).
@@ -482,18 +560,23 @@ pub enum StoreError {
 /// A measurement database. Object-safe: the collector holds an `Arc<dyn Store>`.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Store `batch` in one transaction, received at `received_at`; one outcome per measurement,
-    /// in order. `probe` is the key id that signed the batch (`None`: anonymous); its
-    /// [`KeyActivity`] moves in the same transaction when anything was newly stored. `observed` is
-    /// where the collector's GeoIP databases place the submitting address (`None`: no
-    /// databases). A duplicate keeps what its first copy was stored with.
+    /// Store `batch` in one transaction, with what [`Submission`] says beside each row; one
+    /// outcome per measurement, in order. The signer's [`KeyActivity`] moves in the same
+    /// transaction when anything was newly stored. A duplicate keeps what its first copy was
+    /// stored with.
+    async fn insert(&self, batch: &[Measurement], submission: &Submission<'_>) -> Result<Vec<InsertOutcome>, StoreError>;
+
+    /// [`Store::insert`] without the signer's standing (no [`KEY_FIELD`] is recorded): `probe`
+    /// signed the batch (`None`: anonymous), `observed` is the submitter's GeoIP location.
     async fn insert_batch(
         &self,
         batch: &[Measurement],
         probe: Option<&KeyId>,
         observed: Option<&ObservedLocation>,
         received_at: DateTime<Utc>,
-    ) -> Result<Vec<InsertOutcome>, StoreError>;
+    ) -> Result<Vec<InsertOutcome>, StoreError> {
+        self.insert(batch, &Submission { probe, observed, standing: None, received_at }).await
+    }
 
     /// Delete every measurement signed by `probe` and the key's record (the volunteer's deletion
     /// request); returns how many measurements were deleted.
@@ -543,6 +626,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every published day, oldest first.
     async fn published_days(&self) -> Result<Vec<NaiveDate>, StoreError>;
+
+    /// The positions of at most `take` matching rows after skipping `skip`, in query order: where
+    /// a page of [`Store::query`] ends, without reading the rows.
+    async fn positions(&self, filter: &Filter, skip: usize, take: usize) -> Result<Vec<Position>, StoreError>;
 
     /// How many measurements are stored.
     async fn count(&self) -> Result<u64, StoreError>;

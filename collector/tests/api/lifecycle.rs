@@ -62,7 +62,7 @@ async fn acknowledged_measurements_survive_a_shutdown() {
     let mut rows = store.query(&Filter::default(), 10).await.expect("query");
     let mut ids = Vec::new();
     while let Some(line) = rows.recv().await {
-        let m: vantage_measurement::Measurement = serde_json::from_str(&line.expect("row")).expect("parse");
+        let m = crate::support::row_measurement(&line.expect("row"));
         ids.push(m.id);
     }
     ids.sort();

@@ -25,6 +25,7 @@ mod operator;
 mod properties;
 mod query;
 mod recovery;
+mod research;
 mod status_page;
 mod status_timeline;
 mod targets;

@@ -145,7 +145,7 @@ impl Collector {
         let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(String::from);
         assert_eq!(content_type.as_deref(), Some("application/x-ndjson"));
         let text = response.text().await.expect("body");
-        text.lines().map(|line| serde_json::from_str(line).expect("each line is a measurement")).collect()
+        text.lines().map(row_measurement).collect()
     }
 
     /// POST `batch` gzip-compressed and signed by `key`, as the probe does, with the spool
@@ -502,4 +502,14 @@ pub mod raw {
         }
         Some((status, String::from_utf8_lossy(&bytes[head_end..head_end + length]).to_string()))
     }
+}
+
+/// A row of the measurements API as the measurement it holds: the collector's annotations
+/// (`collector_observed`, `collector_key`) removed.
+pub fn row_measurement(line: &str) -> Measurement {
+    let mut row: serde_json::Value = serde_json::from_str(line).expect("each line is JSON");
+    for field in vantage_collector::store::ANNOTATIONS {
+        row.as_object_mut().expect("an object").remove(field);
+    }
+    serde_json::from_value(row).expect("each line is a measurement")
 }

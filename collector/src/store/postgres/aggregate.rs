@@ -7,22 +7,12 @@ use tokio_postgres::Row;
 
 use super::reads::Param;
 use crate::store::aggregate::{self, Dialect, Folder, Part};
-use crate::store::filter::Bound;
 use crate::store::{AggregateRow, Aggregation, Axis, StoreError};
 
 /// Run `aggregation` on `client`.
 pub(super) async fn run(client: &mut tokio_postgres::Client, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
     let statements = aggregate::statements(aggregation, Dialect::Postgres);
-    let mut values: Vec<Param> = statements
-        .values
-        .iter()
-        .map(|bound| -> Param {
-            match bound {
-                Bound::Int(n) => Box::new(*n),
-                Bound::Text(t) => Box::new(t.clone()),
-            }
-        })
-        .collect();
+    let mut values: Vec<Param> = statements.values.iter().map(super::reads::param).collect();
     if let Some(keys) = &statements.counted {
         values.push(Box::new(keys.clone()));
     }

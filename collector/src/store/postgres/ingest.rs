@@ -27,14 +27,14 @@ const STAGING: &str = "CREATE TEMP TABLE IF NOT EXISTS vantage_staging (
     batch integer NOT NULL, ord integer NOT NULL, day integer NOT NULL, id uuid NOT NULL,
     received_at bigint NOT NULL, started_at bigint NOT NULL, cc text NOT NULL, asn bigint NOT NULL,
     test text NOT NULL, target text NOT NULL, status text NOT NULL, mechanism text,
-    skeleton bytea NOT NULL, probe_key text, observed_cc text, observed_asn bigint
+    skeleton bytea NOT NULL, probe_key text, observed_cc text, observed_asn bigint, collector_key text
 ) ON COMMIT DELETE ROWS";
 
 const COPY: &str = "COPY vantage_staging (batch, ord, day, id, received_at, started_at, cc, asn, test, target, status,
-    mechanism, skeleton, probe_key, observed_cc, observed_asn) FROM STDIN (FORMAT binary)";
+    mechanism, skeleton, probe_key, observed_cc, observed_asn, collector_key) FROM STDIN (FORMAT binary)";
 
 /// The column types of [`COPY`], in order.
-const COPY_TYPES: [Type; 16] = [
+const COPY_TYPES: [Type; 17] = [
     Type::INT4,
     Type::INT4,
     Type::INT4,
@@ -51,13 +51,14 @@ const COPY_TYPES: [Type; 16] = [
     Type::TEXT,
     Type::TEXT,
     Type::INT8,
+    Type::TEXT,
 ];
 
 const INSERT: &str = "INSERT INTO measurements
         (day, id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton,
-         probe_key, observed_cc, observed_asn)
+         probe_key, observed_cc, observed_asn, collector_key)
     SELECT DISTINCT ON (id) day, id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton,
-           probe_key, observed_cc, observed_asn
+           probe_key, observed_cc, observed_asn, collector_key
     FROM vantage_staging ORDER BY id, batch, ord
     ON CONFLICT (day, id) DO NOTHING
     RETURNING id";
@@ -84,6 +85,7 @@ pub(super) struct Sender<'a> {
     pub(super) probe_key: Option<&'a str>,
     pub(super) observed_cc: Option<&'a str>,
     pub(super) observed_asn: Option<i64>,
+    pub(super) collector_key: Option<&'static str>,
     pub(super) received_at: i64,
 }
 
@@ -121,6 +123,7 @@ pub(super) async fn write_batches(
                     &sender.probe_key,
                     &sender.observed_cc,
                     &sender.observed_asn,
+                    &sender.collector_key,
                 ])
                 .await?;
         }

@@ -40,13 +40,12 @@ use tokio::sync::{Mutex, RwLock, Semaphore, mpsc, oneshot};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 use vantage_measurement::Measurement;
-use vantage_measurement::wire::{KeyId, ObservedLocation};
+use vantage_measurement::wire::KeyId;
 
 use super::row::StoredRow;
 use super::{
     AdmittedSeries, AggregateRow, Aggregation, DayRows, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity,
-    Publication, RowReceiver,
-    SeriesClaim, Store, StoreError, StreakKey,
+    Position, Publication, RowReceiver, SeriesClaim, Store, StoreError, StreakKey, Submission,
 };
 
 /// Queries streaming at once; beyond this a query is refused with [`StoreError::Busy`].
@@ -284,6 +283,7 @@ struct Pending {
     probe_key: Option<String>,
     observed_cc: Option<String>,
     observed_asn: Option<i64>,
+    collector_key: Option<&'static str>,
     received_at: i64,
     reply: oneshot::Sender<Result<Vec<InsertOutcome>, StoreError>>,
 }
@@ -294,6 +294,7 @@ impl Pending {
             probe_key: self.probe_key.as_deref(),
             observed_cc: self.observed_cc.as_deref(),
             observed_asn: self.observed_asn,
+            collector_key: self.collector_key,
             received_at: self.received_at,
         }
     }
@@ -301,22 +302,18 @@ impl Pending {
 
 #[async_trait]
 impl Store for PostgresStore {
-    async fn insert_batch(
-        &self,
-        batch: &[Measurement],
-        probe: Option<&KeyId>,
-        observed: Option<&ObservedLocation>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert(&self, batch: &[Measurement], submission: &Submission<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
         let _running = self.running.read().await;
         let rows = StoredRow::all(batch)?;
         let (reply, answer) = oneshot::channel();
+        let observed = submission.observed;
         self.waiting.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(Pending {
             rows,
-            probe_key: probe.map(|k| k.as_str().to_string()),
+            probe_key: submission.probe.map(|k| k.as_str().to_string()),
             observed_cc: observed.and_then(|o| o.cc.clone()),
             observed_asn: observed.and_then(|o| o.asn).map(i64::from),
-            received_at: received_at.timestamp(),
+            collector_key: submission.standing.map(crate::store::CollectorKey::as_str),
+            received_at: submission.received_at.timestamp(),
             reply,
         });
         {
@@ -397,6 +394,14 @@ impl Store for PostgresStore {
         let rows = aggregate::run(&mut client, aggregation).await;
         drop(permit);
         rows
+    }
+
+    async fn positions(&self, filter: &Filter, skip: usize, take: usize) -> Result<Vec<Position>, StoreError> {
+        let (sql, values) = reads::select("started_at, id", filter, take, skip);
+        let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            values.iter().map(|v| &**v as &(dyn tokio_postgres::types::ToSql + Sync)).collect();
+        let rows = self.client().await?.query(&sql, &params).await?;
+        rows.iter().map(|r| Ok(Position { started_at: r.try_get(0)?, id: r.try_get(1)? })).collect()
     }
 
     async fn count(&self) -> Result<u64, StoreError> {

@@ -19,9 +19,7 @@ CREATE TABLE publications (
 /// byte order whatever the database's collation, as SQLite's.
 pub(super) fn day_statement(rows: &DayRows) -> (String, Vec<Param>) {
     let (start, end) = day_seconds(rows.day);
-    let mut sql = String::from(
-        "SELECT body, skeleton, observed_cc, observed_asn FROM measurements WHERE received_at >= $1 AND received_at < $2",
-    );
+    let mut sql = format!("SELECT {} FROM measurements WHERE received_at >= $1 AND received_at < $2", super::reads::ROW_COLUMNS);
     let mut values: Vec<Param> = vec![Box::new(start), Box::new(end)];
     if let Some((cc, test)) = &rows.group {
         sql.push_str(" AND cc = $3 AND test = $4");

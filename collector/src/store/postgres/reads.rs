@@ -19,25 +19,35 @@ pub(super) type Param = Box<dyn ToSql + Sync + Send>;
 
 /// The SELECT for `filter`, with its bound values.
 pub(super) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Param>) {
+    select(ROW_COLUMNS, filter, limit, 0)
+}
+
+/// `SELECT {columns}` of the rows `filter` selects in query order, `limit` of them after `skip`.
+pub(super) fn select(columns: &str, filter: &Filter, limit: usize, skip: usize) -> (String, Vec<Param>) {
     let conditions = filter::conditions(filter);
-    let mut sql = String::from("SELECT body, skeleton, observed_cc, observed_asn FROM measurements");
+    let mut sql = format!("SELECT {columns} FROM measurements");
     sql.push_str(&filter::where_clause(&conditions, |n| format!("${n}")));
-    sql.push_str(&format!(" ORDER BY started_at, id LIMIT ${}", conditions.len() + 1));
-    let mut values: Vec<Param> = conditions
-        .into_iter()
-        .map(|(_, bound)| -> Param {
-            match bound {
-                Bound::Int(n) => Box::new(n),
-                Bound::Text(t) => Box::new(t),
-            }
-        })
-        .collect();
+    sql.push_str(&format!(" ORDER BY started_at, id LIMIT ${} OFFSET ${}", conditions.len() + 1, conditions.len() + 2));
+    let mut values: Vec<Param> = conditions.iter().map(|(_, bound)| param(bound)).collect();
     values.push(Box::new(i64::try_from(limit).unwrap_or(i64::MAX)));
+    values.push(Box::new(i64::try_from(skip).unwrap_or(i64::MAX)));
     (sql, values)
+}
+
+/// A bound value as PostgreSQL takes it.
+pub(super) fn param(bound: &Bound) -> Param {
+    match bound {
+        Bound::Int(n) => Box::new(*n),
+        Bound::Text(t) => Box::new(t.clone()),
+        Bound::Id(id) => Box::new(*id),
+    }
 }
 
 /// One stored row as its NDJSON line, annotated as SQLite's are: a row of the lean layout is its
 /// skeleton joined with its blobs, an older row its body as written.
+/// The columns [`read_row`] reads, in its order.
+pub(super) const ROW_COLUMNS: &str = "body, skeleton, observed_cc, observed_asn, collector_key";
+
 pub(super) async fn read_row(row: &Row, lookup: &mut Lookup) -> Result<String, StoreError> {
     let corrupt = |e: tokio_postgres::Error| StoreError::Corrupt(e.to_string());
     let body: Option<String> = row.try_get(0).map_err(corrupt)?;
@@ -49,7 +59,8 @@ pub(super) async fn read_row(row: &Row, lookup: &mut Lookup) -> Result<String, S
     };
     let asn: Option<i64> = row.try_get(3).map_err(corrupt)?;
     let observed = ObservedLocation { cc: row.try_get(2).map_err(corrupt)?, asn: asn.map(to_u32).transpose()? };
-    annotate(line, &observed)
+    let key: Option<String> = row.try_get(4).map_err(corrupt)?;
+    annotate(line, &observed, key.as_deref())
 }
 
 /// The rows that count: a key on the counted list (`$1`), no contradiction.

@@ -13,7 +13,7 @@
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share |
 //! | 4 | `skeleton` beside `body`: new rows keep their large values (certificate chains) once in `blobs` by SHA-256 (`store/blobs.rs`); rows written before keep their body |
 //! | 3 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
-//! | 5 | reserved for wt-agg (merged by the coordinator) |
+//! | 5 | `collector_key`: where the signing key stood at ingest (`NULL` for rows stored before); the research index (aggregations from the index alone) |
 //! | 6 | `publications`: the export's publication log, one signed manifest per closed day (`publications`) |
 
 use tokio_postgres::Client;
@@ -98,8 +98,14 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_by_last_day ON blobs (last_day);
 ";
 
-/// Version 5: reserved for wt-agg (the coordinator merges the real step).
-const STEP_V5: &str = "-- reserved for wt-agg\nSELECT 1;";
+/// Version 5 (researchers): the signer's standing before its batch (`NULL` for rows stored
+/// earlier: not known; adding a nullable column rewrites nothing), and an index holding every
+/// column an aggregation groups, filters or counts by, for index-only scans.
+const STEP_V5: &str = "
+ALTER TABLE measurements ADD COLUMN collector_key text;
+CREATE INDEX measurements_research ON measurements
+    (started_at, cc, asn, target, test, status, mechanism, probe_key, collector_key, observed_cc, observed_asn);
+";
 
 /// Version 6: the publication log (`super::publications`).
 const STEP_V6: &str = super::publications::LAYOUT;

@@ -6,20 +6,12 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, params_from_iter};
 
 use crate::store::aggregate::{self, Dialect, Folder, Part};
-use crate::store::filter::Bound;
 use crate::store::{AggregateRow, Aggregation, Axis, StoreError};
 
 /// Run `aggregation` on `conn` (a reader).
 pub(super) fn run(conn: &Connection, aggregation: &Aggregation) -> Result<Vec<AggregateRow>, StoreError> {
     let statements = aggregate::statements(aggregation, Dialect::Sqlite);
-    let mut values: Vec<Value> = statements
-        .values
-        .iter()
-        .map(|bound| match bound {
-            Bound::Int(n) => Value::Integer(*n),
-            Bound::Text(t) => Value::Text(t.clone()),
-        })
-        .collect();
+    let mut values: Vec<Value> = statements.values.iter().map(super::value).collect();
     if let Some(keys) = &statements.counted {
         values.push(Value::Text(serde_json::to_string(keys).map_err(|e| StoreError::Encode(e.to_string()))?));
     }

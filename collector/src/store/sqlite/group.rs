@@ -42,6 +42,7 @@ pub(super) struct Batch {
     pub(super) probe_key: Option<String>,
     pub(super) observed_cc: Option<String>,
     pub(super) observed_asn: Option<u32>,
+    pub(super) collector_key: Option<&'static str>,
     pub(super) received_at: i64,
 }
 
@@ -52,7 +53,7 @@ impl Batch {
     }
 
     fn write(&self, tx: &rusqlite::Transaction<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
-        write_batch(tx, &self.rows, self.probe_key.as_deref(), self.observed_cc.as_deref(), self.observed_asn, self.received_at)
+        write_batch(tx, self)
     }
 }
 

@@ -35,8 +35,7 @@ use vantage_measurement::wire::{KeyId, ObservedLocation};
 use super::row::StoredRow;
 use super::{
     AdmittedSeries, AggregateRow, Aggregation, DayRows, Duty, Filter, FleetRows, FleetSnapshot, InsertOutcome, KeyActivity,
-    Publication, RowReceiver,
-    SeriesClaim, Store, StoreError, StreakKey, annotate,
+    Position, Publication, RowReceiver, SeriesClaim, Store, StoreError, StreakKey, Submission, annotate,
 };
 use group::{Batch, GroupCommit};
 pub use group::{CommitCounts, MAX_GROUP_BYTES, MAX_GROUP_ROWS};
@@ -130,20 +129,15 @@ impl SqliteStore {
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_batch(
-        &self,
-        batch: &[Measurement],
-        probe: Option<&KeyId>,
-        observed: Option<&ObservedLocation>,
-        received_at: DateTime<Utc>,
-    ) -> Result<Vec<InsertOutcome>, StoreError> {
+    async fn insert(&self, batch: &[Measurement], submission: &Submission<'_>) -> Result<Vec<InsertOutcome>, StoreError> {
         self.ensure_open()?;
         let batch = Batch {
             rows: StoredRow::all(batch)?,
-            probe_key: probe.map(|k| k.as_str().to_string()),
-            observed_cc: observed.and_then(|o| o.cc.clone()),
-            observed_asn: observed.and_then(|o| o.asn),
-            received_at: received_at.timestamp(),
+            probe_key: submission.probe.map(|k| k.as_str().to_string()),
+            observed_cc: submission.observed.and_then(|o| o.cc.clone()),
+            observed_asn: submission.observed.and_then(|o| o.asn),
+            collector_key: submission.standing.map(super::CollectorKey::as_str),
+            received_at: submission.received_at.timestamp(),
         };
         group::insert(&self.group, &self.writer, batch).await
     }
@@ -232,6 +226,12 @@ impl Store for SqliteStore {
             aggregate::run(&open_reader(&path)?, &aggregation)
         })
         .await
+    }
+
+    async fn positions(&self, filter: &Filter, skip: usize, take: usize) -> Result<Vec<Position>, StoreError> {
+        self.ensure_open()?;
+        let (path, filter) = (self.path.clone(), filter.clone());
+        blocking(move || positions(&open_reader(&path)?, &filter, skip, take)).await
     }
 
     async fn count(&self) -> Result<u64, StoreError> {
@@ -341,22 +341,17 @@ impl Store for SqliteStore {
 /// Write one batch's rows inside `tx` (the caller commits): one outcome per row, each new row's
 /// blobs stored (once) and referenced, and the signing key's activity moved when anything was
 /// newly stored.
-fn write_batch(
-    tx: &rusqlite::Transaction<'_>,
-    rows: &[StoredRow],
-    probe_key: Option<&str>,
-    observed_cc: Option<&str>,
-    observed_asn: Option<u32>,
-    received_at: i64,
-) -> Result<Vec<InsertOutcome>, StoreError> {
+fn write_batch(tx: &rusqlite::Transaction<'_>, batch: &Batch) -> Result<Vec<InsertOutcome>, StoreError> {
+    let Batch { rows, probe_key, observed_cc, observed_asn, collector_key, received_at } = batch;
+    let (probe_key, received_at) = (probe_key.as_deref(), *received_at);
     let mut outcomes = Vec::with_capacity(rows.len());
     let mut taken = blobs::Taken::default();
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO measurements
                 (id, received_at, started_at, cc, asn, test, target, status, mechanism, skeleton, probe_key,
-                 observed_cc, observed_asn)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                 observed_cc, observed_asn, collector_key)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
              ON CONFLICT (id) DO NOTHING",
         )?;
         for row in rows {
@@ -374,6 +369,7 @@ fn write_batch(
                 probe_key,
                 observed_cc,
                 observed_asn,
+                collector_key,
             ])?;
             outcomes.push(if changed == 1 {
                 taken.add(&row.split.blobs);
@@ -438,19 +434,46 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 
 /// The SELECT for `filter`, with its bound values (never user text inside the SQL).
 pub(crate) fn select_statement(filter: &Filter, limit: usize) -> (String, Vec<Value>) {
+    select(ROW_COLUMNS, filter, limit, 0)
+}
+
+/// `SELECT {columns}` of the rows `filter` selects in query order, `limit` of them after `skip`.
+fn select(columns: &str, filter: &Filter, limit: usize, skip: usize) -> (String, Vec<Value>) {
     let conditions = crate::store::filter::conditions(filter);
-    let mut sql = String::from("SELECT skeleton, observed_cc, observed_asn FROM measurements");
+    let mut sql = format!("SELECT {columns} FROM measurements");
     sql.push_str(&crate::store::filter::where_clause(&conditions, |_| "?".into()));
     sql.push_str(" ORDER BY started_at, id LIMIT ?");
-    let mut values: Vec<Value> = conditions
-        .into_iter()
-        .map(|(_, bound)| match bound {
-            crate::store::filter::Bound::Int(n) => Value::Integer(n),
-            crate::store::filter::Bound::Text(t) => Value::Text(t),
-        })
-        .collect();
+    let mut values: Vec<Value> = conditions.iter().map(|(_, bound)| value(bound)).collect();
     values.push(Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX)));
+    if skip > 0 {
+        sql.push_str(" OFFSET ?");
+        values.push(Value::Integer(i64::try_from(skip).unwrap_or(i64::MAX)));
+    }
     (sql, values)
+}
+
+/// A bound value as SQLite stores it.
+pub(super) fn value(bound: &crate::store::filter::Bound) -> Value {
+    use crate::store::filter::Bound;
+    match bound {
+        Bound::Int(n) => Value::Integer(*n),
+        Bound::Text(t) => Value::Text(t.clone()),
+        Bound::Id(id) => Value::Text(id.hyphenated().to_string()),
+    }
+}
+
+/// The positions of the rows [`select`] picks.
+fn positions(conn: &Connection, filter: &Filter, skip: usize, take: usize) -> Result<Vec<Position>, StoreError> {
+    let (sql, values) = select("started_at, id", filter, take, skip);
+    let mut statement = conn.prepare(&sql)?;
+    let mut rows = statement.query(params_from_iter(values))?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(1)?;
+        let id = uuid::Uuid::parse_str(&id).map_err(|e| StoreError::Corrupt(format!("id {id:?}: {e}")))?;
+        out.push(Position { started_at: row.get(0)?, id });
+    }
+    Ok(out)
 }
 
 /// Runs in a blocking thread: report whether the query started, then send rows until done, an
@@ -502,10 +525,14 @@ fn stream_rows(
 
 /// One stored row as its NDJSON line: the canonical body (the skeleton joined with its blobs),
 /// with the observed location added when there is one.
+/// The columns [`read_row`] reads, in its order.
+pub(crate) const ROW_COLUMNS: &str = "skeleton, observed_cc, observed_asn, collector_key";
+
 fn read_row(row: &rusqlite::Row<'_>, blobs: &mut blobs::BlobLookup<'_>) -> Result<String, StoreError> {
     let corrupt = |e: rusqlite::Error| StoreError::Corrupt(e.to_string());
     let skeleton: Vec<u8> = row.get(0).map_err(corrupt)?;
     let body = super::blobs::join(&skeleton, blobs)?;
     let observed = ObservedLocation { cc: row.get(1).map_err(corrupt)?, asn: row.get(2).map_err(corrupt)? };
-    annotate(body, &observed)
+    let key: Option<String> = row.get(3).map_err(corrupt)?;
+    annotate(body, &observed, key.as_deref())
 }

@@ -20,8 +20,7 @@ CREATE INDEX IF NOT EXISTS measurements_by_received ON measurements (received_at
 /// The SELECT of a day's rows (the query's columns), with its bound values.
 pub(crate) fn day_statement(rows: &DayRows) -> (String, Vec<Value>) {
     let (start, end) = day_seconds(rows.day);
-    let mut sql =
-        String::from("SELECT skeleton, observed_cc, observed_asn FROM measurements WHERE received_at >= ?1 AND received_at < ?2");
+    let mut sql = format!("SELECT {} FROM measurements WHERE received_at >= ?1 AND received_at < ?2", super::ROW_COLUMNS);
     let mut values = vec![Value::Integer(start), Value::Integer(end)];
     if let Some((cc, test)) = &rows.group {
         sql.push_str(" AND cc = ?3 AND test = ?4");

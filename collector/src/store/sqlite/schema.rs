@@ -12,7 +12,7 @@
 //! | 4 | `probe_keys` (registration and activity per key, filled from the stored history), `installation` (the registration salt), the fleet index covers the observed location |
 //! | 5 | `body` becomes `skeleton`: the canonical line with its large values (certificate chains) stored once in `blobs` by SHA-256 and counted in `blob_refs`, the rest compressed (`store/blobs.rs`, `store/sqlite/blobs.rs`); the mechanism index leaves out rows without one |
 //! | 6 | `fleet_snapshot`, `series_admitted`: what replicas share (`shared`) |
-//! | 7 | reserved for wt-agg (merged by the coordinator) |
+//! | 7 | `collector_key`: where the signing key stood at ingest (`NULL` for rows stored before); the research index that answers aggregations from the index alone |
 //! | 8 | `publications`: the export's publication log, one signed manifest per closed day, and the arrival-time index a day's export reads by (`publications`) |
 //!
 //! Steps 1–4 only add (step 4 also swaps one index for a wider one): `ALTER TABLE … ADD COLUMN`
@@ -122,8 +122,15 @@ CREATE INDEX measurements_by_mechanism ON measurements (mechanism, started_at) W
 /// the tables replicas share (`super::shared`).
 const STEP_V6: &str = super::shared::LAYOUT;
 
-/// Version 7: reserved for wt-agg (the coordinator merges the real step).
-const STEP_V7: &str = "-- reserved for wt-agg";
+/// Version 7 (researchers): the signer's standing before its batch (`crate::store::CollectorKey`;
+/// `NULL` for rows stored earlier: not known), and an index holding every column an aggregation
+/// groups, filters or counts by, so `GROUP BY` over a million rows reads the index alone and
+/// never the rows' skeletons.
+const STEP_V7: &str = "
+ALTER TABLE measurements ADD COLUMN collector_key TEXT;
+CREATE INDEX measurements_research ON measurements
+    (started_at, cc, asn, target, test, status, mechanism, probe_key, collector_key, observed_cc, observed_asn);
+";
 
 /// Version 8: the publication log (`super::publications`).
 const STEP_V8: &str = super::publications::LAYOUT;
