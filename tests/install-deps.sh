@@ -32,6 +32,9 @@ packages=(
   tor
   # The status page test renders / in headless Chromium and keeps a screenshot.
   chromium
+  # docs/research.md's quick start, run as written by collector/tests/api/quickstart.rs: Debian's
+  # python3 (/usr/bin/python3, whatever else is on PATH) with pandas.
+  python3 python3-pandas
   # Builds libFuzzer's C++ runtime for the fuzz targets (fuzz/, built by tests/run so they can't rot).
   g++
   # The static probe and its .deb (tests/tests/package.rs): `file` tells static from dynamic,
@@ -91,6 +94,8 @@ need "iptables' string match in a namespace" "iptables and the kernel's xt_strin
   unshare --net iptables -A OUTPUT -m string --algo bm --string vantage -j DROP
 need "PostgreSQL server binaries (initdb, pg_ctl)" postgresql \
   sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl'
+need "pandas for Debian's python3 (the research quick start)" python3-pandas \
+  /usr/bin/python3 -c 'import pandas'
 if [ "$missing" -ne 0 ]; then
   echo "tests/install-deps.sh: the suite cannot run here; see the lines above" >&2
   exit 1

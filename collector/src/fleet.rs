@@ -159,7 +159,14 @@ impl Fleet {
         if let Err(e) = crate::status::fill_since(self.store.as_ref(), &self.metrics, &mut page).await {
             tracing::warn!("status page: blocking streaks unavailable this refresh: {e}");
         }
-        if let Err(e) = crate::status::fill_timelines(self.store.as_ref(), &self.metrics, &mut page, now, &counted).await {
+        // The timelines reach back further than the window: the keys that count are those active
+        // over the whole span (a probe that went quiet an hour ago still drew its past bars).
+        let span = crate::status::timeline::Span::for_window(self.window.as_secs(), now);
+        let timelines = async {
+            let counted = self.policy.counted(&self.store.active_keys(span.start).await?, now);
+            crate::status::fill_timelines(self.store.as_ref(), &self.metrics, &mut page, &span, &counted).await
+        };
+        if let Err(e) = timelines.await {
             tracing::warn!("status page: timelines unavailable this refresh: {e}");
         }
         let (events, events_read_at) = self.events(now, &metrics.eligible_asns).await;

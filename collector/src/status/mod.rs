@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use vantage_measurement::Status;
 
 use crate::fleet::Fleet;
@@ -85,7 +85,7 @@ pub(crate) async fn fill_since(store: &dyn Store, metrics: &Metrics, page: &mut 
     Ok(())
 }
 
-/// Fill the page's timelines from the counted measurements (rows of the `counted` keys, none
+/// Fill the page's timelines over `span` from the counted measurements (rows of the `counted` keys, none
 /// contradicted) of the span: first which countries had anything `blocked` (one row per country),
 /// then each such country's series by hour (or day) and target. Per country, so no one query
 /// nears the store's group cap ([`MAX_AGGREGATE_ROWS`]) however many countries the fleet spans;
@@ -96,10 +96,9 @@ pub(crate) async fn fill_timelines(
     store: &dyn Store,
     metrics: &Metrics,
     page: &mut view::Page,
-    now: DateTime<Utc>,
+    span: &timeline::Span,
     counted: &[String],
 ) -> Result<(), StoreError> {
-    let span = timeline::Span::for_window(page.window_secs, now);
     let in_span = Filter { since: Some(span.start), ..Filter::default() };
     let aggregation = |filter: Filter, group_by: Vec<Axis>| Aggregation {
         filter,
@@ -122,6 +121,6 @@ pub(crate) async fn fill_timelines(
         }
     }
     timer.observe_duration();
-    page.timelines = timeline::build(&rows, &span);
+    page.timelines = timeline::build(&rows, span);
     Ok(())
 }

@@ -24,6 +24,7 @@ mod mmdb;
 mod operator;
 mod properties;
 mod query;
+mod quickstart;
 mod recovery;
 mod research;
 mod status_page;

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use vantage_measurement::{Measurement, Status, TestKind};
+use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 
 use crate::markup::{Point, tags, timeline_points};
 use crate::status_page::{artifacts_dir, headless};
@@ -22,9 +22,12 @@ fn at(at: DateTime<Utc>, cc: &str, target: &str, status: Status) -> Measurement 
     m.started_at = at;
     m.id = vantage_measurement::example::tls_reset(at).id;
     m.verdict.status = status;
-    if status != Status::Blocked {
-        m.verdict.mechanism = None;
-    }
+    m.verdict.mechanism = match status {
+        Status::Ok => None,
+        Status::Blocked => m.verdict.mechanism,
+        Status::Down => Some(Mechanism::ControlFailed),
+        Status::Inconclusive => Some(Mechanism::NoControl),
+    };
     m
 }
 

@@ -131,11 +131,12 @@ impl Collector {
             .expect("POST gzip measurements")
     }
 
-    /// POST `batch` and return the JSON report, asserting 200.
+    /// POST `batch` and return the JSON report, asserting 200 and no line refused (a test that
+    /// means to send a bad line posts it itself).
     pub async fn ingest(&self, batch: &[Measurement]) -> serde_json::Value {
         let response = self.post_ndjson(ndjson(batch)).await;
         assert_eq!(response.status(), 200);
-        response.json().await.expect("JSON report")
+        nothing_refused(response.json().await.expect("JSON report"))
     }
 
     /// GET measurements with `query` (without `?`), asserting 200 and NDJSON.
@@ -165,11 +166,11 @@ impl Collector {
             .expect("POST signed measurements")
     }
 
-    /// [`post_signed`](Self::post_signed), asserting 200 and returning the report.
+    /// [`post_signed`](Self::post_signed), asserting 200 and no line refused; returns the report.
     pub async fn ingest_signed(&self, key: &ProbeKey, batch: &[Measurement]) -> serde_json::Value {
         let response = self.post_signed(key, batch, 0).await;
         assert_eq!(response.status(), 200);
-        response.json().await.expect("JSON report")
+        nothing_refused(response.json().await.expect("JSON report"))
     }
 
     /// Scrape until `ready` holds for the text (the fleet gauges refresh in the background);
@@ -223,6 +224,12 @@ fn test_config(edit: impl FnOnce(&mut Config, &Path)) -> (Config, TempDir) {
     trust_anchors(&mut config, dir.path());
     edit(&mut config, dir.path());
     (config, dir)
+}
+
+/// `report`, asserting that it refused no line.
+fn nothing_refused(report: serde_json::Value) -> serde_json::Value {
+    assert_eq!(report["rejected"], serde_json::json!([]), "a line the test meant as valid was refused");
+    report
 }
 
 /// Write the anchors' `--trusted-keys` file into `dir` and name it in `config`.
