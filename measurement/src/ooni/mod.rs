@@ -38,7 +38,7 @@ use serde_json::{Map, Value, json};
 
 use crate::envelope::{Measurement, SCHEMA_VERSION, TestKind};
 
-pub use failure::{OoniFailure, failure_string, ooni_failure};
+pub use failure::failure_string;
 
 /// OONI's base data format version the records follow (df-000, what OONI's probes submit).
 pub const DATA_FORMAT_VERSION: &str = "0.2.0";
