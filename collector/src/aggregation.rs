@@ -23,7 +23,7 @@
 //! (empty when hidden), then one column per mechanism ([`Mechanism::ALL`] order, every one, so the
 //! columns never depend on the data).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt::Write as _;
 use std::sync::Arc;
 
@@ -38,6 +38,7 @@ use vantage_measurement::{Mechanism, Status};
 use crate::clock::Clock;
 use crate::error::ApiError;
 use crate::fleet::Fleet;
+use crate::metrics;
 use crate::query::{self, FilterError, invalid, one_of};
 use crate::store::{AggregateRow, Aggregation, Axis, Filter, Store, StoreError, TimeGrain};
 use crate::trust::TrustPolicy;
@@ -132,16 +133,26 @@ pub(crate) async fn get_aggregation(
     };
     let k = fleet.asn_min_probes();
     let answer = async {
-        let rows = store.aggregate(&aggregation).await?;
-        let eligible = if aggregation.group_by.contains(&Axis::Asn) {
-            Some(eligible_asns(store.as_ref(), &policy, clock.now(), &aggregation, k).await?)
-        } else {
-            None
+        let named = aggregation.group_by.contains(&Axis::Asn) || aggregation.filter.asn.is_some();
+        let eligible = match named {
+            true => Some(eligible_asns(store.as_ref(), &policy, clock.now(), &aggregation, k).await?),
+            false => None,
         };
-        Ok::<_, StoreError>(fold(rows, eligible.as_ref(), k))
+        // A filter on a small network would show its counts as plainly as an axis would.
+        if let (Some(eligible), Some(asn)) = (&eligible, aggregation.filter.asn)
+            && !eligible.names(None, asn)
+        {
+            return Ok(Err(asn));
+        }
+        let rows = store.aggregate(&aggregation).await?;
+        Ok::<_, StoreError>(Ok(fold(rows, eligible.as_ref(), k)))
     };
     let groups = match answer.await {
-        Ok(groups) => groups,
+        Ok(Ok(groups)) => groups,
+        Ok(Err(asn)) => {
+            let message = format!("invalid `asn`: AS{asn} has fewer than {k} trusted probes in the rows selected (the ASN rule)");
+            return ApiError::client(StatusCode::BAD_REQUEST, None, message).into_response();
+        }
         Err(e) => {
             if !matches!(e, StoreError::Busy | StoreError::TooLarge { .. }) {
                 tracing::error!("aggregation failed: {e}");
@@ -156,23 +167,55 @@ pub(crate) async fn get_aggregation(
     }
 }
 
-/// The ASNs with at least `k` distinct trusted probes among the rows `aggregation` selects.
+/// Which ASNs may be named: the metrics' rule ([`metrics::fleet::eligible_asns`]), per (country,
+/// ASN), over the distinct trusted probes among the rows selected.
+struct EligibleAsns {
+    /// The (country, ASN) pairs with at least `k` trusted probes.
+    pairs: HashSet<(String, u32)>,
+    /// ASNs with too few in at least one country: not named where the country is not an axis.
+    short_somewhere: BTreeSet<u32>,
+}
+
+impl EligibleAsns {
+    /// May `asn` be named in a group of country `cc` (`None`: countries not told apart)?
+    fn names(&self, cc: Option<&str>, asn: u32) -> bool {
+        match cc {
+            Some(cc) => self.pairs.contains(&(cc.to_string(), asn)),
+            None => !self.short_somewhere.contains(&asn),
+        }
+    }
+}
+
 async fn eligible_asns(
     store: &dyn Store,
     policy: &TrustPolicy,
     now: DateTime<Utc>,
     aggregation: &Aggregation,
     k: u32,
-) -> Result<BTreeSet<u32>, StoreError> {
+) -> Result<EligibleAsns, StoreError> {
     let since = aggregation.filter.since.unwrap_or(DateTime::UNIX_EPOCH);
     let trusted = policy.counted(&store.active_keys(since).await?, now);
-    let per_asn = Aggregation {
+    let per_pair = Aggregation {
         filter: aggregation.filter.clone(),
-        group_by: vec![Axis::Asn],
+        group_by: vec![Axis::Country, Axis::Asn],
         grain: aggregation.grain,
         counted: Some(trusted),
     };
-    Ok(store.aggregate(&per_asn).await?.into_iter().filter(|r| r.probes >= u64::from(k)).filter_map(|r| r.asn).collect())
+    // Every (country, ASN) of the selected rows, not only the trusted ones: a pair no trusted
+    // probe reported from has none.
+    let all = Aggregation { counted: None, ..per_pair.clone() };
+    let probes: Vec<(String, u32, u64)> =
+        store.aggregate(&per_pair).await?.into_iter().filter_map(|r| Some((r.cc?, r.asn?, r.probes))).collect();
+    let pairs = metrics::fleet::eligible_asns(&probes, k);
+    let short_somewhere = store
+        .aggregate(&all)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.cc?, r.asn?)))
+        .filter(|pair| !pairs.contains(pair))
+        .map(|(_, asn)| asn)
+        .collect();
+    Ok(EligibleAsns { pairs, short_somewhere })
 }
 
 /// A group as published: its ASN may be folded and its probe count hidden.
@@ -185,14 +228,14 @@ struct Published {
     probes: Option<u64>,
 }
 
-/// Apply the k-anonymity rule: ASNs not in `eligible` (when grouped by ASN) merge into one
+/// Apply the k-anonymity rule: ASNs `eligible` does not name (when grouped by ASN) merge into one
 /// `other` group per remaining axis values; probe counts below `k` are hidden.
-fn fold(rows: Vec<AggregateRow>, eligible: Option<&BTreeSet<u32>>, k: u32) -> Vec<Published> {
+fn fold(rows: Vec<AggregateRow>, eligible: Option<&EligibleAsns>, k: u32) -> Vec<Published> {
     let mut out: Vec<Published> = Vec::with_capacity(rows.len());
     let mut others: BTreeMap<OtherKey, usize> = BTreeMap::new();
     for row in rows {
         let folded = match (eligible, row.asn) {
-            (Some(eligible), Some(asn)) => !eligible.contains(&asn),
+            (Some(eligible), Some(asn)) => !eligible.names(row.cc.as_deref(), asn),
             _ => false,
         };
         if !folded {
@@ -338,6 +381,15 @@ mod tests {
     }
 
     #[test]
+    fn an_asn_is_named_per_country_as_the_metrics_name_it() {
+        // AS 3320: three trusted probes in DE, one in AT.
+        let eligible = EligibleAsns { pairs: [("DE".to_string(), 3320)].into(), short_somewhere: [3320].into() };
+        assert!(eligible.names(Some("DE"), 3320));
+        assert!(!eligible.names(Some("AT"), 3320), "the lone probe in AT stays one of many");
+        assert!(!eligible.names(None, 3320), "nor is it named where AT's rows are mixed in");
+    }
+
+    #[test]
     fn small_asns_fold_into_other_and_small_probe_counts_are_hidden() {
         let row = |asn: u32, blocked: u64, probes: u64| AggregateRow {
             cc: Some("DE".into()),
@@ -347,7 +399,7 @@ mod tests {
             probes,
             ..AggregateRow::default()
         };
-        let eligible: BTreeSet<u32> = [3320].into();
+        let eligible = EligibleAsns { pairs: [("DE".to_string(), 3320)].into(), short_somewhere: [64_500, 64_501].into() };
         let out = fold(vec![row(3320, 5, 4), row(64_500, 2, 1), row(64_501, 3, 2)], Some(&eligible), 3);
         assert_eq!(out.len(), 2);
         assert_eq!((out[0].row.asn, out[0].probes, out[0].other_asn), (Some(3320), Some(4), false));

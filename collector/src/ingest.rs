@@ -57,7 +57,7 @@ use crate::limits::{LimitedEndpoint, Limiter, RateLimited, Subject};
 use crate::metrics::{BatchIdentity, Metrics, StoreOp};
 use crate::payload::{self, PayloadError};
 use crate::server::ClientSource;
-use crate::store::{CollectorKey, InsertOutcome, Store, Submission};
+use crate::store::{CollectorKey, InsertOutcome, Store, StoreError, Submission};
 use crate::trust::{self, TrustPolicy, Uncounted};
 
 /// Batches read, inflated and parsed at once (the CPU-heavy part, on blocking threads). Each may
@@ -248,9 +248,10 @@ pub(crate) async fn post_measurements(
     let mut report = IngestReport { rejected: checked.rejected, observed, ..IngestReport::default() };
     if !checked.valid.is_empty() {
         let timer = metrics.store_timer(StoreOp::Insert);
-        // What the key was when the batch arrived, stored beside each row for researchers.
+        // What the key was when the batch arrived, stored beside each row for researchers; not
+        // known (no field) when its record could not be read, never a guess stored for good.
         let before = match signer.as_ref() {
-            Some(_) => standing(store.as_ref(), &policy, signer.as_ref(), now).await.map(CollectorKey::from),
+            Some(key) => read_standing(store.as_ref(), &policy, key, now).await.ok().map(CollectorKey::from),
             None => Some(CollectorKey::Anonymous),
         };
         let submission =
@@ -297,13 +298,20 @@ pub(crate) async fn post_measurements(
 /// if the key's record can't be read, the key is taken as untrusted and the batch still answered.
 async fn standing(store: &dyn Store, policy: &TrustPolicy, signer: Option<&KeyId>, now: DateTime<Utc>) -> Option<KeyStanding> {
     let key = signer?;
-    match store.key_activity(key).await {
-        Ok(record) => Some(policy.standing(key.as_str(), record.as_ref(), now)),
-        Err(e) => {
-            tracing::warn!("a key's record could not be read; its batch does not count: {e}");
-            Some(KeyStanding::Untrusted)
-        }
-    }
+    Some(read_standing(store, policy, key, now).await.unwrap_or_else(|e| {
+        tracing::warn!("a key's record could not be read; its batch does not count: {e}");
+        KeyStanding::Untrusted
+    }))
+}
+
+/// Where `key` stands by its stored record.
+async fn read_standing(
+    store: &dyn Store,
+    policy: &TrustPolicy,
+    key: &KeyId,
+    now: DateTime<Utc>,
+) -> Result<KeyStanding, StoreError> {
+    Ok(policy.standing(key.as_str(), store.key_activity(key).await?.as_ref(), now))
 }
 
 /// Count a batch's newly stored measurements by the rule of [`crate::trust`], all of one batch

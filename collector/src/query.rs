@@ -29,7 +29,7 @@ use vantage_measurement::{Mechanism, Status, TestKind, is_country_code, is_plaus
 use std::sync::Arc;
 
 use crate::cursor::Cursor;
-use crate::error::ApiError;
+use crate::error::{ApiError, ServerFault};
 use crate::metrics::{Metrics, StoreOp};
 use crate::store::{CollectorKey, Filter, Store, StoreError};
 
@@ -185,17 +185,27 @@ pub(crate) async fn get_measurements(
         }
         ApiError::from(&e).into_response()
     };
-    // Where this page ends: its last row, and whether another follows it.
-    let next = match store.positions(&filter, limit - 1, 2).await {
-        Ok(ends) if ends.len() == 2 => Some(ends[0]),
-        Ok(_) => None,
+    // Where this page ends: its last row, and whether another follows it. A short last page
+    // (fewer rows than `limit`) is found from its start.
+    let (last, more) = match store.positions(&filter, limit - 1, 2).await {
+        Ok(ends) if !ends.is_empty() => (ends.first().copied(), ends.len() == 2),
+        Ok(_) => match store.positions(&filter, 0, limit).await {
+            Ok(all) => (all.last().copied(), false),
+            Err(e) => return failed(e),
+        },
         Err(e) => return failed(e),
     };
-    let mut link = None;
+    let link =
+        match last.filter(|_| more).map(|last| HeaderValue::from_str(&next_link(raw.as_deref(), &Cursor::new(last, &filter)))) {
+            None => None,
+            Some(Ok(link)) => Some(link),
+            // Never drop it quietly: a walker without it would think it had reached the end.
+            Some(Err(e)) => return ApiError::server(ServerFault::Internal, format!("the next page's link: {e}")).into_response(),
+        };
+    // Every row up to the page's end, even if some arrived inside it since it was found (the
+    // last page too: a row that arrived there must not push an earlier one past `limit`).
     let mut rows_limit = limit;
-    if let Some(last) = next {
-        link = Some(next_link(raw.as_deref(), &Cursor::new(last, &filter)));
-        // Every row up to the page's end, even if some arrived since it was found.
+    if let Some(last) = last {
         filter.through = Some(last);
         rows_limit = usize::MAX;
     }
@@ -217,7 +227,7 @@ pub(crate) async fn get_measurements(
         }
     });
     let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response();
-    if let Some(link) = link.and_then(|l| HeaderValue::from_str(&l).ok()) {
+    if let Some(link) = link {
         response.headers_mut().insert(header::LINK, link);
     }
     response

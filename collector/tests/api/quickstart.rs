@@ -9,14 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::Arc;
 
-use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
+use chrono::{NaiveDate, TimeDelta};
 use vantage_collector::clock::{Clock, ManualClock};
 use vantage_collector::export::{key, publish};
 use vantage_collector::{SqliteStore, Store};
-use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
+use vantage_measurement::{Measurement, Status, TestKind};
 
 use crate::markup::{Point, timeline_points};
-use crate::support::{Collector, measurement_of, newcomer_key, probe_key};
+use crate::support::{Collector, bucket, measurement_at_with as at, newcomer_key, probe_key};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_vantage-collector");
 /// Debian's interpreter, where `python3-pandas` installs (a `python3` earlier on PATH may be
@@ -36,25 +36,6 @@ fn snippet(heading: &str, language: &str) -> String {
 
 fn said(output: &Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
-}
-
-/// A measurement of `target` from `cc` started at `at`, with `status`.
-fn at(at: DateTime<Utc>, cc: &str, target: &str, status: Status) -> Measurement {
-    let mut m = measurement_of(cc, 3320, target, status == Status::Blocked);
-    m.started_at = at;
-    m.id = vantage_measurement::example::tls_reset(at).id;
-    m.verdict.status = status;
-    m.verdict.mechanism = match status {
-        Status::Ok => None,
-        Status::Blocked => m.verdict.mechanism,
-        Status::Down => Some(Mechanism::ControlFailed),
-        Status::Inconclusive => Some(Mechanism::NoControl),
-    };
-    m
-}
-
-fn bucket(start: DateTime<Utc>) -> String {
-    start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// `(cc, target)` → `(hour, blocked, conclusive)` per hour with something conclusive.

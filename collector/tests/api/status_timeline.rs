@@ -6,34 +6,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
+use chrono::{DurationRound, TimeDelta, Utc};
+use vantage_measurement::{Measurement, Status, TestKind};
 
 use crate::markup::{Point, tags, timeline_points};
 use crate::status_page::{artifacts_dir, headless};
-use crate::support::{Collector, measurement_of, probe_key};
+use crate::support::{Collector, bucket, measurement_at_with as at, probe_key};
 
 /// `(cc, target)` → `(bucket start, blocked, measured)` per bucket with something conclusive.
 type Expected = BTreeMap<(String, String), Vec<Point>>;
-
-/// A measurement of `target` from `cc` started at `at`, with `status`.
-fn at(at: DateTime<Utc>, cc: &str, target: &str, status: Status) -> Measurement {
-    let mut m = measurement_of(cc, 3320, target, status == Status::Blocked);
-    m.started_at = at;
-    m.id = vantage_measurement::example::tls_reset(at).id;
-    m.verdict.status = status;
-    m.verdict.mechanism = match status {
-        Status::Ok => None,
-        Status::Blocked => m.verdict.mechanism,
-        Status::Down => Some(Mechanism::ControlFailed),
-        Status::Inconclusive => Some(Mechanism::NoControl),
-    };
-    m
-}
-
-fn bucket(start: DateTime<Utc>) -> String {
-    start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn each_bar_is_the_blocked_share_of_its_hour() {

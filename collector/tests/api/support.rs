@@ -18,7 +18,7 @@ use tokio::task::JoinHandle;
 use vantage_collector::clock::ManualClock;
 use vantage_collector::{App, Config, ServeError};
 use vantage_measurement::wire::{KEY_HEADER, ProbeKey, SIGNATURE_HEADER, SPOOL_PENDING_HEADER};
-use vantage_measurement::{Measurement, example};
+use vantage_measurement::{Measurement, Mechanism, Status, example};
 
 /// A running collector. Dropping it aborts the server; [`Collector::stop`] shuts down cleanly.
 pub struct Collector {
@@ -279,6 +279,27 @@ pub fn measurement_of(cc: &str, asn: u32, target: &str, blocked: bool) -> Measur
         m.verdict.mechanism = None;
     }
     m
+}
+
+/// A measurement of `target` from `cc` (AS 3320) started at `at`, with `status` and a mechanism
+/// that status may have.
+pub fn measurement_at_with(at: DateTime<Utc>, cc: &str, target: &str, status: Status) -> Measurement {
+    let mut m = measurement_of(cc, 3320, target, status == Status::Blocked);
+    m.started_at = at;
+    m.id = example::tls_reset(at).id;
+    m.verdict.status = status;
+    m.verdict.mechanism = match status {
+        Status::Ok => None,
+        Status::Blocked => m.verdict.mechanism,
+        Status::Down => Some(Mechanism::ControlFailed),
+        Status::Inconclusive => Some(Mechanism::NoControl),
+    };
+    m
+}
+
+/// An hour bucket's start as the status page's timelines write it (RFC 3339, seconds, `Z`).
+pub fn bucket(start: DateTime<Utc>) -> String {
+    start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Every sample line of the exposition (the series count Prometheus would store).
