@@ -346,7 +346,9 @@ fn to_csv(groups: &[Published], axes: &[Axis]) -> String {
 /// A text cell, quoted when it holds a comma, a quote or a line break (RFC 4180). Target names
 /// are printable ASCII; countries, tests and mechanisms never need it.
 fn csv_cell(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_string() }
+    let mut cell = String::new();
+    crate::export::format::push_csv_field(&mut cell, s);
+    cell
 }
 
 #[cfg(test)]

@@ -1,8 +1,9 @@
 //! Reading events from the store: hourly buckets of the look-back through `Store::aggregate`
 //! (counted keys only), the detector over each series, then each event's evidence.
 //!
-//! Bounded: the look-back is read a day at a time (each read at most
-//! `MAX_AGGREGATE_ROWS` groups: 4,000 series of 24 hours), at most [`MAX_SERIES`] series are
+//! Bounded: the look-back is read a day at a time (each read at most `MAX_AGGREGATE_ROWS` groups:
+//! 4,000 series of 24 hours; a bigger fleet is read in fewer hours at a time), at most
+//! [`MAX_SERIES`] series are
 //! run (the most measured), at most [`MAX_EVENTS`] events kept, and each kept event costs three
 //! small aggregations for its evidence. What was cut is logged.
 
@@ -30,10 +31,18 @@ pub async fn read(
     let first_hour = end - BUCKET * (LOOKBACK_HOURS as i32);
     let mut series: BTreeMap<SeriesKey, Vec<HourBucket>> = BTreeMap::new();
     let mut from = first_hour;
+    // A day per read; fewer hours when a day's series would pass the store's group cap.
+    let mut hours = 24;
     while from < end {
-        let until = (from + chrono::Duration::days(1)).min(end);
+        let until = (from + chrono::Duration::hours(hours)).min(end);
         let filter = Filter { since: Some(from), until: Some(until), ..Filter::default() };
-        let rows = aggregate(store, counted, filter, vec![Axis::Country, Axis::Target, Axis::Test, Axis::Time]).await?;
+        let rows = match aggregate(store, counted, filter, vec![Axis::Country, Axis::Target, Axis::Test, Axis::Time]).await {
+            Err(StoreError::TooLarge { .. }) if hours > 1 => {
+                hours /= 2;
+                continue;
+            }
+            read => read?,
+        };
         for row in rows {
             let (Some(cc), Some(target), Some(test), Some(start)) = (row.cc.clone(), row.target.clone(), row.test, row.time)
             else {

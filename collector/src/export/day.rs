@@ -97,6 +97,18 @@ pub enum ExportError {
     /// The store failed mid-day.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// The log's latest manifest is not signed by this collector's publication key: another
+    /// replica (or an earlier installation) signs with another one.
+    #[error(
+        "the publication log's manifest of {day} does not verify with this collector's publication key ({reason}); \
+         every replica must use the same --publication-key, and a chain is never continued with another"
+    )]
+    ForeignKey {
+        /// The latest published day.
+        day: chrono::NaiveDate,
+        /// Why it did not verify.
+        reason: String,
+    },
 }
 
 /// Where a written file goes.
@@ -172,7 +184,7 @@ impl<O: FnMut(&str) -> io::Result<Output>> DayExport<O> {
         Ok(Manifest {
             format_version: FORMAT_VERSION,
             day: self.day,
-            collector_key: String::new(),
+            publication_key: String::new(),
             files: self.files,
             rows: self.tree.leaves(),
             merkle_root: hex(&self.tree.root()),

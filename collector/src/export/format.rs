@@ -163,7 +163,7 @@ fn csv_row(row: &Value, day: &str) -> Result<Vec<u8>, FormatError> {
 }
 
 /// RFC 4180: quoted when it holds a comma, quote or line break; quotes doubled.
-fn push_csv_field(out: &mut String, field: &str) {
+pub(crate) fn push_csv_field(out: &mut String, field: &str) {
     if field.contains([',', '"', '\n', '\r']) {
         out.push('"');
         out.push_str(&field.replace('"', "\"\""));

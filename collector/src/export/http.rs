@@ -54,8 +54,9 @@ fn parse_day(text: &str) -> Result<NaiveDate, ApiError> {
 async fn published(store: &dyn Store, clock: &dyn Clock, day: NaiveDate) -> Result<String, ApiError> {
     if !is_closed(day, clock.now()) {
         return Err(not_found(format!(
-            "{day} is not closed: a day closes at {} (10 minutes after it ends, UTC) and is published within minutes",
-            closes_at(day).format("%Y-%m-%dT%H:%M:%SZ")
+            "{day} is not closed: a day closes at {} ({} minutes after it ends, UTC) and is published within minutes",
+            closes_at(day).format("%Y-%m-%dT%H:%M:%SZ"),
+            super::publish::CLOSE_DELAY.num_minutes()
         )));
     }
     match store.publication(day).await {

@@ -1,7 +1,7 @@
 //! A day's manifest: what was published for one UTC day of arrival, signed.
 //!
 //! ```json
-//! { "format_version": 1, "day": "2026-12-01", "collector_key": "<base64 ed25519 public key>",
+//! { "format_version": 1, "day": "2026-12-01", "publication_key": "<base64 ed25519 public key>",
 //!   "files": [{"path": "DE/tls/measurements.jsonl.gz", "rows": 2, "sha256": "<hex>", "merkle_root": "<hex>"}],
 //!   "rows": 2, "merkle_root": "<hex>", "previous": "<hex or null>", "signature": "<base64>" }
 //! ```
@@ -54,7 +54,7 @@ pub struct Manifest {
     /// The UTC day of arrival, `YYYY-MM-DD`.
     pub day: NaiveDate,
     /// The collector's publication key, base64.
-    pub collector_key: String,
+    pub publication_key: String,
     /// Every file, in path order.
     pub files: Vec<FileEntry>,
     /// Rows of the day.
@@ -99,9 +99,9 @@ impl Manifest {
         serde_json::to_vec(&unsigned).unwrap_or_default()
     }
 
-    /// Sign with `key` (setting `collector_key` to its public half).
+    /// Sign with `key` (setting `publication_key` to its public half).
     pub fn sign(mut self, key: &SigningKey) -> Manifest {
-        self.collector_key = BASE64.encode(key.verifying_key().as_bytes());
+        self.publication_key = BASE64.encode(key.verifying_key().as_bytes());
         self.signature = None;
         let message = [SIGNED_PREFIX, &self.signed_bytes()].concat();
         self.signature = Some(BASE64.encode(key.sign(&message).to_bytes()));
@@ -122,8 +122,8 @@ impl Manifest {
             return Err(ManifestError::Format(manifest.format_version));
         }
         let expected = BASE64.encode(key.as_bytes());
-        if manifest.collector_key != expected {
-            return Err(ManifestError::WrongKey { found: manifest.collector_key, expected });
+        if manifest.publication_key != expected {
+            return Err(ManifestError::WrongKey { found: manifest.publication_key, expected });
         }
         let signature = manifest
             .signature
@@ -162,7 +162,7 @@ mod tests {
         Manifest {
             format_version: FORMAT_VERSION,
             day: NaiveDate::from_ymd_opt(2026, 12, 1).expect("date"),
-            collector_key: String::new(),
+            publication_key: String::new(),
             files: vec![FileEntry {
                 path: "DE/tls/measurements.jsonl.gz".into(),
                 rows: 2,
@@ -198,7 +198,7 @@ mod tests {
     fn the_signed_bytes_are_compact_json_in_field_order_without_the_signature() {
         let signed = manifest().sign(&SigningKey::from_bytes(&[7; 32]));
         let text = String::from_utf8(signed.signed_bytes()).expect("utf-8");
-        assert!(text.starts_with("{\"format_version\":1,\"day\":\"2026-12-01\",\"collector_key\":\""), "{text}");
+        assert!(text.starts_with("{\"format_version\":1,\"day\":\"2026-12-01\",\"publication_key\":\""), "{text}");
         assert!(text.ends_with("\"rows\":2,\"merkle_root\":\"bb\",\"previous\":null}"), "{text}");
     }
 }

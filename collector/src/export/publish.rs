@@ -71,7 +71,13 @@ where
 /// measurement's day when none is), in order, as of `now`; the days published.
 pub async fn catch_up(store: &dyn Store, key: &SigningKey, now: DateTime<Utc>) -> Result<Vec<NaiveDate>, ExportError> {
     let (mut day, mut previous) = match store.latest_publication().await? {
-        Some(latest) => (latest.day + chrono::Days::new(1), Some(file_hash(latest.manifest.as_bytes()))),
+        Some(latest) => {
+            // One chain, one signer: a replica with a key of its own must not continue it.
+            if let Err(e) = Manifest::verified(latest.manifest.as_bytes(), &key.verifying_key()) {
+                return Err(ExportError::ForeignKey { day: latest.day, reason: e.to_string() });
+            }
+            (latest.day + chrono::Days::new(1), Some(file_hash(latest.manifest.as_bytes())))
+        }
         None => match store.earliest_received().await? {
             Some(earliest) => (earliest.date_naive(), None),
             None => return Ok(Vec::new()),

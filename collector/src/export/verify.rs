@@ -17,6 +17,7 @@ use sha2::{Digest, Sha256};
 use super::format::Format;
 use super::manifest::{Manifest, ManifestError};
 use super::merkle::{Frontier, hex};
+use vantage_measurement::validate::MAX_LINE_BYTES;
 
 /// What was checked of one file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,16 +83,26 @@ pub fn file(manifest: &Manifest, path: &str, bytes: impl Read) -> Result<FileRep
     let mut rows = entry.rows;
     if is_ndjson {
         let mut tree = Frontier::default();
-        let reader = BufReader::new(GzDecoder::new(&mut hashing));
+        let mut reader = BufReader::new(GzDecoder::new(&mut hashing));
         let mut bad_row = None;
-        for (n, line) in reader.split(b'\n').enumerate() {
-            let line = match line {
-                Ok(line) => line,
+        let mut line = Vec::new();
+        for n in 0.. {
+            // A row is at most what ingest accepts: a hostile download can't make one huge line.
+            line.clear();
+            match (&mut reader).take(MAX_LINE_BYTES as u64 + 1).read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
                 Err(e) => {
                     rows_note = format!("; it does not decompress after row {n}: {e}");
                     break;
                 }
-            };
+            }
+            if line.last() == Some(&b'\n') {
+                line.pop();
+            } else if line.len() > MAX_LINE_BYTES {
+                rows_note = format!("; row {} is longer than any row the collector stores (changed)", n + 1);
+                break;
+            }
             if bad_row.is_none() && serde_json::from_slice::<serde_json::Value>(&line).is_err() {
                 bad_row = Some(n + 1);
             }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use flate2::read::GzDecoder;
 use vantage_collector::clock::{Clock, ManualClock};
+use vantage_collector::export::day::ExportError;
 use vantage_collector::export::{manifest, publish, verify};
 use vantage_collector::{SqliteStore, Store};
 use vantage_measurement::wire::target_list::ListKey;
@@ -212,6 +213,10 @@ async fn closed_days_are_served_and_verify_and_an_open_day_is_404() {
     let published = publish::catch_up(&store, &key, clock.now()).await.expect("publish");
     assert_eq!(published, vec![day]);
     assert_eq!(publish::catch_up(&store, &key, clock.now()).await.expect("again"), vec![], "once");
+    // A replica with a key of its own does not continue the chain.
+    let stranger = ed25519_dalek::SigningKey::from_bytes(&[7; 32]);
+    let refused = publish::catch_up(&store, &stranger, clock.now()).await;
+    assert!(matches!(refused, Err(ExportError::ForeignKey { day: d, .. }) if d == day), "{refused:?}");
 
     let get = |path: String| {
         let request = collector.http.get(collector.url(&path));
