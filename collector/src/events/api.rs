@@ -27,12 +27,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vantage_measurement::validate::MAX_NAME_LEN;
-use vantage_measurement::{TestKind, is_country_code, is_plausible_name};
+use vantage_measurement::TestKind;
 
 use super::{Event, LOOKBACK_HOURS};
 use crate::error::ApiError;
 use crate::fleet::Fleet;
+use crate::query::{self, FilterError};
 
 /// The query string as sent.
 #[derive(Debug, Default, Deserialize)]
@@ -54,42 +54,15 @@ pub struct EventFilter {
 }
 
 impl EventParams {
-    /// The filters, or the parameter that is wrong and what it should be.
-    pub fn to_filter(&self) -> Result<EventFilter, String> {
-        let bad = |name: &str, expected: &str| format!("invalid `{name}`: {expected}");
-        let since = self
-            .since
-            .as_deref()
-            .map(|v| {
-                DateTime::parse_from_rfc3339(v)
-                    .map(|t| t.with_timezone(&Utc))
-                    .map_err(|_| bad("since", "an RFC 3339 time such as 2025-01-31T00:00:00Z"))
-            })
-            .transpose()?;
-        let country = self
-            .country
-            .as_deref()
-            .map(|cc| {
-                is_country_code(cc).then(|| cc.to_string()).ok_or_else(|| bad("country", "two upper-case letters such as DE"))
-            })
-            .transpose()?;
-        let target = self
-            .target
-            .as_deref()
-            .map(|name| {
-                let expected = format!("a target name (printable ASCII, at most {MAX_NAME_LEN} characters)");
-                is_plausible_name(name).then(|| name.to_string()).ok_or_else(|| bad("target", &expected))
-            })
-            .transpose()?;
-        let test = self
-            .test
-            .as_deref()
-            .map(|t| {
-                let all: Vec<&str> = TestKind::ALL.iter().map(|t| t.as_str()).collect();
-                TestKind::parse(t).ok_or_else(|| bad("test", &format!("one of {}", all.join(", "))))
-            })
-            .transpose()?;
-        Ok(EventFilter { since, country, target, test })
+    /// The filters, or the parameter that is wrong and what it should be (the measurements API's
+    /// parsers, so a value means the same in both).
+    pub fn to_filter(&self) -> Result<EventFilter, FilterError> {
+        Ok(EventFilter {
+            since: query::time("since", self.since.as_deref())?,
+            country: self.country.as_deref().map(|cc| query::country("country", cc)).transpose()?,
+            target: self.target.as_deref().map(query::target).transpose()?,
+            test: self.test.as_deref().map(query::test).transpose()?,
+        })
     }
 }
 
@@ -122,7 +95,7 @@ struct Answer<'a> {
 
 /// `GET /api/v1/events`.
 pub(crate) async fn get_events(State(fleet): State<Arc<Fleet>>, params: Result<Query<EventParams>, QueryRejection>) -> Response {
-    let filter = match params.map_err(|r| r.body_text()).and_then(|Query(p)| p.to_filter()) {
+    let filter = match params.map_err(|r| r.body_text()).and_then(|Query(p)| p.to_filter().map_err(|e| e.to_string())) {
         Ok(filter) => filter,
         Err(message) => return ApiError::client(StatusCode::BAD_REQUEST, None, message).into_response(),
     };
@@ -151,7 +124,7 @@ mod tests {
             (params(None, None, None, Some("ftp")), "test"),
         ] {
             let e = p.to_filter().expect_err("refused");
-            assert!(e.contains(&format!("`{name}`")), "{e}");
+            assert_eq!(e.parameter, name, "{e}");
         }
     }
 

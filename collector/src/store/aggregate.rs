@@ -11,11 +11,89 @@
 
 use std::collections::BTreeMap;
 
-use chrono::DateTime;
+use chrono::{DateTime, Utc};
 use vantage_measurement::{Mechanism, Status, TestKind};
 
 use super::filter::{self, Bound, CONTRADICTED};
-use super::{AggregateRow, Aggregation, Axis, MAX_AGGREGATE_ROWS, StoreError, TimeGrain};
+use super::{Filter, StoreError};
+
+vantage_measurement::closed_set! {
+    /// A grouping axis of an aggregation ([`Store::aggregate`]).
+    pub enum Axis {
+        /// The time bucket of `started_at` ([`TimeGrain`]).
+        Time => "time",
+        /// `probe.cc`.
+        Country => "country",
+        /// `probe.asn`.
+        Asn => "asn",
+        /// `target.name`.
+        Target => "target",
+        /// The test.
+        Test => "test",
+        /// `verdict.mechanism` (rows without one form a group of their own).
+        Mechanism => "mechanism",
+    }
+}
+
+vantage_measurement::closed_set! {
+    /// The width of a time bucket, in UTC: weeks start on Monday (ISO 8601), months on the 1st.
+    #[default = Day]
+    pub enum TimeGrain {
+        /// A clock hour.
+        Hour => "hour",
+        /// A UTC day.
+        Day => "day",
+        /// An ISO week, Monday 00:00 UTC to the next Monday.
+        Week => "week",
+        /// A calendar month.
+        Month => "month",
+    }
+}
+
+/// What [`Store::aggregate`] counts and how it groups.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Aggregation {
+    /// Which rows, as for [`Store::query`] (`since`/`until` on `started_at`, …).
+    pub filter: Filter,
+    /// The grouping, outermost first: any number of axes, none repeated (a repeat counts once);
+    /// empty, one total row.
+    pub group_by: Vec<Axis>,
+    /// The bucket width when `group_by` has [`Axis::Time`].
+    pub grain: TimeGrain,
+    /// `None`: every row. `Some(keys)`: only rows signed by one of those key ids, and none whose
+    /// observed location contradicts the claimed one (the fleet's rule).
+    pub counted: Option<Vec<String>>,
+}
+
+/// One group of an aggregation: its axis values (`None` for axes not grouped by) and its counts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AggregateRow {
+    /// The bucket's start, when grouped by time.
+    pub time: Option<DateTime<Utc>>,
+    /// `probe.cc`, when grouped by country.
+    pub cc: Option<String>,
+    /// `probe.asn`, when grouped by ASN.
+    pub asn: Option<u32>,
+    /// `target.name`, when grouped by target.
+    pub target: Option<String>,
+    /// The test, when grouped by test.
+    pub test: Option<TestKind>,
+    /// The mechanism, when grouped by mechanism: `None` there is the group of rows without one.
+    pub mechanism: Option<Mechanism>,
+    /// Rows in the group.
+    pub measurements: u64,
+    /// Rows per verdict: every status with a non-zero count, in [`Status::ALL`] order.
+    pub statuses: Vec<(Status, u64)>,
+    /// Rows per mechanism: every mechanism with a non-zero count, in [`Mechanism::ALL`] order.
+    pub mechanisms: Vec<(Mechanism, u64)>,
+    /// Distinct signing keys among the group's rows (anonymous rows count none). A pseudonymous
+    /// count: the API decides where it may be shown (k-anonymity, `crate::aggregation`).
+    pub probes: u64,
+}
+
+/// The most groups one aggregation returns; more is [`StoreError::TooLarge`] (narrow the
+/// filter, coarsen the grain or drop an axis).
+pub const MAX_AGGREGATE_ROWS: usize = 100_000;
 
 /// Which SQL dialect to write.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -43,6 +43,7 @@ pub mod args;
 pub mod blobs;
 mod filter;
 pub mod postgres;
+mod publication;
 mod row;
 pub mod sqlite;
 
@@ -52,7 +53,10 @@ use tokio::sync::mpsc;
 use vantage_measurement::wire::{KeyId, KeyStanding, ObservedLocation};
 use vantage_measurement::{Measurement, Mechanism, Status, TestKind};
 
+pub use aggregate::{AggregateRow, Aggregation, Axis, MAX_AGGREGATE_ROWS, TimeGrain};
 pub use postgres::PostgresStore;
+pub use publication::{DayRows, Publication};
+pub(crate) use publication::{day_number, day_of_number, day_seconds};
 pub use sqlite::SqliteStore;
 
 /// Where the measurements are: which backend, and where it keeps them.
@@ -186,84 +190,6 @@ pub struct Submission<'a> {
     /// When the batch arrived.
     pub received_at: DateTime<Utc>,
 }
-
-vantage_measurement::closed_set! {
-    /// A grouping axis of an aggregation ([`Store::aggregate`]).
-    pub enum Axis {
-        /// The time bucket of `started_at` ([`TimeGrain`]).
-        Time => "time",
-        /// `probe.cc`.
-        Country => "country",
-        /// `probe.asn`.
-        Asn => "asn",
-        /// `target.name`.
-        Target => "target",
-        /// The test.
-        Test => "test",
-        /// `verdict.mechanism` (rows without one form a group of their own).
-        Mechanism => "mechanism",
-    }
-}
-
-vantage_measurement::closed_set! {
-    /// The width of a time bucket, in UTC: weeks start on Monday (ISO 8601), months on the 1st.
-    #[default = Day]
-    pub enum TimeGrain {
-        /// A clock hour.
-        Hour => "hour",
-        /// A UTC day.
-        Day => "day",
-        /// An ISO week, Monday 00:00 UTC to the next Monday.
-        Week => "week",
-        /// A calendar month.
-        Month => "month",
-    }
-}
-
-/// What [`Store::aggregate`] counts and how it groups.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Aggregation {
-    /// Which rows, as for [`Store::query`] (`since`/`until` on `started_at`, …).
-    pub filter: Filter,
-    /// The grouping, outermost first: any number of axes, none repeated (a repeat counts once);
-    /// empty, one total row.
-    pub group_by: Vec<Axis>,
-    /// The bucket width when `group_by` has [`Axis::Time`].
-    pub grain: TimeGrain,
-    /// `None`: every row. `Some(keys)`: only rows signed by one of those key ids, and none whose
-    /// observed location contradicts the claimed one (the fleet's rule).
-    pub counted: Option<Vec<String>>,
-}
-
-/// One group of an aggregation: its axis values (`None` for axes not grouped by) and its counts.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct AggregateRow {
-    /// The bucket's start, when grouped by time.
-    pub time: Option<DateTime<Utc>>,
-    /// `probe.cc`, when grouped by country.
-    pub cc: Option<String>,
-    /// `probe.asn`, when grouped by ASN.
-    pub asn: Option<u32>,
-    /// `target.name`, when grouped by target.
-    pub target: Option<String>,
-    /// The test, when grouped by test.
-    pub test: Option<TestKind>,
-    /// The mechanism, when grouped by mechanism: `None` there is the group of rows without one.
-    pub mechanism: Option<Mechanism>,
-    /// Rows in the group.
-    pub measurements: u64,
-    /// Rows per verdict: every status with a non-zero count, in [`Status::ALL`] order.
-    pub statuses: Vec<(Status, u64)>,
-    /// Rows per mechanism: every mechanism with a non-zero count, in [`Mechanism::ALL`] order.
-    pub mechanisms: Vec<(Mechanism, u64)>,
-    /// Distinct signing keys among the group's rows (anonymous rows count none). A pseudonymous
-    /// count: the API decides where it may be shown (k-anonymity, `crate::aggregation`).
-    pub probes: u64,
-}
-
-/// The most groups one aggregation returns; more is [`StoreError::TooLarge`] (narrow the
-/// filter, coarsen the grain or drop an axis).
-pub const MAX_AGGREGATE_ROWS: usize = 100_000;
 
 /// The most (probe, target, test) rows one fleet read returns ([`FleetRows::latest`]). 2 000
 /// probes × 100 targets × 4 tests fit; beyond it the gauges are a lower bound and the refresh logs
@@ -462,43 +388,6 @@ pub(crate) fn encode_labels(labels: &[String]) -> Result<String, StoreError> {
 /// The stored form of admitted label values back.
 pub(crate) fn decode_labels(labels: &str) -> Result<Vec<String>, StoreError> {
     serde_json::from_str(labels).map_err(|e| StoreError::Corrupt(format!("admitted labels {labels:?}: {e}")))
-}
-
-/// The rows [`Store::day_rows`] reads: one UTC day of arrival, optionally one (country, test)
-/// group of it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DayRows {
-    /// The UTC day: `received_at` in `[day 00:00, next day 00:00)`.
-    pub day: NaiveDate,
-    /// Only rows of this `probe.cc` and test (`None`: the whole day).
-    pub group: Option<(String, TestKind)>,
-}
-
-/// The publication log's entry for one day: the signed manifest, exactly as published.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Publication {
-    /// The UTC day of arrival it covers.
-    pub day: NaiveDate,
-    /// The manifest file's bytes (UTF-8 JSON).
-    pub manifest: String,
-}
-
-/// Days since 1970-01-01 of a calendar day, as the stores key days.
-pub(crate) fn day_number(day: NaiveDate) -> i32 {
-    day_of(day.and_time(chrono::NaiveTime::MIN).and_utc())
-}
-
-/// The calendar day of a day number.
-pub(crate) fn day_of_number(day: i64) -> Result<NaiveDate, StoreError> {
-    DateTime::from_timestamp(day.saturating_mul(86_400), 0)
-        .map(|t| t.date_naive())
-        .ok_or_else(|| StoreError::Corrupt(format!("day {day} is out of range")))
-}
-
-/// `[start, end)` of a day in Unix seconds.
-pub(crate) fn day_seconds(day: NaiveDate) -> (i64, i64) {
-    let start = i64::from(day_number(day)) * 86_400;
-    (start, start + 86_400)
 }
 
 /// One NDJSON line (no newline) or the error that ended the stream early.
