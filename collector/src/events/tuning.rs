@@ -1,9 +1,9 @@
 //! The detector's tuning harness: synthetic series with known change points, seeded, so every
-//! figure is reproducible. The property tests run with the crate's tests; the tables in
-//! `docs/events.md` come from the ignored `tables` test:
+//! figure is reproducible. The tests run with the crate's; the tables in `docs/events.md` are
+//! what the `tables` test prints:
 //!
 //! ```text
-//! cargo test -p vantage-collector --lib events::detector::tuning::tables -- --ignored --nocapture
+//! cargo test -p vantage-collector --lib events::detector::tuning::tables -- --nocapture
 //! ```
 //!
 //! The synthetic fleet: [`PROBES`] probes measure the (country, target, test), each present in a
@@ -192,10 +192,9 @@ fn a_thousand_measurements_in_an_hour_weigh_no_more_than_twenty() {
     assert!(detect(&buckets, &Params::default()).is_empty());
 }
 
-/// The tables of `docs/events.md` (ignored: minutes of simulation). Asserts the chosen
+/// The tables of `docs/events.md` (printed with `--nocapture`; a few seconds). Asserts the chosen
 /// parameters meet the goals the tables are for.
 #[test]
-#[ignore]
 fn tables() {
     let chosen = Params::default();
     println!("| shift | threshold | 0 % | 2 % | 5 % | 10 % | 15 % | 1 of 6 probes at 5 %: found, delay mean / worst | 2 of 6 |");
