@@ -9,6 +9,7 @@
 pub mod bogon;
 pub mod dns;
 mod evidence;
+pub mod localise;
 pub mod quic;
 pub mod tcp;
 #[cfg(test)]
