@@ -70,8 +70,10 @@ pub enum Seen {
 pub enum Injection {
     /// A TCP reset.
     Reset,
-    /// A TLS alert (or other TLS record) not from the server.
+    /// A TLS alert (or other data) not from the server.
     Alert,
+    /// A FIN: the connection closed with no answer (a censor closing both ends).
+    Close,
     /// A DNS answer from an address that runs no DNS.
     DnsAnswer,
 }
