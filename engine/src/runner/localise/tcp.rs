@@ -1,4 +1,4 @@
-//! The TTL-limited repeat of a ClientHello, for [`crate::classify::localise`].
+//! The TTL-limited repeat of a ClientHello over TCP, for [`crate::classify::localise`].
 //!
 //! One attempt = one TCP connection: the handshake at the normal TTL, then the TTL lowered to
 //! `ttl` (IPv4 `IP_TTL`, IPv6 `IPV6_UNICAST_HOPS`), `IP_RECVERR` switched on, the ClientHello
