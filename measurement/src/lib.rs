@@ -34,6 +34,7 @@ pub mod closed_set;
 pub mod envelope;
 pub mod example;
 pub mod failure;
+pub mod localisation;
 pub mod observation;
 pub mod ooni;
 pub mod validate;
@@ -42,6 +43,7 @@ pub mod wire;
 
 pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 pub use failure::{CodeSpace, Failure, RawCode};
+pub use localisation::{Localisation, LocalisedHow, NotLocalised, Placement};
 pub use observation::{
     DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail,
     VpnMode, VpnProtocol, VpnReply, VpnStage,

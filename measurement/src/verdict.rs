@@ -3,6 +3,7 @@
 //! `mechanism` is a closed set of rule ids, not free text, because it becomes a Prometheus label
 //! and a research filter: both need a bounded vocabulary that only grows by a code change.
 
+use crate::localisation::Localisation;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -129,6 +130,10 @@ pub struct Verdict {
     /// For repeated trials: in how many of how many the target failed while its control worked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trials: Option<Trials>,
+    /// For a `blocked` `tls` or `dns` verdict: where the censor sits, from the TTL-limited
+    /// follow-up (absent when it did not run: `--no-localise`, or another verdict or test).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub localisation: Option<Localisation>,
 }
 
 /// Counts over repeated trials of one measurement (probabilistic censors block some flows only).
@@ -143,12 +148,12 @@ pub struct Trials {
 impl Verdict {
     /// A plain success.
     pub fn ok() -> Self {
-        Verdict { status: Status::Ok, mechanism: None, evidence: Vec::new(), trials: None }
+        Verdict { status: Status::Ok, mechanism: None, evidence: Vec::new(), trials: None, localisation: None }
     }
 
     /// A verdict with a rule and evidence.
     pub fn new(status: Status, mechanism: Mechanism, evidence: Vec<String>) -> Self {
-        Verdict { status, mechanism: Some(mechanism), evidence, trials: None }
+        Verdict { status, mechanism: Some(mechanism), evidence, trials: None, localisation: None }
     }
 }
 

@@ -302,7 +302,7 @@ fn list(ips: &BTreeSet<IpAddr>) -> String {
 }
 
 fn verdict(status: Status, mechanism: Option<Mechanism>, evidence: Vec<String>) -> Verdict {
-    Verdict { status, mechanism, evidence, trials: None }
+    Verdict { status, mechanism, evidence, trials: None, localisation: None }
 }
 
 #[cfg(test)]
