@@ -15,6 +15,7 @@
 
 pub mod classify;
 pub mod control;
+pub mod localise;
 pub mod measure;
 pub mod runner;
 pub mod schedule;

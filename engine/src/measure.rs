@@ -49,6 +49,8 @@ pub struct MeasureConfig {
     pub probe: ProbeInfo,
     /// Addresses that are not bogons here (a lab's documentation ranges).
     pub bogons: BogonPolicy,
+    /// The hop follow-up of `blocked` `tls`/`dns` verdicts (`None`: off, `--no-localise`).
+    pub localise: Option<crate::localise::LocaliseConfig>,
 }
 
 /// A target's name resolved off the censored path, shared by its endpoint tests (the scheduler

@@ -180,20 +180,31 @@ pub async fn run_until_stopped(
         let resolved = resolve_names(&cfg, &jobs, concurrency).await;
         let groups: Vec<Group> = by_server(jobs, &resolved)
             .into_iter()
-            .map(|(server, jobs)| Group { penalties: book.take(&server), server, jobs })
+            .map(|(server, jobs)| Group { penalties: book.take(&server), server, jobs, held: Vec::new() })
             .collect();
         let run_all = |groups: Vec<Group>| {
             let (cfg, resolved, tx) = (&cfg, &resolved, &tx);
             futures::stream::iter(groups)
-                .map(move |Group { server, jobs, penalties }| async move {
-                    let (jobs, penalties) = run_group(cfg, resolved, jobs, penalties, residual.window, stop, tx.clone()).await;
-                    Group { server, jobs, penalties }
+                .map(move |Group { server, jobs, penalties, .. }| async move {
+                    let (jobs, penalties, held) =
+                        run_group(cfg, resolved, jobs, penalties, residual.window, stop, tx.clone()).await;
+                    Group { server, jobs, penalties, held }
                 })
                 .buffer_unordered(concurrency)
                 .collect::<Vec<_>>()
         };
+        // Blocked tls/dns measurements held back for their hop follow-up, after the run's
+        // measurements (see `crate::localise`): servers side by side, one server's in turn.
+        let localise_all = |groups: Vec<Group>| {
+            let (cfg, tx) = (&cfg, &tx);
+            futures::stream::iter(groups)
+                .map(move |group| localise_group(cfg, group, residual.window, stop, tx.clone()))
+                .buffer_unordered(concurrency)
+                .collect::<Vec<_>>()
+        };
         // What comes back from a run is each server's residual suspects, with its penalties.
-        let (suspects, settled): (Vec<Group>, Vec<Group>) = run_all(groups).await.into_iter().partition(|g| !g.jobs.is_empty());
+        let (suspects, settled): (Vec<Group>, Vec<Group>) =
+            localise_all(run_all(groups).await).await.into_iter().partition(|g| !g.jobs.is_empty());
         for group in settled {
             book.keep(group.server, group.penalties, Instant::now());
         }
@@ -209,7 +220,7 @@ pub async fn run_until_stopped(
         let suspects = match retest_at {
             Some(lapse) => {
                 tokio::time::sleep_until(lapse).await;
-                if stop.is_stopped() { suspects } else { run_all(suspects).await }
+                if stop.is_stopped() { suspects } else { localise_all(run_all(suspects).await).await }
             }
             None => suspects,
         };
@@ -247,8 +258,9 @@ async fn run_group(
     window: Duration,
     stop: &Stop,
     tx: UnboundedSender<Measurement>,
-) -> (Vec<Job>, Penalties) {
+) -> (Vec<Job>, Penalties, Vec<Held>) {
     let mut suspects = Vec::new();
+    let mut held = Vec::new();
     for job in group {
         if stop.is_stopped() {
             break;
@@ -262,9 +274,41 @@ async fn run_group(
         if m.verdict.mechanism == Some(Mechanism::ResidualSuspected) {
             suspects.push(job);
         }
-        let _ = tx.send(m);
+        if cfg.localise.is_some() && crate::localise::applies(&m) {
+            held.push(Held { measurement: m, endpoint, triggered_at: Instant::now() });
+        } else {
+            let _ = tx.send(m);
+        }
     }
-    (suspects, penalties)
+    (suspects, penalties, held)
+}
+
+/// A blocked measurement waiting for its hop follow-up.
+struct Held {
+    measurement: Measurement,
+    endpoint: Option<(Transport, u16)>,
+    triggered_at: Instant,
+}
+
+/// Follow up one server's held measurements in turn, hand each over when done, and keep the
+/// penalty its target attempts renew (they trigger the censor again).
+async fn localise_group(
+    cfg: &MeasureConfig,
+    mut group: Group,
+    window: Duration,
+    stop: &Stop,
+    tx: UnboundedSender<Measurement>,
+) -> Group {
+    for Held { mut measurement, endpoint, triggered_at } in std::mem::take(&mut group.held) {
+        if let Some(lc) = cfg.localise {
+            crate::localise::follow_up(cfg, lc, &mut measurement, triggered_at, stop).await;
+        }
+        if let Some(endpoint) = endpoint.filter(|_| measurement.verdict.localisation.is_some_and(|l| l.attempts > 0)) {
+            group.penalties.record(endpoint, &measurement, window, Instant::now());
+        }
+        let _ = tx.send(measurement);
+    }
+    group
 }
 
 /// One server's jobs (or, after a run, its residual suspects) and its penalties.
@@ -272,6 +316,7 @@ struct Group {
     server: String,
     jobs: Vec<Job>,
     penalties: Penalties,
+    held: Vec<Held>,
 }
 
 /// Group jobs by the server they reach: DNS per target, endpoint tests per address (or per name
@@ -416,6 +461,7 @@ mod tests {
             dns_linger: Duration::ZERO,
             probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
             bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
+            localise: None,
         })
     }
 

@@ -14,6 +14,7 @@ use vantage_measurement::{NetworkType, ProbeInfo, TestKind};
 
 use vantage_engine::classify::bogon::BogonPolicy;
 use vantage_engine::control::{DohClient, HelperClient};
+use vantage_engine::localise::{DEFAULT_SPACING, LocaliseConfig};
 use vantage_engine::measure::MeasureConfig;
 use vantage_engine::runner::verify::TrustAnchors;
 use vantage_engine::schedule::{DEFAULT_RESIDUAL_WINDOW, ResidualPolicy, Retest};
@@ -131,6 +132,14 @@ pub struct RunArgs {
     /// and measure the suspects again; both measurements are reported.
     #[arg(long)]
     pub retest_residual: bool,
+    /// Don't follow a `blocked` tls or dns verdict up with TTL-limited repeats that find the
+    /// censor's hop (at most 32 extra attempts, spaced by --localise-spacing; docs/localisation.md).
+    #[arg(long, env = "VANTAGE_NO_LOCALISE")]
+    pub no_localise: bool,
+    /// Seconds between localisation attempts that may reach a censor that has just been triggered
+    /// (residual penalties last 90-180 s; a blocked measurement's follow-up takes a few of these).
+    #[arg(long, default_value_t = DEFAULT_SPACING.as_secs(), value_name = "SECS")]
+    pub localise_spacing: u64,
     /// Directory for the spool of unsent measurements and the probe key (probe.key, made on first
     /// delivery).
     #[arg(long, env = "VANTAGE_DATA_DIR")]
@@ -337,6 +346,9 @@ impl RunArgs {
         if self.residual_window > 3600 {
             return Err(flag("residual-window", "must be at most 3600 seconds"));
         }
+        if self.localise_spacing > 3600 {
+            return Err(flag("localise-spacing", "must be at most 3600 seconds"));
+        }
         let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
         let bogons = bogons.with_blockpages(&self.danger_blockpage).map_err(|e| flag("danger-blockpage", e))?;
         Ok(MeasureConfig {
@@ -350,6 +362,8 @@ impl RunArgs {
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
             probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type, network_epoch: None },
             bogons,
+            localise: (!self.no_localise)
+                .then(|| LocaliseConfig { spacing: Duration::from_secs(self.localise_spacing), ..LocaliseConfig::default() }),
         })
     }
 }

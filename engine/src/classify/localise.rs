@@ -196,6 +196,13 @@ pub enum Localisation {
 
 /// Locate the censor from the per-TTL rows (any order; one row per TTL).
 pub fn localise(rows: &[Row]) -> Localisation {
+    let server_hop = rows.iter().filter(|r| r.control == Seen::Reply).map(|r| r.ttl).min();
+    localise_within(rows, server_hop)
+}
+
+/// [`localise`] when the server's hop is known from control attempts beyond the rows (a sweep that
+/// has tried the target at the lower TTLs only, and asks whether more could change the answer).
+pub fn localise_within(rows: &[Row], server_hop: Option<u8>) -> Localisation {
     let mut rows = rows.to_vec();
     rows.sort_by_key(|r| r.ttl);
     if rows.is_empty() {
@@ -204,7 +211,7 @@ pub fn localise(rows: &[Row]) -> Localisation {
     if rows.iter().any(|r| matches!(r.control, Seen::Injected { .. })) {
         return Localisation::NotLocalised(Reason::ControlInjected);
     }
-    let Some(server_hop) = rows.iter().find(|r| r.control == Seen::Reply).map(|r| r.ttl) else {
+    let Some(server_hop) = server_hop else {
         return Localisation::NotLocalised(Reason::ControlNeverArrived);
     };
     let injections: Vec<(u8, Injection)> = rows

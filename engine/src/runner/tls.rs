@@ -26,7 +26,7 @@ use super::{StepContext, io_failure, ms, tcp, timeout_failure};
 use base64::Engine as _;
 
 /// ALPN offered over TCP. HTTP/1.1 only: the data phase speaks it.
-const TCP_ALPN: &[&[u8]] = &[b"http/1.1"];
+pub(crate) const TCP_ALPN: &[&[u8]] = &[b"http/1.1"];
 
 /// The most bytes the data phase reads.
 pub const DATA_LIMIT: usize = 64 * 1024;

@@ -1,0 +1,121 @@
+use super::*;
+use crate::classify::localise::After;
+
+/// A simulated path: what each name draws at each TTL.
+#[derive(Clone, Copy)]
+enum Censor {
+    None,
+    Reset(u8),
+    Dropper(u8),
+    DnsOnPath(u8),
+    DnsInPath(u8),
+}
+
+fn draws(censor: Censor, server: u8, lost: &[u8], name: Name, ttl: u8) -> Seen {
+    let path = if ttl < server { Seen::IcmpError } else { Seen::Reply };
+    if lost.contains(&ttl) {
+        return Seen::Nothing;
+    }
+    if name == Name::Control {
+        return path;
+    }
+    match censor {
+        Censor::Reset(c) if ttl >= c => Seen::Injected { kind: Injection::Reset, after: After::Unobservable },
+        Censor::Dropper(c) if ttl >= c => Seen::Nothing,
+        Censor::DnsOnPath(c) if ttl >= c => {
+            let after = if path == Seen::Reply { After::Reply } else { After::IcmpError };
+            Seen::Injected { kind: Injection::DnsAnswer, after }
+        }
+        Censor::DnsInPath(c) if ttl >= c => Seen::Injected { kind: Injection::DnsAnswer, after: After::Nothing },
+        _ => path,
+    }
+}
+
+/// Run a sweep against a simulated path; the block, and how many attempts waited for the spacing.
+fn sweep(censor: Censor, server: u8, lost: &[u8]) -> (Localisation, u32) {
+    let mut sweep = Sweep::default();
+    let mut spaced = 0;
+    loop {
+        match sweep.next() {
+            Next::Done(block) => return (block, spaced),
+            Next::Attempt { name, ttl, spaced: wait } => {
+                spaced += u32::from(wait);
+                sweep.record(name, draws(censor, server, lost, name, ttl));
+            }
+        }
+    }
+}
+
+fn located(censor_hop: u8, server_hop: u8, how: LocalisedHow, placement: Placement, attempts: u32) -> Localisation {
+    Localisation {
+        censor_hop: Some(censor_hop),
+        server_hop: Some(server_hop),
+        how: Some(how),
+        placement: Some(placement),
+        not_localised: None,
+        attempts,
+    }
+}
+
+#[test]
+fn a_censor_at_3_of_5_is_found_with_few_spaced_attempts() {
+    // Control: TTL 1..=7 (server at 5, two past it); target: 1..=c until settled.
+    let table = [
+        // A reset settles after its second injection (placement can never show).
+        (Censor::Reset(3), located(3, 5, LocalisedHow::Reset, Placement::Unknown, 7 + 4), 1),
+        // A dropper needs three silent TTLs past its hop.
+        (Censor::Dropper(3), located(3, 5, LocalisedHow::Dropped, Placement::InPath, 7 + 5), 2),
+        // On-path: the first injection already shows the query went on.
+        (Censor::DnsOnPath(3), located(3, 5, LocalisedHow::DnsAnswer, Placement::OnPath, 7 + 4), 1),
+        // In-path: three injections with nothing after them.
+        (Censor::DnsInPath(3), located(3, 5, LocalisedHow::DnsAnswer, Placement::InPath, 7 + 5), 2),
+    ];
+    for (censor, expected, spaced) in table {
+        assert_eq!(sweep(censor, 5, &[]), (expected, spaced));
+    }
+}
+
+#[test]
+fn benign_and_lossy_paths_produce_no_hop() {
+    let (block, spaced) = sweep(Censor::None, 5, &[]);
+    assert_eq!(block.not_localised, Some(NotLocalised::TargetReachedServer));
+    assert_eq!((block.attempts, spaced), (14, 0));
+    // Loss at the end of the path hits both names alike: never a hop.
+    let (block, _) = sweep(Censor::None, 5, &[5, 6, 7]);
+    assert_eq!(block.censor_hop, None);
+    assert_eq!(sweep(Censor::None, 30, &[]).0, Localisation::not_localised(NotLocalised::ControlNeverArrived, 16));
+}
+
+#[test]
+fn no_path_takes_more_than_32_attempts() {
+    for server in 1..=40 {
+        for c in 1..=40 {
+            for censor in [Censor::None, Censor::Reset(c), Censor::Dropper(c), Censor::DnsOnPath(c), Censor::DnsInPath(c)] {
+                let (block, spaced) = sweep(censor, server, &[]);
+                assert!(block.attempts <= 32, "{server} {c}: {block:?}");
+                assert!(spaced <= 16, "{server} {c}: {spaced}");
+                if let Some(hop) = block.censor_hop {
+                    assert_eq!(hop, c, "{server}: {block:?}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn only_blocked_tls_and_dns_verdicts_are_followed_up() {
+    let mut m = vantage_measurement::example::tls_reset(chrono::Utc::now());
+    let cases = [
+        (TestKind::Tls, Status::Blocked, true),
+        (TestKind::Dns, Status::Blocked, true),
+        (TestKind::Tls, Status::Ok, false),
+        (TestKind::Tls, Status::Inconclusive, false),
+        (TestKind::Quic, Status::Blocked, false),
+        (TestKind::Tcp, Status::Blocked, false),
+    ];
+    for (test, status, expected) in cases {
+        m.test = test;
+        m.verdict.status = status;
+        assert_eq!(applies(&m), expected, "{test:?} {status:?}");
+    }
+}
