@@ -48,6 +48,11 @@ pub struct Row {
     pub expected_evidence: Vec<String>,
     /// The verdict's evidence, for reports of a miss.
     pub evidence: Vec<String>,
+    /// What the file expects of the verdict's `localisation` block (see
+    /// [`super::scenario::LabTarget::expect_localised`]).
+    pub expected_localised: Option<String>,
+    /// The verdict's `localisation` block, as a label.
+    pub localised: String,
 }
 
 impl Row {
@@ -61,7 +66,14 @@ impl Row {
             Some(e) => self.trials.is_some_and(|(b, t)| t == e.total && (e.min_blocked..=e.max_blocked).contains(&b)),
         };
         let evidence_ok = self.missing_evidence().is_none();
-        verdict_ok && trials_ok && evidence_ok
+        verdict_ok && trials_ok && evidence_ok && self.localised_ok()
+    }
+
+    /// Whether the localisation block is as expected (`none` accepts any reason).
+    pub fn localised_ok(&self) -> bool {
+        self.expected_localised
+            .as_deref()
+            .is_none_or(|e| e == self.localised || (e == "none" && self.localised.starts_with("none ")))
     }
 
     /// The first expected piece of evidence that no evidence line contains.
@@ -114,6 +126,10 @@ impl Report {
             let mut wanted = r.expected_trials.map(|t| format!(" trials {}", t.label())).unwrap_or_default();
             if let Some(needle) = r.missing_evidence() {
                 wanted.push_str(&format!(" with evidence mentioning `{needle}`"));
+            }
+            if !r.localised_ok() {
+                let expected = r.expected_localised.as_deref().unwrap_or_default();
+                wanted.push_str(&format!(" localised `{expected}` (got `{}`)", r.localised));
             }
             let retest = if r.retest { " (re-test)" } else { "" };
             let _ = writeln!(
@@ -244,9 +260,23 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
             // Evidence is asked of the first measurement; the re-test must simply come out right.
             expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
             evidence,
+            expected_localised: if retest { None } else { t.expect_localised.get(test).cloned() },
+            localised: localised_label(verdict.map(|v| &v["localisation"])),
         });
     }
     rows
+}
+
+/// A verdict's `localisation` block as a label: `3/5 reset unknown`, `none <reason>`, or
+/// `(absent)`.
+fn localised_label(block: Option<&Value>) -> String {
+    let Some(block) = block.filter(|b| b.is_object()) else { return "(absent)".into() };
+    if let Some(reason) = block["not_localised"].as_str() {
+        return format!("none {reason}");
+    }
+    let text = |key: &str| block[key].as_str().unwrap_or("?").to_string();
+    let hop = |key: &str| block[key].as_u64().map(|h| h.to_string()).unwrap_or_else(|| "?".into());
+    format!("{}/{} {} {}", hop("censor_hop"), hop("server_hop"), text("how"), text("placement"))
 }
 
 /// Whether `/metrics` counts the row's verdict: `vantage_measurements_total` with the target,
@@ -424,11 +454,24 @@ mod tests {
             trials_run: 1,
             expected_evidence: Vec::new(),
             evidence: Vec::new(),
+            expected_localised: None,
+            localised: "(absent)".into(),
         };
         let counted = r#"vantage_measurements_total{country="ZZ",mechanism="tls.timeout_sni",target="blocked",test="tls",verdict="blocked"} 1"#;
         assert_eq!(metric_problem(counted, &row), None);
         assert!(metric_problem(&counted.replace("} 1", "} 0"), &row).is_some());
         assert!(metric_problem(&counted.replace("tls.timeout_sni", "none"), &row).is_some());
+    }
+
+    #[test]
+    fn localisation_blocks_read_as_labels() {
+        let located =
+            serde_json::json!({"censor_hop": 3, "server_hop": 5, "how": "reset", "placement": "unknown", "attempts": 11});
+        assert_eq!(localised_label(Some(&located)), "3/5 reset unknown");
+        let none = serde_json::json!({"not_localised": "target_reached_server", "attempts": 14});
+        assert_eq!(localised_label(Some(&none)), "none target_reached_server");
+        assert_eq!(localised_label(Some(&Value::Null)), "(absent)");
+        assert_eq!(localised_label(None), "(absent)");
     }
 
     #[test]

@@ -19,7 +19,7 @@ use vantage_measurement::{Mechanism, Status, TestKind};
 use super::addr;
 
 /// Keys of a `[[target]]` table that are the lab's, not the probe's.
-const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "expect_retest", "server"];
+const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "expect_retest", "expect_localised", "server"];
 
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -66,7 +66,23 @@ struct File {
     censor: CensorSpec,
     #[serde(default)]
     internet: InternetSpec,
+    #[serde(default)]
+    topology: Option<TopologySpec>,
     target: Vec<toml::Table>,
+}
+
+/// Plain routers around the censor, so it sits at a known hop (the localisation scenarios). A
+/// scenario with this table runs the probe's hop follow-up (with the lab's short spacing); one
+/// without runs it with `--no-localise`, so the other scenarios keep their time.
+#[derive(Clone, Copy, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologySpec {
+    /// Routers between the probe and the censor.
+    #[serde(default)]
+    pub routers_before: u8,
+    /// Routers between the censor and the servers' namespace.
+    #[serde(default)]
+    pub routers_after: u8,
 }
 
 /// What the two resolvers in `internet` answer.
@@ -240,6 +256,8 @@ struct LabKeys {
     #[serde(default)]
     expect_retest: BTreeMap<String, String>,
     #[serde(default)]
+    expect_localised: BTreeMap<String, String>,
+    #[serde(default)]
     server: ServerState,
 }
 
@@ -271,6 +289,9 @@ pub struct LabTarget {
     /// Per test, the verdict of the re-test after a residual penalty lapsed (the probe's second
     /// measurement of the pair; the scenario passes `--retest-residual`).
     pub expect_retest: BTreeMap<TestKind, Expected>,
+    /// Per test, the verdict's `localisation` block as `censor/server how placement` (`3/5 reset
+    /// unknown`), or `none` (no hop, any reason) / `none <reason>`.
+    pub expect_localised: BTreeMap<TestKind, String>,
     /// Whether its servers run.
     pub server: ServerState,
 }
@@ -294,6 +315,8 @@ pub struct Scenario {
     pub censor: CensorSpec,
     /// The servers' namespace.
     pub internet: InternetSpec,
+    /// Routers around the censor, when asked for.
+    pub topology: Option<TopologySpec>,
     /// What is measured.
     pub targets: Vec<LabTarget>,
     /// The targets file handed to the probe (the lab's keys removed).
@@ -346,6 +369,7 @@ impl Scenario {
             dns: file.dns,
             censor: file.censor,
             internet: file.internet,
+            topology: file.topology,
             targets,
             targets_toml,
         };
@@ -470,7 +494,11 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
     for (test, needles) in lab.expect_evidence {
         expect_evidence.insert(test_kind(&test).map_err(whose)?, needles);
     }
-    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, expect_retest, server: lab.server })
+    let mut expect_localised = BTreeMap::new();
+    for (test, label) in lab.expect_localised {
+        expect_localised.insert(test_kind(&test).map_err(whose)?, label);
+    }
+    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, expect_retest, expect_localised, server: lab.server })
 }
 
 #[cfg(test)]

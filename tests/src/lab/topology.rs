@@ -1,6 +1,8 @@
 //! The four namespaces of one scenario, their links, addresses and routes (the address plan is
 //! [`super::addr`]); built on [`crate::netns`], which removes them when dropped.
 
+use std::net::Ipv4Addr;
+
 use anyhow::Context;
 
 use super::{addr, ifname};
@@ -33,13 +35,106 @@ pub struct Topology {
     pub internet: Netns,
     /// The collector and test helper.
     pub helper: Netns,
+    /// Plain routers between the probe and the censor, then between the censor and `internet`
+    /// (only when a scenario's `[topology]` asks; see [`Topology::create_with_routers`]).
+    pub routers: Vec<Netns>,
 }
 
 impl Topology {
     /// Build the namespaces, links, addresses and routes of one scenario.
     pub fn create() -> anyhow::Result<Topology> {
+        Topology::create_with_routers(0, 0)
+    }
+
+    /// [`Topology::create`] with `before` plain routers between the probe and the censor and
+    /// `after` between the censor and `internet`, so the censor sits at a known hop (issue 15's
+    /// localisation scenarios). With none, the base topology, unchanged.
+    pub fn create_with_routers(before: u8, after: u8) -> anyhow::Result<Topology> {
         let stem = netns::unique_stem(PREFIX);
-        Topology::build(&stem).with_context(|| format!("building the lab topology {stem}"))
+        let topo = if before == 0 && after == 0 { Topology::build(&stem) } else { Topology::build_chain(&stem, before, after) };
+        topo.with_context(|| format!("building the lab topology {stem}"))
+    }
+
+    /// The base topology with routers: the chain probe, `before` routers, censor, `after`
+    /// routers, internet. The probe's link (198.51.100.0/24, its gateway .1) and the internet's
+    /// (203.0.113.252/30, internet .253) keep their addresses; the links between them are /30s
+    /// (198.51.100.128+ before the censor, 203.0.113.236+ after it). Every router forwards,
+    /// takes packets for any source (`rp_filter=0`) and answers ICMP without a rate limit, or
+    /// ten TTLs in a second would lose most of their Time Exceeded.
+    fn build_chain(stem: &str, before: u8, after: u8) -> anyhow::Result<Topology> {
+        let mut routers = Vec::new();
+        for n in 0..before {
+            routers.push(Netns::create_ipv4_only(stem, &format!("rb{n}"))?);
+        }
+        for n in 0..after {
+            routers.push(Netns::create_ipv4_only(stem, &format!("ra{n}"))?);
+        }
+        let topo = Topology {
+            probe: Netns::create_ipv4_only(stem, "probe")?,
+            censor: Netns::create_ipv4_only(stem, "censor")?,
+            internet: Netns::create_ipv4_only(stem, "internet")?,
+            helper: Netns::create_ipv4_only(stem, "helper")?,
+            routers,
+        };
+        let (before_rs, after_rs) = topo.routers.split_at(usize::from(before));
+        // The forwarding nodes in path order, with their left and right interface names.
+        let mut nodes: Vec<(&Netns, &str, &str)> = before_rs.iter().map(|r| (r, "left0", "right0")).collect();
+        nodes.push((&topo.censor, ifname::CENSOR_TO_PROBE, ifname::CENSOR_TO_INTERNET));
+        nodes.extend(after_rs.iter().map(|r| (r, "left0", "right0")));
+        let last = nodes.len() - 1;
+        // Link i joins node i-1 (the probe for i = 0) and node i; link last+1 joins the last node
+        // and the internet. (left address, right address, prefix) of each.
+        let link = |i: usize| -> (Ipv4Addr, Ipv4Addr, u8) {
+            let before = usize::from(before);
+            if i == 0 {
+                (addr::PROBE, addr::CENSOR_PROBE_SIDE, 24)
+            } else if i == last + 1 {
+                (addr::CENSOR_INTERNET_SIDE, addr::INTERNET_CENSOR_SIDE, 30)
+            } else if i <= before {
+                let base = 128 + 4 * u8::try_from(i - 1).unwrap_or(0);
+                (Ipv4Addr::new(198, 51, 100, base + 1), Ipv4Addr::new(198, 51, 100, base + 2), 30)
+            } else {
+                let base = 236 + 4 * u8::try_from(i - before - 1).unwrap_or(0);
+                (Ipv4Addr::new(203, 0, 113, base + 2), Ipv4Addr::new(203, 0, 113, base + 1), 30)
+            }
+        };
+        let (p, i, h) = (&topo.probe, &topo.internet, &topo.helper);
+        veth(p, ifname::PROBE, nodes[0].0, nodes[0].1)?;
+        for n in 1..=last {
+            veth(nodes[n - 1].0, nodes[n - 1].2, nodes[n].0, nodes[n].1)?;
+        }
+        veth(nodes[last].0, nodes[last].2, i, ifname::INTERNET_TO_CENSOR)?;
+        veth(i, ifname::INTERNET_TO_HELPER, h, ifname::HELPER)?;
+
+        p.add_address(ifname::PROBE, addr::PROBE, 24)?;
+        p.ip(&format!("route add default via {}", addr::CENSOR_PROBE_SIDE))?;
+        for (n, (node, left, right)) in nodes.iter().enumerate() {
+            let (left_link, right_link) = (link(n), link(n + 1));
+            node.add_address(left, left_link.1, left_link.2)?;
+            node.add_address(right, right_link.0, right_link.2)?;
+            node.ip(&format!("route add default via {}", right_link.1))?;
+            if n > 0 {
+                node.ip(&format!("route add 198.51.100.0/24 via {}", left_link.0))?;
+            }
+        }
+        i.add_address(ifname::INTERNET_TO_CENSOR, addr::INTERNET_CENSOR_SIDE, 30)?;
+        i.add_address(ifname::INTERNET_TO_HELPER, addr::INTERNET_HELPER_SIDE, 24)?;
+        i.ip(&format!("route add 198.51.100.0/24 via {}", addr::CENSOR_INTERNET_SIDE))?;
+        for host in addr::INTERNET_HOSTS {
+            i.add_address("lo", host, 32)?;
+        }
+        h.add_address(ifname::HELPER, addr::HELPER, 24)?;
+        h.ip(&format!("route add default via {}", addr::INTERNET_HELPER_SIDE))?;
+        for router in nodes.iter().map(|n| n.0).chain([i]) {
+            router.enable_forwarding()?;
+            router.sysctl(&[
+                "net.ipv4.conf.all.rp_filter=0",
+                "net.ipv4.conf.default.rp_filter=0",
+                "net.ipv4.icmp_ratelimit=0",
+            ])?;
+        }
+        p.set_resolv_conf(&format!("nameserver {}\noptions timeout:2 attempts:1\n", addr::PROBE_RESOLVER))?;
+        Ok(topo)
     }
 
     fn build(stem: &str) -> anyhow::Result<Topology> {
@@ -48,6 +143,7 @@ impl Topology {
             censor: Netns::create_ipv4_only(stem, "censor")?,
             internet: Netns::create_ipv4_only(stem, "internet")?,
             helper: Netns::create_ipv4_only(stem, "helper")?,
+            routers: Vec::new(),
         };
         let (p, c, i, h) = (&topo.probe, &topo.censor, &topo.internet, &topo.helper);
         veth(p, ifname::PROBE, c, ifname::CENSOR_TO_PROBE)?;

@@ -68,7 +68,8 @@ impl World {
         let names: Vec<String> = scenario.targets.iter().map(|t| t.spec.name.clone()).collect();
         crate::procs::write_signed_list(&path.join("signed-list.json"), &scenario.targets_toml, &names)?;
 
-        let topo = Topology::create()?;
+        let routers = scenario.topology.unwrap_or_default();
+        let topo = Topology::create_with_routers(routers.routers_before, routers.routers_after)?;
         for command in &scenario.internet.ip {
             topo.internet.ip(command)?;
         }
@@ -156,6 +157,13 @@ impl World {
             "--data-dir".into(),
             p("probe-data"),
         ];
+        // The hop follow-up runs where a scenario places the censor at a known hop, with a short
+        // spacing (the real one is minutes); elsewhere it is off, so other scenarios keep their time.
+        if self.scenario.topology.is_some() {
+            args.extend(["--localise-spacing".to_string(), "1".to_string()]);
+        } else {
+            args.push("--no-localise".into());
+        }
         for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24"] {
             args.extend(["--danger-not-bogon".to_string(), range.to_string()]);
         }

@@ -4,8 +4,8 @@
 //! One attempt = one fresh UDP socket, connected to an address that runs no DNS (the probe's
 //! `dns_blackhole`), its TTL (IPv6 hop limit) set to `ttl` and `IP_RECVERR` on. The query for the
 //! blocked name goes out once; then the socket's replies and its **error queue** are read until
-//! the wait ends, or until `linger` after the first answer (on-path injectors race, and the
-//! original query may still draw an ICMP error or reach the destination afterwards).
+//! the wait ends, or until `linger` after the first answer or ICMP error: an on-path injector's
+//! answer races the ICMP error the original query draws further on, in either order.
 //!
 //! What comes back, on UDP (unlike TCP, the error queue works here: `recvmsg(MSG_ERRQUEUE)` yields
 //! a `sock_extended_err` with origin, ICMP type and code, and the offender's address):
@@ -78,11 +78,14 @@ pub enum Event {
     Icmp(Icmp),
 }
 
-/// What one DNS attempt drew.
+/// What one DNS attempt drew. Order doesn't matter: an on-path injector's answer races the
+/// Time Exceeded (or port unreachable) of the original query it let through, and a userspace
+/// injector often loses to the kernel of the router behind it; both mean "injected, and the query
+/// went on".
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct DnsAttempt {
-    first: Option<Seen>,
-    after: Option<After>,
+    answered: bool,
+    first_icmp: Option<Icmp>,
     /// The first ICMP error's type and code when it was neither Time Exceeded nor port
     /// unreachable (a rejecting filter shows here; the classifier counts it as an ICMP error).
     pub icmp: Option<(u8, u8)>,
@@ -91,45 +94,38 @@ pub struct DnsAttempt {
 impl DnsAttempt {
     /// Take one event; returns whether more can be learnt from this socket.
     pub fn push(&mut self, event: Event) -> bool {
-        if let Event::Icmp(Icmp::Other(kind, code)) = event {
-            self.icmp.get_or_insert((kind, code));
-        }
-        match (self.first, event) {
-            (None, Event::Answer) => {
-                self.first = Some(Seen::Injected { kind: Injection::DnsAnswer, after: After::Nothing });
-                true
-            }
-            (None, Event::Icmp(icmp)) => {
-                self.first = Some(icmp.seen());
-                false
-            }
+        match event {
             // More answers (Triplet Censors send up to three) say nothing new.
-            (Some(Seen::Injected { .. }), Event::Answer) => true,
-            (Some(Seen::Injected { .. }), Event::Icmp(icmp)) => {
-                // The original query went on past the injector: it expired later, or reached
-                // the destination.
-                self.after = Some(match icmp.seen() {
-                    Seen::Reply => After::Reply,
-                    _ => After::IcmpError,
-                });
-                false
+            Event::Answer => self.answered = true,
+            Event::Icmp(icmp) => {
+                if let Icmp::Other(kind, code) = icmp {
+                    self.icmp.get_or_insert((kind, code));
+                }
+                self.first_icmp.get_or_insert(icmp);
             }
-            (Some(_), _) => false,
         }
+        !(self.answered && self.first_icmp.is_some())
+    }
+
+    /// Whether anything came back yet.
+    pub fn any(&self) -> bool {
+        self.answered || self.first_icmp.is_some()
     }
 
     /// What the attempt drew, for the classifier.
     pub fn seen(&self) -> Seen {
-        match (self.first, self.after) {
-            (None, _) => Seen::Nothing,
-            (Some(Seen::Injected { kind, after }), later) => Seen::Injected { kind, after: later.unwrap_or(after) },
-            (Some(first), _) => first,
+        match (self.answered, self.first_icmp.map(Icmp::seen)) {
+            (true, None) => Seen::Injected { kind: Injection::DnsAnswer, after: After::Nothing },
+            (true, Some(Seen::Reply)) => Seen::Injected { kind: Injection::DnsAnswer, after: After::Reply },
+            (true, Some(_)) => Seen::Injected { kind: Injection::DnsAnswer, after: After::IcmpError },
+            (false, Some(seen)) => seen,
+            (false, None) => Seen::Nothing,
         }
     }
 }
 
 /// Send a query for `name` to `addr` (a host that runs no DNS) with the TTL set to `ttl`, and
-/// report what it drew within `wait`, listening `linger` past the first answer. An error means the
+/// report what it drew within `wait`, listening `linger` past the first answer or ICMP error. An error means the
 /// attempt could not run (the socket refused the options, the name can't be encoded); it is not
 /// an observation.
 pub async fn dns_attempt(addr: SocketAddr, name: &str, ttl: u8, wait: Duration, linger: Duration) -> io::Result<DnsAttempt> {
@@ -163,7 +159,11 @@ pub async fn dns_attempt(addr: SocketAddr, name: &str, ttl: u8, wait: Duration, 
                 Ok(icmp) => {
                     progressed = true;
                     if let Some(icmp) = icmp {
+                        let first = !attempt.any();
                         more = attempt.push(Event::Icmp(icmp));
+                        if first {
+                            deadline = Instant::now() + linger;
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -176,7 +176,7 @@ pub async fn dns_attempt(addr: SocketAddr, name: &str, ttl: u8, wait: Duration, 
                     progressed = true;
                     let ours = codec::parse_reply(&buf[..len]).is_ok_and(|r| r.answers_query(id, name, QueryType::A));
                     if ours {
-                        let first = attempt.first.is_none();
+                        let first = !attempt.any();
                         more = attempt.push(Event::Answer);
                         if first {
                             deadline = Instant::now() + linger;
@@ -259,7 +259,9 @@ mod tests {
             (&[Event::Answer, Event::Answer], answer(After::Nothing)),
             (&[Event::Answer, ex], answer(After::IcmpError)),
             (&[Event::Answer, Event::Answer, port], answer(After::Reply)),
-            (&[ex, Event::Answer], Seen::IcmpError),
+            // The injector's answer lost the race to the router's Time Exceeded: still injected.
+            (&[ex, Event::Answer], answer(After::IcmpError)),
+            (&[port, Event::Answer], answer(After::Reply)),
         ];
         for (events, expected) in table {
             assert_eq!(fold(events).seen(), *expected, "{events:?}");
