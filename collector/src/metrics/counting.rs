@@ -33,6 +33,7 @@ impl Metrics {
         }
         let mut phases: HashMap<(TestKind, Operation), Histogram> = HashMap::new();
         for m in batch {
+            self.record_localisation(m);
             for step in m.observations.iter().filter(|o| o.vantage == Vantage::Probe) {
                 // A negative or NaN duration is a probe bug; leave it out of operators' graphs.
                 if step.duration_ms.is_finite() && step.duration_ms >= 0.0 {
@@ -42,6 +43,18 @@ impl Metrics {
                     histogram.observe(step.duration_ms / 1000.0);
                 }
             }
+        }
+    }
+
+    /// A verdict's localisation block: its outcome (`localised` or the closed set of reasons), and
+    /// the censor's hop by country (folded as everywhere) and mechanism.
+    fn record_localisation(&self, m: &Measurement) {
+        let Some(block) = m.verdict.localisation else { return };
+        let outcome = block.not_localised.map_or("localised", |r| r.as_str());
+        self.measurements.localisations.with_label_values(&[m.test.as_str(), outcome]).inc();
+        if let (Some(hop), Some(mechanism)) = (block.censor_hop, m.verdict.mechanism) {
+            let country = country_label(&m.probe.cc);
+            self.measurements.censor_hop.with_label_values(&[country, mechanism.as_str()]).observe(f64::from(hop));
         }
     }
 

@@ -24,7 +24,7 @@ use super::{
     PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
     STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
-use super::{DUTY_HELD, EVENTS_ONGOING, STORE_UP};
+use super::{CENSOR_HOP, DUTY_HELD, EVENTS_ONGOING, LOCALISATIONS_TOTAL, STORE_UP};
 use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
 use crate::payload::BatchRejection;
 use crate::store::Duty;
@@ -34,6 +34,8 @@ use crate::trust::Uncounted;
 /// with a busy schedule may hold tens of thousands.
 const SPOOL_BUCKETS: &[f64] = &[0.0, 1.0, 10.0, 100.0, 500.0, 1000.0, 5000.0, 10_000.0, 50_000.0, 100_000.0];
 /// Phase durations: 5 ms (a LAN round trip) to 30 s (beyond any sane step timeout).
+/// Hops 1 to 16 (the follow-up tries no further).
+const HOP_BUCKETS: &[f64] = &[1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 16.0];
 const PHASE_BUCKETS: &[f64] = &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Store calls: an fsync'd commit takes milliseconds; a long export seconds.
 const STORE_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
@@ -102,6 +104,8 @@ pub(super) struct MeasurementFamilies {
     pub(super) total: CounterFamily,
     pub(super) by_asn: CounterFamily,
     pub(super) phase_duration: HistogramVec,
+    pub(super) censor_hop: HistogramVec,
+    pub(super) localisations: IntCounterVec,
 }
 
 impl MeasurementFamilies {
@@ -123,7 +127,19 @@ impl MeasurementFamilies {
             PHASE_BUCKETS,
             &["test", "phase"],
         )?;
-        Ok(MeasurementFamilies { total, by_asn, phase_duration })
+        let censor_hop = r.histogram_vec(
+            CENSOR_HOP,
+            "Hop at which the censor sits, from the follow-up of blocked tls and dns verdicts, by probe \
+             country and mechanism.",
+            HOP_BUCKETS,
+            &["country", "mechanism"],
+        )?;
+        let localisations = r.counter_vec(
+            LOCALISATIONS_TOTAL,
+            "Follow-ups of blocked verdicts by outcome: localised, or the reason no hop was reported.",
+            &["test", "outcome"],
+        )?;
+        Ok(MeasurementFamilies { total, by_asn, phase_duration, censor_hop, localisations })
     }
 }
 

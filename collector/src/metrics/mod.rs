@@ -54,6 +54,10 @@ pub use outcome::{
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
 /// Measurements stored, by network.
 pub const MEASUREMENTS_BY_ASN_TOTAL: &str = "vantage_measurements_by_asn_total";
+/// The censor's hop, from localisation follow-ups (issue 15).
+pub const CENSOR_HOP: &str = "vantage_censor_hop";
+/// Localisation follow-ups by outcome.
+pub const LOCALISATIONS_TOTAL: &str = "vantage_localisations_total";
 /// Duration of each measurement phase, as the probe timed it.
 pub const PHASE_DURATION_SECONDS: &str = "vantage_phase_duration_seconds";
 /// Measurements newly stored.
@@ -486,6 +490,31 @@ mod tests {
         assert!(text.contains(&line("other")), "{text}");
         assert!(text.contains(&line("3320")), "{text}");
         assert!(text.contains("vantage_metric_labels_folded_total{label=\"asn\",reason=\"few_probes\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn a_located_censor_counts_its_hop_by_country_and_mechanism() {
+        use vantage_measurement::{Localisation, LocalisedHow, NotLocalised, Placement};
+        let metrics = Metrics::new(HashSet::new(), 1000).expect("metrics");
+        let mut m = example::tls_reset(Utc::now());
+        m.verdict.localisation = Some(Localisation {
+            censor_hop: Some(3),
+            server_hop: Some(5),
+            how: Some(LocalisedHow::Reset),
+            placement: Some(Placement::Unknown),
+            not_localised: None,
+            attempts: 11,
+        });
+        metrics.record_measurement(&m);
+        m.verdict.localisation = Some(Localisation::not_localised(NotLocalised::AtServerHop, 14));
+        metrics.record_measurement(&m);
+        let (text, _) = metrics.render().expect("render");
+        let cc = country_label(&m.probe.cc);
+        let hop = format!("vantage_censor_hop_bucket{{country=\"{cc}\",mechanism=\"tls.reset_after_clienthello\",le=\"3\"}} 1");
+        assert!(text.contains(&hop), "{text}");
+        assert!(text.contains("vantage_censor_hop_count{") && text.contains("} 1\n"), "{text}");
+        assert!(text.contains("vantage_localisations_total{outcome=\"localised\",test=\"tls\"} 1"), "{text}");
+        assert!(text.contains("vantage_localisations_total{outcome=\"at_server_hop\",test=\"tls\"} 1"), "{text}");
     }
 
     #[test]
