@@ -37,6 +37,12 @@ pub const MAX_TTL: u8 = 16;
 /// like the scheduler's residual window.
 pub const DEFAULT_SPACING: Duration = Duration::from_secs(180);
 
+/// At most this many target attempts wait for the spacing in one follow-up (a settled answer
+/// needs at most three: an in-path injector or a dropper at hop c is settled by TTLs c, c+1, c+2).
+/// With the default spacing a follow-up so costs at most 5 × 180 s = 15 minutes of waiting,
+/// not 15 × 180 s.
+pub const MAX_SPACED: usize = 5;
+
 /// How long one TTL-limited attempt listens (an ICMP error on a sub-millisecond path may come only
 /// with the retransmission, ~200 ms later; real paths answer within an RTT).
 pub const DEFAULT_ATTEMPT_WAIT: Duration = Duration::from_secs(2);
@@ -109,8 +115,13 @@ impl Sweep {
         if done >= last || (done > 0 && settled(found)) {
             return Next::Done(self.report(found));
         }
-        let spaced = self.target.iter().any(|s| matches!(s, Seen::Nothing | Seen::Injected { .. }));
-        Next::Attempt { name: Name::Target, ttl: done + 1, spaced }
+        let first_trigger = self.target.iter().position(|s| matches!(s, Seen::Nothing | Seen::Injected { .. }));
+        let spaced_so_far = first_trigger.map(|i| self.target.len() - i - 1);
+        match spaced_so_far {
+            Some(n) if n >= MAX_SPACED => Next::Done(self.report(found)),
+            Some(_) => Next::Attempt { name: Name::Target, ttl: done + 1, spaced: true },
+            None => Next::Attempt { name: Name::Target, ttl: done + 1, spaced: false },
+        }
     }
 
     /// Record what the attempt [`Sweep::next`] asked for drew.

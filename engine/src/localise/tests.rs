@@ -93,7 +93,7 @@ fn no_path_takes_more_than_32_attempts() {
             for censor in [Censor::None, Censor::Reset(c), Censor::Dropper(c), Censor::DnsOnPath(c), Censor::DnsInPath(c)] {
                 let (block, spaced) = sweep(censor, server, &[]);
                 assert!(block.attempts <= 32, "{server} {c}: {block:?}");
-                assert!(spaced <= 16, "{server} {c}: {spaced}");
+                assert!(spaced <= MAX_SPACED as u32, "{server} {c}: {spaced}");
                 if let Some(hop) = block.censor_hop {
                     assert_eq!(hop, c, "{server}: {block:?}");
                 }
