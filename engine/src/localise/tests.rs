@@ -119,3 +119,26 @@ fn only_blocked_tls_and_dns_verdicts_are_followed_up() {
         assert_eq!(applies(&m), expected, "{test:?} {status:?}");
     }
 }
+
+#[test]
+fn the_client_hello_is_one_tls_record_naming_the_sni() {
+    let cfg = MeasureConfig {
+        anchors: std::sync::Arc::new(crate::runner::verify::TrustAnchors::webpki_defaults()),
+        timeout: Duration::from_secs(1),
+        helper: None,
+        doh: None,
+        udp_resolver: None,
+        system_resolver: false,
+        dns_blackhole: None,
+        dns_linger: Duration::ZERO,
+        probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
+        bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
+        localise: Some(LocaliseConfig::default()),
+    };
+    let hello = client_hello(&cfg, "blocked.example").expect("hello");
+    assert_eq!(hello[0], 0x16, "a handshake record");
+    let record_len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
+    assert_eq!(hello.len(), 5 + record_len, "one record, {} bytes", hello.len());
+    assert!(hello.windows(15).any(|w| w == b"blocked.example"));
+    println!("ClientHello: {} bytes", hello.len());
+}
