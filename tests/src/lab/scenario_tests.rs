@@ -49,3 +49,19 @@ fn the_shipped_scenarios_load() {
     assert!(all.iter().filter(|s| s.kind == Kind::Censor).count() >= 15);
     assert!(all.iter().filter(|s| s.kind == Kind::Benign).count() >= 6);
 }
+
+#[test]
+fn routers_and_localisation_expectations_are_read() {
+    let with = format!(
+        "{}expect_localised = {{ tls = \"3/5 reset unknown\" }}\n",
+        MINIMAL.replace("kind = \"censor\"\n", "kind = \"censor\"\n[topology]\nrouters_before = 1\nrouters_after = 2\n")
+    );
+    let s = Scenario::parse("m", Path::new("m.toml"), &with).expect("valid");
+    let topology = s.topology.expect("asked for routers");
+    assert_eq!((topology.routers_before, topology.routers_after), (1, 2));
+    assert_eq!(s.targets[0].expect_localised[&TestKind::Tls], "3/5 reset unknown");
+    assert!(!s.targets_toml.contains("expect_localised"));
+    assert!(Scenario::parse("m", Path::new("m.toml"), MINIMAL).expect("valid").topology.is_none());
+    let typo = with.replace("routers_after", "routers_afterwards");
+    assert!(Scenario::parse("m", Path::new("m.toml"), &typo).expect_err("typo").contains("unknown field"));
+}
