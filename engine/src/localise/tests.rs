@@ -120,9 +120,8 @@ fn only_blocked_tls_and_dns_verdicts_are_followed_up() {
     }
 }
 
-#[test]
-fn the_client_hello_is_one_tls_record_naming_the_sni() {
-    let cfg = MeasureConfig {
+fn loopback_config() -> MeasureConfig {
+    MeasureConfig {
         anchors: std::sync::Arc::new(crate::runner::verify::TrustAnchors::webpki_defaults()),
         timeout: Duration::from_secs(1),
         helper: None,
@@ -134,11 +133,58 @@ fn the_client_hello_is_one_tls_record_naming_the_sni() {
         probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
         bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
         localise: Some(LocaliseConfig::default()),
-    };
+    }
+}
+
+#[test]
+fn the_client_hello_is_one_tls_record_naming_the_sni() {
+    let cfg = loopback_config();
     let hello = client_hello(&cfg, "blocked.example").expect("hello");
     assert_eq!(hello[0], 0x16, "a handshake record");
     let record_len = usize::from(u16::from_be_bytes([hello[3], hello[4]]));
     assert_eq!(hello.len(), 5 + record_len, "one record, {} bytes", hello.len());
     assert!(hello.windows(15).any(|w| w == b"blocked.example"));
     println!("ClientHello: {} bytes", hello.len());
+}
+
+/// A loopback server that answers every connection's first read with a ServerHello-like record.
+async fn answering_server() -> SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                if conn.read(&mut buf).await.is_ok() {
+                    let _ = conn.write_all(&[0x16, 3, 3, 0, 0]).await;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_follow_up_on_loopback_runs_its_sweep_and_stops_when_asked() {
+    // Loopback never decrements the TTL: the control "reaches the server" at TTL 1, so N = 3, and
+    // the target does too: not localised, after 3 + 3 attempts.
+    let addr = answering_server().await;
+    let cfg = loopback_config();
+    let lc = LocaliseConfig { spacing: Duration::ZERO, attempt_wait: Duration::from_millis(300) };
+    let mut m = vantage_measurement::example::tls_reset(chrono::Utc::now());
+    m.target.address = Some(addr.ip());
+    m.target.port = Some(addr.port());
+    assert!(applies(&m));
+    follow_up(&cfg, lc, &mut m, Instant::now(), &Stop::new()).await;
+    assert_eq!(m.verdict.localisation, Some(Localisation::not_localised(NotLocalised::TargetReachedServer, 6)));
+    let stop = Stop::new();
+    stop.stop();
+    follow_up(&cfg, lc, &mut m, Instant::now(), &stop).await;
+    assert_eq!(m.verdict.localisation, Some(Localisation::not_localised(NotLocalised::Interrupted, 0)));
+    // A DNS follow-up without a host that runs no DNS has nothing to ask.
+    m.test = TestKind::Dns;
+    follow_up(&cfg, lc, &mut m, Instant::now(), &Stop::new()).await;
+    assert_eq!(m.verdict.localisation, Some(Localisation::not_localised(NotLocalised::NotApplicable, 0)));
 }
