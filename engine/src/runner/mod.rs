@@ -8,6 +8,7 @@
 pub mod dns;
 pub mod quic;
 pub mod tcp;
+pub mod throttle;
 pub mod tls;
 pub mod udp;
 pub mod verify;
