@@ -41,6 +41,9 @@
 //!               helper_private_key = "base64…" }
 //! ```
 //!
+//! A `throttle` target names a throughput reference endpoint's `address` and its pinned
+//! certificates in a `throughput` table (`runner::throttle::reference`, docs/throttling.md).
+//!
 //! Keys are parsed here, so a bad key fails the load, not the measurement. They are held in
 //! types whose `Debug` is redacted and never enter a measurement or a log line.
 //!
