@@ -319,6 +319,89 @@ mod tests {
         assert_eq!(parse_head(b"SSH-2.0-x\r\n\r\n"), None);
     }
 
+    /// A loopback endpoint with a fresh self-signed certificate: any SNI, `206` and `body` bytes.
+    async fn endpoint(body: usize) -> (SocketAddr, [u8; 32]) {
+        use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        let cert = rcgen::generate_simple_self_signed(vec!["endpoint.test".to_string()]).expect("certificate");
+        let der = cert.cert.der().clone();
+        let pin: [u8; 32] = Sha256::digest(der.as_ref()).into();
+        let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(cert.signing_key.serialize_der()));
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![der], key)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(stream).await else { return };
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match tls.read(&mut buf).await {
+                            Ok(n) if n > 0 => request.extend_from_slice(&buf[..n]),
+                            _ => return,
+                        }
+                    }
+                    let mut response = format!("HTTP/1.1 206 Partial Content\r\nContent-Length: {body}\r\n\r\n").into_bytes();
+                    response.resize(response.len() + body, 0x5a);
+                    let _ = tls.write_all(&response).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (addr, pin)
+    }
+
+    #[tokio::test]
+    async fn a_pinned_endpoint_is_downloaded_and_any_other_is_not() {
+        let (addr, pin) = endpoint(reference::MIN_BYTES as usize).await;
+        let ctx = StepContext::new(vantage_measurement::Vantage::Probe, std::time::Duration::from_secs(5));
+        let pinned = Throughput { pins: vec![[7; 32], pin], bytes: reference::MIN_BYTES };
+        let obs = download(&ctx, Role::Target, addr, "twitter.example", &pinned).await;
+        let ops: Vec<Operation> = obs.iter().map(|o| o.op).collect();
+        assert_eq!(ops, [Operation::Connect, Operation::TlsHandshake, Operation::Data]);
+        assert!(obs.iter().all(|o| o.failure.is_none()), "{obs:?}");
+        assert!(obs[1..].iter().all(|o| o.sni.as_deref() == Some("twitter.example")));
+        let Some(Detail::Tls(tls)) = &obs[1].detail else { panic!("no tls detail") };
+        assert_eq!(tls.verified, Some(true));
+        assert!(tls.peer_certificates.is_empty() && tls.leaf_sha256.is_some(), "the pin says which certificate");
+        let Some(Detail::Data(data)) = &obs[2].detail else { panic!("no data detail") };
+        assert_eq!(data.body_bytes, Some(reference::MIN_BYTES));
+        assert!(data.bytes_received > reference::MIN_BYTES && data.first_byte_ms.is_some());
+        assert!(data.goodput_bytes_per_s.is_some_and(|g| g > 0));
+
+        let stranger = Throughput { pins: vec![[7; 32]], bytes: reference::MIN_BYTES };
+        let obs = download(&ctx, Role::Control, addr, "example.org", &stranger).await;
+        assert_eq!(obs.len(), 2, "nothing is downloaded from a server that is not the pinned one");
+        let Some(Detail::Tls(tls)) = &obs[1].detail else { panic!("no tls detail") };
+        assert_eq!((tls.verified, tls.verify_failure), (Some(false), Some(Failure::SslInvalidCertificate)));
+        assert_eq!(tls.peer_certificates.len(), 1, "an unpinned chain is kept as evidence");
+    }
+
+    #[tokio::test]
+    async fn a_run_interleaves_control_and_target_and_numbers_the_pairs() {
+        let (addr, pin) = endpoint(reference::MIN_BYTES as usize).await;
+        let ctx = StepContext::new(vantage_measurement::Vantage::Probe, std::time::Duration::from_secs(5));
+        let plan = ThrottlePlan {
+            addr,
+            control_port: addr.port(),
+            sni: "twitter.example".into(),
+            control_sni: "example.org".into(),
+            throughput: Throughput { pins: vec![pin], bytes: reference::MIN_BYTES },
+            pairs: 2,
+        };
+        let obs = run(&ctx, &plan).await;
+        let data: Vec<(Option<u32>, Role)> = obs.iter().filter(|o| o.op == Operation::Data).map(|o| (o.trial, o.role)).collect();
+        assert_eq!(data, [(Some(1), Role::Control), (Some(1), Role::Target), (Some(2), Role::Control), (Some(2), Role::Target)]);
+        assert_eq!(crate::classify::throttle::classify(&obs).status, vantage_measurement::Status::Ok);
+    }
+
     #[test]
     fn goodput_is_bytes_per_second() {
         assert_eq!(goodput(131072, 1000.0), 131072);
