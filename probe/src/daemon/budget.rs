@@ -40,7 +40,7 @@ pub fn estimated_bytes(test: TestKind, trials: u32) -> u64 {
         TestKind::Tor => 20_000,
         // Pairs of 128 KiB downloads (at least 2, at most 4), each with its handshake and head;
         // estimated from the body size, a target asking for more `bytes` is charged more in fact.
-        TestKind::Throttle => 137_000 * 2 * trials.clamp(2, 4),
+        TestKind::Throttle => 274_000 * trials.clamp(2, 4),
     }
 }
 
