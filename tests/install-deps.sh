@@ -30,6 +30,9 @@ packages=(
   socat
   # A real Tor relay's OR port for the Tor test.
   tor
+  # The throughput reference endpoint (deploy/endpoints/throughput/nginx.conf) the lab's throttle-*
+  # scenarios run, as operators do: nginx with its TLS module.
+  nginx
   # The status page test renders / in headless Chromium and keeps a screenshot.
   chromium
   # docs/research.md's quick start, run as written by collector/tests/api/quickstart.rs: Debian's
@@ -84,6 +87,8 @@ need() { # need <description> <what brings it> <command...>
 need "strongSwan openssl plugin (x25519/ECP/MODP key exchange)" libstrongswan-standard-plugins \
   test -f /usr/lib/ipsec/plugins/libstrongswan-openssl.so
 need "charon, the IKE daemon" strongswan-charon test -x /usr/lib/ipsec/charon
+need "nginx with TLS (the throughput reference endpoint)" nginx \
+  sh -c 'nginx -V 2>&1 | grep -q -- --with-http_ssl_module'
 need "/dev/net/tun for wireguard-go and the lab's QUIC middlebox" "the kernel's tun module" \
   test -c /dev/net/tun
 need "network namespaces" "a kernel with CONFIG_NET_NS and CAP_SYS_ADMIN" \

@@ -80,7 +80,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Throttle => Some(Transport::Tcp),
     }
 }
 
@@ -113,7 +113,8 @@ pub async fn measure(
         | TestKind::Openvpn
         | TestKind::Wireguard
         | TestKind::Ikev2
-        | TestKind::Tor => {
+        | TestKind::Tor
+        | TestKind::Throttle => {
             let own;
             let resolved = match resolved {
                 Some(r) => Some(r),
@@ -144,7 +145,7 @@ pub async fn measure(
         }
     };
     let runtime_ms = u64::try_from(ctx.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic);
+    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Throttle);
     Measurement {
         id: Uuid::now_v7(),
         schema_version: SCHEMA_VERSION,
@@ -280,7 +281,8 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
-        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
+        // Throttle's controls are inside its step, interleaved with the target's downloads.
+        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Throttle { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
     obs.extend(step.run(ctx, Role::Target, env).await);
@@ -315,7 +317,8 @@ async fn endpoint_steps(
     controls: &mut Vec<ControlKind>,
 ) -> Verdict {
     let (test, addr) = (step.test(), step.addr());
-    let trials = target.trials.clamp(1, crate::targets::MAX_TRIALS);
+    // Throttle's `trials` are its pairs, all in one step (its rule needs every pair at once).
+    let trials = if test == TestKind::Throttle { 1 } else { target.trials.clamp(1, crate::targets::MAX_TRIALS) };
     let probe_side = async {
         let mut per_trial = Vec::new();
         for trial in 1..=trials {
@@ -340,7 +343,7 @@ async fn endpoint_steps(
         }
     };
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
-    if matches!(test, TestKind::Tls | TestKind::Quic) {
+    if matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Throttle) {
         controls.push(ControlKind::ControlSni);
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use vantage_measurement::{Observation, Role, TestKind, Transport};
 
+use crate::runner::throttle::{self, ThrottlePlan};
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
@@ -74,6 +75,11 @@ pub enum TargetStep {
         /// The endpoint.
         addr: SocketAddr,
     },
+    /// Downloads from a throughput reference endpoint, control and target SNI interleaved.
+    Throttle {
+        /// Endpoint, names, pins and pairs.
+        plan: Box<ThrottlePlan>,
+    },
 }
 
 /// What a step may use besides its own parameters.
@@ -108,6 +114,7 @@ impl TargetStep {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
+            TestKind::Throttle => TargetStep::Throttle { plan: Box::new(throttle::plan(target, addr)?) },
         })
     }
 
@@ -122,6 +129,7 @@ impl TargetStep {
             Self::Wireguard { .. } => TestKind::Wireguard,
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
+            Self::Throttle { .. } => TestKind::Throttle,
         }
     }
 
@@ -136,6 +144,7 @@ impl TargetStep {
             | Self::Wireguard { addr, .. }
             | Self::Ikev2 { addr }
             | Self::Tor { addr } => Some(*addr),
+            Self::Throttle { plan } => Some(plan.addr),
         }
     }
 
@@ -153,6 +162,8 @@ impl TargetStep {
             Self::Wireguard { addr, keys, tunnel } => vpn::wireguard::handshake(ctx, role, *addr, keys, *tunnel).await,
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
+            // Both roles in one step: the pairs interleave control and target downloads.
+            Self::Throttle { plan } => throttle::run(ctx, plan).await,
         }
     }
 }

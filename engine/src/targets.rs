@@ -41,6 +41,9 @@
 //!               helper_private_key = "base64…" }
 //! ```
 //!
+//! A `throttle` target names a throughput reference endpoint's `address` and its pinned
+//! certificates in a `throughput` table (`runner::throttle::reference`, docs/throttling.md).
+//!
 //! Keys are parsed here, so a bad key fails the load, not the measurement. They are held in
 //! types whose `Debug` is redacted and never enter a measurement or a log line.
 //!
@@ -114,6 +117,9 @@ pub struct TargetSpec {
     /// of a whole category on their probe, whatever a published list says.
     #[serde(default)]
     pub category: Option<String>,
+    /// A throughput reference endpoint at `address` (the `throttle` test): pins and body size.
+    #[serde(default)]
+    pub throughput: Option<crate::runner::throttle::reference::Throughput>,
 }
 
 /// Why a target's VPN parameters can't be used. Never carries a key's value.
@@ -397,6 +403,7 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
             )));
         }
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
+        crate::runner::throttle::reference::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
         return Err(invalid("no [[target]] entries".into()));
@@ -418,10 +425,10 @@ fn check_vpn(t: &TargetSpec) -> Result<(), &'static str> {
         (true, false) => return Err("`wireguard` is set but the wireguard test is not listed"),
         _ => {}
     }
-    let tcp_only = [TestKind::Tor];
+    let tcp_only = [TestKind::Tor, TestKind::Throttle];
     let udp_only = [TestKind::Wireguard, TestKind::Ikev2];
     match t.transport {
-        Some(Transport::Udp) if t.tests.iter().any(|x| tcp_only.contains(x)) => Err("tor runs over tcp only"),
+        Some(Transport::Udp) if t.tests.iter().any(|x| tcp_only.contains(x)) => Err("tor and throttle run over tcp only"),
         Some(Transport::Tcp) if t.tests.iter().any(|x| udp_only.contains(x)) => Err("wireguard and ikev2 run over udp only"),
         _ => Ok(()),
     }

@@ -106,6 +106,9 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
         Tor => "tor",
+        /// Download goodput with the target SNI against the control SNI, interleaved, from a
+        /// reference endpoint that serves the same body for any name (throttling by name).
+        Throttle => "throttle",
     }
 }
 

@@ -228,6 +228,16 @@ pub struct DataDetail {
     /// Milliseconds after the step's start when the last byte arrived (stall vs slow trickle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_byte_ms: Option<f64>,
+    /// Body bytes received after the HTTP response head (the `throttle` test's downloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_bytes: Option<u64>,
+    /// Milliseconds after the step's start when the first body byte arrived (`throttle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_byte_ms: Option<f64>,
+    /// Goodput in bytes per second: `body_bytes` over the time from the request to the last body
+    /// byte, or to the deadline when the body did not complete (`throttle`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub goodput_bytes_per_s: Option<u64>,
 }
 
 /// What a DNS lookup saw.

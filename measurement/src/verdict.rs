@@ -63,7 +63,9 @@ crate::closed_set! {
         TlsHandshakeBlocked => "tls.handshake_blocked",
         /// The handshake completed, then data for the target SNI froze while the control's flowed.
         TlsDataStall => "tls.data_stall",
-        /// Data for the target SNI flowed far slower than for the control SNI on the same path.
+        /// Data for the target SNI flowed far slower than for the control SNI on the same path:
+        /// `inconclusive` from the `tls` test (a third-party server may be busy), `blocked` from
+        /// the `throttle` test (the same body from the project's reference endpoint, every pair).
         TlsThrottled => "tls.throttled",
         /// A certificate the helper does not see, from an issuer we do not trust: interception.
         TlsMitmCertificate => "tls.mitm_certificate",

@@ -118,7 +118,7 @@ fn handshake_steps(role: Role, peer: std::net::SocketAddr, sni: &str, chain: &Ch
         verified: Some(true),
         verify_failure: None,
     };
-    let data = DataDetail { bytes_sent: 84, bytes_received: 3137, last_byte_ms: Some(0.61) };
+    let data = DataDetail { bytes_sent: 84, bytes_received: 3137, last_byte_ms: Some(0.61), ..DataDetail::default() };
     [
         step(Operation::Connect, t, 0.12, None, None),
         step(Operation::TlsHandshake, t + 0.12, 2.87, Some(sni), Some(Detail::Tls(tls))),

@@ -33,7 +33,8 @@ use vantage_measurement::{TestKind, Transport};
 
 /// Without a published list, the ports each test may reach: the tests' defaults and what the
 /// repository's own targets use (`deploy/endpoints/targets.example.toml`, docs/vpn.md). DNS is
-/// absent: a DNS control asks the helper's resolver and names no address to contact.
+/// absent: a DNS control asks the helper's resolver and names no address to contact. So is
+/// throttle: its control is the reference endpoint under another name, and the helper runs none.
 pub const STANDARD_PORTS: &[(TestKind, &[u16])] = &[
     // Web sites: HTTPS (the targets' default port), and plain HTTP for a bare TCP connect.
     (TestKind::Tcp, &[80, DEFAULT_PORT]),

@@ -196,9 +196,10 @@ fn the_probes_built_in_targets_are_all_on_standard_ports() {
 }
 
 #[test]
-fn every_test_but_dns_has_standard_ports_and_the_refusal_reasons_keep_their_values() {
+fn every_test_but_dns_and_throttle_has_standard_ports_and_the_refusal_reasons_keep_their_values() {
     for test in TestKind::ALL {
-        assert_eq!(standard_ports(*test).is_empty(), *test == TestKind::Dns, "{test}");
+        // DNS names no address; throttle's control is the endpoint itself (no helper request).
+        assert_eq!(standard_ports(*test).is_empty(), matches!(test, TestKind::Dns | TestKind::Throttle), "{test}");
     }
     // Clients match these `reason`s: pinned byte for byte.
     let reasons: Vec<&str> = Refusal::ALL.iter().map(|r| r.as_str()).collect();

@@ -14,6 +14,7 @@ pub mod quic;
 pub mod tcp;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod throttle;
 pub mod tls;
 pub mod vpn;
 
@@ -84,6 +85,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
+        TestKind::Throttle => throttle::classify(observations),
     }
 }
 

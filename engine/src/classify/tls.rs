@@ -273,7 +273,12 @@ mod tests {
     fn data(role: Role, failure: Option<Failure>, bytes: u64, duration_ms: f64, last_byte_ms: f64) -> Observation {
         let mut o = step(Vantage::Probe, role, Operation::Data, failure);
         o.duration_ms = duration_ms;
-        o.detail = Some(Detail::Data(DataDetail { bytes_sent: 60, bytes_received: bytes, last_byte_ms: Some(last_byte_ms) }));
+        o.detail = Some(Detail::Data(DataDetail {
+            bytes_sent: 60,
+            bytes_received: bytes,
+            last_byte_ms: Some(last_byte_ms),
+            ..DataDetail::default()
+        }));
         o
     }
 

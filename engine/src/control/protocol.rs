@@ -93,6 +93,12 @@ pub enum ControlRequestError {
         /// Why (never the parameter's value).
         reason: ParamsError,
     },
+    /// A test the helper does not run (`throttle`: its control is the same endpoint, another SNI).
+    #[error("the helper runs no {test} controls")]
+    NotOffered {
+        /// The test.
+        test: &'static str,
+    },
 }
 
 impl ControlRequest {
@@ -101,6 +107,8 @@ impl ControlRequest {
     /// when the helper can't check this endpoint (a WireGuard endpoint without a helper peer).
     pub fn for_target(test: TestKind, target: &TargetSpec, addr: SocketAddr) -> Option<ControlRequest> {
         let vpn = match test {
+            // The control is the same endpoint under the control SNI; the helper adds nothing.
+            TestKind::Throttle => return None,
             TestKind::Openvpn => Some(VpnControl {
                 transport: target.transport,
                 openvpn: target.openvpn.as_ref().map(|p| p.spec.clone()),
@@ -164,6 +172,7 @@ impl ControlRequest {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
             TestKind::Tor => TargetStep::Tor { addr: addr()? },
+            TestKind::Throttle => return Err(ControlRequestError::NotOffered { test }),
         })
     }
 }

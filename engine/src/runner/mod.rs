@@ -9,6 +9,7 @@ pub mod dns;
 pub mod localise;
 pub mod quic;
 pub mod tcp;
+pub mod throttle;
 pub mod tls;
 pub mod udp;
 pub mod verify;

@@ -100,6 +100,7 @@ pub fn test_name(test: TestKind) -> &'static str {
         TestKind::Wireguard => "vantage_wireguard",
         TestKind::Ikev2 => "vantage_ikev2",
         TestKind::Tor => "vantage_tor",
+        TestKind::Throttle => "vantage_throttle",
     }
 }
 
@@ -126,6 +127,8 @@ fn input(m: &Measurement) -> Option<String> {
         TestKind::Tls => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
         TestKind::Quic => Some(format!("quichandshake://{}:{}", host()?, t.port?)),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => None,
+        // The target name rides in the SNI of a download from the project's reference endpoint.
+        TestKind::Throttle => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
     }
 }
 

@@ -251,7 +251,12 @@ fn a_data_phase_is_a_write_and_a_read_event() {
         sni: None,
         failure: Some(Failure::GenericTimeoutError),
         raw: None,
-        detail: Some(Detail::Data(DataDetail { bytes_sent: 517, bytes_received: 1400, last_byte_ms: Some(40.0) })),
+        detail: Some(Detail::Data(DataDetail {
+            bytes_sent: 517,
+            bytes_received: 1400,
+            last_byte_ms: Some(40.0),
+            ..DataDetail::default()
+        })),
         trial: Some(2),
     });
     let r = ooni(&m);

@@ -256,7 +256,8 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
             got,
             trials,
             expected_trials: t.expect_trials.get(test).copied(),
-            trials_run: if *test == TestKind::Dns { 1 } else { t.spec.trials },
+            // DNS runs once; throttle's `trials` are the pairs inside its one step.
+            trials_run: if matches!(test, TestKind::Dns | TestKind::Throttle) { 1 } else { t.spec.trials },
             // Evidence is asked of the first measurement; the re-test must simply come out right.
             expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
             evidence,

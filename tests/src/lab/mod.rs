@@ -19,6 +19,7 @@
 //! - [`scenario`]: the scenario files (censor rules, targets, expected verdicts);
 //! - [`topology`]: the four namespaces, their links, addresses and routes (built on
 //!   [`crate::netns`], which also runs the programs inside them and tears everything down);
+//! - [`throughput`]: the throughput reference endpoint (the operator's nginx configuration);
 //! - [`world`]: one scenario brought up: resolvers, servers, collector, censor;
 //! - [`check`]: run the probe, compare verdicts, search for the probe's address, the matrix.
 //!
@@ -26,6 +27,7 @@
 
 pub mod check;
 pub mod scenario;
+pub mod throughput;
 pub mod topology;
 pub mod world;
 

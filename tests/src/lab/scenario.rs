@@ -421,6 +421,7 @@ impl Scenario {
                 let service = match test {
                     TestKind::Tcp | TestKind::Tls => Service::Tls,
                     TestKind::Quic => Service::Quic,
+                    TestKind::Throttle => Service::Throughput,
                     _ => continue,
                 };
                 out.extend(ports.iter().map(|p| (service, a, *p)));
@@ -456,6 +457,8 @@ pub enum Service {
     Quic,
     /// UDP echo.
     Echo,
+    /// The throughput reference endpoint (nginx, any SNI, the same body).
+    Throughput,
 }
 
 fn test_kind(name: &str) -> Result<TestKind, String> {
@@ -475,7 +478,7 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
     let expect = expectations(&lab.expect)?;
     let expect_retest = expectations(&lab.expect_retest)?;
     if let Some(vpn) = spec.tests.iter().find(|t| TestKind::VPN.contains(t)) {
-        return Err(whose(format!("the lab has no {} server yet (dns, tcp, tls and quic only)", vpn.as_str())));
+        return Err(whose(format!("the lab has no {} server yet (dns, tcp, tls, quic and throttle only)", vpn.as_str())));
     }
     let tests: BTreeSet<TestKind> = spec.tests.iter().copied().collect();
     let expected: BTreeSet<TestKind> = expect.keys().copied().collect();

@@ -13,7 +13,7 @@ use anyhow::Context;
 
 use super::scenario::{ResolverMode, Scenario, ServerState, Service};
 use super::topology::Topology;
-use super::{addr, bin};
+use super::{addr, bin, throughput};
 use crate::netns::{Daemon, Netns};
 use crate::pki::TestCa;
 use crate::procs::trust_probe;
@@ -36,6 +36,8 @@ pub struct World {
     pub collector: Daemon,
     /// Held for their `Drop`: resolvers and servers in `internet`.
     _servers: Vec<Daemon>,
+    /// Held for its `Drop`: the throughput reference endpoint, when a target runs `throttle`.
+    _throughput: Option<throughput::Endpoint>,
     /// The namespaces.
     pub topo: Topology,
     /// Held for its `Drop` (absent when kept).
@@ -94,8 +96,17 @@ impl World {
         }
         collector.wait_for("listening on", READY_TIMEOUT)?;
         let servers = servers.into_iter().map(|(d, _)| d).collect();
-        let mut world =
-            World { censors: Vec::new(), collector, _servers: servers, topo, _dir: dir, path, scenario: scenario.clone() };
+        let throughput = throughput_endpoint(scenario, &topo.internet)?;
+        let mut world = World {
+            censors: Vec::new(),
+            collector,
+            _servers: servers,
+            _throughput: throughput,
+            topo,
+            _dir: dir,
+            path,
+            scenario: scenario.clone(),
+        };
         world.censor_up().context("setting up the censor")?;
         Ok(world)
     }
@@ -259,6 +270,7 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
                 (Service::Tls, _) => ("--tls", format!("{a}:{port}")),
                 (Service::Quic, _) => ("--quic", format!("{a}:{port}")),
                 (Service::Echo, _) => ("--echo", format!("{a}:{port}")),
+                (Service::Throughput, _) => continue,
             };
             endpoints.insert(arg);
         }
@@ -268,4 +280,21 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
         args.extend([flag.to_string(), value]);
     }
     ns.spawn("vantage-lab-server", &bin("vantage-lab-server")?.display().to_string(), &args, &[])
+}
+
+/// nginx on every throughput endpoint a running target needs (none: not started).
+fn throughput_endpoint(scenario: &Scenario, ns: &Netns) -> anyhow::Result<Option<throughput::Endpoint>> {
+    let endpoints: BTreeSet<(std::net::Ipv4Addr, u16)> = scenario
+        .targets
+        .iter()
+        .filter(|t| t.server != ServerState::Down)
+        .flat_map(|t| scenario.endpoints(t))
+        .filter(|(service, _, _)| *service == Service::Throughput)
+        .map(|(_, a, port)| (a, port))
+        .collect();
+    if endpoints.is_empty() {
+        return Ok(None);
+    }
+    let endpoints: Vec<_> = endpoints.into_iter().collect();
+    throughput::start(ns, &endpoints, READY_TIMEOUT).map(Some)
 }
