@@ -40,7 +40,9 @@ pub mod validate;
 pub mod verdict;
 pub mod wire;
 
-pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
+pub use envelope::{
+    ControlKind, Family, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport,
+};
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
     DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail,

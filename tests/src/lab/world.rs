@@ -69,6 +69,7 @@ impl World {
         crate::procs::write_signed_list(&path.join("signed-list.json"), &scenario.targets_toml, &names)?;
 
         let topo = Topology::create()?;
+        topo.add_ipv6(scenario.probe_ipv6).context("adding IPv6 to the lab topology")?;
         for command in &scenario.internet.ip {
             topo.internet.ip(command)?;
         }
@@ -121,6 +122,9 @@ impl World {
         for command in &spec.iptables {
             ns.run("iptables", &command.split_whitespace().collect::<Vec<_>>())?;
         }
+        for command in &spec.ip6tables {
+            ns.run("ip6tables", &command.split_whitespace().collect::<Vec<_>>())?;
+        }
         for command in &spec.tc {
             ns.run("tc", &command.split_whitespace().collect::<Vec<_>>())?;
         }
@@ -156,7 +160,7 @@ impl World {
             "--data-dir".into(),
             p("probe-data"),
         ];
-        for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24"] {
+        for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"] {
             args.extend(["--danger-not-bogon".to_string(), range.to_string()]);
         }
         args.extend(self.scenario.probe_args.iter().cloned());
@@ -235,7 +239,12 @@ fn dnsmasq(scenario: &Scenario, ns: &Netns, listen: std::net::Ipv4Addr, for_prob
         if for_probe {
             records.extend(scenario.dns.probe_records.clone());
         }
-        args.extend(records.iter().map(|(name, a)| format!("--host-record={name},{a}")));
+        // A dual-stack name's AAAA goes on the same line as its A (one host record per name).
+        let aaaa = scenario.records_v6(&records);
+        args.extend(records.iter().map(|(name, a)| match aaaa.get(name) {
+            Some(v6) => format!("--host-record={name},{a},{v6}"),
+            None => format!("--host-record={name},{a}"),
+        }));
     }
     let name = if for_probe { "dnsmasq (probe's resolver)" } else { "dnsmasq (helper's resolver)" };
     ns.spawn(name, "dnsmasq", &args, &[])
@@ -246,11 +255,12 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
     let mut endpoints = BTreeSet::new();
     for t in scenario.targets.iter().filter(|t| t.server != ServerState::Down) {
         for (service, a, port) in scenario.endpoints(t) {
+            let at = std::net::SocketAddr::new(a, port);
             let arg = match (service, t.server) {
-                (Service::Tls, ServerState::Strict) => ("--tls-strict", format!("{a}:{port}/{}", t.spec.domain)),
-                (Service::Tls, _) => ("--tls", format!("{a}:{port}")),
-                (Service::Quic, _) => ("--quic", format!("{a}:{port}")),
-                (Service::Echo, _) => ("--echo", format!("{a}:{port}")),
+                (Service::Tls, ServerState::Strict) => ("--tls-strict", format!("{at}/{}", t.spec.domain)),
+                (Service::Tls, _) => ("--tls", at.to_string()),
+                (Service::Quic, _) => ("--quic", at.to_string()),
+                (Service::Echo, _) => ("--echo", at.to_string()),
             };
             endpoints.insert(arg);
         }
