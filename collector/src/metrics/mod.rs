@@ -54,6 +54,9 @@ pub use outcome::{
 pub const MEASUREMENTS_TOTAL: &str = "vantage_measurements_total";
 /// Measurements stored, by network.
 pub const MEASUREMENTS_BY_ASN_TOTAL: &str = "vantage_measurements_by_asn_total";
+/// Endpoint measurements stored, by the address family they were made on (a dual-stack target
+/// is measured on each): what tells IPv6-only blocking from IPv4 in a country.
+pub const MEASUREMENTS_BY_FAMILY_TOTAL: &str = "vantage_measurements_by_family_total";
 /// Duration of each measurement phase, as the probe timed it.
 pub const PHASE_DURATION_SECONDS: &str = "vantage_phase_duration_seconds";
 /// Measurements newly stored.
@@ -486,6 +489,30 @@ mod tests {
         assert!(text.contains(&line("other")), "{text}");
         assert!(text.contains(&line("3320")), "{text}");
         assert!(text.contains("vantage_metric_labels_folded_total{label=\"asn\",reason=\"few_probes\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn endpoint_measurements_are_counted_by_family_and_dns_is_not() {
+        let metrics = Metrics::new(HashSet::new(), 1000).expect("metrics");
+        let mut m = example::tls_reset(Utc::now());
+        m.probe.cc = "DE".into();
+        m.target.address = Some("2001:db8::20".parse().expect("ip"));
+        metrics.record_measurement(&m);
+        m.target.address = Some("192.0.2.20".parse().expect("ip"));
+        m.verdict = vantage_measurement::Verdict::ok();
+        metrics.record_measurement(&m);
+        m.test = vantage_measurement::TestKind::Dns;
+        m.target.address = None;
+        metrics.record_measurement(&m);
+        let (text, _) = metrics.render().expect("render");
+        let line = |family: &str, test: &str, verdict: &str| {
+            format!(
+                "vantage_measurements_by_family_total{{country=\"DE\",family=\"{family}\",test=\"{test}\",verdict=\"{verdict}\"}} 1"
+            )
+        };
+        assert!(text.contains(&line("ipv6", "tls", "blocked")), "{text}");
+        assert!(text.contains(&line("ipv4", "tls", "ok")), "{text}");
+        assert!(!text.contains("vantage_measurements_by_family_total{country=\"DE\",family=\"ipv4\",test=\"dns\""), "{text}");
     }
 
     #[test]
