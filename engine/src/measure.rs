@@ -43,6 +43,9 @@ pub struct MeasureConfig {
     pub system_resolver: bool,
     /// A host that runs no DNS service; the target name is sent there too as an injection control.
     pub dns_blackhole: Option<IpAddr>,
+    /// An IPv6 endpoint that answers TCP (a reference endpoint): connected to when an IPv6
+    /// measurement fails at the address level, to tell broken IPv6 from a blocked address.
+    pub ipv6_control: Option<SocketAddr>,
     /// How long to keep listening after the first DNS reply (injection races the real answer).
     pub dns_linger: Duration,
     /// Where the probe sits (country, ASN): never its address.
@@ -370,7 +373,15 @@ async fn endpoint_steps(
     let verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
-    verdict
+    match cfg.ipv6_control {
+        Some(control) if addr.is_some_and(|a| a.is_ipv6()) && classify::family::needs_ipv6_control(&verdict) => {
+            let obs = crate::runner::tcp::connect(ctx, Role::Control, control).await.0;
+            let verdict = classify::family::broken_ipv6(verdict, &obs);
+            observations.push(obs);
+            verdict
+        }
+        _ => verdict,
+    }
 }
 
 #[cfg(test)]

@@ -487,6 +487,7 @@ mod tests {
             udp_resolver: None,
             system_resolver: false,
             dns_blackhole: None,
+            ipv6_control: None,
             dns_linger: Duration::ZERO,
             probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
             bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),

@@ -33,6 +33,32 @@ pub fn no_ipv6(trial: &[Observation], helper: &[Observation]) -> Option<Verdict>
     Some(Verdict::new(Status::Inconclusive, Mechanism::NetworkNoIpv6, evidence))
 }
 
+/// Whether an IPv6 verdict is one that broken IPv6 upstream would also produce: a block at the
+/// address level (nothing got through to the address, control SNI included), where a second IPv6
+/// destination tells the two apart. Content-level blocks prove the IPv6 path works.
+pub fn needs_ipv6_control(verdict: &Verdict) -> bool {
+    verdict.status == Status::Blocked
+        && matches!(verdict.mechanism, Some(Mechanism::TcpTimeout | Mechanism::TcpUnreachable | Mechanism::UdpBlocked))
+}
+
+/// The verdict once the IPv6 control (`control`: a TCP connect to another IPv6 destination) is
+/// known: if it failed too, this network's IPv6 is broken, which is `inconclusive
+/// network.no_ipv6`; if it connected, the block stands.
+pub fn broken_ipv6(mut verdict: Verdict, control: &Observation) -> Verdict {
+    let said = describe("IPv6 control connect", control);
+    if control.succeeded() {
+        verdict.evidence.push(format!("{said}: this network's IPv6 works"));
+        return verdict;
+    }
+    let original = verdict.mechanism.map_or("other", Mechanism::as_str);
+    verdict.status = Status::Inconclusive;
+    verdict.mechanism = Some(Mechanism::NetworkNoIpv6);
+    verdict
+        .evidence
+        .push(format!("looked like {original}, but {said} too: this network's IPv6 is broken, not this address blocked"));
+    verdict
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +139,26 @@ mod tests {
                 assert!(v.evidence.iter().any(|e| e.contains("no IPv6")), "{}", case.name);
             }
         }
+    }
+
+    #[test]
+    fn broken_ipv6_upstream_is_told_from_an_ipv6_address_block_by_the_ipv6_control() {
+        let drop = Verdict::new(Status::Blocked, Mechanism::TcpTimeout, vec!["probe connect: generic_timeout_error".into()]);
+        let control_ok = connect(Vantage::Probe, Role::Control, None, "[2001:db8:113::20]:443");
+        let control_lost = connect(Vantage::Probe, Role::Control, Some(Failure::GenericTimeoutError), "[2001:db8:113::20]:443");
+        let cases = [
+            ("IPv6 address dropped, IPv6 elsewhere fine: blocked", &drop, &control_ok, Status::Blocked, Mechanism::TcpTimeout),
+            ("all IPv6 dropped upstream: not blocked", &drop, &control_lost, Status::Inconclusive, Mechanism::NetworkNoIpv6),
+        ];
+        for (name, verdict, control, status, mechanism) in cases {
+            assert!(needs_ipv6_control(verdict), "{name}");
+            let v = broken_ipv6(verdict.clone(), control);
+            assert_eq!((v.status, v.mechanism), (status, Some(mechanism)), "{name}");
+            assert!(v.evidence.iter().any(|e| e.contains("IPv6 control connect")), "{name}");
+        }
+        let reset = Verdict::new(Status::Blocked, Mechanism::TlsResetAfterClientHello, Vec::new());
+        assert!(!needs_ipv6_control(&reset), "a reset after the ClientHello proves the IPv6 path works");
+        assert!(!needs_ipv6_control(&Verdict::ok()));
     }
 
     #[test]
