@@ -374,7 +374,9 @@ async fn endpoint_steps(
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
     match cfg.ipv6_control {
-        Some(control) if addr.is_some_and(|a| a.is_ipv6()) && classify::family::needs_ipv6_control(&verdict) => {
+        Some(control)
+            if addr.is_some_and(|a| Family::of(a.ip()) == Family::Ipv6) && classify::family::needs_ipv6_control(&verdict) =>
+        {
             let obs = crate::runner::tcp::connect(ctx, Role::Control, control).await.0;
             let verdict = classify::family::broken_ipv6(verdict, &obs);
             observations.push(obs);

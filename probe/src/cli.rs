@@ -342,6 +342,9 @@ impl RunArgs {
         if self.residual_window > 3600 {
             return Err(flag("residual-window", "must be at most 3600 seconds"));
         }
+        if self.ipv6_control.is_some_and(|a| !a.is_ipv6()) {
+            return Err(flag("ipv6-control", "must be an IPv6 address and port, such as [2001:db8::1]:443"));
+        }
         let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
         let bogons = bogons.with_blockpages(&self.danger_blockpage).map_err(|e| flag("danger-blockpage", e))?;
         Ok(MeasureConfig {
@@ -352,7 +355,7 @@ impl RunArgs {
             udp_resolver: self.resolver.value().copied(),
             system_resolver: !self.no_system_resolver,
             dns_blackhole: self.dns_blackhole,
-            ipv6_control: self.ipv6_control.filter(SocketAddr::is_ipv6),
+            ipv6_control: self.ipv6_control,
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
             probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type, network_epoch: None },
             bogons,
