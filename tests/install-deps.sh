@@ -97,6 +97,8 @@ need "nftables in a namespace" "nftables and the kernel's nf_tables" \
   unshare --net nft add table inet vantage_preflight
 need "iptables' string match in a namespace" "iptables and the kernel's xt_string" \
   unshare --net iptables -A OUTPUT -m string --algo bm --string vantage -j DROP
+need "ip6tables' string match in a namespace (the lab's IPv6 censors)" "ip6tables (iptables) and the kernel's ip6_tables" \
+  unshare --net ip6tables -A OUTPUT -m string --algo bm --string vantage -j DROP
 need "PostgreSQL server binaries (initdb, pg_ctl)" postgresql \
   sh -c 'ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl'
 need "pandas for Debian's python3 (the research quick start)" python3-pandas \

@@ -13,8 +13,8 @@ use std::time::Duration;
 use chrono::{SubsecRound, Utc};
 use uuid::Uuid;
 use vantage_measurement::{
-    ControlKind, Detail, DnsEngine, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software, Status,
-    Target, TestKind, Transport, Vantage, Verdict,
+    ControlKind, Detail, DnsEngine, Family, Measurement, Mechanism, Observation, ProbeInfo, Role, SCHEMA_VERSION, Software,
+    Status, Target, TestKind, Transport, Vantage, Verdict,
 };
 
 use crate::classify::{self, ResidualTaint, bogon::BogonPolicy};
@@ -43,6 +43,9 @@ pub struct MeasureConfig {
     pub system_resolver: bool,
     /// A host that runs no DNS service; the target name is sent there too as an injection control.
     pub dns_blackhole: Option<IpAddr>,
+    /// An IPv6 endpoint that answers TCP (a reference endpoint): connected to when an IPv6
+    /// measurement fails at the address level, to tell broken IPv6 from a blocked address.
+    pub ipv6_control: Option<SocketAddr>,
     /// How long to keep listening after the first DNS reply (injection races the real answer).
     pub dns_linger: Duration,
     /// Where the probe sits (country, ASN): never its address.
@@ -61,6 +64,20 @@ pub struct Resolved {
     pub address: Option<IpAddr>,
     /// The lookup, recorded in each measurement that uses it (its times are its own).
     pub observation: Observation,
+}
+
+impl Resolved {
+    /// What a measurement of `family` uses: the same lookup, and its first address of that family
+    /// (none if the name has none; the measurement then says it could not be resolved).
+    pub fn in_family(&self, family: Family) -> Resolved {
+        Resolved { address: family_address(&self.observation, family), observation: self.observation.clone() }
+    }
+
+    /// The families the lookup found an address of, IPv4 first: a dual-stack name is measured on
+    /// each of them separately.
+    pub fn families(&self) -> Vec<Family> {
+        Family::ALL.iter().copied().filter(|f| family_address(&self.observation, *f).is_some()).collect()
+    }
 }
 
 /// Resolve `target`'s name for its endpoint tests: the controls first (a poisoned system resolver
@@ -256,9 +273,14 @@ async fn resolve_address(cfg: &MeasureConfig, ctx: &StepContext, name: &str) -> 
 
 /// The first IPv4 answer of a DNS step (IPv6 if there is no IPv4).
 fn first_address(obs: &Observation) -> Option<IpAddr> {
+    family_address(obs, Family::Ipv4).or_else(|| family_address(obs, Family::Ipv6))
+}
+
+/// The first answer of `family` of a DNS step.
+fn family_address(obs: &Observation, family: Family) -> Option<IpAddr> {
     let Some(Detail::Dns(detail)) = &obs.detail else { return None };
     let answers = detail.replies.first().map(|r| r.answers.as_slice()).unwrap_or_default();
-    answers.iter().map(|a| a.ip).find(IpAddr::is_ipv4).or_else(|| answers.first().map(|a| a.ip))
+    answers.iter().map(|a| a.ip).find(|ip| Family::of(*ip) == family)
 }
 
 /// The probe's steps for one trial of an endpoint test: its controls first (control SNI, UDP
@@ -356,7 +378,17 @@ async fn endpoint_steps(
     let verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
-    verdict
+    match cfg.ipv6_control {
+        Some(control)
+            if addr.is_some_and(|a| Family::of(a.ip()) == Family::Ipv6) && classify::family::needs_ipv6_control(&verdict) =>
+        {
+            let obs = crate::runner::tcp::connect(ctx, Role::Control, control).await.0;
+            let verdict = classify::family::broken_ipv6(verdict, &obs);
+            observations.push(obs);
+            verdict
+        }
+        _ => verdict,
+    }
 }
 
 #[cfg(test)]
@@ -378,5 +410,8 @@ mod tests {
             ..DnsDetail::default()
         }));
         assert_eq!(first_address(&obs), Some("192.0.2.1".parse().expect("ip")));
+        let resolved = Resolved { address: first_address(&obs), observation: obs };
+        assert_eq!(resolved.families(), [Family::Ipv4, Family::Ipv6], "dual stack: measured on each");
+        assert_eq!(resolved.in_family(Family::Ipv6).address, Some("2001:db8::1".parse().expect("ip")));
     }
 }

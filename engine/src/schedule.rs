@@ -23,6 +23,10 @@
 //! run in a [`PenaltyBook`], so a trigger in one run still taints its server in the next, and a
 //! [`Stop`] ends a run early without cutting a measurement short.
 //!
+//! A dual-stack name is measured on each family separately ([`per_family`]): its endpoint tests run
+//! once on its IPv4 and once on its IPv6 address, each in that address's group, so residual
+//! penalties are kept per (address, transport, port) and a trigger on IPv4 never taints IPv6.
+//!
 //! Address groups are visited in shuffled order so that order effects average out across runs.
 //! Concurrency is bounded: a volunteer's uplink and the censor's flow tables are not ours to flood.
 
@@ -36,7 +40,7 @@ use futures::StreamExt;
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
-use vantage_measurement::{Measurement, Mechanism, Status, TestKind, Transport};
+use vantage_measurement::{Family, Measurement, Mechanism, Status, TestKind, Transport};
 
 use crate::classify::{ResidualTaint, triggers_residual};
 use crate::measure::{MeasureConfig, Resolved, measure, resolve, transport};
@@ -178,7 +182,7 @@ pub async fn run_until_stopped(
     let producer = async move {
         let concurrency = concurrency.max(1);
         let resolved = resolve_names(&cfg, &jobs, concurrency).await;
-        let groups: Vec<Group> = by_server(jobs, &resolved)
+        let groups: Vec<Group> = by_server(per_family(jobs, &resolved), &resolved)
             .into_iter()
             .map(|(server, jobs)| Group { penalties: book.take(&server), server, jobs, held: Vec::new() })
             .collect();
@@ -249,30 +253,70 @@ async fn resolve_names(cfg: &MeasureConfig, jobs: &[Job], concurrency: usize) ->
         .await
 }
 
+/// A job on one address family: `None` for DNS, a fixed address, or a name that did not resolve.
+#[derive(Clone, Debug)]
+struct Work {
+    job: Job,
+    family: Option<Family>,
+}
+
+impl Work {
+    /// What its measurement connects to: its family's address of the shared lookup.
+    fn resolved(&self, resolved: &HashMap<String, Resolved>) -> Option<Resolved> {
+        let r = resolved.get(&self.job.target.name)?;
+        Some(match self.family {
+            Some(family) => r.in_family(family),
+            None => r.clone(),
+        })
+    }
+}
+
+/// One job per family for a resolved name's endpoint tests: every family the lookup found, or
+/// those of the target's `families` (a family it asks for but the name lacks is still measured,
+/// and says the name did not resolve). DNS, fixed addresses and unresolved names: as they are.
+fn per_family(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<Work> {
+    let mut out = Vec::new();
+    for job in jobs {
+        let lookup = resolved.get(&job.target.name).filter(|_| job.test != TestKind::Dns && job.target.address.is_none());
+        let families = match lookup {
+            None => vec![None],
+            Some(_) if !job.target.families.is_empty() => job.target.families.iter().copied().map(Some).collect(),
+            Some(r) => match r.families() {
+                found if found.is_empty() => vec![None],
+                found => found.into_iter().map(Some).collect(),
+            },
+        };
+        out.extend(families.into_iter().map(|family| Work { job: job.clone(), family }));
+    }
+    out
+}
+
 /// Measure one server's jobs one after another; returns the residual suspects and the penalties.
 async fn run_group(
     cfg: &MeasureConfig,
     resolved: &HashMap<String, Resolved>,
-    group: Vec<Job>,
+    group: Vec<Work>,
     mut penalties: Penalties,
     window: Duration,
     stop: &Stop,
     tx: UnboundedSender<Measurement>,
-) -> (Vec<Job>, Penalties, Vec<Held>) {
+) -> (Vec<Work>, Penalties, Vec<Held>) {
     let mut suspects = Vec::new();
     let mut held = Vec::new();
-    for job in group {
+    for work in group {
         if stop.is_stopped() {
             break;
         }
+        let job = &work.job;
         let endpoint = transport(job.test, &job.target).map(|transport| (transport, job.target.port));
         let taint = endpoint.and_then(|e| penalties.taint(e, Instant::now()));
-        let m = measure(cfg, &job.target, job.test, resolved.get(&job.target.name), taint.as_ref()).await;
+        let lookup = work.resolved(resolved);
+        let m = measure(cfg, &job.target, job.test, lookup.as_ref(), taint.as_ref()).await;
         if let Some(endpoint) = endpoint {
             penalties.record(endpoint, &m, window, Instant::now());
         }
         if m.verdict.mechanism == Some(Mechanism::ResidualSuspected) {
-            suspects.push(job);
+            suspects.push(work);
         }
         if cfg.localise.is_some() && crate::localise::applies(&m) {
             held.push(Held { measurement: m, endpoint, triggered_at: Instant::now() });
@@ -314,27 +358,28 @@ async fn localise_group(
 /// One server's jobs (or, after a run, its residual suspects) and its penalties.
 struct Group {
     server: String,
-    jobs: Vec<Job>,
+    jobs: Vec<Work>,
     penalties: Penalties,
     held: Vec<Held>,
 }
 
 /// Group jobs by the server they reach: DNS per target, endpoint tests per address (or per name
 /// where it did not resolve), each with its key. Groups shuffled, jobs in a group in a fixed order.
-fn by_server(jobs: Vec<Job>, resolved: &HashMap<String, Resolved>) -> Vec<(String, Vec<Job>)> {
-    let mut groups: BTreeMap<String, Vec<Job>> = BTreeMap::new();
-    for job in jobs {
-        let address: Option<IpAddr> = job.target.address.or_else(|| resolved.get(&job.target.name).and_then(|r| r.address));
+fn by_server(jobs: Vec<Work>, resolved: &HashMap<String, Resolved>) -> Vec<(String, Vec<Work>)> {
+    let mut groups: BTreeMap<String, Vec<Work>> = BTreeMap::new();
+    for work in jobs {
+        let job = &work.job;
+        let address: Option<IpAddr> = job.target.address.or_else(|| work.resolved(resolved).and_then(|r| r.address));
         let key = match (job.test, address) {
             (TestKind::Dns, _) => format!("dns {}", job.target.name),
             (_, Some(ip)) => format!("server {ip}"),
             (_, None) => format!("unresolved {}", job.target.name),
         };
-        groups.entry(key).or_default().push(job);
+        groups.entry(key).or_default().push(work);
     }
-    let mut groups: Vec<(String, Vec<Job>)> = groups.into_iter().collect();
+    let mut groups: Vec<(String, Vec<Work>)> = groups.into_iter().collect();
     for (_, group) in &mut groups {
-        group.sort_by(|a, b| (a.test, &a.target.name).cmp(&(b.test, &b.target.name)));
+        group.sort_by(|a, b| (a.job.test, &a.job.target.name).cmp(&(b.job.test, &b.job.target.name)));
     }
     groups.shuffle(&mut rand::rng());
     groups
@@ -417,13 +462,42 @@ mod tests {
         )
         .expect("valid");
         let resolved = resolved_to(&[("a", "192.0.2.1"), ("b", "192.0.2.1"), ("c", "192.0.2.9")]);
-        let groups: Vec<Vec<Job>> = by_server(plan(&ts, None), &resolved).into_iter().map(|(_, g)| g).collect();
+        let groups: Vec<Vec<Work>> =
+            by_server(per_family(plan(&ts, None), &resolved), &resolved).into_iter().map(|(_, g)| g).collect();
         // Two servers (all endpoint tests of a and b on one), and one DNS group per target.
         assert_eq!(groups.len(), 5);
         let shared = groups.iter().find(|g| g.len() == 6).expect("a and b share 192.0.2.1");
-        let order: Vec<(TestKind, &str)> = shared.iter().map(|j| (j.test, j.target.name.as_str())).collect();
+        let order: Vec<(TestKind, &str)> = shared.iter().map(|w| (w.job.test, w.job.target.name.as_str())).collect();
         let expected = [TestKind::Tcp, TestKind::Tls, TestKind::Quic].into_iter().flat_map(|t| [(t, "a"), (t, "b")]);
         assert_eq!(order, expected.collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_dual_stack_name_is_measured_on_each_family_in_the_group_of_each_address() {
+        use vantage_measurement::{Detail, DnsAnswer, DnsDetail, DnsReply, Operation, Role, Vantage};
+        let ts = targets::parse(
+            "[[target]]\nname='d'\ndomain='d.example'\ntests=['dns','tls']\n\
+             [[target]]\nname='v4'\ndomain='v4.example'\ntests=['tls']\nfamilies=['ipv4']\n",
+            "t",
+        )
+        .expect("valid");
+        let mut lookup = crate::classify::testing::step(Vantage::Helper, Role::Target, Operation::Resolve, None);
+        let answers = ["192.0.2.1", "2001:db8::1"].map(|ip| DnsAnswer { ip: ip.parse().expect("ip"), ttl: 60 });
+        lookup.detail = Some(Detail::Dns(DnsDetail {
+            replies: vec![DnsReply { answers: answers.to_vec(), ..DnsReply::default() }],
+            ..DnsDetail::default()
+        }));
+        let resolved: HashMap<String, Resolved> =
+            ["d", "v4"].map(|n| (n.to_string(), Resolved { address: Some(answers[0].ip), observation: lookup.clone() })).into();
+        let groups: BTreeMap<String, Vec<(String, Option<Family>)>> =
+            by_server(per_family(plan(&ts, None), &resolved), &resolved)
+                .into_iter()
+                .map(|(key, g)| (key, g.into_iter().map(|w| (w.job.target.name.to_string(), w.family)).collect()))
+                .collect();
+        let v4 = [("d".to_string(), Some(Family::Ipv4)), ("v4".to_string(), Some(Family::Ipv4))];
+        assert_eq!(groups["server 192.0.2.1"], v4, "one residual book per address: v4 and v6 are separate tuples");
+        assert_eq!(groups["server 2001:db8::1"], [("d".to_string(), Some(Family::Ipv6))], "`families` keeps v4 on IPv4");
+        assert_eq!(groups["dns d"], [("d".to_string(), None)], "DNS is measured once");
     }
 
     fn blocked(name: &str, test: TestKind, mechanism: Mechanism) -> Measurement {
@@ -458,6 +532,7 @@ mod tests {
             udp_resolver: None,
             system_resolver: false,
             dns_blackhole: None,
+            ipv6_control: None,
             dns_linger: Duration::ZERO,
             probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
             bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),

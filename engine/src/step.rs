@@ -6,7 +6,6 @@
 //! dispatch here, so what the helper vouches for is exactly what the probe tried.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use vantage_measurement::{Observation, Role, TestKind, Transport};
 
@@ -152,7 +151,9 @@ impl TargetStep {
     pub async fn run(&self, ctx: &StepContext, role: Role, env: StepEnv<'_>) -> Vec<Observation> {
         match self {
             Self::Dns { domain } => vec![match env.dns_resolver {
-                Some(resolver) => dns::udp_lookup(ctx, role, resolver, domain, dns::QueryType::A, Duration::ZERO).await,
+                // Both families: a dual-stack target is measured on each, and the helper checks a
+                // listed name's IPv6 address against these answers too.
+                Some(resolver) => dns::udp_lookup_both(ctx, role, resolver, domain).await,
                 None => dns::system_lookup(ctx, role, domain).await,
             }],
             Self::Tcp { addr } => vec![tcp::connect(ctx, role, *addr).await.0],

@@ -14,6 +14,7 @@
 //! trials = 3                       # optional: repeat tcp/tls/quic, 1-8 (default 1)
 //! udp_echo_port = 7                # optional: UDP echo on `address`, a baseline for quic
 //! category = "news"                # optional: a short lowercase word volunteers can opt out of
+//! families = ["ipv4"]              # optional: measure a resolved name on these families only
 //! ```
 //!
 //! VPN targets (`openvpn`, `wireguard`, `ikev2`, `tor`) need an `address` or a `domain` to
@@ -120,6 +121,10 @@ pub struct TargetSpec {
     /// A throughput reference endpoint at `address` (the `throttle` test): pins and body size.
     #[serde(default)]
     pub throughput: Option<crate::runner::throttle::reference::Throughput>,
+    /// The address families a resolved name is measured on (`["ipv4"]`, `["ipv6"]`); empty: every
+    /// family the name has, each measured separately.
+    #[serde(default)]
+    pub families: Vec<vantage_measurement::Family>,
 }
 
 /// Why a target's VPN parameters can't be used. Never carries a key's value.
@@ -401,6 +406,11 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
                 "target `{}`: category `{category}` must be a short lowercase word (a-z, 0-9, `-`; at most {MAX_CATEGORY_LEN})",
                 t.name
             )));
+        }
+        if let Some(ip) =
+            t.address.filter(|ip| !t.families.is_empty() && !t.families.contains(&vantage_measurement::Family::of(*ip)))
+        {
+            return Err(invalid(format!("target `{}`: its address {ip} is of none of its `families`", t.name)));
         }
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
         crate::runner::throttle::reference::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;

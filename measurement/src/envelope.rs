@@ -151,6 +151,28 @@ pub struct Target {
 }
 
 crate::closed_set! {
+    /// An IP address family. Not a field of the envelope (a measurement's `target.address` shows
+    /// its family); named for targets files (`families`) and metric labels.
+    pub enum Family {
+        /// IPv4.
+        Ipv4 => "ipv4",
+        /// IPv6.
+        Ipv6 => "ipv6",
+    }
+}
+
+impl Family {
+    /// The family of `ip` (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn of(ip: std::net::IpAddr) -> Family {
+        match ip {
+            std::net::IpAddr::V4(_) => Family::Ipv4,
+            std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => Family::Ipv4,
+            std::net::IpAddr::V6(_) => Family::Ipv6,
+        }
+    }
+}
+
+crate::closed_set! {
     /// Transport protocol.
     pub enum Transport {
         /// TCP.

@@ -41,7 +41,9 @@ pub mod validate;
 pub mod verdict;
 pub mod wire;
 
-pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
+pub use envelope::{
+    ControlKind, Family, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport,
+};
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use localisation::{Localisation, LocalisedHow, NotLocalised, Placement};
 pub use observation::{

@@ -107,6 +107,10 @@ crate::closed_set! {
         ResidualSuspected => "residual.suspected",
         /// The probe's own network is down: nothing could be measured.
         NetworkOffline => "network.offline",
+        /// This network has no IPv6: a connect to the target's IPv6 address failed at once for want
+        /// of a route or a source address, while its IPv4 measurement stands on its own. Status
+        /// `inconclusive`, never `blocked`: a network without IPv6 is not censoring it.
+        NetworkNoIpv6 => "network.no_ipv6",
         /// The target failed and no control was available to tell blocking from breakage.
         NoControl => "control.unavailable",
         /// The target and the control both failed (server or path down for everyone).

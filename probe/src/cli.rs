@@ -108,6 +108,11 @@ pub struct RunArgs {
     /// proof of injection (use a reference endpoint's address).
     #[arg(long, value_name = "IP", env = "VANTAGE_DNS_BLACKHOLE")]
     pub dns_blackhole: Option<std::net::IpAddr>,
+    /// An IPv6 address and TCP port that answers (a reference endpoint): when an IPv6 measurement
+    /// fails at the address level, it is connected to, and if it fails too the network's IPv6 is
+    /// broken (`network.no_ipv6`), not the target blocked. Brackets: `[2001:db8::1]:443`.
+    #[arg(long, value_name = "[IPv6]:PORT", env = "VANTAGE_IPV6_CONTROL")]
+    pub ipv6_control: Option<SocketAddr>,
     /// Skip the system resolver (when it is a LAN box you'd rather not query, or in tests).
     #[arg(long)]
     pub no_system_resolver: bool,
@@ -349,6 +354,9 @@ impl RunArgs {
         if self.localise_spacing > 3600 {
             return Err(flag("localise-spacing", "must be at most 3600 seconds"));
         }
+        if self.ipv6_control.is_some_and(|a| !a.is_ipv6()) {
+            return Err(flag("ipv6-control", "must be an IPv6 address and port, such as [2001:db8::1]:443"));
+        }
         let bogons = BogonPolicy::allowing(&self.danger_not_bogon).map_err(|e| flag("danger-not-bogon", e))?;
         let bogons = bogons.with_blockpages(&self.danger_blockpage).map_err(|e| flag("danger-blockpage", e))?;
         Ok(MeasureConfig {
@@ -359,6 +367,7 @@ impl RunArgs {
             udp_resolver: self.resolver.value().copied(),
             system_resolver: !self.no_system_resolver,
             dns_blackhole: self.dns_blackhole,
+            ipv6_control: self.ipv6_control,
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
             probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type, network_epoch: None },
             bogons,

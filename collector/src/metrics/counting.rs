@@ -31,6 +31,14 @@ impl Metrics {
         for (combination, count) in combinations {
             self.record_combination(&combination, count);
         }
+        for m in batch {
+            // DNS measurements have no address, so no family.
+            if let Some(ip) = m.target.address {
+                let family = vantage_measurement::Family::of(ip).as_str();
+                let labels = [country_label(&m.probe.cc), family, m.test.as_str(), m.verdict.status.as_str()];
+                self.measurements.by_family.with_label_values(&labels).inc();
+            }
+        }
         let mut phases: HashMap<(TestKind, Operation), Histogram> = HashMap::new();
         for m in batch {
             self.record_localisation(m);

@@ -20,9 +20,9 @@ use super::outcome::{
 use super::{
     BATCHES_TOTAL, CONNECTIONS_OPEN, CONNECTIONS_REFUSED_TOTAL, DUPLICATES_TOTAL, FLEET_REFRESH_TIMESTAMP_SECONDS,
     FLEET_WINDOW_SECONDS, HELPER_REQUESTS_TOTAL, INGEST_IN_FLIGHT, INGESTED_TOTAL, LABELS_FOLDED_TOTAL,
-    LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL, MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_TOTAL,
-    PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED, SERIES_LIMIT, SPOOL_PENDING,
-    STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
+    LAST_INGEST_TIMESTAMP_SECONDS, LOCATION_MISMATCH_TOTAL, MEASUREMENTS_BY_ASN_TOTAL, MEASUREMENTS_BY_FAMILY_TOTAL,
+    MEASUREMENTS_TOTAL, PHASE_DURATION_SECONDS, RATE_LIMIT_ENTRIES, RATE_LIMITED_TOTAL, REJECTED_TOTAL, SERIES_ADMITTED,
+    SERIES_LIMIT, SPOOL_PENDING, STORE_DURATION_SECONDS, STORED_MEASUREMENTS, TLS_CERT_EXPIRY_TIMESTAMP_SECONDS,
 };
 use super::{CENSOR_HOP, DUTY_HELD, EVENTS_ONGOING, LOCALISATIONS_TOTAL, STORE_UP};
 use super::{KEY_REGISTRATIONS_TOTAL, KEYS_ACTIVE, MEASUREMENTS_UNCOUNTED_TOTAL};
@@ -106,6 +106,9 @@ pub(super) struct MeasurementFamilies {
     pub(super) phase_duration: HistogramVec,
     pub(super) censor_hop: HistogramVec,
     pub(super) localisations: IntCounterVec,
+    /// Endpoint measurements by address family: closed labels only (country, 2 families, test,
+    /// verdict), so it stays in the registry, outside the series budget.
+    pub(super) by_family: IntCounterVec,
 }
 
 impl MeasurementFamilies {
@@ -139,7 +142,13 @@ impl MeasurementFamilies {
             "Follow-ups of blocked verdicts by outcome: localised, or the reason no hop was reported.",
             &["test", "outcome"],
         )?;
-        Ok(MeasurementFamilies { total, by_asn, phase_duration, censor_hop, localisations })
+        let by_family = r.counter_vec(
+            MEASUREMENTS_BY_FAMILY_TOTAL,
+            "Endpoint measurements stored, by probe country, address family of the measured address \
+             (a dual-stack target is measured on each), test and verdict.",
+            &["country", "family", "test", "verdict"],
+        )?;
+        Ok(MeasurementFamilies { total, by_asn, phase_duration, censor_hop, localisations, by_family })
     }
 }
 

@@ -58,6 +58,9 @@ pub const MEASUREMENTS_BY_ASN_TOTAL: &str = "vantage_measurements_by_asn_total";
 pub const CENSOR_HOP: &str = "vantage_censor_hop";
 /// Localisation follow-ups by outcome.
 pub const LOCALISATIONS_TOTAL: &str = "vantage_localisations_total";
+/// Endpoint measurements stored, by the address family they were made on (a dual-stack target
+/// is measured on each): what tells IPv6-only blocking from IPv4 in a country.
+pub const MEASUREMENTS_BY_FAMILY_TOTAL: &str = "vantage_measurements_by_family_total";
 /// Duration of each measurement phase, as the probe timed it.
 pub const PHASE_DURATION_SECONDS: &str = "vantage_phase_duration_seconds";
 /// Measurements newly stored.
@@ -512,9 +515,34 @@ mod tests {
         let cc = country_label(&m.probe.cc);
         let hop = format!("vantage_censor_hop_bucket{{country=\"{cc}\",mechanism=\"tls.reset_after_clienthello\",le=\"3\"}} 1");
         assert!(text.contains(&hop), "{text}");
-        assert!(text.contains("vantage_censor_hop_count{") && text.contains("} 1\n"), "{text}");
+        let count = format!("vantage_censor_hop_count{{country=\"{cc}\",mechanism=\"tls.reset_after_clienthello\"}} 1");
+        assert!(text.lines().any(|l| l == count), "{text}");
         assert!(text.contains("vantage_localisations_total{outcome=\"localised\",test=\"tls\"} 1"), "{text}");
         assert!(text.contains("vantage_localisations_total{outcome=\"at_server_hop\",test=\"tls\"} 1"), "{text}");
+    }
+
+    #[test]
+    fn endpoint_measurements_are_counted_by_family_and_dns_is_not() {
+        let metrics = Metrics::new(HashSet::new(), 1000).expect("metrics");
+        let mut m = example::tls_reset(Utc::now());
+        m.probe.cc = "DE".into();
+        m.target.address = Some("2001:db8::20".parse().expect("ip"));
+        metrics.record_measurement(&m);
+        m.target.address = Some("192.0.2.20".parse().expect("ip"));
+        m.verdict = vantage_measurement::Verdict::ok();
+        metrics.record_measurement(&m);
+        m.test = vantage_measurement::TestKind::Dns;
+        m.target.address = None;
+        metrics.record_measurement(&m);
+        let (text, _) = metrics.render().expect("render");
+        let line = |family: &str, test: &str, verdict: &str| {
+            format!(
+                "vantage_measurements_by_family_total{{country=\"DE\",family=\"{family}\",test=\"{test}\",verdict=\"{verdict}\"}} 1"
+            )
+        };
+        assert!(text.contains(&line("ipv6", "tls", "blocked")), "{text}");
+        assert!(text.contains(&line("ipv4", "tls", "ok")), "{text}");
+        assert!(!text.contains("vantage_measurements_by_family_total{country=\"DE\",family=\"ipv4\",test=\"dns\""), "{text}");
     }
 
     #[test]

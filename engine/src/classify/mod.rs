@@ -1,7 +1,8 @@
 //! The classifier: a pure function from observations to a verdict.
 //!
 //! No I/O, no clock. Each test has its own file of rules; `classify` dispatches, and [`verdict`]
-//! is the one place a measurement's verdict is decided: every trial classified, the trials
+//! is the one place a measurement's verdict is decided: every trial classified (an IPv6 trial on a
+//! network without IPv6 first, [`family`]), the trials
 //! combined, and a block that an earlier trigger's residual penalty explains marked as such (the
 //! scheduler only says which penalty is live; it never rewrites a verdict). Every rule is tested
 //! with table tests named after the scenario it recognises.
@@ -10,6 +11,7 @@ pub mod bogon;
 pub mod dns;
 mod evidence;
 pub mod localise;
+pub mod family;
 pub mod quic;
 pub mod tcp;
 #[cfg(test)]
@@ -42,7 +44,12 @@ pub fn verdict(
     bogons: &bogon::BogonPolicy,
     taint: Option<&ResidualTaint>,
 ) -> Verdict {
-    let verdicts = trials.iter().map(|trial| classify(test, &[trial.as_slice(), helper].concat(), bogons)).collect();
+    let verdicts = trials
+        .iter()
+        .map(|trial| {
+            family::no_ipv6(trial, helper).unwrap_or_else(|| classify(test, &[trial.as_slice(), helper].concat(), bogons))
+        })
+        .collect();
     let verdict = combine_trials(verdicts);
     match taint {
         Some(taint) if verdict.status == Status::Blocked => residual_suspected(verdict, taint),

@@ -50,6 +50,10 @@ async fn connect(
     transport.max_idle_timeout(Some(VarInt::from_u32(idle_ms).into()));
     client.transport_config(Arc::new(transport));
 
+    // quinn swallows a send error and waits out its idle timeout, so a network without a route to
+    // `addr` (no IPv6 at all, most often) would look like silence: ask the kernel for the route
+    // first (connecting a UDP socket sends nothing) and fail at once, as a TCP connect does.
+    drop(super::connected_udp(addr).await?);
     let bind: SocketAddr = if addr.is_ipv4() { (Ipv4Addr::UNSPECIFIED, 0).into() } else { (Ipv6Addr::UNSPECIFIED, 0).into() };
     let endpoint = Endpoint::client(bind).map_err(|e| io_failure(&e))?;
     let connecting = endpoint

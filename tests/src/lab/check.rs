@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use vantage_measurement::{Mechanism, Status, TestKind};
+use vantage_measurement::{Family, Mechanism, Status, TestKind};
 
 use super::addr;
 use super::scenario::{Expected, ExpectedTrials, Kind, Outcome, Scenario};
@@ -34,6 +34,8 @@ pub struct Row {
     pub test: TestKind,
     /// Whether this is the re-test after a residual penalty lapsed (the pair's second measurement).
     pub retest: bool,
+    /// Which family's measurement of a dual-stack target (`None`: the target is not dual stack).
+    pub family: Option<Family>,
     /// What the file accepts.
     pub expected: Expected,
     /// What the probe concluded (`None`: no measurement came back).
@@ -219,8 +221,10 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
     ];
     places.extend(store_files(&world.dir().join("collector-data")));
     for (place, text) in &places {
-        if let Some(context) = find_address(text, &addr::PROBE.to_string()) {
-            report.problems.push(format!("privacy: the probe's address {} appears in {place}: …{context}…", addr::PROBE));
+        for probe in [addr::PROBE.to_string(), addr::PROBE_V6.to_string()] {
+            if let Some(context) = find_address(text, &probe) {
+                report.problems.push(format!("privacy: the probe's address {probe} appears in {place}: …{context}…"));
+            }
         }
     }
     Ok(())
@@ -229,12 +233,19 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
 fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
     let mut rows = Vec::new();
     let expectations = scenario.targets.iter().flat_map(|t| {
-        let first = t.expect.iter().map(move |(test, expected)| (t, test, expected, false));
-        first.chain(t.expect_retest.iter().map(move |(test, expected)| (t, test, expected, true)))
+        // A dual-stack target's endpoint tests are measured once per family.
+        let v4 = t.dual_stack().then_some(Family::Ipv4);
+        let family = move |test: &TestKind| if *test == TestKind::Dns { None } else { v4 };
+        let first = t.expect.iter().map(move |(test, expected)| (t, test, expected, false, family(test)));
+        let v6 = t.expect_v6.iter().map(move |(test, expected)| (t, test, expected, false, Some(Family::Ipv6)));
+        first.chain(v6).chain(t.expect_retest.iter().map(move |(test, expected)| (t, test, expected, true, family(test))))
     });
-    for (t, test, expected, retest) in expectations {
-        let mut of_pair =
-            measurements.iter().filter(|m| m["target"]["name"] == t.spec.name.as_str() && m["test"] == test.as_str());
+    for (t, test, expected, retest, family) in expectations {
+        let mut of_pair = measurements.iter().filter(|m| {
+            m["target"]["name"] == t.spec.name.as_str()
+                && m["test"] == test.as_str()
+                && family.is_none_or(|f| family_of(m) == Some(f))
+        });
         let m = if retest { of_pair.nth(1) } else { of_pair.next() };
         let verdict = m.map(|m| &m["verdict"]);
         let got = verdict.and_then(|v| {
@@ -252,6 +263,7 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
             target: t.spec.name.clone(),
             test: *test,
             retest,
+            family,
             expected: expected.clone(),
             got,
             trials,
@@ -259,7 +271,11 @@ fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
             // DNS runs once; throttle's `trials` are the pairs inside its one step.
             trials_run: if matches!(test, TestKind::Dns | TestKind::Throttle) { 1 } else { t.spec.trials },
             // Evidence is asked of the first measurement; the re-test must simply come out right.
-            expected_evidence: if retest { Vec::new() } else { t.expect_evidence.get(test).cloned().unwrap_or_default() },
+            expected_evidence: match (retest, family) {
+                (true, _) => Vec::new(),
+                (false, Some(Family::Ipv6)) => t.expect_evidence_v6.get(test).cloned().unwrap_or_default(),
+                (false, _) => t.expect_evidence.get(test).cloned().unwrap_or_default(),
+            },
             evidence,
             expected_localised: if retest { None } else { t.expect_localised.get(test).cloned() },
             localised: localised_label(verdict.map(|v| &v["localisation"])),
@@ -310,15 +326,24 @@ fn store_files(dir: &Path) -> Vec<(&'static str, String)> {
         .collect()
 }
 
+/// The family of a measurement's address (`None` without one).
+fn family_of(m: &Value) -> Option<Family> {
+    let ip: std::net::IpAddr = m["target"]["address"].as_str()?.parse().ok()?;
+    Some(Family::of(ip))
+}
+
 /// The first occurrence of `ip` in `text` that is a whole address (`198.51.100.2` but not
-/// `198.51.100.20`), with some context.
+/// `198.51.100.20`; `2001:db8:100::2` but not `2001:db8:100::20` or `…::2:1`), with some context.
 pub fn find_address(text: &str, ip: &str) -> Option<String> {
     let bytes = text.as_bytes();
+    let v6 = ip.contains(':');
+    // What may continue an address: digits and dots (IPv4); hex digits, colons and dots (IPv6).
+    let part = |b: u8| b.is_ascii_digit() || b == b'.' || (v6 && (b.is_ascii_hexdigit() || b == b':'));
     let mut from = 0;
     while let Some(i) = text[from..].find(ip).map(|i| i + from) {
         let end = i + ip.len();
-        let digit_before = i > 0 && (bytes[i - 1].is_ascii_digit() || bytes[i - 1] == b'.');
-        let digit_after = bytes.get(end).is_some_and(|b| b.is_ascii_digit());
+        let digit_before = i > 0 && part(bytes[i - 1]);
+        let digit_after = bytes.get(end).is_some_and(|b| if v6 { part(*b) } else { b.is_ascii_digit() });
         if !digit_before && !digit_after {
             let mut start = i.saturating_sub(60);
             while !text.is_char_boundary(start) {
@@ -448,6 +473,7 @@ mod tests {
             target: "blocked".into(),
             test: TestKind::Tls,
             retest: false,
+            family: None,
             expected: Expected(Vec::new()),
             got: Some(Outcome { status: Status::Blocked, mechanism: Some(Mechanism::TlsTimeoutSni) }),
             trials: None,
@@ -481,5 +507,8 @@ mod tests {
         assert!(find_address("198.51.100.20 and 198.51.100.21", "198.51.100.2").is_none());
         assert!(find_address("1198.51.100.2", "198.51.100.2").is_none());
         assert!(find_address("x 198.51.100.20 y 198.51.100.2", "198.51.100.2").is_some());
+        assert!(find_address("peer [2001:db8:100::2]:443", "2001:db8:100::2").is_some());
+        assert!(find_address("\"2001:db8:100::2\"", "2001:db8:100::2").is_some());
+        assert!(find_address("2001:db8:100::20 2001:db8:100::2:1 12001:db8:100::2", "2001:db8:100::2").is_none());
     }
 }

@@ -31,9 +31,10 @@ pub mod throughput;
 pub mod topology;
 pub mod world;
 
-/// The address plan (IPv4 only; IPv6 is switched off in the lab's namespaces).
+/// The address plan: IPv4 from the three documentation ranges, and on every link an IPv6 twin
+/// from 2001:db8::/32 (see [`v6`](addr::v6)).
 pub mod addr {
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// The probe: the address that must appear nowhere in what the probe or collector emits.
     pub const PROBE: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 2);
@@ -61,6 +62,34 @@ pub mod addr {
     pub const INTERNET_HOSTS: [Ipv4Addr; 5] = [PROBE_RESOLVER, HELPER_RESOLVER, SERVER, SERVER_2, NO_DNS];
     /// The collector's port.
     pub const COLLECTOR_PORT: u16 = 8080;
+
+    /// The probe's IPv6 address: like [`PROBE`], it must appear nowhere.
+    pub const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 2);
+    /// The censor's probe-facing IPv6 address (the probe's IPv6 gateway).
+    pub const CENSOR_PROBE_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x100, 0, 0, 0, 0, 1);
+    /// The censor's internet-facing IPv6 address.
+    pub const CENSOR_INTERNET_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0xff, 0, 0, 0, 0x254);
+    /// The internet's censor-facing IPv6 address.
+    pub const INTERNET_CENSOR_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0xff, 0, 0, 0, 0x253);
+    /// The internet's helper-facing IPv6 address.
+    pub const INTERNET_HELPER_SIDE_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 1);
+    /// The helper's IPv6 address.
+    pub const HELPER_V6: Ipv6Addr = Ipv6Addr::new(0x2001, 0xdb8, 2, 0, 0, 0, 0, 0x10);
+    /// The probe's IPv6 prefix (routed back to it by the internet's router).
+    pub const PROBE_PREFIX_V6: &str = "2001:db8:100::/64";
+
+    /// The IPv6 twin of a host on the internet's loopback: 203.0.113.20 → 2001:db8:113::20 (the
+    /// last octet's decimal digits read as hex, so the two addresses read alike).
+    pub fn v6(host: Ipv4Addr) -> Ipv6Addr {
+        let last = host.octets()[3];
+        let low = u16::from_str_radix(&last.to_string(), 16).unwrap_or(u16::from(last));
+        Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, low)
+    }
+
+    /// The internet host an IPv6 twin stands for, if `address` is one.
+    pub fn v4_of(address: Ipv6Addr) -> Option<Ipv4Addr> {
+        INTERNET_HOSTS.into_iter().find(|host| v6(*host) == address)
+    }
 }
 
 /// The interface names inside each namespace (names are per namespace, so they can be fixed and

@@ -9,7 +9,7 @@
 //! target is checked with the probe's own parser when the file is loaded.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -19,7 +19,16 @@ use vantage_measurement::{Mechanism, Status, TestKind};
 use super::addr;
 
 /// Keys of a `[[target]]` table that are the lab's, not the probe's.
-const LAB_KEYS: &[&str] = &["expect", "expect_trials", "expect_evidence", "expect_retest", "expect_localised", "server"];
+const LAB_KEYS: &[&str] = &[
+    "expect",
+    "expect_v6",
+    "expect_trials",
+    "expect_evidence",
+    "expect_evidence_v6",
+    "expect_retest",
+    "expect_localised",
+    "server",
+];
 
 /// Why a scenario file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +69,8 @@ struct File {
     kind: Kind,
     #[serde(default)]
     probe_args: Vec<String>,
+    #[serde(default = "yes")]
+    probe_ipv6: bool,
     #[serde(default)]
     dns: DnsSpec,
     #[serde(default)]
@@ -113,7 +124,7 @@ pub enum ResolverMode {
 }
 
 /// Commands run in the censor's namespace, in this order: sysctls, tools (each waited for until
-/// ready), `ip`, the nft script, `iptables`, `tc`.
+/// ready), `ip`, the nft script, `iptables`, `ip6tables`, `tc`.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CensorSpec {
@@ -132,6 +143,9 @@ pub struct CensorSpec {
     /// Arguments of `iptables` commands (split on whitespace).
     #[serde(default)]
     pub iptables: Vec<String>,
+    /// Arguments of `ip6tables` commands (split on whitespace), after `iptables`.
+    #[serde(default)]
+    pub ip6tables: Vec<String>,
     /// Arguments of `tc` commands (split on whitespace).
     #[serde(default)]
     pub tc: Vec<String>,
@@ -250,9 +264,13 @@ struct LabKeys {
     #[serde(default)]
     expect: BTreeMap<String, String>,
     #[serde(default)]
+    expect_v6: BTreeMap<String, String>,
+    #[serde(default)]
     expect_trials: BTreeMap<String, String>,
     #[serde(default)]
     expect_evidence: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    expect_evidence_v6: BTreeMap<String, Vec<String>>,
     #[serde(default)]
     expect_retest: BTreeMap<String, String>,
     #[serde(default)]
@@ -280,12 +298,18 @@ pub enum ServerState {
 pub struct LabTarget {
     /// As the probe reads it.
     pub spec: TargetSpec,
-    /// Per test.
+    /// Per test (for a dual-stack target's endpoint tests: the IPv4 measurement).
     pub expect: BTreeMap<TestKind, Expected>,
+    /// Per endpoint test, the IPv6 measurement's verdict. A target with these is dual stack: its
+    /// name gets an AAAA record (the [`addr::v6`] twin of its server) and its servers listen on
+    /// both addresses.
+    pub expect_v6: BTreeMap<TestKind, Expected>,
     /// Per test, for targets with several trials.
     pub expect_trials: BTreeMap<TestKind, ExpectedTrials>,
     /// Per test, pieces of text the verdict's evidence must contain (each in some line).
     pub expect_evidence: BTreeMap<TestKind, Vec<String>>,
+    /// The same for the IPv6 measurement of a dual-stack target.
+    pub expect_evidence_v6: BTreeMap<TestKind, Vec<String>>,
     /// Per test, the verdict of the re-test after a residual penalty lapsed (the probe's second
     /// measurement of the pair; the scenario passes `--retest-residual`).
     pub expect_retest: BTreeMap<TestKind, Expected>,
@@ -294,6 +318,13 @@ pub struct LabTarget {
     pub expect_localised: BTreeMap<TestKind, String>,
     /// Whether its servers run.
     pub server: ServerState,
+}
+
+impl LabTarget {
+    /// Whether its name has an AAAA record too (it has IPv6 expectations).
+    pub fn dual_stack(&self) -> bool {
+        !self.expect_v6.is_empty()
+    }
 }
 
 /// A loaded, checked scenario.
@@ -309,6 +340,8 @@ pub struct Scenario {
     pub kind: Kind,
     /// Extra flags for `vantage-probe run`.
     pub probe_args: Vec<String>,
+    /// Whether the probe's network has IPv6 (`probe_ipv6 = false`: no address, no route).
+    pub probe_ipv6: bool,
     /// Resolvers.
     pub dns: DnsSpec,
     /// The censor's namespace.
@@ -366,6 +399,7 @@ impl Scenario {
             description: file.description,
             kind: file.kind,
             probe_args: file.probe_args,
+            probe_ipv6: file.probe_ipv6,
             dns: file.dns,
             censor: file.censor,
             internet: file.internet,
@@ -379,7 +413,11 @@ impl Scenario {
 
     /// Rules that span targets.
     fn check(&self) -> Result<(), String> {
-        let mut states: BTreeMap<(Service, Ipv4Addr, u16), ServerState> = BTreeMap::new();
+        // The router chain is IPv4 only (`Topology::build_chain`).
+        if self.topology.is_some() && self.targets.iter().any(LabTarget::dual_stack) {
+            return Err("`[topology]` routers are IPv4 only: a target can't also have `expect_v6`".into());
+        }
+        let mut states: BTreeMap<(Service, IpAddr, u16), ServerState> = BTreeMap::new();
         for t in &self.targets {
             for e in self.endpoints(t) {
                 if let Some(other) = states.insert(e, t.server).filter(|s| *s != t.server) {
@@ -388,12 +426,16 @@ impl Scenario {
             }
         }
         let serving = states.iter().filter(|(_, s)| **s != ServerState::Down).map(|(e, _)| e);
-        if let Some((_, a, _)) = serving.clone().find(|(_, a, _)| !addr::INTERNET_HOSTS.contains(a)) {
+        if let Some((_, a, _)) = serving.clone().find(|(_, a, _)| !is_lab_host(*a)) {
             return Err(format!("no lab host has {a}, so nothing can serve there: use a server address or `server = \"down\"`"));
         }
         if self.kind == Kind::Benign {
-            let blocked =
-                self.targets.iter().flat_map(|t| t.expect.values()).flat_map(|e| &e.0).find(|o| o.status == Status::Blocked);
+            let blocked = self
+                .targets
+                .iter()
+                .flat_map(|t| t.expect.values().chain(t.expect_v6.values()))
+                .flat_map(|e| &e.0)
+                .find(|o| o.status == Status::Blocked);
             if let Some(o) = blocked {
                 return Err(format!("a benign scenario can't expect `{}`", o.label()));
             }
@@ -401,19 +443,23 @@ impl Scenario {
         Ok(())
     }
 
-    /// The addresses a target's name leads to: its fixed address, else both resolvers' answers.
-    pub fn server_addresses(&self, t: &LabTarget) -> BTreeSet<Ipv4Addr> {
-        if let Some(std::net::IpAddr::V4(a)) = t.spec.address {
+    /// The addresses a target's name leads to: its fixed address, else both resolvers' answers
+    /// (for a dual-stack target, with their IPv6 twins).
+    pub fn server_addresses(&self, t: &LabTarget) -> BTreeSet<IpAddr> {
+        if let Some(a) = t.spec.address {
             return [a].into();
         }
         let helper = self.dns.records.get(&t.spec.domain).copied().unwrap_or(addr::SERVER.into());
         let probe = self.dns.probe_records.get(&t.spec.domain).copied().unwrap_or(helper);
-        // The lab is IPv4: an AAAA-only name has no server.
-        [helper, probe].into_iter().filter_map(|a| if let IpAddr::V4(a) = a { Some(a) } else { None }).collect()
+        let mut out: BTreeSet<IpAddr> = [helper, probe].into();
+        if t.dual_stack() {
+            out.extend([helper, probe].into_iter().filter_map(|a| twin(a).map(IpAddr::V6)));
+        }
+        out
     }
 
     /// `(service, address, port)` triples the target's tests need listening.
-    pub fn endpoints(&self, t: &LabTarget) -> BTreeSet<(Service, Ipv4Addr, u16)> {
+    pub fn endpoints(&self, t: &LabTarget) -> BTreeSet<(Service, IpAddr, u16)> {
         let mut out = BTreeSet::new();
         let ports: Vec<u16> = std::iter::once(t.spec.port).chain(t.spec.control_port).collect();
         for a in self.server_addresses(t) {
@@ -446,6 +492,36 @@ impl Scenario {
         records.extend(self.dns.records.clone());
         records
     }
+
+    /// The AAAA records of dual-stack names, given the resolver's A records: each name's IPv6
+    /// twin of its IPv4 address.
+    pub fn records_v6(&self, records: &BTreeMap<String, IpAddr>) -> BTreeMap<String, Ipv6Addr> {
+        self.targets
+            .iter()
+            .filter(|t| t.dual_stack())
+            .filter_map(|t| Some((t.spec.domain.clone(), twin(*records.get(&t.spec.domain)?)?)))
+            .collect()
+    }
+}
+
+/// The IPv6 twin of a lab host's IPv4 address (`None` for an IPv6 address or a non-host).
+fn twin(a: IpAddr) -> Option<Ipv6Addr> {
+    match a {
+        IpAddr::V4(v4) if addr::INTERNET_HOSTS.contains(&v4) => Some(addr::v6(v4)),
+        _ => None,
+    }
+}
+
+/// Whether a lab host (on the internet's loopback) has `a`.
+fn is_lab_host(a: IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => addr::INTERNET_HOSTS.contains(&v4),
+        IpAddr::V6(v6) => addr::v4_of(v6).is_some(),
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// What a lab server offers on an endpoint.
@@ -476,6 +552,7 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
         Ok(expect)
     };
     let expect = expectations(&lab.expect)?;
+    let expect_v6 = expectations(&lab.expect_v6)?;
     let expect_retest = expectations(&lab.expect_retest)?;
     if let Some(vpn) = spec.tests.iter().find(|t| TestKind::VPN.contains(t)) {
         return Err(whose(format!("the lab has no {} server yet (dns, tcp, tls, quic and throttle only)", vpn.as_str())));
@@ -501,7 +578,26 @@ fn lab_target(spec: TargetSpec, lab: LabKeys) -> Result<LabTarget, String> {
     for (test, label) in lab.expect_localised {
         expect_localised.insert(test_kind(&test).map_err(whose)?, label);
     }
-    Ok(LabTarget { spec, expect, expect_trials, expect_evidence, expect_retest, expect_localised, server: lab.server })
+    let mut expect_evidence_v6 = BTreeMap::new();
+    for (test, needles) in lab.expect_evidence_v6 {
+        expect_evidence_v6.insert(test_kind(&test).map_err(whose)?, needles);
+    }
+    let endpoint_tests: BTreeSet<TestKind> = tests.iter().copied().filter(|t| *t != TestKind::Dns).collect();
+    let expected_v6: BTreeSet<TestKind> = expect_v6.keys().copied().collect();
+    if !expect_v6.is_empty() && endpoint_tests != expected_v6 {
+        return Err(whose(format!("`expect_v6` must name exactly its endpoint tests {endpoint_tests:?}, not {expected_v6:?}")));
+    }
+    Ok(LabTarget {
+        spec,
+        expect,
+        expect_v6,
+        expect_trials,
+        expect_evidence,
+        expect_evidence_v6,
+        expect_retest,
+        expect_localised,
+        server: lab.server,
+    })
 }
 
 #[cfg(test)]

@@ -65,3 +65,33 @@ fn routers_and_localisation_expectations_are_read() {
     let typo = with.replace("routers_after", "routers_afterwards");
     assert!(Scenario::parse("m", Path::new("m.toml"), &typo).expect_err("typo").contains("unknown field"));
 }
+
+#[test]
+fn a_target_with_ipv6_expectations_is_dual_stack_and_served_on_both_families() {
+    let text = MINIMAL.replace(
+        "expect_trials =",
+        "expect_v6 = { tls = \"blocked tls.reset_after_clienthello\" }\nexpect_evidence_v6 = { tls = [\"reset\"] }\nexpect_trials =",
+    );
+    let s = Scenario::parse("m", Path::new("m.toml"), &text).expect("valid");
+    let t = &s.targets[0];
+    assert!(t.dual_stack() && s.probe_ipv6);
+    assert!(!s.targets_toml.contains("expect_v6"));
+    let twin: std::net::Ipv6Addr = "2001:db8:113::20".parse().expect("ip");
+    assert_eq!(addr::v6(addr::SERVER), twin);
+    assert_eq!(s.records_v6(&s.records())["a.example"], twin);
+    let served: BTreeSet<IpAddr> = s.endpoints(t).into_iter().map(|(_, a, _)| a).collect();
+    assert_eq!(served, [IpAddr::from(addr::SERVER), IpAddr::from(twin)].into());
+    // IPv6 expectations name the endpoint tests (DNS is measured once), and a benign file still
+    // can't expect a block on IPv6.
+    let with_dns = text.replace("expect_v6 = { tls", "expect_v6 = { dns = \"ok\", tls");
+    let err = Scenario::parse("m", Path::new("m.toml"), &with_dns).expect_err("dns has no family");
+    assert!(err.contains("endpoint tests"), "{err}");
+    let benign = text.replace("censor\"", "benign\"").replace(
+        "dns = \"ok\", tls = \"blocked tls.reset_after_clienthello | inconclusive residual.suspected\"",
+        "dns = \"ok\", tls = \"ok\"",
+    );
+    let err = Scenario::parse("m", Path::new("m.toml"), &benign).expect_err("benign");
+    assert!(err.contains("benign scenario"), "{err}");
+    let no_v6 = Scenario::parse("m", Path::new("m.toml"), &format!("probe_ipv6 = false\n{MINIMAL}")).expect("valid");
+    assert!(!no_v6.probe_ipv6 && !no_v6.targets[0].dual_stack());
+}

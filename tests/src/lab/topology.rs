@@ -12,7 +12,7 @@ use crate::netns::{self, Netns, veth};
 const PREFIX: &str = "vl";
 
 /// Programs the lab runs; checked up front so a missing one is named, not discovered mid-run.
-pub const TOOLS: &[&str] = &["ip", "nft", "iptables", "tc", "sysctl", "dnsmasq", "curl"];
+pub const TOOLS: &[&str] = &["ip", "nft", "iptables", "ip6tables", "tc", "sysctl", "dnsmasq", "curl"];
 
 /// Fail with a clear message unless this process is root and every tool is installed.
 pub fn preflight() -> anyhow::Result<()> {
@@ -139,10 +139,10 @@ impl Topology {
 
     fn build(stem: &str) -> anyhow::Result<Topology> {
         let topo = Topology {
-            probe: Netns::create_ipv4_only(stem, "probe")?,
-            censor: Netns::create_ipv4_only(stem, "censor")?,
-            internet: Netns::create_ipv4_only(stem, "internet")?,
-            helper: Netns::create_ipv4_only(stem, "helper")?,
+            probe: Netns::create_dual_stack(stem, "probe")?,
+            censor: Netns::create_dual_stack(stem, "censor")?,
+            internet: Netns::create_dual_stack(stem, "internet")?,
+            helper: Netns::create_dual_stack(stem, "helper")?,
             routers: Vec::new(),
         };
         let (p, c, i, h) = (&topo.probe, &topo.censor, &topo.internet, &topo.helper);
@@ -175,5 +175,33 @@ impl Topology {
         // The probe's system resolver asks the lab's resolver, as a volunteer's asks their ISP's.
         p.set_resolv_conf(&format!("nameserver {}\noptions timeout:2 attempts:1\n", addr::PROBE_RESOLVER))?;
         Ok(topo)
+    }
+
+    /// IPv6 on every link, as on IPv4: the twin addresses of [`addr::v6`], routes both ways,
+    /// forwarding on the routers. With `probe_ipv6` false the probe's network has no IPv6 (no
+    /// address, no route: a connect to an IPv6 address fails at once), everything else has it.
+    pub fn add_ipv6(&self, probe_ipv6: bool) -> anyhow::Result<()> {
+        let (p, c, i, h) = (&self.probe, &self.censor, &self.internet, &self.helper);
+        if probe_ipv6 {
+            p.add_address6(ifname::PROBE, addr::PROBE_V6, 64)?;
+            p.ip(&format!("-6 route add default via {}", addr::CENSOR_PROBE_SIDE_V6))?;
+        }
+        c.add_address6(ifname::CENSOR_TO_PROBE, addr::CENSOR_PROBE_SIDE_V6, 64)?;
+        c.add_address6(ifname::CENSOR_TO_INTERNET, addr::CENSOR_INTERNET_SIDE_V6, 64)?;
+        c.ip(&format!("-6 route add default via {}", addr::INTERNET_CENSOR_SIDE_V6))?;
+
+        i.add_address6(ifname::INTERNET_TO_CENSOR, addr::INTERNET_CENSOR_SIDE_V6, 64)?;
+        i.add_address6(ifname::INTERNET_TO_HELPER, addr::INTERNET_HELPER_SIDE_V6, 64)?;
+        i.ip(&format!("-6 route add {} via {}", addr::PROBE_PREFIX_V6, addr::CENSOR_INTERNET_SIDE_V6))?;
+        for host in addr::INTERNET_HOSTS {
+            i.add_address6("lo", addr::v6(host), 128)?;
+        }
+
+        h.add_address6(ifname::HELPER, addr::HELPER_V6, 64)?;
+        h.ip(&format!("-6 route add default via {}", addr::INTERNET_HELPER_SIDE_V6))?;
+        for router in [c, i] {
+            router.enable_forwarding6()?;
+        }
+        Ok(())
     }
 }

@@ -72,6 +72,11 @@ impl World {
 
         let routers = scenario.topology.unwrap_or_default();
         let topo = Topology::create_with_routers(routers.routers_before, routers.routers_after)?;
+        // IPv6 follows the base topology's links; a router chain is IPv4 only (its scenarios
+        // are refused IPv6 expectations when parsed).
+        if scenario.topology.is_none() {
+            topo.add_ipv6(scenario.probe_ipv6).context("adding IPv6 to the lab topology")?;
+        }
         for command in &scenario.internet.ip {
             topo.internet.ip(command)?;
         }
@@ -133,6 +138,9 @@ impl World {
         for command in &spec.iptables {
             ns.run("iptables", &command.split_whitespace().collect::<Vec<_>>())?;
         }
+        for command in &spec.ip6tables {
+            ns.run("ip6tables", &command.split_whitespace().collect::<Vec<_>>())?;
+        }
         for command in &spec.tc {
             ns.run("tc", &command.split_whitespace().collect::<Vec<_>>())?;
         }
@@ -175,7 +183,7 @@ impl World {
         } else {
             args.push("--no-localise".into());
         }
-        for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24"] {
+        for range in ["203.0.113.0/24", "192.0.2.0/24", "198.51.100.0/24", "2001:db8::/32"] {
             args.extend(["--danger-not-bogon".to_string(), range.to_string()]);
         }
         args.extend(self.scenario.probe_args.iter().cloned());
@@ -254,7 +262,12 @@ fn dnsmasq(scenario: &Scenario, ns: &Netns, listen: std::net::Ipv4Addr, for_prob
         if for_probe {
             records.extend(scenario.dns.probe_records.clone());
         }
-        args.extend(records.iter().map(|(name, a)| format!("--host-record={name},{a}")));
+        // A dual-stack name's AAAA goes on the same line as its A (one host record per name).
+        let aaaa = scenario.records_v6(&records);
+        args.extend(records.iter().map(|(name, a)| match aaaa.get(name) {
+            Some(v6) => format!("--host-record={name},{a},{v6}"),
+            None => format!("--host-record={name},{a}"),
+        }));
     }
     let name = if for_probe { "dnsmasq (probe's resolver)" } else { "dnsmasq (helper's resolver)" };
     ns.spawn(name, "dnsmasq", &args, &[])
@@ -265,11 +278,12 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
     let mut endpoints = BTreeSet::new();
     for t in scenario.targets.iter().filter(|t| t.server != ServerState::Down) {
         for (service, a, port) in scenario.endpoints(t) {
+            let at = std::net::SocketAddr::new(a, port);
             let arg = match (service, t.server) {
-                (Service::Tls, ServerState::Strict) => ("--tls-strict", format!("{a}:{port}/{}", t.spec.domain)),
-                (Service::Tls, _) => ("--tls", format!("{a}:{port}")),
-                (Service::Quic, _) => ("--quic", format!("{a}:{port}")),
-                (Service::Echo, _) => ("--echo", format!("{a}:{port}")),
+                (Service::Tls, ServerState::Strict) => ("--tls-strict", format!("{at}/{}", t.spec.domain)),
+                (Service::Tls, _) => ("--tls", at.to_string()),
+                (Service::Quic, _) => ("--quic", at.to_string()),
+                (Service::Echo, _) => ("--echo", at.to_string()),
                 (Service::Throughput, _) => continue,
             };
             endpoints.insert(arg);

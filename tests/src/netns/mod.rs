@@ -12,7 +12,7 @@
 
 mod process;
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -101,6 +101,22 @@ impl Netns {
         Ok(ns)
     }
 
+    /// [`Netns::create`], dual stack: IPv6 on, but without duplicate address detection (so an
+    /// address is usable the moment it is added), router advertisements or autoconfiguration
+    /// (every IPv6 address and route is one the topology adds).
+    pub fn create_dual_stack(stem: &str, role: &str) -> anyhow::Result<Netns> {
+        let ns = Netns::create(stem, role)?;
+        let mut settings = Vec::new();
+        for scope in ["all", "default"] {
+            for (key, value) in [("disable_ipv6", 0), ("accept_dad", 0), ("dad_transmits", 0), ("accept_ra", 0), ("autoconf", 0)]
+            {
+                settings.push(format!("net.ipv6.conf.{scope}.{key}={value}"));
+            }
+        }
+        ns.sysctl(&settings.iter().map(String::as_str).collect::<Vec<_>>())?;
+        Ok(ns)
+    }
+
     /// Its name, for `ip netns exec NAME` and `ip -n NAME`.
     pub fn name(&self) -> &str {
         &self.name
@@ -118,6 +134,11 @@ impl Netns {
         self.ip(&format!("addr add {address}/{prefix_len} dev {dev}"))
     }
 
+    /// Add the IPv6 `address/prefix_len` to `dev`, usable at once (`nodad`).
+    pub fn add_address6(&self, dev: &str, address: Ipv6Addr, prefix_len: u8) -> anyhow::Result<()> {
+        self.ip(&format!("-6 addr add {address}/{prefix_len} dev {dev} nodad"))
+    }
+
     /// `sysctl -qw k=v…` inside the namespace.
     pub fn sysctl(&self, settings: &[&str]) -> anyhow::Result<()> {
         let mut args = vec!["-qw"];
@@ -128,6 +149,11 @@ impl Netns {
     /// Route IPv4 between its interfaces.
     pub fn enable_forwarding(&self) -> anyhow::Result<()> {
         self.sysctl(&["net.ipv4.ip_forward=1"])
+    }
+
+    /// Route IPv6 between its interfaces.
+    pub fn enable_forwarding6(&self) -> anyhow::Result<()> {
+        self.sysctl(&["net.ipv6.conf.all.forwarding=1"])
     }
 
     /// Load an nft script (`nft -f -`).

@@ -14,6 +14,7 @@
 //! The wire format lives in [`codec`] (pure, unit-tested with byte vectors); these runners only do
 //! the I/O with timeouts and turn the outcome into an [`Observation`](vantage_measurement::Observation).
 
+mod both;
 pub mod codec;
 mod system;
 mod udp;
@@ -22,6 +23,7 @@ mod validate;
 #[cfg(test)]
 mod test_server;
 
+pub use both::udp_lookup_both;
 pub use system::system_lookup;
 pub use udp::{MAX_DATAGRAM_BYTES, MAX_REPLIES, udp_lookup};
 pub use validate::validate_answers;
