@@ -133,6 +133,7 @@ fn loopback_config() -> MeasureConfig {
         probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
         bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
         localise: Some(LocaliseConfig::default()),
+        ipv6_control: None,
     }
 }
 

@@ -5,7 +5,7 @@
 //! scenario's addresses). The certificate is a throwaway committed in `tests/lab/throughput/`, so
 //! scenario files can pin it ([`PIN`]).
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::time::Duration;
@@ -30,7 +30,7 @@ const CREDENTIALS_DIR: &str = "/run/credentials/vantage-throughput.service";
 
 /// The deployed configuration for `dir`, listening on `endpoints`: its directories replaced and
 /// its `listen` lines swapped for the scenario's. Fails if the file no longer has what is replaced.
-pub fn config(deployed: &str, dir: &Path, endpoints: &[(Ipv4Addr, u16)]) -> anyhow::Result<String> {
+pub fn config(deployed: &str, dir: &Path, endpoints: &[(IpAddr, u16)]) -> anyhow::Result<String> {
     let anchor = "ssl_certificate ";
     for needle in [CONFIG_DIR, RUN_DIR, CREDENTIALS_DIR, "listen ", anchor] {
         anyhow::ensure!(deployed.contains(needle), "the deployed nginx.conf no longer has `{needle}`");
@@ -45,7 +45,7 @@ pub fn config(deployed: &str, dir: &Path, endpoints: &[(Ipv4Addr, u16)]) -> anyh
         if code.starts_with(anchor) {
             let indent = &line[..line.len() - code.len()];
             for (a, port) in endpoints {
-                out.push_str(&format!("{indent}listen {a}:{port} ssl default_server;\n"));
+                out.push_str(&format!("{indent}listen {} ssl default_server;\n", SocketAddr::new(*a, *port)));
             }
         }
         out.push_str(&line.replace(CREDENTIALS_DIR, &dir).replace(CONFIG_DIR, &dir).replace(RUN_DIR, &dir));
@@ -61,7 +61,7 @@ pub struct Endpoint {
 }
 
 /// Start nginx in `ns` on `endpoints` and wait until its workers run.
-pub fn start(ns: &Netns, endpoints: &[(Ipv4Addr, u16)], ready_timeout: Duration) -> anyhow::Result<Endpoint> {
+pub fn start(ns: &Netns, endpoints: &[(IpAddr, u16)], ready_timeout: Duration) -> anyhow::Result<Endpoint> {
     let dir = tempfile::Builder::new().prefix("vantage-lab-throughput-").tempdir()?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
     std::fs::create_dir(dir.path().join("www"))?;
@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn the_deployed_config_changes_only_directories_and_listen_lines() {
         let dir = Path::new("/tmp/lab-x");
-        let out = config(DEPLOYED_CONFIG, dir, &[(Ipv4Addr::new(203, 0, 113, 21), 443), (Ipv4Addr::new(203, 0, 113, 21), 8443)])
+        let out = config(DEPLOYED_CONFIG, dir, &[(IpAddr::from([203, 0, 113, 21]), 443), (IpAddr::from([203, 0, 113, 21]), 8443)])
             .expect("config");
         assert!(!out.contains(CONFIG_DIR) && !out.contains(RUN_DIR) && !out.contains("/run/"));
         assert!(out.contains("ssl_certificate_key /tmp/lab-x/key.pem;"));

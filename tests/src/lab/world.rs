@@ -298,7 +298,7 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
 
 /// nginx on every throughput endpoint a running target needs (none: not started).
 fn throughput_endpoint(scenario: &Scenario, ns: &Netns) -> anyhow::Result<Option<throughput::Endpoint>> {
-    let endpoints: BTreeSet<(std::net::Ipv4Addr, u16)> = scenario
+    let endpoints: BTreeSet<(std::net::IpAddr, u16)> = scenario
         .targets
         .iter()
         .filter(|t| t.server != ServerState::Down)
