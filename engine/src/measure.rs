@@ -78,7 +78,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Obfs4 => Some(Transport::Tcp),
     }
 }
 
@@ -111,7 +111,8 @@ pub async fn measure(
         | TestKind::Openvpn
         | TestKind::Wireguard
         | TestKind::Ikev2
-        | TestKind::Tor => {
+        | TestKind::Tor
+        | TestKind::Obfs4 => {
             let own;
             let resolved = match resolved {
                 Some(r) => Some(r),
@@ -278,6 +279,7 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
+        TargetStep::Obfs4 { addr, .. } => obs.extend(obfs4_control(ctx, target, *addr).await),
         TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
@@ -298,6 +300,13 @@ async fn random_bytes_control(ctx: &StepContext, target: &TargetSpec, step: &Tar
         _ => return Vec::new(),
     };
     vpn::random::control(ctx, SocketAddr::new(echo, addr.port()), transport, len).await
+}
+
+/// The obfs4 test's low-entropy control: printable text as long as the obfs4 flow, to the TCP
+/// echo on the bridge's port number at the echo address. Nothing without an echo address.
+async fn obfs4_control(ctx: &StepContext, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
+    let Some(echo) = target.echo_address else { return Vec::new() };
+    crate::runner::obfs4::control(ctx, SocketAddr::new(echo, addr.port()), crate::runner::obfs4::expected_flow_len()).await
 }
 
 /// Run every trial (controls first in each) with the helper's check alongside, classify each
@@ -343,6 +352,9 @@ async fn endpoint_steps(
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {
         controls.push(ControlKind::RandomBytes);
+    }
+    if target.echo_address.is_some() && test == TestKind::Obfs4 {
+        controls.push(ControlKind::LowEntropy);
     }
     let helper_obs = helper_obs.unwrap_or_default();
     if !helper_obs.is_empty() {

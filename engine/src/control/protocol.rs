@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vantage_measurement::{Observation, Role, TestKind, Transport, Vantage};
 
+use crate::runner::obfs4::codec::BridgeCert;
 use crate::runner::tls::DataPhase;
 use crate::runner::{StepContext, verify::TrustAnchors};
 use crate::step::{StepEnv, TargetStep};
@@ -65,6 +66,10 @@ pub struct VpnControl {
     /// WireGuard: the helper peer's private key (base64), published with the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard_helper_private_key: Option<KeyText>,
+    /// obfs4: the bridge line's `cert` (node id and public key; published with the bridge line,
+    /// as a Tor client gets it). The helper runs the handshake only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obfs4_cert: Option<KeyText>,
 }
 
 /// What the helper saw.
@@ -114,6 +119,10 @@ impl ControlRequest {
                     ..VpnControl::default()
                 })
             }
+            TestKind::Obfs4 => Some(VpnControl {
+                obfs4_cert: Some(KeyText(target.obfs4.as_ref()?.params()?.cert.to_base64())),
+                ..VpnControl::default()
+            }),
             _ => None,
         };
         Some(ControlRequest { test, domain: Some(target.domain.clone()), address: Some(addr.ip()), port: Some(addr.port()), vpn })
@@ -164,6 +173,11 @@ impl ControlRequest {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
             TestKind::Tor => TargetStep::Tor { addr: addr()? },
+            TestKind::Obfs4 => {
+                let cert = vpn.obfs4_cert.ok_or(missing("vpn.obfs4_cert"))?;
+                let cert = BridgeCert::parse(&cert.0).map_err(|e| invalid(ParamsError::Obfs4Cert(e)))?;
+                TargetStep::Obfs4 { addr: addr()?, cert }
+            }
         })
     }
 }

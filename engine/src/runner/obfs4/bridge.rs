@@ -15,8 +15,10 @@
 use std::net::SocketAddr;
 
 use serde::Deserialize;
+use vantage_measurement::{TestKind, Transport};
 
 use super::codec::{BridgeCert, CertError};
+use crate::targets::TargetSpec;
 
 /// The `obfs4` table as written.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
@@ -26,9 +28,36 @@ pub struct Obfs4Spec {
     pub bridge: String,
 }
 
-/// A parsed bridge line.
+/// The `obfs4` table once read: the parsed bridge line, or why it was refused. The refusal is
+/// reported by [`check`] in its own words: a TOML error would quote the line, cert and all.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(try_from = "Obfs4Spec")]
+#[serde(from = "Obfs4Spec")]
+pub struct Obfs4Table(Result<Obfs4Params, BridgeError>);
+
+impl Obfs4Table {
+    /// The bridge, if its line parsed (always, in a loaded targets file).
+    pub fn params(&self) -> Option<&Obfs4Params> {
+        self.0.as_ref().ok()
+    }
+}
+
+impl From<Obfs4Spec> for Obfs4Table {
+    fn from(spec: Obfs4Spec) -> Self {
+        Obfs4Table(parse_bridge_line(&spec.bridge))
+    }
+}
+
+impl std::fmt::Debug for Obfs4Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Ok(p) => p.fmt(f),
+            Err(e) => write!(f, "Obfs4Table(Err({e}))"),
+        }
+    }
+}
+
+/// A parsed bridge line.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Obfs4Params {
     /// Where the bridge listens.
     pub addr: SocketAddr,
@@ -71,11 +100,29 @@ pub enum BridgeError {
     Unexpected,
 }
 
-impl TryFrom<Obfs4Spec> for Obfs4Params {
-    type Error = BridgeError;
+/// The `obfs4` table is there exactly when the obfs4 test is listed, and a fixed `address`
+/// agrees with the bridge line's.
+pub fn check(t: &TargetSpec) -> Result<(), String> {
+    let table = t.obfs4.as_deref();
+    if let Some(Obfs4Table(Err(e))) = table {
+        return Err(e.to_string());
+    }
+    let params = table.and_then(Obfs4Table::params);
+    let reason = match (params, t.tests.contains(&TestKind::Obfs4)) {
+        (None, true) => "the obfs4 test needs an `obfs4` table with the bridge line",
+        (Some(_), false) => "`obfs4` is set but the obfs4 test is not listed",
+        (Some(p), true) if t.address.is_some_and(|a| a != p.addr.ip()) => "`address` differs from the bridge line's",
+        (Some(_), true) if t.transport == Some(Transport::Udp) => "obfs4 runs over tcp only",
+        _ => return Ok(()),
+    };
+    Err(reason.into())
+}
 
-    fn try_from(spec: Obfs4Spec) -> Result<Self, BridgeError> {
-        parse_bridge_line(&spec.bridge)
+/// The bridge line's address and port become the target's (no name to resolve).
+pub fn settle(t: &mut TargetSpec) {
+    if let Some(addr) = t.obfs4.as_deref().and_then(Obfs4Table::params).map(|p| p.addr) {
+        t.address = Some(addr.ip());
+        t.port = addr.port();
     }
 }
 
@@ -127,5 +174,25 @@ mod tests {
             assert_eq!(err, want, "{line}");
             assert!(!err.to_string().contains("1zaf"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_targets_file_takes_the_bridge_line_and_refuses_a_bad_cert_without_quoting_it() {
+        let file = |tests: &str, line: &str| {
+            format!(
+                "[[target]]\nname='bridge'\ndomain='bridge.example'\ntests={tests}\necho_address='203.0.113.41'\nobfs4={{ bridge = '{line}' }}\n"
+            )
+        };
+        let line = format!("obfs4 203.0.113.40:9443 cert={CERT} iat-mode=0");
+        let targets = crate::targets::parse(&file("['obfs4']", &line), "t").expect("valid");
+        assert_eq!((targets[0].address, targets[0].port), (Some("203.0.113.40".parse().expect("ip")), 9443));
+        assert!(!format!("{:?}", targets[0]).contains(&CERT[..12]));
+        let bad = format!("obfs4 203.0.113.40:9443 cert={}", &CERT[..60]);
+        let err = crate::targets::parse(&file("['obfs4']", &bad), "t").expect_err("bad cert").to_string();
+        assert!(err.contains("cert decodes to 45 bytes") && !err.contains(&CERT[..12]), "{err}");
+        let err = crate::targets::parse(&file("['tls']", &line), "t").expect_err("not listed").to_string();
+        assert!(err.contains("not listed"), "{err}");
+        let no_table = "[[target]]\nname='b'\ndomain='b.example'\ntests=['obfs4']\n";
+        assert!(crate::targets::parse(no_table, "t").expect_err("no table").to_string().contains("needs an `obfs4` table"));
     }
 }

@@ -155,6 +155,14 @@ impl BridgeCert {
         Ok(BridgeCert { node_id, public_key })
     }
 
+    /// The cert as a bridge line writes it (base64 without padding): for the helper's request.
+    pub fn to_base64(&self) -> String {
+        use base64::Engine as _;
+        let mut raw = self.node_id.to_vec();
+        raw.extend_from_slice(&self.public_key);
+        base64::engine::general_purpose::STANDARD_NO_PAD.encode(raw)
+    }
+
     fn mac(&self) -> HmacSha256 {
         let mut key = [0u8; 32 + NODE_ID_LEN];
         key[..32].copy_from_slice(&self.public_key);

@@ -106,6 +106,7 @@ fn frames_round_trip_between_the_two_directions_keys() {
 fn certs_decode_with_or_without_padding() {
     assert_eq!(BridgeCert::parse(CERT), BridgeCert::parse(&format!("{CERT}==")));
     assert_eq!(BridgeCert::parse("AAAA"), Err(CertError::Length(3)));
+    assert_eq!(BridgeCert::parse(CERT).expect("cert").to_base64(), CERT);
     assert_eq!(format!("{:?}", BridgeCert::parse(CERT).expect("cert")), "BridgeCert(redacted)");
 }
 
