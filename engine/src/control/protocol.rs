@@ -248,4 +248,24 @@ mod tests {
         assert!(err.to_string().contains("server_public_key"), "{err}");
         assert!(!err.to_string().contains(key), "never echoes a key: {err}");
     }
+
+    #[test]
+    fn an_obfs4_control_carries_the_cert_and_nothing_else_of_the_target() {
+        let cert = "1zafY8m+vab3C1YJOMbZXKebX9A8Pd1v/Vb7lsZ4NnShUA8A0LMW0GBmRAKAT2p7auhwPg";
+        let file = format!(
+            "[[target]]\nname='b'\ndomain='bridge.example'\ntests=['obfs4']\n[target.obfs4]\nbridge='203.0.113.40:443 cert={cert}'\n"
+        );
+        let target = &crate::targets::parse(&file, "t").expect("valid")[0];
+        let addr: SocketAddr = "203.0.113.40:443".parse().expect("addr");
+        let req = ControlRequest::for_target(TestKind::Obfs4, target, addr).expect("a control");
+        assert_eq!(req.vpn.as_ref().and_then(|v| v.obfs4_cert.as_ref()), Some(&KeyText(cert.into())));
+        let Ok(TargetStep::Obfs4 { addr: got, cert: parsed }) = req.step() else { panic!("an obfs4 step") };
+        assert_eq!((got, parsed.to_base64()), (addr, cert.to_string()));
+        let missing = ControlRequest { vpn: None, ..req.clone() };
+        assert_eq!(missing.step().err(), Some(ControlRequestError::Missing { test: "obfs4", field: "vpn.obfs4_cert" }));
+        let bad =
+            ControlRequest { vpn: Some(VpnControl { obfs4_cert: Some(KeyText("AAAA".into())), ..VpnControl::default() }), ..req };
+        let err = bad.step().expect_err("bad cert");
+        assert!(err.to_string().contains("obfs4 cert"), "{err}");
+    }
 }
