@@ -33,6 +33,9 @@ packages=(
   # The throughput reference endpoint (deploy/endpoints/throughput/nginx.conf) the lab's throttle-*
   # scenarios run, as operators do: nginx with its TLS module.
   nginx
+  # A real obfs4 bridge (tests/tests/obfs4_bridge.rs): obfs4proxy as a managed server transport
+  # in front of that relay; its handshake is also the codec's captured vector.
+  obfs4proxy
   # The status page test renders / in headless Chromium and keeps a screenshot.
   chromium
   # docs/research.md's quick start, run as written by collector/tests/api/quickstart.rs: Debian's
@@ -89,6 +92,10 @@ need "strongSwan openssl plugin (x25519/ECP/MODP key exchange)" libstrongswan-st
 need "charon, the IKE daemon" strongswan-charon test -x /usr/lib/ipsec/charon
 need "nginx with TLS (the throughput reference endpoint)" nginx \
   sh -c 'nginx -V 2>&1 | grep -q -- --with-http_ssl_module'
+# The captured vector (engine/src/runner/obfs4/testdata) is obfs4proxy 0.0.14's, which
+# completes the fix of the Elligator 2 distinguishers (0.0.12, 0.0.14) the codec matches.
+need "obfs4proxy 0.0.14 or later" obfs4proxy \
+  sh -c 'v=$(obfs4proxy -version | sed -n "s/^obfs4proxy-//p"); [ -n "$v" ] && dpkg --compare-versions "$v" ge 0.0.14'
 need "/dev/net/tun for wireguard-go and the lab's QUIC middlebox" "the kernel's tun module" \
   test -c /dev/net/tun
 need "network namespaces" "a kernel with CONFIG_NET_NS and CAP_SYS_ADMIN" \

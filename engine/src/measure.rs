@@ -97,7 +97,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Throttle => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Obfs4 | TestKind::Throttle => Some(Transport::Tcp),
     }
 }
 
@@ -131,6 +131,7 @@ pub async fn measure(
         | TestKind::Wireguard
         | TestKind::Ikev2
         | TestKind::Tor
+        | TestKind::Obfs4
         | TestKind::Throttle => {
             let own;
             let resolved = match resolved {
@@ -303,6 +304,7 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
+        TargetStep::Obfs4 { addr, .. } => obs.extend(obfs4_control(ctx, target, *addr).await),
         // Throttle's controls are inside its step, interleaved with the target's downloads.
         TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Throttle { .. } => {}
     }
@@ -324,6 +326,13 @@ async fn random_bytes_control(ctx: &StepContext, target: &TargetSpec, step: &Tar
         _ => return Vec::new(),
     };
     vpn::random::control(ctx, SocketAddr::new(echo, addr.port()), transport, len).await
+}
+
+/// The obfs4 test's low-entropy control: printable text as long as the obfs4 flow, to the TCP
+/// echo on the bridge's port number at the echo address. Nothing without an echo address.
+async fn obfs4_control(ctx: &StepContext, target: &TargetSpec, addr: SocketAddr) -> Vec<Observation> {
+    let Some(echo) = target.echo_address else { return Vec::new() };
+    crate::runner::obfs4::control(ctx, SocketAddr::new(echo, addr.port()), crate::runner::obfs4::expected_flow_len()).await
 }
 
 /// Run every trial (controls first in each) with the helper's check alongside, classify each
@@ -370,6 +379,9 @@ async fn endpoint_steps(
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {
         controls.push(ControlKind::RandomBytes);
+    }
+    if target.echo_address.is_some() && test == TestKind::Obfs4 {
+        controls.push(ControlKind::LowEntropy);
     }
     let helper_obs = helper_obs.unwrap_or_default();
     if !helper_obs.is_empty() {

@@ -10,12 +10,13 @@ use std::net::SocketAddr;
 use vantage_measurement::{Observation, Role, TestKind, Transport};
 
 use crate::runner::throttle::{self, ThrottlePlan};
+use crate::runner::obfs4::codec::BridgeCert;
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
 use crate::runner::vpn::codec::wireguard::PeerKeys;
 use crate::runner::vpn::wireguard::Tunnel;
-use crate::runner::{StepContext, dns, quic, tcp, tls, vpn};
+use crate::runner::{StepContext, dns, obfs4, quic, tcp, tls, vpn};
 use crate::targets::TargetSpec;
 
 /// One test's step against its target, with everything its runner needs.
@@ -74,6 +75,13 @@ pub enum TargetStep {
         /// The endpoint.
         addr: SocketAddr,
     },
+    /// obfs4 handshake with a bridge (and the data phase on the probe).
+    Obfs4 {
+        /// The bridge.
+        addr: SocketAddr,
+        /// The bridge's node id and public key.
+        cert: BridgeCert,
+    },
     /// Downloads from a throughput reference endpoint, control and target SNI interleaved.
     Throttle {
         /// Endpoint, names, pins and pairs.
@@ -113,6 +121,7 @@ impl TargetStep {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
+            TestKind::Obfs4 => TargetStep::Obfs4 { addr, cert: target.obfs4.as_ref()?.params()?.cert.clone() },
             TestKind::Throttle => TargetStep::Throttle { plan: Box::new(throttle::plan(target, addr)?) },
         })
     }
@@ -128,6 +137,7 @@ impl TargetStep {
             Self::Wireguard { .. } => TestKind::Wireguard,
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
+            Self::Obfs4 { .. } => TestKind::Obfs4,
             Self::Throttle { .. } => TestKind::Throttle,
         }
     }
@@ -142,7 +152,8 @@ impl TargetStep {
             | Self::Openvpn { addr, .. }
             | Self::Wireguard { addr, .. }
             | Self::Ikev2 { addr }
-            | Self::Tor { addr } => Some(*addr),
+            | Self::Tor { addr }
+            | Self::Obfs4 { addr, .. } => Some(*addr),
             Self::Throttle { plan } => Some(plan.addr),
         }
     }
@@ -163,6 +174,7 @@ impl TargetStep {
             Self::Wireguard { addr, keys, tunnel } => vpn::wireguard::handshake(ctx, role, *addr, keys, *tunnel).await,
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
+            Self::Obfs4 { addr, cert } => obfs4::handshake(ctx, role, *addr, cert, env.data_phase).await,
             // Both roles in one step: the pairs interleave control and target downloads.
             Self::Throttle { plan } => throttle::run(ctx, plan).await,
         }

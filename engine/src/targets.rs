@@ -114,6 +114,9 @@ pub struct TargetSpec {
     /// WireGuard parameters, checked and parsed when the file is read.
     #[serde(default)]
     pub wireguard: Option<Box<WireguardParams>>,
+    /// obfs4: the bridge line, parsed when the file is read (see `runner::obfs4::bridge`).
+    #[serde(default)]
+    pub obfs4: Option<Box<crate::runner::obfs4::bridge::Obfs4Table>>,
     /// What kind of service this is (`vpn`, `news`, `circumvention`, …): a volunteer can opt out
     /// of a whole category on their probe, whatever a published list says.
     #[serde(default)]
@@ -154,6 +157,9 @@ pub enum ParamsError {
     /// The tunnel addresses come as a pair.
     #[error("wireguard `address` and `server_address` go together")]
     TunnelHalf,
+    /// An obfs4 cert that does not decode.
+    #[error("the obfs4 cert: {0}")]
+    Obfs4Cert(crate::runner::obfs4::codec::CertError),
 }
 
 /// Text that is a key: `Debug` shows `redacted`, never the text.
@@ -413,12 +419,15 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
             return Err(invalid(format!("target `{}`: its address {ip} is of none of its `families`", t.name)));
         }
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
+        crate::runner::obfs4::bridge::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
         crate::runner::throttle::reference::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
         return Err(invalid("no [[target]] entries".into()));
     }
-    Ok(file.target)
+    let mut targets = file.target;
+    targets.iter_mut().for_each(crate::runner::obfs4::bridge::settle);
+    Ok(targets)
 }
 
 /// The VPN tables are present exactly when a VPN test needs them (their keys were parsed with

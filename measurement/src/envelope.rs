@@ -106,6 +106,9 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
         Tor => "tor",
+        /// obfs4 handshake with a Tor bridge, 64 KiB through the tunnel, against a low-entropy
+        /// payload of equal length.
+        Obfs4 => "obfs4",
         /// Download goodput with the target SNI against the control SNI, interleaved, from a
         /// reference endpoint that serves the same body for any name (throttling by name).
         Throttle => "throttle",
@@ -114,7 +117,7 @@ crate::closed_set! {
 
 impl TestKind {
     /// The VPN and circumvention tests: they need endpoint parameters from the targets file.
-    pub const VPN: &'static [TestKind] = &[Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor];
+    pub const VPN: &'static [TestKind] = &[Self::Openvpn, Self::Wireguard, Self::Ikev2, Self::Tor, Self::Obfs4];
 
     /// Is this one of the [`TestKind::VPN`] tests?
     pub fn is_vpn(self) -> bool {
@@ -196,6 +199,9 @@ crate::closed_set! {
         /// Random bytes as long as the protocol's first packet, to an echo on the same port number
         /// (tells a port block from a protocol fingerprint block).
         RandomBytes => "random_bytes",
+        /// A low-entropy (printable ASCII) payload as long as what an obfs4 test sends, to an
+        /// echo on the same port number: what a fully-encrypted-traffic detector lets through.
+        LowEntropy => "low_entropy",
     }
 }
 

@@ -124,6 +124,9 @@ pub struct VpnDetail {
     /// Why a reply was not accepted, as a fixed name (`bad_hmac`, `wrong_session`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_error: Option<String>,
+    /// Bytes written by this step (obfs4: handshake, frames; its control: the payload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_sent: Option<u64>,
 }
 
 crate::closed_set! {
@@ -138,6 +141,10 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// Tor's link protocol on an OR port.
         Tor => "tor",
+        /// obfs4 to a Tor bridge.
+        Obfs4 => "obfs4",
+        /// The obfs4 test's control: printable text as long as the obfs4 flow.
+        LowEntropy => "low_entropy",
         /// The random-bytes control: bytes of the protocol's first packet's length, no protocol.
         Random => "random",
     }
@@ -168,6 +175,10 @@ crate::closed_set! {
         EchoReply => "echo_reply",
         /// Tor `VERSIONS` cell.
         Versions => "versions",
+        /// The obfs4 bridge's handshake response, its MAC and ntor AUTH verified.
+        ServerHandshake => "server_handshake",
+        /// Data from the bridge's upstream came back through the obfs4 tunnel.
+        TunnelData => "tunnel_data",
         /// The random bytes came back from the echo service.
         Echo => "echo",
         /// IKEv2 IKE_SA_INIT response with SA and KE: the responder accepted our proposal.

@@ -101,6 +101,13 @@ crate::closed_set! {
         /// TLS to a Tor OR port completed, then the link protocol (VERSIONS) got no answer while the
         /// helper's did.
         TorLinkBlocked => "tor.link_blocked",
+        /// The obfs4 handshake got no valid answer from the bridge while a low-entropy payload to
+        /// the same port number was echoed, or the helper completed the handshake.
+        Obfs4HandshakeBlocked => "obfs4.handshake_blocked",
+        /// The obfs4 handshake completed, then the flow died within the data phase (64 KiB
+        /// through the tunnel) while a low-entropy payload of equal length was echoed: a cut of
+        /// high-entropy flows after a volume threshold.
+        Obfs4DataCut => "obfs4.data_cut",
         // --- general ---
         /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
         /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.

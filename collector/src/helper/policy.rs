@@ -47,6 +47,9 @@ pub const STANDARD_PORTS: &[(TestKind, &[u16])] = &[
     (TestKind::Ikev2, &[500, 4500]),
     // Tor's default ORPort, and the port many relays use to look like HTTPS.
     (TestKind::Tor, &[443, 9001]),
+    // obfs4 bridges on the HTTPS port (bridges.torproject.org hands out other ports too, which
+    // a collector's operator allows explicitly).
+    (TestKind::Obfs4, &[443]),
 ];
 
 /// The standard ports of `test` (none for DNS).

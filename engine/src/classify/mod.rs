@@ -12,6 +12,7 @@ pub mod dns;
 mod evidence;
 pub mod localise;
 pub mod family;
+pub mod obfs4;
 pub mod quic;
 pub mod tcp;
 #[cfg(test)]
@@ -92,6 +93,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
+        TestKind::Obfs4 => obfs4::classify(observations),
         TestKind::Throttle => throttle::classify(observations),
     }
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use vantage_measurement::{Observation, Role, TestKind, Transport, Vantage};
 
+use crate::runner::obfs4::codec::BridgeCert;
 use crate::runner::tls::DataPhase;
 use crate::runner::{StepContext, verify::TrustAnchors};
 use crate::step::{StepEnv, TargetStep};
@@ -65,6 +66,10 @@ pub struct VpnControl {
     /// WireGuard: the helper peer's private key (base64), published with the endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wireguard_helper_private_key: Option<KeyText>,
+    /// obfs4: the bridge line's `cert` (node id and public key; published with the bridge line,
+    /// as a Tor client gets it). The helper runs the handshake only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obfs4_cert: Option<KeyText>,
 }
 
 /// What the helper saw.
@@ -122,6 +127,10 @@ impl ControlRequest {
                     ..VpnControl::default()
                 })
             }
+            TestKind::Obfs4 => Some(VpnControl {
+                obfs4_cert: Some(KeyText(target.obfs4.as_ref()?.params()?.cert.to_base64())),
+                ..VpnControl::default()
+            }),
             _ => None,
         };
         Some(ControlRequest { test, domain: Some(target.domain.clone()), address: Some(addr.ip()), port: Some(addr.port()), vpn })
@@ -172,6 +181,11 @@ impl ControlRequest {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
             TestKind::Tor => TargetStep::Tor { addr: addr()? },
+            TestKind::Obfs4 => {
+                let cert = vpn.obfs4_cert.ok_or(missing("vpn.obfs4_cert"))?;
+                let cert = BridgeCert::parse(&cert.0).map_err(|e| invalid(ParamsError::Obfs4Cert(e)))?;
+                TargetStep::Obfs4 { addr: addr()?, cert }
+            }
             TestKind::Throttle => return Err(ControlRequestError::NotOffered { test }),
         })
     }
@@ -242,5 +256,25 @@ mod tests {
         let err = ControlRequest { vpn: Some(bad), ..request(TestKind::Wireguard) }.step().expect_err("bad key");
         assert!(err.to_string().contains("server_public_key"), "{err}");
         assert!(!err.to_string().contains(key), "never echoes a key: {err}");
+    }
+
+    #[test]
+    fn an_obfs4_control_carries_the_cert_and_nothing_else_of_the_target() {
+        let cert = "1zafY8m+vab3C1YJOMbZXKebX9A8Pd1v/Vb7lsZ4NnShUA8A0LMW0GBmRAKAT2p7auhwPg";
+        let file = format!(
+            "[[target]]\nname='b'\ndomain='bridge.example'\ntests=['obfs4']\n[target.obfs4]\nbridge='203.0.113.40:443 cert={cert}'\n"
+        );
+        let target = &crate::targets::parse(&file, "t").expect("valid")[0];
+        let addr: SocketAddr = "203.0.113.40:443".parse().expect("addr");
+        let req = ControlRequest::for_target(TestKind::Obfs4, target, addr).expect("a control");
+        assert_eq!(req.vpn.as_ref().and_then(|v| v.obfs4_cert.as_ref()), Some(&KeyText(cert.into())));
+        let Ok(TargetStep::Obfs4 { addr: got, cert: parsed }) = req.step() else { panic!("an obfs4 step") };
+        assert_eq!((got, parsed.to_base64()), (addr, cert.to_string()));
+        let missing = ControlRequest { vpn: None, ..req.clone() };
+        assert_eq!(missing.step().err(), Some(ControlRequestError::Missing { test: "obfs4", field: "vpn.obfs4_cert" }));
+        let bad =
+            ControlRequest { vpn: Some(VpnControl { obfs4_cert: Some(KeyText("AAAA".into())), ..VpnControl::default() }), ..req };
+        let err = bad.step().expect_err("bad cert");
+        assert!(err.to_string().contains("obfs4 cert"), "{err}");
     }
 }

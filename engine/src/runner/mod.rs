@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod localise;
+pub mod obfs4;
 pub mod quic;
 pub mod tcp;
 pub mod throttle;

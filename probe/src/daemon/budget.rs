@@ -38,6 +38,9 @@ pub fn estimated_bytes(test: TestKind, trials: u32) -> u64 {
         TestKind::Openvpn | TestKind::Wireguard => 4_000,
         TestKind::Ikev2 => 6_000,
         TestKind::Tor => 20_000,
+        // Request (4 KiB on average), 66 KiB of frames, the bridge's answer, and the
+        // low-entropy control's 71 KiB both ways.
+        TestKind::Obfs4 => 230_000,
         // Pairs of 128 KiB downloads (at least 2, at most 4), each with its handshake and head;
         // estimated from the body size, a target asking for more `bytes` is charged more in fact.
         TestKind::Throttle => 274_000 * trials.clamp(2, 4),

@@ -14,6 +14,8 @@ use tokio::signal::unix::{SignalKind, signal};
 use vantage_tests::censor::NameList;
 use vantage_tests::censor::dns_forge::{ForgedAnswer, Injector};
 use vantage_tests::censor::dns_inject::DnsInjector;
+use vantage_tests::censor::fet::FetCensor;
+use vantage_tests::censor::fet_tun::{self, FetTun};
 use vantage_tests::censor::mitm::Mitm;
 use vantage_tests::censor::quic_filter::{FilterConfig, QuicSniFilter};
 use vantage_tests::censor::quic_tun::{self, QuicTun};
@@ -57,6 +59,29 @@ enum Command {
     /// Decrypts each client Initial (keys from its DCID), reassembles the ClientHello and
     /// drops the Initial that reveals a listed SNI; forwards everything else.
     QuicSniDrop(QuicArgs),
+    /// In-path cut of fully encrypted TCP flows (obfs4, Shadowsocks) after N bytes.
+    ///
+    /// Creates the TUN device --tun and, with --probe-iface, routes TCP arriving on that
+    /// interface through it. The first data packet of each flow is judged by the exemptions of
+    /// Wu et al. 2023 (popcount, printable bytes, protocol prefixes); a flow that looks fully
+    /// encrypted gets --cut-after bytes through, then its client segments are dropped.
+    FetCut(FetArgs),
+}
+
+#[derive(Debug, Args)]
+struct FetArgs {
+    /// Name of the TUN device to create (at most 15 characters).
+    #[arg(long)]
+    tun: String,
+    /// Bytes of a suspect flow let through (0: its first data packet is dropped).
+    #[arg(long)]
+    cut_after: u32,
+    /// Route TCP arriving on this interface through the TUN (and undo it on exit).
+    #[arg(long)]
+    probe_iface: Option<String>,
+    /// Routing table (and rule priority) for the policy route.
+    #[arg(long, default_value_t = 101)]
+    table: u32,
 }
 
 #[derive(Debug, Args)]
@@ -161,6 +186,21 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 () = mitm.run() => Ok(()),
                 r = until_signal() => r,
             }
+        }
+        Command::FetCut(a) => {
+            let tun = FetTun::open(&a.tun, FetCensor::new(a.cut_after))?;
+            if let Some(probe_iface) = &a.probe_iface {
+                let _ = quic_tun::run_commands(&fet_tun::teardown_commands(probe_iface, a.table));
+                quic_tun::run_commands(&fet_tun::setup_commands(&a.tun, probe_iface, a.table))?;
+            }
+            std::thread::spawn(move || tun.run());
+            tracing::info!("cutting fully encrypted TCP flows after {} bytes on {}", a.cut_after, a.tun);
+            ready();
+            let result = until_signal().await;
+            if let Some(probe_iface) = &a.probe_iface {
+                quic_tun::run_commands(&fet_tun::teardown_commands(probe_iface, a.table))?;
+            }
+            result
         }
         Command::QuicSniDrop(a) => {
             let config = FilterConfig { names: NameList::new(&a.names), all_initials: a.all_initials };

@@ -9,6 +9,8 @@
 //!   so the real answer arrives later, which is exactly the evidence the probe looks for.
 //! - [`mitm`]: a TLS-intercepting proxy that the harness DNATs traffic into. Listed SNIs get a
 //!   certificate from the censor's CA; everything else is spliced through untouched.
+//! - [`fet_tun`]: the same in-path TUN box for TCP, cutting fully encrypted flows ([`fet`]) after
+//!   a volume allowance, as the GFW's detector of random-looking traffic did.
 //! - [`quic_tun`]: an *in-path* box. Policy routing sends the probe's UDP through a TUN device,
 //!   so every datagram passes through userspace and a QUIC Initial with a listed SNI is dropped.
 //!
@@ -17,6 +19,8 @@
 
 pub mod dns_forge;
 pub mod dns_inject;
+pub mod fet;
+pub mod fet_tun;
 pub mod mitm;
 pub mod packet;
 pub mod quic_filter;

@@ -80,7 +80,7 @@ where
 }
 
 /// `www.<8–16 random letters>.com`, like tor's own client.
-fn random_sni() -> String {
+pub(crate) fn random_sni() -> String {
     let bytes: [u8; 17] = random_bytes();
     let len = 8 + usize::from(bytes[0] % 9);
     let label: String = bytes[1..=len].iter().map(|b| char::from(b'a' + b % 26)).collect();
