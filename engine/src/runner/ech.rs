@@ -16,7 +16,7 @@
 //! nothing is ever sealed. rustls's only HPKE comes with the aws-lc-rs provider (C built with
 //! cmake); the ring provider has none. So [`GreaseHpke`] answers `setup_sealer` with a fresh
 //! X25519 public key from ring — exactly what a real DHKEM(X25519, HKDF-SHA256) encapsulation puts
-//! on the wire, as browsers' GREASE does — and refuses every real HPKE operation. Real ECH (a
+//! on the wire — and refuses every real HPKE operation. Real ECH (a
 //! config from the target's DNS HTTPS record) needs real HPKE and is not possible with this.
 //!
 //! The suite's types come from `rustls::internal::msgs`, which rustls documents as outside its
@@ -54,8 +54,8 @@ pub fn grease_mode() -> Result<EchMode, Error> {
 }
 
 /// An HPKE "suite" that can only dress a GREASE ECH extension: DHKEM(X25519, HKDF-SHA256),
-/// HKDF-SHA256, AES-128-GCM — the mandatory ECH profile, and the one Chrome and Firefox GREASE
-/// with. Every operation that would protect data returns an error.
+/// HKDF-SHA256, AES-128-GCM — the ECH mandatory-to-implement profile, and the suite rustls's own
+/// examples GREASE with (via aws-lc-rs). Every operation that would protect data returns an error.
 #[derive(Debug)]
 pub struct GreaseHpke;
 
