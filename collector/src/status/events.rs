@@ -1,6 +1,6 @@
 //! The status page's "Events" section: the detected blocking events of the last week
-//! ([`crate::events`]), per country, ongoing first. A separate section after the countries' tables,
-//! spliced in at the end of `<main>` so the page's own rendering ([`super::html`]) stays as it is.
+//! ([`crate::events`]), per country, ongoing first: a section of its own after the countries'
+//! tables, which [`super::html::render`] places at the end of `<main>`.
 
 use std::fmt::Write;
 
@@ -11,18 +11,6 @@ use crate::events::{Event, LOOKBACK_HOURS};
 
 /// Events shown per country; the rest are counted ("and 3 more") and listed by the API.
 pub const MAX_PER_COUNTRY: usize = 10;
-
-/// `html` with the events section at the end of its `<main>` (unchanged when there is none).
-pub fn with_events(mut html: String, events: &[Event]) -> String {
-    if events.is_empty() {
-        return html;
-    }
-    let Some(at) = html.find("</main>") else {
-        return html;
-    };
-    html.insert_str(at, &section(events));
-    html
-}
 
 /// The section: one table row per event, grouped by country.
 pub fn section(events: &[Event]) -> String {
@@ -99,6 +87,8 @@ mod tests {
     use vantage_measurement::{Mechanism, TestKind};
 
     use super::*;
+    use crate::status::html::render;
+    use crate::status::view::Page;
 
     fn event(target: &str, ended: bool) -> Event {
         let at = DateTime::from_timestamp(1_764_597_600, 0).unwrap_or_default(); // 2025-12-01 14:00 UTC
@@ -121,8 +111,9 @@ mod tests {
 
     #[test]
     fn an_event_reads_as_where_what_how_many_and_since_when() {
-        let html = with_events("<main>\n</main>".into(), &[event("wikipedia", false), event("news", true)]);
-        let section = &html[html.find("<section").expect("section")..html.find("</main>").expect("main")];
+        let page = Page { window_secs: 3600, ..Page::default() };
+        let html = render(&page, &[event("wikipedia", false), event("news", true)], Utc::now());
+        let section = &html[html.find("<section class=\"events\"").expect("section")..html.find("</main>").expect("main")];
         assert!(section.contains("data-country=\"DE\""), "{section}");
         assert!(section.contains("<b>5</b> of 6<small>in AS3320</small>"), "{section}");
         assert!(section.contains("<code>tls.reset_after_clienthello</code>"), "{section}");
@@ -135,9 +126,10 @@ mod tests {
 
     #[test]
     fn target_names_are_escaped_and_no_events_leave_the_page_alone() {
-        let html = with_events("<main></main>".into(), &[event("<script>x</script>", false)]);
+        let page = Page { window_secs: 3600, ..Page::default() };
+        let html = render(&page, &[event("<script>x</script>", false)], Utc::now());
         assert!(!html.contains("<script>x"), "{html}");
         assert!(html.contains("&lt;script&gt;"), "{html}");
-        assert_eq!(with_events("<main></main>".into(), &[]), "<main></main>");
+        assert_eq!(render(&page, &[], Utc::now()).find("id=\"events\""), None, "no events, no section");
     }
 }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use super::svg;
 use super::timeline::Timelines;
 use super::view::{BlockedRow, Country, Page};
+use crate::events::Event;
 
 const STYLE: &str = "
 :root{--fg:#1d2330;--muted:#5b6475;--line:#e3e6ec;--bg:#f6f7f9;--card:#fff;--red:#b42318;--red-bg:#fdecea;--ok:#17703a}
@@ -57,8 +58,9 @@ figure.chart{margin:0;padding:12px 16px 10px}
 footer{padding:0 32px 28px;color:var(--muted);font-size:13px;max-width:1200px}
 ";
 
-/// Render `page`; `now` is for the "ago" hints.
-pub fn render(page: &Page, now: DateTime<Utc>) -> String {
+/// Render `page` with the detected `events` (a section of their own, after the countries; none
+/// when there are none); `now` is for the "ago" hints.
+pub fn render(page: &Page, events: &[Event], now: DateTime<Utc>) -> String {
     let mut out = String::with_capacity(16 * 1024);
     out.push_str("<!doctype html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
@@ -80,6 +82,9 @@ pub fn render(page: &Page, now: DateTime<Utc>) -> String {
         country_section(&mut out, country, &page.timelines, now);
     }
     earlier_only(&mut out, page);
+    if !events.is_empty() {
+        out.push_str(&super::events::section(events));
+    }
     out.push_str("</main>\n<footer>\n");
     let _ = write!(
         out,
@@ -334,7 +339,7 @@ mod tests {
 
     #[test]
     fn hostile_names_are_escaped_in_text_and_links() {
-        let html = render(&page_with_target("<script>alert('x')</script>&\"q=1"), Utc::now());
+        let html = render(&page_with_target("<script>alert('x')</script>&\"q=1"), &[], Utc::now());
         assert!(!html.contains("<script>"), "{html}");
         assert!(html.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;q=1"), "{html}");
         assert!(
@@ -346,7 +351,7 @@ mod tests {
     #[test]
     fn a_blocked_row_shows_what_where_how_and_since() {
         let now = DateTime::from_timestamp(1_700_000_000 + 7200, 0).expect("time");
-        let html = render(&page_with_target("wikipedia"), now);
+        let html = render(&page_with_target("wikipedia"), &[], now);
         for expected in [
             "<span class=\"cc\">DE</span>",
             "wikipedia<span class=\"badge\">blocked</span>",
@@ -375,7 +380,7 @@ mod tests {
                 CountryTimeline { cc: "IR".into(), targets: vec![series("signal")], more: 0 },
             ],
         };
-        let html = render(&page, Utc::now());
+        let html = render(&page, &[], Utc::now());
         let at = |needle: &str| html.find(needle).unwrap_or_else(|| panic!("no {needle:?} in {html}"));
         assert!(at("id=\"country-DE\"") < at("id=\"timeline-DE\"") && at("id=\"timeline-DE\"") < at("<table>"));
         assert!(html.contains("2 more blocked targets not drawn"), "{html}");
@@ -385,7 +390,7 @@ mod tests {
 
     #[test]
     fn an_empty_fleet_says_so() {
-        let html = render(&Page { window_secs: 3600, ..Page::default() }, Utc::now());
+        let html = render(&Page { window_secs: 3600, ..Page::default() }, &[], Utc::now());
         assert!(html.contains("No signed measurements in the last 1 hour"), "{html}");
         assert!(html.contains("Last ingest: <b id=\"last-ingest\">never</b>"), "{html}");
     }

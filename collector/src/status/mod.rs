@@ -50,7 +50,7 @@ pub(crate) async fn get_status(State(fleet): State<Arc<Fleet>>, State(cache): St
                 // Before the first snapshot: an empty page that still says the window.
                 page.window_secs = fleet.window.as_secs();
             }
-            let html = Arc::new(events::with_events(html::render(&page, fleet.now()), &snapshot.events));
+            let html = Arc::new(html::render(&page, &snapshot.events, fleet.now()));
             *cache.0.lock().unwrap_or_else(PoisonError::into_inner) = Some((snapshot.generation, Arc::clone(&html)));
             html
         }
