@@ -78,7 +78,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Ech => Some(Transport::Tcp),
     }
 }
 
@@ -111,7 +111,8 @@ pub async fn measure(
         | TestKind::Openvpn
         | TestKind::Wireguard
         | TestKind::Ikev2
-        | TestKind::Tor => {
+        | TestKind::Tor
+        | TestKind::Ech => {
             let own;
             let resolved = match resolved {
                 Some(r) => Some(r),
@@ -278,7 +279,8 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
-        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
+        // The ECH pair carries its own control (the same handshake without ECH).
+        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Ech { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
     obs.extend(step.run(ctx, Role::Target, env).await);
@@ -340,6 +342,9 @@ async fn endpoint_steps(
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
     if matches!(test, TestKind::Tls | TestKind::Quic) {
         controls.push(ControlKind::ControlSni);
+    }
+    if test == TestKind::Ech {
+        controls.push(ControlKind::NoEch);
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {
         controls.push(ControlKind::RandomBytes);

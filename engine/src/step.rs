@@ -15,7 +15,7 @@ use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
 use crate::runner::vpn::codec::wireguard::PeerKeys;
 use crate::runner::vpn::wireguard::Tunnel;
-use crate::runner::{StepContext, dns, quic, tcp, tls, vpn};
+use crate::runner::{StepContext, dns, ech, quic, tcp, tls, vpn};
 use crate::targets::TargetSpec;
 
 /// One test's step against its target, with everything its runner needs.
@@ -74,6 +74,13 @@ pub enum TargetStep {
         /// The endpoint.
         addr: SocketAddr,
     },
+    /// The ECH pair: TLS 1.3 with GREASE ECH and without, same address and SNI, random order.
+    Ech {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The name sent (in the clear: GREASE ECH has no public name of its own).
+        sni: String,
+    },
 }
 
 /// What a step may use besides its own parameters.
@@ -108,6 +115,7 @@ impl TargetStep {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
+            TestKind::Ech => TargetStep::Ech { addr, sni: target.domain.clone() },
         })
     }
 
@@ -122,6 +130,7 @@ impl TargetStep {
             Self::Wireguard { .. } => TestKind::Wireguard,
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
+            Self::Ech { .. } => TestKind::Ech,
         }
     }
 
@@ -135,11 +144,13 @@ impl TargetStep {
             | Self::Openvpn { addr, .. }
             | Self::Wireguard { addr, .. }
             | Self::Ikev2 { addr }
-            | Self::Tor { addr } => Some(*addr),
+            | Self::Tor { addr }
+            | Self::Ech { addr, .. } => Some(*addr),
         }
     }
 
-    /// Run the step as `role`; its observations in order.
+    /// Run the step as `role`; its observations in order. The ECH pair sets its own roles (the
+    /// GREASE handshake is the target, the one without ECH the control), for the helper too.
     pub async fn run(&self, ctx: &StepContext, role: Role, env: StepEnv<'_>) -> Vec<Observation> {
         match self {
             Self::Dns { domain } => vec![match env.dns_resolver {
@@ -153,6 +164,7 @@ impl TargetStep {
             Self::Wireguard { addr, keys, tunnel } => vpn::wireguard::handshake(ctx, role, *addr, keys, *tunnel).await,
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
+            Self::Ech { addr, sni } => ech::pair(ctx, *addr, sni, env.anchors, ech::Order::random()).await,
         }
     }
 }

@@ -106,6 +106,9 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
         Tor => "tor",
+        /// A TLS 1.3 handshake offering GREASE ECH paired with the same handshake without ECH, to
+        /// the same server and SNI, in random order.
+        Ech => "ech",
     }
 }
 
@@ -171,6 +174,9 @@ crate::closed_set! {
         /// Random bytes as long as the protocol's first packet, to an echo on the same port number
         /// (tells a port block from a protocol fingerprint block).
         RandomBytes => "random_bytes",
+        /// The same TLS 1.3 handshake without the ECH extension, to the same address with the same
+        /// SNI, before or after the ECH one at random (the `ech` test).
+        NoEch => "no_ech",
     }
 }
 

@@ -43,8 +43,8 @@ pub mod wire;
 pub use envelope::{ControlKind, Measurement, NetworkType, ProbeInfo, SCHEMA_VERSION, Software, Target, TestKind, Transport};
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use observation::{
-    DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail,
-    VpnMode, VpnProtocol, VpnReply, VpnStage,
+    DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, EchOffer, Observation, Operation, Role, TlsDetail, Vantage,
+    VpnDetail, VpnMode, VpnProtocol, VpnReply, VpnStage,
 };
 pub use validate::{Rejection, RejectionCode, is_country_code, is_plausible_name, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};

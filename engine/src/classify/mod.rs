@@ -8,6 +8,7 @@
 
 pub mod bogon;
 pub mod dns;
+pub mod ech;
 mod evidence;
 pub mod quic;
 pub mod tcp;
@@ -71,6 +72,7 @@ pub fn triggers_residual(mechanism: Mechanism) -> bool {
             | Mechanism::TlsEofAfterClientHello
             | Mechanism::TlsAlertSni
             | Mechanism::TlsDataStall
+            | Mechanism::TlsEchBlocked
             | Mechanism::QuicSniBlocked
     )
 }
@@ -83,6 +85,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
+        TestKind::Ech => ech::classify(observations),
     }
 }
 
@@ -170,6 +173,7 @@ mod tests {
     fn only_content_triggered_blocks_start_a_penalty() {
         assert!(triggers_residual(Mechanism::TlsResetAfterClientHello));
         assert!(triggers_residual(Mechanism::QuicSniBlocked));
+        assert!(triggers_residual(Mechanism::TlsEchBlocked));
         assert!(!triggers_residual(Mechanism::TcpTimeout));
         assert!(!triggers_residual(Mechanism::UdpBlocked));
     }

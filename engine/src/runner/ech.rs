@@ -19,8 +19,18 @@
 //! on the wire — and refuses every real HPKE operation. Real ECH (a
 //! config from the target's DNS HTTPS record) needs real HPKE and is not possible with this.
 //!
+//! # The pair
+//! [`pair`] runs both handshakes to one address with one SNI, each on its own connection, in an
+//! order drawn at random for every run (a residual block triggered by the first handshake would
+//! otherwise always hit the same one), handshake only, no data phase. The GREASE side is recorded
+//! as [`Role::Target`], the control as [`Role::Control`], from the probe and from the helper
+//! alike; each handshake's [`TlsDetail`](vantage_measurement::TlsDetail) says what it offered
+//! ([`EchOffer`]), and the observations are in the order they ran.
+//!
 //! The suite's types come from `rustls::internal::msgs`, which rustls documents as outside its
 //! stable interface: a rustls update may move them (rustls 0.24 reworks this API).
+
+use std::net::SocketAddr;
 
 use ring::agreement::{EphemeralPrivateKey, X25519};
 use ring::rand::{SecureRandom, SystemRandom};
@@ -29,6 +39,11 @@ use rustls::client::{EchGreaseConfig, EchMode};
 use rustls::crypto::hpke::{EncapsulatedSecret, Hpke, HpkeOpener, HpkePrivateKey, HpkePublicKey, HpkeSealer, HpkeSuite};
 use rustls::internal::msgs::enums::{HpkeAead, HpkeKdf, HpkeKem};
 use rustls::internal::msgs::handshake::HpkeSymmetricCipherSuite;
+use vantage_measurement::{EchOffer, Observation, Role};
+
+use super::StepContext;
+use super::tls::{DataPhase, handshake_offering};
+use super::verify::TrustAnchors;
 
 /// The TLS extension type of `encrypted_client_hello` (RFC 9849).
 pub const ECH_EXTENSION: u16 = 0xfe0d;
@@ -43,6 +58,53 @@ pub enum Ech {
     Control,
     /// A GREASE ECH extension ([`ECH_EXTENSION`]); TLS 1.3 only.
     Grease,
+}
+
+impl Ech {
+    /// What the handshake's detail records: nothing for [`Ech::Off`] (every test but `ech`).
+    pub fn offer(self) -> Option<EchOffer> {
+        match self {
+            Ech::Off => None,
+            Ech::Control => Some(EchOffer::None),
+            Ech::Grease => Some(EchOffer::Grease),
+        }
+    }
+}
+
+/// Which handshake of the pair runs first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Order {
+    /// The GREASE ECH handshake, then the control.
+    EchFirst,
+    /// The control, then the GREASE ECH handshake.
+    ControlFirst,
+}
+
+impl Order {
+    /// A fair coin (OONI's `echcheck` randomises too).
+    pub fn random() -> Order {
+        if rand::random::<bool>() { Order::EchFirst } else { Order::ControlFirst }
+    }
+
+    /// The pair's ClientHello shapes and their roles, in running order.
+    pub fn steps(self) -> [(Ech, Role); 2] {
+        let ech = (Ech::Grease, Role::Target);
+        let control = (Ech::Control, Role::Control);
+        match self {
+            Order::EchFirst => [ech, control],
+            Order::ControlFirst => [control, ech],
+        }
+    }
+}
+
+/// The ECH pair to `addr` with `sni`, in `order`: two connections, two TLS 1.3 handshakes that
+/// differ by the GREASE ECH extension alone; their connect and handshake observations as they ran.
+pub async fn pair(ctx: &StepContext, addr: SocketAddr, sni: &str, anchors: &TrustAnchors, order: Order) -> Vec<Observation> {
+    let mut observations = Vec::new();
+    for (ech, role) in order.steps() {
+        observations.extend(handshake_offering(ctx, role, addr, sni, anchors, DataPhase::Skip, ech).await);
+    }
+    observations
 }
 
 /// The rustls ECH mode for a GREASE extension. The placeholder key is random and unused:
@@ -109,6 +171,18 @@ impl HpkeSealer for NoSealer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_order_runs_both_shapes_once_with_their_roles() {
+        for order in [Order::EchFirst, Order::ControlFirst] {
+            let steps = order.steps();
+            assert!(steps.contains(&(Ech::Grease, Role::Target)) && steps.contains(&(Ech::Control, Role::Control)));
+        }
+        assert_eq!(Order::EchFirst.steps()[0].0, Ech::Grease);
+        assert_eq!(Order::ControlFirst.steps()[0].0, Ech::Control);
+        assert_eq!(Ech::Off.offer(), None);
+        assert_eq!(Ech::Grease.offer(), Some(EchOffer::Grease));
+    }
 
     #[test]
     fn enc_is_an_x25519_public_key_and_nothing_is_sealed() {

@@ -107,6 +107,7 @@ pub(crate) async fn handshake_on(
     let connector = TlsConnector::from(Arc::new(config));
     let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
     let mut detail = cert_detail(&record);
+    detail.ech = ech.offer();
     if let Ok(tls) = &outcome {
         let (_, conn) = tls.get_ref();
         detail.version = conn.protocol_version().map(|v| format!("{v:?}"));

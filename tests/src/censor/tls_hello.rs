@@ -278,7 +278,7 @@ pub(crate) mod tests {
         msg
     }
 
-    fn records(handshake: &[u8], record_size: usize) -> Vec<u8> {
+    pub(crate) fn records(handshake: &[u8], record_size: usize) -> Vec<u8> {
         handshake
             .chunks(record_size)
             .flat_map(|chunk| {

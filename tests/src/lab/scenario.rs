@@ -395,7 +395,7 @@ impl Scenario {
         for a in self.server_addresses(t) {
             for test in &t.spec.tests {
                 let service = match test {
-                    TestKind::Tcp | TestKind::Tls => Service::Tls,
+                    TestKind::Tcp | TestKind::Tls | TestKind::Ech => Service::Tls,
                     TestKind::Quic => Service::Quic,
                     _ => continue,
                 };
