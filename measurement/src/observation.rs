@@ -324,8 +324,8 @@ crate::closed_set! {
         /// No ECH extension: the control of the pair.
         None => "none",
         /// A GREASE ECH extension (0xfe0d) with random contents and no configuration behind it.
+        /// (Real ECH, with a configuration from the target's DNS HTTPS record, is not built yet:
+        /// it will be a third value.)
         Grease => "grease",
-        /// Real ECH with a configuration from the target's DNS HTTPS record.
-        Real => "real",
     }
 }

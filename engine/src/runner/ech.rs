@@ -13,11 +13,12 @@
 //! rustls 0.23 builds the GREASE extension itself (`EchMode::Grease`) but asks an HPKE suite for
 //! two things: the suite ids written in the extension, and the `enc` field, which it takes from
 //! [`Hpke::setup_sealer`]. The payload is random bytes as long as a sealed inner hello would be;
-//! nothing is ever sealed. rustls's only HPKE comes with the aws-lc-rs provider (C built with
-//! cmake); the ring provider has none. So [`GreaseHpke`] answers `setup_sealer` with a fresh
-//! X25519 public key from ring — exactly what a real DHKEM(X25519, HKDF-SHA256) encapsulation puts
-//! on the wire — and refuses every real HPKE operation. Real ECH (a
-//! config from the target's DNS HTTPS record) needs real HPKE and is not possible with this.
+//! nothing is ever sealed. rustls's only HPKE comes with the aws-lc-rs provider (AWS-LC, C of the
+//! OpenSSL/BoringSSL lineage); the ring provider has none. So [`GreaseHpke`] answers
+//! `setup_sealer` with a fresh X25519 public key from ring — exactly what a real DHKEM(X25519,
+//! HKDF-SHA256) encapsulation puts on the wire — and refuses every real HPKE operation. Real ECH
+//! (a config from the target's DNS HTTPS record) needs real HPKE and is not possible with this;
+//! docs/ech.md has the decision for it (the pure-Rust `hpke` crate) and its measured size.
 //!
 //! # The pair
 //! [`pair`] runs both handshakes to one address with one SNI, each on its own connection, in an
