@@ -97,7 +97,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Obfs4 | TestKind::Throttle => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Ech | TestKind::Obfs4 | TestKind::Throttle => Some(Transport::Tcp),
     }
 }
 
@@ -131,6 +131,7 @@ pub async fn measure(
         | TestKind::Wireguard
         | TestKind::Ikev2
         | TestKind::Tor
+        | TestKind::Ech
         | TestKind::Obfs4
         | TestKind::Throttle => {
             let own;
@@ -305,8 +306,9 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
         TargetStep::Obfs4 { addr, .. } => obs.extend(obfs4_control(ctx, target, *addr).await),
-        // Throttle's controls are inside its step, interleaved with the target's downloads.
-        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Throttle { .. } => {}
+        // The ECH pair carries its own control (the same handshake without ECH); throttle's are
+        // inside its step, interleaved with the target's downloads.
+        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Ech { .. } | TargetStep::Throttle { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
     obs.extend(step.run(ctx, Role::Target, env).await);
@@ -376,6 +378,9 @@ async fn endpoint_steps(
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
     if matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Throttle) {
         controls.push(ControlKind::ControlSni);
+    }
+    if test == TestKind::Ech {
+        controls.push(ControlKind::NoEch);
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {
         controls.push(ControlKind::RandomBytes);

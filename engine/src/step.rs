@@ -16,7 +16,7 @@ use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
 use crate::runner::vpn::codec::wireguard::PeerKeys;
 use crate::runner::vpn::wireguard::Tunnel;
-use crate::runner::{StepContext, dns, obfs4, quic, tcp, tls, vpn};
+use crate::runner::{StepContext, dns, ech, obfs4, quic, tcp, tls, vpn};
 use crate::targets::TargetSpec;
 
 /// One test's step against its target, with everything its runner needs.
@@ -75,6 +75,13 @@ pub enum TargetStep {
         /// The endpoint.
         addr: SocketAddr,
     },
+    /// The ECH pair: TLS 1.3 with GREASE ECH and without, same address and SNI, random order.
+    Ech {
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The name sent (in the clear: GREASE ECH has no public name of its own).
+        sni: String,
+    },
     /// obfs4 handshake with a bridge (and the data phase on the probe).
     Obfs4 {
         /// The bridge.
@@ -121,6 +128,7 @@ impl TargetStep {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
+            TestKind::Ech => TargetStep::Ech { addr, sni: target.domain.clone() },
             TestKind::Obfs4 => TargetStep::Obfs4 { addr, cert: target.obfs4.as_ref()?.params()?.cert.clone() },
             TestKind::Throttle => TargetStep::Throttle { plan: Box::new(throttle::plan(target, addr)?) },
         })
@@ -137,6 +145,7 @@ impl TargetStep {
             Self::Wireguard { .. } => TestKind::Wireguard,
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
+            Self::Ech { .. } => TestKind::Ech,
             Self::Obfs4 { .. } => TestKind::Obfs4,
             Self::Throttle { .. } => TestKind::Throttle,
         }
@@ -153,12 +162,14 @@ impl TargetStep {
             | Self::Wireguard { addr, .. }
             | Self::Ikev2 { addr }
             | Self::Tor { addr }
+            | Self::Ech { addr, .. }
             | Self::Obfs4 { addr, .. } => Some(*addr),
             Self::Throttle { plan } => Some(plan.addr),
         }
     }
 
-    /// Run the step as `role`; its observations in order.
+    /// Run the step as `role`; its observations in order. The ECH pair sets its own roles (the
+    /// GREASE handshake is the target, the one without ECH the control), for the helper too.
     pub async fn run(&self, ctx: &StepContext, role: Role, env: StepEnv<'_>) -> Vec<Observation> {
         match self {
             Self::Dns { domain } => vec![match env.dns_resolver {
@@ -174,6 +185,7 @@ impl TargetStep {
             Self::Wireguard { addr, keys, tunnel } => vpn::wireguard::handshake(ctx, role, *addr, keys, *tunnel).await,
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
+            Self::Ech { addr, sni } => ech::pair(ctx, *addr, sni, env.anchors, ech::Order::random()).await,
             Self::Obfs4 { addr, cert } => obfs4::handshake(ctx, role, *addr, cert, env.data_phase).await,
             // Both roles in one step: the pairs interleave control and target downloads.
             Self::Throttle { plan } => throttle::run(ctx, plan).await,

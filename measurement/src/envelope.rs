@@ -106,6 +106,9 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
         Tor => "tor",
+        /// A TLS 1.3 handshake offering GREASE ECH paired with the same handshake without ECH, to
+        /// the same server and SNI, in random order.
+        Ech => "ech",
         /// obfs4 handshake with a Tor bridge, 64 KiB through the tunnel, against a low-entropy
         /// payload of equal length.
         Obfs4 => "obfs4",
@@ -202,6 +205,9 @@ crate::closed_set! {
         /// A low-entropy (printable ASCII) payload as long as what an obfs4 test sends, to an
         /// echo on the same port number: what a fully-encrypted-traffic detector lets through.
         LowEntropy => "low_entropy",
+        /// The same TLS 1.3 handshake without the ECH extension, to the same address with the same
+        /// SNI, before or after the ECH one at random (the `ech` test).
+        NoEch => "no_ech",
     }
 }
 

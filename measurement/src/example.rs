@@ -183,6 +183,7 @@ pub fn tls_fleet(n: u64, started_at: DateTime<Utc>) -> Measurement {
             leaf_sha256,
             verified: Some(verified),
             verify_failure: (!verified).then_some(Failure::SslUnknownAuthority),
+            ech: None,
         }))
     };
     let tls = Operation::TlsHandshake;

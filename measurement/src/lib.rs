@@ -47,8 +47,8 @@ pub use envelope::{
 pub use failure::{CodeSpace, Failure, RawCode};
 pub use localisation::{Localisation, LocalisedHow, NotLocalised, Placement};
 pub use observation::{
-    DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, Observation, Operation, Role, TlsDetail, Vantage, VpnDetail,
-    VpnMode, VpnProtocol, VpnReply, VpnStage,
+    DataDetail, Detail, DnsAnswer, DnsDetail, DnsEngine, DnsReply, EchOffer, Observation, Operation, Role, TlsDetail, Vantage,
+    VpnDetail, VpnMode, VpnProtocol, VpnReply, VpnStage,
 };
 pub use validate::{Rejection, RejectionCode, is_country_code, is_plausible_name, parse_line, validate};
 pub use verdict::{Mechanism, Status, Trials, Verdict};

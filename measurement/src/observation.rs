@@ -333,4 +333,20 @@ pub struct TlsDetail {
     /// Why verification failed, in OONI's words, while the handshake itself went on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_failure: Option<Failure>,
+    /// The `ech` test only: whether this ClientHello offered Encrypted Client Hello. Absent for
+    /// every other test's handshakes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ech: Option<EchOffer>,
+}
+
+crate::closed_set! {
+    /// What a ClientHello of the `ech` test offered (both sides of the pair are TLS 1.3 only).
+    pub enum EchOffer {
+        /// No ECH extension: the control of the pair.
+        None => "none",
+        /// A GREASE ECH extension (0xfe0d) with random contents and no configuration behind it.
+        /// (Real ECH, with a configuration from the target's DNS HTTPS record, is not built yet:
+        /// it will be a third value.)
+        Grease => "grease",
+    }
 }

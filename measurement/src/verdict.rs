@@ -71,6 +71,9 @@ crate::closed_set! {
         TlsMitmCertificate => "tls.mitm_certificate",
         /// The certificate did not verify and there is no helper to compare with.
         TlsUntrustedCertificate => "tls.untrusted_certificate",
+        /// A TLS 1.3 handshake offering ECH (GREASE or real) failed while the same handshake without
+        /// it, to the same address with the same SNI, completed: the ECH extension is what's blocked.
+        TlsEchBlocked => "tls.ech_blocked",
         // --- QUIC / UDP ---
         /// The QUIC Initial with the target SNI went unanswered; the control SNI completed.
         QuicSniBlocked => "quic.sni_blocked",

@@ -117,6 +117,7 @@ fn handshake_steps(role: Role, peer: std::net::SocketAddr, sni: &str, chain: &Ch
         leaf_sha256: Some(chain.leaf_sha256.clone()),
         verified: Some(true),
         verify_failure: None,
+        ech: None,
     };
     let data = DataDetail { bytes_sent: 84, bytes_received: 3137, last_byte_ms: Some(0.61), ..DataDetail::default() };
     [

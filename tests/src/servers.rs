@@ -1,5 +1,5 @@
-//! Real servers on loopback: TLS and QUIC that accept any SNI, a DNS responder, and an
-//! SNI-filtering proxy that resets connections the way an in-path censor does.
+//! Real servers on loopback: TLS and QUIC that accept any SNI, a DNS responder, and SNI- and
+//! ECH-filtering proxies that reset connections the way an in-path censor does.
 //!
 //! Each server runs until its handle is dropped.
 
@@ -15,6 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::task::JoinHandle;
 
+use crate::censor::tls_hello::{Extensions, MAX_HELLO, record_stream_extensions};
 use crate::pki::{TestCa, server_config};
 
 /// A background server; stops when dropped.
@@ -144,7 +145,52 @@ async fn proxy_one(mut client: TcpStream, upstream: SocketAddr, needle: &[u8]) -
     let mut first = vec![0u8; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut first)).await??;
     first.truncate(n);
-    if first.windows(needle.len()).any(|w| w == needle) {
+    let blocked = first.windows(needle.len()).any(|w| w == needle);
+    reset_or_forward(client, upstream, first, blocked).await
+}
+
+/// The TLS extension type ECH censors key on (`encrypted_client_hello`, RFC 9849).
+const ECH_EXTENSION: u16 = 0xfe0d;
+
+/// A TCP proxy in front of `upstream` that resets any connection whose ClientHello carries the
+/// ECH extension (0xfe0d), whatever the SNI, as the censors that block ECH do; other hellos pass.
+/// Unlike the SNI filter it must see the whole hello: the extension may come last.
+pub async fn ech_reset_proxy(upstream: SocketAddr) -> anyhow::Result<Running> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let task = tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = ech_proxy_one(client, upstream).await;
+            });
+        }
+    });
+    Ok(Running { addr, task })
+}
+
+async fn ech_proxy_one(mut client: TcpStream, upstream: SocketAddr) -> std::io::Result<()> {
+    let mut first = Vec::new();
+    let mut buf = [0u8; 4096];
+    let types = loop {
+        match record_stream_extensions(&first) {
+            // The parser bounds a hello by its declared length; this bounds the buffer regardless.
+            Ok(Extensions::NeedMore) if first.len() <= 2 * MAX_HELLO => {}
+            Ok(Extensions::Known(types)) => break types,
+            // Not a hello we can read: not ours to judge, pass it on.
+            _ => break Vec::new(),
+        }
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut buf)).await??;
+        if n == 0 {
+            return Ok(());
+        }
+        first.extend_from_slice(&buf[..n]);
+    };
+    reset_or_forward(client, upstream, first, types.contains(&ECH_EXTENSION)).await
+}
+
+/// Reset the client (when `blocked`), or forward `first` and then both directions to `upstream`.
+async fn reset_or_forward(mut client: TcpStream, upstream: SocketAddr, first: Vec<u8>, blocked: bool) -> std::io::Result<()> {
+    if blocked {
         // SO_LINGER 0 turns the close into a RST, which is what the censor injects.
         client.set_zero_linger()?;
         drop(client);
@@ -154,4 +200,35 @@ async fn proxy_one(mut client: TcpStream, upstream: SocketAddr, needle: &[u8]) -
     server.write_all(&first).await?;
     let _ = tokio::time::timeout(Duration::from_secs(10), tokio::io::copy_bidirectional(&mut client, &mut server)).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vantage_engine::runner::ech::Ech;
+    use vantage_engine::runner::tls::{DataPhase, handshake_offering};
+    use vantage_engine::runner::{StepContext, verify::TrustAnchors};
+    use vantage_measurement::{Failure, Role, Vantage};
+
+    /// The engine's TLS runner against `addr`: the handshake's failure, if any.
+    async fn handshake(addr: SocketAddr, ech: Ech) -> Option<Failure> {
+        let ctx = StepContext::new(Vantage::Probe, Duration::from_secs(5));
+        let anchors = TrustAnchors::empty(); // the recording verifier completes untrusted handshakes
+        let obs = handshake_offering(&ctx, Role::Target, addr, "blocked.example", &anchors, DataPhase::Skip, ech).await;
+        assert_eq!(obs.len(), 2, "{ech:?}: connect and handshake");
+        obs[1].failure
+    }
+
+    #[tokio::test]
+    async fn the_ech_censor_resets_grease_ech_and_passes_hellos_without_it() {
+        let ca = Arc::new(TestCa::new("ech lab").expect("ca"));
+        let server = tls_any_sni(ca).await.expect("server");
+        // Benign: the server ignores the extension it cannot use, so GREASE ECH completes.
+        assert_eq!(handshake(server.addr, Ech::Grease).await, None);
+        assert_eq!(handshake(server.addr, Ech::Control).await, None);
+        let censor = ech_reset_proxy(server.addr).await.expect("censor");
+        assert_eq!(handshake(censor.addr, Ech::Grease).await, Some(Failure::ConnectionReset));
+        assert_eq!(handshake(censor.addr, Ech::Control).await, None);
+        assert_eq!(handshake(censor.addr, Ech::Off).await, None);
+    }
 }

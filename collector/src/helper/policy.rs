@@ -39,6 +39,7 @@ pub const STANDARD_PORTS: &[(TestKind, &[u16])] = &[
     // Web sites: HTTPS (the targets' default port), and plain HTTP for a bare TCP connect.
     (TestKind::Tcp, &[80, DEFAULT_PORT]),
     (TestKind::Tls, &[DEFAULT_PORT]),
+    (TestKind::Ech, &[DEFAULT_PORT]),
     (TestKind::Quic, &[DEFAULT_PORT]),
     // 1194 is IANA's; 443 is the commonest disguise; 1195 and 1196 are the reference endpoints'.
     (TestKind::Openvpn, &[443, 1194, 1195, 1196]),

@@ -9,6 +9,7 @@
 
 pub mod bogon;
 pub mod dns;
+pub mod ech;
 mod evidence;
 pub mod localise;
 pub mod family;
@@ -81,6 +82,7 @@ pub fn triggers_residual(mechanism: Mechanism) -> bool {
             | Mechanism::TlsEofAfterClientHello
             | Mechanism::TlsAlertSni
             | Mechanism::TlsDataStall
+            | Mechanism::TlsEchBlocked
             | Mechanism::QuicSniBlocked
     )
 }
@@ -93,6 +95,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
+        TestKind::Ech => ech::classify(observations),
         TestKind::Obfs4 => obfs4::classify(observations),
         TestKind::Throttle => throttle::classify(observations),
     }
@@ -182,6 +185,7 @@ mod tests {
     fn only_content_triggered_blocks_start_a_penalty() {
         assert!(triggers_residual(Mechanism::TlsResetAfterClientHello));
         assert!(triggers_residual(Mechanism::QuicSniBlocked));
+        assert!(triggers_residual(Mechanism::TlsEchBlocked));
         assert!(!triggers_residual(Mechanism::TcpTimeout));
         assert!(!triggers_residual(Mechanism::UdpBlocked));
     }

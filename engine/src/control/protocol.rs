@@ -75,7 +75,8 @@ pub struct VpnControl {
 /// What the helper saw.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ControlResponse {
-    /// Observations with `vantage: helper`, `role: target`.
+    /// Observations with `vantage: helper`, `role: target` (the `ech` pair: `role: control` for
+    /// its handshake without ECH).
     pub observations: Vec<Observation>,
 }
 
@@ -181,6 +182,7 @@ impl ControlRequest {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
             TestKind::Tor => TargetStep::Tor { addr: addr()? },
+            TestKind::Ech => TargetStep::Ech { addr: addr()?, sni: domain()? },
             TestKind::Obfs4 => {
                 let cert = vpn.obfs4_cert.ok_or(missing("vpn.obfs4_cert"))?;
                 let cert = BridgeCert::parse(&cert.0).map_err(|e| invalid(ParamsError::Obfs4Cert(e)))?;
@@ -228,6 +230,7 @@ mod tests {
         let addr: SocketAddr = "203.0.113.20:443".parse().expect("addr");
         assert_eq!(request(TestKind::Tls).step(), Ok(TargetStep::Tls { addr, sni: "a.example".into() }));
         assert_eq!(request(TestKind::Tcp).step(), Ok(TargetStep::Tcp { addr }));
+        assert_eq!(request(TestKind::Ech).step(), Ok(TargetStep::Ech { addr, sni: "a.example".into() }));
         assert_eq!(ControlRequest::dns("a.example").step(), Ok(TargetStep::Dns { domain: "a.example".into() }));
         let no_port = ControlRequest { port: None, ..request(TestKind::Quic) };
         assert_eq!(no_port.step(), Err(ControlRequestError::Missing { test: "quic", field: "port" }));

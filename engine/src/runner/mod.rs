@@ -6,6 +6,7 @@
 //! test helper, so a control step is exactly the step the probe ran, from another vantage point.
 
 pub mod dns;
+pub mod ech;
 pub mod localise;
 pub mod obfs4;
 pub mod quic;

@@ -21,6 +21,7 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use vantage_measurement::{CodeSpace, DataDetail, Detail, Failure, Observation, Operation, RawCode, Role, TlsDetail};
 
+use super::ech::{self, Ech};
 use super::verify::{CertRecord, TrustAnchors};
 use super::{StepContext, io_failure, ms, tcp, timeout_failure};
 use base64::Engine as _;
@@ -49,10 +50,23 @@ pub async fn handshake(
     anchors: &TrustAnchors,
     data: DataPhase,
 ) -> Vec<Observation> {
+    handshake_offering(ctx, role, addr, sni, anchors, data, Ech::Off).await
+}
+
+/// [`handshake`] with a ClientHello shaped for the ECH pair (see [`super::ech`]).
+pub async fn handshake_offering(
+    ctx: &StepContext,
+    role: Role,
+    addr: SocketAddr,
+    sni: &str,
+    anchors: &TrustAnchors,
+    data: DataPhase,
+    ech: Ech,
+) -> Vec<Observation> {
     let (connect_obs, stream) = tcp::connect(ctx, role, addr).await;
     let Some(stream) = stream else { return vec![connect_obs] };
     let step = ctx.step(Operation::TlsHandshake, role).peer(addr).sni(sni);
-    let (outcome, detail) = handshake_on(ctx, stream, sni, anchors, TCP_ALPN).await;
+    let (outcome, detail) = handshake_on(ctx, stream, sni, anchors, TCP_ALPN, ech).await;
     let mut data_obs = None;
     let outcome = match outcome {
         Ok(mut tls) => {
@@ -79,8 +93,9 @@ pub(crate) async fn handshake_on(
     sni: &str,
     anchors: &TrustAnchors,
     alpn: &[&[u8]],
+    ech: Ech,
 ) -> (Result<TlsStream<TcpStream>, (Failure, RawCode)>, TlsDetail) {
-    let prepared = client_config(anchors, alpn).and_then(|(config, record)| {
+    let prepared = client_config_offering(anchors, alpn, ech).and_then(|(config, record)| {
         let name = ServerName::try_from(sni.to_string())
             .map_err(|_| (Failure::SslInvalidHostname, RawCode::named(CodeSpace::TlsError, None, "InvalidServerName")))?;
         Ok((config, record, name))
@@ -92,6 +107,7 @@ pub(crate) async fn handshake_on(
     let connector = TlsConnector::from(Arc::new(config));
     let outcome = ctx.within(async { connector.connect(name, stream).await.map_err(|e| handshake_io_failure(&e)) }).await;
     let mut detail = cert_detail(&record);
+    detail.ech = ech.offer();
     if let Ok(tls) = &outcome {
         let (_, conn) = tls.get_ref();
         detail.version = conn.protocol_version().map(|v| format!("{v:?}"));
@@ -134,14 +150,25 @@ where
 }
 
 /// A client config and the certificate record its verifier fills.
-pub(crate) type RecordingConfig = (ClientConfig, Arc<Mutex<CertRecord>>);
+pub type RecordingConfig = (ClientConfig, Arc<Mutex<CertRecord>>);
 
 /// A client config whose verifier records instead of aborting, plus the record it fills.
 pub(crate) fn client_config(anchors: &TrustAnchors, alpn: &[&[u8]]) -> Result<RecordingConfig, (Failure, RawCode)> {
+    client_config_offering(anchors, alpn, Ech::Off)
+}
+
+/// [`client_config`] with the ClientHello's ECH shape: [`Ech::Control`] and [`Ech::Grease`] offer
+/// TLS 1.3 only (rustls requires it with ECH), so the pair differs by the extension alone.
+pub fn client_config_offering(anchors: &TrustAnchors, alpn: &[&[u8]], ech: Ech) -> Result<RecordingConfig, (Failure, RawCode)> {
     let internal = |name: &str| (Failure::UnknownFailure, RawCode::named(CodeSpace::TlsError, None, name));
     let (verifier, record) = anchors.recording_verifier().map_err(|_| internal("VerifierSetup"))?;
-    let mut config = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
+    let builder = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()));
+    let versions = match ech {
+        Ech::Off => builder.with_safe_default_protocol_versions(),
+        Ech::Control => builder.with_protocol_versions(&[&rustls::version::TLS13]),
+        Ech::Grease => ech::grease_mode().and_then(|mode| builder.with_ech(mode)),
+    };
+    let mut config = versions
         .map_err(|_| internal("ProtocolVersions"))?
         .dangerous()
         .with_custom_certificate_verifier(verifier)

@@ -100,6 +100,8 @@ pub fn test_name(test: TestKind) -> &'static str {
         TestKind::Wireguard => "vantage_wireguard",
         TestKind::Ikev2 => "vantage_ikev2",
         TestKind::Tor => "vantage_tor",
+        // OONI's `echcheck` nests its keys in its own way (`control`, `target`).
+        TestKind::Ech => "vantage_ech",
         TestKind::Obfs4 => "vantage_obfs4",
         TestKind::Throttle => "vantage_throttle",
     }
@@ -125,7 +127,7 @@ fn input(m: &Measurement) -> Option<String> {
     match m.test {
         TestKind::Dns => Some(format!("dnslookup://{}", host()?)),
         TestKind::Tcp => endpoint("tcpconnect"),
-        TestKind::Tls => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
+        TestKind::Tls | TestKind::Ech => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
         TestKind::Quic => Some(format!("quichandshake://{}:{}", host()?, t.port?)),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor | TestKind::Obfs4 => None,
         // The target name rides in the SNI of a download from the project's reference endpoint.

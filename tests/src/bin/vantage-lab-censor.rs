@@ -16,7 +16,9 @@ use vantage_tests::censor::dns_forge::{ForgedAnswer, Injector};
 use vantage_tests::censor::dns_inject::DnsInjector;
 use vantage_tests::censor::fet::FetCensor;
 use vantage_tests::censor::fet_tun::{self, FetTun};
+use vantage_tests::censor::ech_filter::{EchFilter, EchRule};
 use vantage_tests::censor::mitm::Mitm;
+use vantage_tests::censor::nfqueue::{Block, EchQueue};
 use vantage_tests::censor::quic_filter::{FilterConfig, QuicSniFilter};
 use vantage_tests::censor::quic_tun::{self, QuicTun};
 use vantage_tests::pki::TestCa;
@@ -59,6 +61,15 @@ enum Command {
     /// Decrypts each client Initial (keys from its DCID), reassembles the ClientHello and
     /// drops the Initial that reveals a listed SNI; forwards everything else.
     QuicSniDrop(QuicArgs),
+    /// In-path ECH filter on NFQUEUE: block ClientHellos that offer ECH (extension 0xfe0d).
+    ///
+    /// Binds queue --queue; the harness then sends the probe's client→server TCP to it, e.g.
+    /// `iptables -A FORWARD -i P -p tcp --dport 443 -j NFQUEUE --queue-num 7`, and for
+    /// `--block reset` first `iptables -A FORWARD -p tcp -m mark --mark 0xec -j REJECT --reject-with
+    /// tcp-reset`. Reassembles each flow's first bytes until the ClientHello is whole, then blocks
+    /// the segment that completed it, and the rest of the flow, when it offers ECH (and, with
+    /// --name, only when its SNI is listed, like Russia's rule).
+    EchFilter(EchArgs),
     /// In-path cut of fully encrypted TCP flows (obfs4, Shadowsocks) after N bytes.
     ///
     /// Creates the TUN device --tun and, with --probe-iface, routes TCP arriving on that
@@ -140,6 +151,19 @@ struct QuicArgs {
     table: u32,
 }
 
+#[derive(Debug, Args)]
+struct EchArgs {
+    /// The NFQUEUE number to bind.
+    #[arg(long)]
+    queue: u16,
+    /// What a blocked segment becomes: `drop` (silence) or `reset` (marked 0xec for a REJECT rule).
+    #[arg(long, value_parser = ["drop", "reset"])]
+    block: String,
+    /// Block ECH only with this SNI (and its subdomains). Repeatable; none: every SNI.
+    #[arg(long = "name", value_name = "NAME")]
+    names: Vec<String>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let filter =
@@ -219,6 +243,22 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 quic_tun::run_commands(&quic_tun::teardown_commands(probe_iface, a.table))?;
             }
             result
+        }
+        Command::EchFilter(a) => {
+            let names = (!a.names.is_empty()).then(|| NameList::new(&a.names));
+            let block = if a.block == "reset" { Block::Reset } else { Block::Drop };
+            let queue = EchQueue::open(a.queue, EchFilter::new(EchRule { names }), block)?;
+            std::thread::spawn(move || {
+                // A queue with no reader drops everything: a dead filter must not pass for a censor.
+                if let Err(e) = queue.run() {
+                    eprintln!("error: {e:#}");
+                    std::process::exit(1);
+                }
+            });
+            let scope = if a.names.is_empty() { "any SNI".to_string() } else { format!("SNI {:?}", a.names) };
+            tracing::info!("blocking ClientHellos offering ECH with {scope} ({block:?}) on NFQUEUE {}", a.queue);
+            ready();
+            until_signal().await
         }
     }
 }

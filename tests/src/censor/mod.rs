@@ -1,8 +1,7 @@
 //! Userspace censors for the lab: the programs behind `vantage-lab-censor`, run inside the
 //! `censor` namespace, that do what real censors do where the kernel alone cannot.
 //!
-//! This kernel has no NFQUEUE, so nothing can hold a packet while userspace decides. Each
-//! censor therefore uses the mechanism that fits what it emulates:
+//! Each censor uses the mechanism that fits what it emulates:
 //!
 //! - [`dns_inject`]: an *on-path* injector. It sniffs the probe-facing link with an AF_PACKET
 //!   socket and races the real resolver with a forged reply; the query itself is never held,
@@ -13,15 +12,20 @@
 //!   a volume allowance, as the GFW's detector of random-looking traffic did.
 //! - [`quic_tun`]: an *in-path* box. Policy routing sends the probe's UDP through a TUN device,
 //!   so every datagram passes through userspace and a QUIC Initial with a listed SNI is dropped.
+//! - [`nfqueue`]: an *in-path* box on NFQUEUE (iptables' `NFQUEUE` target; the kernel holds each
+//!   client→server TCP segment until userspace answers). [`ech_filter`] reassembles the first
+//!   bytes of every flow and blocks ClientHellos that offer ECH, by drop or by RST.
 //!
 //! The decisions are pure functions over bytes ([`packet`], [`dns_forge`], [`tls_hello`],
-//! [`quic_initial`], [`quic_filter`]), unit-tested on byte vectors; the I/O modules are thin.
+//! [`quic_initial`], [`quic_filter`], [`ech_filter`]), unit-tested on byte vectors; the I/O modules are thin.
 
 pub mod dns_forge;
 pub mod dns_inject;
+pub mod ech_filter;
 pub mod fet;
 pub mod fet_tun;
 pub mod mitm;
+pub mod nfqueue;
 pub mod packet;
 pub mod quic_filter;
 pub mod quic_initial;

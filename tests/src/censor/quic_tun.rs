@@ -1,5 +1,5 @@
 //! The QUIC SNI filter's I/O: an in-path box built from a TUN device and policy routing,
-//! because this kernel has no NFQUEUE to hand packets to userspace.
+//! because the kernel this was written on had no NFQUEUE (it has since: see `nfqueue`).
 //!
 //! Inside the censor namespace, UDP arriving from the probe-facing interface is routed into
 //! the TUN device (a rule sends it to a table whose only route is the TUN). We read each

@@ -45,8 +45,32 @@ pub enum TlsError {
     BadServerName,
 }
 
+/// What is known about a ClientHello's extension types so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Extensions {
+    /// Decided: every extension type, in the order sent (empty if the hello has none).
+    Known(Vec<u16>),
+    /// The bytes so far are a valid prefix of a ClientHello not yet complete.
+    NeedMore,
+}
+
 /// The SNI from a TLS record stream (what a TCP client sends first).
 pub fn record_stream_sni(stream: &[u8]) -> Result<Sni, TlsError> {
+    client_hello_sni(&record_payloads(stream)?)
+}
+
+/// The extension types from a TLS record stream: unlike the SNI, known only once the whole
+/// ClientHello has arrived (an ECH censor keys on 0xfe0d, which may sit anywhere).
+pub fn record_stream_extensions(stream: &[u8]) -> Result<Extensions, TlsError> {
+    match read_extension_types(&record_payloads(stream)?) {
+        Ok(types) => Ok(Extensions::Known(types)),
+        Err(Short::NeedMore) => Ok(Extensions::NeedMore),
+        Err(Short::Fail(e)) => Err(e),
+    }
+}
+
+/// The handshake-layer bytes carried by the TLS records at hand.
+fn record_payloads(stream: &[u8]) -> Result<Vec<u8>, TlsError> {
     let mut handshake = Vec::new();
     let mut rest = stream;
     while !rest.is_empty() {
@@ -66,7 +90,7 @@ pub fn record_stream_sni(stream: &[u8]) -> Result<Sni, TlsError> {
         handshake.extend_from_slice(&body[..available]);
         rest = &body[available..];
     }
-    client_hello_sni(&handshake)
+    Ok(handshake)
 }
 
 /// The SNI from the handshake-layer bytes (a QUIC CRYPTO stream, or TLS records' payloads).
@@ -79,6 +103,36 @@ pub fn client_hello_sni(handshake: &[u8]) -> Result<Sni, TlsError> {
 }
 
 fn read_hello(buf: &[u8]) -> Result<Option<String>, Short> {
+    let Some(mut exts) = hello_extensions(buf)? else {
+        return Ok(None); // TLS 1.2 allows a hello without extensions
+    };
+    while !exts.done() {
+        let ext_type = exts.u16("extension type")?;
+        let len = exts.u16("extension length")?;
+        let body = exts.sub(len, "extension")?;
+        if ext_type == EXT_SERVER_NAME {
+            return server_name(body);
+        }
+    }
+    exts.require_all()?;
+    Ok(None)
+}
+
+fn read_extension_types(buf: &[u8]) -> Result<Vec<u16>, Short> {
+    let mut types = Vec::new();
+    let Some(mut exts) = hello_extensions(buf)? else { return Ok(types) };
+    while !exts.done() {
+        let ext_type = exts.u16("extension type")?;
+        let len = exts.u16("extension length")?;
+        exts.sub(len, "extension")?;
+        types.push(u16::try_from(ext_type).map_err(|_| Short::Fail(TlsError::Malformed("extension type")))?);
+    }
+    exts.require_all()?;
+    Ok(types)
+}
+
+/// The ClientHello's extensions block, or `None` if it has none.
+fn hello_extensions(buf: &[u8]) -> Result<Option<Reader<'_>>, Short> {
     let mut top = Reader { buf, pos: 0, limit: usize::MAX };
     let msg_type = top.u8("handshake type")?;
     if msg_type != CLIENT_HELLO {
@@ -100,23 +154,14 @@ fn read_hello(buf: &[u8]) -> Result<Option<String>, Short> {
     let compression = hello.u8("compression length")?;
     hello.skip(usize::from(compression), "compression methods")?;
     if hello.done() {
-        return Ok(None); // TLS 1.2 allows a hello without extensions
+        return Ok(None);
     }
     let ext_len = hello.u16("extensions length")?;
-    let mut exts = hello.sub(ext_len, "extensions")?;
+    let exts = hello.sub(ext_len, "extensions")?;
     if !hello.done() {
         return Err(Short::Fail(TlsError::Malformed("bytes after extensions")));
     }
-    while !exts.done() {
-        let ext_type = exts.u16("extension type")?;
-        let len = exts.u16("extension length")?;
-        let body = exts.sub(len, "extension")?;
-        if ext_type == EXT_SERVER_NAME {
-            return server_name(body);
-        }
-    }
-    exts.require_all()?;
-    Ok(None)
+    Ok(Some(exts))
 }
 
 fn server_name(mut ext: Reader<'_>) -> Result<Option<String>, Short> {
@@ -233,7 +278,7 @@ pub(crate) mod tests {
         msg
     }
 
-    fn records(handshake: &[u8], record_size: usize) -> Vec<u8> {
+    pub(crate) fn records(handshake: &[u8], record_size: usize) -> Vec<u8> {
         handshake
             .chunks(record_size)
             .flat_map(|chunk| {
@@ -290,12 +335,67 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn extension_types_are_known_only_once_the_hello_is_whole() {
+        let hello = client_hello(Some("x.example"), 7);
+        let want = Extensions::Known(vec![0x0015, 0x0000, 0x002b]);
+        assert_eq!(record_stream_extensions(&records(&hello, 30)), Ok(want));
+        for len in [0, 5, 60, hello.len() - 1] {
+            assert_eq!(record_stream_extensions(&records(&hello[..len], 30)), Ok(Extensions::NeedMore), "prefix {len}");
+        }
+        let mut bare = client_hello(None, 0);
+        bare.truncate(bare.len() - 2 - 11); // drop the extensions block: padding(4) + versions(7)
+        let body_len = bare.len() - 4;
+        bare[1..4].copy_from_slice(&(body_len as u32).to_be_bytes()[1..]);
+        assert_eq!(record_stream_extensions(&records(&bare, 100)), Ok(Extensions::Known(vec![])));
+    }
+
+    /// What the engine's TLS runner writes first, captured by a loopback server that reads one
+    /// whole ClientHello and hangs up.
+    async fn first_flight(ech: vantage_engine::runner::ech::Ech) -> Vec<u8> {
+        use tokio::io::AsyncReadExt;
+        use vantage_engine::runner::tls::{DataPhase, handshake_offering};
+        use vantage_engine::runner::{StepContext, verify::TrustAnchors};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.expect("accept");
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            while matches!(record_stream_extensions(&seen), Ok(Extensions::NeedMore)) {
+                let n = conn.read(&mut buf).await.expect("read");
+                assert!(n > 0, "client closed before a whole ClientHello");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            seen
+        });
+        let ctx = StepContext::new(vantage_measurement::Vantage::Probe, std::time::Duration::from_secs(5));
+        let role = vantage_measurement::Role::Target;
+        let obs = handshake_offering(&ctx, role, addr, "blocked.example", &TrustAnchors::empty(), DataPhase::Skip, ech).await;
+        assert_eq!(obs.len(), 2, "connect and handshake observations");
+        assert!(obs[1].failure.is_some(), "the server hung up: the handshake cannot complete");
+        server.await.expect("server")
+    }
+
+    #[tokio::test]
+    async fn the_tls_runner_sends_grease_ech_on_the_wire_and_the_control_does_not() {
+        use vantage_engine::runner::ech::{ECH_EXTENSION, Ech};
+        for (ech, want) in [(Ech::Grease, true), (Ech::Control, false), (Ech::Off, false)] {
+            let wire = first_flight(ech).await;
+            assert_eq!(record_stream_sni(&wire), Ok(Sni::Known(Some("blocked.example".into()))), "{ech:?}");
+            let Ok(Extensions::Known(types)) = record_stream_extensions(&wire) else { panic!("{ech:?}: no whole hello") };
+            assert_eq!(types.contains(&ECH_EXTENSION), want, "{ech:?}: {types:04x?}");
+        }
+    }
+
+    #[test]
     fn mutations_and_noise_never_panic() {
         let hello = records(&client_hello(Some("blocked.example"), 40), 64);
         let mut seed = 0x0bad_cafe;
         for _ in 0..5000 {
             let noise = crate::censor::noise(&mut seed, 200);
             let _ = record_stream_sni(&noise);
+            let _ = record_stream_extensions(&noise);
             let _ = client_hello_sni(&noise);
             let mut mutated = hello.clone();
             for pair in noise.chunks(2).take(4) {
@@ -305,6 +405,7 @@ pub(crate) mod tests {
                 }
             }
             let _ = record_stream_sni(&mutated);
+            let _ = record_stream_extensions(&mutated);
             let _ = client_hello_sni(&mutated[5..]);
         }
     }

@@ -465,7 +465,7 @@ impl Scenario {
         for a in self.server_addresses(t) {
             for test in &t.spec.tests {
                 let service = match test {
-                    TestKind::Tcp | TestKind::Tls => Service::Tls,
+                    TestKind::Tcp | TestKind::Tls | TestKind::Ech => Service::Tls,
                     TestKind::Quic => Service::Quic,
                     TestKind::Throttle => Service::Throughput,
                     _ => continue,

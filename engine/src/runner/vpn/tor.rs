@@ -12,6 +12,7 @@ use vantage_measurement::{Detail, Failure, Observation, Operation, RawCode, Role
 
 use super::codec::tor as codec;
 use super::{random_bytes, rejected};
+use crate::runner::ech::Ech;
 use crate::runner::tls::{handshake_io_failure, handshake_on};
 use crate::runner::verify::TrustAnchors;
 use crate::runner::{StepContext, io_failure, tcp};
@@ -22,7 +23,7 @@ pub async fn handshake(ctx: &StepContext, role: Role, addr: SocketAddr) -> Vec<O
     let Some(stream) = stream else { return vec![connect_obs] };
     let sni = random_sni();
     let step = ctx.step(Operation::TlsHandshake, role).peer(addr).sni(&sni);
-    let (outcome, tls_detail) = handshake_on(ctx, stream, &sni, &TrustAnchors::empty(), &[]).await;
+    let (outcome, tls_detail) = handshake_on(ctx, stream, &sni, &TrustAnchors::empty(), &[], Ech::Off).await;
     let mut tls = match outcome {
         Ok(tls) => tls,
         Err(failure) => return vec![connect_obs, step.finish(Err(failure), Some(Detail::Tls(tls_detail)))],
