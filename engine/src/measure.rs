@@ -22,7 +22,7 @@ use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
-use crate::runner::{StepContext, quic, tls, udp};
+use crate::runner::{StepContext, edns, quic, tls, udp};
 use crate::step::{StepEnv, TargetStep};
 use crate::targets::TargetSpec;
 
@@ -78,7 +78,7 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor => Some(Transport::Tcp),
+        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Dot | TestKind::Doh => Some(Transport::Tcp),
     }
 }
 
@@ -111,7 +111,9 @@ pub async fn measure(
         | TestKind::Openvpn
         | TestKind::Wireguard
         | TestKind::Ikev2
-        | TestKind::Tor => {
+        | TestKind::Tor
+        | TestKind::Dot
+        | TestKind::Doh => {
             let own;
             let resolved = match resolved {
                 Some(r) => Some(r),
@@ -142,7 +144,7 @@ pub async fn measure(
         }
     };
     let runtime_ms = u64::try_from(ctx.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic);
+    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Dot | TestKind::Doh);
     Measurement {
         id: Uuid::now_v7(),
         schema_version: SCHEMA_VERSION,
@@ -278,6 +280,7 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
+        TargetStep::EncryptedDns { test, addr, .. } => obs.extend(edns::controls(ctx, target, *test, *addr, anchors).await),
         TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
@@ -338,7 +341,7 @@ async fn endpoint_steps(
         }
     };
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
-    if matches!(test, TestKind::Tls | TestKind::Quic) {
+    if matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Dot | TestKind::Doh) {
         controls.push(ControlKind::ControlSni);
     }
     if target.echo_address.is_some() && matches!(test, TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2) {

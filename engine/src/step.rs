@@ -15,8 +15,8 @@ use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
 use crate::runner::vpn::codec::wireguard::PeerKeys;
 use crate::runner::vpn::wireguard::Tunnel;
-use crate::runner::{StepContext, dns, quic, tcp, tls, vpn};
-use crate::targets::TargetSpec;
+use crate::runner::{StepContext, dns, edns, quic, tcp, tls, vpn};
+use crate::targets::{ResolverParams, TargetSpec};
 
 /// One test's step against its target, with everything its runner needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -74,6 +74,17 @@ pub enum TargetStep {
         /// The endpoint.
         addr: SocketAddr,
     },
+    /// DNS over TLS, or over HTTPS, to a resolver ([`edns`]).
+    EncryptedDns {
+        /// `dot` or `doh`.
+        test: TestKind,
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The resolver's name, sent as SNI.
+        sni: String,
+        /// The DoH path and the name asked for.
+        params: ResolverParams,
+    },
 }
 
 /// What a step may use besides its own parameters.
@@ -108,6 +119,7 @@ impl TargetStep {
             }
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
+            TestKind::Dot | TestKind::Doh => edns::step(test, target, addr),
         })
     }
 
@@ -122,6 +134,7 @@ impl TargetStep {
             Self::Wireguard { .. } => TestKind::Wireguard,
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
+            Self::EncryptedDns { test, .. } => *test,
         }
     }
 
@@ -135,7 +148,8 @@ impl TargetStep {
             | Self::Openvpn { addr, .. }
             | Self::Wireguard { addr, .. }
             | Self::Ikev2 { addr }
-            | Self::Tor { addr } => Some(*addr),
+            | Self::Tor { addr }
+            | Self::EncryptedDns { addr, .. } => Some(*addr),
         }
     }
 
@@ -153,6 +167,7 @@ impl TargetStep {
             Self::Wireguard { addr, keys, tunnel } => vpn::wireguard::handshake(ctx, role, *addr, keys, *tunnel).await,
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
+            Self::EncryptedDns { test, addr, sni, params } => edns::run(ctx, role, *test, *addr, sni, params, env.anchors).await,
         }
     }
 }

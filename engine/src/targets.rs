@@ -61,6 +61,9 @@ use crate::runner::vpn::codec::openvpn::{Digest, KeyDirection, StaticKey, Wrap};
 use crate::runner::vpn::codec::wireguard::{PeerKeys, Secret};
 use crate::runner::vpn::wireguard::Tunnel;
 
+pub mod resolver;
+pub use resolver::ResolverParams;
+
 /// The control SNI used when a target names none: a name no censor has reason to block.
 pub const DEFAULT_CONTROL_SNI: &str = "example.org";
 /// The port used when a target names none.
@@ -114,6 +117,9 @@ pub struct TargetSpec {
     /// of a whole category on their probe, whatever a published list says.
     #[serde(default)]
     pub category: Option<String>,
+    /// `dot`/`doh` parameters (DoH path, the name asked for); see [`resolver`].
+    #[serde(default)]
+    pub resolver: Option<Box<ResolverParams>>,
 }
 
 /// Why a target's VPN parameters can't be used. Never carries a key's value.
@@ -342,7 +348,14 @@ fn default_control_sni() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TargetsFile {
+    #[serde(default)]
     target: Vec<TargetSpec>,
+    /// Encrypted-DNS resolvers, each expanded into `dot`/`doh` targets ([`resolver`]).
+    #[serde(default)]
+    resolver: Vec<resolver::ResolverEntry>,
+    /// Also measure [`resolver::builtin`].
+    #[serde(default)]
+    builtin_resolvers: bool,
 }
 
 /// Why a targets file was refused.
@@ -369,7 +382,13 @@ pub enum TargetsError {
 /// Parse targets from TOML text; `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> {
     let invalid = |message: String| TargetsError::Invalid { path: origin.to_string(), message };
-    let file: TargetsFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let mut file: TargetsFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    for entry in &file.resolver {
+        file.target.extend(entry.expand(origin)?);
+    }
+    if file.builtin_resolvers {
+        file.target.extend(resolver::builtin());
+    }
     let mut names = HashSet::new();
     for t in &file.target {
         if !names.insert(t.name.as_str()) {
@@ -397,9 +416,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
             )));
         }
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
+        resolver::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
-        return Err(invalid("no [[target]] entries".into()));
+        return Err(invalid("no [[target]] or [[resolver]] entries".into()));
     }
     Ok(file.target)
 }

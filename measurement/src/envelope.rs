@@ -106,6 +106,10 @@ crate::closed_set! {
         Ikev2 => "ikev2",
         /// TLS handshake and link-protocol VERSIONS exchange with a Tor relay's OR port.
         Tor => "tor",
+        /// DNS over TLS (RFC 7858) to a resolver: TCP, TLS with the resolver's name, one query.
+        Dot => "dot",
+        /// DNS over HTTPS (RFC 8484) to a resolver: TCP, TLS with the resolver's name, one POST.
+        Doh => "doh",
     }
 }
 

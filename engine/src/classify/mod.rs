@@ -8,6 +8,7 @@
 
 pub mod bogon;
 pub mod dns;
+pub mod edns;
 mod evidence;
 pub mod quic;
 pub mod tcp;
@@ -83,6 +84,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Tls => tls::classify(observations),
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
+        TestKind::Dot | TestKind::Doh => edns::classify(test, observations),
     }
 }
 

@@ -6,6 +6,7 @@
 //! test helper, so a control step is exactly the step the probe ran, from another vantage point.
 
 pub mod dns;
+pub mod edns;
 pub mod quic;
 pub mod tcp;
 pub mod tls;

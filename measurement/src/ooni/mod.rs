@@ -100,6 +100,8 @@ pub fn test_name(test: TestKind) -> &'static str {
         TestKind::Wireguard => "vantage_wireguard",
         TestKind::Ikev2 => "vantage_ikev2",
         TestKind::Tor => "vantage_tor",
+        TestKind::Dot => "vantage_dot",
+        TestKind::Doh => "vantage_doh",
     }
 }
 
@@ -126,6 +128,8 @@ fn input(m: &Measurement) -> Option<String> {
         TestKind::Tls => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
         TestKind::Quic => Some(format!("quichandshake://{}:{}", host()?, t.port?)),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => None,
+        TestKind::Dot => Some(format!("dot://{}:{}", host()?, t.port?)),
+        TestKind::Doh => Some(format!("https://{}/dns-query", host()?)),
     }
 }
 

@@ -38,6 +38,9 @@ pub fn estimated_bytes(test: TestKind, trials: u32) -> u64 {
         TestKind::Openvpn | TestKind::Wireguard => 4_000,
         TestKind::Ikev2 => 6_000,
         TestKind::Tor => 20_000,
+        // Estimated, not measured: two handshakes (control SNI, target) of ~6 KB each, a bare
+        // connect to the other port, one query of ~300 B, and the helper request.
+        TestKind::Dot | TestKind::Doh => 16_000 * trials,
     }
 }
 
