@@ -251,6 +251,8 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
                 (Service::Tls, _) => ("--tls", format!("{a}:{port}")),
                 (Service::Quic, _) => ("--quic", format!("{a}:{port}")),
                 (Service::Echo, _) => ("--echo", format!("{a}:{port}")),
+                (Service::Dot, _) => ("--dot", format!("{a}:{port}")),
+                (Service::Doh, _) => ("--doh", format!("{a}:{port}")),
             };
             endpoints.insert(arg);
         }
