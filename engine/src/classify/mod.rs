@@ -73,6 +73,8 @@ pub fn triggers_residual(mechanism: Mechanism) -> bool {
             | Mechanism::TlsAlertSni
             | Mechanism::TlsDataStall
             | Mechanism::QuicSniBlocked
+            | Mechanism::DotBadAnswer
+            | Mechanism::DohBadAnswer
     )
 }
 
@@ -172,6 +174,7 @@ mod tests {
     fn only_content_triggered_blocks_start_a_penalty() {
         assert!(triggers_residual(Mechanism::TlsResetAfterClientHello));
         assert!(triggers_residual(Mechanism::QuicSniBlocked));
+        assert!(triggers_residual(Mechanism::DotBadAnswer), "a flow cut after the resolver's SNI");
         assert!(!triggers_residual(Mechanism::TcpTimeout));
         assert!(!triggers_residual(Mechanism::UdpBlocked));
     }
