@@ -132,10 +132,11 @@ pub async fn run(
     }
 }
 
-/// The probe's controls before a `dot`/`doh` target step, in this order: a handshake with the
-/// target's control SNI to the same address and port (SNI or not: the `tls` test's control), then
-/// a TCP connect to [`other_port`] on the same address (port or address). Both before the
-/// target, so a residual penalty its SNI triggers can't touch them.
+/// The probe's controls before a `dot`/`doh` target step: a handshake with the target's control
+/// SNI to the same address and port (SNI or not: the `tls` test's control), and a TCP connect to
+/// [`other_port`] on the same address (port or address). Both run together (on a blackholed
+/// address each costs a full timeout) and before the target, so a residual penalty its SNI
+/// triggers can't touch them; recorded in that order.
 pub async fn controls(
     ctx: &StepContext,
     target: &TargetSpec,
@@ -143,9 +144,10 @@ pub async fn controls(
     addr: SocketAddr,
     anchors: &TrustAnchors,
 ) -> Vec<Observation> {
-    let mut obs =
-        super::tls::handshake(ctx, Role::Control, addr, &target.control_sni, anchors, super::tls::DataPhase::Skip).await;
-    obs.push(tcp::connect(ctx, Role::Control, SocketAddr::new(addr.ip(), other_port(test))).await.0);
+    let sni = super::tls::handshake(ctx, Role::Control, addr, &target.control_sni, anchors, super::tls::DataPhase::Skip);
+    let other = tcp::connect(ctx, Role::Control, SocketAddr::new(addr.ip(), other_port(test)));
+    let (mut obs, (other, _)) = tokio::join!(sni, other);
+    obs.push(other);
     obs
 }
 
