@@ -138,6 +138,10 @@ fn dechunk(mut rest: &[u8]) -> Result<Vec<u8>, HttpError> {
         if size == 0 {
             return Ok(body);
         }
+        // Before any arithmetic on it: the size is the peer's, up to 16 hex digits.
+        if size > MAX_MESSAGE {
+            return Err(HttpError::TooLarge);
+        }
         if rest.len() < size + 2 || &rest[size..size + 2] != b"\r\n" {
             return Err(HttpError::BadBody);
         }
@@ -270,6 +274,14 @@ mod tests {
                 AnswerError::Http(HttpError::BadBody),
             ),
             (vec![b'x'; MAX_HTTP_RESPONSE + 1], AnswerError::Http(HttpError::TooLarge)),
+            (
+                http(
+                    "200 OK",
+                    "Content-Type: application/dns-message\r\nTransfer-Encoding: chunked\r\n",
+                    b"ffffffffffffffff\r\n",
+                ),
+                AnswerError::Http(HttpError::TooLarge),
+            ),
         ];
         for (bytes, want) in cases {
             assert_eq!(check_doh_response(&bytes, 0, "example.org", QueryType::A), Err(want.clone()), "{want}");
