@@ -280,7 +280,7 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
-        TargetStep::EncryptedDns { test, addr, .. } => obs.extend(edns::controls(ctx, target, *test, *addr, anchors).await),
+        TargetStep::EncryptedDns { .. } => return edns::probe_trial(ctx, target, step, anchors).await,
         TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };

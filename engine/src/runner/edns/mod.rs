@@ -132,22 +132,25 @@ pub async fn run(
     }
 }
 
-/// The probe's controls before a `dot`/`doh` target step: a handshake with the target's control
-/// SNI to the same address and port (SNI or not: the `tls` test's control), and a TCP connect to
-/// [`other_port`] on the same address (port or address). Both run together (on a blackholed
-/// address each costs a full timeout) and before the target, so a residual penalty its SNI
-/// triggers can't touch them; recorded in that order.
-pub async fn controls(
-    ctx: &StepContext,
-    target: &TargetSpec,
-    test: TestKind,
-    addr: SocketAddr,
-    anchors: &TrustAnchors,
-) -> Vec<Observation> {
-    let sni = super::tls::handshake(ctx, Role::Control, addr, &target.control_sni, anchors, super::tls::DataPhase::Skip);
-    let other = tcp::connect(ctx, Role::Control, SocketAddr::new(addr.ip(), other_port(test)));
-    let (mut obs, (other, _)) = tokio::join!(sni, other);
+/// The probe's side of one `dot`/`doh` trial: a handshake with the target's control SNI to the
+/// same address and port (SNI or not: the `tls` test's control) and then the target step; beside
+/// them, a bare TCP connect to [`other_port`] on the same address (port or address), so its
+/// timeout, when that port is blocked, overlaps theirs instead of adding to them. Recorded in that order: control SNI, other port, target.
+///
+/// The control SNI runs before the target, so a residual penalty the target's SNI triggers can't
+/// reach it. The other-port connect carries nothing a censor could key on, and is only read when
+/// the target's connect failed, i.e. before any SNI was sent.
+pub async fn probe_trial(ctx: &StepContext, target: &TargetSpec, step: &TargetStep, anchors: &TrustAnchors) -> Vec<Observation> {
+    let TargetStep::EncryptedDns { test, addr, sni, params } = step else { return Vec::new() };
+    let sequence = async {
+        let control =
+            super::tls::handshake(ctx, Role::Control, *addr, &target.control_sni, anchors, super::tls::DataPhase::Skip).await;
+        (control, run(ctx, Role::Target, *test, *addr, sni, params, anchors).await)
+    };
+    let other = tcp::connect(ctx, Role::Control, SocketAddr::new(addr.ip(), other_port(*test)));
+    let ((mut obs, target_obs), (other, _)) = tokio::join!(sequence, other);
     obs.push(other);
+    obs.extend(target_obs);
     obs
 }
 
