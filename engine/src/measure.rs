@@ -22,7 +22,7 @@ use crate::control::{ControlRequest, DohClient, HelperClient};
 use crate::runner::dns::{self, QueryType};
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
-use crate::runner::{StepContext, quic, tls, udp};
+use crate::runner::{StepContext, edns, quic, tls, udp};
 use crate::step::{StepEnv, TargetStep};
 use crate::targets::TargetSpec;
 
@@ -97,7 +97,14 @@ pub fn transport(test: TestKind, target: &TargetSpec) -> Option<Transport> {
         TestKind::Dns => None,
         TestKind::Quic | TestKind::Wireguard | TestKind::Ikev2 => Some(Transport::Udp),
         TestKind::Openvpn => Some(target.transport.unwrap_or(Transport::Udp)),
-        TestKind::Tcp | TestKind::Tls | TestKind::Tor | TestKind::Ech | TestKind::Obfs4 | TestKind::Throttle => Some(Transport::Tcp),
+        TestKind::Tcp
+        | TestKind::Tls
+        | TestKind::Tor
+        | TestKind::Ech
+        | TestKind::Dot
+        | TestKind::Doh
+        | TestKind::Obfs4
+        | TestKind::Throttle => Some(Transport::Tcp),
     }
 }
 
@@ -132,6 +139,8 @@ pub async fn measure(
         | TestKind::Ikev2
         | TestKind::Tor
         | TestKind::Ech
+        | TestKind::Dot
+        | TestKind::Doh
         | TestKind::Obfs4
         | TestKind::Throttle => {
             let own;
@@ -164,7 +173,7 @@ pub async fn measure(
         }
     };
     let runtime_ms = u64::try_from(ctx.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Throttle);
+    let sni_test = matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Dot | TestKind::Doh | TestKind::Throttle);
     Measurement {
         id: Uuid::now_v7(),
         schema_version: SCHEMA_VERSION,
@@ -305,10 +314,15 @@ async fn probe_trial(cfg: &MeasureConfig, ctx: &StepContext, target: &TargetSpec
         TargetStep::Openvpn { .. } | TargetStep::Wireguard { .. } | TargetStep::Ikev2 { .. } => {
             obs.extend(random_bytes_control(ctx, target, step).await);
         }
+        TargetStep::EncryptedDns { .. } => return edns::probe_trial(ctx, target, step, anchors).await,
         TargetStep::Obfs4 { addr, .. } => obs.extend(obfs4_control(ctx, target, *addr).await),
         // The ECH pair carries its own control (the same handshake without ECH); throttle's are
         // inside its step, interleaved with the target's downloads.
-        TargetStep::Dns { .. } | TargetStep::Tcp { .. } | TargetStep::Tor { .. } | TargetStep::Ech { .. } | TargetStep::Throttle { .. } => {}
+        TargetStep::Dns { .. }
+        | TargetStep::Tcp { .. }
+        | TargetStep::Tor { .. }
+        | TargetStep::Ech { .. }
+        | TargetStep::Throttle { .. } => {}
     }
     let env = StepEnv { anchors, data_phase: DataPhase::Fetch, dns_resolver: None };
     obs.extend(step.run(ctx, Role::Target, env).await);
@@ -376,7 +390,7 @@ async fn endpoint_steps(
         }
     };
     let (per_trial, helper_obs) = tokio::join!(probe_side, helper_side);
-    if matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Throttle) {
+    if matches!(test, TestKind::Tls | TestKind::Quic | TestKind::Dot | TestKind::Doh | TestKind::Throttle) {
         controls.push(ControlKind::ControlSni);
     }
     if test == TestKind::Ech {

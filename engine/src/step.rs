@@ -9,15 +9,15 @@ use std::net::SocketAddr;
 
 use vantage_measurement::{Observation, Role, TestKind, Transport};
 
-use crate::runner::throttle::{self, ThrottlePlan};
 use crate::runner::obfs4::codec::BridgeCert;
+use crate::runner::throttle::{self, ThrottlePlan};
 use crate::runner::tls::DataPhase;
 use crate::runner::verify::TrustAnchors;
 use crate::runner::vpn::codec::openvpn::Wrap;
 use crate::runner::vpn::codec::wireguard::PeerKeys;
 use crate::runner::vpn::wireguard::Tunnel;
-use crate::runner::{StepContext, dns, ech, obfs4, quic, tcp, tls, vpn};
-use crate::targets::TargetSpec;
+use crate::runner::{StepContext, dns, ech, edns, obfs4, quic, tcp, tls, vpn};
+use crate::targets::{ResolverParams, TargetSpec};
 
 /// One test's step against its target, with everything its runner needs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -82,6 +82,17 @@ pub enum TargetStep {
         /// The name sent (in the clear: GREASE ECH has no public name of its own).
         sni: String,
     },
+    /// DNS over TLS, or over HTTPS, to a resolver ([`edns`]).
+    EncryptedDns {
+        /// `dot` or `doh`.
+        test: TestKind,
+        /// The endpoint.
+        addr: SocketAddr,
+        /// The resolver's name, sent as SNI.
+        sni: String,
+        /// The DoH path and the name asked for.
+        params: ResolverParams,
+    },
     /// obfs4 handshake with a bridge (and the data phase on the probe).
     Obfs4 {
         /// The bridge.
@@ -129,6 +140,7 @@ impl TargetStep {
             TestKind::Ikev2 => TargetStep::Ikev2 { addr },
             TestKind::Tor => TargetStep::Tor { addr },
             TestKind::Ech => TargetStep::Ech { addr, sni: target.domain.clone() },
+            TestKind::Dot | TestKind::Doh => edns::step(test, target, addr),
             TestKind::Obfs4 => TargetStep::Obfs4 { addr, cert: target.obfs4.as_ref()?.params()?.cert.clone() },
             TestKind::Throttle => TargetStep::Throttle { plan: Box::new(throttle::plan(target, addr)?) },
         })
@@ -146,6 +158,7 @@ impl TargetStep {
             Self::Ikev2 { .. } => TestKind::Ikev2,
             Self::Tor { .. } => TestKind::Tor,
             Self::Ech { .. } => TestKind::Ech,
+            Self::EncryptedDns { test, .. } => *test,
             Self::Obfs4 { .. } => TestKind::Obfs4,
             Self::Throttle { .. } => TestKind::Throttle,
         }
@@ -163,6 +176,7 @@ impl TargetStep {
             | Self::Ikev2 { addr }
             | Self::Tor { addr }
             | Self::Ech { addr, .. }
+            | Self::EncryptedDns { addr, .. }
             | Self::Obfs4 { addr, .. } => Some(*addr),
             Self::Throttle { plan } => Some(plan.addr),
         }
@@ -186,6 +200,7 @@ impl TargetStep {
             Self::Ikev2 { addr } => vpn::ikev2::sa_init(ctx, role, *addr).await,
             Self::Tor { addr } => vpn::tor::handshake(ctx, role, *addr).await,
             Self::Ech { addr, sni } => ech::pair(ctx, *addr, sni, env.anchors, ech::Order::random()).await,
+            Self::EncryptedDns { test, addr, sni, params } => edns::run(ctx, role, *test, *addr, sni, params, env.anchors).await,
             Self::Obfs4 { addr, cert } => obfs4::handshake(ctx, role, *addr, cert, env.data_phase).await,
             // Both roles in one step: the pairs interleave control and target downloads.
             Self::Throttle { plan } => throttle::run(ctx, plan).await,

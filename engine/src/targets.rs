@@ -65,6 +65,9 @@ use crate::runner::vpn::codec::openvpn::{Digest, KeyDirection, StaticKey, Wrap};
 use crate::runner::vpn::codec::wireguard::{PeerKeys, Secret};
 use crate::runner::vpn::wireguard::Tunnel;
 
+pub mod resolver;
+pub use resolver::ResolverParams;
+
 /// The control SNI used when a target names none: a name no censor has reason to block.
 pub const DEFAULT_CONTROL_SNI: &str = "example.org";
 /// The port used when a target names none.
@@ -128,6 +131,9 @@ pub struct TargetSpec {
     /// family the name has, each measured separately.
     #[serde(default)]
     pub families: Vec<vantage_measurement::Family>,
+    /// `dot`/`doh` parameters (DoH path, the name asked for); see [`resolver`].
+    #[serde(default)]
+    pub resolver: Option<Box<ResolverParams>>,
 }
 
 /// Why a target's VPN parameters can't be used. Never carries a key's value.
@@ -359,7 +365,14 @@ fn default_control_sni() -> String {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TargetsFile {
+    #[serde(default)]
     target: Vec<TargetSpec>,
+    /// Encrypted-DNS resolvers, each expanded into `dot`/`doh` targets ([`resolver`]).
+    #[serde(default)]
+    resolver: Vec<resolver::ResolverEntry>,
+    /// Also measure [`resolver::builtin`].
+    #[serde(default)]
+    builtin_resolvers: bool,
 }
 
 /// Why a targets file was refused.
@@ -386,7 +399,13 @@ pub enum TargetsError {
 /// Parse targets from TOML text; `origin` names the source in errors.
 pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> {
     let invalid = |message: String| TargetsError::Invalid { path: origin.to_string(), message };
-    let file: TargetsFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let mut file: TargetsFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    for entry in &file.resolver {
+        file.target.extend(entry.expand(origin)?);
+    }
+    if file.builtin_resolvers {
+        file.target.extend(resolver::builtin());
+    }
     let mut names = HashSet::new();
     for t in &file.target {
         if !names.insert(t.name.as_str()) {
@@ -421,9 +440,10 @@ pub fn parse(text: &str, origin: &str) -> Result<Vec<TargetSpec>, TargetsError> 
         check_vpn(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
         crate::runner::obfs4::bridge::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
         crate::runner::throttle::reference::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
+        resolver::check(t).map_err(|reason| invalid(format!("target `{}`: {reason}", t.name)))?;
     }
     if file.target.is_empty() {
-        return Err(invalid("no [[target]] entries".into()));
+        return Err(invalid("no [[target]] or [[resolver]] entries".into()));
     }
     let mut targets = file.target;
     targets.iter_mut().for_each(crate::runner::obfs4::bridge::settle);

@@ -109,6 +109,10 @@ crate::closed_set! {
         /// A TLS 1.3 handshake offering GREASE ECH paired with the same handshake without ECH, to
         /// the same server and SNI, in random order.
         Ech => "ech",
+        /// DNS over TLS (RFC 7858) to a resolver: TCP, TLS with the resolver's name, one query.
+        Dot => "dot",
+        /// DNS over HTTPS (RFC 8484) to a resolver: TCP, TLS with the resolver's name, one POST.
+        Doh => "doh",
         /// obfs4 handshake with a Tor bridge, 64 KiB through the tunnel, against a low-entropy
         /// payload of equal length.
         Obfs4 => "obfs4",

@@ -279,6 +279,8 @@ crate::closed_set! {
         Doh => "doh",
         /// One UDP query to an address that runs no DNS service: any answer is injected.
         Blackhole => "blackhole",
+        /// DNS over TLS (RFC 7858) to a resolver: the `dot` test's query.
+        Dot => "dot",
     }
 }
 

@@ -111,6 +111,15 @@ crate::closed_set! {
         /// through the tunnel) while a low-entropy payload of equal length was echoed: a cut of
         /// high-entropy flows after a volume threshold.
         Obfs4DataCut => "obfs4.data_cut",
+        // --- encrypted DNS ---
+        /// DoT: the TLS handshake with the resolver's name completed with its real certificate,
+        /// then the query got something that is not a DNS reply to it (or no reply), while the
+        /// helper's query was answered.
+        DotBadAnswer => "dot.bad_answer",
+        /// DoH: the TLS handshake with the resolver's name completed with its real certificate,
+        /// then the POST got something that is not a DNS reply to the query (an HTTP error, a page,
+        /// a garbled body, or nothing), while the helper's query was answered.
+        DohBadAnswer => "doh.bad_answer",
         // --- general ---
         /// An earlier test in this run triggered a block on the same endpoint; censors keep blocking
         /// the (client, server, port) tuple for 90–180 s, which alone explains this failure.

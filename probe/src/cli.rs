@@ -78,12 +78,17 @@ pub struct RunArgs {
     /// Targets file (TOML, `[[target]]` entries; see docs/targets.md). Default: the built-in list.
     #[arg(long, env = "VANTAGE_TARGETS")]
     pub targets: Option<PathBuf>,
-    /// Run only these tests (comma-separated: dns,tcp,tls,quic,openvpn,wireguard,ikev2,tor).
+    /// Run only these tests (comma-separated: dns,tcp,tls,quic,openvpn,wireguard,ikev2,tor,dot,doh).
     #[arg(long, value_delimiter = ',', value_parser = parse_test)]
     pub tests: Option<Vec<TestKind>>,
     /// Print each measurement as a JSON line on stdout (NDJSON) instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also measure the built-in public encrypted-DNS resolvers: DoT and DoH to every address of
+    /// Cloudflare, Google, Quad9 and AdGuard (docs/encrypted-dns.md). A targets file can say the
+    /// same with `builtin_resolvers = true`.
+    #[arg(long, env = "VANTAGE_ENCRYPTED_DNS")]
+    pub encrypted_dns: bool,
     /// Collector base URL to submit to (https://…; plaintext http:// only on this machine, e.g.
     /// http://127.0.0.1:8080). Also the default test helper.
     #[arg(long, env = "VANTAGE_COLLECTOR")]
@@ -402,6 +407,12 @@ mod tests {
         assert_eq!(args.timeout, DEFAULT_TIMEOUT_SECS);
         assert_eq!(args.cc, "ZZ");
         assert_eq!(args.on_vpn, OnVpn::Pause);
+    }
+
+    #[test]
+    fn encrypted_dns_is_off_unless_asked() {
+        assert!(!run_args(&[]).expect("parse").encrypted_dns);
+        assert!(run_args(&["--encrypted-dns"]).expect("parse").encrypted_dns);
     }
 
     #[test]

@@ -194,10 +194,14 @@ impl Session {
         let timeout = Duration::from_secs(args.timeout.max(1));
         let http = cli::http_client(&args.ca, timeout)?;
         let cfg = Arc::new(args.measure_config(&http)?);
-        let targets = match &args.targets {
+        let mut targets = match &args.targets {
             Some(path) => vantage_probe::targets_file::load(path)?,
             None => targets::builtin(),
         };
+        if args.encrypted_dns {
+            let have: std::collections::HashSet<String> = targets.iter().map(|t| t.name.clone()).collect();
+            targets.extend(targets::resolver::builtin().into_iter().filter(|t| !have.contains(&t.name)));
+        }
         Ok(Session { timeout, cfg, targets })
     }
 

@@ -13,6 +13,7 @@
 //! contacts another host.
 
 pub mod censor;
+pub mod edns_server;
 pub mod lab;
 pub mod load;
 pub mod netns;

@@ -48,6 +48,9 @@ pub const STANDARD_PORTS: &[(TestKind, &[u16])] = &[
     (TestKind::Ikev2, &[500, 4500]),
     // Tor's default ORPort, and the port many relays use to look like HTTPS.
     (TestKind::Tor, &[443, 9001]),
+    // DNS over TLS (RFC 7858) and DNS over HTTPS.
+    (TestKind::Dot, &[853]),
+    (TestKind::Doh, &[443]),
     // obfs4 bridges on the HTTPS port (bridges.torproject.org hands out other ports too, which
     // a collector's operator allows explicitly).
     (TestKind::Obfs4, &[443]),

@@ -57,7 +57,14 @@ fn listed() -> HelperPolicy {
 
 fn request(test: TestKind, domain: Option<&str>, addr: &str) -> ControlRequest {
     let addr: SocketAddr = addr.parse().expect("addr");
-    ControlRequest { test, domain: domain.map(str::to_string), address: Some(addr.ip()), port: Some(addr.port()), vpn: None }
+    ControlRequest {
+        test,
+        domain: domain.map(str::to_string),
+        address: Some(addr.ip()),
+        port: Some(addr.port()),
+        vpn: None,
+        resolver: None,
+    }
 }
 
 fn refusal(policy: &HelperPolicy, request: &ControlRequest) -> Refusal {

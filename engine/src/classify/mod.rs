@@ -10,9 +10,10 @@
 pub mod bogon;
 pub mod dns;
 pub mod ech;
+pub mod edns;
 mod evidence;
-pub mod localise;
 pub mod family;
+pub mod localise;
 pub mod obfs4;
 pub mod quic;
 pub mod tcp;
@@ -84,6 +85,8 @@ pub fn triggers_residual(mechanism: Mechanism) -> bool {
             | Mechanism::TlsDataStall
             | Mechanism::TlsEchBlocked
             | Mechanism::QuicSniBlocked
+            | Mechanism::DotBadAnswer
+            | Mechanism::DohBadAnswer
     )
 }
 
@@ -96,6 +99,7 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
         TestKind::Quic => quic::classify(observations),
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor => vpn::classify(test, observations),
         TestKind::Ech => ech::classify(observations),
+        TestKind::Dot | TestKind::Doh => edns::classify(test, observations),
         TestKind::Obfs4 => obfs4::classify(observations),
         TestKind::Throttle => throttle::classify(observations),
     }
@@ -186,6 +190,7 @@ mod tests {
         assert!(triggers_residual(Mechanism::TlsResetAfterClientHello));
         assert!(triggers_residual(Mechanism::QuicSniBlocked));
         assert!(triggers_residual(Mechanism::TlsEchBlocked));
+        assert!(triggers_residual(Mechanism::DotBadAnswer), "a flow cut after the resolver's SNI");
         assert!(!triggers_residual(Mechanism::TcpTimeout));
         assert!(!triggers_residual(Mechanism::UdpBlocked));
     }

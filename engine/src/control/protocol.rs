@@ -28,7 +28,7 @@ use crate::runner::obfs4::codec::BridgeCert;
 use crate::runner::tls::DataPhase;
 use crate::runner::{StepContext, verify::TrustAnchors};
 use crate::step::{StepEnv, TargetStep};
-use crate::targets::{KeyText, OpenvpnParams, OpenvpnSpec, ParamsError, TargetSpec, peer_keys};
+use crate::targets::{KeyText, OpenvpnParams, OpenvpnSpec, ParamsError, ResolverParams, TargetSpec, peer_keys};
 
 /// One step the helper should repeat.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,9 @@ pub struct ControlRequest {
     /// VPN tests: what the helper needs to speak the protocol.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vpn: Option<VpnControl>,
+    /// `dot`/`doh`: the DoH path and the name asked for (defaults when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolver: Option<ResolverParams>,
 }
 
 /// The protocol parameters of a VPN control (see the module doc for what is, and isn't, sent).
@@ -90,6 +93,14 @@ pub enum ControlRequestError {
         test: &'static str,
         /// The missing field.
         field: &'static str,
+    },
+    /// A `dot`/`doh` parameter is unusable.
+    #[error("a {test} control has an invalid parameter: {reason}")]
+    Resolver {
+        /// The test.
+        test: &'static str,
+        /// Why.
+        reason: &'static str,
     },
     /// A VPN parameter is unusable.
     #[error("a {test} control has an invalid parameter: {reason}")]
@@ -134,12 +145,28 @@ impl ControlRequest {
             }),
             _ => None,
         };
-        Some(ControlRequest { test, domain: Some(target.domain.clone()), address: Some(addr.ip()), port: Some(addr.port()), vpn })
+        let resolver =
+            matches!(test, TestKind::Dot | TestKind::Doh).then(|| target.resolver.as_deref().cloned().unwrap_or_default());
+        Some(ControlRequest {
+            test,
+            domain: Some(target.domain.clone()),
+            address: Some(addr.ip()),
+            port: Some(addr.port()),
+            vpn,
+            resolver,
+        })
     }
 
     /// A DNS control for `name`.
     pub fn dns(name: &str) -> ControlRequest {
-        ControlRequest { test: TestKind::Dns, domain: Some(name.to_string()), address: None, port: None, vpn: None }
+        ControlRequest {
+            test: TestKind::Dns,
+            domain: Some(name.to_string()),
+            address: None,
+            port: None,
+            vpn: None,
+            resolver: None,
+        }
     }
 
     /// A TLS control: a handshake with `sni` to `addr`.
@@ -150,6 +177,7 @@ impl ControlRequest {
             address: Some(addr.ip()),
             port: Some(addr.port()),
             vpn: None,
+            resolver: None,
         }
     }
 
@@ -183,6 +211,11 @@ impl ControlRequest {
             TestKind::Ikev2 => TargetStep::Ikev2 { addr: addr()? },
             TestKind::Tor => TargetStep::Tor { addr: addr()? },
             TestKind::Ech => TargetStep::Ech { addr: addr()?, sni: domain()? },
+            TestKind::Dot | TestKind::Doh => {
+                let params = self.resolver.clone().unwrap_or_default();
+                params.check().map_err(|reason| ControlRequestError::Resolver { test, reason })?;
+                TargetStep::EncryptedDns { test: self.test, addr: addr()?, sni: domain()?, params }
+            }
             TestKind::Obfs4 => {
                 let cert = vpn.obfs4_cert.ok_or(missing("vpn.obfs4_cert"))?;
                 let cert = BridgeCert::parse(&cert.0).map_err(|e| invalid(ParamsError::Obfs4Cert(e)))?;
@@ -222,6 +255,7 @@ mod tests {
             address: Some("203.0.113.20".parse().expect("ip")),
             port: Some(443),
             vpn: None,
+            resolver: None,
         }
     }
 
@@ -236,6 +270,26 @@ mod tests {
         assert_eq!(no_port.step(), Err(ControlRequestError::Missing { test: "quic", field: "port" }));
         let no_params = request(TestKind::Openvpn);
         assert_eq!(no_params.step(), Err(ControlRequestError::Missing { test: "openvpn", field: "vpn.openvpn" }));
+    }
+
+    #[test]
+    fn an_encrypted_dns_control_repeats_the_probes_query() {
+        let target = &crate::targets::parse(
+            "[[resolver]]\nname='r'\naddresses=['203.0.113.53']\ndot_name='dot.example'\ndoh_name='doh.example'\ndoh_path='/q'\n",
+            "t",
+        )
+        .expect("valid")[1];
+        let addr: SocketAddr = "203.0.113.53:443".parse().expect("addr");
+        let req = ControlRequest::for_target(TestKind::Doh, target, addr).expect("a request");
+        let json = serde_json::to_string(&req).expect("json");
+        let back: ControlRequest = serde_json::from_str(&json).expect("parses");
+        let step = back.step().expect("valid");
+        assert_eq!(step, crate::runner::edns::step(TestKind::Doh, target, addr));
+        let TargetStep::EncryptedDns { sni, params, .. } = step else { panic!("{step:?}") };
+        assert_eq!((sni.as_str(), params.doh_path.as_str(), params.query.as_str()), ("doh.example", "/q", "example.org"));
+        let bad =
+            ControlRequest { resolver: Some(ResolverParams { doh_path: "nope".into(), ..ResolverParams::default() }), ..back };
+        assert!(matches!(bad.step(), Err(ControlRequestError::Resolver { test: "doh", .. })));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 pub mod dns;
 pub mod ech;
+pub mod edns;
 pub mod localise;
 pub mod obfs4;
 pub mod quic;

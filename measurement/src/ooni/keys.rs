@@ -225,6 +225,8 @@ fn query(
         Some(DnsEngine::System) | None => "system",
         Some(DnsEngine::Udp) => "udp",
         Some(DnsEngine::Doh) => "doh",
+        // OONI's name for DNS over TLS.
+        Some(DnsEngine::Dot) => "dot",
         Some(DnsEngine::Blackhole) => {
             tags.push("blackhole".into());
             "udp"

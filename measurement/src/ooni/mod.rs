@@ -102,6 +102,8 @@ pub fn test_name(test: TestKind) -> &'static str {
         TestKind::Tor => "vantage_tor",
         // OONI's `echcheck` nests its keys in its own way (`control`, `target`).
         TestKind::Ech => "vantage_ech",
+        TestKind::Dot => "vantage_dot",
+        TestKind::Doh => "vantage_doh",
         TestKind::Obfs4 => "vantage_obfs4",
         TestKind::Throttle => "vantage_throttle",
     }
@@ -132,6 +134,8 @@ fn input(m: &Measurement) -> Option<String> {
         TestKind::Openvpn | TestKind::Wireguard | TestKind::Ikev2 | TestKind::Tor | TestKind::Obfs4 => None,
         // The target name rides in the SNI of a download from the project's reference endpoint.
         TestKind::Throttle => Some(format!("tlshandshake://{}:{}", host()?, t.port?)),
+        TestKind::Dot => Some(format!("dot://{}:{}", host()?, t.port?)),
+        TestKind::Doh => Some(format!("https://{}/dns-query", host()?)),
     }
 }
 

@@ -419,6 +419,10 @@ fn inputs_use_ooni_schemes_and_the_vpn_tests_have_none() {
     m.test = TestKind::Openvpn;
     assert_eq!(ooni(&m)["input"], Value::Null);
     assert_eq!(ooni(&m)["test_name"], "vantage_openvpn");
+    m.test = TestKind::Dot;
+    assert_eq!(ooni(&m)["input"], "dot://blocked.example:443");
+    m.test = TestKind::Doh;
+    assert_eq!(ooni(&m)["input"], "https://blocked.example/dns-query");
 }
 
 #[test]

@@ -40,6 +40,9 @@ pub fn estimated_bytes(test: TestKind, trials: u32) -> u64 {
         TestKind::Tor => 20_000,
         // Two TLS 1.3 handshakes (certificate chains both ways of the pair), no data phase.
         TestKind::Ech => 16_000 * trials,
+        // Estimated, not measured: two handshakes (control SNI, target) of ~6 KB each, a bare
+        // connect to the other port, one query of ~300 B, and the helper request.
+        TestKind::Dot | TestKind::Doh => 16_000 * trials,
         // Request (4 KiB on average), 66 KiB of frames, the bridge's answer, and the
         // low-entropy control's 71 KiB both ways.
         TestKind::Obfs4 => 230_000,

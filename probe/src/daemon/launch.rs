@@ -183,6 +183,7 @@ mod tests {
             address: Some([192, 0, 2, 1].into()),
             port: Some(443),
             vpn: None,
+            resolver: None,
         };
         let err = helper.control(&request, timeout).await.expect_err("an impostor's answer").to_string();
         assert!(err.contains("none of the pinned keys"), "{err}");

@@ -1,5 +1,5 @@
 //! The lab's servers in the `internet` namespace: TLS and QUIC that accept any SNI with
-//! certificates from the lab CA, and UDP echo.
+//! certificates from the lab CA, UDP echo, and an encrypted-DNS resolver (DoT, DoH).
 //!
 //! It also plays the servers a lying resolver points at (run by a scenario in the `censor`
 //! namespace): a block-page server (`--http` with a block page, `--tls-fixed` presenting its
@@ -22,6 +22,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
+use vantage_tests::edns_server;
 use vantage_tests::pki::{AnySni, TestCa, server_config};
 
 /// What a client gets after the handshake: enough to tell a freeze at 16 KB from a full read.
@@ -60,6 +61,12 @@ struct Args {
     /// Echo UDP datagrams on this address. Repeatable.
     #[arg(long, value_name = "IP:PORT")]
     echo: Vec<SocketAddr>,
+    /// Serve DNS over TLS (any SNI, every A query answered) on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    dot: Vec<SocketAddr>,
+    /// Serve DNS over HTTPS (any SNI, POST over HTTP/1.1) on this address. Repeatable.
+    #[arg(long, value_name = "IP:PORT")]
+    doh: Vec<SocketAddr>,
 }
 
 #[tokio::main]
@@ -106,6 +113,16 @@ async fn main() -> anyhow::Result<()> {
     for addr in &args.echo {
         let socket = UdpSocket::bind(addr).await.with_context(|| format!("binding UDP echo on {addr}"))?;
         tasks.spawn(serve_echo(socket));
+    }
+    for (addr, doh) in args.dot.iter().map(|a| (a, false)).chain(args.doh.iter().map(|a| (a, true))) {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding encrypted DNS on {addr}"))?;
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config(ca.clone(), if doh { &[b"http/1.1"] } else { &[] })?));
+        if doh {
+            tasks.spawn(edns_server::serve_doh(listener, acceptor));
+        } else {
+            tasks.spawn(edns_server::serve_dot(listener, acceptor));
+        }
     }
     println!("vantage-lab-server ready");
     if tasks.join_next().await.is_none() {

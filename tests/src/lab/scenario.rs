@@ -13,6 +13,7 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use vantage_engine::runner::edns::{DOH_PORT, DOT_PORT};
 use vantage_engine::targets::TargetSpec;
 use vantage_measurement::{Mechanism, Status, TestKind};
 
@@ -468,6 +469,13 @@ impl Scenario {
                     TestKind::Tcp | TestKind::Tls | TestKind::Ech => Service::Tls,
                     TestKind::Quic => Service::Quic,
                     TestKind::Throttle => Service::Throughput,
+                    // A resolver serves both, as the public ones do: the probe's connect to the
+                    // other port of the address tells a blocked port from a blocked address.
+                    TestKind::Dot | TestKind::Doh => {
+                        out.insert((Service::Dot, a, DOT_PORT));
+                        out.insert((Service::Doh, a, DOH_PORT));
+                        continue;
+                    }
                     _ => continue,
                 };
                 out.extend(ports.iter().map(|p| (service, a, *p)));
@@ -535,6 +543,10 @@ pub enum Service {
     Echo,
     /// The throughput reference endpoint (nginx, any SNI, the same body).
     Throughput,
+    /// DNS over TLS, any SNI.
+    Dot,
+    /// DNS over HTTPS, any SNI.
+    Doh,
 }
 
 fn test_kind(name: &str) -> Result<TestKind, String> {

@@ -89,8 +89,9 @@ mod tests {
     #[test]
     fn the_deployed_config_changes_only_directories_and_listen_lines() {
         let dir = Path::new("/tmp/lab-x");
-        let out = config(DEPLOYED_CONFIG, dir, &[(IpAddr::from([203, 0, 113, 21]), 443), (IpAddr::from([203, 0, 113, 21]), 8443)])
-            .expect("config");
+        let out =
+            config(DEPLOYED_CONFIG, dir, &[(IpAddr::from([203, 0, 113, 21]), 443), (IpAddr::from([203, 0, 113, 21]), 8443)])
+                .expect("config");
         assert!(!out.contains(CONFIG_DIR) && !out.contains(RUN_DIR) && !out.contains("/run/"));
         assert!(out.contains("ssl_certificate_key /tmp/lab-x/key.pem;"));
         let listens: Vec<&str> = out.lines().map(str::trim).filter(|l| l.starts_with("listen ")).collect();

@@ -284,6 +284,8 @@ fn lab_server(scenario: &Scenario, ns: &Netns, dir: &Path) -> anyhow::Result<Dae
                 (Service::Tls, _) => ("--tls", at.to_string()),
                 (Service::Quic, _) => ("--quic", at.to_string()),
                 (Service::Echo, _) => ("--echo", at.to_string()),
+                (Service::Dot, _) => ("--dot", at.to_string()),
+                (Service::Doh, _) => ("--doh", at.to_string()),
                 (Service::Throughput, _) => continue,
             };
             endpoints.insert(arg);

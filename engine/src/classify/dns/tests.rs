@@ -30,7 +30,7 @@ fn lookup(vantage: Vantage, engine: DnsEngine, qtype: &str, replies: Vec<DnsRepl
     let mut o = step(vantage, Role::Target, Operation::Resolve, failure);
     let resolver = match engine {
         DnsEngine::Udp => Some("8.8.8.8:53".to_string()),
-        DnsEngine::Doh => Some("dns.google".to_string()),
+        DnsEngine::Doh | DnsEngine::Dot => Some("dns.google".to_string()),
         DnsEngine::System | DnsEngine::Blackhole => None,
     };
     o.detail = Some(Detail::Dns(DnsDetail {
