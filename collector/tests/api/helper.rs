@@ -66,7 +66,7 @@ pub(crate) async fn with_list(
 }
 
 /// A DNS responder on loopback answering `name` with `ip` (A, TTL 300) and NXDOMAIN otherwise;
-/// and how many queries it got.
+/// and how many lookups (A queries) it got.
 async fn resolver(name: &'static str, ip: Ipv4Addr) -> (SocketAddr, Arc<AtomicUsize>) {
     let socket = UdpSocket::bind("127.0.0.1:0").await.expect("bind");
     let addr = socket.local_addr().expect("addr");
@@ -77,7 +77,10 @@ async fn resolver(name: &'static str, ip: Ipv4Addr) -> (SocketAddr, Arc<AtomicUs
         while let Ok((len, from)) = socket.recv_from(&mut buf).await {
             let Ok(query) = Message::from_vec(&buf[..len]) else { continue };
             let Some(q) = query.queries.first().cloned() else { continue };
-            counted.fetch_add(1, Ordering::SeqCst);
+            // A lookup asks A and AAAA once each: counting the A queries counts lookups.
+            if q.query_type() == RecordType::A {
+                counted.fetch_add(1, Ordering::SeqCst);
+            }
             let known = q.name().to_ascii().trim_end_matches('.').eq_ignore_ascii_case(name);
             let mut reply = Message::error_msg(
                 query.metadata.id,
