@@ -17,13 +17,10 @@ pub mod reference;
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, Error as TlsError, SignatureScheme};
-use sha2::{Digest, Sha256};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -33,7 +30,7 @@ use vantage_measurement::{CodeSpace, DataDetail, Detail, Failure, Observation, O
 
 use self::reference::Throughput;
 use super::tls::{cert_detail, handshake_io_failure};
-use super::verify::CertRecord;
+use super::verify::RecordingVerifier;
 use super::{StepContext, ms, tcp, timeout_failure};
 
 /// Pairs unless the target's `trials` asks for more.
@@ -116,13 +113,8 @@ async fn pinned_handshake(
     sni: &str,
     pins: &[[u8; 32]],
 ) -> (Result<TlsStream<TcpStream>, (Failure, RawCode)>, TlsDetail) {
-    let record = Arc::new(Mutex::new(CertRecord::default()));
+    let (verifier, record) = RecordingVerifier::pinned(pins);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = Arc::new(PinnedVerifier {
-        pins: pins.to_vec(),
-        algorithms: provider.signature_verification_algorithms,
-        record: record.clone(),
-    });
     let internal = |name: &str| (Failure::UnknownFailure, RawCode::named(CodeSpace::TlsError, None, name));
     let config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -150,57 +142,6 @@ async fn pinned_handshake(
         detail.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
     }
     (outcome, detail)
-}
-
-/// Accepts any certificate and records whether it was pinned; handshake signatures are checked
-/// for real, so a completed handshake proves the server holds the pinned certificate's key.
-#[derive(Debug)]
-struct PinnedVerifier {
-    pins: Vec<[u8; 32]>,
-    algorithms: WebPkiSupportedAlgorithms,
-    record: Arc<Mutex<CertRecord>>,
-}
-
-impl ServerCertVerifier for PinnedVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, TlsError> {
-        let digest: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
-        let pinned = self.pins.contains(&digest);
-        if let Ok(mut record) = self.record.lock() {
-            record.chain = std::iter::once(end_entity).chain(intermediates).map(|c| c.to_vec()).collect();
-            record.verified = Some(pinned);
-            record.failure = (!pinned).then_some(Failure::SslInvalidCertificate);
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, TlsError> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
 }
 
 /// The request: the first `bytes` of the endpoint's body, under `sni` as Host.
@@ -322,6 +263,7 @@ mod tests {
     /// A loopback endpoint with a fresh self-signed certificate: any SNI, `206` and `body` bytes.
     async fn endpoint(body: usize) -> (SocketAddr, [u8; 32]) {
         use rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+        use sha2::{Digest, Sha256};
         let cert = rcgen::generate_simple_self_signed(vec!["endpoint.test".to_string()]).expect("certificate");
         let der = cert.cert.der().clone();
         let pin: [u8; 32] = Sha256::digest(der.as_ref()).into();

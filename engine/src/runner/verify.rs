@@ -86,10 +86,7 @@ impl TrustAnchors {
                     .map_err(|e| TlsError::General(e.to_string()))?,
             )
         };
-        let record = Arc::new(Mutex::new(CertRecord::default()));
-        let verifier =
-            RecordingVerifier { chain_verifier, algorithms: provider.signature_verification_algorithms, record: record.clone() };
-        Ok((Arc::new(verifier), record))
+        Ok(RecordingVerifier::new(Judge::Webpki(chain_verifier)))
     }
 }
 
@@ -111,12 +108,34 @@ impl CertRecord {
     }
 }
 
-/// A webpki verifier that records its verdict and the chain, then lets the handshake go on.
+/// A verifier that records its verdict and the chain, then lets the handshake go on.
 #[derive(Debug)]
 pub struct RecordingVerifier {
-    chain_verifier: Option<Arc<WebPkiServerVerifier>>,
+    judge: Judge,
     algorithms: WebPkiSupportedAlgorithms,
     record: Arc<Mutex<CertRecord>>,
+}
+
+/// How a chain is judged.
+#[derive(Debug)]
+enum Judge {
+    /// webpki against the anchors; `None`: no anchors, every chain is unknown.
+    Webpki(Option<Arc<WebPkiServerVerifier>>),
+    /// The leaf's SHA-256 is one of these (the project's own endpoints, whatever name is asked).
+    Pins(Vec<[u8; 32]>),
+}
+
+impl RecordingVerifier {
+    fn new(judge: Judge) -> (Arc<Self>, Arc<Mutex<CertRecord>>) {
+        let algorithms = rustls::crypto::ring::default_provider().signature_verification_algorithms;
+        let record = Arc::new(Mutex::new(CertRecord::default()));
+        (Arc::new(RecordingVerifier { judge, algorithms, record: record.clone() }), record)
+    }
+
+    /// A verifier that accepts exactly the leaves whose SHA-256 is in `pins`, and its record.
+    pub fn pinned(pins: &[[u8; 32]]) -> (Arc<Self>, Arc<Mutex<CertRecord>>) {
+        Self::new(Judge::Pins(pins.to_vec()))
+    }
 }
 
 impl ServerCertVerifier for RecordingVerifier {
@@ -128,9 +147,17 @@ impl ServerCertVerifier for RecordingVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, TlsError> {
-        let outcome = match &self.chain_verifier {
-            Some(v) => v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now),
-            None => Err(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)),
+        let outcome = match &self.judge {
+            Judge::Webpki(Some(v)) => {
+                v.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now).map(|_| ())
+            }
+            Judge::Webpki(None) => Err(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)),
+            Judge::Pins(pins) => {
+                let digest: [u8; 32] = Sha256::digest(end_entity.as_ref()).into();
+                // Not a missing issuer: a certificate other than the pinned ones (ssl_invalid_certificate).
+                let unpinned = TlsError::InvalidCertificate(CertificateError::ApplicationVerificationFailure);
+                if pins.contains(&digest) { Ok(()) } else { Err(unpinned) }
+            }
         };
         let mut chain = vec![end_entity.to_vec()];
         chain.extend(intermediates.iter().map(|c| c.to_vec()));
