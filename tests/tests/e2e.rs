@@ -94,6 +94,9 @@ impl World {
             "300",
             "--timeout",
             "3",
+            // A blocked verdict's hop search waits minutes between attempts; the lab's hops-*
+            // scenarios test it, on a path with hops.
+            "--no-localise",
             "--ca",
         ]
         .iter()

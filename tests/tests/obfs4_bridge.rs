@@ -26,15 +26,13 @@ use vantage_tests::netns::Stream;
 #[allow(dead_code)] // shared with vpn_servers.rs, which uses all of it
 mod network;
 
-use network::Lab;
+use network::{COLLECTOR_CA, Lab};
 
 const SERVER: &str = "203.0.113.40";
 const ECHO: &str = "203.0.113.41";
-const HELPER: &str = "203.0.113.60";
 const BRIDGE_PORT: u16 = 443;
 const READY_TIMEOUT: Duration = Duration::from_secs(20);
 const PROBE_DEADLINE: Duration = Duration::from_secs(60);
-const COLLECTOR_CA: &str = "collector-ca.pem";
 
 /// Tor relay, obfs4proxy in front of it, the echo; returns the bridge line's cert.
 fn start_bridge(lab: &mut Lab) -> anyhow::Result<String> {
@@ -79,24 +77,6 @@ fn targets(cert: &str) -> String {
         "[[target]]\nname = \"bridge\"\ndomain = \"bridge.vantage.test\"\ntests = [\"obfs4\"]\necho_address = \"{ECHO}\"\n\
          [target.obfs4]\nbridge = \"obfs4 {SERVER}:{BRIDGE_PORT} cert={cert} iat-mode=0\"\n"
     )
-}
-
-/// The collector as test helper, off the censored path, over HTTPS; returns its URL.
-fn start_collector(lab: &mut Lab) -> anyhow::Result<String> {
-    let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
-    let data = lab.path("collector").display().to_string();
-    let ca = vantage_tests::pki::TestCa::new("obfs4 lab CA")?;
-    ca.write_pem(&lab.path(COLLECTOR_CA))?;
-    let (cert, key) = ca.issue_files(HELPER, &lab.path(""), "collector")?;
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let listen = format!("{HELPER}:8080");
-    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "4", "--data-dir", &data]
-        .into_iter()
-        .chain(["--tls-cert", &cert, "--tls-key", &key])
-        .collect::<Vec<_>>();
-    lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
-    let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
-    Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
 }
 
 /// One probe run; the bridge's measurement, the probe's stderr, and the run's wall time.
@@ -151,7 +131,7 @@ fn obfs4_against_a_real_bridge_behind_censors() -> anyhow::Result<()> {
     let mut lab = Lab::build()?;
     let cert = start_bridge(&mut lab)?;
     let targets_file = lab.write("targets.toml", &targets(&cert))?;
-    let collector = start_collector(&mut lab)?;
+    let collector = lab.start_collector("obfs4 lab CA", 4)?;
     let mut wrong = Vec::new();
     let mut check = |run: &str, got: &Measurement, status: Status, mechanism: Option<&str>| {
         let have = (got.verdict.status, got.verdict.mechanism.map(|x| x.as_str()));

@@ -27,11 +27,10 @@ use vantage_tests::netns::{Stream, run, run_with_stdin};
 #[path = "vpn_servers/network.rs"]
 mod network;
 
-use network::Lab;
+use network::{COLLECTOR_CA, Lab};
 
 const SERVER: &str = "203.0.113.40";
 const ECHO: &str = "203.0.113.41";
-const HELPER: &str = "203.0.113.60";
 
 /// The OpenVPN servers: (name, proto, port, mode).
 const OPENVPN: [(&str, &str, u16, &str); 6] = [
@@ -342,28 +341,6 @@ fn nft(lab: &Lab, rules: &[&str]) -> anyhow::Result<()> {
     lab.censor.nft(&script)
 }
 
-/// The CA (in the lab's directory) whose certificate the collector serves.
-const COLLECTOR_CA: &str = "collector-ca.pem";
-
-/// The collector as test helper, off the censored path, over HTTPS (the probe refuses plaintext
-/// off loopback); returns its URL.
-fn start_collector(lab: &mut Lab) -> anyhow::Result<String> {
-    let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
-    let data = lab.path("collector").display().to_string();
-    let ca = vantage_tests::pki::TestCa::new("VPN lab CA")?;
-    ca.write_pem(&lab.path(COLLECTOR_CA))?;
-    let (cert, key) = ca.issue_files(HELPER, &lab.path(""), "collector")?;
-    let (cert, key) = (cert.display().to_string(), key.display().to_string());
-    let listen = format!("{HELPER}:8080");
-    let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", "2", "--data-dir", &data]
-        .into_iter()
-        .chain(["--tls-cert", &cert, "--tls-key", &key])
-        .collect::<Vec<_>>();
-    lab.keep(lab.helper.spawn("collector", &collector_bin, &args, &[])?);
-    let started = lab.wait_for("collector", "vantage-collector listening on ", READY_TIMEOUT)?;
-    Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
-}
-
 /// 1. Clean network: every test ok, at the furthest stage it has.
 fn clean_network(lab: &Lab, scenarios: &mut Scenarios) -> anyhow::Result<BTreeMap<String, Measurement>> {
     let clean = scenarios.probe(lab, "clean")?;
@@ -518,7 +495,7 @@ fn vpn_tests_against_real_servers_in_namespaces() -> anyhow::Result<()> {
     let wg_if = format!("wgv{}", std::process::id() % 100_000);
     let keys = start_servers(&mut lab, &wg_if)?;
     let targets_file = lab.write("targets.toml", &targets(&keys))?;
-    let collector = start_collector(&mut lab)?;
+    let collector = lab.start_collector("VPN lab CA", 2)?;
     let mut scenarios = Scenarios { collector, targets_file, matrix: Matrix::default(), wrong: Vec::new() };
 
     let clean = clean_network(&lab, &mut scenarios)?;

@@ -16,11 +16,12 @@ use vantage_tests::censor::dns_forge::{ForgedAnswer, Injector};
 use vantage_tests::censor::dns_inject::DnsInjector;
 use vantage_tests::censor::ech_filter::{EchFilter, EchRule};
 use vantage_tests::censor::fet::FetCensor;
-use vantage_tests::censor::fet_tun::{self, FetTun};
+use vantage_tests::censor::fet_tun::FetTun;
 use vantage_tests::censor::mitm::Mitm;
 use vantage_tests::censor::nfqueue::{Block, EchQueue};
 use vantage_tests::censor::quic_filter::{FilterConfig, QuicSniFilter};
-use vantage_tests::censor::quic_tun::{self, QuicTun};
+use vantage_tests::censor::quic_tun::QuicTun;
+use vantage_tests::censor::tun;
 use vantage_tests::pki::TestCa;
 
 /// vantage-lab-censor: censors for the Vantage lab, doing what nftables alone cannot.
@@ -143,7 +144,7 @@ struct QuicArgs {
     #[arg(long)]
     all_initials: bool,
     /// Route UDP arriving on this interface through the TUN (and undo it on exit). Without it,
-    /// the harness must run the equivalent of `quic_tun::setup_commands` itself.
+    /// the harness must run the equivalent of `tun::setup_commands` itself.
     #[arg(long)]
     probe_iface: Option<String>,
     /// Routing table (and rule priority) for the policy route.
@@ -214,15 +215,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::FetCut(a) => {
             let tun = FetTun::open(&a.tun, FetCensor::new(a.cut_after))?;
             if let Some(probe_iface) = &a.probe_iface {
-                let _ = quic_tun::run_commands(&fet_tun::teardown_commands(probe_iface, a.table));
-                quic_tun::run_commands(&fet_tun::setup_commands(&a.tun, probe_iface, a.table))?;
+                let _ = tun::run_commands(&tun::teardown_commands(probe_iface, "tcp", a.table));
+                tun::run_commands(&tun::setup_commands(&a.tun, probe_iface, "tcp", a.table))?;
             }
             std::thread::spawn(move || tun.run());
             tracing::info!("cutting fully encrypted TCP flows after {} bytes on {}", a.cut_after, a.tun);
             ready();
             let result = until_signal().await;
             if let Some(probe_iface) = &a.probe_iface {
-                quic_tun::run_commands(&fet_tun::teardown_commands(probe_iface, a.table))?;
+                tun::run_commands(&tun::teardown_commands(probe_iface, "tcp", a.table))?;
             }
             result
         }
@@ -231,8 +232,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
             let tun = QuicTun::open(&a.tun, QuicSniFilter::new(config))?;
             if let Some(probe_iface) = &a.probe_iface {
                 // A rule left by a killed earlier run would duplicate; remove it first.
-                let _ = quic_tun::run_commands(&quic_tun::teardown_commands(probe_iface, a.table));
-                quic_tun::run_commands(&quic_tun::setup_commands(&a.tun, probe_iface, a.table))?;
+                let _ = tun::run_commands(&tun::teardown_commands(probe_iface, "udp", a.table));
+                tun::run_commands(&tun::setup_commands(&a.tun, probe_iface, "udp", a.table))?;
             }
             std::thread::spawn(move || tun.run());
             let what = if a.all_initials { "every QUIC Initial".to_string() } else { format!("QUIC Initials for {:?}", a.names) };
@@ -240,7 +241,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             ready();
             let result = until_signal().await;
             if let Some(probe_iface) = &a.probe_iface {
-                quic_tun::run_commands(&quic_tun::teardown_commands(probe_iface, a.table))?;
+                tun::run_commands(&tun::teardown_commands(probe_iface, "udp", a.table))?;
             }
             result
         }

@@ -8,10 +8,10 @@
 //!   so the real answer arrives later, which is exactly the evidence the probe looks for.
 //! - [`mitm`]: a TLS-intercepting proxy that the harness DNATs traffic into. Listed SNIs get a
 //!   certificate from the censor's CA; everything else is spliced through untouched.
-//! - [`fet_tun`]: the same in-path TUN box for TCP, cutting fully encrypted flows ([`fet`]) after
-//!   a volume allowance, as the GFW's detector of random-looking traffic did.
-//! - [`quic_tun`]: an *in-path* box. Policy routing sends the probe's UDP through a TUN device,
-//!   so every datagram passes through userspace and a QUIC Initial with a listed SNI is dropped.
+//! - [`tun`]: an *in-path* box. Policy routing sends one protocol from the probe through a TUN
+//!   device, so every packet passes through userspace: [`quic_tun`] drops QUIC Initials with a
+//!   listed SNI ([`quic_filter`]); [`fet_tun`] cuts fully encrypted TCP flows ([`fet`]) after a
+//!   volume allowance, as the GFW's detector of random-looking traffic did.
 //! - [`nfqueue`]: an *in-path* box on NFQUEUE (iptables' `NFQUEUE` target; the kernel holds each
 //!   client→server TCP segment until userspace answers). [`ech_filter`] reassembles the first
 //!   bytes of every flow and blocks ClientHellos that offer ECH, by drop or by RST.
@@ -31,6 +31,7 @@ pub mod quic_filter;
 pub mod quic_initial;
 pub mod quic_tun;
 pub mod tls_hello;
+pub mod tun;
 
 /// Names a censor acts on: each matches itself and its subdomains, ignoring ASCII case and a
 /// trailing dot (`example.com` matches `WWW.Example.com.` but not `badexample.com`).

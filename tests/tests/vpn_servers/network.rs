@@ -14,6 +14,10 @@ const PREFIX: &str = "vpnsrv";
 /// Programs the test runs (charon and swanctl by path: Debian keeps them off PATH).
 const TOOLS: &[&str] =
     &["ip", "ss", "sysctl", "nft", "openvpn", "wg", "wireguard-go", "/usr/lib/ipsec/charon", "/usr/sbin/swanctl", "tor", "socat"];
+/// The collector's (test helper's) address, in `helper`.
+pub const HELPER: &str = "203.0.113.60";
+/// The CA (in the lab's directory) whose certificate the collector serves.
+pub const COLLECTOR_CA: &str = "collector-ca.pem";
 /// SIGTERM, then SIGKILL after this: charon removes its global pid file and wireguard-go its
 /// UAPI socket on the way out.
 const STOP_GRACE: Duration = Duration::from_secs(1);
@@ -115,6 +119,25 @@ impl Lab {
     /// What one program printed so far.
     pub fn log(&self, name: &str) -> String {
         self.daemons.get(name).map(|d| d.output().join("\n")).unwrap_or_default()
+    }
+
+    /// The collector as test helper, off the censored path, over HTTPS (the probe refuses
+    /// plaintext off loopback), with a CA named `ca_name` in [`COLLECTOR_CA`]; returns its URL.
+    pub fn start_collector(&mut self, ca_name: &str, helper_timeout_secs: u32) -> anyhow::Result<String> {
+        let collector_bin = vantage_tests::procs::bin("vantage-collector")?.display().to_string();
+        let data = self.path("collector").display().to_string();
+        let ca = vantage_tests::pki::TestCa::new(ca_name)?;
+        ca.write_pem(&self.path(COLLECTOR_CA))?;
+        let (cert, key) = ca.issue_files(HELPER, &self.path(""), "collector")?;
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let (listen, timeout) = (format!("{HELPER}:8080"), helper_timeout_secs.to_string());
+        let args = ["serve", "--listen", &listen, "--danger-helper-allow-private", "--helper-timeout-secs", &timeout]
+            .into_iter()
+            .chain(["--data-dir", &data, "--tls-cert", &cert, "--tls-key", &key])
+            .collect::<Vec<_>>();
+        self.keep(self.helper.spawn("collector", &collector_bin, &args, &[])?);
+        let started = self.wait_for("collector", "vantage-collector listening on ", Duration::from_secs(20))?;
+        Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
     }
 
     /// Wait until program `name` prints a line containing `needle`; returns the line.
