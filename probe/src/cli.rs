@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::builder::FalseyValueParser;
 use clap::{Args, Parser, Subcommand};
 use vantage_measurement::wire::transport::{Allowance, TransportError};
 use vantage_measurement::{NetworkType, ProbeInfo, TestKind};
@@ -87,7 +88,7 @@ pub struct RunArgs {
     /// Also measure the built-in public encrypted-DNS resolvers: DoT and DoH to every address of
     /// Cloudflare, Google, Quad9 and AdGuard (docs/encrypted-dns.md). A targets file can say the
     /// same with `builtin_resolvers = true`.
-    #[arg(long, env = "VANTAGE_ENCRYPTED_DNS")]
+    #[arg(long, env = "VANTAGE_ENCRYPTED_DNS", value_parser = FalseyValueParser::new())]
     pub encrypted_dns: bool,
     /// Collector base URL to submit to (https://…; plaintext http:// only on this machine, e.g.
     /// http://127.0.0.1:8080). Also the default test helper.
@@ -144,7 +145,7 @@ pub struct RunArgs {
     pub retest_residual: bool,
     /// Don't follow a `blocked` tls or dns verdict up with TTL-limited repeats that find the
     /// censor's hop (at most 32 extra attempts, spaced by --localise-spacing; docs/localisation.md).
-    #[arg(long, env = "VANTAGE_NO_LOCALISE")]
+    #[arg(long, env = "VANTAGE_NO_LOCALISE", value_parser = FalseyValueParser::new())]
     pub no_localise: bool,
     /// Seconds between localisation attempts that may reach a censor that has just been triggered
     /// (residual penalties last 90-180 s; a blocked measurement's follow-up takes a few of these).

@@ -7,6 +7,10 @@
 use std::process::{Command, Output};
 
 fn probe(args: &[&str]) -> Output {
+    probe_with_env(args, &[])
+}
+
+fn probe_with_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let home = tempfile::tempdir().expect("tempdir");
     let mut command = Command::new(env!("CARGO_BIN_EXE_vantage-probe"));
     command.args(args).env("HOME", home.path()).env("XDG_DATA_HOME", home.path());
@@ -16,6 +20,7 @@ fn probe(args: &[&str]) -> Output {
             command.env_remove(name);
         }
     }
+    command.envs(env.iter().copied());
     command.output().expect("run vantage-probe")
 }
 
@@ -60,6 +65,19 @@ fn unknown_flags_and_missing_ones_are_bad_usage() {
 #[test]
 fn a_targets_file_that_cannot_be_read_is_an_error_not_bad_usage() {
     assert_exit(&["run", "--targets", "/nonexistent/targets.toml", "--doh", "off", "--resolver", "off"], 1, "targets.toml");
+}
+
+#[test]
+fn on_off_switches_from_the_environment_take_what_systemd_units_write() {
+    let args = ["run", "--targets", "/nonexistent/targets.toml", "--doh", "off", "--resolver", "off"];
+    for value in ["1", "0", "true", "false", "yes", "no", "on", "off", ""] {
+        let env = [("VANTAGE_NO_LOCALISE", value), ("VANTAGE_ENCRYPTED_DNS", value)];
+        let out = probe_with_env(&args, &env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        // Past the flags: it stops at the targets file, not at the switch's value.
+        assert_eq!(out.status.code(), Some(1), "{value:?}: {stderr}");
+        assert!(stderr.contains("targets.toml"), "{value:?}: {stderr}");
+    }
 }
 
 #[test]

@@ -18,7 +18,10 @@ use super::evidence::describe;
 /// IPv6 address and every one of them failed locally for want of IPv6; `helper` is the helper's
 /// view, quoted as evidence. `None`: the usual rules decide.
 pub fn no_ipv6(trial: &[Observation], helper: &[Observation]) -> Option<Verdict> {
-    let probe: Vec<&Observation> = trial.iter().filter(|o| o.vantage == Vantage::Probe && o.op != Operation::Resolve).collect();
+    // Steps to an IPv4 address (a VPN test's echo control) say nothing about this network's IPv6.
+    let to_ipv4 = |o: &Observation| o.peer.is_some_and(|p| Family::of(p.ip()) == Family::Ipv4);
+    let probe: Vec<&Observation> =
+        trial.iter().filter(|o| o.vantage == Vantage::Probe && o.op != Operation::Resolve && !to_ipv4(o)).collect();
     let ipv6 = probe.iter().filter_map(|o| o.peer).any(|peer| Family::of(peer.ip()) == Family::Ipv6);
     let local = !probe.is_empty() && probe.iter().all(|o| o.failure.is_some_and(Failure::is_local_network_failure));
     if !(ipv6 && local) {
@@ -123,6 +126,15 @@ mod tests {
                 probe: vec![connect(Vantage::Probe, Role::Target, Some(NetworkUnreachable), V4)],
                 helper: vec![connect(Vantage::Helper, Role::Target, None, V4)],
                 no_ipv6: false,
+            },
+            Case {
+                name: "a VPN test's echo control on IPv4 succeeds beside an IPv6 target refused at once",
+                probe: vec![
+                    connect(Vantage::Probe, Role::Control, None, "203.0.113.41:7"),
+                    connect(Vantage::Probe, Role::Target, Some(NetworkUnreachable), V6),
+                ],
+                helper: vec![connect(Vantage::Helper, Role::Target, None, V6)],
+                no_ipv6: true,
             },
             Case {
                 name: "IPv6 works",

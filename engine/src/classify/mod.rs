@@ -23,7 +23,7 @@ pub mod throttle;
 pub mod tls;
 pub mod vpn;
 
-use vantage_measurement::{Mechanism, Observation, Status, TestKind, Trials, Verdict};
+use vantage_measurement::{Failure, Mechanism, Observation, Role, Status, TestKind, Trials, Vantage, Verdict};
 
 /// A residual penalty that may explain a failure: earlier in this run, a measurement triggered a
 /// block on the same server, and censors keep blocking the (client, server, port) tuple, or the
@@ -47,13 +47,16 @@ pub fn verdict(
     bogons: &bogon::BogonPolicy,
     taint: Option<&ResidualTaint>,
 ) -> Verdict {
-    let verdicts = trials
+    let judged = trials
         .iter()
         .map(|trial| {
-            family::no_ipv6(trial, helper).unwrap_or_else(|| classify(test, &[trial.as_slice(), helper].concat(), bogons))
+            let verdict =
+                family::no_ipv6(trial, helper).unwrap_or_else(|| classify(test, &[trial.as_slice(), helper].concat(), bogons));
+            let silent = is_silent(&verdict, trial);
+            (verdict, silent)
         })
         .collect();
-    let verdict = combine_trials(verdicts);
+    let verdict = combine(judged);
     match taint {
         Some(taint) if verdict.status == Status::Blocked => residual_suspected(verdict, taint),
         _ => verdict,
@@ -109,6 +112,21 @@ pub fn classify(test: TestKind, observations: &[Observation], bogons: &bogon::Bo
 /// blocked trial; the verdict then says in how many of how many. Without a blocked trial, one
 /// reachable trial makes the target reachable; otherwise the first trial's verdict stands.
 pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
+    combine(
+        verdicts
+            .into_iter()
+            .map(|v| {
+                let silent = v.mechanism.is_some_and(is_silence);
+                (v, silent)
+            })
+            .collect(),
+    )
+}
+
+/// [`combine_trials`] with each verdict's silence known (see [`is_silent`]).
+fn combine(judged: Vec<(Verdict, bool)>) -> Verdict {
+    let silent: Vec<bool> = judged.iter().map(|(_, s)| *s).collect();
+    let verdicts: Vec<Verdict> = judged.into_iter().map(|(v, _)| v).collect();
     let total = u32::try_from(verdicts.len()).unwrap_or(u32::MAX);
     let blocked = u32::try_from(verdicts.iter().filter(|v| v.status == Status::Blocked).count()).unwrap_or(u32::MAX);
     let pick = verdicts
@@ -116,6 +134,7 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
         .position(|v| v.status == Status::Blocked)
         .or_else(|| verdicts.iter().position(|v| v.status == Status::Ok))
         .unwrap_or(0);
+    let pick_silent = silent.get(pick).copied().unwrap_or(false);
     let Some(mut verdict) = verdicts.into_iter().nth(pick) else {
         return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no trial ran".into()]);
     };
@@ -124,7 +143,7 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
         verdict.trials = Some(Trials { blocked, total });
         // One lone timeout among several trials is what packet loss looks like; a censor that
         // drops does so again. Resets and forged certificates are not loss, so one suffices.
-        if blocked == 1 && verdict.mechanism.is_some_and(is_silence) {
+        if blocked == 1 && pick_silent {
             verdict.status = Status::Inconclusive;
             verdict.evidence.push("a single timeout in several trials can be packet loss".into());
         }
@@ -135,6 +154,17 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
 /// Mechanisms whose only evidence is silence (what packet loss looks like too).
 pub fn is_silence(m: Mechanism) -> bool {
     matches!(m, Mechanism::TcpTimeout | Mechanism::TlsTimeoutSni | Mechanism::QuicSniBlocked | Mechanism::UdpBlocked)
+}
+
+/// Whether a blocked trial rests on silence: a silent mechanism, or one whose probe target step
+/// timed out (`tls.ech_blocked`, `dot.bad_answer`, `obfs4.data_cut`, … name what was blocked,
+/// but a timeout under them is what one lost handshake looks like too).
+fn is_silent(verdict: &Verdict, trial: &[Observation]) -> bool {
+    verdict.status == Status::Blocked
+        && (verdict.mechanism.is_some_and(is_silence)
+            || trial.iter().any(|o| {
+                o.vantage == Vantage::Probe && o.role == Role::Target && o.failure == Some(Failure::GenericTimeoutError)
+            }))
 }
 
 #[cfg(test)]
@@ -163,6 +193,22 @@ mod tests {
         assert_eq!((lone.status, lone.mechanism), (Status::Inconclusive, Some(Mechanism::TcpTimeout)));
         let repeated = combine_trials(vec![timeout.clone(), Verdict::ok(), timeout]);
         assert_eq!(repeated.status, Status::Blocked);
+    }
+
+    #[test]
+    fn one_lone_timeout_under_a_named_mechanism_is_not_enough_either() {
+        use crate::classify::testing::step;
+        use vantage_measurement::Operation;
+        // One GREASE handshake in three timed out: what one lost packet looks like.
+        let timed_out = vec![step(Vantage::Probe, Role::Target, Operation::TlsHandshake, Some(Failure::GenericTimeoutError))];
+        let reset = vec![step(Vantage::Probe, Role::Target, Operation::TlsHandshake, Some(Failure::ConnectionReset))];
+        let ech = Verdict::new(Status::Blocked, Mechanism::TlsEchBlocked, Vec::new());
+        let judge = |trial: &[Observation]| (ech.clone(), is_silent(&ech, trial));
+        let lone = combine(vec![(Verdict::ok(), false), judge(&timed_out), (Verdict::ok(), false)]);
+        assert_eq!((lone.status, lone.mechanism), (Status::Inconclusive, Some(Mechanism::TlsEchBlocked)));
+        // A reset is no loss: one suffices.
+        let once = combine(vec![(Verdict::ok(), false), judge(&reset), (Verdict::ok(), false)]);
+        assert_eq!(once.status, Status::Blocked);
     }
 
     #[test]

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use vantage_measurement::{Localisation, LocalisedHow, Measurement, NotLocalised, Placement, Status, TestKind};
+use vantage_measurement::{Localisation, LocalisedHow, Measurement, Mechanism, NotLocalised, Placement, Status, TestKind};
 
 use crate::classify::localise::{self as rules, How, Injection, Localisation as Found, Reason, Row, Seen};
 use crate::measure::MeasureConfig;
@@ -110,12 +110,24 @@ impl Sweep {
         if tried < last {
             return Next::Attempt { name: Name::Control, ttl: tried + 1, spaced: false };
         }
+        if self.control.iter().any(|s| matches!(s, Seen::Injected { .. })) {
+            // The control name draws the block too: nothing tells the target's hop apart, so no
+            // target attempt is sent.
+            return Next::Done(self.report(Found::NotLocalised(Reason::ControlInjected)));
+        }
         let done = u8::try_from(self.target.len()).unwrap_or(MAX_TTL);
         let found = rules::localise_within(&self.rows(), server_hop);
         if done >= last || (done > 0 && settled(found)) {
             return Next::Done(self.report(found));
         }
-        let first_trigger = self.target.iter().position(|s| matches!(s, Seen::Nothing | Seen::Injected { .. }));
+        let first_trigger = self.target.iter().zip(&self.control).position(|(target, control)| match target {
+            Seen::Injected { .. } => true,
+            // Silence where the control drew an answer: the packet may have died at the censor.
+            // Where the control drew nothing either, it is a router that sends no ICMP (common),
+            // and counting it would spend the spaced attempts before the censor is reached.
+            Seen::Nothing => matches!(control, Seen::IcmpError | Seen::Reply),
+            Seen::IcmpError | Seen::Reply => false,
+        });
         let spaced_so_far = first_trigger.map(|i| self.target.len() - i - 1);
         match spaced_so_far {
             Some(n) if n >= MAX_SPACED => Next::Done(self.report(found)),
@@ -160,14 +172,15 @@ impl Sweep {
 }
 
 /// Whether more target TTLs can't change the answer: a hop is found and its placement is known,
-/// or can never be (a reset or close ends the socket before the packet's fate shows).
+/// or can never be (a reset or close ends the socket before the packet's fate shows); or the
+/// target name reached the server, so no censor on this path blocks it now.
 fn settled(found: Found) -> bool {
     match found {
         Found::Localised(located) => {
             located.placement != rules::Placement::Unknown
                 || matches!(located.how, How::Injected(Injection::Reset | Injection::Close))
         }
-        Found::NotLocalised(_) => false,
+        Found::NotLocalised(reason) => reason == Reason::TargetReachedServer,
     }
 }
 
@@ -208,9 +221,26 @@ pub fn block(found: Found, attempts: u32) -> Localisation {
     }
 }
 
-/// Whether a measurement gets a follow-up: a `blocked` `tls` or `dns` verdict.
+/// Whether a measurement gets a follow-up: a `blocked` `dns` verdict (an injector or a hijacking
+/// middlebox answers the query where it sits), or a `blocked` `tls` verdict that the name
+/// triggered (the ClientHello drew the block; a handshake blocked whatever the name, an
+/// intercepting certificate or a stall after the handshake have nothing a TTL-limited
+/// ClientHello could draw).
 pub fn applies(m: &Measurement) -> bool {
-    m.verdict.status == Status::Blocked && matches!(m.test, TestKind::Tls | TestKind::Dns)
+    m.verdict.status == Status::Blocked
+        && match m.test {
+            TestKind::Dns => true,
+            TestKind::Tls => matches!(
+                m.verdict.mechanism,
+                Some(
+                    Mechanism::TlsResetAfterClientHello
+                        | Mechanism::TlsTimeoutSni
+                        | Mechanism::TlsEofAfterClientHello
+                        | Mechanism::TlsAlertSni
+                )
+            ),
+            _ => false,
+        }
 }
 
 /// What one follow-up needs from its measurement and configuration.

@@ -79,11 +79,37 @@ fn a_censor_at_3_of_5_is_found_with_few_spaced_attempts() {
 fn benign_and_lossy_paths_produce_no_hop() {
     let (block, spaced) = sweep(Censor::None, 5, &[]);
     assert_eq!(block.not_localised, Some(NotLocalised::TargetReachedServer));
-    assert_eq!((block.attempts, spaced), (14, 0));
+    // The target reached the server at 5: TTLs 6 and 7 could not change that.
+    assert_eq!((block.attempts, spaced), (12, 0));
     // Loss at the end of the path hits both names alike: never a hop.
     let (block, _) = sweep(Censor::None, 5, &[5, 6, 7]);
     assert_eq!(block.censor_hop, None);
     assert_eq!(sweep(Censor::None, 30, &[]).0, Localisation::not_localised(NotLocalised::ControlNeverArrived, 16));
+}
+
+#[test]
+fn routers_that_never_answer_do_not_spend_the_spaced_attempts() {
+    // Hops 2 and 4 send no ICMP for either name; the resetter at 9 of 12 is still reached, and
+    // only the attempt after its first injection waits.
+    let (block, spaced) = sweep(Censor::Reset(9), 12, &[2, 4]);
+    assert_eq!(block, located(9, 12, LocalisedHow::Reset, Placement::Unknown, 14 + 10));
+    assert_eq!(spaced, 1);
+}
+
+#[test]
+fn a_control_name_that_draws_an_injection_ends_the_follow_up_at_once() {
+    // The control name draws injections from TTL 3 on (a censor blocking every name, or the
+    // control name listed too): no target attempt is sent.
+    let injected = Seen::Injected { kind: Injection::Reset, after: After::Unobservable };
+    let mut sweep = Sweep::default();
+    for seen in [Seen::IcmpError, Seen::IcmpError, injected, injected, Seen::Reply, Seen::Reply, Seen::Reply] {
+        assert!(matches!(sweep.next(), Next::Attempt { name: Name::Control, .. }));
+        sweep.record(Name::Control, seen);
+    }
+    match sweep.next() {
+        Next::Done(block) => assert_eq!(block.not_localised, Some(NotLocalised::ControlInjected)),
+        other => panic!("another attempt: {other:?}"),
+    }
 }
 
 #[test]
@@ -106,17 +132,27 @@ fn no_path_takes_more_than_32_attempts() {
 fn only_blocked_tls_and_dns_verdicts_are_followed_up() {
     let mut m = vantage_measurement::example::tls_reset(chrono::Utc::now());
     let cases = [
-        (TestKind::Tls, Status::Blocked, true),
-        (TestKind::Dns, Status::Blocked, true),
-        (TestKind::Tls, Status::Ok, false),
-        (TestKind::Tls, Status::Inconclusive, false),
-        (TestKind::Quic, Status::Blocked, false),
-        (TestKind::Tcp, Status::Blocked, false),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsResetAfterClientHello, true),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsTimeoutSni, true),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsEofAfterClientHello, true),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsAlertSni, true),
+        (TestKind::Dns, Status::Blocked, Mechanism::DnsInjected, true),
+        (TestKind::Dns, Status::Blocked, Mechanism::DnsBogon, true),
+        // Blocked whatever the name, or after the handshake: nothing a ClientHello could draw.
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsHandshakeBlocked, false),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsMitmCertificate, false),
+        (TestKind::Tls, Status::Blocked, Mechanism::TlsDataStall, false),
+        (TestKind::Tls, Status::Blocked, Mechanism::TcpTimeout, false),
+        (TestKind::Tls, Status::Ok, Mechanism::TlsResetAfterClientHello, false),
+        (TestKind::Tls, Status::Inconclusive, Mechanism::TlsResetAfterClientHello, false),
+        (TestKind::Quic, Status::Blocked, Mechanism::QuicSniBlocked, false),
+        (TestKind::Tcp, Status::Blocked, Mechanism::TcpTimeout, false),
     ];
-    for (test, status, expected) in cases {
+    for (test, status, mechanism, expected) in cases {
         m.test = test;
         m.verdict.status = status;
-        assert_eq!(applies(&m), expected, "{test:?} {status:?}");
+        m.verdict.mechanism = Some(mechanism);
+        assert_eq!(applies(&m), expected, "{test:?} {status:?} {mechanism:?}");
     }
 }
 
@@ -170,7 +206,7 @@ async fn answering_server() -> SocketAddr {
 #[tokio::test]
 async fn a_follow_up_on_loopback_runs_its_sweep_and_stops_when_asked() {
     // Loopback never decrements the TTL: the control "reaches the server" at TTL 1, so N = 3, and
-    // the target does too: not localised, after 3 + 3 attempts.
+    // the target does too at TTL 1, which settles it: not localised, after 3 + 1 attempts.
     let addr = answering_server().await;
     let cfg = loopback_config();
     let lc = LocaliseConfig { spacing: Duration::ZERO, attempt_wait: Duration::from_millis(300) };
@@ -179,7 +215,7 @@ async fn a_follow_up_on_loopback_runs_its_sweep_and_stops_when_asked() {
     m.target.port = Some(addr.port());
     assert!(applies(&m));
     follow_up(&cfg, lc, &mut m, Instant::now(), &Stop::new()).await;
-    assert_eq!(m.verdict.localisation, Some(Localisation::not_localised(NotLocalised::TargetReachedServer, 6)));
+    assert_eq!(m.verdict.localisation, Some(Localisation::not_localised(NotLocalised::TargetReachedServer, 4)));
     let stop = Stop::new();
     stop.stop();
     follow_up(&cfg, lc, &mut m, Instant::now(), &stop).await;
