@@ -54,6 +54,29 @@ pub struct MeasureConfig {
     pub bogons: BogonPolicy,
     /// The hop follow-up of `blocked` `tls`/`dns` verdicts (`None`: off, `--no-localise`).
     pub localise: Option<crate::localise::LocaliseConfig>,
+    /// When an IPv6 destination last answered this probe, shared by every measurement of a run
+    /// and a daemon's runs: without `ipv6_control`, the evidence that IPv6 works here.
+    pub ipv6_answered: Ipv6Answered,
+}
+
+/// When an IPv6 destination last answered the probe (see [`classify::family::unproven_ipv6`]).
+#[derive(Clone, Debug, Default)]
+pub struct Ipv6Answered(Arc<std::sync::Mutex<Option<tokio::time::Instant>>>);
+
+impl Ipv6Answered {
+    /// Note `observations`' IPv6 answers, if any, at `now`.
+    pub fn note(&self, observations: &[Observation], now: tokio::time::Instant) {
+        if classify::family::ipv6_answered(observations)
+            && let Ok(mut last) = self.0.lock()
+        {
+            *last = Some(now);
+        }
+    }
+
+    /// How long ago an IPv6 destination last answered; `None`: never.
+    pub fn ago(&self, now: tokio::time::Instant) -> Option<Duration> {
+        self.0.lock().ok().and_then(|last| *last).map(|at| now.saturating_duration_since(at))
+    }
 }
 
 /// A target's name resolved off the censored path, shared by its endpoint tests (the scheduler
@@ -409,16 +432,19 @@ async fn endpoint_steps(
     let verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
+    cfg.ipv6_answered.note(observations, tokio::time::Instant::now());
+    let ipv6 = addr.is_some_and(|a| Family::of(a.ip()) == Family::Ipv6);
+    if !(ipv6 && classify::family::needs_ipv6_control(&verdict)) {
+        return verdict;
+    }
     match cfg.ipv6_control {
-        Some(control)
-            if addr.is_some_and(|a| Family::of(a.ip()) == Family::Ipv6) && classify::family::needs_ipv6_control(&verdict) =>
-        {
+        Some(control) => {
             let obs = crate::runner::tcp::connect(ctx, Role::Control, control).await.0;
             let verdict = classify::family::broken_ipv6(verdict, &obs);
             observations.push(obs);
             verdict
         }
-        _ => verdict,
+        None => classify::family::unproven_ipv6(verdict, cfg.ipv6_answered.ago(tokio::time::Instant::now())),
     }
 }
 

@@ -533,6 +533,7 @@ mod tests {
             system_resolver: false,
             dns_blackhole: None,
             ipv6_control: None,
+            ipv6_answered: Default::default(),
             dns_linger: Duration::ZERO,
             probe: vantage_measurement::ProbeInfo { cc: "ZZ".into(), asn: 0, network_type: None, network_epoch: None },
             bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),

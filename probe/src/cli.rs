@@ -374,6 +374,7 @@ impl RunArgs {
             system_resolver: !self.no_system_resolver,
             dns_blackhole: self.dns_blackhole,
             ipv6_control: self.ipv6_control,
+            ipv6_answered: Default::default(),
             dns_linger: Duration::from_millis(self.dns_linger_ms.min(10_000)),
             probe: ProbeInfo { cc: self.cc.clone(), asn: self.asn, network_type: self.network_type, network_epoch: None },
             bogons,

@@ -62,6 +62,42 @@ pub fn broken_ipv6(mut verdict: Verdict, control: &Observation) -> Verdict {
     verdict
 }
 
+/// How recently another IPv6 destination must have answered this probe for an IPv6 address-level
+/// block to stand without an IPv6 control: long enough to span a daemon's cycles, short enough
+/// that a network change (a laptop moved) is not carried over for long.
+pub const IPV6_ANSWER_FRESH: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// The verdict of an IPv6 address-level block when no IPv6 control is configured: it stands only
+/// if another IPv6 destination answered this probe `answered_ago` (within [`IPV6_ANSWER_FRESH`]);
+/// otherwise broken IPv6 upstream would look exactly the same, and a volunteer's broken IPv6 must
+/// not read as every dual-stack target blocked: `inconclusive network.no_ipv6`.
+pub fn unproven_ipv6(mut verdict: Verdict, answered_ago: Option<std::time::Duration>) -> Verdict {
+    if let Some(ago) = answered_ago.filter(|ago| *ago <= IPV6_ANSWER_FRESH) {
+        verdict.evidence.push(format!("another IPv6 destination answered {}s ago: this network's IPv6 works", ago.as_secs()));
+        return verdict;
+    }
+    let original = verdict.mechanism.map_or("other", Mechanism::as_str);
+    verdict.status = Status::Inconclusive;
+    verdict.mechanism = Some(Mechanism::NetworkNoIpv6);
+    verdict.evidence.push(format!(
+        "looked like {original}, but no IPv6 destination has answered this probe in the last {} minutes and no IPv6 \
+         control is set (--ipv6-control): broken IPv6 upstream can't be told from a blocked address",
+        IPV6_ANSWER_FRESH.as_secs() / 60
+    ));
+    verdict
+}
+
+/// Whether `observations` show an IPv6 destination answering the probe (a TCP connect, a TLS or
+/// QUIC handshake completed: a UDP send proves nothing).
+pub fn ipv6_answered(observations: &[Observation]) -> bool {
+    observations.iter().any(|o| {
+        o.vantage == Vantage::Probe
+            && o.failure.is_none()
+            && matches!(o.op, Operation::Connect | Operation::TlsHandshake | Operation::QuicHandshake)
+            && o.peer.is_some_and(|p| Family::of(p.ip()) == Family::Ipv6)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -171,6 +207,41 @@ mod tests {
         let reset = Verdict::new(Status::Blocked, Mechanism::TlsResetAfterClientHello, Vec::new());
         assert!(!needs_ipv6_control(&reset), "a reset after the ClientHello proves the IPv6 path works");
         assert!(!needs_ipv6_control(&Verdict::ok()));
+    }
+
+    #[test]
+    fn without_an_ipv6_control_an_ipv6_address_block_stands_only_if_ipv6_answered_lately() {
+        use std::time::Duration;
+        let drop = Verdict::new(Status::Blocked, Mechanism::TcpTimeout, vec!["probe connect: generic_timeout_error".into()]);
+        let cases = [
+            (
+                "another IPv6 destination answered a minute ago",
+                Some(Duration::from_secs(60)),
+                Status::Blocked,
+                Mechanism::TcpTimeout,
+            ),
+            ("at the edge of the window", Some(IPV6_ANSWER_FRESH), Status::Blocked, Mechanism::TcpTimeout),
+            (
+                "answered long ago (another network, perhaps)",
+                Some(IPV6_ANSWER_FRESH * 2),
+                Status::Inconclusive,
+                Mechanism::NetworkNoIpv6,
+            ),
+            ("never answered", None, Status::Inconclusive, Mechanism::NetworkNoIpv6),
+        ];
+        for (name, ago, status, mechanism) in cases {
+            let v = unproven_ipv6(drop.clone(), ago);
+            assert_eq!((v.status, v.mechanism), (status, Some(mechanism)), "{name}");
+            assert_eq!(v.evidence.len(), 2, "{name}: {:?}", v.evidence);
+        }
+        // What counts as an answer: a completed connect to an IPv6 peer, not a UDP send or IPv4.
+        let v6_connect = connect(Vantage::Probe, Role::Target, None, V6);
+        let v6_lost = connect(Vantage::Probe, Role::Target, Some(Failure::GenericTimeoutError), V6);
+        let v4_connect = connect(Vantage::Probe, Role::Target, None, V4);
+        let helper_v6 = connect(Vantage::Helper, Role::Target, None, V6);
+        let udp_send = at(step(Vantage::Probe, Role::Target, Operation::Data, None), V6);
+        assert!(ipv6_answered(&[v6_lost.clone(), v6_connect]));
+        assert!(!ipv6_answered(&[v6_lost, v4_connect, helper_v6, udp_send]));
     }
 
     #[test]

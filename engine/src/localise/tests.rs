@@ -170,6 +170,7 @@ fn loopback_config() -> MeasureConfig {
         bogons: crate::classify::bogon::BogonPolicy::allowing::<&str>(&[]).expect("no ranges"),
         localise: Some(LocaliseConfig::default()),
         ipv6_control: None,
+        ipv6_answered: Default::default(),
     }
 }
 
