@@ -15,7 +15,6 @@
 //! packages of `tests/install-deps.sh`; fails loudly without them.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -36,18 +35,7 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(60);
 
 /// Tor relay, obfs4proxy in front of it, the echo; returns the bridge line's cert.
 fn start_bridge(lab: &mut Lab) -> anyhow::Result<String> {
-    let tor_dir = lab.path("tor");
-    std::fs::create_dir(&tor_dir)?;
-    std::fs::set_permissions(&tor_dir, std::fs::Permissions::from_mode(0o700))?;
-    let torrc = lab.write(
-        "torrc",
-        &format!(
-            "DataDirectory {}\nORPort {SERVER}:9001\nSocksPort 0\nAssumeReachable 1\nPublishServerDescriptor 0\n\
-             ExitRelay 0\nNickname vantageobfs4\nContactInfo lab\nLog notice stderr\n",
-            tor_dir.display()
-        ),
-    )?;
-    lab.keep(lab.server.spawn("tor", "tor", &["-f", &torrc], &[])?);
+    lab.start_tor_relay(&format!("{SERVER}:9001"), "vantageobfs4")?;
     let state = lab.path("obfs4-state");
     std::fs::create_dir(&state)?;
     let state_dir = state.display().to_string();

@@ -17,7 +17,6 @@
 //! port reset); data killed after N packets; a lossy path; servers stopped.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt as _;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -139,19 +138,7 @@ fn start_servers(lab: &mut Lab, wg_if: &str) -> anyhow::Result<Keys> {
     )?;
     lab.keep(lab.server.spawn("charon", "/usr/lib/ipsec/charon", &[] as &[&str], &[("STRONGSWAN_CONF", &strongswan_conf)])?);
 
-    // Tor: a relay that publishes nothing and assumes it is reachable (no network to check with).
-    let tor_dir = lab.path("tor");
-    std::fs::create_dir(&tor_dir)?;
-    std::fs::set_permissions(&tor_dir, std::fs::Permissions::from_mode(0o700))?;
-    let torrc = lab.write(
-        "torrc",
-        &format!(
-            "DataDirectory {}\nORPort {SERVER}:9001\nSocksPort 0\nAssumeReachable 1\nPublishServerDescriptor 0\n\
-             ExitRelay 0\nNickname vantagelab\nContactInfo lab\nLog notice stderr\n",
-            tor_dir.display()
-        ),
-    )?;
-    lab.keep(lab.server.spawn("tor", "tor", &["-f", &torrc], &[])?);
+    lab.start_tor_relay(&format!("{SERVER}:9001"), "vantagelab")?;
 
     // Echoes for the random-bytes control, on the VPN port numbers.
     for port in [1194u16, 1195, 1196, 51820, 500, 4500] {

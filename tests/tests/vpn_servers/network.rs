@@ -140,6 +140,26 @@ impl Lab {
         Ok(started.split("listening on ").nth(1).map(str::trim).context("collector did not start")?.to_string())
     }
 
+    /// A Tor relay in `server` that publishes nothing and assumes it is reachable (no network to
+    /// check with), its ORPort on `orport`, as program `tor`. Wait for "Bootstrapped 0%" before
+    /// use: tor opens its ORPort before its TLS context is ready.
+    pub fn start_tor_relay(&mut self, orport: &str, nickname: &str) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt as _;
+        let tor_dir = self.path("tor");
+        std::fs::create_dir(&tor_dir)?;
+        std::fs::set_permissions(&tor_dir, std::fs::Permissions::from_mode(0o700))?;
+        let torrc = self.write(
+            "torrc",
+            &format!(
+                "DataDirectory {}\nORPort {orport}\nSocksPort 0\nAssumeReachable 1\nPublishServerDescriptor 0\n\
+                 ExitRelay 0\nNickname {nickname}\nContactInfo lab\nLog notice stderr\n",
+                tor_dir.display()
+            ),
+        )?;
+        self.keep(self.server.spawn("tor", "tor", &["-f", &torrc], &[])?);
+        Ok(())
+    }
+
     /// Wait until program `name` prints a line containing `needle`; returns the line.
     pub fn wait_for(&mut self, name: &str, needle: &str, timeout: Duration) -> anyhow::Result<String> {
         self.daemons.get_mut(name).with_context(|| format!("{name} was never started"))?.wait_for(needle, timeout)
