@@ -126,6 +126,35 @@ impl Usage {
     }
 }
 
+/// What a hop follow-up costs per attempt (a TCP connection with a ClientHello and its ICMP
+/// errors, or one DNS query): about 20 KB for a typical 23 attempts (`docs/localisation.md`).
+pub const LOCALISE_BYTES_PER_ATTEMPT: u64 = 900;
+
+impl Usage {
+    /// Charge what a measurement cost beyond its admission, at `now` (wall ms): a dual-stack
+    /// target's second family (`measurements` 1, its bytes), a hop follow-up's attempts. Never
+    /// refused: the traffic has been sent; the next admissions see it.
+    pub fn charge(&mut self, now_wall_ms: i64, bytes: u64, measurements: u32) {
+        let (day, hour) = (now_wall_ms.div_euclid(DAY_MS), now_wall_ms.div_euclid(HOUR_MS));
+        if day != self.day {
+            (self.day, self.bytes, self.skipped) = (day, 0, 0);
+        }
+        if hour != self.hour {
+            (self.hour, self.started) = (hour, 0);
+        }
+        self.bytes = self.bytes.saturating_add(bytes);
+        self.started = self.started.saturating_add(measurements);
+    }
+}
+
+/// What `m` cost beyond the admission of its job: `first` whether it is the job's first
+/// measurement (a dual-stack job yields one per family; admission charged one).
+pub fn unadmitted_bytes(m: &vantage_measurement::Measurement, first: bool) -> u64 {
+    let family = if first { 0 } else { estimated_bytes(m.test, m.verdict.trials.map_or(1, |t| t.total)) };
+    let localisation = m.verdict.localisation.as_ref().map_or(0, |l| u64::from(l.attempts) * LOCALISE_BYTES_PER_ATTEMPT);
+    family + localisation
+}
+
 /// Bytes a cycle over every test of `targets`.
 pub fn bytes_per_cycle(targets: &[vantage_engine::targets::TargetSpec]) -> u64 {
     targets.iter().flat_map(|t| t.tests.iter().map(|&test| estimated_bytes(test, t.trials))).sum()
@@ -182,6 +211,23 @@ mod tests {
         let daily = cycle * (86_400 / crate::daemon::DEFAULT_INTERVAL_SECS);
         assert_eq!(daily, 5_616_000);
         assert!(daily * 2 <= DEFAULT_DAILY_BYTES, "built-in list at the default interval: {daily} B/day");
+    }
+
+    #[test]
+    fn a_second_family_and_a_hop_follow_up_are_charged_after_the_fact() {
+        let mut m = vantage_measurement::example::tls_reset(chrono::Utc::now());
+        assert_eq!(unadmitted_bytes(&m, true), 0, "admission charged the job's first measurement");
+        assert_eq!(unadmitted_bytes(&m, false), estimated_bytes(TestKind::Tls, 1), "the other family costs as much again");
+        m.verdict.localisation =
+            Some(vantage_measurement::Localisation::not_localised(vantage_measurement::NotLocalised::TargetReachedServer, 20));
+        assert_eq!(unadmitted_bytes(&m, true), 20 * LOCALISE_BYTES_PER_ATTEMPT);
+        // Charged, never refused, over the limit too; the next admission sees it.
+        let limits = Limits { daily_bytes: 10_000, max_per_hour: 2 };
+        let mut usage = Usage::default();
+        assert_eq!(usage.admit(limits, NOON, 8_000), Admit::Go);
+        usage.charge(NOON + 1, 8_000, 1);
+        assert_eq!((usage.bytes, usage.started), (16_000, 2));
+        assert_eq!(usage.admit(limits, NOON + 2, 1), Admit::OverBytes);
     }
 
     #[test]

@@ -276,8 +276,15 @@ impl Daemon {
         let (state, json) = (&mut self.state, self.settings.json);
         let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
         let concurrency = self.settings.concurrency;
+        let mut measured = std::collections::HashSet::new();
         schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |mut m| {
             plan.stamp(&mut m);
+            // Admission charged each job once; a second family and a hop follow-up cost more.
+            let first = measured.insert((m.target.name.clone(), m.test));
+            let extra = budget::unadmitted_bytes(&m, first);
+            if extra > 0 {
+                state.budget.usage.charge(Utc::now().timestamp_millis(), extra, u32::from(!first));
+            }
             match writer.append(&m) {
                 Ok(()) => spooled += 1,
                 Err(e) => {
