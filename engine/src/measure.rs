@@ -429,7 +429,10 @@ async fn endpoint_steps(
     if !helper_obs.is_empty() {
         controls.push(ControlKind::Helper);
     }
-    let verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
+    let mut verdict = classify::verdict(test, &per_trial, &helper_obs, &cfg.bogons, taint);
+    if test == TestKind::Obfs4 {
+        verdict = classify::obfs4::clock_checked(verdict, cfg.helper.as_ref().and_then(HelperClient::clock_offset_secs));
+    }
     observations.extend(per_trial.into_iter().flatten());
     observations.extend(helper_obs);
     cfg.ipv6_answered.note(observations, tokio::time::Instant::now());

@@ -106,6 +106,29 @@ fn handshake_verdict(
     Verdict::new(Status::Blocked, mechanism, evidence)
 }
 
+/// How far this probe's clock may be from the helper's before a failed obfs4 handshake is no
+/// longer evidence of blocking. The client's MAC covers the hour since the epoch and obfs4proxy
+/// accepts the hour before and after its own, so an offset under an hour always passes and one of
+/// up to two hours may not; 30 minutes leaves room for the helper's own error.
+pub const CLOCK_OFFSET_SUSPECT_SECS: i64 = 30 * 60;
+
+/// A blocked obfs4 handshake when this probe's clock is `offset_secs` off the helper's (its HTTP
+/// `Date`): past [`CLOCK_OFFSET_SUSPECT_SECS`] the bridge itself may have refused the handshake,
+/// so the verdict is `inconclusive` with the offset as evidence. Other verdicts pass unchanged.
+pub fn clock_checked(mut verdict: Verdict, offset_secs: Option<i64>) -> Verdict {
+    let Some(offset) = offset_secs.filter(|o| o.abs() > CLOCK_OFFSET_SUSPECT_SECS) else { return verdict };
+    if verdict.status != Status::Blocked || verdict.mechanism != Some(Mechanism::Obfs4HandshakeBlocked) {
+        return verdict;
+    }
+    verdict.status = Status::Inconclusive;
+    let (minutes, direction) = (offset.abs() / 60, if offset > 0 { "behind" } else { "ahead of" });
+    verdict.evidence.push(format!(
+        "this probe's clock is {minutes} min {direction} the helper's: an obfs4 bridge refuses a handshake from a clock \
+         more than an hour off, so the failure may be the clock's"
+    ));
+    verdict
+}
+
 fn detail(o: &Observation) -> Option<&VpnDetail> {
     match &o.detail {
         Some(Detail::Vpn(d)) => Some(d),

@@ -142,3 +142,26 @@ fn a_refused_connect_is_judged_as_tcp() {
     let v = classify(&obs);
     assert_eq!((v.status, v.mechanism), (Status::Blocked, Some(Mechanism::TcpRefused)), "{:?}", v.evidence);
 }
+
+#[test]
+fn a_clock_far_off_the_helpers_makes_a_failed_handshake_inconclusive() {
+    let blocked =
+        || Verdict::new(Status::Blocked, Mechanism::Obfs4HandshakeBlocked, vec!["probe obfs4 handshake: eof_error".into()]);
+    let hour = 3600;
+    let table = [
+        ("clock right", Some(2), Status::Blocked),
+        ("no helper answer, offset unknown", None, Status::Blocked),
+        ("20 min off: the bridge accepts it", Some(-20 * 60), Status::Blocked),
+        ("three hours behind", Some(3 * hour), Status::Inconclusive),
+        ("two hours ahead", Some(-2 * hour), Status::Inconclusive),
+    ];
+    for (name, offset, status) in table {
+        let v = clock_checked(blocked(), offset);
+        assert_eq!((v.status, v.mechanism), (status, Some(Mechanism::Obfs4HandshakeBlocked)), "{name}");
+        assert_eq!(v.evidence.len(), if status == Status::Inconclusive { 2 } else { 1 }, "{name}");
+    }
+    assert!(clock_checked(blocked(), Some(3 * hour)).evidence[1].contains("180 min behind the helper's"));
+    // A cut after a completed handshake is not the clock's doing.
+    let cut = Verdict::new(Status::Blocked, Mechanism::Obfs4DataCut, Vec::new());
+    assert_eq!(clock_checked(cut, Some(3 * hour)).status, Status::Blocked);
+}

@@ -1,5 +1,6 @@
 //! The probe's side of the test helper: ask the collector to repeat a step from its network.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vantage_measurement::{Observation, Vantage};
@@ -30,6 +31,8 @@ pub enum HelperError {
 pub struct HelperClient {
     url: String,
     http: reqwest::Client,
+    /// The helper's clock minus this probe's, in seconds, from the last answer's `Date` header.
+    clock_offset: Arc<Mutex<Option<i64>>>,
 }
 
 /// The longest a helper response may be; a chain of certificates fits comfortably.
@@ -38,7 +41,18 @@ const MAX_RESPONSE_BYTES: usize = 1024 * 1024;
 impl HelperClient {
     /// A client for the helper at `base_url` (the collector's base URL).
     pub fn new(base_url: &str, http: reqwest::Client) -> Self {
-        HelperClient { url: format!("{}/api/v1/control", base_url.trim_end_matches('/')), http }
+        HelperClient {
+            url: format!("{}/api/v1/control", base_url.trim_end_matches('/')),
+            http,
+            clock_offset: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The helper's clock minus this probe's, in seconds, as its last answer showed (HTTP `Date`,
+    /// whole seconds); `None` before any answer. What an obfs4 verdict checks: the handshake
+    /// carries the hour.
+    pub fn clock_offset_secs(&self) -> Option<i64> {
+        self.clock_offset.lock().ok().and_then(|o| *o)
     }
 
     /// Ask the helper to run `req`. The helper's observations come back marked `vantage: helper`.
@@ -52,6 +66,11 @@ impl HelperClient {
                 .await
                 .map_err(|e| HelperError::Unreachable(error_chain(&e.without_url())))?;
             let status = resp.status();
+            if let Some(offset) = clock_offset(resp.headers().get(reqwest::header::DATE), chrono::Utc::now())
+                && let Ok(mut kept) = self.clock_offset.lock()
+            {
+                *kept = Some(offset);
+            }
             let body = read_limited(resp).await?;
             if !status.is_success() {
                 let text = String::from_utf8_lossy(&body).chars().take(300).collect();
@@ -72,6 +91,13 @@ impl HelperClient {
             })
             .collect())
     }
+}
+
+/// The seconds a `Date` header (an HTTP-date, RFC 9110) is ahead of `now`; `None` without a
+/// readable one.
+fn clock_offset(date: Option<&reqwest::header::HeaderValue>, now: chrono::DateTime<chrono::Utc>) -> Option<i64> {
+    let date = chrono::DateTime::parse_from_rfc2822(date?.to_str().ok()?).ok()?;
+    Some(date.timestamp() - now.timestamp())
 }
 
 async fn read_limited(resp: reqwest::Response) -> Result<Vec<u8>, HelperError> {
@@ -115,4 +141,21 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    #[test]
+    fn the_date_header_gives_the_helpers_clock_offset() {
+        let now = chrono::DateTime::parse_from_rfc3339("2026-12-02T10:00:00Z").expect("time").to_utc();
+        let offset = |v: &'static str| clock_offset(Some(&HeaderValue::from_static(v)), now);
+        assert_eq!(offset("Wed, 02 Dec 2026 10:00:00 GMT"), Some(0));
+        assert_eq!(offset("Wed, 02 Dec 2026 13:00:05 GMT"), Some(3 * 3600 + 5), "the helper is ahead");
+        assert_eq!(offset("Wed, 02 Dec 2026 08:00:00 GMT"), Some(-2 * 3600));
+        assert_eq!(offset("yesterday"), None);
+        assert_eq!(clock_offset(None, now), None);
+    }
 }
