@@ -40,7 +40,7 @@ use futures::StreamExt;
 use rand::seq::SliceRandom;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::time::Instant;
-use vantage_measurement::{Family, Measurement, Mechanism, Status, TestKind, Transport};
+use vantage_measurement::{Family, Localisation, Measurement, Mechanism, NotLocalised, Status, TestKind, Transport};
 
 use crate::classify::{ResidualTaint, triggers_residual};
 use crate::measure::{MeasureConfig, Resolved, measure, resolve, transport};
@@ -124,6 +124,18 @@ pub fn plan_owned(targets: Vec<TargetSpec>, only: Option<&[TestKind]>) -> Vec<Jo
     jobs
 }
 
+/// What the scheduler hands to its caller.
+#[derive(Debug)]
+pub enum Handover {
+    /// A finished measurement.
+    Done(Measurement),
+    /// A `blocked` measurement held back for its hop follow-up, which may take minutes: as it
+    /// stands, marked `localisation: interrupted` (what it is if the follow-up never ends: a
+    /// crash, a kill), for the caller to keep safe until the same measurement (same id) comes as
+    /// [`Handover::Done`].
+    Held(Measurement),
+}
+
 /// Run `jobs` with at most `concurrency` servers in flight, handing each measurement to `on_done`
 /// as soon as it finishes (so it is spooled before the next one completes).
 pub async fn run(
@@ -131,7 +143,7 @@ pub async fn run(
     jobs: Vec<Job>,
     concurrency: usize,
     residual: ResidualPolicy,
-    on_done: impl FnMut(Measurement),
+    on_done: impl FnMut(Handover),
 ) {
     run_until_stopped(cfg, jobs, concurrency, residual, &Stop::new(), &PenaltyBook::default(), on_done).await
 }
@@ -175,7 +187,7 @@ pub async fn run_until_stopped(
     residual: ResidualPolicy,
     stop: &Stop,
     book: &PenaltyBook,
-    mut on_done: impl FnMut(Measurement),
+    mut on_done: impl FnMut(Handover),
 ) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     // The producer owns `tx`, so the channel closes once every group is done.
@@ -299,7 +311,7 @@ async fn run_group(
     mut penalties: Penalties,
     window: Duration,
     stop: &Stop,
-    tx: UnboundedSender<Measurement>,
+    tx: UnboundedSender<Handover>,
 ) -> (Vec<Work>, Penalties, Vec<Held>) {
     let mut suspects = Vec::new();
     let mut held = Vec::new();
@@ -319,9 +331,12 @@ async fn run_group(
             suspects.push(work);
         }
         if cfg.localise.is_some() && crate::localise::applies(&m) {
+            let mut as_is = m.clone();
+            as_is.verdict.localisation = Some(Localisation::not_localised(NotLocalised::Interrupted, 0));
+            let _ = tx.send(Handover::Held(as_is));
             held.push(Held { measurement: m, endpoint, triggered_at: Instant::now() });
         } else {
-            let _ = tx.send(m);
+            let _ = tx.send(Handover::Done(m));
         }
     }
     (suspects, penalties, held)
@@ -341,7 +356,7 @@ async fn localise_group(
     mut group: Group,
     window: Duration,
     stop: &Stop,
-    tx: UnboundedSender<Measurement>,
+    tx: UnboundedSender<Handover>,
 ) -> Group {
     for Held { mut measurement, endpoint, triggered_at } in std::mem::take(&mut group.held) {
         if let Some(lc) = cfg.localise {
@@ -350,7 +365,7 @@ async fn localise_group(
         if let Some(endpoint) = endpoint.filter(|_| measurement.verdict.localisation.is_some_and(|l| l.attempts > 0)) {
             group.penalties.record(endpoint, &measurement, window, Instant::now());
         }
-        let _ = tx.send(measurement);
+        let _ = tx.send(Handover::Done(measurement));
     }
     group
 }

@@ -219,7 +219,7 @@ impl Session {
         let writer = spool.map(Spool::writer).transpose()?;
         let jobs = schedule::plan_owned(self.targets, args.tests.as_deref());
         let mut outputs = Outputs::new(writer, args.json, progress::bar(jobs.len() as u64, args.json));
-        schedule::run(self.cfg.clone(), jobs, args.concurrency, args.residual_policy(), |m| outputs.record(m)).await;
+        schedule::run(self.cfg.clone(), jobs, args.concurrency, args.residual_policy(), |h| outputs.take(h)).await;
         outputs.finish().context("measurements could not be spooled")
     }
 }

@@ -4,6 +4,7 @@
 //! measurement itself: memory stays flat however many targets a run has.
 
 use indicatif::ProgressBar;
+use vantage_engine::schedule::Handover;
 use vantage_measurement::Measurement;
 
 use crate::report;
@@ -26,6 +27,22 @@ impl Outputs {
     pub fn new(spool: Option<SpoolWriter>, json: bool, progress: ProgressBar) -> Outputs {
         let summary = if json { Summary::counts_only() } else { Summary::with_rows() };
         Outputs { spool, json, progress, summary, spool_error: None }
+    }
+
+    /// Take what the scheduler hands over: a finished measurement is [recorded](Self::record); a
+    /// held one (waiting for its hop follow-up) is kept safe in the spool until it comes back
+    /// finished, and shown nowhere yet.
+    pub fn take(&mut self, handover: Handover) {
+        match handover {
+            Handover::Done(m) => self.record(m),
+            Handover::Held(m) => {
+                if let Some(w) = self.spool.as_mut()
+                    && let Err(e) = w.hold(&m)
+                {
+                    self.spool_error.get_or_insert(e);
+                }
+            }
+        }
     }
 
     /// Take one finished measurement. The run goes on if the spool fails (the measurements are

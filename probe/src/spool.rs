@@ -7,6 +7,8 @@
 //! spool/<uuidv7>.ndjson        sealed runs waiting for upload (oldest first: v7 ids sort by time)
 //! spool/<uuidv7>+<n>.ndjson    what is left of a run after its first n lines were answered
 //! spool/rejected/<…>.ndjson    lines the collector refused, each with its reason: kept, not lost
+//! spool/held/<id>.json         a blocked measurement waiting for its hop follow-up (minutes), as
+//!                              it would be uploaded if the follow-up never ended
 //! spool/.lock                  held by the running probe, so two probes never share a spool
 //! ```
 //!
@@ -14,6 +16,8 @@
 //! loss mid-run loses at most the measurement in flight. A `.part` file found at start belongs to
 //! a crashed run (the lock proves no one else writes it) and is uploaded like a sealed one; a
 //! torn last line is dropped, being by construction a measurement that never finished writing.
+//! A held measurement is its own file until its final form is appended; held files found at start
+//! belong to a crashed run too and are queued as they were held (`localisation: interrupted`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufRead, Write};
@@ -57,6 +61,7 @@ impl Spool {
     pub fn open(data_dir: &Path) -> Result<Spool, SpoolError> {
         let dir = data_dir.join("spool");
         fs::create_dir_all(dir.join("rejected")).map_err(io_err(&dir))?;
+        fs::create_dir_all(dir.join(HELD)).map_err(io_err(&dir))?;
         let lock_path = dir.join(".lock");
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(io_err(&lock_path))?;
         match lock.try_lock() {
@@ -72,6 +77,7 @@ impl Spool {
                 remove(&path)?;
             }
         }
+        recover_held(&dir)?;
         Ok(Spool { dir, _lock: lock })
     }
 
@@ -142,6 +148,46 @@ impl Spool {
         }
         file.sync_all().map_err(io_err(&path))
     }
+}
+
+/// The directory of held measurements, under the spool.
+const HELD: &str = "held";
+
+/// Queue the held measurements of a crashed run: their follow-ups will never end, so they go as
+/// they were held. Written and synced as one sealed run before the held files go, so a crash in
+/// between queues them twice at worst (harmless: ingest is idempotent), never not at all. So is a
+/// held file whose final form was spooled just before the crash could remove it.
+fn recover_held(dir: &Path) -> Result<(), SpoolError> {
+    let held_dir = dir.join(HELD);
+    let mut lines = String::new();
+    let mut files = Vec::new();
+    for entry in fs::read_dir(&held_dir).map_err(io_err(&held_dir))?.filter_map(Result::ok) {
+        let path = entry.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        if name.ends_with(".json.tmp") {
+            // Torn while being held: the measurement is still in the run that was holding it.
+            remove(&path)?;
+        } else if name.ends_with(".json") {
+            let line = fs::read_to_string(&path).map_err(io_err(&path))?;
+            if !line.trim().is_empty() {
+                lines.push_str(line.trim_end());
+                lines.push('\n');
+            }
+            files.push(path);
+        }
+    }
+    if files.is_empty() {
+        return Ok(());
+    }
+    if !lines.is_empty() {
+        let run = dir.join(format!("{}.ndjson", Uuid::now_v7()));
+        let scratch = run.with_extension("ndjson.tmp");
+        let mut out = File::create(&scratch).map_err(io_err(&scratch))?;
+        out.write_all(lines.as_bytes()).map_err(io_err(&scratch))?;
+        out.sync_all().map_err(io_err(&scratch))?;
+        fs::rename(&scratch, &run).map_err(io_err(&scratch))?;
+    }
+    files.iter().try_for_each(|f| remove(f))
 }
 
 /// Read the complete lines of a spool file (a torn last line is dropped).
@@ -226,13 +272,31 @@ pub struct SpoolWriter {
 }
 
 impl SpoolWriter {
-    /// Append one measurement and make it durable.
+    /// Append one measurement and make it durable; a held copy of it (same id) goes.
     pub fn append(&mut self, m: &Measurement) -> Result<(), SpoolError> {
         let line = ndjson_line(m.to_json_line())?;
         self.file.write_all(line.as_bytes()).map_err(io_err(&self.path))?;
         self.file.sync_data().map_err(io_err(&self.path))?;
         self.lines += 1;
-        Ok(())
+        remove(&self.held_path(m))
+    }
+
+    /// Keep `m`, a measurement held back for its hop follow-up, safe until its final form is
+    /// [appended](Self::append): written and synced whole (a scratch file renamed), so that a
+    /// crash in the meantime queues it as held at the next start.
+    pub fn hold(&mut self, m: &Measurement) -> Result<(), SpoolError> {
+        let held = self.held_path(m);
+        let scratch = held.with_extension("json.tmp");
+        let line = ndjson_line(m.to_json_line())?;
+        let mut file = File::create(&scratch).map_err(io_err(&scratch))?;
+        file.write_all(line.as_bytes()).map_err(io_err(&scratch))?;
+        file.sync_all().map_err(io_err(&scratch))?;
+        fs::rename(&scratch, &held).map_err(io_err(&scratch))
+    }
+
+    fn held_path(&self, m: &Measurement) -> PathBuf {
+        let spool = self.path.parent().unwrap_or(Path::new("."));
+        spool.join(HELD).join(format!("{}.json", m.id))
     }
 
     /// Close the run: rename `.part` to `.ndjson`, or remove it if nothing was written.
@@ -283,6 +347,33 @@ mod tests {
         let pending = spool.pending().expect("pending");
         assert_eq!(pending, vec![path.clone()]);
         assert_eq!(read_lines(&path).expect("read").len(), 1);
+    }
+
+    #[test]
+    fn a_held_measurement_survives_a_crash_and_goes_once_it_is_appended() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (held, finished) = (example::tls_reset(Utc::now()), example::tls_reset(Utc::now()));
+        {
+            let spool = Spool::open(dir.path()).expect("open");
+            let mut w = spool.writer().expect("writer");
+            w.hold(&held).expect("hold");
+            w.hold(&finished).expect("hold");
+            w.append(&finished).expect("append"); // its follow-up ended: the held copy goes
+            drop(w); // crash: `held`'s follow-up never ends, the run is never sealed
+        }
+        let held_dir = dir.path().join("spool").join(HELD);
+        fs::write(held_dir.join("torn.json.tmp"), "{\"id\":").expect("a hold torn by the crash");
+        let spool = Spool::open(dir.path()).expect("reopen");
+        let lines: Vec<String> = spool.pending().expect("pending").iter().flat_map(|p| read_lines(p).expect("read")).collect();
+        let ids: Vec<String> =
+            lines.iter().map(|l| serde_json::from_str::<Measurement>(l).expect("a measurement").id.to_string()).collect();
+        assert_eq!(ids.len(), 2, "{lines:?}");
+        assert!(ids.contains(&held.id.to_string()) && ids.contains(&finished.id.to_string()), "{ids:?}");
+        assert_eq!(fs::read_dir(&held_dir).expect("held dir").count(), 0, "recovered, and the torn scratch file gone");
+        drop(spool);
+        // Opening again queues nothing more.
+        let spool = Spool::open(dir.path()).expect("reopen");
+        assert_eq!(spool.pending().expect("pending").iter().map(|p| read_lines(p).expect("read").len()).sum::<usize>(), 2);
     }
 
     #[test]

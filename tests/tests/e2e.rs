@@ -327,6 +327,49 @@ async fn the_collector_keeps_acknowledged_measurements_across_a_graceful_restart
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_probe_killed_during_a_hop_follow_up_still_delivers_the_blocked_measurement() -> anyhow::Result<()> {
+    let world = World::new().await?;
+    let collector = world.collector()?;
+    let port = world.proxy.addr.port();
+    let targets = world.write_targets(
+        "t.toml",
+        &format!("[[target]]\nname = \"filtered\"\ndomain = \"{FILTERED}\"\naddress = \"127.0.0.1\"\nport = {port}\ntests = [\"tls\"]\n"),
+    )?;
+    // The hop search waits --localise-spacing after the block before its first attempt; the
+    // blocked measurement waits on disk meanwhile.
+    let extra = ["--collector", collector.url.as_str(), "--no-helper", "--localise-spacing", "600"];
+    let mut args = world.probe_args(&targets, &world.dns.addr.to_string(), &extra);
+    args.retain(|a| a != "--no-localise");
+    let mut child = std::process::Command::new(vantage_tests::procs::bin("vantage-probe")?)
+        .args(&args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let held_dir = world.dir.path().join("probe-data/spool/held");
+    let held = |dir: &Path| std::fs::read_dir(dir).map(|d| d.filter_map(Result::ok).count()).unwrap_or(0);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while held(&held_dir) == 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let was_held = held(&held_dir);
+    child.kill()?; // SIGKILL: no chance to hand anything over
+    child.wait()?;
+    assert_eq!(was_held, 1, "the blocked measurement was never held on disk");
+
+    // The next start (here a flush) queues it as it was held, and delivers it.
+    let out = probe(&["flush", "--collector", &collector.url, "--data-dir", &world.path("probe-data")])?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(held(&held_dir), 0);
+    let stored = get(&format!("{}/api/v1/measurements", collector.url)).await?;
+    let ms: Vec<Value> = stored.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    assert_eq!(ms.len(), 1, "{stored}");
+    assert_eq!(verdict_of(&ms, "filtered", "tls"), ("blocked", "tls.reset_after_clienthello"));
+    assert_eq!(ms[0]["verdict"]["localisation"]["not_localised"], "interrupted", "{stored}");
+    assert_eq!(ms[0]["verdict"]["localisation"]["attempts"], 0);
+    Ok(())
+}
+
 #[test]
 fn a_bad_targets_file_is_refused_with_its_line() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;

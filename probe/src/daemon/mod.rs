@@ -44,7 +44,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio::time::Instant;
 use vantage_engine::measure::MeasureConfig;
-use vantage_engine::schedule::{self, Job, PenaltyBook, ResidualPolicy, Retest};
+use vantage_engine::schedule::{self, Handover, Job, PenaltyBook, ResidualPolicy, Retest};
 use vantage_measurement::wire::KeyStanding;
 use vantage_measurement::{Mechanism, TestKind};
 
@@ -277,8 +277,19 @@ impl Daemon {
         let residual = ResidualPolicy { window: self.settings.residual_window, retest: Retest::Never };
         let concurrency = self.settings.concurrency;
         let mut measured = std::collections::HashSet::new();
-        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |mut m| {
+        schedule::run_until_stopped(cfg, admitted, concurrency, residual, &self.shutdown.stop, &self.penalties, |handover| {
+            let (mut m, held) = match handover {
+                Handover::Done(m) => (m, false),
+                Handover::Held(m) => (m, true),
+            };
             plan.stamp(&mut m);
+            if held {
+                // Safe on disk while its hop follow-up runs; its final form comes later.
+                if let Err(e) = writer.hold(&m) {
+                    spool_error.get_or_insert(e);
+                }
+                return;
+            }
             // Admission charged each job once; a second family and a hop follow-up cost more.
             let first = measured.insert((m.target.name.clone(), m.test));
             let extra = budget::unadmitted_bytes(&m, first);
