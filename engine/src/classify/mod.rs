@@ -124,26 +124,24 @@ pub fn combine_trials(verdicts: Vec<Verdict>) -> Verdict {
 }
 
 /// [`combine_trials`] with each verdict's silence known (see [`is_silent`]).
-fn combine(judged: Vec<(Verdict, bool)>) -> Verdict {
-    let silent: Vec<bool> = judged.iter().map(|(_, s)| *s).collect();
-    let verdicts: Vec<Verdict> = judged.into_iter().map(|(v, _)| v).collect();
-    let total = u32::try_from(verdicts.len()).unwrap_or(u32::MAX);
-    let blocked = u32::try_from(verdicts.iter().filter(|v| v.status == Status::Blocked).count()).unwrap_or(u32::MAX);
-    let pick = verdicts
+fn combine(mut judged: Vec<(Verdict, bool)>) -> Verdict {
+    let total = u32::try_from(judged.len()).unwrap_or(u32::MAX);
+    let blocked = u32::try_from(judged.iter().filter(|(v, _)| v.status == Status::Blocked).count()).unwrap_or(u32::MAX);
+    let pick = judged
         .iter()
-        .position(|v| v.status == Status::Blocked)
-        .or_else(|| verdicts.iter().position(|v| v.status == Status::Ok))
+        .position(|(v, _)| v.status == Status::Blocked)
+        .or_else(|| judged.iter().position(|(v, _)| v.status == Status::Ok))
         .unwrap_or(0);
-    let pick_silent = silent.get(pick).copied().unwrap_or(false);
-    let Some(mut verdict) = verdicts.into_iter().nth(pick) else {
+    if pick >= judged.len() {
         return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no trial ran".into()]);
-    };
+    }
+    let (mut verdict, silent) = judged.swap_remove(pick);
     if total > 1 {
         verdict.evidence.push(format!("blocked in {blocked} of {total} trials"));
         verdict.trials = Some(Trials { blocked, total });
         // One lone timeout among several trials is what packet loss looks like; a censor that
         // drops does so again. Resets and forged certificates are not loss, so one suffices.
-        if blocked == 1 && pick_silent {
+        if blocked == 1 && silent {
             verdict.status = Status::Inconclusive;
             verdict.evidence.push("a single timeout in several trials can be packet loss".into());
         }
