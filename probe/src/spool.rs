@@ -165,7 +165,8 @@ fn recover_held(dir: &Path) -> Result<(), SpoolError> {
         let path = entry.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
         if name.ends_with(".json.tmp") {
-            // Torn while being held: the measurement is still in the run that was holding it.
+            // Torn by a crash while it was being written: like a torn spool line, a measurement
+            // that never finished being kept (the one in flight).
             remove(&path)?;
         } else if name.ends_with(".json") {
             let line = fs::read_to_string(&path).map_err(io_err(&path))?;
