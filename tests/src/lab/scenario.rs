@@ -414,10 +414,6 @@ impl Scenario {
 
     /// Rules that span targets.
     fn check(&self) -> Result<(), String> {
-        // The router chain is IPv4 only (`Topology::build_chain`).
-        if self.topology.is_some() && self.targets.iter().any(LabTarget::dual_stack) {
-            return Err("`[topology]` routers are IPv4 only: a target can't also have `expect_v6`".into());
-        }
         let mut states: BTreeMap<(Service, IpAddr, u16), ServerState> = BTreeMap::new();
         for t in &self.targets {
             for e in self.endpoints(t) {

@@ -1,7 +1,7 @@
 //! The four namespaces of one scenario, their links, addresses and routes (the address plan is
 //! [`super::addr`]); built on [`crate::netns`], which removes them when dropped.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use anyhow::Context;
 
@@ -38,6 +38,8 @@ pub struct Topology {
     /// Plain routers between the probe and the censor, then between the censor and `internet`
     /// (only when a scenario's `[topology]` asks; see [`Topology::create_with_routers`]).
     pub routers: Vec<Netns>,
+    /// How many of `routers` stand before the censor.
+    routers_before: usize,
 }
 
 impl Topology {
@@ -64,23 +66,20 @@ impl Topology {
     fn build_chain(stem: &str, before: u8, after: u8) -> anyhow::Result<Topology> {
         let mut routers = Vec::new();
         for n in 0..before {
-            routers.push(Netns::create_ipv4_only(stem, &format!("rb{n}"))?);
+            routers.push(Netns::create_dual_stack(stem, &format!("rb{n}"))?);
         }
         for n in 0..after {
-            routers.push(Netns::create_ipv4_only(stem, &format!("ra{n}"))?);
+            routers.push(Netns::create_dual_stack(stem, &format!("ra{n}"))?);
         }
         let topo = Topology {
-            probe: Netns::create_ipv4_only(stem, "probe")?,
-            censor: Netns::create_ipv4_only(stem, "censor")?,
-            internet: Netns::create_ipv4_only(stem, "internet")?,
-            helper: Netns::create_ipv4_only(stem, "helper")?,
+            probe: Netns::create_dual_stack(stem, "probe")?,
+            censor: Netns::create_dual_stack(stem, "censor")?,
+            internet: Netns::create_dual_stack(stem, "internet")?,
+            helper: Netns::create_dual_stack(stem, "helper")?,
             routers,
+            routers_before: usize::from(before),
         };
-        let (before_rs, after_rs) = topo.routers.split_at(usize::from(before));
-        // The forwarding nodes in path order, with their left and right interface names.
-        let mut nodes: Vec<(&Netns, &str, &str)> = before_rs.iter().map(|r| (r, "left0", "right0")).collect();
-        nodes.push((&topo.censor, ifname::CENSOR_TO_PROBE, ifname::CENSOR_TO_INTERNET));
-        nodes.extend(after_rs.iter().map(|r| (r, "left0", "right0")));
+        let nodes = topo.path_nodes();
         let last = nodes.len() - 1;
         // Link i joins node i-1 (the probe for i = 0) and node i; link last+1 joins the last node
         // and the internet. (left address, right address, prefix) of each.
@@ -137,6 +136,16 @@ impl Topology {
         Ok(topo)
     }
 
+    /// The forwarding nodes between the probe and `internet` in path order (the routers before
+    /// the censor, the censor, the routers after it), each with its left and right interface.
+    fn path_nodes(&self) -> Vec<(&Netns, &str, &str)> {
+        let (before, after) = self.routers.split_at(self.routers_before);
+        let mut nodes: Vec<(&Netns, &str, &str)> = before.iter().map(|r| (r, "left0", "right0")).collect();
+        nodes.push((&self.censor, ifname::CENSOR_TO_PROBE, ifname::CENSOR_TO_INTERNET));
+        nodes.extend(after.iter().map(|r| (r, "left0", "right0")));
+        nodes
+    }
+
     fn build(stem: &str) -> anyhow::Result<Topology> {
         let topo = Topology {
             probe: Netns::create_dual_stack(stem, "probe")?,
@@ -144,6 +153,7 @@ impl Topology {
             internet: Netns::create_dual_stack(stem, "internet")?,
             helper: Netns::create_dual_stack(stem, "helper")?,
             routers: Vec::new(),
+            routers_before: 0,
         };
         let (p, c, i, h) = (&topo.probe, &topo.censor, &topo.internet, &topo.helper);
         veth(p, ifname::PROBE, c, ifname::CENSOR_TO_PROBE)?;
@@ -180,15 +190,36 @@ impl Topology {
     /// IPv6 on every link, as on IPv4: the twin addresses of [`addr::v6`], routes both ways,
     /// forwarding on the routers. With `probe_ipv6` false the probe's network has no IPv6 (no
     /// address, no route: a connect to an IPv6 address fails at once), everything else has it.
+    /// A router chain's inner links are 2001:db8:1ff:<n>::/64; every node answers ICMPv6 without
+    /// a rate limit, as on IPv4.
     pub fn add_ipv6(&self, probe_ipv6: bool) -> anyhow::Result<()> {
-        let (p, c, i, h) = (&self.probe, &self.censor, &self.internet, &self.helper);
+        let (p, i, h) = (&self.probe, &self.internet, &self.helper);
+        let nodes = self.path_nodes();
+        let last = nodes.len() - 1;
+        // Link k joins node k-1 (the probe for k = 0) and node k: (left address, right address).
+        let link = |k: usize| -> (Ipv6Addr, Ipv6Addr) {
+            if k == 0 {
+                (addr::PROBE_V6, addr::CENSOR_PROBE_SIDE_V6)
+            } else if k == last + 1 {
+                (addr::CENSOR_INTERNET_SIDE_V6, addr::INTERNET_CENSOR_SIDE_V6)
+            } else {
+                let n = u16::try_from(k).unwrap_or(0);
+                (Ipv6Addr::new(0x2001, 0xdb8, 0x1ff, n, 0, 0, 0, 1), Ipv6Addr::new(0x2001, 0xdb8, 0x1ff, n, 0, 0, 0, 2))
+            }
+        };
         if probe_ipv6 {
             p.add_address6(ifname::PROBE, addr::PROBE_V6, 64)?;
             p.ip(&format!("-6 route add default via {}", addr::CENSOR_PROBE_SIDE_V6))?;
         }
-        c.add_address6(ifname::CENSOR_TO_PROBE, addr::CENSOR_PROBE_SIDE_V6, 64)?;
-        c.add_address6(ifname::CENSOR_TO_INTERNET, addr::CENSOR_INTERNET_SIDE_V6, 64)?;
-        c.ip(&format!("-6 route add default via {}", addr::INTERNET_CENSOR_SIDE_V6))?;
+        for (n, (node, left, right)) in nodes.iter().enumerate() {
+            let (left_link, right_link) = (link(n), link(n + 1));
+            node.add_address6(left, left_link.1, 64)?;
+            node.add_address6(right, right_link.0, 64)?;
+            node.ip(&format!("-6 route add default via {}", right_link.1))?;
+            if n > 0 {
+                node.ip(&format!("-6 route add {} via {}", addr::PROBE_PREFIX_V6, left_link.0))?;
+            }
+        }
 
         i.add_address6(ifname::INTERNET_TO_CENSOR, addr::INTERNET_CENSOR_SIDE_V6, 64)?;
         i.add_address6(ifname::INTERNET_TO_HELPER, addr::INTERNET_HELPER_SIDE_V6, 64)?;
@@ -199,8 +230,9 @@ impl Topology {
 
         h.add_address6(ifname::HELPER, addr::HELPER_V6, 64)?;
         h.ip(&format!("-6 route add default via {}", addr::INTERNET_HELPER_SIDE_V6))?;
-        for router in [c, i] {
+        for router in nodes.iter().map(|n| n.0).chain([i]) {
             router.enable_forwarding6()?;
+            router.sysctl(&["net.ipv6.icmp.ratelimit=0"])?;
         }
         Ok(())
     }

@@ -72,11 +72,7 @@ impl World {
 
         let routers = scenario.topology.unwrap_or_default();
         let topo = Topology::create_with_routers(routers.routers_before, routers.routers_after)?;
-        // IPv6 follows the base topology's links; a router chain is IPv4 only (its scenarios
-        // are refused IPv6 expectations when parsed).
-        if scenario.topology.is_none() {
-            topo.add_ipv6(scenario.probe_ipv6).context("adding IPv6 to the lab topology")?;
-        }
+        topo.add_ipv6(scenario.probe_ipv6).context("adding IPv6 to the lab topology")?;
         for command in &scenario.internet.ip {
             topo.internet.ip(command)?;
         }
