@@ -221,13 +221,35 @@ fn measure(scenario: &Scenario, keep: bool, report: &mut Report) -> anyhow::Resu
     ];
     places.extend(store_files(&world.dir().join("collector-data")));
     for (place, text) in &places {
-        for probe in [addr::PROBE.to_string(), addr::PROBE_V6.to_string()] {
-            if let Some(context) = find_address(text, &probe) {
-                report.problems.push(format!("privacy: the probe's address {probe} appears in {place}: …{context}…"));
+        for (whose, address) in private_addresses() {
+            if let Some(context) = find_address(text, &address) {
+                report.problems.push(format!("privacy: {whose} {address} appears in {place}: …{context}…"));
             }
         }
     }
     Ok(())
+}
+
+/// Addresses no output may carry: the probe's own, its gateway (the volunteer's network), and
+/// the intermediate hops of a router chain, whose Time Exceeded the hop follow-up reads (it keeps
+/// hop numbers only).
+fn private_addresses() -> Vec<(&'static str, String)> {
+    let mut list = vec![
+        ("the probe's address", addr::PROBE.to_string()),
+        ("the probe's address", addr::PROBE_V6.to_string()),
+        ("the probe's gateway", addr::CENSOR_PROBE_SIDE.to_string()),
+        ("the probe's gateway", addr::CENSOR_PROBE_SIDE_V6.to_string()),
+    ];
+    // `Topology::build_chain` and `add_ipv6`: the inner links of a chain of up to four routers.
+    for k in 0..4u8 {
+        for host in [1, 2] {
+            list.push(("a router's address", std::net::Ipv4Addr::new(198, 51, 100, 128 + 4 * k + host).to_string()));
+            list.push(("a router's address", std::net::Ipv4Addr::new(203, 0, 113, 236 + 4 * k + host).to_string()));
+            let v6 = std::net::Ipv6Addr::new(0x2001, 0xdb8, 0x1ff, u16::from(k) + 1, 0, 0, 0, u16::from(host));
+            list.push(("a router's address", v6.to_string()));
+        }
+    }
+    list
 }
 
 fn rows(scenario: &Scenario, measurements: &[Value]) -> Vec<Row> {
