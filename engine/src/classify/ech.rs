@@ -14,20 +14,14 @@
 use vantage_measurement::{Failure, Mechanism, Observation, Operation, Role, Status, Vantage, Verdict};
 
 use super::evidence::{Steps, describe};
-use super::tcp::connect_verdict;
+use super::tls::target_handshake;
 
 /// Classify an `ech` measurement (one trial, with the helper's steps).
 pub fn classify(observations: &[Observation]) -> Verdict {
     let steps = Steps(observations);
-    let Some(connect) = steps.probe_target(Operation::Connect) else {
-        return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no connect step recorded".into()]);
-    };
-    if connect.failure.is_some() {
-        // Refused before any ClientHello was sent: an IP/port block, judged as TCP.
-        return connect_verdict(&steps, connect);
-    }
-    let Some(ech) = steps.probe_target(Operation::TlsHandshake) else {
-        return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no handshake step recorded".into()]);
+    let ech = match target_handshake(&steps) {
+        Ok(ech) => ech,
+        Err(verdict) => return verdict,
     };
     // The control's handshake, or its connect when that failed.
     let control = steps.probe_control(Operation::TlsHandshake).or_else(|| steps.probe_control(Operation::Connect));

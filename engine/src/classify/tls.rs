@@ -14,17 +14,25 @@ use super::tcp::connect_verdict;
 /// Classify a TLS measurement.
 pub fn classify(observations: &[Observation]) -> Verdict {
     let steps = Steps(observations);
+    match target_handshake(&steps) {
+        Ok(target) => handshake_verdict(&steps, Operation::TlsHandshake, target),
+        Err(verdict) => verdict,
+    }
+}
+
+/// The probe's handshake with the target after a connect that succeeded; otherwise the verdict
+/// already known: a failed connect is an IP/port block judged as TCP (no SNI was sent yet), a
+/// missing step is inconclusive.
+pub fn target_handshake<'a>(steps: &Steps<'a>) -> Result<&'a Observation, Verdict> {
     let Some(connect) = steps.probe_target(Operation::Connect) else {
-        return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no connect step recorded".into()]);
+        return Err(Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no connect step recorded".into()]));
     };
     if connect.failure.is_some() {
-        // Blocked before any SNI was sent: an IP/port block, judged as TCP.
-        return connect_verdict(&steps, connect);
+        return Err(connect_verdict(steps, connect));
     }
-    let Some(target) = steps.probe_target(Operation::TlsHandshake) else {
-        return Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no handshake step recorded".into()]);
-    };
-    handshake_verdict(&steps, Operation::TlsHandshake, target)
+    steps
+        .probe_target(Operation::TlsHandshake)
+        .ok_or_else(|| Verdict::new(Status::Inconclusive, Mechanism::Other, vec!["no handshake step recorded".into()]))
 }
 
 /// Shared by TLS and QUIC: the verdict from the target handshake, the control-SNI handshake and
