@@ -240,7 +240,7 @@ fn private_addresses() -> Vec<(&'static str, String)> {
         ("the probe's gateway", addr::CENSOR_PROBE_SIDE.to_string()),
         ("the probe's gateway", addr::CENSOR_PROBE_SIDE_V6.to_string()),
     ];
-    // `Topology::build_chain` and `add_ipv6`: the inner links of a chain of up to four routers.
+    // `Topology::build` and `add_ipv6`: the inner links of a chain of up to four routers.
     for k in 0..4u8 {
         for host in [1, 2] {
             list.push(("a router's address", std::net::Ipv4Addr::new(198, 51, 100, 128 + 4 * k + host).to_string()));

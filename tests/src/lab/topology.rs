@@ -53,17 +53,17 @@ impl Topology {
     /// localisation scenarios). With none, the base topology, unchanged.
     pub fn create_with_routers(before: u8, after: u8) -> anyhow::Result<Topology> {
         let stem = netns::unique_stem(PREFIX);
-        let topo = if before == 0 && after == 0 { Topology::build(&stem) } else { Topology::build_chain(&stem, before, after) };
+        let topo = Topology::build(&stem, before, after);
         topo.with_context(|| format!("building the lab topology {stem}"))
     }
 
-    /// The base topology with routers: the chain probe, `before` routers, censor, `after`
-    /// routers, internet. The probe's link (198.51.100.0/24, its gateway .1) and the internet's
-    /// (203.0.113.252/30, internet .253) keep their addresses; the links between them are /30s
+    /// The chain probe, `before` routers, censor, `after` routers, internet (with no routers, the
+    /// base topology: probe, censor, internet). The probe's link (198.51.100.0/24, its gateway
+    /// .1) and the internet's (203.0.113.252/30, internet .253); the links between routers are /30s
     /// (198.51.100.128+ before the censor, 203.0.113.236+ after it). Every router forwards,
     /// takes packets for any source (`rp_filter=0`) and answers ICMP without a rate limit, or
     /// ten TTLs in a second would lose most of their Time Exceeded.
-    fn build_chain(stem: &str, before: u8, after: u8) -> anyhow::Result<Topology> {
+    fn build(stem: &str, before: u8, after: u8) -> anyhow::Result<Topology> {
         let mut routers = Vec::new();
         for n in 0..before {
             routers.push(Netns::create_dual_stack(stem, &format!("rb{n}"))?);
@@ -144,47 +144,6 @@ impl Topology {
         nodes.push((&self.censor, ifname::CENSOR_TO_PROBE, ifname::CENSOR_TO_INTERNET));
         nodes.extend(after.iter().map(|r| (r, "left0", "right0")));
         nodes
-    }
-
-    fn build(stem: &str) -> anyhow::Result<Topology> {
-        let topo = Topology {
-            probe: Netns::create_dual_stack(stem, "probe")?,
-            censor: Netns::create_dual_stack(stem, "censor")?,
-            internet: Netns::create_dual_stack(stem, "internet")?,
-            helper: Netns::create_dual_stack(stem, "helper")?,
-            routers: Vec::new(),
-            routers_before: 0,
-        };
-        let (p, c, i, h) = (&topo.probe, &topo.censor, &topo.internet, &topo.helper);
-        veth(p, ifname::PROBE, c, ifname::CENSOR_TO_PROBE)?;
-        veth(c, ifname::CENSOR_TO_INTERNET, i, ifname::INTERNET_TO_CENSOR)?;
-        veth(i, ifname::INTERNET_TO_HELPER, h, ifname::HELPER)?;
-
-        p.add_address(ifname::PROBE, addr::PROBE, 24)?;
-        p.ip(&format!("route add default via {}", addr::CENSOR_PROBE_SIDE))?;
-
-        c.add_address(ifname::CENSOR_TO_PROBE, addr::CENSOR_PROBE_SIDE, 24)?;
-        c.add_address(ifname::CENSOR_TO_INTERNET, addr::CENSOR_INTERNET_SIDE, 30)?;
-        c.ip(&format!("route add default via {}", addr::INTERNET_CENSOR_SIDE))?;
-
-        i.add_address(ifname::INTERNET_TO_CENSOR, addr::INTERNET_CENSOR_SIDE, 30)?;
-        i.add_address(ifname::INTERNET_TO_HELPER, addr::INTERNET_HELPER_SIDE, 24)?;
-        i.ip(&format!("route add 198.51.100.0/24 via {}", addr::CENSOR_INTERNET_SIDE))?;
-        for host in addr::INTERNET_HOSTS {
-            i.add_address("lo", host, 32)?;
-        }
-
-        h.add_address(ifname::HELPER, addr::HELPER, 24)?;
-        h.ip(&format!("route add default via {}", addr::INTERNET_HELPER_SIDE))?;
-
-        for router in [c, i] {
-            router.enable_forwarding()?;
-            // Accept packets for addresses on lo arriving on another interface.
-            router.sysctl(&["net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0"])?;
-        }
-        // The probe's system resolver asks the lab's resolver, as a volunteer's asks their ISP's.
-        p.set_resolv_conf(&format!("nameserver {}\noptions timeout:2 attempts:1\n", addr::PROBE_RESOLVER))?;
-        Ok(topo)
     }
 
     /// IPv6 on every link, as on IPv4: the twin addresses of [`addr::v6`], routes both ways,
